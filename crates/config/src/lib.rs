@@ -1,0 +1,21 @@
+//! Portcullis configuration.
+//!
+//! Owns the TOML file format: the raw serde types (unknown keys rejected), the
+//! validated, immutable model the rest of the gateway consumes, and the
+//! located problem reports that `portcullis check` prints. It never opens a
+//! socket or builds a TLS context; it only checks that the files it names can
+//! be read and hold what they should.
+
+mod load;
+mod locate;
+mod model;
+mod problem;
+mod raw;
+mod validate;
+
+pub use load::{load, parse};
+pub use model::{
+    Admin, App, Builtin, Config, LogFormat, Logging, PublicUrl, Server, Timeouts, TlsFiles,
+    Upstream, UpstreamTarget,
+};
+pub use problem::{Problem, Problems};

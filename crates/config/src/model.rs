@@ -1,0 +1,127 @@
+//! The validated configuration. Every value here has passed `validate`, so
+//! consumers can rely on it without re-checking.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration came from; relative paths in it were
+    /// resolved against its directory.
+    pub source: PathBuf,
+    pub server: Server,
+    pub admin: Option<Admin>,
+    pub log: Logging,
+    pub apps: Vec<App>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub https: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
+    /// Port that plain-HTTP redirects point at; 443 is left out of the URL.
+    pub https_redirect_port: u16,
+    pub tls: TlsFiles,
+    pub timeouts: Timeouts,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A client must send a complete request head within this time.
+    pub header_read: Duration,
+    /// A keep-alive connection with no request in flight is closed after this.
+    pub idle: Duration,
+    pub upstream_connect: Duration,
+    /// Time from sending the request upstream to receiving its response head.
+    pub upstream_response: Duration,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive such as `info` or `portcullis=debug`.
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub public: PublicUrl,
+    pub upstream: Upstream,
+}
+
+/// An app's public origin and path prefix, normalised: lowercase host,
+/// explicit port, prefix `/` or `/segment[/segment…]` without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub path_prefix: String,
+}
+
+impl PublicUrl {
+    /// The `host[:port]` form a browser sends in `Host` for this URL.
+    pub fn authority(&self) -> String {
+        let default_port = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default_port {
+            self.host.clone()
+        } else if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    Builtin(Builtin),
+    Http(UpstreamTarget),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// Shows the request headers and cookies it received, as HTML or JSON.
+    Echo,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    pub tls: bool,
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// Path prepended to the request path after the app's prefix is removed;
+    /// no trailing slash (empty for `/`).
+    pub base_path: String,
+    /// Extra trust anchor (PEM) for an https upstream with a private CA.
+    pub ca: Option<PathBuf>,
+    /// TLS server name to send and verify instead of the host in the URL.
+    pub sni: Option<String>,
+}

@@ -1,0 +1,46 @@
+//! The file as written: serde types that reject unknown keys. Nothing here is
+//! trusted until `validate` has turned it into the model.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default)]
+    pub https: Vec<String>,
+    #[serde(default)]
+    pub http: Vec<String>,
+    pub https_redirect_port: Option<u16>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub upstream_connect_timeout: Option<String>,
+    pub upstream_response_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
+    pub max_header_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub name: Option<String>,
+    pub public_url: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_ca: Option<String>,
+    pub upstream_sni: Option<String>,
+}

@@ -1,0 +1,553 @@
+//! Raw → model. Collects every problem instead of stopping at the first.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::locate::{Locator, Step};
+use crate::model::*;
+use crate::problem::Problem;
+use crate::raw::{RawAdmin, RawApp, RawLog, RawServer};
+
+const DEFAULT_HEADER_READ: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE: Duration = Duration::from_secs(75);
+const DEFAULT_UPSTREAM_CONNECT: Duration = Duration::from_secs(3);
+const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(60);
+const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(30);
+/// Well under the 8 KiB many backends accept per header block once the
+/// gateway has added its own headers.
+const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
+/// hyper cannot buffer less than this for an HTTP/1 head.
+const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
+const MAX_MAX_HEADER_BYTES: u64 = 1024 * 1024;
+/// A timeout longer than a day is a typo, not a policy.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+pub struct Validator<'a, 'i> {
+    locator: &'a Locator<'i>,
+    base: &'a Path,
+    source: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl<'a, 'i> Validator<'a, 'i> {
+    pub fn new(locator: &'a Locator<'i>, base: &'a Path, source: &'a Path) -> Self {
+        Validator {
+            locator,
+            base,
+            source,
+            problems: Vec::new(),
+        }
+    }
+
+    fn problem(&mut self, path: &[Step<'_>], message: impl Into<String>) {
+        let key = path
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => format!(".{k}"),
+                Step::Index(i) => format!("[{i}]"),
+            })
+            .collect::<String>();
+        self.problems.push(Problem {
+            key: key.trim_start_matches('.').to_string(),
+            line: self.locator.line(path),
+            message: message.into(),
+        });
+    }
+
+    pub fn finish(
+        mut self,
+        server: RawServer,
+        admin: Option<RawAdmin>,
+        log: RawLog,
+        apps: Vec<Option<RawApp>>,
+        earlier: Vec<Problem>,
+    ) -> Result<Config, Vec<Problem>> {
+        self.problems = earlier;
+        let server = self.server(server);
+        let admin = admin.and_then(|a| self.admin(a));
+        let log = self.log(log);
+        let apps = self.apps(apps);
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        match (server, apps) {
+            (Some(server), Some(apps)) => Ok(Config {
+                source: self.source.to_path_buf(),
+                server,
+                admin,
+                log,
+                apps,
+            }),
+            _ => Err(vec![Problem {
+                key: String::new(),
+                line: None,
+                message: "configuration is incomplete".into(),
+            }]),
+        }
+    }
+
+    fn addr(&mut self, path: &[Step<'_>], raw: &str) -> Option<SocketAddr> {
+        match raw.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    path,
+                    format!("`{raw}` is not a socket address such as 127.0.0.1:8443"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &'static str, raw: Option<&str>, default: Duration) -> Duration {
+        let Some(raw) = raw else { return default };
+        let path = [Step::Key("server"), Step::Key(key)];
+        match humantime::parse_duration(raw) {
+            Ok(d) if d.is_zero() => {
+                self.problem(&path, "must be longer than zero");
+                default
+            }
+            Ok(d) if d > MAX_TIMEOUT => {
+                self.problem(&path, "must be at most 24h");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(
+                    &path,
+                    format!("`{raw}` is not a duration such as 10s or 2m: {e}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn file(&mut self, path: &[Step<'_>], raw: &str) -> PathBuf {
+        let resolved = self.base.join(raw);
+        if let Err(e) = std::fs::metadata(&resolved) {
+            self.problem(path, format!("cannot read {}: {e}", resolved.display()));
+        }
+        resolved
+    }
+
+    fn server(&mut self, raw: RawServer) -> Option<Server> {
+        let s = Step::Key("server");
+        let mut https = Vec::new();
+        for (i, a) in raw.https.iter().enumerate() {
+            if let Some(addr) = self.addr(&[s.clone(), Step::Key("https"), Step::Index(i)], a) {
+                https.push(addr);
+            }
+        }
+        let mut http = Vec::new();
+        for (i, a) in raw.http.iter().enumerate() {
+            if let Some(addr) = self.addr(&[s.clone(), Step::Key("http"), Step::Index(i)], a) {
+                http.push(addr);
+            }
+        }
+        if raw.https.is_empty() {
+            self.problem(
+                &[s.clone(), Step::Key("https")],
+                "at least one TLS listener is required",
+            );
+        }
+        let mut seen = HashMap::new();
+        for addr in https.iter().chain(http.iter()) {
+            if seen.insert(*addr, ()).is_some() {
+                self.problem(&[s.clone()], format!("listener {addr} is configured twice"));
+            }
+        }
+        let tls = match (&raw.tls_cert, &raw.tls_key) {
+            (Some(cert), Some(key)) => {
+                let cert = self.pem(&[s.clone(), Step::Key("tls_cert")], cert, PemKind::Cert);
+                let key = self.pem(&[s.clone(), Step::Key("tls_key")], key, PemKind::Key);
+                Some(TlsFiles { cert, key })
+            }
+            _ => {
+                self.problem(
+                    &[s.clone()],
+                    "tls_cert and tls_key are required (make them with `portcullis dev-certs DIR`)",
+                );
+                None
+            }
+        };
+        let timeouts = Timeouts {
+            header_read: self.duration(
+                "header_read_timeout",
+                raw.header_read_timeout.as_deref(),
+                DEFAULT_HEADER_READ,
+            ),
+            idle: self.duration("idle_timeout", raw.idle_timeout.as_deref(), DEFAULT_IDLE),
+            upstream_connect: self.duration(
+                "upstream_connect_timeout",
+                raw.upstream_connect_timeout.as_deref(),
+                DEFAULT_UPSTREAM_CONNECT,
+            ),
+            upstream_response: self.duration(
+                "upstream_response_timeout",
+                raw.upstream_response_timeout.as_deref(),
+                DEFAULT_UPSTREAM_RESPONSE,
+            ),
+            shutdown: self.duration(
+                "shutdown_timeout",
+                raw.shutdown_timeout.as_deref(),
+                DEFAULT_SHUTDOWN,
+            ),
+        };
+        if timeouts.upstream_connect > timeouts.upstream_response {
+            self.problem(
+                &[s.clone(), Step::Key("upstream_connect_timeout")],
+                "must not exceed upstream_response_timeout (the response wait includes the connect)",
+            );
+        }
+        if timeouts.header_read > timeouts.idle {
+            self.problem(
+                &[s.clone(), Step::Key("header_read_timeout")],
+                "must not exceed idle_timeout (an idle connection would outlive its own header deadline)",
+            );
+        }
+        let max_header_bytes = raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+        if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&max_header_bytes) {
+            self.problem(
+                &[s.clone(), Step::Key("max_header_bytes")],
+                format!("must be between {MIN_MAX_HEADER_BYTES} and {MAX_MAX_HEADER_BYTES}"),
+            );
+        }
+        let https_redirect_port = raw
+            .https_redirect_port
+            .or_else(|| https.first().map(|a| a.port()))
+            .unwrap_or(443);
+        Some(Server {
+            https,
+            http,
+            https_redirect_port,
+            tls: tls?,
+            timeouts,
+            max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn pem(&mut self, path: &[Step<'_>], raw: &str, kind: PemKind) -> PathBuf {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let resolved = self.base.join(raw);
+        let ok = match kind {
+            PemKind::Cert => CertificateDer::pem_file_iter(&resolved)
+                .map(|mut it| matches!(it.next(), Some(Ok(_))))
+                .map_err(|e| e.to_string()),
+            PemKind::Key => PrivateKeyDer::from_pem_file(&resolved)
+                .map(|_| true)
+                .map_err(|e| e.to_string()),
+        };
+        match ok {
+            Ok(true) => {}
+            Ok(false) => self.problem(
+                path,
+                format!("{} holds no PEM certificate", resolved.display()),
+            ),
+            Err(e) => self.problem(
+                path,
+                format!(
+                    "cannot load {} from {}: {e}",
+                    kind.noun(),
+                    resolved.display()
+                ),
+            ),
+        }
+        resolved
+    }
+
+    fn admin(&mut self, raw: RawAdmin) -> Option<Admin> {
+        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:9090");
+        let listen = self.addr(&[Step::Key("admin"), Step::Key("listen")], listen)?;
+        Some(Admin { listen })
+    }
+
+    fn log(&mut self, raw: RawLog) -> Logging {
+        let format = match raw.format.as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                self.problem(
+                    &[Step::Key("log"), Step::Key("format")],
+                    format!("`{other}` is not a log format (expected \"pretty\" or \"json\")"),
+                );
+                LogFormat::Pretty
+            }
+        };
+        Logging {
+            format,
+            level: raw.level.unwrap_or_else(|| "info".into()),
+            access_log: raw.access_log.unwrap_or(true),
+        }
+    }
+
+    fn apps(&mut self, raw: Vec<Option<RawApp>>) -> Option<Vec<App>> {
+        let mut apps = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut routes: HashMap<(String, u16, String), usize> = HashMap::new();
+        for (i, app) in raw.into_iter().enumerate() {
+            let Some(app) = app else { continue };
+            let at = |key: &'static str| [Step::Key("app"), Step::Index(i), Step::Key(key)];
+            let name = match app.name {
+                Some(n) if valid_name(&n) => Some(n),
+                Some(n) => {
+                    self.problem(
+                        &at("name"),
+                        format!(
+                            "`{n}` is not a valid app name (letters, digits, - and _, at most 64)"
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    self.problem(&[Step::Key("app"), Step::Index(i)], "name is required");
+                    None
+                }
+            };
+            if let Some(name) = &name {
+                if let Some(first) = names.insert(name.clone(), i) {
+                    self.problem(
+                        &at("name"),
+                        format!("app name `{name}` is already used by app[{first}]"),
+                    );
+                }
+            }
+            let public = match app.public_url.as_deref().map(parse_public_url) {
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => {
+                    self.problem(&at("public_url"), e);
+                    None
+                }
+                None => {
+                    self.problem(
+                        &[Step::Key("app"), Step::Index(i)],
+                        "public_url is required",
+                    );
+                    None
+                }
+            };
+            if let Some(p) = &public {
+                let route = (p.host.clone(), p.port, p.path_prefix.clone());
+                if let Some(first) = routes.insert(route, i) {
+                    self.problem(
+                        &at("public_url"),
+                        format!("overlaps app[{first}]: the same host, port and path prefix"),
+                    );
+                }
+            }
+            let upstream = match app.upstream.as_deref() {
+                Some(raw) => match parse_upstream(raw) {
+                    Ok(Upstream::Http(mut target)) => {
+                        target.ca = app
+                            .upstream_ca
+                            .as_deref()
+                            .map(|ca| self.file(&at("upstream_ca"), ca));
+                        target.sni = app.upstream_sni.clone();
+                        if (target.ca.is_some() || target.sni.is_some()) && !target.tls {
+                            self.problem(
+                                &at("upstream"),
+                                "upstream_ca and upstream_sni need an https upstream",
+                            );
+                        }
+                        Some(Upstream::Http(target))
+                    }
+                    Ok(builtin) => Some(builtin),
+                    Err(e) => {
+                        self.problem(&at("upstream"), e);
+                        None
+                    }
+                },
+                None => {
+                    self.problem(&[Step::Key("app"), Step::Index(i)], "upstream is required");
+                    None
+                }
+            };
+            if let (Some(name), Some(public), Some(upstream)) = (name, public, upstream) {
+                apps.push(App {
+                    name,
+                    public,
+                    upstream,
+                });
+            }
+        }
+        Some(apps)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum PemKind {
+    Cert,
+    Key,
+}
+
+impl PemKind {
+    fn noun(self) -> &'static str {
+        match self {
+            PemKind::Cert => "certificate",
+            PemKind::Key => "private key",
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Splits `scheme://authority/path` without pulling in a URL crate; the
+/// accepted shapes are narrow on purpose.
+fn split_url(raw: &str) -> Result<(&str, &str, &str), String> {
+    let (scheme, rest) = raw
+        .split_once("://")
+        .ok_or_else(|| format!("`{raw}` is not an absolute URL"))?;
+    if rest.contains(['?', '#']) {
+        return Err(format!("`{raw}` must not carry a query or fragment"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("`{raw}` needs a host (and no user info)"));
+    }
+    Ok((scheme, authority, path))
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("`{authority}` has an unclosed IPv6 bracket"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{p}` is not a valid port"))?,
+        None => default_port,
+    };
+    let valid_host = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
+    if !valid_host {
+        return Err(format!("`{host}` is not a valid host name"));
+    }
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+fn normalise_prefix(path: &str) -> Result<String, String> {
+    if path.contains("//") || path.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(format!(
+            "path `{path}` must not contain empty, . or .. segments"
+        ));
+    }
+    let trimmed = path.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    })
+}
+
+pub(crate) fn parse_public_url(raw: &str) -> Result<PublicUrl, String> {
+    let (scheme, authority, path) = split_url(raw)?;
+    if scheme != "https" {
+        return Err(format!(
+            "`{raw}` must use https: session cookies are Secure and never travel over plain HTTP"
+        ));
+    }
+    let (host, port) = split_host_port(authority, 443)?;
+    Ok(PublicUrl {
+        scheme: scheme.to_string(),
+        host,
+        port,
+        path_prefix: normalise_prefix(path)?,
+    })
+}
+
+pub(crate) fn parse_upstream(raw: &str) -> Result<Upstream, String> {
+    if let Some(name) = raw.strip_prefix("builtin:") {
+        return match name {
+            "echo" => Ok(Upstream::Builtin(Builtin::Echo)),
+            other => Err(format!(
+                "`builtin:{other}` is not a built-in upstream (known: builtin:echo)"
+            )),
+        };
+    }
+    let (scheme, authority, path) = split_url(raw)?;
+    let (tls, default_port) = match scheme {
+        "http" => (false, 80),
+        "https" => (true, 443),
+        other => {
+            return Err(format!(
+                "upstream scheme `{other}` is not supported (http, https or builtin:)"
+            ))
+        }
+    };
+    let (host, port) = split_host_port(authority, default_port)?;
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let base = normalise_prefix(path)?;
+    Ok(Upstream::Http(UpstreamTarget {
+        tls,
+        authority,
+        base_path: if base == "/" { String::new() } else { base },
+        ca: None,
+        sni: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_is_normalised() {
+        let u = parse_public_url("https://App.Example.com:8443/wiki/").expect("valid");
+        assert_eq!(u.host, "app.example.com");
+        assert_eq!(u.port, 8443);
+        assert_eq!(u.path_prefix, "/wiki");
+        assert_eq!(u.authority(), "app.example.com:8443");
+        let root = parse_public_url("https://a.test").expect("valid");
+        assert_eq!(root.path_prefix, "/");
+        assert_eq!(root.authority(), "a.test");
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        assert!(parse_public_url("http://a.test/").is_err());
+        assert!(parse_public_url("https://a.test:0/").is_err());
+        assert!(parse_public_url("https://u@a.test/").is_err());
+        assert!(parse_public_url("https://a.test/x/../y").is_err());
+        assert!(parse_upstream("ftp://a.test/").is_err());
+        assert!(parse_upstream("builtin:nope").is_err());
+        assert!(parse_upstream("http://a test/").is_err());
+        assert!(parse_upstream("http://a.test:99999/").is_err());
+    }
+
+    #[test]
+    fn upstream_keeps_base_path() {
+        let Ok(Upstream::Http(t)) = parse_upstream("http://10.0.0.5:8080/legacy/") else {
+            panic!("expected http upstream")
+        };
+        assert_eq!(t.authority, "10.0.0.5:8080");
+        assert_eq!(t.base_path, "/legacy");
+        assert!(!t.tls);
+    }
+}

@@ -1,0 +1,98 @@
+//! The `portcullis` binary: command line, logging, signals and wiring. The
+//! only crate that knows every other one.
+
+mod dev_certs;
+mod logging;
+mod password;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "SAML access gateway and reverse proxy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway described by a configuration file.
+    Run {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print every problem with its location.
+    Check {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Read a password on stdin and print its argon2id PHC hash.
+    HashPassword,
+    /// Write a development CA and a certificate for localhost / 127.0.0.1 / ::1.
+    DevCerts {
+        /// Directory to write ca.pem, localhost.pem and localhost-key.pem into.
+        dir: PathBuf,
+    },
+}
+
+/// Exit code for an invalid configuration, as `check` documents.
+const EXIT_INVALID_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match portcullis_config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} app{})",
+                    config.display(),
+                    cfg.apps.len(),
+                    if cfg.apps.len() == 1 { "" } else { "s" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprintln!("{problems}");
+                eprintln!("{} problem(s) found", problems.problems.len());
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            }
+        },
+        Command::Run { config } => match serve::run(&config) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("portcullis: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::HashPassword => match password::hash_from_stdin() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::DevCerts { dir } => match dev_certs::write(&dir) {
+            Ok(written) => {
+                for path in written {
+                    println!("wrote {}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

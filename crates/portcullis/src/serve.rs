@@ -1,0 +1,80 @@
+//! `portcullis run`: start the gateway, reload on SIGHUP, drain on SIGTERM.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use portcullis_proxy::Gateway;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::logging;
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match portcullis_config::load(path) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("{problems}");
+            eprintln!(
+                "refusing to start: {} problem(s) found",
+                problems.problems.len()
+            );
+            return Ok(ExitCode::from(crate::EXIT_INVALID_CONFIG));
+        }
+    };
+    logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(path, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result<()> {
+    let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let gateway = Gateway::start(&config)
+        .await
+        .context("starting the gateway")?;
+    let mut shutdown_timeout = config.server.timeouts.shutdown;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                match portcullis_config::load(path) {
+                    Ok(new) => match gateway.reload(&new) {
+                        Ok(()) => {
+                            shutdown_timeout = new.server.timeouts.shutdown;
+                            tracing::info!(config = %path.display(), apps = new.apps.len(), "configuration reloaded");
+                        }
+                        Err(e) => tracing::error!(error = %e, "reload failed; still serving the previous configuration"),
+                    },
+                    Err(problems) => {
+                        for problem in &problems.problems {
+                            tracing::error!(
+                                config = %problems.file.display(),
+                                line = problem.line,
+                                key = %problem.key,
+                                "{}", problem.message
+                            );
+                        }
+                        tracing::error!(problems = problems.problems.len(), "reload refused; still serving the previous configuration");
+                    }
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!(timeout = ?shutdown_timeout, "draining");
+    let drained = gateway.shutdown(shutdown_timeout).await;
+    if drained.abandoned > 0 {
+        tracing::warn!(
+            connections = drained.abandoned,
+            "shutdown deadline passed; closing remaining connections"
+        );
+    } else {
+        tracing::info!("drained; exiting");
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Failures of the data plane's set-up: what stops it from starting or
+/// reloading. Per-request failures never surface here; they become a
+/// response in [`crate::respond`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot load TLS material from {path}: {reason}")]
+    TlsMaterial { path: PathBuf, reason: String },
+    #[error("TLS configuration rejected: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("app {app}: {reason}")]
+    App { app: String, reason: String },
+}

@@ -1,0 +1,202 @@
+//! What crosses the proxy in headers: hop-by-hop removal (RFC 9110 §7.6.1,
+//! including every header named in `Connection`) and the forwarding headers
+//! that tell a backend who the client was.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::request_id::RequestId;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Headers that describe one connection and must never be forwarded.
+fn hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Facts about the client connection, formatted once per connection rather
+/// than once per request.
+#[derive(Clone)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+    x_forwarded_for: HeaderValue,
+    /// The `for=` parameter of `Forwarded`, quoted for IPv6 as RFC 7239 requires.
+    forwarded_for: String,
+}
+
+impl ClientInfo {
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = addr.ip();
+        let ip_text = ip.to_string();
+        let forwarded_for = match ip {
+            IpAddr::V4(_) => ip_text.clone(),
+            IpAddr::V6(_) => format!("\"[{ip_text}]\""),
+        };
+        ClientInfo {
+            addr,
+            x_forwarded_for: HeaderValue::from_str(&ip_text)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_for,
+        }
+    }
+}
+
+/// True when the request asks to switch protocols (`Connection: upgrade`
+/// plus an `Upgrade` header), as a WebSocket handshake does.
+pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    wants.then(|| upgrade.clone())
+}
+
+/// Removes hop-by-hop headers, including those the peer named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+/// Rewrites a client request's headers for the upstream: hop-by-hop gone,
+/// client-supplied forwarding headers replaced by the gateway's own (a
+/// client must not be able to claim another address), `Host` set to the
+/// public host the client asked for, and the request id attached.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    public_host: &HeaderValue,
+    request_id: &RequestId,
+    upgrade: Option<&HeaderValue>,
+) {
+    strip_hop_by_hop(headers);
+    headers.remove(&FORWARDED);
+    headers.remove(&X_REAL_IP);
+    headers.insert(X_FORWARDED_FOR.clone(), client.x_forwarded_for.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_HOST.clone(), public_host.clone());
+    if let Some(forwarded) = forwarded_value(client, public_host) {
+        headers.insert(FORWARDED.clone(), forwarded);
+    }
+    headers.insert(header::HOST, public_host.clone());
+    headers.insert(X_REQUEST_ID.clone(), request_id.header_value());
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+}
+
+fn forwarded_value(client: &ClientInfo, host: &HeaderValue) -> Option<HeaderValue> {
+    let host = host.to_str().ok()?;
+    // `host` is a token or quoted-string in RFC 7239; an authority with a
+    // port or IPv6 brackets is not a token, so quote it.
+    let mut value = String::with_capacity(32 + client.forwarded_for.len() + host.len());
+    value.push_str("for=");
+    value.push_str(&client.forwarded_for);
+    value.push_str(";proto=https;host=\"");
+    value.push_str(host);
+    value.push('"');
+    HeaderValue::from_str(&value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("accept", "text/html"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn client_forwarding_headers_are_replaced() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "10.9.9.9"),
+            ("forwarded", "for=10.9.9.9"),
+            ("x-real-ip", "10.9.9.9"),
+        ]);
+        let client = ClientInfo::new("[2001:db8::1]:4000".parse().expect("addr"));
+        let host = HeaderValue::from_static("app.test:8443");
+        prepare_request(&mut h, &client, &host, &RequestId::new(), None);
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.test:8443");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::1]\";proto=https;host=\"app.test:8443\""
+        );
+        assert!(!h.contains_key("x-real-ip"));
+        assert_eq!(h["host"], "app.test:8443");
+    }
+
+    #[test]
+    fn upgrade_is_detected_and_preserved() {
+        let h = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        let upgrade = upgrade_requested(&h).expect("upgrade");
+        let mut h2 = h.clone();
+        let client = ClientInfo::new("127.0.0.1:1".parse().expect("addr"));
+        let host = HeaderValue::from_static("a.test");
+        prepare_request(&mut h2, &client, &host, &RequestId::new(), Some(&upgrade));
+        assert_eq!(h2["connection"], "upgrade");
+        assert_eq!(h2["upgrade"], "websocket");
+        assert!(upgrade_requested(&headers(&[("upgrade", "websocket")])).is_none());
+    }
+}

@@ -1,0 +1,33 @@
+//! Portcullis data plane.
+//!
+//! Owns everything that moves bytes: TLS and plain listeners, the per-request
+//! pipeline (route → forward → upstream → respond), the upstream connection
+//! pool, WebSocket tunnels, error pages, the built-in echo backend and the
+//! management listener with its metrics. It reads only the validated
+//! [`portcullis_config::Config`]; it never parses files of its own apart from
+//! the PEM material that config names, and it knows nothing of SAML or the
+//! identity provider.
+//!
+//! The request path lives in [`pipeline`]; see `REQUEST_PATH.md` beside this
+//! file for the lifecycle of a connection, a request and a reload.
+
+mod admin;
+mod body;
+mod conn;
+mod echo;
+mod error;
+mod forward;
+mod gateway;
+mod metrics;
+mod pipeline;
+mod plan;
+mod redirect;
+mod request_id;
+mod respond;
+mod route;
+mod tls;
+mod tunnel;
+mod upstream;
+
+pub use error::Error;
+pub use gateway::{Gateway, ListenAddrs};

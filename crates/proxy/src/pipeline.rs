@@ -1,0 +1,193 @@
+//! The request path, top-down, as named phases:
+//!
+//! route → forward (strip hop-by-hop, set forwarding headers) → upstream
+//! (pool or built-in) → respond (strip hop-by-hop, tunnel upgrades) → log.
+//!
+//! Each phase either continues or ends the request with a response; every
+//! failure becomes exactly one response in [`crate::respond`]. The service is
+//! infallible at the hyper boundary.
+
+use std::convert::Infallible;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::echo;
+use crate::forward::{self, ClientInfo, X_REQUEST_ID};
+use crate::metrics::{Metrics, RequestLabels, UpstreamErrorLabels};
+use crate::plan::{AppPlan, Plan, UpstreamPlan};
+use crate::request_id::RequestId;
+use crate::respond::{self, Failure};
+use crate::tunnel;
+
+/// State shared by every connection; the plan is swapped on reload.
+pub struct Shared {
+    pub plan: ArcSwap<Plan>,
+    pub metrics: Arc<Metrics>,
+    /// False while starting and once draining; drives `/readyz`.
+    pub ready: AtomicBool,
+}
+
+/// Per-request context carried through the phases.
+struct Context<'a> {
+    request_id: RequestId,
+    client: &'a ClientInfo,
+    json: bool,
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: Arc<ClientInfo>,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let plan = shared.plan.load_full();
+    let ctx = Context {
+        request_id: RequestId::new(),
+        client: &client,
+        json: respond::wants_json(request.headers()),
+    };
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let version = request.version();
+
+    let (app, outcome) = match route(&plan, &request) {
+        Some((app, host)) => (Some(app), forward(app, &ctx, host, request).await),
+        None => (None, Err(Failure::NoRoute)),
+    };
+    let failure = outcome.as_ref().err().copied();
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(failure) => respond::failure(failure, &ctx.request_id, ctx.json),
+    };
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), ctx.request_id.header_value());
+
+    // Phase: log.
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let app_name: Arc<str> = app.map_or_else(|| Arc::from("-"), |a| a.name.clone());
+    if let Some(app) = app {
+        app.latency.observe(elapsed.as_secs_f64());
+        if let Some(kind) = failure.and_then(Failure::upstream_kind) {
+            shared
+                .metrics
+                .upstream_errors
+                .get_or_create(&UpstreamErrorLabels {
+                    app: app.name.clone(),
+                    kind,
+                })
+                .inc();
+        }
+    }
+    shared
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            app: app_name.clone(),
+            code: status,
+        })
+        .inc();
+    if plan.access_log {
+        tracing::info!(
+            target: "portcullis::access",
+            app = &*app_name,
+            request.id = ctx.request_id.as_str(),
+            client.addr = %client.addr,
+            http.method = %method,
+            http.path = uri.path(),
+            http.version = ?version,
+            http.status = status,
+            error = failure.map(Failure::code),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+        );
+    }
+    Ok(response)
+}
+
+/// Phase: route. Picks the app by host and longest path prefix, and returns
+/// the public host value to forward.
+fn route<'p>(plan: &'p Plan, request: &Request<Incoming>) -> Option<(&'p AppPlan, HeaderValue)> {
+    // HTTP/2 carries the host in :authority; HTTP/1.1 in Host (or an
+    // absolute-form target, which takes precedence per RFC 9112 §3.2.2).
+    let host = match request.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok()?,
+        None => request.headers().get(header::HOST)?.clone(),
+    };
+    let index = plan
+        .routes
+        .lookup(host.to_str().ok()?, plan.default_port, request.uri().path())?;
+    Some((plan.apps.get(index)?, host))
+}
+
+/// Phases: forward → upstream → respond.
+async fn forward(
+    app: &AppPlan,
+    ctx: &Context<'_>,
+    host: HeaderValue,
+    mut request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Failure> {
+    // Upgrades are an HTTP/1.1 mechanism; HTTP/2 requests never carry them.
+    let upgrade = match request.version() {
+        Version::HTTP_11 => forward::upgrade_requested(request.headers()),
+        _ => None,
+    };
+    match &app.upstream {
+        UpstreamPlan::Echo => {
+            forward::prepare_request(
+                request.headers_mut(),
+                ctx.client,
+                &host,
+                &ctx.request_id,
+                None,
+            );
+            Ok(echo::respond(&request))
+        }
+        UpstreamPlan::Http(upstream) => {
+            let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+            let uri = upstream.map_uri(request.uri()).ok_or(Failure::BadRequest)?;
+            let (mut parts, body) = request.into_parts();
+            parts.uri = uri;
+            parts.version = Version::HTTP_11;
+            forward::prepare_request(
+                &mut parts.headers,
+                ctx.client,
+                &host,
+                &ctx.request_id,
+                upgrade.as_ref(),
+            );
+            let mut response = match upstream.send(Request::from_parts(parts, body)).await {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::warn!(
+                        request.id = ctx.request_id.as_str(),
+                        app = &*app.name,
+                        upstream.addr = %upstream.label,
+                        error.kind = e.kind(),
+                        "upstream request failed"
+                    );
+                    return Err(e.failure());
+                }
+            };
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                let Some(client_upgrade) = client_upgrade else {
+                    // A 101 nobody asked for cannot be relayed safely.
+                    return Err(Failure::UpstreamProtocol);
+                };
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                tunnel::spawn(client_upgrade, upstream_upgrade, app.name.clone());
+                let (parts, _) = response.into_parts();
+                return Ok(Response::from_parts(parts, ProxyBody::empty()));
+            }
+            forward::strip_hop_by_hop(response.headers_mut());
+            Ok(response.map(ProxyBody::upstream))
+        }
+    }
+}

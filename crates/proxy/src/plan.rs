@@ -1,0 +1,74 @@
+//! A configuration compiled for serving: route table, per-app upstream
+//! pools and metric handles. Built once per load or reload and shared by
+//! `Arc`; in-flight requests finish on the plan they started with.
+
+use std::sync::Arc;
+
+use portcullis_config::{Builtin, Config, Upstream};
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::error::Error;
+use crate::metrics::{AppLabels, Metrics};
+use crate::route::RouteTable;
+use crate::upstream::HttpUpstream;
+
+pub struct Plan {
+    pub routes: RouteTable,
+    pub apps: Vec<AppPlan>,
+    pub access_log: bool,
+    /// Port used when a request's `Host` names none.
+    pub default_port: u16,
+}
+
+pub struct AppPlan {
+    pub name: Arc<str>,
+    pub upstream: UpstreamPlan,
+    pub latency: Histogram,
+}
+
+pub enum UpstreamPlan {
+    Echo,
+    Http(HttpUpstream),
+}
+
+impl Plan {
+    pub fn compile(config: &Config, metrics: &Metrics) -> Result<Plan, Error> {
+        let mut routes = RouteTable::default();
+        let mut apps = Vec::with_capacity(config.apps.len());
+        let timeouts = config.server.timeouts;
+        for (index, app) in config.apps.iter().enumerate() {
+            routes.insert(
+                &app.public.host,
+                app.public.port,
+                &app.public.path_prefix,
+                index,
+            );
+            let upstream = match &app.upstream {
+                Upstream::Builtin(Builtin::Echo) => UpstreamPlan::Echo,
+                Upstream::Http(target) => UpstreamPlan::Http(HttpUpstream::new(
+                    &app.name,
+                    target,
+                    &app.public.path_prefix,
+                    timeouts.upstream_connect,
+                    timeouts.upstream_response,
+                )?),
+            };
+            let name: Arc<str> = Arc::from(app.name.as_str());
+            let latency = metrics
+                .latency
+                .get_or_create(&AppLabels { app: name.clone() })
+                .clone();
+            apps.push(AppPlan {
+                name,
+                upstream,
+                latency,
+            });
+        }
+        Ok(Plan {
+            routes,
+            apps,
+            access_log: config.log.access_log,
+            default_port: 443,
+        })
+    }
+}

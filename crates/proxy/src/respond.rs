@@ -1,0 +1,171 @@
+//! The one place where a failed request becomes a response: an HTML page for
+//! a browser, the JSON error shape for an API client, always with the
+//! request id so a report can be matched to the log.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::ProxyBody;
+use crate::forward::X_REQUEST_ID;
+use crate::request_id::RequestId;
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No app is configured for this host and path.
+    NoRoute,
+    /// The request could not be turned into an upstream request.
+    BadRequest,
+    /// Connecting to the upstream failed or it closed without answering.
+    UpstreamUnavailable,
+    /// The upstream accepted the request but did not answer in time.
+    UpstreamTimeout,
+    /// The upstream answered with something that is not valid HTTP.
+    UpstreamProtocol,
+}
+
+impl Failure {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Failure::NoRoute => StatusCode::NOT_FOUND,
+            Failure::BadRequest => StatusCode::BAD_REQUEST,
+            Failure::UpstreamUnavailable | Failure::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Stable machine-readable code, also the `error` field of the access log.
+    pub fn code(self) -> &'static str {
+        match self {
+            Failure::NoRoute => "no_route",
+            Failure::BadRequest => "bad_request",
+            Failure::UpstreamUnavailable => "upstream_unavailable",
+            Failure::UpstreamTimeout => "upstream_timeout",
+            Failure::UpstreamProtocol => "upstream_protocol",
+        }
+    }
+
+    /// The `kind` label of `portcullis_upstream_errors`, for upstream failures.
+    pub fn upstream_kind(self) -> Option<&'static str> {
+        match self {
+            Failure::UpstreamUnavailable => Some("connect"),
+            Failure::UpstreamTimeout => Some("timeout"),
+            Failure::UpstreamProtocol => Some("protocol"),
+            Failure::NoRoute | Failure::BadRequest => None,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Failure::NoRoute => "Not found",
+            Failure::BadRequest => "Bad request",
+            Failure::UpstreamUnavailable | Failure::UpstreamProtocol => "Application unavailable",
+            Failure::UpstreamTimeout => "Application did not respond in time",
+        }
+    }
+
+    fn detail(self) -> &'static str {
+        match self {
+            Failure::NoRoute => "No application is published at this address.",
+            Failure::BadRequest => "The request could not be understood by the gateway.",
+            Failure::UpstreamUnavailable | Failure::UpstreamProtocol => {
+                "The gateway could not reach the application. Please try again in a moment."
+            }
+            Failure::UpstreamTimeout => {
+                "The application took too long to answer. Please try again in a moment."
+            }
+        }
+    }
+}
+
+/// API clients get JSON; browsers (and anything that asks for HTML) get a page.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+pub fn failure(failure: Failure, request_id: &RequestId, json: bool) -> Response<ProxyBody> {
+    let status = failure.status();
+    let (content_type, body) = if json {
+        let body = serde_json::json!({
+            "errorCode": failure.code(),
+            "errorSummary": failure.detail(),
+            "errorId": request_id.as_str(),
+        });
+        ("application/json", body.to_string())
+    } else {
+        (
+            "text/html; charset=utf-8",
+            page(status, failure.title(), failure.detail(), request_id),
+        )
+    };
+    let mut response = Response::new(ProxyBody::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_REQUEST_ID.clone(), request_id.header_value());
+    response
+}
+
+/// A self-contained page: no external assets, so it renders even when the
+/// thing that failed is the network path to a CDN.
+pub fn page(status: StatusCode, title: &str, detail: &str, request_id: &RequestId) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<title>{code} {title}</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2933}}\
+h1{{font-size:1.5rem}}.id{{color:#52606d;font-size:.875rem}}</style></head>\
+<body><main><h1>{title}</h1><p>{detail}</p>\
+<p class=\"id\">Error {code} &middot; request id <code>{id}</code></p></main></body></html>\n",
+        code = status.as_u16(),
+        title = escape(title),
+        detail = escape(detail),
+        id = request_id.as_str(),
+    )
+}
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_decides_the_format() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_json(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(wants_json(&h));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/html,application/json;q=0.9"),
+        );
+        assert!(!wants_json(&h));
+    }
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<a href='x'>&</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+}
