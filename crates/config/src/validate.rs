@@ -153,7 +153,8 @@ impl<'a, 'i> Validator<'a, 'i> {
             );
         }
         let mut seen = HashMap::new();
-        for addr in https.iter().chain(http.iter()) {
+        // Port 0 asks the OS for a fresh port each time, so it never clashes.
+        for addr in https.iter().chain(http.iter()).filter(|a| a.port() != 0) {
             if seen.insert(*addr, ()).is_some() {
                 self.problem(&[s.clone()], format!("listener {addr} is configured twice"));
             }

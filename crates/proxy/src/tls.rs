@@ -63,10 +63,10 @@ pub fn upstream_client_config(ca: Option<&Path>) -> Result<ClientConfig, Error> 
             }
         }
     }
-    let mut config = ClientConfig::builder_with_provider(provider())
+    // ALPN is left to hyper-rustls, which offers exactly the protocols the
+    // pool is built for.
+    Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        .with_no_client_auth())
 }

@@ -1,0 +1,470 @@
+#!/usr/bin/env bash
+# Load harness: nginx and Portcullis as TLS reverse proxies in front of the
+# SAME backend, measured in ONE run with wrk, alternating rounds, and reported
+# as ratios (portcullis / nginx). See benches/README.md.
+#
+#   bash benches/load.sh
+#   DURATION=30s ROUNDS=3 CONNECTIONS=64 bash benches/load.sh
+#
+# Environment:
+#   DURATION        wrk duration of each measured run        (default 10s)
+#   ROUNDS          measured rounds, each = nginx then portcullis (default 2)
+#   CONNECTIONS     wrk connections                           (default 64)
+#   THREADS         wrk threads                               (default 2)
+#   WARMUP          warm-up duration per proxy                (default 2s)
+#   PORTCULLIS_BIN  use this binary instead of `cargo build --release -p portcullis`
+#   NGINX_BIN       nginx binary                              (default: nginx on PATH or /usr/sbin/nginx)
+#   KEEP_TMP=1      keep the temp dir (configs, logs, raw wrk output) for inspection
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+OUT_DIR="$SCRIPT_DIR/out"
+
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+WARMUP=${WARMUP:-2s}
+
+CERT="$REPO/certs-dev/localhost.pem"
+KEY="$REPO/certs-dev/localhost-key.pem"
+CA="$REPO/certs-dev/ca.pem"
+
+log() { printf '[load] %s\n' "$*" >&2; }
+die() { printf '[load] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
+[[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer (got '$CONNECTIONS')"
+[[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer (got '$THREADS')"
+for f in "$CERT" "$KEY" "$CA"; do [[ -r "$f" ]] || die "missing dev certificate file $f"; done
+
+# --------------------------------------------------------------------------
+# Dependencies
+# --------------------------------------------------------------------------
+find_nginx() {
+    if [[ -n "${NGINX_BIN:-}" ]]; then echo "$NGINX_BIN"; return; fi
+    if command -v nginx >/dev/null 2>&1; then command -v nginx; return; fi
+    if [[ -x /usr/sbin/nginx ]]; then echo /usr/sbin/nginx; return; fi
+    echo ""
+}
+
+apt_install() {
+    local sudo=""
+    if [[ "$(id -u)" != 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "need root or sudo to apt-get install $*"
+        sudo="sudo"
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not available; install $* manually"
+    log "installing $* with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $sudo apt-get install -y "$@"; then
+        $sudo apt-get update
+        $sudo apt-get install -y "$@"
+    fi
+}
+
+NGINX=$(find_nginx)
+missing=()
+[[ -n "$NGINX" && -x "$NGINX" ]] || missing+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if ((${#missing[@]})); then
+    if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+        # Newer Debian releases dropped nginx-light; fall back to nginx.
+        apt_install "${missing[@]}" || apt_install "${missing[@]/nginx-light/nginx}"
+    else
+        apt_install "${missing[@]}"
+    fi
+    NGINX=$(find_nginx)
+    [[ -n "$NGINX" && -x "$NGINX" ]] || die "nginx still not found after install"
+fi
+
+if [[ -n "${PORTCULLIS_BIN:-}" ]]; then
+    BIN="$PORTCULLIS_BIN"
+else
+    log "building portcullis (cargo build --release -p portcullis)"
+    (cd "$REPO" && cargo build --release -p portcullis) || die "cargo build failed"
+    target_dir=${CARGO_TARGET_DIR:-target}
+    [[ "$target_dir" = /* ]] || target_dir="$REPO/$target_dir"
+    BIN="$target_dir/release/portcullis"
+fi
+[[ -x "$BIN" ]] || die "portcullis binary not found or not executable: $BIN"
+
+# --------------------------------------------------------------------------
+# Temp dir, process tracking, cleanup
+# --------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-load.XXXXXX")
+# nginx workers drop to an unprivileged user when started as root; let them
+# traverse the temp dir.
+chmod 755 "$WORK"
+PIDS=()
+
+stop_pid() { # pid signal timeout_seconds
+    local pid=$1 sig=$2 timeout=$3 children i
+    kill -0 "$pid" 2>/dev/null || return 0
+    children=$(pgrep -P "$pid" 2>/dev/null || true)
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not exit after SIG$sig within ${timeout}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    # nginx workers are children of the master; make sure none outlive it.
+    for c in $children; do kill -KILL "$c" 2>/dev/null || true; done
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        # nginx: TERM = fast shutdown; portcullis: TERM = drain (no clients left).
+        stop_pid "${PIDS[$i]}" TERM 30
+    done
+    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
+        log "temp dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --------------------------------------------------------------------------
+# Ports
+# --------------------------------------------------------------------------
+read -r BACKEND_PORT NGINX_PORT PORTCULLIS_PORT < <(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(3):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+)
+[[ -n "$PORTCULLIS_PORT" ]] || die "could not pick free ports"
+
+# --------------------------------------------------------------------------
+# Configs
+# --------------------------------------------------------------------------
+NGINX_VERSION=$("$NGINX" -v 2>&1 | sed -n 's#.*nginx/\([0-9.]*\).*#\1#p')
+# `http2 on;` exists from nginx 1.25.1; older versions take `listen ... http2`.
+if [[ "$(printf '%s\n1.25.1\n' "$NGINX_VERSION" | sort -V | head -n1)" == 1.25.1 ]]; then
+    H2_LISTEN=""
+    H2_DIRECTIVE="http2 on;"
+else
+    H2_LISTEN=" http2"
+    H2_DIRECTIVE=""
+fi
+
+nginx_common() { # dir
+    local d=$1
+    cat <<EOF
+daemon off;
+master_process on;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+worker_rlimit_nofile 16384;
+EOF
+}
+
+nginx_temp_paths() { # dir
+    local d=$1
+    cat <<EOF
+    client_body_temp_path $d/client_body_temp;
+    proxy_temp_path $d/proxy_temp;
+    fastcgi_temp_path $d/fastcgi_temp;
+    uwsgi_temp_path $d/uwsgi_temp;
+    scgi_temp_path $d/scgi_temp;
+EOF
+}
+
+mkdir -p "$WORK/backend" "$WORK/nginx" "$WORK/portcullis"
+chmod 755 "$WORK/backend" "$WORK/nginx" "$WORK/portcullis"
+
+{
+    nginx_common "$WORK/backend"
+    cat <<EOF
+worker_processes 1;
+events { worker_connections 8192; }
+http {
+    access_log off;
+$(nginx_temp_paths "$WORK/backend")
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+        location / { return 200 "hello from backend\n"; }
+    }
+}
+EOF
+} >"$WORK/backend/nginx.conf"
+
+{
+    nginx_common "$WORK/nginx"
+    cat <<EOF
+worker_processes 2;
+events { worker_connections 8192; }
+http {
+    access_log off;
+$(nginx_temp_paths "$WORK/nginx")
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream backend_upstream {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 128;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT ssl$H2_LISTEN backlog=4096;
+        $H2_DIRECTIVE
+        ssl_certificate $CERT;
+        ssl_certificate_key $KEY;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        location / {
+            proxy_pass http://backend_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header Forwarded "for=\$remote_addr;host=\$host;proto=\$scheme";
+            proxy_set_header X-Request-Id \$request_id;
+        }
+    }
+}
+EOF
+} >"$WORK/nginx/nginx.conf"
+
+cat >"$WORK/portcullis/portcullis.toml" <<EOF
+[server]
+https = ["127.0.0.1:$PORTCULLIS_PORT"]
+tls_cert = "$CERT"
+tls_key = "$KEY"
+
+[log]
+level = "warn"
+access_log = false
+
+[[app]]
+name = "bench"
+public_url = "https://127.0.0.1:$PORTCULLIS_PORT/"
+upstream = "http://127.0.0.1:$BACKEND_PORT"
+EOF
+
+# --------------------------------------------------------------------------
+# Start processes
+# --------------------------------------------------------------------------
+start_nginx() { # name
+    local d="$WORK/$1"
+    "$NGINX" -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
+        || die "$1 nginx config test failed (see above)"
+    (cd "$d" && exec "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log") >"$d/stdout.log" 2>&1 &
+    PIDS+=($!)
+}
+
+start_portcullis() {
+    local d="$WORK/portcullis"
+    (cd "$d" && exec "$BIN" run --config "$d/portcullis.toml") >"$d/portcullis.log" 2>&1 &
+    PIDS+=($!)
+}
+
+wait_ready() { # name pid url [curl args...]
+    local name=$1 pid=$2 url=$3 i code
+    shift 3
+    for ((i = 0; i < 100; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited during start-up; its logs:"
+            tail -n 30 "$WORK/$name"/*.log >&2 2>/dev/null || true
+            die "$name failed to start"
+        fi
+        code=$(curl -sS -o "$WORK/$name/probe.body" -w '%{http_code}' --max-time 2 "$@" "$url" 2>/dev/null || true)
+        if [[ "$code" == 200 ]]; then
+            grep -qx 'hello from backend' "$WORK/$name/probe.body" \
+                || die "$name answered 200 but not with the backend's body: $(head -c 200 "$WORK/$name/probe.body")"
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$name logs:"
+    tail -n 30 "$WORK/$name"/*.log >&2 2>/dev/null || true
+    die "$name did not answer 200 on $url within 10s (last status: ${code:-none})"
+}
+
+tls_info() { # url
+    curl -sS -v -o /dev/null --cacert "$CA" "$1" 2>&1 \
+        | sed -n 's/^\* SSL connection using \(.*\)$/\1/p' | head -n1
+}
+
+log "temp dir $WORK; backend :$BACKEND_PORT, nginx :$NGINX_PORT, portcullis :$PORTCULLIS_PORT"
+start_nginx backend
+BACKEND_PID=${PIDS[-1]}
+wait_ready backend "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/"
+
+start_nginx nginx
+NGINX_PID=${PIDS[-1]}
+wait_ready nginx "$NGINX_PID" "https://127.0.0.1:$NGINX_PORT/" --cacert "$CA"
+
+start_portcullis
+PORTCULLIS_PID=${PIDS[-1]}
+wait_ready portcullis "$PORTCULLIS_PID" "https://127.0.0.1:$PORTCULLIS_PORT/" --cacert "$CA"
+
+NGINX_TLS=$(tls_info "https://127.0.0.1:$NGINX_PORT/")
+PORTCULLIS_TLS=$(tls_info "https://127.0.0.1:$PORTCULLIS_PORT/")
+
+# --------------------------------------------------------------------------
+# Load
+# --------------------------------------------------------------------------
+ERRORS=()
+RAW="$WORK/wrk-raw.txt"
+: >"$RAW"
+
+# Converts wrk latency ("812.00us", "1.23ms", "1.02s", "1.00m") to ms.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (match(v, /^[0-9.]+/)) { n = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1) } else { print "nan"; exit }
+        if (u == "us") f = 0.001; else if (u == "ms") f = 1; else if (u == "s") f = 1000;
+        else if (u == "m") f = 60000; else if (u == "h") f = 3600000; else { print "nan"; exit }
+        printf "%.3f\n", n * f
+    }'
+}
+
+# run_wrk NAME LABEL URL DURATION -> sets W_RPS W_P50 W_P99 W_REQS W_ERRS
+run_wrk() {
+    local name=$1 label=$2 url=$3 dur=$4 out="$WORK/wrk-$label-$name.txt"
+    local pid_var="${name^^}_PID"
+    kill -0 "${!pid_var}" 2>/dev/null || die "$name is no longer running before $label run"
+    if ! wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency "$url" >"$out" 2>&1; then
+        cat "$out" >&2
+        die "wrk failed against $name ($label)"
+    fi
+    { echo "===== $label $name ($dur) ====="; cat "$out"; } >>"$RAW"
+    W_RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    W_P50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    W_P99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    W_REQS=$(awk '/ requests in / {print $1}' "$out")
+    local sock non2xx
+    sock=$(sed -n 's/^ *Socket errors: *//p' "$out")
+    non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$out")
+    W_ERRS=""
+    if [[ -n "$sock" ]]; then W_ERRS+="socket errors: $sock; "; fi
+    if [[ -n "$non2xx" && "$non2xx" != 0 ]]; then W_ERRS+="non-2xx/3xx: $non2xx; "; fi
+    if [[ -z "$W_RPS" || -z "$W_REQS" || "$W_REQS" == 0 || "$W_P99" == nan || "$W_P50" == nan ]]; then
+        W_ERRS+="could not parse wrk output or zero requests; "
+    fi
+    if ! kill -0 "${!pid_var}" 2>/dev/null; then W_ERRS+="$name died during the run; "; fi
+    if [[ -n "$W_ERRS" ]]; then
+        ERRORS+=("$label $name: ${W_ERRS%; }")
+        log "PROBLEM in $label $name: ${W_ERRS%; }"
+    fi
+}
+
+declare -A URL=(
+    [nginx]="https://127.0.0.1:$NGINX_PORT/"
+    [portcullis]="https://127.0.0.1:$PORTCULLIS_PORT/"
+)
+declare -A RPS P50 P99 ERR
+
+for name in nginx portcullis; do
+    log "warm-up $name ($WARMUP)"
+    run_wrk "$name" warmup "${URL[$name]}" "$WARMUP"
+done
+
+for ((r = 1; r <= ROUNDS; r++)); do
+    for name in nginx portcullis; do
+        log "round $r/$ROUNDS: $name ($DURATION, $CONNECTIONS connections, $THREADS threads)"
+        run_wrk "$name" "round$r" "${URL[$name]}" "$DURATION"
+        RPS[$name,$r]=$W_RPS
+        P50[$name,$r]=$W_P50
+        P99[$name,$r]=$W_P99
+        ERR[$name,$r]=${W_ERRS:+ERR}
+    done
+done
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+median() { # values...
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+    }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.2f\n", a / b }'; }
+
+declare -A MRPS MP50 MP99
+for name in nginx portcullis; do
+    rps=() p50=() p99=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        rps+=("${RPS[$name,$r]}"); p50+=("${P50[$name,$r]}"); p99+=("${P99[$name,$r]}")
+    done
+    MRPS[$name]=$(median "${rps[@]}")
+    MP50[$name]=$(median "${p50[@]}")
+    MP99[$name]=$(median "${p99[@]}")
+done
+
+PORTCULLIS_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null || true)" ]]; then
+    PORTCULLIS_REV+="-dirty"
+fi
+WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{print $2}')
+agg="median"; ((ROUNDS > 1)) || agg="single round"
+
+SUMMARY=$(
+    echo "Portcullis vs nginx load test - $(date -u '+%Y-%m-%dT%H:%M:%SZ') on $(hostname) ($(nproc) cores)"
+    echo "wrk $WRK_VERSION: -t$THREADS -c$CONNECTIONS -d$DURATION --latency, HTTP/1.1 over TLS, GET /, $ROUNDS round(s) alternating nginx/portcullis after ${WARMUP} warm-up each"
+    echo "backend: nginx $NGINX_VERSION, 1 worker, return 200 \"hello from backend\\n\""
+    echo "nginx:      $NGINX_VERSION, 2 workers, upstream keepalive 128    TLS: ${NGINX_TLS:-?}"
+    echo "portcullis: $PORTCULLIS_REV ($BIN)    TLS: ${PORTCULLIS_TLS:-?}"
+    echo
+    echo "per round:"
+    printf '%-7s %-12s %12s %9s %9s  %s\n' round proxy req/s "p50 ms" "p99 ms" ""
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for name in nginx portcullis; do
+            printf '%-7s %-12s %12.2f %9.3f %9.3f  %s\n' "$r" "$name" \
+                "${RPS[$name,$r]:-0}" "${P50[$name,$r]:-0}" "${P99[$name,$r]:-0}" "${ERR[$name,$r]:-}"
+        done
+        printf '%-7s %-12s %11sx %8sx %8sx\n' "$r" "ratio" \
+            "$(ratio "${RPS[portcullis,$r]}" "${RPS[nginx,$r]}")" \
+            "$(ratio "${P50[portcullis,$r]}" "${P50[nginx,$r]}")" \
+            "$(ratio "${P99[portcullis,$r]}" "${P99[nginx,$r]}")"
+    done
+    echo
+    echo "$agg of $ROUNDS round(s):"
+    printf '%-12s %12s %9s %9s\n' proxy req/s "p50 ms" "p99 ms"
+    for name in nginx portcullis; do
+        printf '%-12s %12.2f %9.3f %9.3f\n' "$name" "${MRPS[$name]}" "${MP50[$name]}" "${MP99[$name]}"
+    done
+    echo "ratio portcullis/nginx: throughput $(ratio "${MRPS[portcullis]}" "${MRPS[nginx]}")x, p99 $(ratio "${MP99[portcullis]}" "${MP99[nginx]}")x (p50 $(ratio "${MP50[portcullis]}" "${MP50[nginx]}")x)"
+    if ((${#ERRORS[@]})); then
+        echo
+        echo "FAILED: errors or non-2xx responses:"
+        printf '  %s\n' "${ERRORS[@]}"
+    fi
+)
+
+mkdir -p "$OUT_DIR"
+printf '%s\n' "$SUMMARY" >"$OUT_DIR/load-summary.txt"
+cp "$RAW" "$OUT_DIR/load-wrk-raw.txt"
+echo
+printf '%s\n' "$SUMMARY"
+echo
+log "summary written to $OUT_DIR/load-summary.txt (raw wrk output: $OUT_DIR/load-wrk-raw.txt)"
+
+if ((${#ERRORS[@]})); then
+    exit 1
+fi
