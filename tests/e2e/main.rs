@@ -1,1 +1,8 @@
-fn main() {}
+//! The `portcullis` binary as an operator runs it: `check` on good and bad
+//! files, SIGHUP reloads, SIGTERM drains, and memory while streaming large
+//! bodies. Every test starts its own process on 127.0.0.1:0.
+
+mod check;
+mod process;
+mod signals;
+mod streaming;

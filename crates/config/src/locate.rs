@@ -5,7 +5,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 /// A step in a key path: a table key or an array index.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub enum Step<'a> {
     Key(&'a str),
     Index(usize),

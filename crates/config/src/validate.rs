@@ -136,19 +136,19 @@ impl<'a, 'i> Validator<'a, 'i> {
         let s = Step::Key("server");
         let mut https = Vec::new();
         for (i, a) in raw.https.iter().enumerate() {
-            if let Some(addr) = self.addr(&[s.clone(), Step::Key("https"), Step::Index(i)], a) {
+            if let Some(addr) = self.addr(&[s, Step::Key("https"), Step::Index(i)], a) {
                 https.push(addr);
             }
         }
         let mut http = Vec::new();
         for (i, a) in raw.http.iter().enumerate() {
-            if let Some(addr) = self.addr(&[s.clone(), Step::Key("http"), Step::Index(i)], a) {
+            if let Some(addr) = self.addr(&[s, Step::Key("http"), Step::Index(i)], a) {
                 http.push(addr);
             }
         }
         if raw.https.is_empty() {
             self.problem(
-                &[s.clone(), Step::Key("https")],
+                &[s, Step::Key("https")],
                 "at least one TLS listener is required",
             );
         }
@@ -156,18 +156,18 @@ impl<'a, 'i> Validator<'a, 'i> {
         // Port 0 asks the OS for a fresh port each time, so it never clashes.
         for addr in https.iter().chain(http.iter()).filter(|a| a.port() != 0) {
             if seen.insert(*addr, ()).is_some() {
-                self.problem(&[s.clone()], format!("listener {addr} is configured twice"));
+                self.problem(&[s], format!("listener {addr} is configured twice"));
             }
         }
         let tls = match (&raw.tls_cert, &raw.tls_key) {
             (Some(cert), Some(key)) => {
-                let cert = self.pem(&[s.clone(), Step::Key("tls_cert")], cert, PemKind::Cert);
-                let key = self.pem(&[s.clone(), Step::Key("tls_key")], key, PemKind::Key);
+                let cert = self.pem(&[s, Step::Key("tls_cert")], cert, PemKind::Cert);
+                let key = self.pem(&[s, Step::Key("tls_key")], key, PemKind::Key);
                 Some(TlsFiles { cert, key })
             }
             _ => {
                 self.problem(
-                    &[s.clone()],
+                    &[s],
                     "tls_cert and tls_key are required (make them with `portcullis dev-certs DIR`)",
                 );
                 None
@@ -198,20 +198,20 @@ impl<'a, 'i> Validator<'a, 'i> {
         };
         if timeouts.upstream_connect > timeouts.upstream_response {
             self.problem(
-                &[s.clone(), Step::Key("upstream_connect_timeout")],
+                &[s, Step::Key("upstream_connect_timeout")],
                 "must not exceed upstream_response_timeout (the response wait includes the connect)",
             );
         }
         if timeouts.header_read > timeouts.idle {
             self.problem(
-                &[s.clone(), Step::Key("header_read_timeout")],
+                &[s, Step::Key("header_read_timeout")],
                 "must not exceed idle_timeout (an idle connection would outlive its own header deadline)",
             );
         }
         let max_header_bytes = raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
         if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&max_header_bytes) {
             self.problem(
-                &[s.clone(), Step::Key("max_header_bytes")],
+                &[s, Step::Key("max_header_bytes")],
                 format!("must be between {MIN_MAX_HEADER_BYTES} and {MAX_MAX_HEADER_BYTES}"),
             );
         }

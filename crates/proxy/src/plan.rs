@@ -28,7 +28,7 @@ pub struct AppPlan {
 
 pub enum UpstreamPlan {
     Echo,
-    Http(HttpUpstream),
+    Http(Box<HttpUpstream>),
 }
 
 impl Plan {
@@ -45,13 +45,13 @@ impl Plan {
             );
             let upstream = match &app.upstream {
                 Upstream::Builtin(Builtin::Echo) => UpstreamPlan::Echo,
-                Upstream::Http(target) => UpstreamPlan::Http(HttpUpstream::new(
+                Upstream::Http(target) => UpstreamPlan::Http(Box::new(HttpUpstream::new(
                     &app.name,
                     target,
                     &app.public.path_prefix,
                     timeouts.upstream_connect,
                     timeouts.upstream_response,
-                )?),
+                )?)),
             };
             let name: Arc<str> = Arc::from(app.name.as_str());
             let latency = metrics

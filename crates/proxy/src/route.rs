@@ -31,7 +31,7 @@ impl RouteTable {
         };
         let prefixes = &mut ports[idx].prefixes;
         prefixes.push((prefix.to_string(), app));
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
     }
 
     /// `authority` is the request's `Host` (or `:authority`); a missing port

@@ -1,0 +1,46 @@
+# The two commands: `make run` serves the demo, `make test` runs every test.
+# Both install what they need on a fresh Debian/Ubuntu machine.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+CONFIG ?= gateway.toml.example
+
+# Build dependencies (samael's xmlsec binding needs libxmlsec1, libxml2,
+# openssl and libclang) and what the tests start: nginx and wrk for the
+# load harness are installed by benches/load.sh itself.
+BUILD_PACKAGES := build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev clang
+TEST_PACKAGES := $(BUILD_PACKAGES)
+
+.PHONY: run test build deps test-deps lint bench certs toolchain
+
+toolchain:
+	@command -v $(CARGO) >/dev/null || { echo "portcullis: cargo not found; install Rust from https://rustup.rs (stable 1.85 or newer)" >&2; exit 1; }
+
+deps: toolchain
+	@deploy/install-packages.sh $(BUILD_PACKAGES)
+
+test-deps: toolchain
+	@deploy/install-packages.sh $(TEST_PACKAGES)
+
+build: deps
+	$(CARGO) build --release -p portcullis
+
+certs-dev/localhost.pem:
+	$(CARGO) run --release -q -p portcullis -- dev-certs certs-dev
+
+certs: certs-dev/localhost.pem
+
+run: build certs
+	target/release/portcullis check --config $(CONFIG)
+	@echo "Demo: https://127.0.0.1:8443/ and https://127.0.0.1:9443/ (CA: certs-dev/ca.pem); metrics: http://127.0.0.1:9901/metrics"
+	target/release/portcullis run --config $(CONFIG)
+
+test: test-deps
+	$(CARGO) test --workspace --no-fail-fast
+
+lint: toolchain
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: build
+	bash benches/load.sh

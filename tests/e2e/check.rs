@@ -1,0 +1,166 @@
+use std::process::Command;
+
+use crate::process::{app, config_text, BIN};
+use test_support::Pki;
+
+fn check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_good_file_passes() {
+    let pki = Pki::new();
+    let text = config_text(&pki, "", &app("a", "https://app.test/", "builtin:echo"));
+    let (code, stdout, stderr) = check(&text);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok (1 app)"), "{stdout}");
+}
+
+#[test]
+fn the_shipped_example_passes() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../gateway.toml.example");
+    let out = Command::new(BIN)
+        .args(["check", "--config", example])
+        .output()
+        .expect("run check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    let (code, _, stderr) = check("[server]\nhttps = [\"127.0.0.1:0\"\n");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("gateway.toml:2:"), "{stderr}");
+    assert!(stderr.contains("TOML syntax error"), "{stderr}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_with_its_location() {
+    let pki = Pki::new();
+    let apps = [
+        app("dup", "https://app.test/", "builtin:echo"),
+        app("dup", "https://b.test/", "builtin:echo"),
+        app("overlap", "https://app.test", "builtin:echo"),
+        app("bad-upstream", "https://c.test/", "ftp://files.example/"),
+        app("plain", "http://a.test/", "builtin:echo"),
+        "[[app]]\nname = \"typo\"\npublic_url = \"https://a.test/\"\nupstrem = \"builtin:echo\"\n"
+            .to_string(),
+    ]
+    .concat();
+    let server = "upstream_connect_timeout = \"30s\"\nupstream_response_timeout = \"5s\"\nheader_read_timeout = \"0s\"";
+    let mut text = config_text(&pki, server, &apps);
+    text = text.replace(
+        &pki.key_path().display().to_string(),
+        "/nonexistent/key.pem",
+    );
+    let (code, _, stderr) = check(&text);
+    assert_eq!(code, 2, "{stderr}");
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("{needle} not in config"))
+    };
+    let expectations = [
+        (
+            format!(":{}: app[1].name", line_of("name = \"dup\"") + 4),
+            "already used by app[0]",
+        ),
+        (
+            format!(":{}: app[2].public_url", line_of("https://app.test\"")),
+            "overlaps app[0]",
+        ),
+        (
+            format!(":{}: app[3].upstream", line_of("ftp://")),
+            "not supported",
+        ),
+        (
+            format!(":{}: app[4].public_url", line_of("http://a.test/")),
+            "must use https",
+        ),
+        (
+            format!(":{}: app[5].upstrem", line_of("upstrem")),
+            "unknown field",
+        ),
+        (
+            format!(":{}: server.tls_key", line_of("/nonexistent/key.pem")),
+            "cannot load private key",
+        ),
+        (
+            format!(
+                ":{}: server.upstream_connect_timeout",
+                line_of("upstream_connect_timeout")
+            ),
+            "must not exceed",
+        ),
+        (
+            format!(
+                ":{}: server.header_read_timeout",
+                line_of("header_read_timeout")
+            ),
+            "longer than zero",
+        ),
+    ];
+    for (location, message) in expectations {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&location) && l.contains(message)),
+            "missing `{location}` … `{message}` in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("8 problem(s) found"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_an_invalid_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, "[server]\nhttps = [\"not-an-address\"]\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.https[0]"), "{stderr}");
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash() {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let hash = String::from_utf8_lossy(&out.stdout);
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+}

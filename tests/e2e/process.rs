@@ -1,0 +1,154 @@
+//! A `portcullis run` child process with JSON logs captured.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use test_support::Pki;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+pub struct Gateway {
+    child: Child,
+    pub https: SocketAddr,
+    pub pki: Pki,
+    pub config: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A config for one TLS listener on port 0 with JSON logs and `apps`.
+pub fn config_text(pki: &Pki, server_extra: &str, apps: &str) -> String {
+    format!(
+        "[server]\nhttps = [\"127.0.0.1:0\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{server_extra}\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n\n{apps}",
+        pki.cert_path().display(),
+        pki.key_path().display(),
+    )
+}
+
+pub fn app(name: &str, public_url: &str, upstream: &str) -> String {
+    format!(
+        "[[app]]\nname = \"{name}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n"
+    )
+}
+
+impl Gateway {
+    pub fn start(server_extra: &str, apps: &str) -> Gateway {
+        let pki = Pki::new();
+        let dir = tempfile::tempdir().expect("dir");
+        let config = dir.path().join("gateway.toml");
+        std::fs::write(&config, config_text(&pki, server_extra, apps)).expect("write config");
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis");
+        let stdout = child.stdout.take().expect("stdout");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("logs").push(line);
+            }
+        });
+        let mut gateway = Gateway {
+            child,
+            https: "0.0.0.0:0".parse().expect("addr"),
+            pki,
+            config,
+            logs,
+            _dir: dir,
+        };
+        let line = gateway
+            .wait_for_log("gateway listening", Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("gateway did not start; logs: {:?}", gateway.logs()));
+        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        let https = event["https"].as_str().expect("https field");
+        gateway.https = https
+            .trim_matches(['[', ']'])
+            .split(',')
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .expect("bound address");
+        gateway
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// The first log line containing `needle`, waiting up to `within`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) = self.logs().into_iter().find(|l| l.contains(needle)) {
+                return Some(line);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak resident memory of the gateway process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
+    pub fn rewrite_config(&self, text: &str) {
+        write_atomically(&self.config, text);
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
