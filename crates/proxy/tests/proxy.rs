@@ -420,3 +420,26 @@ async fn reload_swaps_routes_and_graceful_shutdown_drains() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(drained.abandoned, 0);
 }
+
+#[tokio::test]
+async fn https_upstream_with_private_ca_and_sni() {
+    let upstream_pki = Pki::new();
+    let backend = Backend::start_tls(&upstream_pki).await;
+    let port = backend.addr.port();
+    let apps = format!(
+        "{}upstream_ca = \"{ca}\"\nupstream_sni = \"localhost\"\n{}",
+        app("trusted", "https://a.test/", &format!("https://127.0.0.1:{port}/base")),
+        // Without the private CA the backend's certificate is not trusted.
+        app("untrusted", "https://b.test/", &format!("https://localhost:{port}/")),
+        ca = upstream_pki.ca_path().display(),
+    );
+    let gw = Harness::start("", &apps).await;
+    let client = gw.h1();
+    let reply = client.get("https://a.test/x").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["path"], "/base/x");
+    assert_eq!(backend.requests(), 1);
+    let reply = client.get("https://b.test/x").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(backend.requests(), 1, "an untrusted upstream got a request");
+}
