@@ -428,9 +428,17 @@ async fn https_upstream_with_private_ca_and_sni() {
     let port = backend.addr.port();
     let apps = format!(
         "{}upstream_ca = \"{ca}\"\nupstream_sni = \"localhost\"\n{}",
-        app("trusted", "https://a.test/", &format!("https://127.0.0.1:{port}/base")),
+        app(
+            "trusted",
+            "https://a.test/",
+            &format!("https://127.0.0.1:{port}/base")
+        ),
         // Without the private CA the backend's certificate is not trusted.
-        app("untrusted", "https://b.test/", &format!("https://localhost:{port}/")),
+        app(
+            "untrusted",
+            "https://b.test/",
+            &format!("https://localhost:{port}/")
+        ),
         ca = upstream_pki.ca_path().display(),
     );
     let gw = Harness::start("", &apps).await;

@@ -84,7 +84,9 @@ impl Backend {
                     let builder = hyper::server::conn::http1::Builder::new();
                     match tls {
                         Some(acceptor) => {
-                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
                             let _ = builder
                                 .serve_connection(TokioIo::new(stream), service)
                                 .with_upgrades()
