@@ -35,8 +35,12 @@ run: build certs
 	@echo "Demo: https://127.0.0.1:8443/ and https://127.0.0.1:9443/ (CA: certs-dev/ca.pem); metrics: http://127.0.0.1:9901/metrics"
 	target/release/portcullis run --config $(CONFIG)
 
+# cargo prints one "test result" line per test binary; the last line here
+# sums them so a reader (or CI) sees the whole run at a glance.
 test: test-deps
-	$(CARGO) test --workspace --no-fail-fast
+	@mkdir -p target; set -o pipefail; $(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test-output.log; status=$$?; \
+	awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
+	     END { printf "workspace tests: %d passed, %d failed\n", p, f }' target/test-output.log; exit $$status
 
 lint: toolchain
 	$(CARGO) fmt --all -- --check

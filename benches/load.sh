@@ -27,6 +27,10 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-2s}
 
+# Recorded before anything else (build included) runs: other load on the
+# machine skews both proxies; the summary shows it.
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+
 CERT="$REPO/certs-dev/localhost.pem"
 KEY="$REPO/certs-dev/localhost-key.pem"
 CA="$REPO/certs-dev/ca.pem"
@@ -83,6 +87,8 @@ fi
 
 if [[ -n "${PORTCULLIS_BIN:-}" ]]; then
     BIN="$PORTCULLIS_BIN"
+    [[ "$BIN" == */* && "$BIN" != /* ]] && BIN="$PWD/$BIN"
+    [[ "$BIN" == */* ]] || BIN=$(command -v "$BIN" || echo "$BIN")
 else
     log "building portcullis (cargo build --release -p portcullis)"
     (cd "$REPO" && cargo build --release -p portcullis) || die "cargo build failed"
@@ -345,7 +351,8 @@ to_ms() {
 
 # run_wrk NAME LABEL URL DURATION -> sets W_RPS W_P50 W_P99 W_REQS W_ERRS
 run_wrk() {
-    local name=$1 label=$2 url=$3 dur=$4 out="$WORK/wrk-$label-$name.txt"
+    local name=$1 label=$2 url=$3 dur=$4
+    local out="$WORK/wrk-$label-$name.txt"
     local pid_var="${name^^}_PID"
     kill -0 "${!pid_var}" 2>/dev/null || die "$name is no longer running before $label run"
     if ! wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency "$url" >"$out" 2>&1; then
@@ -421,11 +428,11 @@ PORTCULLIS_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unkno
 if [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null || true)" ]]; then
     PORTCULLIS_REV+="-dirty"
 fi
-WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{print $2}')
-agg="median"; ((ROUNDS > 1)) || agg="single round"
+WRK_VERSION=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
+agg="median of $ROUNDS rounds"; ((ROUNDS > 1)) || agg="single round"
 
 SUMMARY=$(
-    echo "Portcullis vs nginx load test - $(date -u '+%Y-%m-%dT%H:%M:%SZ') on $(hostname) ($(nproc) cores)"
+    echo "Portcullis vs nginx load test - $(date -u '+%Y-%m-%dT%H:%M:%SZ') on $(hostname) ($(nproc) cores, load average at start: $LOADAVG_START)"
     echo "wrk $WRK_VERSION: -t$THREADS -c$CONNECTIONS -d$DURATION --latency, HTTP/1.1 over TLS, GET /, $ROUNDS round(s) alternating nginx/portcullis after ${WARMUP} warm-up each"
     echo "backend: nginx $NGINX_VERSION, 1 worker, return 200 \"hello from backend\\n\""
     echo "nginx:      $NGINX_VERSION, 2 workers, upstream keepalive 128    TLS: ${NGINX_TLS:-?}"
@@ -444,7 +451,7 @@ SUMMARY=$(
             "$(ratio "${P99[portcullis,$r]}" "${P99[nginx,$r]}")"
     done
     echo
-    echo "$agg of $ROUNDS round(s):"
+    echo "$agg:"
     printf '%-12s %12s %9s %9s\n' proxy req/s "p50 ms" "p99 ms"
     for name in nginx portcullis; do
         printf '%-12s %12.2f %9.3f %9.3f\n' "$name" "${MRPS[$name]}" "${MP50[$name]}" "${MP99[$name]}"

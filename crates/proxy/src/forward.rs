@@ -40,6 +40,9 @@ pub struct ClientInfo {
     x_forwarded_for: HeaderValue,
     /// The `for=` parameter of `Forwarded`, quoted for IPv6 as RFC 7239 requires.
     forwarded_for: String,
+    /// `Forwarded` for the first host this connection asked for: nearly every
+    /// connection asks for one host only, so the value is built once.
+    forwarded_first_host: std::sync::OnceLock<(HeaderValue, Option<HeaderValue>)>,
 }
 
 impl ClientInfo {
@@ -55,6 +58,18 @@ impl ClientInfo {
             x_forwarded_for: HeaderValue::from_str(&ip_text)
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             forwarded_for,
+            forwarded_first_host: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn forwarded(&self, host: &HeaderValue) -> Option<HeaderValue> {
+        let (cached_host, cached) = self
+            .forwarded_first_host
+            .get_or_init(|| (host.clone(), forwarded_value(self, host)));
+        if cached_host == host {
+            cached.clone()
+        } else {
+            forwarded_value(self, host)
         }
     }
 }
@@ -108,7 +123,7 @@ pub fn prepare_request(
     headers.insert(X_FORWARDED_FOR.clone(), client.x_forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     headers.insert(X_FORWARDED_HOST.clone(), public_host.clone());
-    if let Some(forwarded) = forwarded_value(client, public_host) {
+    if let Some(forwarded) = client.forwarded(public_host) {
         headers.insert(FORWARDED.clone(), forwarded);
     }
     headers.insert(header::HOST, public_host.clone());

@@ -5,7 +5,9 @@ use http::HeaderValue;
 /// matched to the access log.
 #[derive(Clone)]
 pub struct RequestId {
-    hex: [u8; 32],
+    /// Built once: the id goes upstream and back to the client, and cloning
+    /// a `HeaderValue` only bumps a reference count.
+    value: HeaderValue,
 }
 
 impl RequestId {
@@ -17,16 +19,18 @@ impl RequestId {
             let shift = 124 - 4 * i;
             *slot = DIGITS[((value >> shift) & 0xf) as usize];
         }
-        RequestId { hex }
+        RequestId {
+            value: HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("-")),
+        }
     }
 
     pub fn as_str(&self) -> &str {
         // Only ASCII hex digits are ever written.
-        std::str::from_utf8(&self.hex).unwrap_or_default()
+        self.value.to_str().unwrap_or_default()
     }
 
     pub fn header_value(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.hex).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        self.value.clone()
     }
 }
 

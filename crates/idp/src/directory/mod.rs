@@ -1,0 +1,41 @@
+//! The directory: who the users are and how they prove who they are.
+//!
+//! This module owns
+//! - the users file (`users.toml`): parsing, and validation that reports
+//!   every problem at once ([`Directory::load`], [`DirectoryError`]);
+//! - lookups by login (case-insensitive) and by stable id ([`Directory`]);
+//! - password verification against argon2id PHC hashes, with no timing or
+//!   status oracle for callers without the password ([`Directory::authenticate`]);
+//! - RFC 6238 TOTP verification and replay protection ([`verify_totp`],
+//!   [`TotpReplayGuard`]);
+//! - account lockout after repeated failures ([`LockoutTracker`]).
+//!
+//! It does not own sessions, policies, HTTP, or the System Log: callers turn
+//! the outcomes here (e.g. [`FailureOutcome::LockedNow`]) into events.
+
+mod authenticate;
+mod error;
+mod lockout;
+mod password;
+mod store;
+mod totp;
+mod totp_replay;
+mod user;
+mod users_file;
+
+#[cfg(test)]
+mod demo_file_tests;
+#[cfg(test)]
+mod test_hashes;
+
+pub use authenticate::AuthFailure;
+pub use error::{DirectoryError, ProblemKind, UserProblem};
+pub use lockout::{FailureOutcome, Locked, LockoutPolicy, LockoutTracker};
+pub use password::PasswordHashProblem;
+pub use store::Directory;
+pub use totp::{
+    hotp, totp_code_at, totp_value, verify_totp, TotpSecret, TotpSecretError, TOTP_DIGITS,
+    TOTP_MIN_SECRET_BITS, TOTP_SKEW_STEPS, TOTP_STEP_SECONDS,
+};
+pub use totp_replay::TotpReplayGuard;
+pub use user::{User, UserStatus};

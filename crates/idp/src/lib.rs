@@ -1,0 +1,9 @@
+//! Portcullis embedded identity provider (the "IdP session core").
+//!
+//! Owns the directory of users and how they prove who they are, the global
+//! session and per-app authentication policies, and the System Log. It has
+//! no HTTP server code: the binary mounts its endpoints on the proxy.
+
+pub mod directory;
+pub mod policy;
+pub mod syslog;
