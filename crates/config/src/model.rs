@@ -25,6 +25,9 @@ pub struct Server {
     pub tls: TlsFiles,
     pub timeouts: Timeouts,
     pub max_header_bytes: usize,
+    /// Worker threads, each a single-threaded event loop with its own
+    /// upstream pools (thread-per-core, like nginx's worker processes).
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,7 @@ pub struct RawServer {
     pub upstream_response_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub max_header_bytes: Option<u64>,
+    pub workers: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

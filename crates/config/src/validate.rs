@@ -215,6 +215,14 @@ impl<'a, 'i> Validator<'a, 'i> {
                 format!("must be between {MIN_MAX_HEADER_BYTES} and {MAX_MAX_HEADER_BYTES}"),
             );
         }
+        let workers = match raw.workers {
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+            Some(n @ 1..=256) => usize::try_from(n).unwrap_or(1),
+            Some(_) => {
+                self.problem(&[s, Step::Key("workers")], "must be between 1 and 256");
+                1
+            }
+        };
         let https_redirect_port = raw
             .https_redirect_port
             .or_else(|| https.first().map(|a| a.port()))
@@ -226,6 +234,7 @@ impl<'a, 'i> Validator<'a, 'i> {
             tls: tls?,
             timeouts,
             max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+            workers,
         })
     }
 

@@ -22,7 +22,9 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     logging::init(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The gateway runs its own worker threads; this runtime only waits for
+    // signals and drives reloads and the drain.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;

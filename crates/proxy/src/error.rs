@@ -13,6 +13,8 @@ pub enum Error {
     TlsMaterial { path: PathBuf, reason: String },
     #[error("TLS configuration rejected: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("cannot start a worker thread: {source}")]
+    Runtime { source: io::Error },
     #[error("app {app}: {reason}")]
     App { app: String, reason: String },
 }

@@ -1,5 +1,13 @@
-//! Start, reload and drain. Owns the listeners and the connection tracker;
-//! see `REQUEST_PATH.md` for the lifecycle.
+//! Start, reload and drain. Owns the listeners, the worker threads and the
+//! connection tracker; see `REQUEST_PATH.md` for the lifecycle.
+//!
+//! Thread-per-core: each worker is an OS thread running a single-threaded
+//! Tokio runtime with its own copy of the plan (and so its own upstream
+//! pools). A client connection, its upstream connection and any tunnel all
+//! live on one thread, so a request never wakes another core — the same
+//! reason nginx runs one process per core. Every worker accepts on a
+//! duplicate of the same listening socket, so an idle worker picks up the
+//! next connection.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,9 +16,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use portcullis_config::Config;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::conn::{self, Limits, Role};
@@ -19,6 +26,9 @@ use crate::metrics::{Metrics, ReloadLabels};
 use crate::pipeline::Shared;
 use crate::plan::Plan;
 use crate::tls;
+
+/// Pending connections the kernel queues per listener.
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// The addresses actually bound (ports resolved when the config asked for 0).
 #[derive(Debug, Clone)]
@@ -60,15 +70,26 @@ pub struct Drained {
     pub abandoned: usize,
 }
 
-/// A running gateway.
-pub struct Gateway {
-    shared: Arc<Shared>,
+/// What every worker shares: certificate, limits, drain and stop signals.
+#[derive(Clone)]
+struct Common {
     acceptor: Arc<ArcSwap<TlsAcceptor>>,
     limits: Arc<ArcSwap<Limits>>,
-    addrs: ListenAddrs,
-    shutdown: watch::Sender<bool>,
     tracker: Arc<Tracker>,
-    accept_tasks: Vec<JoinHandle<()>>,
+    /// `true` once a drain begins: stop accepting, finish connections.
+    draining: watch::Receiver<bool>,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    workers: Vec<Arc<Shared>>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    common: Common,
+    addrs: ListenAddrs,
+    draining: watch::Sender<bool>,
+    /// `true` ends the worker threads (after a drain, or on drop).
+    stop: watch::Sender<bool>,
     configured: (Vec<SocketAddr>, Vec<SocketAddr>, Option<SocketAddr>),
 }
 
@@ -80,45 +101,51 @@ fn limits(config: &Config) -> Limits {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })
+fn bind(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), Error> {
+    let error = |source| Error::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    // Lets a restarted gateway bind while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(addr).map_err(error)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
+    // Deregistered from this runtime: each worker registers its own copy.
+    let listener = listener.into_std().map_err(error)?;
+    Ok((listener, local))
 }
 
 impl Gateway {
-    /// Binds every listener and starts serving. Must run inside a Tokio runtime.
+    /// Binds every listener and starts the workers. Must be called inside a
+    /// Tokio runtime (used only to create the sockets).
     pub async fn start(config: &Config) -> Result<Gateway, Error> {
         let metrics = Metrics::new();
-        let plan = Plan::compile(config, &metrics)?;
+        let ready = Arc::new(AtomicBool::new(false));
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
-        let shared = Arc::new(Shared {
-            plan: ArcSwap::from_pointee(plan),
-            metrics,
-            ready: AtomicBool::new(false),
-        });
-        let acceptor = Arc::new(ArcSwap::from_pointee(TlsAcceptor::from(server_tls)));
-        let limits_now = Arc::new(ArcSwap::from_pointee(limits(config)));
-        let (shutdown, _) = watch::channel(false);
-        let tracker = Arc::new(Tracker {
-            open: AtomicUsize::new(0),
-            idle: Notify::new(),
-        });
+        let (draining, draining_rx) = watch::channel(false);
+        let (stop, _) = watch::channel(false);
+        let common = Common {
+            acceptor: Arc::new(ArcSwap::from_pointee(TlsAcceptor::from(server_tls))),
+            limits: Arc::new(ArcSwap::from_pointee(limits(config))),
+            tracker: Arc::new(Tracker {
+                open: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
+            draining: draining_rx,
+        };
         let mut addrs = ListenAddrs {
             https: Vec::new(),
             http: Vec::new(),
             admin: None,
         };
-        let mut accept_tasks = Vec::new();
         let mut listeners = Vec::new();
         for addr in &config.server.https {
-            let listener = bind(*addr).await?;
-            addrs
-                .https
-                .push(listener.local_addr().map_err(|source| Error::Bind {
-                    addr: *addr,
-                    source,
-                })?);
+            let (listener, local) = bind(*addr)?;
+            addrs.https.push(local);
             listeners.push((listener, Role::Proxy));
         }
         // With a configured port of 0 (tests), redirect to the port actually bound.
@@ -127,44 +154,53 @@ impl Gateway {
             _ => config.server.https_redirect_port,
         };
         for addr in &config.server.http {
-            let listener = bind(*addr).await?;
-            addrs
-                .http
-                .push(listener.local_addr().map_err(|source| Error::Bind {
-                    addr: *addr,
-                    source,
-                })?);
+            let (listener, local) = bind(*addr)?;
+            addrs.http.push(local);
             listeners.push((listener, Role::Redirect { https_port }));
         }
         if let Some(admin) = &config.admin {
-            let listener = bind(admin.listen).await?;
-            addrs.admin = Some(listener.local_addr().map_err(|source| Error::Bind {
-                addr: admin.listen,
-                source,
-            })?);
+            let (listener, local) = bind(admin.listen)?;
+            addrs.admin = Some(local);
             listeners.push((listener, Role::Admin));
         }
-        for (listener, role) in listeners {
-            accept_tasks.push(tokio::spawn(accept_loop(
-                listener,
-                role,
-                shared.clone(),
-                acceptor.clone(),
-                limits_now.clone(),
-                tracker.clone(),
-                shutdown.subscribe(),
-            )));
+
+        let mut workers = Vec::with_capacity(config.server.workers);
+        for index in 0..config.server.workers {
+            let shared = Arc::new(Shared {
+                plan: ArcSwap::from_pointee(Plan::compile(config, &metrics)?),
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+            });
+            let mut own = Vec::with_capacity(listeners.len());
+            for (listener, role) in &listeners {
+                let copy = listener.try_clone().map_err(|source| Error::Bind {
+                    addr: listener
+                        .local_addr()
+                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    source,
+                })?;
+                own.push((copy, *role));
+            }
+            spawn_worker(index, own, shared.clone(), common.clone(), stop.subscribe())?;
+            workers.push(shared);
         }
-        shared.ready.store(true, Ordering::Release);
-        tracing::info!(https = ?addrs.https, http = ?addrs.http, admin = ?addrs.admin, apps = config.apps.len(), "gateway listening");
+        ready.store(true, Ordering::Release);
+        tracing::info!(
+            https = ?addrs.https,
+            http = ?addrs.http,
+            admin = ?addrs.admin,
+            apps = config.apps.len(),
+            workers = config.server.workers,
+            "gateway listening"
+        );
         Ok(Gateway {
-            shared,
-            acceptor,
-            limits: limits_now,
+            workers,
+            metrics,
+            ready,
+            common,
             addrs,
-            shutdown,
-            tracker,
-            accept_tasks,
+            draining,
+            stop,
             configured: (
                 config.server.https.clone(),
                 config.server.http.clone(),
@@ -177,14 +213,14 @@ impl Gateway {
         &self.addrs
     }
 
-    /// Publishes a new plan (routes, upstreams, timeouts, certificate).
-    /// Requests already running finish on the old plan. On error nothing
-    /// changes. Listener addresses are bound once and need a restart.
+    /// Publishes a new plan (routes, upstreams, timeouts, certificate) to
+    /// every worker. Requests already running finish on the old plan. On
+    /// error nothing changes. Listener addresses and the worker count are
+    /// fixed at start and need a restart.
     pub fn reload(&self, config: &Config) -> Result<(), Error> {
         let result = self.try_reload(config);
         let label = if result.is_ok() { "success" } else { "failure" };
-        self.shared
-            .metrics
+        self.metrics
             .reloads
             .get_or_create(&ReloadLabels { result: label })
             .inc();
@@ -192,31 +228,38 @@ impl Gateway {
     }
 
     fn try_reload(&self, config: &Config) -> Result<(), Error> {
-        let plan = Plan::compile(config, &self.shared.metrics)?;
+        let plans = self
+            .workers
+            .iter()
+            .map(|_| Plan::compile(config, &self.metrics))
+            .collect::<Result<Vec<_>, _>>()?;
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
         let configured = (
             config.server.https.clone(),
             config.server.http.clone(),
             config.admin.as_ref().map(|a| a.listen),
         );
-        if configured != self.configured {
-            tracing::warn!("listener addresses changed; they take effect only after a restart");
+        if configured != self.configured || config.server.workers != self.workers.len() {
+            tracing::warn!(
+                "listener addresses or worker count changed; they take effect only after a restart"
+            );
         }
-        self.shared.plan.store(Arc::new(plan));
-        self.acceptor.store(Arc::new(TlsAcceptor::from(server_tls)));
-        self.limits.store(Arc::new(limits(config)));
+        for (worker, plan) in self.workers.iter().zip(plans) {
+            worker.plan.store(Arc::new(plan));
+        }
+        self.common
+            .acceptor
+            .store(Arc::new(TlsAcceptor::from(server_tls)));
+        self.common.limits.store(Arc::new(limits(config)));
         Ok(())
     }
 
     /// Stops accepting, asks every connection to finish its in-flight
-    /// requests, and waits up to `deadline` for them.
+    /// requests, waits up to `deadline` for them, then stops the workers.
     pub async fn shutdown(self, deadline: Duration) -> Drained {
-        self.shared.ready.store(false, Ordering::Release);
-        let _ = self.shutdown.send(true);
-        for task in &self.accept_tasks {
-            task.abort();
-        }
-        let tracker = self.tracker.clone();
+        self.ready.store(false, Ordering::Release);
+        let _ = self.draining.send(true);
+        let tracker = self.common.tracker.clone();
         let wait = async {
             loop {
                 let notified = tracker.idle.notified();
@@ -227,24 +270,63 @@ impl Gateway {
             }
         };
         let _ = tokio::time::timeout(deadline, wait).await;
-        let abandoned = self.tracker.open.load(Ordering::Acquire);
-        Drained { abandoned }
+        Drained {
+            abandoned: tracker.open.load(Ordering::Acquire),
+        }
+        // Dropping `self` stops the worker threads.
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    role: Role,
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn spawn_worker(
+    index: usize,
+    listeners: Vec<(std::net::TcpListener, Role)>,
     shared: Arc<Shared>,
-    acceptor: Arc<ArcSwap<TlsAcceptor>>,
-    limits: Arc<ArcSwap<Limits>>,
-    tracker: Arc<Tracker>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    common: Common,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Runtime { source })?;
+    std::thread::Builder::new()
+        .name(format!("portcullis-worker-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                for (listener, role) in listeners {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            tokio::spawn(accept_loop(
+                                listener,
+                                role,
+                                shared.clone(),
+                                common.clone(),
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::error!(worker = index, error = %e, "cannot register listener")
+                        }
+                    }
+                }
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            });
+            // Dropping the runtime here ends whatever connections outlived the drain.
+        })
+        .map_err(|source| Error::Runtime { source })?;
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, role: Role, shared: Arc<Shared>, common: Common) {
+    let mut draining = common.draining.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
+            _ = draining.wait_for(|d| *d) => return,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -256,21 +338,21 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let guard = tracker.enter(&shared.metrics);
+        let guard = common.tracker.enter(&shared.metrics);
         let shared = shared.clone();
-        let limits = **limits.load();
-        let shutdown = shutdown.clone();
+        let limits = **common.limits.load();
+        let draining = common.draining.clone();
         match role {
             Role::Proxy => {
-                let acceptor = (**acceptor.load()).clone();
+                let acceptor = (**common.acceptor.load()).clone();
                 tokio::spawn(async move {
-                    conn::serve_tls(stream, peer, acceptor, shared, limits, shutdown).await;
+                    conn::serve_tls(stream, peer, acceptor, shared, limits, draining).await;
                     drop(guard);
                 });
             }
             Role::Redirect { .. } | Role::Admin => {
                 tokio::spawn(async move {
-                    conn::serve_plain(stream, peer, role, shared, limits, shutdown).await;
+                    conn::serve_plain(stream, peer, role, shared, limits, draining).await;
                     drop(guard);
                 });
             }

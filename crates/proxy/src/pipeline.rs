@@ -30,8 +30,9 @@ use crate::tunnel;
 pub struct Shared {
     pub plan: ArcSwap<Plan>,
     pub metrics: Arc<Metrics>,
-    /// False while starting and once draining; drives `/readyz`.
-    pub ready: AtomicBool,
+    /// False while starting and once draining; drives `/readyz`. One flag
+    /// for all workers.
+    pub ready: Arc<AtomicBool>,
 }
 
 /// Per-request context carried through the phases.
