@@ -15,7 +15,7 @@ mod validate;
 
 pub use load::{load, parse};
 pub use model::{
-    Admin, App, Builtin, Config, LogFormat, Logging, PublicUrl, Server, Timeouts, TlsFiles,
-    Upstream, UpstreamTarget,
+    Admin, ApiTokenConfig, App, Builtin, Config, Idp, LogFormat, Logging, PublicUrl, Server,
+    Timeouts, TlsFiles, Upstream, UpstreamTarget,
 };
 pub use problem::{Problem, Problems};

@@ -7,7 +7,7 @@ use toml::Spanned;
 use crate::locate::Locator;
 use crate::model::Config;
 use crate::problem::{Problem, Problems};
-use crate::raw::{RawAdmin, RawApp, RawLog, RawServer};
+use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
 use crate::validate::Validator;
 
 /// Read and validate a configuration file.
@@ -44,6 +44,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, Problems> {
     let mut admin = None;
     let mut log = RawLog::default();
     let mut apps = Vec::new();
+    let mut idp = None;
     {
         let locator = Locator::new(source, None);
         for (key, value) in root.get_ref().iter() {
@@ -55,6 +56,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, Problems> {
                     }
                 }
                 "admin" => admin = section::<RawAdmin>(name, value, &locator, &mut problems),
+                "idp" => idp = section::<RawIdp>(name, value, &locator, &mut problems),
                 "log" => {
                     if let Some(v) = section(name, value, &locator, &mut problems) {
                         log = v;
@@ -76,14 +78,16 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, Problems> {
                 other => problems.push(Problem {
                     key: other.to_string(),
                     line: Some(locator.line_of_offset(key.span().start)),
-                    message: "unknown section (expected one of: server, admin, log, app)".into(),
+                    message: "unknown section (expected one of: server, admin, log, idp, app)"
+                        .into(),
                 }),
             }
         }
     }
     let locator = Locator::new(source, Some(root));
     let base = path.parent().unwrap_or(Path::new("."));
-    let config = Validator::new(&locator, base, path).finish(server, admin, log, apps, problems);
+    let config =
+        Validator::new(&locator, base, path).finish(server, admin, log, idp, apps, problems);
     config.map_err(|problems| Problems {
         file: path.to_path_buf(),
         problems,

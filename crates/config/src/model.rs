@@ -13,7 +13,38 @@ pub struct Config {
     pub server: Server,
     pub admin: Option<Admin>,
     pub log: Logging,
+    /// The embedded identity provider, when `[idp]` is present.
+    pub idp: Option<Idp>,
     pub apps: Vec<App>,
+}
+
+/// `[idp]`: where the embedded IdP is published and the files it reads. The
+/// files' own formats belong to the IdP crate, which validates them.
+#[derive(Debug, Clone)]
+pub struct Idp {
+    pub public: PublicUrl,
+    pub users_file: PathBuf,
+    pub policy_file: Option<PathBuf>,
+    pub system_log_file: PathBuf,
+    pub system_log_max_bytes: u64,
+    pub system_log_keep_files: usize,
+    pub lockout_failures: u32,
+    pub lockout_duration: Duration,
+    pub sign_in_per_minute: u32,
+    pub api_per_minute: u32,
+    pub session_token_ttl: Duration,
+    /// Absolute URL prefixes `sessionCookieRedirect` may send a browser to,
+    /// besides the IdP itself and the configured apps.
+    pub redirect_allow: Vec<String>,
+    pub api_tokens: Vec<ApiTokenConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiTokenConfig {
+    pub name: String,
+    /// Hex SHA-256 of the token; the token itself never appears in config.
+    pub sha256: String,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -45,3 +45,32 @@ pub struct RawApp {
     pub upstream_ca: Option<String>,
     pub upstream_sni: Option<String>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdp {
+    pub public_url: Option<String>,
+    pub users_file: Option<String>,
+    pub policy_file: Option<String>,
+    pub system_log_file: Option<String>,
+    pub system_log_max_bytes: Option<u64>,
+    pub system_log_keep_files: Option<u64>,
+    pub lockout_failures: Option<u64>,
+    pub lockout_duration: Option<String>,
+    pub sign_in_per_minute: Option<u64>,
+    pub api_per_minute: Option<u64>,
+    pub session_token_ttl: Option<String>,
+    #[serde(default)]
+    pub redirect_allow: Vec<String>,
+    #[serde(default)]
+    pub api_token: Vec<RawApiToken>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiToken {
+    pub name: Option<String>,
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::locate::{Locator, Step};
 use crate::model::*;
 use crate::problem::Problem;
-use crate::raw::{RawAdmin, RawApp, RawLog, RawServer};
+use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
 
 const DEFAULT_HEADER_READ: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE: Duration = Duration::from_secs(75);
@@ -61,6 +61,7 @@ impl<'a, 'i> Validator<'a, 'i> {
         server: RawServer,
         admin: Option<RawAdmin>,
         log: RawLog,
+        idp: Option<RawIdp>,
         apps: Vec<Option<RawApp>>,
         earlier: Vec<Problem>,
     ) -> Result<Config, Vec<Problem>> {
@@ -68,7 +69,21 @@ impl<'a, 'i> Validator<'a, 'i> {
         let server = self.server(server);
         let admin = admin.and_then(|a| self.admin(a));
         let log = self.log(log);
+        let idp = idp.and_then(|i| self.idp(i));
         let apps = self.apps(apps);
+        if let (Some(idp), Some(apps)) = (&idp, &apps) {
+            for (i, app) in apps.iter().enumerate() {
+                if app.public == idp.public {
+                    self.problem(
+                        &[Step::Key("idp"), Step::Key("public_url")],
+                        format!(
+                            "overlaps app `{}` (app[{i}]): the same host, port and path prefix",
+                            app.name
+                        ),
+                    );
+                }
+            }
+        }
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
@@ -78,6 +93,7 @@ impl<'a, 'i> Validator<'a, 'i> {
                 server,
                 admin,
                 log,
+                idp,
                 apps,
             }),
             _ => Err(vec![Problem {
@@ -266,6 +282,151 @@ impl<'a, 'i> Validator<'a, 'i> {
             ),
         }
         resolved
+    }
+
+    fn idp_duration(
+        &mut self,
+        key: &'static str,
+        raw: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        let path = [Step::Key("idp"), Step::Key(key)];
+        match humantime::parse_duration(raw) {
+            Ok(d) if d.is_zero() || d > MAX_TIMEOUT => {
+                self.problem(&path, "must be longer than zero and at most 24h");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(&path, format!("`{raw}` is not a duration such as 5m: {e}"));
+                default
+            }
+        }
+    }
+
+    fn bounded(
+        &mut self,
+        key: &'static str,
+        raw: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        match raw {
+            None => default,
+            Some(v) if range.contains(&v) => v,
+            Some(_) => {
+                self.problem(
+                    &[Step::Key("idp"), Step::Key(key)],
+                    format!("must be between {} and {}", range.start(), range.end()),
+                );
+                default
+            }
+        }
+    }
+
+    fn idp(&mut self, raw: RawIdp) -> Option<Idp> {
+        let at = |key: &'static str| [Step::Key("idp"), Step::Key(key)];
+        let public = match raw.public_url.as_deref().map(parse_public_url) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => {
+                self.problem(&at("public_url"), e);
+                None
+            }
+            None => {
+                self.problem(&[Step::Key("idp")], "public_url is required");
+                None
+            }
+        };
+        let users_file = match raw.users_file.as_deref() {
+            Some(f) => Some(self.file(&at("users_file"), f)),
+            None => {
+                self.problem(&[Step::Key("idp")], "users_file is required");
+                None
+            }
+        };
+        let policy_file = raw
+            .policy_file
+            .as_deref()
+            .map(|f| self.file(&at("policy_file"), f));
+        let system_log_file = self.base.join(
+            raw.system_log_file
+                .as_deref()
+                .unwrap_or("var/system-log.jsonl"),
+        );
+        let mut api_tokens = Vec::new();
+        for (i, token) in raw.api_token.into_iter().enumerate() {
+            let path = |key: &'static str| {
+                [
+                    Step::Key("idp"),
+                    Step::Key("api_token"),
+                    Step::Index(i),
+                    Step::Key(key),
+                ]
+            };
+            let (Some(name), Some(sha256)) = (token.name, token.sha256) else {
+                self.problem(
+                    &[Step::Key("idp"), Step::Key("api_token"), Step::Index(i)],
+                    "name and sha256 are required",
+                );
+                continue;
+            };
+            if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                self.problem(
+                    &path("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the token)",
+                );
+                continue;
+            }
+            api_tokens.push(ApiTokenConfig {
+                name,
+                sha256: sha256.to_ascii_lowercase(),
+                scopes: token.scopes,
+            });
+        }
+        let lockout_failures = self.bounded("lockout_failures", raw.lockout_failures, 5, 1..=100);
+        let system_log_max_bytes = self.bounded(
+            "system_log_max_bytes",
+            raw.system_log_max_bytes,
+            16 * 1024 * 1024,
+            4096..=1 << 40,
+        );
+        let system_log_keep_files = self.bounded(
+            "system_log_keep_files",
+            raw.system_log_keep_files,
+            5,
+            0..=1000,
+        );
+        let sign_in_per_minute = self.bounded(
+            "sign_in_per_minute",
+            raw.sign_in_per_minute,
+            30,
+            1..=100_000,
+        );
+        let api_per_minute = self.bounded("api_per_minute", raw.api_per_minute, 600, 1..=1_000_000);
+        Some(Idp {
+            public: public?,
+            users_file: users_file?,
+            policy_file,
+            system_log_file,
+            system_log_max_bytes,
+            system_log_keep_files: usize::try_from(system_log_keep_files).unwrap_or(5),
+            lockout_failures: u32::try_from(lockout_failures).unwrap_or(5),
+            lockout_duration: self.idp_duration(
+                "lockout_duration",
+                raw.lockout_duration.as_deref(),
+                Duration::from_secs(15 * 60),
+            ),
+            sign_in_per_minute: u32::try_from(sign_in_per_minute).unwrap_or(30),
+            api_per_minute: u32::try_from(api_per_minute).unwrap_or(600),
+            session_token_ttl: self.idp_duration(
+                "session_token_ttl",
+                raw.session_token_ttl.as_deref(),
+                Duration::from_secs(5 * 60),
+            ),
+            redirect_allow: raw.redirect_allow,
+            api_tokens,
+        })
     }
 
     fn admin(&mut self, raw: RawAdmin) -> Option<Admin> {

@@ -6,4 +6,6 @@
 
 pub mod directory;
 pub mod policy;
+pub mod session;
 pub mod syslog;
+pub mod web;

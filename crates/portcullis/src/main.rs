@@ -2,6 +2,7 @@
 //! only crate that knows every other one.
 
 mod dev_certs;
+mod idp_service;
 mod logging;
 mod password;
 mod serve;
@@ -57,6 +58,15 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match portcullis_config::load(&config) {
             Ok(cfg) => {
+                if let Some(idp) = &cfg.idp {
+                    if let Err(problems) = idp_service::load_files(idp) {
+                        for problem in &problems {
+                            eprintln!("{problem}");
+                        }
+                        eprintln!("{} problem(s) found", problems.len());
+                        return ExitCode::from(EXIT_INVALID_CONFIG);
+                    }
+                }
                 println!(
                     "{}: ok ({} app{})",
                     config.display(),

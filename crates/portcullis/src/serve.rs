@@ -4,7 +4,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use portcullis_proxy::Gateway;
+use std::sync::Arc;
+
+use portcullis_proxy::{Gateway, LocalApps};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::logging;
@@ -36,7 +38,13 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let gateway = Gateway::start(&config)
+    let idp = crate::idp_service::start(&config)?;
+    let mut locals = LocalApps::default();
+    if let Some(idp) = &idp {
+        crate::idp_service::spawn_upkeep(idp);
+        locals.idp = Some(Arc::new(crate::idp_service::IdpService(idp.clone())));
+    }
+    let gateway = Gateway::start(&config, locals)
         .await
         .context("starting the gateway")?;
     let mut shutdown_timeout = config.server.timeouts.shutdown;
@@ -70,6 +78,11 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     }
     tracing::info!(timeout = ?shutdown_timeout, "draining");
     let drained = gateway.shutdown(shutdown_timeout).await;
+    if let Some(idp) = &idp {
+        if let Err(e) = idp.system_log().sync() {
+            tracing::error!(error = %e, "System Log sync failed");
+        }
+    }
     if drained.abandoned > 0 {
         tracing::warn!(
             connections = drained.abandoned,

@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::{self, Limits, Role};
 use crate::error::Error;
+use crate::local::LocalApps;
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::pipeline::Shared;
 use crate::plan::Plan;
@@ -83,6 +84,7 @@ struct Common {
 /// A running gateway.
 pub struct Gateway {
     workers: Vec<Arc<Shared>>,
+    locals: LocalApps,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     common: Common,
@@ -122,7 +124,7 @@ fn bind(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), Error> 
 impl Gateway {
     /// Binds every listener and starts the workers. Must be called inside a
     /// Tokio runtime (used only to create the sockets).
-    pub async fn start(config: &Config) -> Result<Gateway, Error> {
+    pub async fn start(config: &Config, locals: LocalApps) -> Result<Gateway, Error> {
         let metrics = Metrics::new();
         let ready = Arc::new(AtomicBool::new(false));
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
@@ -167,7 +169,7 @@ impl Gateway {
         let mut workers = Vec::with_capacity(config.server.workers);
         for index in 0..config.server.workers {
             let shared = Arc::new(Shared {
-                plan: ArcSwap::from_pointee(Plan::compile(config, &metrics)?),
+                plan: ArcSwap::from_pointee(Plan::compile(config, &metrics, &locals)?),
                 metrics: metrics.clone(),
                 ready: ready.clone(),
             });
@@ -195,6 +197,7 @@ impl Gateway {
         );
         Ok(Gateway {
             workers,
+            locals,
             metrics,
             ready,
             common,
@@ -231,7 +234,7 @@ impl Gateway {
         let plans = self
             .workers
             .iter()
-            .map(|_| Plan::compile(config, &self.metrics))
+            .map(|_| Plan::compile(config, &self.metrics, &self.locals))
             .collect::<Result<Vec<_>, _>>()?;
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
         let configured = (

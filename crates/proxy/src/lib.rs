@@ -18,6 +18,7 @@ mod echo;
 mod error;
 mod forward;
 mod gateway;
+mod local;
 mod metrics;
 mod pipeline;
 mod plan;
@@ -30,4 +31,5 @@ mod tunnel;
 mod upstream;
 
 pub use error::Error;
-pub use gateway::{Gateway, ListenAddrs};
+pub use gateway::{Drained, Gateway, ListenAddrs};
+pub use local::{LocalApp, LocalApps, LocalFuture, LocalMeta, LOCAL_BODY_LIMIT};

@@ -15,7 +15,10 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
+
+use crate::local::{LocalMeta, LOCAL_BODY_LIMIT};
 
 use crate::body::ProxyBody;
 use crate::echo;
@@ -141,6 +144,27 @@ async fn forward(
         _ => None,
     };
     match &app.upstream {
+        UpstreamPlan::Local(service) => {
+            forward::prepare_request(
+                request.headers_mut(),
+                ctx.client,
+                &host,
+                &ctx.request_id,
+                None,
+            );
+            let (parts, body) = request.into_parts();
+            let body = match Limited::new(body, LOCAL_BODY_LIMIT).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge),
+                Err(_) => return Err(Failure::BadRequest),
+            };
+            let meta = LocalMeta {
+                client_addr: ctx.client.addr,
+                request_id: ctx.request_id.as_str().to_string(),
+            };
+            let response = service.call(Request::from_parts(parts, body), meta).await;
+            Ok(response.map(ProxyBody::full))
+        }
         UpstreamPlan::Echo => {
             forward::prepare_request(
                 request.headers_mut(),

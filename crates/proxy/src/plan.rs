@@ -8,6 +8,7 @@ use portcullis_config::{Builtin, Config, Upstream};
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::error::Error;
+use crate::local::{LocalApp, LocalApps};
 use crate::metrics::{AppLabels, Metrics};
 use crate::route::RouteTable;
 use crate::upstream::HttpUpstream;
@@ -28,13 +29,14 @@ pub struct AppPlan {
 
 pub enum UpstreamPlan {
     Echo,
+    Local(Arc<dyn LocalApp>),
     Http(Box<HttpUpstream>),
 }
 
 impl Plan {
-    pub fn compile(config: &Config, metrics: &Metrics) -> Result<Plan, Error> {
+    pub fn compile(config: &Config, metrics: &Metrics, locals: &LocalApps) -> Result<Plan, Error> {
         let mut routes = RouteTable::default();
-        let mut apps = Vec::with_capacity(config.apps.len());
+        let mut apps = Vec::with_capacity(config.apps.len() + 1);
         let timeouts = config.server.timeouts;
         for (index, app) in config.apps.iter().enumerate() {
             routes.insert(
@@ -61,6 +63,28 @@ impl Plan {
             apps.push(AppPlan {
                 name,
                 upstream,
+                latency,
+            });
+        }
+        if let Some(idp) = &config.idp {
+            let service = locals.idp.clone().ok_or_else(|| Error::App {
+                app: "idp".into(),
+                reason: "[idp] is configured but no IdP service was wired in".into(),
+            })?;
+            routes.insert(
+                &idp.public.host,
+                idp.public.port,
+                &idp.public.path_prefix,
+                apps.len(),
+            );
+            let name: Arc<str> = Arc::from("idp");
+            let latency = metrics
+                .latency
+                .get_or_create(&AppLabels { app: name.clone() })
+                .clone();
+            apps.push(AppPlan {
+                name,
+                upstream: UpstreamPlan::Local(service),
                 latency,
             });
         }

@@ -16,6 +16,8 @@ pub enum Failure {
     NoRoute,
     /// The request could not be turned into an upstream request.
     BadRequest,
+    /// The body is larger than a local service accepts.
+    PayloadTooLarge,
     /// Connecting to the upstream failed or it closed without answering.
     UpstreamUnavailable,
     /// The upstream accepted the request but did not answer in time.
@@ -29,6 +31,7 @@ impl Failure {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::BadRequest => StatusCode::BAD_REQUEST,
+            Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -39,6 +42,7 @@ impl Failure {
         match self {
             Failure::NoRoute => "no_route",
             Failure::BadRequest => "bad_request",
+            Failure::PayloadTooLarge => "payload_too_large",
             Failure::UpstreamUnavailable => "upstream_unavailable",
             Failure::UpstreamTimeout => "upstream_timeout",
             Failure::UpstreamProtocol => "upstream_protocol",
@@ -51,7 +55,7 @@ impl Failure {
             Failure::UpstreamUnavailable => Some("connect"),
             Failure::UpstreamTimeout => Some("timeout"),
             Failure::UpstreamProtocol => Some("protocol"),
-            Failure::NoRoute | Failure::BadRequest => None,
+            Failure::NoRoute | Failure::BadRequest | Failure::PayloadTooLarge => None,
         }
     }
 
@@ -59,6 +63,7 @@ impl Failure {
         match self {
             Failure::NoRoute => "Not found",
             Failure::BadRequest => "Bad request",
+            Failure::PayloadTooLarge => "Request too large",
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => "Application unavailable",
             Failure::UpstreamTimeout => "Application did not respond in time",
         }
@@ -68,6 +73,7 @@ impl Failure {
         match self {
             Failure::NoRoute => "No application is published at this address.",
             Failure::BadRequest => "The request could not be understood by the gateway.",
+            Failure::PayloadTooLarge => "The request body is larger than this service accepts.",
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => {
                 "The gateway could not reach the application. Please try again in a moment."
             }

@@ -43,7 +43,9 @@ access_log = false
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).expect("write config");
         let config = portcullis_config::load(&path).unwrap_or_else(|p| panic!("{p}"));
-        let gateway = Gateway::start(&config).await.expect("start gateway");
+        let gateway = Gateway::start(&config, portcullis_proxy::LocalApps::default())
+            .await
+            .expect("start gateway");
         Harness {
             gateway,
             pki,

@@ -11,6 +11,8 @@ mod filter;
 mod query;
 mod store;
 
+/// RFC 3339 UTC with milliseconds, the timestamp format of every Okta-shaped API.
+pub(crate) use event::format_published;
 pub use event::{
     Actor, AuthenticationContext, Client, DebugContext, Entity, Event, Outcome, OutcomeResult,
     Severity, Target, UserAgent,

@@ -1,0 +1,349 @@
+//! JSON APIs: Sessions API, `/api/v1/authn`, the session-cookie redirect
+//! and the System Log query API.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::events::{self, Origin};
+use super::limit::retry_after_secs;
+use super::respond::{self, api_error, ApiError};
+use super::{query_param, user_agent, Caller, Idp};
+use crate::directory::verify_totp;
+use crate::policy::{Outcome, SignOnContext};
+use crate::session::{ApiAuthError, ApiToken, EndReason, PendingSignIn, Scope, SessionId};
+use crate::syslog::Query;
+
+/// Session ids are short opaque tokens; anything else is a client mistake.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthnBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    pass_code: Option<String>,
+}
+
+impl Idp {
+    /// Token check and per-client API rate limit; `Err` is the response.
+    fn api_guard(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+        scope: Scope,
+    ) -> Result<&ApiToken, Box<Response<Bytes>>> {
+        if let Err(wait) = self.api_limit.check(caller.ip) {
+            return Err(Box::new(api_error(&ApiError::RateLimited {
+                retry_after_secs: retry_after_secs(wait),
+            })));
+        }
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.api_tokens
+            .authorize(authorization, scope)
+            .map_err(|e| {
+                Box::new(match e {
+                    ApiAuthError::Forbidden => api_error(&ApiError::Forbidden),
+                    ApiAuthError::Missing | ApiAuthError::Malformed | ApiAuthError::Invalid => {
+                        api_error(&ApiError::InvalidToken)
+                    }
+                })
+            })
+    }
+
+    pub(crate) fn session_api(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+        method: Method,
+        id: &str,
+        action: Option<&str>,
+    ) -> Response<Bytes> {
+        let scope = match (&method, action) {
+            (&Method::GET, None) => Scope::SessionsRead,
+            (&Method::DELETE, None) | (&Method::POST, Some("refresh")) => Scope::SessionsManage,
+            _ => return api_error(&ApiError::MethodNotAllowed),
+        };
+        let token = match self.api_guard(request, caller, scope) {
+            Ok(token) => token,
+            Err(response) => return *response,
+        };
+        if !valid_id(id) {
+            return api_error(&ApiError::Validation {
+                field: "id".into(),
+                summary: "session id is malformed".into(),
+            });
+        }
+        let session_id = SessionId::from_public(id);
+        let now = OffsetDateTime::now_utc();
+        match (method, action) {
+            (Method::GET, None) => match self.sessions.get_by_id(&session_id, now) {
+                Some(record) => respond::json_response(StatusCode::OK, &record.to_api_json()),
+                None => api_error(&ApiError::NotFound(format!("{id} (Session)"))),
+            },
+            (Method::POST, Some(_)) => match self.sessions.refresh(&session_id, now) {
+                Ok(record) => respond::json_response(StatusCode::OK, &record.to_api_json()),
+                Err(_) => api_error(&ApiError::NotFound(format!("{id} (Session)"))),
+            },
+            _ => match self.sessions.revoke(&session_id, EndReason::Revoked) {
+                Some(record) => {
+                    if let Some(user) = self.directory.by_id(&record.user_id) {
+                        let origin = Origin {
+                            ip: caller.ip,
+                            user_agent: user_agent(request),
+                        };
+                        self.emit(events::session_clear(
+                            &token.name,
+                            user,
+                            &[id.to_string()],
+                            &origin,
+                        ));
+                    }
+                    respond::empty(StatusCode::NO_CONTENT)
+                }
+                None => api_error(&ApiError::NotFound(format!("{id} (Session)"))),
+            },
+        }
+    }
+
+    pub(crate) fn clear_user_sessions(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+        user_id: &str,
+    ) -> Response<Bytes> {
+        let token = match self.api_guard(request, caller, Scope::SessionsManage) {
+            Ok(token) => token,
+            Err(response) => return *response,
+        };
+        if !valid_id(user_id) {
+            return api_error(&ApiError::Validation {
+                field: "userId".into(),
+                summary: "user id is malformed".into(),
+            });
+        }
+        let Some(user) = self.directory.by_id(user_id) else {
+            return api_error(&ApiError::NotFound(format!("{user_id} (User)")));
+        };
+        let ended = self.sessions.revoke_user(user.id(), EndReason::UserRevoked);
+        let ids: Vec<String> = ended.iter().map(|r| r.id.as_str().to_string()).collect();
+        let origin = Origin {
+            ip: caller.ip,
+            user_agent: user_agent(request),
+        };
+        self.emit(events::session_clear(&token.name, user, &ids, &origin));
+        respond::empty(StatusCode::NO_CONTENT)
+    }
+
+    /// `POST /api/v1/authn`: primary authentication (and TOTP when the
+    /// sign-on policy asks for it) → a one-time session token.
+    pub(crate) async fn authn(
+        self: &Arc<Self>,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
+        if let Err(wait) = self.sign_in_limit.check(caller.ip) {
+            return api_error(&ApiError::RateLimited {
+                retry_after_secs: retry_after_secs(wait),
+            });
+        }
+        let Ok(body) = serde_json::from_slice::<AuthnBody>(request.body()) else {
+            return api_error(&ApiError::MalformedBody);
+        };
+        let origin = Origin {
+            ip: caller.ip,
+            user_agent: user_agent(request),
+        };
+        let now = OffsetDateTime::now_utc();
+        if body.username.is_empty() || body.username.len() > 256 || body.password.len() > 1024 {
+            return api_error(&ApiError::AuthenticationFailed);
+        }
+        let user = match self
+            .verify_password(&body.username, body.password, now, &origin)
+            .await
+        {
+            Ok(user) => user,
+            Err(()) => return api_error(&ApiError::AuthenticationFailed),
+        };
+        let mut decision = self.policies.evaluate_sign_on(&SignOnContext {
+            groups: user.groups(),
+            ip: caller.ip,
+            mfa_verified: false,
+        });
+        let mut mfa_verified = false;
+        if decision.outcome == Outcome::Challenge {
+            let Some(code) = body.pass_code.as_deref() else {
+                self.emit(events::evaluate_sign_on(
+                    user,
+                    &decision.policy,
+                    &decision.rule,
+                    "CHALLENGE",
+                    &origin,
+                ));
+                return respond::json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "status": "MFA_REQUIRED",
+                        "_embedded": { "factors": [{ "factorType": "token:software:totp", "provider": "GOOGLE" }] },
+                    }),
+                );
+            };
+            let step = user
+                .totp_secret()
+                .and_then(|totp| verify_totp(totp, code, now))
+                .filter(|step| self.totp_replay.accept(user.id(), *step));
+            if step.is_none() {
+                self.emit(events::auth_via_mfa(user, "", false, &origin));
+                self.count_failure(user, now, &origin);
+                return api_error(&ApiError::AuthenticationFailed);
+            }
+            mfa_verified = true;
+            decision = self.policies.evaluate_sign_on(&SignOnContext {
+                groups: user.groups(),
+                ip: caller.ip,
+                mfa_verified: true,
+            });
+        }
+        self.emit(events::evaluate_sign_on(
+            user,
+            &decision.policy,
+            &decision.rule,
+            decision.outcome.as_str(),
+            &origin,
+        ));
+        if decision.outcome != Outcome::Allow {
+            self.emit(events::session_start_failed(
+                &body.username,
+                Some(user),
+                "Denied by sign-on policy",
+                &origin,
+            ));
+            return api_error(&ApiError::AuthenticationFailed);
+        }
+        let (token, expires_at) = self.tokens.issue(
+            PendingSignIn {
+                user_id: user.id().to_string(),
+                login: user.login().to_string(),
+                mfa_verified,
+                limits: decision.session,
+                policy: decision.policy.clone(),
+                rule: decision.rule.clone(),
+            },
+            now,
+            self.settings.session_token_ttl,
+        );
+        let expires = crate::syslog::format_published(expires_at).unwrap_or_default();
+        respond::json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "SUCCESS",
+                "sessionToken": token.expose(),
+                "expiresAt": expires,
+                "_embedded": { "user": {
+                    "id": user.id(),
+                    "profile": {
+                        "login": user.login(),
+                        "firstName": user.first_name(),
+                        "lastName": user.last_name(),
+                    }
+                }},
+            }),
+        )
+    }
+
+    /// `GET /login/sessionCookieRedirect?token=…&redirectUrl=…`: exchanges a
+    /// one-time session token for the IdP session cookie.
+    pub(crate) fn session_cookie_redirect(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
+        let Some(target) =
+            query_param(request, "redirectUrl").and_then(|t| self.allowed_redirect(&t))
+        else {
+            tracing::warn!(client.addr = %caller.ip, "sessionCookieRedirect to a target outside the allow-list");
+            return respond::message_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid redirect",
+                "The address this link wants to send you to is not allowed.",
+            );
+        };
+        let now = OffsetDateTime::now_utc();
+        let pending = match query_param(request, "token").map(|t| self.tokens.redeem(&t, now)) {
+            Some(Ok(pending)) => pending,
+            _ => return respond::message_page(
+                StatusCode::UNAUTHORIZED,
+                "Link expired",
+                "This sign-in link is invalid, expired or was already used. Please sign in again.",
+            ),
+        };
+        let Some(user) = self.directory.by_id(&pending.user_id) else {
+            return respond::message_page(
+                StatusCode::UNAUTHORIZED,
+                "Link expired",
+                "Please sign in again.",
+            );
+        };
+        let (secret, record) = self.sessions.create(pending.into_new_session(
+            Some(caller.ip),
+            user_agent(request).map(str::to_string),
+            now,
+        ));
+        let origin = Origin {
+            ip: caller.ip,
+            user_agent: user_agent(request),
+        };
+        self.emit(events::session_start(user, record.id.as_str(), &origin));
+        let mut response = respond::redirect(&target);
+        respond::append(
+            &mut response,
+            header::SET_COOKIE,
+            &self.session_cookie(&secret, &record),
+        );
+        response
+    }
+
+    /// `GET /api/v1/logs`.
+    pub(crate) fn logs(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
+        if let Err(response) = self.api_guard(request, caller, Scope::LogsRead) {
+            return *response;
+        }
+        let params: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let query = match Query::from_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            Ok(query) => query,
+            Err(e) => {
+                return api_error(&ApiError::Validation {
+                    field: e.parameter().to_string(),
+                    summary: e.to_string(),
+                })
+            }
+        };
+        let page = self.log.query(&query);
+        let base = format!("{}{}", self.settings.origin, request.uri().path());
+        let link = page.link_header(&base, params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let body = serde_json::to_value(&page.events).unwrap_or_else(|_| json!([]));
+        let mut response = respond::json_response(StatusCode::OK, &body);
+        if let Some(link) = link {
+            respond::insert(&mut response, header::LINK, &link);
+        }
+        response
+    }
+}

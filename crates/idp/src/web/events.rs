@@ -1,0 +1,160 @@
+//! The System Log events the IdP emits, built in one place so their shape
+//! (type, message, outcome, targets) stays consistent.
+
+use std::net::IpAddr;
+
+use crate::directory::User;
+use crate::syslog::{Actor, Entity, Event, OutcomeResult, Severity, Target};
+
+/// Who and where, for every event of one request.
+pub struct Origin<'a> {
+    pub ip: IpAddr,
+    pub user_agent: Option<&'a str>,
+}
+
+pub fn user_actor(user: &User) -> Actor {
+    Entity::new(user.id(), "User")
+        .alternate_id(user.login())
+        .display_name(user.display_name())
+}
+
+fn base(
+    event_type: &str,
+    message: &str,
+    severity: Severity,
+    result: OutcomeResult,
+    origin: &Origin<'_>,
+) -> Event {
+    Event::new(event_type, message, severity, result).client(Some(origin.ip), origin.user_agent)
+}
+
+pub fn session_start(user: &User, session_id: &str, origin: &Origin<'_>) -> Event {
+    base(
+        "user.session.start",
+        "User login to Okta",
+        Severity::Info,
+        OutcomeResult::Success,
+        origin,
+    )
+    .actor(user_actor(user))
+    .session(session_id)
+}
+
+/// A failed sign-in; `login` is what was typed (the user may not exist).
+pub fn session_start_failed(
+    login: &str,
+    user: Option<&User>,
+    reason: &str,
+    origin: &Origin<'_>,
+) -> Event {
+    let actor = match user {
+        Some(user) => user_actor(user),
+        None => Entity::new("unknown", "User").alternate_id(login),
+    };
+    base(
+        "user.session.start",
+        "User login to Okta",
+        Severity::Warn,
+        OutcomeResult::Failure,
+        origin,
+    )
+    .actor(actor)
+    .reason(reason)
+}
+
+pub fn evaluate_sign_on(
+    user: &User,
+    policy: &str,
+    rule: &str,
+    outcome: &str,
+    origin: &Origin<'_>,
+) -> Event {
+    let result = match outcome {
+        "DENY" => OutcomeResult::Deny,
+        "CHALLENGE" => OutcomeResult::Challenge,
+        _ => OutcomeResult::Allow,
+    };
+    base(
+        "policy.evaluate_sign_on",
+        "Evaluation of sign-on policy",
+        Severity::Info,
+        result,
+        origin,
+    )
+    .actor(user_actor(user))
+    .target(Entity::new(policy, "PolicyEntity").display_name(policy))
+    .target(Entity::new(rule, "PolicyRule").display_name(rule))
+    .debug("policy", policy)
+    .debug("rule", rule)
+}
+
+pub fn auth_via_mfa(user: &User, session_id: &str, success: bool, origin: &Origin<'_>) -> Event {
+    let (severity, result) = if success {
+        (Severity::Info, OutcomeResult::Success)
+    } else {
+        (Severity::Warn, OutcomeResult::Failure)
+    };
+    let event = base(
+        "user.authentication.auth_via_mfa",
+        "Authentication of user via MFA",
+        severity,
+        result,
+        origin,
+    )
+    .actor(user_actor(user))
+    .session(session_id)
+    .debug("factor", "token:software:totp");
+    if success {
+        event
+    } else {
+        event.reason("INVALID_CREDENTIALS")
+    }
+}
+
+pub fn account_lock(user: &User, until: &str, origin: &Origin<'_>) -> Event {
+    base(
+        "user.account.lock",
+        "Max sign in attempts exceeded",
+        Severity::Warn,
+        OutcomeResult::Success,
+        origin,
+    )
+    .actor(user_actor(user))
+    .target(user_actor(user))
+    .reason("LOCKED_OUT")
+    .debug("lockedUntil", until)
+}
+
+/// Sessions revoked through the API; `token` is the API token's name.
+pub fn session_clear(
+    token: &str,
+    user: &User,
+    session_ids: &[String],
+    origin: &Origin<'_>,
+) -> Event {
+    let mut event = base(
+        "user.session.clear",
+        "Clear user session",
+        Severity::Info,
+        OutcomeResult::Success,
+        origin,
+    )
+    .actor(Entity::new(token, "ApiToken").display_name(token))
+    .target(user_actor(user));
+    for id in session_ids {
+        event = event.target(Target::new(id.clone(), "Session"));
+    }
+    event
+}
+
+pub fn session_end(user_id: &str, login: &str, session_id: &str, reason: &str) -> Event {
+    Event::new(
+        "user.session.end",
+        "User logout from Okta",
+        Severity::Info,
+        OutcomeResult::Success,
+    )
+    .actor(Entity::new(user_id, "User").alternate_id(login))
+    .session(session_id)
+    .reason(reason)
+}

@@ -1,0 +1,486 @@
+//! Browser sign-in: `/login` (password), `/login/mfa` (TOTP), the signed-in
+//! home page, and the session cookie they set.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use time::OffsetDateTime;
+
+use super::csrf::{Csrf, CSRF_COOKIE};
+use super::events::{self, Origin};
+use super::limit::retry_after_secs;
+use super::respond::{self, escape};
+use super::{cookie, query_param, user_agent, Caller, Idp, SESSION_COOKIE};
+use crate::directory::{verify_totp, AuthFailure, FailureOutcome, User};
+use crate::policy::{Outcome, SignOnContext};
+use crate::session::{Amr, NewSession, SessionRecord, SessionSecret, SessionStatus};
+
+/// Form fields of a urlencoded body, each taken once.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(request: &Request<Bytes>) -> Form {
+        Form(
+            form_urlencoded::parse(request.body())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+enum Notice<'a> {
+    Error(&'a str),
+}
+
+impl Idp {
+    fn origin<'a>(&self, request: &'a Request<Bytes>, caller: &Caller) -> Origin<'a> {
+        Origin {
+            ip: caller.ip,
+            user_agent: user_agent(request),
+        }
+    }
+
+    /// The CSRF cookie the browser already has, or a new one to set.
+    fn csrf_cookie(request: &Request<Bytes>) -> (String, bool) {
+        match cookie(request, CSRF_COOKIE) {
+            Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (v.to_string(), false)
+            }
+            _ => (Csrf::new_cookie_value(), true),
+        }
+    }
+
+    fn with_csrf_cookie(
+        &self,
+        mut response: Response<Bytes>,
+        value: &str,
+        new: bool,
+    ) -> Response<Bytes> {
+        if new {
+            let cookie = format!(
+                "{CSRF_COOKIE}={value}; Path={}; Secure; HttpOnly; SameSite=Strict",
+                self.settings.path_prefix
+            );
+            respond::append(&mut response, header::SET_COOKIE, &cookie);
+        }
+        response
+    }
+
+    fn destination(&self, raw: Option<&str>) -> String {
+        raw.and_then(|t| self.allowed_redirect(t))
+            .unwrap_or_else(|| self.path("/"))
+    }
+
+    pub(crate) fn login_form(
+        &self,
+        request: &Request<Bytes>,
+        notice: Option<&str>,
+        status: StatusCode,
+    ) -> Response<Bytes> {
+        let (csrf_cookie, new) = Self::csrf_cookie(request);
+        let from = query_param(request, "fromURI").unwrap_or_default();
+        let error = notice
+            .map(|n| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(n)))
+            .unwrap_or_default();
+        let body = format!(
+            "<h1>Sign in</h1>{error}<form method=\"post\" action=\"{action}\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">\
+<label for=\"username\">Username</label>\
+<input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\
+<label for=\"password\">Password</label>\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">Sign in</button></form>",
+            action = escape(&self.path("/login")),
+            csrf = self.csrf.field_for(&csrf_cookie),
+            from = escape(&from),
+        );
+        self.with_csrf_cookie(respond::page(status, "Sign in", &body), &csrf_cookie, new)
+    }
+
+    fn login_form_with_from(
+        &self,
+        request: &Request<Bytes>,
+        from: &str,
+        error: Notice<'_>,
+        status: StatusCode,
+    ) -> Response<Bytes> {
+        // Re-render keeping the original destination from the posted form.
+        let mut rebuilt = Request::new(Bytes::new());
+        *rebuilt.headers_mut() = request.headers().clone();
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("fromURI", from)
+            .finish();
+        if let Ok(uri) = format!("{}?{query}", self.path("/login")).parse() {
+            *rebuilt.uri_mut() = uri;
+        }
+        let Notice::Error(message) = error;
+        self.login_form(&rebuilt, Some(message), status)
+    }
+
+    fn rate_limited_page(wait: std::time::Duration) -> Response<Bytes> {
+        let secs = retry_after_secs(wait);
+        let mut response = respond::message_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            &format!("Too many sign-in attempts from your network. Try again in {secs} seconds."),
+        );
+        respond::insert(&mut response, header::RETRY_AFTER, &secs.to_string());
+        response
+    }
+
+    pub(crate) fn session_cookie(&self, secret: &SessionSecret, record: &SessionRecord) -> String {
+        let mut cookie = format!(
+            "{SESSION_COOKIE}={}; Path={}; Secure; HttpOnly; SameSite=Lax",
+            secret.expose(),
+            self.settings.path_prefix
+        );
+        if record.limits.persistent_cookie {
+            if let Some(lifetime) = record.limits.max_lifetime {
+                cookie.push_str(&format!("; Max-Age={}", lifetime.as_secs()));
+            }
+        }
+        cookie
+    }
+
+    fn clear_session_cookie(&self) -> String {
+        format!(
+            "{SESSION_COOKIE}=; Path={}; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+            self.settings.path_prefix
+        )
+    }
+
+    /// The live session behind the request's cookie, if any.
+    pub(crate) fn current_session(
+        &self,
+        request: &Request<Bytes>,
+        now: OffsetDateTime,
+    ) -> Option<(SessionSecret, SessionRecord)> {
+        let secret = SessionSecret::parse(cookie(request, SESSION_COOKIE)?).ok()?;
+        let record = self.sessions.touch(&secret, now).ok()?;
+        Some((secret, record))
+    }
+
+    pub(crate) async fn login_submit(
+        self: &Arc<Self>,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
+        let origin = self.origin(request, caller);
+        if let Err(wait) = self.sign_in_limit.check(caller.ip) {
+            tracing::warn!(client.addr = %caller.ip, "sign-in rate limit");
+            return Self::rate_limited_page(wait);
+        }
+        let form = Form::parse(request);
+        let from = form.get("fromURI").unwrap_or("").to_string();
+        if !self
+            .csrf
+            .verify(cookie(request, CSRF_COOKIE), form.get("csrf"))
+        {
+            tracing::warn!(client.addr = %caller.ip, "sign-in form failed the CSRF check");
+            return self.login_form_with_from(
+                request,
+                &from,
+                Notice::Error("Your sign-in form expired. Please try again."),
+                StatusCode::FORBIDDEN,
+            );
+        }
+        let login = form.get("username").unwrap_or("").trim().to_string();
+        let password = form.get("password").unwrap_or("").to_string();
+        let now = OffsetDateTime::now_utc();
+        let generic = Notice::Error(AuthFailure::PUBLIC_MESSAGE);
+        if login.is_empty() || password.is_empty() || login.len() > 256 || password.len() > 1024 {
+            return self.login_form_with_from(request, &from, generic, StatusCode::UNAUTHORIZED);
+        }
+        let user = match self.verify_password(&login, password, now, &origin).await {
+            Ok(user) => user,
+            Err(()) => {
+                return self.login_form_with_from(request, &from, generic, StatusCode::UNAUTHORIZED)
+            }
+        };
+        let decision = self.policies.evaluate_sign_on(&SignOnContext {
+            groups: user.groups(),
+            ip: caller.ip,
+            mfa_verified: false,
+        });
+        self.emit(events::evaluate_sign_on(
+            user,
+            &decision.policy,
+            &decision.rule,
+            decision.outcome.as_str(),
+            &origin,
+        ));
+        match decision.outcome {
+            Outcome::Deny => {
+                self.emit(events::session_start_failed(
+                    &login,
+                    Some(user),
+                    "Denied by sign-on policy",
+                    &origin,
+                ));
+                respond::message_page(
+                    StatusCode::FORBIDDEN,
+                    "Sign-in not allowed",
+                    "Your organisation's policy does not allow you to sign in from here.",
+                )
+            }
+            Outcome::Challenge if !user.has_totp() => {
+                self.emit(events::session_start_failed(
+                    &login,
+                    Some(user),
+                    "MFA required but no factor enrolled",
+                    &origin,
+                ));
+                respond::message_page(
+                    StatusCode::FORBIDDEN,
+                    "Additional verification required",
+                    "Your organisation requires a second factor, but none is enrolled for your account. Contact your administrator.",
+                )
+            }
+            outcome => {
+                let mfa_pending = outcome == Outcome::Challenge;
+                let (secret, record) = self.sessions.create(NewSession {
+                    user_id: user.id().to_string(),
+                    login: user.login().to_string(),
+                    amr: vec![Amr::Pwd],
+                    mfa_pending,
+                    limits: decision.session,
+                    policy: decision.policy.clone(),
+                    rule: decision.rule.clone(),
+                    client_ip: Some(caller.ip),
+                    user_agent: origin.user_agent.map(str::to_string),
+                    now,
+                });
+                let target = if mfa_pending {
+                    let query: String = form_urlencoded::Serializer::new(String::new())
+                        .append_pair("fromURI", &from)
+                        .finish();
+                    format!("{}?{query}", self.path("/login/mfa"))
+                } else {
+                    self.emit(events::session_start(user, record.id.as_str(), &origin));
+                    self.destination(Some(&from))
+                };
+                let mut response = respond::redirect(&target);
+                respond::append(
+                    &mut response,
+                    header::SET_COOKIE,
+                    &self.session_cookie(&secret, &record),
+                );
+                response
+            }
+        }
+    }
+
+    /// Checks the password off the event loop (argon2 is deliberately slow),
+    /// with lockout and events. `Err` means "show the generic failure".
+    pub(crate) async fn verify_password(
+        self: &Arc<Self>,
+        login: &str,
+        password: String,
+        now: OffsetDateTime,
+        origin: &Origin<'_>,
+    ) -> Result<&User, ()> {
+        let known = self.directory.by_login(login);
+        if let Some(user) = known {
+            if self.lockout.check(user.id(), now).is_err() {
+                self.emit(events::session_start_failed(
+                    login,
+                    Some(user),
+                    "LOCKED_OUT",
+                    origin,
+                ));
+                return Err(());
+            }
+        }
+        let idp = self.clone();
+        let login_owned = login.to_string();
+        let verdict = tokio::task::spawn_blocking(move || {
+            idp.directory
+                .authenticate(&login_owned, &password)
+                .map(|u| u.id().to_string())
+        })
+        .await;
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "password check task failed");
+                return Err(());
+            }
+        };
+        match verdict {
+            Ok(id) => {
+                let user = self.directory.by_id(&id).ok_or(())?;
+                self.lockout.record_success(user.id());
+                Ok(user)
+            }
+            Err(failure) => {
+                let reason = match failure {
+                    AuthFailure::UnknownUser | AuthFailure::BadPassword => "INVALID_CREDENTIALS",
+                    AuthFailure::Suspended => "USER_SUSPENDED",
+                    AuthFailure::Deprovisioned => "USER_DEPROVISIONED",
+                };
+                self.emit(events::session_start_failed(login, known, reason, origin));
+                if let (Some(user), AuthFailure::BadPassword) = (known, failure) {
+                    self.count_failure(user, now, origin);
+                }
+                Err(())
+            }
+        }
+    }
+
+    pub(crate) fn count_failure(&self, user: &User, now: OffsetDateTime, origin: &Origin<'_>) {
+        if let FailureOutcome::LockedNow { until } = self.lockout.record_failure(user.id(), now) {
+            let until = until
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            tracing::warn!(user = user.id(), "account locked after repeated failures");
+            self.emit(events::account_lock(user, &until, origin));
+        }
+    }
+
+    pub(crate) fn mfa_form(
+        &self,
+        request: &Request<Bytes>,
+        notice: Option<&str>,
+        status: StatusCode,
+    ) -> Response<Bytes> {
+        let now = OffsetDateTime::now_utc();
+        match self.current_session(request, now) {
+            Some((_, record)) if record.status == SessionStatus::MfaRequired => {}
+            Some(_) => {
+                return respond::redirect(
+                    &self.destination(query_param(request, "fromURI").as_deref()),
+                )
+            }
+            None => return respond::redirect(&self.path("/login")),
+        }
+        let (csrf_cookie, new) = Self::csrf_cookie(request);
+        let from = query_param(request, "fromURI").unwrap_or_default();
+        let error = notice
+            .map(|n| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(n)))
+            .unwrap_or_default();
+        let body = format!(
+            "<h1>Verify it's you</h1>{error}<p>Enter the 6-digit code from your authenticator app.</p>\
+<form method=\"post\" action=\"{action}\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">\
+<label for=\"code\">Verification code</label>\
+<input id=\"code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus>\
+<button type=\"submit\">Verify</button></form>",
+            action = escape(&self.path("/login/mfa")),
+            csrf = self.csrf.field_for(&csrf_cookie),
+            from = escape(&from),
+        );
+        self.with_csrf_cookie(respond::page(status, "Verify", &body), &csrf_cookie, new)
+    }
+
+    pub(crate) fn mfa_submit(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
+        let origin = self.origin(request, caller);
+        if let Err(wait) = self.sign_in_limit.check(caller.ip) {
+            return Self::rate_limited_page(wait);
+        }
+        let form = Form::parse(request);
+        let from = form.get("fromURI").unwrap_or("").to_string();
+        if !self
+            .csrf
+            .verify(cookie(request, CSRF_COOKIE), form.get("csrf"))
+        {
+            return respond::message_page(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "Your verification form expired. Please sign in again.",
+            );
+        }
+        let now = OffsetDateTime::now_utc();
+        let Some((secret, record)) = self.current_session(request, now) else {
+            return respond::redirect(&self.path("/login"));
+        };
+        if record.status != SessionStatus::MfaRequired {
+            return respond::redirect(&self.destination(Some(&from)));
+        }
+        let Some(user) = self.directory.by_id(&record.user_id) else {
+            return respond::redirect(&self.path("/login"));
+        };
+        if self.lockout.check(user.id(), now).is_err() {
+            self.sessions
+                .end(&secret, crate::session::EndReason::SignOut);
+            let mut response = respond::message_page(
+                StatusCode::FORBIDDEN,
+                "Account locked",
+                "Too many failed attempts. Try again later or contact your administrator.",
+            );
+            respond::append(
+                &mut response,
+                header::SET_COOKIE,
+                &self.clear_session_cookie(),
+            );
+            return response;
+        }
+        let code = form.get("code").unwrap_or("").trim();
+        let step = user
+            .totp_secret()
+            .and_then(|totp| verify_totp(totp, code, now))
+            .filter(|step| self.totp_replay.accept(user.id(), *step));
+        if step.is_none() {
+            self.emit(events::auth_via_mfa(
+                user,
+                record.id.as_str(),
+                false,
+                &origin,
+            ));
+            self.count_failure(user, now, &origin);
+            let mut rebuilt = Request::new(Bytes::new());
+            *rebuilt.headers_mut() = request.headers().clone();
+            *rebuilt.uri_mut() = request.uri().clone();
+            return self.mfa_form(
+                &rebuilt,
+                Some("That code didn't work. Try the current code."),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
+        self.lockout.record_success(user.id());
+        let record = match self.sessions.mark_mfa_verified(&secret, now) {
+            Ok(record) => record,
+            Err(_) => return respond::redirect(&self.path("/login")),
+        };
+        self.emit(events::auth_via_mfa(
+            user,
+            record.id.as_str(),
+            true,
+            &origin,
+        ));
+        self.emit(events::session_start(user, record.id.as_str(), &origin));
+        respond::redirect(&self.destination(Some(&from)))
+    }
+
+    pub(crate) fn home(&self, request: &Request<Bytes>) -> Response<Bytes> {
+        let now = OffsetDateTime::now_utc();
+        match self.current_session(request, now) {
+            Some((_, record)) if record.status == SessionStatus::Active => {
+                let name = self
+                    .directory
+                    .by_id(&record.user_id)
+                    .map(|u| u.display_name())
+                    .unwrap_or_else(|| record.login.clone());
+                respond::page(
+                    StatusCode::OK,
+                    "Signed in",
+                    &format!(
+                        "<h1>Signed in</h1><p>You are signed in as <strong id=\"user\">{}</strong>.</p><p>Session expires {}.</p>",
+                        escape(&name),
+                        escape(&record.expires_at_rfc3339()),
+                    ),
+                )
+            }
+            _ => respond::redirect(&self.path("/login")),
+        }
+    }
+}

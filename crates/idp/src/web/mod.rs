@@ -1,0 +1,258 @@
+//! The IdP's HTTP face: sign-in pages, the Sessions API, `/api/v1/authn`,
+//! the session-cookie redirect and the System Log API. Transport-agnostic:
+//! it takes a buffered `http::Request<Bytes>` and returns a response; the
+//! binary mounts it on the proxy's `[idp] public_url`.
+
+mod api;
+mod csrf;
+mod events;
+mod limit;
+mod login;
+mod respond;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use time::OffsetDateTime;
+
+use crate::directory::{Directory, LockoutPolicy, LockoutTracker, TotpReplayGuard};
+use crate::policy::PolicySet;
+use crate::session::{ApiTokens, SessionStore, SessionTokens};
+use crate::syslog::{Event, SystemLog};
+
+pub use respond::ApiError;
+
+/// Name of the IdP session cookie; distinct from every app's cookie.
+pub const SESSION_COOKIE: &str = "pc_idp_sid";
+
+/// Settings the IdP's web layer needs beyond its stores.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// `https://host[:port]` of the IdP, no trailing slash.
+    pub origin: String,
+    /// Path prefix of the IdP (`/` or `/idp`), no trailing slash except `/`.
+    pub path_prefix: String,
+    pub sign_in_per_minute: u32,
+    pub api_per_minute: u32,
+    pub session_token_ttl: Duration,
+    /// Absolute URL prefixes `sessionCookieRedirect` may redirect to, besides
+    /// the IdP's own origin.
+    pub redirect_allow: Vec<String>,
+    pub lockout: LockoutPolicy,
+}
+
+/// The embedded IdP with all its state. Shared by every worker thread.
+pub struct Idp {
+    pub(crate) settings: WebSettings,
+    pub(crate) directory: Directory,
+    pub(crate) policies: PolicySet,
+    pub(crate) sessions: Arc<SessionStore>,
+    pub(crate) tokens: SessionTokens,
+    pub(crate) api_tokens: ApiTokens,
+    pub(crate) log: Arc<SystemLog>,
+    pub(crate) lockout: LockoutTracker,
+    pub(crate) totp_replay: TotpReplayGuard,
+    pub(crate) csrf: csrf::Csrf,
+    pub(crate) sign_in_limit: limit::Limiter,
+    pub(crate) api_limit: limit::Limiter,
+}
+
+/// Facts about the caller that do not come from HTTP itself.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub ip: IpAddr,
+    pub request_id: String,
+}
+
+impl Idp {
+    pub fn new(
+        settings: WebSettings,
+        directory: Directory,
+        policies: PolicySet,
+        api_tokens: ApiTokens,
+        log: Arc<SystemLog>,
+    ) -> Idp {
+        Idp {
+            lockout: LockoutTracker::new(settings.lockout.clone()),
+            sign_in_limit: limit::Limiter::per_minute(settings.sign_in_per_minute),
+            api_limit: limit::Limiter::per_minute(settings.api_per_minute),
+            settings,
+            directory,
+            policies,
+            sessions: Arc::new(SessionStore::new()),
+            tokens: SessionTokens::new(),
+            api_tokens,
+            log,
+            totp_replay: TotpReplayGuard::new(),
+            csrf: csrf::Csrf::new(),
+        }
+    }
+
+    pub fn sessions(&self) -> &Arc<SessionStore> {
+        &self.sessions
+    }
+
+    pub fn system_log(&self) -> &Arc<SystemLog> {
+        &self.log
+    }
+
+    /// Records an event; a failing log file is reported but never fails the
+    /// request (the event still reaches the in-memory ring).
+    pub(crate) fn emit(&self, event: Event) {
+        if let Err(e) = self.log.emit(event) {
+            tracing::error!(error = %e, "System Log write failed");
+        }
+    }
+
+    /// Periodic upkeep: expire sessions and forget idle rate-limit keys.
+    pub fn sweep(&self, now: OffsetDateTime) {
+        self.sessions.sweep(now);
+        self.sign_in_limit.sweep();
+        self.api_limit.sweep();
+    }
+
+    /// Turns every ended session (API revocation, expiry, sign-out) into a
+    /// `user.session.end` event. Runs until the store is dropped.
+    pub fn spawn_session_end_logger(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut ended = self.sessions.subscribe();
+        let idp = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                match ended.recv().await {
+                    Ok(end) => {
+                        let Some(idp) = idp.upgrade() else { return };
+                        idp.emit(events::session_end(
+                            &end.record.user_id,
+                            &end.record.login,
+                            end.record.id.as_str(),
+                            end.reason.as_str(),
+                        ));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::error!(missed, "System Log missed session-end notifications");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    /// Handles one request addressed to the IdP.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Bytes>,
+        caller: Caller,
+    ) -> Response<Bytes> {
+        let path = request.uri().path();
+        let relative = if self.settings.path_prefix == "/" {
+            path
+        } else {
+            path.strip_prefix(self.settings.path_prefix.as_str())
+                .unwrap_or(path)
+        };
+        let relative = if relative.is_empty() { "/" } else { relative }.to_string();
+        let segments: Vec<&str> = relative.trim_start_matches('/').split('/').collect();
+        let method = request.method().clone();
+        match (method, segments.as_slice()) {
+            (Method::GET, ["login"]) => self.login_form(&request, None, StatusCode::OK),
+            (Method::POST, ["login"]) => self.login_submit(&request, &caller).await,
+            (Method::GET, ["login", "mfa"]) => self.mfa_form(&request, None, StatusCode::OK),
+            (Method::POST, ["login", "mfa"]) => self.mfa_submit(&request, &caller),
+            (Method::GET, ["login", "sessionCookieRedirect"]) => {
+                self.session_cookie_redirect(&request, &caller)
+            }
+            (Method::GET, [""]) => self.home(&request),
+            (Method::POST, ["api", "v1", "authn"]) => self.authn(&request, &caller).await,
+            (method, ["api", "v1", "sessions", id]) => {
+                self.session_api(&request, &caller, method, id, None)
+            }
+            (Method::POST, ["api", "v1", "sessions", id, "lifecycle", "refresh"]) => {
+                self.session_api(&request, &caller, Method::POST, id, Some("refresh"))
+            }
+            (Method::DELETE, ["api", "v1", "users", user_id, "sessions"]) => {
+                self.clear_user_sessions(&request, &caller, user_id)
+            }
+            (Method::GET, ["api", "v1", "logs"]) => self.logs(&request, &caller),
+            (_, ["api", ..]) => respond::api_error(&ApiError::NotFound(relative.clone())),
+            _ => respond::message_page(
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                "There is nothing at this address.",
+            ),
+        }
+    }
+
+    /// The `fromURI`/`redirectUrl` target if it is one we may send a browser
+    /// to: a path on the IdP itself, or an absolute URL under the IdP origin
+    /// or an allow-listed prefix. Anything else is an open redirect.
+    pub(crate) fn allowed_redirect(&self, target: &str) -> Option<String> {
+        if target.starts_with('/') && !target.starts_with("//") && !target.contains('\\') {
+            return Some(target.to_string());
+        }
+        if target.chars().any(|c| c.is_control() || c == '\\') {
+            return None;
+        }
+        let own = format!("{}/", self.settings.origin);
+        let allowed = std::iter::once(own.as_str())
+            .chain(self.settings.redirect_allow.iter().map(String::as_str))
+            .any(|prefix| target.starts_with(prefix) && prefix_is_boundary(prefix, target));
+        allowed.then(|| target.to_string())
+    }
+
+    pub(crate) fn path(&self, relative: &str) -> String {
+        if self.settings.path_prefix == "/" {
+            relative.to_string()
+        } else {
+            format!("{}{}", self.settings.path_prefix, relative)
+        }
+    }
+}
+
+/// A prefix without a trailing `/` must end where a URL component ends, so
+/// `https://a.example` does not allow `https://a.example.evil.test`.
+fn prefix_is_boundary(prefix: &str, target: &str) -> bool {
+    if prefix.ends_with('/') {
+        return true;
+    }
+    matches!(
+        target.as_bytes().get(prefix.len()),
+        None | Some(b'/') | Some(b'?') | Some(b'#')
+    )
+}
+
+/// Value of cookie `name` in the request, if present exactly once.
+pub(crate) fn cookie<'a>(request: &'a Request<Bytes>, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    for value in request.headers().get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                if k == name {
+                    if found.is_some() {
+                        // Two cookies of one name: someone is planting one.
+                        return None;
+                    }
+                    found = Some(v);
+                }
+            }
+        }
+    }
+    found
+}
+
+pub(crate) fn query_param(request: &Request<Bytes>, name: &str) -> Option<String> {
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub(crate) fn user_agent(request: &Request<Bytes>) -> Option<&str> {
+    request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}

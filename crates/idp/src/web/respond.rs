@@ -1,0 +1,220 @@
+//! Every IdP response is built here: API errors in the Okta JSON error
+//! shape, HTML pages for browsers, redirects and cookies.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+/// API failures, each with its Okta error code and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// E0000001: a parameter or field failed validation.
+    Validation { field: String, summary: String },
+    /// E0000003: the body is not the JSON the endpoint expects.
+    MalformedBody,
+    /// E0000004: wrong credentials (never says which part).
+    AuthenticationFailed,
+    /// E0000011: no, malformed or unknown API token.
+    InvalidToken,
+    /// E0000006: the token lacks the scope.
+    Forbidden,
+    /// E0000007: no such resource.
+    NotFound(String),
+    /// E0000047: rate limited.
+    RateLimited { retry_after_secs: u64 },
+    /// E0000022: method not allowed on this path.
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Validation { summary, .. } => (
+                StatusCode::BAD_REQUEST,
+                "E0000001",
+                format!("Api validation failed: {summary}"),
+            ),
+            ApiError::MalformedBody => (
+                StatusCode::BAD_REQUEST,
+                "E0000003",
+                "The request body was not well-formed.".into(),
+            ),
+            ApiError::AuthenticationFailed => (
+                StatusCode::UNAUTHORIZED,
+                "E0000004",
+                "Authentication failed".into(),
+            ),
+            ApiError::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                "E0000011",
+                "Invalid token provided".into(),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "E0000006",
+                "You do not have permission to perform the requested action".into(),
+            ),
+            ApiError::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                "E0000007",
+                format!("Not found: Resource not found: {what}"),
+            ),
+            ApiError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "E0000047",
+                "API call exceeded rate limit due to too many requests.".into(),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "E0000022",
+                "The endpoint does not support the provided HTTP method".into(),
+            ),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+}
+
+/// `{errorCode, errorSummary, errorLink, errorId, errorCauses}` with a
+/// fresh `errorId` per response so a report can be found in the log.
+pub fn api_error(error: &ApiError) -> Response<Bytes> {
+    let (status, code, summary) = error.parts();
+    let causes = match error {
+        ApiError::Validation { field, summary } => {
+            vec![json!({ "errorSummary": format!("{field}: {summary}") })]
+        }
+        _ => Vec::new(),
+    };
+    let error_id = format!("oae{}", uuid::Uuid::new_v4().simple());
+    tracing::info!(error.code = code, error.id = %error_id, http.status = status.as_u16(), "api request refused");
+    let body = json!({
+        "errorCode": code,
+        "errorSummary": summary,
+        "errorLink": code,
+        "errorId": error_id,
+        "errorCauses": causes,
+    });
+    let mut response = json_response(status, &body);
+    if let ApiError::RateLimited { retry_after_secs } = error {
+        insert(
+            &mut response,
+            header::RETRY_AFTER,
+            &retry_after_secs.to_string(),
+        );
+    }
+    response
+}
+
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub fn empty(status: StatusCode) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = status;
+    response
+}
+
+/// Sets a header from text the IdP built itself; a value that cannot be a
+/// header is dropped with a log line rather than panicking.
+pub fn insert(response: &mut Response<Bytes>, name: header::HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            response.headers_mut().insert(name, v);
+        }
+        Err(_) => tracing::warn!(header = %name, "dropped a header value that is not valid"),
+    }
+}
+
+pub fn append(response: &mut Response<Bytes>, name: header::HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            response.headers_mut().append(name, v);
+        }
+        Err(_) => tracing::warn!(header = %name, "dropped a header value that is not valid"),
+    }
+}
+
+pub fn redirect(location: &str) -> Response<Bytes> {
+    let mut response = empty(StatusCode::SEE_OTHER);
+    insert(&mut response, header::LOCATION, location);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A complete, self-contained page (no external assets): `body` is trusted
+/// markup built by the caller with [`escape`] applied to every value.
+pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Bytes> {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<title>{title} · Portcullis</title><style>\
+body{{font-family:system-ui,sans-serif;background:#f5f7fa;color:#1f2933;margin:0}}\
+main{{max-width:24rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}}\
+h1{{font-size:1.4rem;margin-top:0}}label{{display:block;margin:.75rem 0 .25rem;font-weight:600}}\
+input{{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem;border:1px solid #9aa5b1;border-radius:.25rem}}\
+input:focus{{outline:3px solid #2680c2;outline-offset:1px}}\
+button{{margin-top:1.25rem;width:100%;padding:.6rem;font-size:1rem;background:#0b69a3;color:#fff;border:0;border-radius:.25rem;cursor:pointer}}\
+.error{{background:#ffe3e3;color:#8a041a;padding:.5rem .75rem;border-radius:.25rem}}\
+</style></head><body><main>{body}</main></body></html>\n",
+        title = escape(title),
+    );
+    let mut response = Response::new(Bytes::from(html));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The sign-in pages must never be framed (clickjacking) and load nothing
+    // from elsewhere.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// A one-paragraph page for an error a browser user hit.
+pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response<Bytes> {
+    page(
+        status,
+        title,
+        &format!(
+            "<h1>{}</h1><p>{}</p><p><a href=\"login\">Sign in</a></p>",
+            escape(title),
+            escape(message)
+        ),
+    )
+}

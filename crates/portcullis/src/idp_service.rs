@@ -1,0 +1,147 @@
+//! Builds the embedded IdP from `[idp]` and mounts it on the proxy.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use portcullis_config::Config;
+use portcullis_idp::directory::{Directory, LockoutPolicy};
+use portcullis_idp::policy::PolicySet;
+use portcullis_idp::session::{ApiToken, ApiTokens, Scope};
+use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
+use portcullis_idp::web::{Caller, Idp, WebSettings};
+use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
+
+/// The IdP as the proxy sees it: a local service.
+pub struct IdpService(pub Arc<Idp>);
+
+impl LocalApp for IdpService {
+    fn call(&self, request: http::Request<bytes::Bytes>, meta: LocalMeta) -> LocalFuture {
+        let idp = self.0.clone();
+        Box::pin(async move {
+            let caller = Caller {
+                ip: meta.client_addr.ip(),
+                request_id: meta.request_id,
+            };
+            idp.handle(request, caller).await
+        })
+    }
+}
+
+/// The IdP's own files, loaded and validated (used by `check` and `run`).
+pub struct IdpFiles {
+    pub directory: Directory,
+    pub policies: PolicySet,
+    pub api_tokens: ApiTokens,
+}
+
+/// Loads and validates the files `[idp]` names; every problem as one line.
+pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>> {
+    let mut problems = Vec::new();
+    let directory = Directory::load(&idp.users_file)
+        .map_err(|e| problems.push(format!("{}: {e}", idp.users_file.display())))
+        .ok();
+    let policies = match &idp.policy_file {
+        None => Some(PolicySet::default()),
+        Some(path) => match std::fs::read_to_string(path) {
+            Err(e) => {
+                problems.push(format!("{}: {e}", path.display()));
+                None
+            }
+            Ok(text) => PolicySet::from_toml_str(&text)
+                .map_err(|errors| {
+                    for error in errors {
+                        problems.push(format!("{}: {error}", path.display()));
+                    }
+                })
+                .ok(),
+        },
+    };
+    let mut tokens = Vec::new();
+    for token in &idp.api_tokens {
+        let mut scopes = Vec::new();
+        for scope in &token.scopes {
+            match scope.parse::<Scope>() {
+                Ok(scope) => scopes.push(scope),
+                Err(e) => problems.push(format!("[idp] api_token `{}`: {e}", token.name)),
+            }
+        }
+        tokens.push(ApiToken {
+            name: token.name.clone(),
+            sha256_hex: token.sha256.clone(),
+            scopes,
+        });
+    }
+    let api_tokens = ApiTokens::new(tokens)
+        .map_err(|e| problems.push(format!("[idp] api_token: {e}")))
+        .ok();
+    match (directory, policies, api_tokens) {
+        (Some(directory), Some(policies), Some(api_tokens)) if problems.is_empty() => {
+            Ok(IdpFiles {
+                directory,
+                policies,
+                api_tokens,
+            })
+        }
+        _ => Err(problems),
+    }
+}
+
+/// Builds the running IdP: files, System Log, background upkeep.
+pub fn start(config: &Config) -> anyhow::Result<Option<Arc<Idp>>> {
+    let Some(idp) = &config.idp else {
+        return Ok(None);
+    };
+    let files = load_files(idp).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
+    if let Some(dir) = idp.system_log_file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut log_config = SystemLogConfig::new(idp.system_log_file.clone());
+    log_config.max_file_bytes = idp.system_log_max_bytes;
+    log_config.keep_files = idp.system_log_keep_files;
+    let log = SystemLog::open(log_config).context("opening the System Log")?;
+    let settings = WebSettings {
+        origin: idp.public.origin(),
+        path_prefix: idp.public.path_prefix.clone(),
+        sign_in_per_minute: idp.sign_in_per_minute,
+        api_per_minute: idp.api_per_minute,
+        session_token_ttl: idp.session_token_ttl,
+        redirect_allow: idp
+            .redirect_allow
+            .iter()
+            .cloned()
+            .chain(
+                config
+                    .apps
+                    .iter()
+                    .map(|a| format!("{}/", a.public.origin())),
+            )
+            .collect(),
+        lockout: LockoutPolicy {
+            max_failures: idp.lockout_failures,
+            lockout_duration: idp.lockout_duration,
+        },
+    };
+    let idp = Arc::new(Idp::new(
+        settings,
+        files.directory,
+        files.policies,
+        files.api_tokens,
+        Arc::new(log),
+    ));
+    Ok(Some(idp))
+}
+
+/// Background upkeep on the caller's runtime: the session-end logger and a
+/// sweeper that expires idle sessions even when nobody touches them.
+pub fn spawn_upkeep(idp: &Arc<Idp>) {
+    idp.spawn_session_end_logger();
+    let weak = Arc::downgrade(idp);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            let Some(idp) = weak.upgrade() else { return };
+            idp.sweep(time::OffsetDateTime::now_utc());
+        }
+    });
+}
