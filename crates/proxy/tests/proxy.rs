@@ -453,3 +453,22 @@ async fn https_upstream_with_private_ca_and_sni() {
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(backend.requests(), 1, "an untrusted upstream got a request");
 }
+
+#[tokio::test]
+async fn oversized_request_head_is_refused_with_431() {
+    let backend = Backend::start().await;
+    let gw = Harness::start(
+        "max_header_bytes = 8192",
+        &app("a", "https://app.test/", &backend.url()),
+    )
+    .await;
+    let mut tls = gw.h1().raw_tls("app.test").await;
+    let huge = "x".repeat(12 * 1024);
+    let request = format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {huge}\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(backend.requests(), 0);
+}
