@@ -33,6 +33,21 @@ pub enum UpstreamPlan {
     Http(Box<HttpUpstream>),
 }
 
+impl AppPlan {
+    fn new(name: &str, upstream: UpstreamPlan, metrics: &Metrics) -> AppPlan {
+        let name: Arc<str> = Arc::from(name);
+        let latency = metrics
+            .latency
+            .get_or_create(&AppLabels { app: name.clone() })
+            .clone();
+        AppPlan {
+            name,
+            upstream,
+            latency,
+        }
+    }
+}
+
 impl Plan {
     pub fn compile(config: &Config, metrics: &Metrics, locals: &LocalApps) -> Result<Plan, Error> {
         let mut routes = RouteTable::default();
@@ -55,16 +70,7 @@ impl Plan {
                     timeouts.upstream_response,
                 )?)),
             };
-            let name: Arc<str> = Arc::from(app.name.as_str());
-            let latency = metrics
-                .latency
-                .get_or_create(&AppLabels { app: name.clone() })
-                .clone();
-            apps.push(AppPlan {
-                name,
-                upstream,
-                latency,
-            });
+            apps.push(AppPlan::new(&app.name, upstream, metrics));
         }
         if let Some(idp) = &config.idp {
             let service = locals.idp.clone().ok_or_else(|| Error::App {
@@ -77,16 +83,7 @@ impl Plan {
                 &idp.public.path_prefix,
                 apps.len(),
             );
-            let name: Arc<str> = Arc::from("idp");
-            let latency = metrics
-                .latency
-                .get_or_create(&AppLabels { app: name.clone() })
-                .clone();
-            apps.push(AppPlan {
-                name,
-                upstream: UpstreamPlan::Local(service),
-                latency,
-            });
+            apps.push(AppPlan::new("idp", UpstreamPlan::Local(service), metrics));
         }
         Ok(Plan {
             routes,

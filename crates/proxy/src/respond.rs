@@ -135,19 +135,9 @@ h1{{font-size:1.5rem}}.id{{color:#52606d;font-size:.875rem}}</style></head>\
     )
 }
 
+/// HTML-escapes text for element content and quoted attributes.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    html_escape::encode_quoted_attribute(text).into_owned()
 }
 
 #[cfg(test)]
@@ -171,7 +161,7 @@ mod tests {
     fn escape_neutralises_markup() {
         assert_eq!(
             escape("<a href='x'>&</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;"
+            "&lt;a href=&#x27;x&#x27;&gt;&amp;&lt;/a&gt;"
         );
     }
 }

@@ -13,7 +13,6 @@ use super::events::{self, Origin};
 use super::limit::retry_after_secs;
 use super::respond::{self, api_error, ApiError};
 use super::{query_param, user_agent, Caller, Idp};
-use crate::directory::verify_totp;
 use crate::policy::{Outcome, SignOnContext};
 use crate::session::{ApiAuthError, ApiToken, EndReason, PendingSignIn, Scope, SessionId};
 use crate::syslog::Query;
@@ -202,11 +201,7 @@ impl Idp {
                     }),
                 );
             };
-            let step = user
-                .totp_secret()
-                .and_then(|totp| verify_totp(totp, code, now))
-                .filter(|step| self.totp_replay.accept(user.id(), *step));
-            if step.is_none() {
+            if !self.second_factor_ok(user, code, now) {
                 self.emit(events::auth_via_mfa(user, "", false, &origin));
                 self.count_failure(user, now, &origin);
                 return api_error(&ApiError::AuthenticationFailed);

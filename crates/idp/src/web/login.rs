@@ -48,6 +48,34 @@ impl Idp {
         }
     }
 
+    /// Rate limit, then the posted form and whether its CSRF field matches
+    /// the browser's cookie. `Err` is how long the client must wait.
+    fn posted_form(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Result<(Form, bool), std::time::Duration> {
+        if let Err(wait) = self.sign_in_limit.check(caller.ip) {
+            tracing::warn!(client.addr = %caller.ip, "sign-in rate limit");
+            return Err(wait);
+        }
+        let form = Form::parse(request);
+        let csrf_ok = self
+            .csrf
+            .verify(cookie(request, CSRF_COOKIE), form.get("csrf"));
+        if !csrf_ok {
+            tracing::warn!(client.addr = %caller.ip, "sign-in form failed the CSRF check");
+        }
+        Ok((form, csrf_ok))
+    }
+
+    /// A TOTP code for `user`, within the skew window and never reused.
+    pub(crate) fn second_factor_ok(&self, user: &User, code: &str, now: OffsetDateTime) -> bool {
+        user.totp_secret()
+            .and_then(|totp| verify_totp(totp, code, now))
+            .is_some_and(|step| self.totp_replay.accept(user.id(), step))
+    }
+
     /// The CSRF cookie the browser already has, or a new one to set.
     fn csrf_cookie(request: &Request<Bytes>) -> (String, bool) {
         match cookie(request, CSRF_COOKIE) {
@@ -175,17 +203,12 @@ impl Idp {
         caller: &Caller,
     ) -> Response<Bytes> {
         let origin = self.origin(request, caller);
-        if let Err(wait) = self.sign_in_limit.check(caller.ip) {
-            tracing::warn!(client.addr = %caller.ip, "sign-in rate limit");
-            return Self::rate_limited_page(wait);
-        }
-        let form = Form::parse(request);
+        let (form, csrf_ok) = match self.posted_form(request, caller) {
+            Ok(checked) => checked,
+            Err(wait) => return Self::rate_limited_page(wait),
+        };
         let from = form.get("fromURI").unwrap_or("").to_string();
-        if !self
-            .csrf
-            .verify(cookie(request, CSRF_COOKIE), form.get("csrf"))
-        {
-            tracing::warn!(client.addr = %caller.ip, "sign-in form failed the CSRF check");
+        if !csrf_ok {
             return self.login_form_with_from(
                 request,
                 &from,
@@ -384,15 +407,12 @@ impl Idp {
 
     pub(crate) fn mfa_submit(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
         let origin = self.origin(request, caller);
-        if let Err(wait) = self.sign_in_limit.check(caller.ip) {
-            return Self::rate_limited_page(wait);
-        }
-        let form = Form::parse(request);
+        let (form, csrf_ok) = match self.posted_form(request, caller) {
+            Ok(checked) => checked,
+            Err(wait) => return Self::rate_limited_page(wait),
+        };
         let from = form.get("fromURI").unwrap_or("").to_string();
-        if !self
-            .csrf
-            .verify(cookie(request, CSRF_COOKIE), form.get("csrf"))
-        {
+        if !csrf_ok {
             return respond::message_page(
                 StatusCode::FORBIDDEN,
                 "Form expired",
@@ -425,11 +445,7 @@ impl Idp {
             return response;
         }
         let code = form.get("code").unwrap_or("").trim();
-        let step = user
-            .totp_secret()
-            .and_then(|totp| verify_totp(totp, code, now))
-            .filter(|step| self.totp_replay.accept(user.id(), *step));
-        if step.is_none() {
+        if !self.second_factor_ok(user, code, now) {
             self.emit(events::auth_via_mfa(
                 user,
                 record.id.as_str(),
