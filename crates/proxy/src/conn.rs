@@ -30,29 +30,28 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
-/// Last I/O time and requests in flight, for the idle watchdog.
+/// I/O events and requests in flight, for the idle watchdog. The socket
+/// wrapper only bumps a counter (no clock read on the hot path); the
+/// watchdog compares counts once per idle period.
 pub struct Activity {
-    opened: Instant,
-    last_ms: AtomicU64,
+    io_events: AtomicU64,
     in_flight: AtomicUsize,
 }
 
 impl Activity {
     fn new() -> Arc<Self> {
         Arc::new(Activity {
-            opened: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            io_events: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         })
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.io_events.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn last(&self) -> Instant {
-        self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    fn events(&self) -> u64 {
+        self.io_events.load(Ordering::Relaxed)
     }
 }
 
@@ -291,8 +290,10 @@ fn h1_builder(limits: Limits) -> http1::Builder {
     builder
 }
 
-/// Runs a connection to completion, closing it when it has been idle (no
-/// I/O and no request in flight) for `idle`, or gracefully on drain.
+/// Runs a connection to completion, closing it once a whole `idle` period
+/// has passed with no I/O and no request in flight (so an idle connection
+/// closes between `idle` and twice `idle` after its last byte), or
+/// gracefully on drain.
 async fn drive<C: Graceful>(
     conn: C,
     activity: &Activity,
@@ -304,8 +305,9 @@ async fn drive<C: Graceful>(
     if closing {
         conn.as_mut().begin_shutdown();
     }
+    let mut seen = activity.events();
+    let mut deadline = Instant::now() + idle;
     loop {
-        let deadline = activity.last() + idle;
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -314,12 +316,13 @@ async fn drive<C: Graceful>(
                 return;
             }
             _ = tokio::time::sleep_until(deadline), if !closing => {
-                let idle_now = activity.in_flight.load(Ordering::Acquire) == 0
-                    && activity.last() + idle <= Instant::now();
-                if idle_now {
+                let now_seen = activity.events();
+                if now_seen == seen && activity.in_flight.load(Ordering::Acquire) == 0 {
                     closing = true;
                     conn.as_mut().begin_shutdown();
                 }
+                seen = now_seen;
+                deadline = Instant::now() + idle;
             }
             changed = shutdown.changed(), if !closing => {
                 if changed.is_err() || *shutdown.borrow() {

@@ -472,3 +472,32 @@ async fn oversized_request_head_is_refused_with_431() {
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     assert_eq!(backend.requests(), 0);
 }
+
+#[tokio::test]
+async fn idle_http2_connection_is_closed() {
+    let gw = Harness::start(
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"400ms\"",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let tls = gw.h1().raw_tls_alpn("app.test", b"h2").await;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    let request = Request::get("https://app.test/")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(response);
+    // Idle from here: the gateway closes the connection within two periods.
+    let closed = tokio::time::timeout(Duration::from_secs(3), connection).await;
+    assert!(
+        closed.is_ok(),
+        "idle HTTP/2 connection still open after 3 s"
+    );
+}

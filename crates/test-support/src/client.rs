@@ -162,8 +162,13 @@ impl Client {
     /// A raw TLS connection to the gateway (ALPN http/1.1, SNI `host`) for
     /// hand-written requests.
     pub async fn raw_tls(&self, host: &str) -> TlsStream<TcpStream> {
+        self.raw_tls_alpn(host, b"http/1.1").await
+    }
+
+    /// A raw TLS connection to the gateway offering only `alpn`.
+    pub async fn raw_tls_alpn(&self, host: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
         let mut config = (*self.tls).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let connector = TlsConnector::from(Arc::new(config));
         let tcp = TcpStream::connect(self.gateway).await.expect("connect");
         connector
