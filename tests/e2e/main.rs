@@ -1,8 +1,10 @@
 //! The `portcullis` binary as an operator runs it: `check` on good and bad
-//! files, SIGHUP reloads, SIGTERM drains, and memory while streaming large
-//! bodies. Every test starts its own process on 127.0.0.1:0.
+//! files, SIGHUP reloads, SIGTERM drains, memory while streaming large
+//! bodies, and the embedded IdP's HTTP endpoints. Every test starts its own
+//! process on 127.0.0.1:0.
 
 mod check;
+mod idp;
 mod process;
 mod signals;
 mod streaming;

@@ -41,22 +41,7 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("dir");
         let config = dir.path().join("gateway.toml");
         std::fs::write(&config, config_text(&pki, server_extra, apps)).expect("write config");
-        let mut child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn portcullis");
-        let stdout = child.stdout.take().expect("stdout");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().expect("logs").push(line);
-            }
-        });
+        let (child, logs) = spawn(&config);
         let mut gateway = Gateway {
             child,
             https: "0.0.0.0:0".parse().expect("addr"),
@@ -65,18 +50,45 @@ impl Gateway {
             logs,
             _dir: dir,
         };
-        let line = gateway
+        gateway.await_listening();
+        gateway
+    }
+
+    /// The temporary directory holding `gateway.toml`; relative paths in
+    /// the config (e.g. `[idp] system_log_file`) resolve against it.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Stops the process with SIGTERM, waits for it to exit cleanly, then
+    /// starts a new one with the same config file (and so the same files it
+    /// names). The new process listens on a new port: `https` is updated.
+    pub fn restart(&mut self) {
+        self.signal("TERM");
+        assert_eq!(
+            self.wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "gateway did not exit cleanly on SIGTERM; logs: {:?}",
+            self.logs()
+        );
+        let (child, logs) = spawn(&self.config);
+        self.child = child;
+        self.logs = logs;
+        self.await_listening();
+    }
+
+    fn await_listening(&mut self) {
+        let line = self
             .wait_for_log("gateway listening", Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("gateway did not start; logs: {:?}", gateway.logs()));
+            .unwrap_or_else(|| panic!("gateway did not start; logs: {:?}", self.logs()));
         let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
         let https = event["https"].as_str().expect("https field");
-        gateway.https = https
+        self.https = https
             .trim_matches(['[', ']'])
             .split(',')
             .next()
             .and_then(|a| a.trim().parse().ok())
             .expect("bound address");
-        gateway
     }
 
     pub fn pid(&self) -> u32 {
@@ -138,6 +150,27 @@ impl Gateway {
     pub fn rewrite_config(&self, text: &str) {
         write_atomically(&self.config, text);
     }
+}
+
+/// Starts `portcullis run --config <config>` with its stdout captured.
+fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis");
+    let stdout = child.stdout.take().expect("stdout");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().expect("logs").push(line);
+        }
+    });
+    (child, logs)
 }
 
 fn write_atomically(path: &Path, text: &str) {

@@ -109,12 +109,7 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Arc<Idp>>> {
             .redirect_allow
             .iter()
             .cloned()
-            .chain(
-                config
-                    .apps
-                    .iter()
-                    .map(|a| format!("{}/", a.public.origin())),
-            )
+            .chain(config.apps.iter().map(|a| a.public.origin()))
             .collect(),
         lockout: LockoutPolicy {
             max_failures: idp.lockout_failures,

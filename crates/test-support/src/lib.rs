@@ -5,11 +5,13 @@
 
 pub mod backend;
 pub mod body;
+pub mod browser;
 pub mod client;
 pub mod pki;
 
 pub use backend::Backend;
 pub use body::ZeroBody;
+pub use browser::Browser;
 pub use client::{Client, Reply};
 pub use pki::Pki;
 

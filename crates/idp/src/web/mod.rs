@@ -189,14 +189,15 @@ impl Idp {
     /// to: a path on the IdP itself, or an absolute URL under the IdP origin
     /// or an allow-listed prefix. Anything else is an open redirect.
     pub(crate) fn allowed_redirect(&self, target: &str) -> Option<String> {
-        if target.starts_with('/') && !target.starts_with("//") && !target.contains('\\') {
-            return Some(target.to_string());
-        }
+        // Browsers drop tabs and newlines from URLs and read `\\` as `/`, so
+        // `/\t/evil.example` would become `//evil.example`: refuse them first.
         if target.chars().any(|c| c.is_control() || c == '\\') {
             return None;
         }
-        let own = format!("{}/", self.settings.origin);
-        let allowed = std::iter::once(own.as_str())
+        if target.starts_with('/') && !target.starts_with("//") {
+            return Some(target.to_string());
+        }
+        let allowed = std::iter::once(self.settings.origin.as_str())
             .chain(self.settings.redirect_allow.iter().map(String::as_str))
             .any(|prefix| target.starts_with(prefix) && prefix_is_boundary(prefix, target));
         allowed.then(|| target.to_string())
