@@ -11,6 +11,8 @@
 #   ROUNDS          measured rounds, each = nginx then portcullis (default 2)
 #   CONNECTIONS     wrk connections                           (default 64)
 #   THREADS         wrk threads                               (default 2)
+#   WORKERS         workers of EACH proxy (nginx worker_processes, portcullis
+#                   [server] workers)                         (default: nproc)
 #   WARMUP          warm-up duration per proxy                (default 2s)
 #   PORTCULLIS_BIN  use this binary instead of `cargo build --release -p portcullis`
 #   NGINX_BIN       nginx binary                              (default: nginx on PATH or /usr/sbin/nginx)
@@ -25,6 +27,9 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
+# Worker threads/processes for BOTH proxies (nginx worker_processes,
+# Portcullis [server] workers). Default: one per core, as each ships.
+WORKERS=${WORKERS:-$(nproc)}
 WARMUP=${WARMUP:-2s}
 
 # Recorded before anything else (build included) runs: other load on the
@@ -221,7 +226,7 @@ EOF
 {
     nginx_common "$WORK/nginx"
     cat <<EOF
-worker_processes 2;
+worker_processes $WORKERS;
 events { worker_connections 8192; }
 http {
     access_log off;
@@ -258,6 +263,7 @@ EOF
 
 cat >"$WORK/portcullis/portcullis.toml" <<EOF
 [server]
+workers = $WORKERS
 https = ["127.0.0.1:$PORTCULLIS_PORT"]
 tls_cert = "$CERT"
 tls_key = "$KEY"
@@ -435,8 +441,8 @@ SUMMARY=$(
     echo "Portcullis vs nginx load test - $(date -u '+%Y-%m-%dT%H:%M:%SZ') on $(hostname) ($(nproc) cores, load average at start: $LOADAVG_START)"
     echo "wrk $WRK_VERSION: -t$THREADS -c$CONNECTIONS -d$DURATION --latency, HTTP/1.1 over TLS, GET /, $ROUNDS round(s) alternating nginx/portcullis after ${WARMUP} warm-up each"
     echo "backend: nginx $NGINX_VERSION, 1 worker, return 200 \"hello from backend\\n\""
-    echo "nginx:      $NGINX_VERSION, 2 workers, upstream keepalive 128    TLS: ${NGINX_TLS:-?}"
-    echo "portcullis: $PORTCULLIS_REV ($BIN)    TLS: ${PORTCULLIS_TLS:-?}"
+    echo "nginx:      $NGINX_VERSION, $WORKERS workers, upstream keepalive 128    TLS: ${NGINX_TLS:-?}"
+    echo "portcullis: $PORTCULLIS_REV, $WORKERS workers ($BIN)    TLS: ${PORTCULLIS_TLS:-?}"
     echo
     echo "per round:"
     printf '%-7s %-12s %12s %9s %9s  %s\n' round proxy req/s "p50 ms" "p99 ms" ""
