@@ -1,0 +1,126 @@
+//! The crate's single error type. Variants are grouped by *category* so
+//! callers (the web layers) can branch on what went wrong — reject, log,
+//! re-authenticate — without string matching. Reasons carried inside are
+//! short, static-ish descriptions and ids; never SAML XML.
+
+use std::fmt;
+
+/// Why a signature-related check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureFailure {
+    /// The document carries no XML signature at all.
+    Missing,
+    /// The Response is signed but the Assertion is not, and the caller
+    /// did not allow a signed Response to stand in for a signed Assertion.
+    AssertionUnsigned,
+    /// A SignatureMethod, DigestMethod, Transform or CanonicalizationMethod
+    /// outside the allowlist (e.g. rsa-sha1 / sha1). Carries the algorithm URI.
+    WeakAlgorithm(String),
+    /// The cryptographic check failed against every pinned certificate
+    /// (tampered content, or signed by a key that is not pinned).
+    Invalid,
+    /// Structure that signature-wrapping attacks rely on: several
+    /// assertions, duplicate IDs, signatures not enveloping their referent.
+    Wrapping(&'static str),
+}
+
+impl fmt::Display for SignatureFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => f.write_str("no signature"),
+            Self::AssertionUnsigned => f.write_str("assertion is not signed"),
+            Self::WeakAlgorithm(uri) => write!(f, "algorithm not allowed: {uri}"),
+            Self::Invalid => f.write_str("signature does not verify with a pinned certificate"),
+            Self::Wrapping(reason) => write!(f, "possible signature wrapping: {reason}"),
+        }
+    }
+}
+
+/// Why a time/validity condition failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConditionFailure {
+    /// NotOnOrAfter (Conditions or SubjectConfirmationData) has passed.
+    Expired,
+    /// NotBefore lies in the future (beyond clock skew), or IssueInstant does.
+    NotYetValid,
+    /// NotOnOrAfter − IssueInstant exceeds the configured maximum.
+    ValidityTooLong,
+    /// A required element/attribute is absent (names it).
+    Missing(&'static str),
+}
+
+impl fmt::Display for ConditionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Expired => f.write_str("expired"),
+            Self::NotYetValid => f.write_str("not yet valid"),
+            Self::ValidityTooLong => f.write_str("validity window too long"),
+            Self::Missing(what) => write!(f, "missing {what}"),
+        }
+    }
+}
+
+/// Every failure this crate reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input larger than the configured cap (checked before decoding).
+    #[error("SAML message too large ({size} bytes, limit {limit})")]
+    Size { size: usize, limit: usize },
+    /// Not well-formed, DOCTYPE/entities present, or not the expected shape.
+    #[error("invalid SAML XML: {0}")]
+    Xml(String),
+    /// Transport encoding problems: base64, DEFLATE, query string, UTF-8.
+    #[error("SAML binding error: {0}")]
+    Binding(String),
+    #[error("SAML signature rejected: {0}")]
+    Signature(SignatureFailure),
+    /// The assertion or response id was already consumed.
+    #[error("SAML message replayed (id {id})")]
+    Replay { id: String },
+    /// The replay cache is full of unexpired entries; fail closed.
+    #[error("SAML replay cache is full")]
+    ReplayCacheFull,
+    #[error("SAML condition failed: {0}")]
+    Condition(ConditionFailure),
+    /// Top-level StatusCode was not Success (carries the code URI).
+    #[error("SAML status not Success: {code}")]
+    Status { code: String },
+    #[error("SAML audience restriction does not name this SP")]
+    Audience,
+    /// Response Destination or SubjectConfirmationData Recipient mismatch.
+    #[error("SAML destination/recipient mismatch (found {found:?})")]
+    Destination { found: Option<String> },
+    #[error("SAML issuer mismatch (found {found:?})")]
+    Issuer { found: Option<String> },
+    #[error("SAML InResponseTo mismatch (found {found:?})")]
+    InResponseTo { found: Option<String> },
+    /// Valid SAML this increment does not handle (e.g. EncryptedAssertion).
+    #[error("unsupported SAML feature: {0}")]
+    Unsupported(&'static str),
+    /// Loading or generating keys/certificates failed.
+    #[error("SAML key error: {0}")]
+    Key(String),
+    /// Building or signing an outgoing message failed.
+    #[error("SAML build error: {0}")]
+    Build(String),
+}
+
+impl Error {
+    pub(crate) fn xml(reason: impl fmt::Display) -> Self {
+        Self::Xml(reason.to_string())
+    }
+    pub(crate) fn binding(reason: impl fmt::Display) -> Self {
+        Self::Binding(reason.to_string())
+    }
+    pub(crate) fn build(reason: impl fmt::Display) -> Self {
+        Self::Build(reason.to_string())
+    }
+    pub(crate) fn key(reason: impl fmt::Display) -> Self {
+        Self::Key(reason.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,411 @@
+//! Embedded-IdP side: IdP metadata, signed `Response` construction for an
+//! SP, and parsing of incoming `AuthnRequest`s (Redirect and POST
+//! bindings). HTTP handling lives in the IdP web layer, not here.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use openssl::pkey::{PKey, Public};
+use openssl::x509::X509;
+use samael::attribute::{Attribute, AttributeValue};
+use samael::crypto::{CertificateDer, Crypto, CryptoProvider};
+use samael::schema::{
+    Assertion, AttributeStatement, AudienceRestriction, AuthnContext, AuthnContextClassRef,
+    AuthnRequest, AuthnStatement, Conditions, Issuer, Response, Status, StatusCode, Subject,
+    SubjectConfirmation, SubjectConfirmationData, SubjectNameID,
+};
+use samael::signature::{DigestAlgorithm, Signature};
+use samael::traits::ToXml;
+
+use crate::binding::{self, RawQuery};
+use crate::error::{Error, Result};
+use crate::keys::SigningKey;
+use crate::metadata;
+use crate::xml_guard;
+
+const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const CM_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+const ATTR_NAME_FORMAT_BASIC: &str = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic";
+
+/// NameID formats the IdP issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameIdFormat {
+    EmailAddress,
+    Persistent,
+    Unspecified,
+}
+
+impl NameIdFormat {
+    pub fn uri(self) -> &'static str {
+        match self {
+            Self::EmailAddress => "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            Self::Persistent => "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            Self::Unspecified => "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+        }
+    }
+}
+
+/// How the user authenticated, as an AuthnContextClassRef.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthnContextClass {
+    PasswordProtectedTransport,
+    MultiFactor,
+}
+
+impl AuthnContextClass {
+    pub fn uri(self) -> &'static str {
+        match self {
+            Self::PasswordProtectedTransport => {
+                "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+            }
+            Self::MultiFactor => "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor",
+        }
+    }
+}
+
+/// Where the embedded IdP lives.
+#[derive(Debug, Clone)]
+pub struct IdpConfig {
+    pub entity_id: String,
+    pub sso_redirect_url: String,
+    pub sso_post_url: String,
+    pub slo_url: String,
+}
+
+/// IdP metadata XML: entityID, signing certificate, SSO (Redirect + POST)
+/// and SLO (Redirect + POST) endpoints, WantAuthnRequestsSigned=true.
+pub fn idp_metadata_xml(cfg: &IdpConfig, key: &SigningKey) -> Result<String> {
+    let formats = [
+        NameIdFormat::EmailAddress,
+        NameIdFormat::Persistent,
+        NameIdFormat::Unspecified,
+    ]
+    .map(NameIdFormat::uri);
+    metadata::entity_descriptor(
+        &cfg.entity_id,
+        key,
+        &metadata::Role {
+            element: "IDPSSODescriptor",
+            flags: &[("WantAuthnRequestsSigned", true)],
+            slo_url: &cfg.slo_url,
+            name_id_formats: &formats,
+            endpoints: &[
+                (
+                    "SingleSignOnService",
+                    metadata::HTTP_REDIRECT,
+                    &cfg.sso_redirect_url,
+                ),
+                (
+                    "SingleSignOnService",
+                    metadata::HTTP_POST,
+                    &cfg.sso_post_url,
+                ),
+            ],
+        },
+    )
+}
+
+/// Everything that varies per issued Response.
+#[derive(Debug, Clone)]
+pub struct ResponseParams<'a> {
+    pub sp_entity_id: &'a str,
+    /// ACS URL: becomes Destination and SubjectConfirmationData/@Recipient.
+    pub acs_url: &'a str,
+    /// The AuthnRequest ID; `None` for IdP-initiated (unsolicited) responses.
+    pub in_response_to: Option<&'a str>,
+    pub name_id: &'a str,
+    pub name_id_format: NameIdFormat,
+    pub session_index: &'a str,
+    pub authn_context: AuthnContextClass,
+    pub authn_instant: DateTime<Utc>,
+    /// (attribute name, values) — multi-valued attributes keep their order.
+    pub attributes: &'a [(String, Vec<String>)],
+    /// Conditions and SubjectConfirmationData lifetime (keep it short).
+    pub validity: Duration,
+    pub now: DateTime<Utc>,
+    /// Sign the Assertion (should always be true outside tests).
+    pub sign_assertion: bool,
+    /// Additionally sign the enclosing Response.
+    pub sign_response: bool,
+}
+
+/// A built Response with the ids the caller may want to log.
+#[derive(Debug, Clone)]
+pub struct IssuedResponse {
+    pub xml: String,
+    pub response_id: String,
+    pub assertion_id: String,
+}
+
+impl IssuedResponse {
+    /// Base64 form for the HTTP-POST binding's `SAMLResponse` field.
+    pub fn post_form_value(&self) -> String {
+        binding::base64_encode(self.xml.as_bytes())
+    }
+}
+
+/// samael writes element text without escaping it (`BytesText::from_escaped`),
+/// so every text value we put into its structs must be escaped first or a
+/// `<` in e.g. a group name would inject markup.
+fn esc(s: &str) -> String {
+    quick_xml::escape::escape(s).into_owned()
+}
+
+/// RSA-SHA256 signature template with a SHA-256 digest; samael's own
+/// `Signature::template` uses a SHA-1 digest, which our verifier refuses.
+fn signature_template(ref_id: &str, cert: &CertificateDer) -> Signature {
+    let mut sig = Signature::template(ref_id, cert);
+    for reference in &mut sig.signed_info.reference {
+        reference.digest_method.algorithm = DigestAlgorithm::Sha256;
+    }
+    sig
+}
+
+/// Remove the `<?xml …?>` declaration libxml2 prepends, so a signed
+/// fragment can be embedded in another document.
+fn strip_decl(xml: &str) -> &str {
+    let trimmed = xml.trim_start();
+    if trimmed.starts_with("<?xml") {
+        if let Some(end) = trimmed.find("?>") {
+            return trimmed.get(end + 2..).unwrap_or("").trim_start();
+        }
+    }
+    trimmed
+}
+
+fn issuer(entity_id: &str) -> Issuer {
+    Issuer {
+        value: Some(esc(entity_id)),
+        format: Some("urn:oasis:names:tc:SAML:2.0:nameid-format:entity".to_owned()),
+        ..Issuer::default()
+    }
+}
+
+/// Build a Response carrying one Assertion, signed with RSA-SHA256 /
+/// SHA-256 (assertion first, then optionally the response around it).
+pub fn build_response(
+    cfg: &IdpConfig,
+    key: &SigningKey,
+    p: &ResponseParams<'_>,
+) -> Result<IssuedResponse> {
+    let cert = CertificateDer::from(key.cert_der()?);
+    let key_der = key.rsa_key_der()?;
+    let validity = chrono::Duration::from_std(p.validity).map_err(Error::build)?;
+    let not_on_or_after = p.now + validity;
+    let response_id = samael::crypto::gen_saml_response_id();
+    let assertion_id = samael::crypto::gen_saml_assertion_id();
+
+    let attributes = p
+        .attributes
+        .iter()
+        .map(|(name, values)| Attribute {
+            friendly_name: None,
+            name: Some(name.clone()),
+            name_format: Some(ATTR_NAME_FORMAT_BASIC.to_owned()),
+            values: values
+                .iter()
+                .map(|v| AttributeValue {
+                    attribute_type: None,
+                    value: Some(esc(v)),
+                })
+                .collect(),
+        })
+        .collect::<Vec<_>>();
+
+    let assertion = Assertion {
+        id: assertion_id.clone(),
+        issue_instant: p.now,
+        version: "2.0".to_owned(),
+        issuer: issuer(&cfg.entity_id),
+        signature: p
+            .sign_assertion
+            .then(|| signature_template(&assertion_id, &cert)),
+        subject: Some(Subject {
+            name_id: Some(SubjectNameID {
+                format: Some(p.name_id_format.uri().to_owned()),
+                value: esc(p.name_id),
+            }),
+            subject_confirmations: Some(vec![SubjectConfirmation {
+                method: Some(CM_BEARER.to_owned()),
+                name_id: None,
+                subject_confirmation_data: Some(SubjectConfirmationData {
+                    not_before: None,
+                    not_on_or_after: Some(not_on_or_after),
+                    recipient: Some(p.acs_url.to_owned()),
+                    in_response_to: p.in_response_to.map(str::to_owned),
+                    address: None,
+                    content: None,
+                }),
+            }]),
+        }),
+        conditions: Some(Conditions {
+            not_before: Some(p.now),
+            not_on_or_after: Some(not_on_or_after),
+            audience_restrictions: Some(vec![AudienceRestriction {
+                audience: vec![esc(p.sp_entity_id)],
+            }]),
+            one_time_use: None,
+            proxy_restriction: None,
+        }),
+        authn_statements: Some(vec![AuthnStatement {
+            authn_instant: Some(p.authn_instant),
+            session_index: Some(p.session_index.to_owned()),
+            session_not_on_or_after: None,
+            subject_locality: None,
+            authn_context: Some(AuthnContext {
+                value: Some(AuthnContextClassRef {
+                    value: Some(p.authn_context.uri().to_owned()),
+                }),
+            }),
+        }]),
+        attribute_statements: (!attributes.is_empty())
+            .then(|| vec![AttributeStatement { attributes }]),
+    };
+    let assertion_xml = assertion.to_string().map_err(Error::build)?;
+    let assertion_xml = if p.sign_assertion {
+        Crypto::sign_xml(&assertion_xml, &key_der)
+            .map_err(|e| Error::build(format!("signing assertion: {e}")))?
+    } else {
+        assertion_xml
+    };
+
+    // Serialize the Response without the assertion and splice the signed
+    // assertion in: samael's signer signs only the first Signature it finds,
+    // so nested signatures must be produced inside-out.
+    let response = Response {
+        id: response_id.clone(),
+        in_response_to: p.in_response_to.map(str::to_owned),
+        version: "2.0".to_owned(),
+        issue_instant: p.now,
+        destination: Some(p.acs_url.to_owned()),
+        consent: None,
+        issuer: Some(issuer(&cfg.entity_id)),
+        signature: p
+            .sign_response
+            .then(|| signature_template(&response_id, &cert)),
+        status: Some(Status {
+            status_code: StatusCode {
+                value: Some(STATUS_SUCCESS.to_owned()),
+            },
+            status_message: None,
+            status_detail: None,
+        }),
+        encrypted_assertion: None,
+        assertion: None,
+    };
+    let shell = response.to_string().map_err(Error::build)?;
+    let close = shell
+        .rfind("</saml2p:Response>")
+        .ok_or_else(|| Error::build("unexpected response serialization"))?;
+    let (head, tail) = shell.split_at(close);
+    let xml = format!("{}{}{}", head, strip_decl(&assertion_xml), tail);
+    let xml = if p.sign_response {
+        Crypto::sign_xml(&xml, &key_der)
+            .map_err(|e| Error::build(format!("signing response: {e}")))?
+    } else {
+        xml
+    };
+    tracing::debug!(%response_id, %assertion_id, sp = p.sp_entity_id, "issued SAML response");
+    Ok(IssuedResponse {
+        xml,
+        response_id,
+        assertion_id,
+    })
+}
+
+/// What the IdP needs from an AuthnRequest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedAuthnRequest {
+    pub id: String,
+    pub issuer: Option<String>,
+    pub acs_url: Option<String>,
+    pub destination: Option<String>,
+    pub force_authn: bool,
+    pub is_passive: bool,
+    pub name_id_policy_format: Option<String>,
+    pub relay_state: Option<String>,
+    /// True when a Redirect query signature was verified with an SP cert.
+    pub signature_verified: bool,
+}
+
+fn parse_authn_request_xml(xml: &str) -> Result<ParsedAuthnRequest> {
+    xml_guard::refuse_doctype(xml)?;
+    let scan = xml_guard::scan(xml)?;
+    if scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL) || scan.root_name != "AuthnRequest" {
+        return Err(Error::xml("root element is not samlp:AuthnRequest"));
+    }
+    let req: AuthnRequest = xml
+        .parse()
+        .map_err(|e| Error::xml(format!("AuthnRequest: {e}")))?;
+    if req.version != "2.0" {
+        return Err(Error::Unsupported("SAML version other than 2.0"));
+    }
+    if req.id.is_empty() {
+        return Err(Error::xml("AuthnRequest without ID"));
+    }
+    Ok(ParsedAuthnRequest {
+        issuer: req.issuer.as_ref().and_then(|i| i.value.clone()),
+        acs_url: req.assertion_consumer_service_url.clone(),
+        destination: req.destination.clone(),
+        force_authn: req.force_authn.unwrap_or(false),
+        is_passive: req.is_passive.unwrap_or(false),
+        name_id_policy_format: req.name_id_policy.as_ref().and_then(|p| p.format.clone()),
+        relay_state: None,
+        signature_verified: false,
+        id: req.id,
+    })
+}
+
+/// Public keys of SP signing certificates (DER), for query-signature checks.
+pub(crate) fn public_keys(certs_der: &[Vec<u8>]) -> Result<Vec<PKey<Public>>> {
+    certs_der
+        .iter()
+        .map(|der| {
+            X509::from_der(der)
+                .and_then(|c| c.public_key())
+                .map_err(Error::key)
+        })
+        .collect()
+}
+
+/// Parse an HTTP-Redirect AuthnRequest from the raw (still URL-encoded)
+/// query string. With `sp_signing_certs` the query signature (bindings
+/// §3.4.4.1) is required and verified first; `None` skips it (only for SPs
+/// configured without request signing).
+pub fn parse_authn_request_redirect(
+    raw_query: &str,
+    sp_signing_certs: Option<&[Vec<u8>]>,
+    max_bytes: usize,
+) -> Result<ParsedAuthnRequest> {
+    binding::check_size(raw_query.len(), max_bytes)?;
+    let query = RawQuery::parse(raw_query)?;
+    let verified = match sp_signing_certs {
+        Some(certs) => {
+            binding::verify_redirect_query(&query, "SAMLRequest", &public_keys(certs)?)?;
+            true
+        }
+        None => false,
+    };
+    let encoded = query
+        .decoded("SAMLRequest")?
+        .ok_or_else(|| Error::binding("missing SAMLRequest"))?;
+    let xml = binding::base64_inflate(&encoded, max_bytes)?;
+    let mut parsed = parse_authn_request_xml(&xml)?;
+    parsed.relay_state = query.decoded("RelayState")?;
+    parsed.signature_verified = verified;
+    Ok(parsed)
+}
+
+/// Parse an HTTP-POST AuthnRequest (`SAMLRequest` form field, base64).
+/// An enveloped XML signature, if any, is not verified in this increment
+/// (`signature_verified` is false).
+pub fn parse_authn_request_post(
+    saml_request: &str,
+    relay_state: Option<&str>,
+    max_bytes: usize,
+) -> Result<ParsedAuthnRequest> {
+    let xml = binding::base64_to_string(saml_request, max_bytes)?;
+    let mut parsed = parse_authn_request_xml(&xml)?;
+    parsed.relay_state = relay_state.map(str::to_owned);
+    Ok(parsed)
+}

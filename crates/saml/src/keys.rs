@@ -1,0 +1,121 @@
+//! Signing key material: an RSA private key plus its X.509 certificate,
+//! loaded from PEM or generated self-signed for tests/dev. Owns the
+//! conversions samael and openssl need (DER key, DER cert).
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::x509::{X509Name, X509};
+
+use crate::error::{Error, Result};
+
+/// An RSA signing key with the certificate that publishes its public half.
+#[derive(Clone)]
+pub struct SigningKey {
+    key: PKey<Private>,
+    cert: X509,
+}
+
+impl std::fmt::Debug for SigningKey {
+    // Never print key material; the subject is enough to identify it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey { .. }")
+    }
+}
+
+impl SigningKey {
+    /// Load a PEM private key (PKCS#1 or PKCS#8, RSA only) and PEM certificate,
+    /// refusing a certificate whose public key does not match the private key.
+    pub fn from_pem(key_pem: &[u8], cert_pem: &[u8]) -> Result<Self> {
+        let key = PKey::private_key_from_pem(key_pem)
+            .map_err(|e| Error::key(format!("private key: {e}")))?;
+        // samael's xmlsec signing and our redirect signing use RSA-SHA256.
+        key.rsa()
+            .map_err(|_| Error::key("private key is not RSA"))?;
+        let cert = X509::from_pem(cert_pem).map_err(|e| Error::key(format!("certificate: {e}")))?;
+        let cert_pub = cert
+            .public_key()
+            .map_err(|e| Error::key(format!("certificate key: {e}")))?;
+        if !key.public_eq(&cert_pub) {
+            return Err(Error::key("certificate does not match private key"));
+        }
+        Ok(Self { key, cert })
+    }
+
+    /// Generate a fresh RSA-2048 key and a self-signed SHA-256 certificate
+    /// (valid `days`), for tests and development. rcgen cannot generate RSA
+    /// keys with ring, hence openssl.
+    pub fn generate_self_signed(common_name: &str, days: u32) -> Result<Self> {
+        let rsa = Rsa::generate(2048).map_err(Error::key)?;
+        let key = PKey::from_rsa(rsa).map_err(Error::key)?;
+        let mut name = X509Name::builder().map_err(Error::key)?;
+        name.append_entry_by_nid(Nid::COMMONNAME, common_name)
+            .map_err(Error::key)?;
+        let name = name.build();
+        let mut builder = X509::builder().map_err(Error::key)?;
+        let mut serial = BigNum::new().map_err(Error::key)?;
+        serial
+            .rand(127, MsbOption::MAYBE_ZERO, false)
+            .map_err(Error::key)?;
+        let serial = serial.to_asn1_integer().map_err(Error::key)?;
+        builder.set_serial_number(&serial).map_err(Error::key)?;
+        builder.set_version(2).map_err(Error::key)?;
+        builder.set_subject_name(&name).map_err(Error::key)?;
+        builder.set_issuer_name(&name).map_err(Error::key)?;
+        builder.set_pubkey(&key).map_err(Error::key)?;
+        let not_before = Asn1Time::days_from_now(0).map_err(Error::key)?;
+        let not_after = Asn1Time::days_from_now(days).map_err(Error::key)?;
+        builder.set_not_before(&not_before).map_err(Error::key)?;
+        builder.set_not_after(&not_after).map_err(Error::key)?;
+        builder
+            .sign(&key, MessageDigest::sha256())
+            .map_err(Error::key)?;
+        Ok(Self {
+            key,
+            cert: builder.build(),
+        })
+    }
+
+    /// The private key (for callers that need to sign with openssl directly).
+    pub fn private_key(&self) -> &PKey<Private> {
+        &self.key
+    }
+
+    /// The certificate.
+    pub fn certificate(&self) -> &X509 {
+        &self.cert
+    }
+
+    /// Certificate as DER (what metadata and signature KeyInfo embed).
+    pub fn cert_der(&self) -> Result<Vec<u8>> {
+        self.cert.to_der().map_err(Error::key)
+    }
+
+    /// Certificate as PEM.
+    pub fn cert_pem(&self) -> Result<Vec<u8>> {
+        self.cert.to_pem().map_err(Error::key)
+    }
+
+    /// Private key as PKCS#8 PEM (for persisting generated dev keys).
+    pub fn key_pem(&self) -> Result<Vec<u8>> {
+        self.key.private_key_to_pem_pkcs8().map_err(Error::key)
+    }
+
+    /// Private key as PKCS#1 DER — the format samael's xmlsec signer loads.
+    pub(crate) fn rsa_key_der(&self) -> Result<Vec<u8>> {
+        self.key
+            .rsa()
+            .and_then(|r| r.private_key_to_der())
+            .map_err(Error::key)
+    }
+}
+
+/// Parse a PEM or DER X.509 certificate into the DER form the verifier pins.
+pub fn cert_der_from_pem(cert_pem: &[u8]) -> Result<Vec<u8>> {
+    X509::from_pem(cert_pem)
+        .and_then(|c| c.to_der())
+        .map_err(|e| Error::key(format!("certificate: {e}")))
+}

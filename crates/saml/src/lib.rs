@@ -1,0 +1,32 @@
+//! SAML 2.0 for Portcullis, on top of samael/xmlsec: key material, the
+//! embedded IdP's response issuing and AuthnRequest parsing, and the
+//! gateway SP's request building and hardened response verification.
+//! Speaks SAML only — no HTTP server code lives here.
+//!
+//! Note on diagnostics: libxml2/xmlsec report some failures through their
+//! global C error callbacks, which print to stderr. Silencing them needs
+//! `unsafe` FFI (forbidden here); we minimise it by rejecting malformed
+//! XML with quick-xml before libxml2 parses anything, and every failure
+//! is returned as a typed [`Error`] with the reason.
+
+mod binding;
+pub mod error;
+pub mod idp;
+pub mod keys;
+mod metadata;
+pub mod replay;
+pub mod sp;
+mod xml_guard;
+
+pub use binding::SIG_ALG_RSA_SHA256;
+pub use error::{ConditionFailure, Error, Result, SignatureFailure};
+pub use idp::{
+    build_response, idp_metadata_xml, parse_authn_request_post, parse_authn_request_redirect,
+    AuthnContextClass, IdpConfig, IssuedResponse, NameIdFormat, ParsedAuthnRequest, ResponseParams,
+};
+pub use keys::{cert_der_from_pem, SigningKey};
+pub use replay::ReplayCache;
+pub use sp::{
+    build_redirect_authn_request, sp_metadata_xml, verify_response, AuthnRequestParams,
+    Expectations, RedirectRequest, SpConfig, VerifiedAssertion,
+};

@@ -1,0 +1,583 @@
+//! Gateway-SP side: SP metadata, signed HTTP-Redirect AuthnRequests, and
+//! the hardened Response verifier. samael performs the XML-DSig check;
+//! everything around it (size, DOCTYPE, algorithm allowlist, wrapping
+//! shapes, envelope/conditions/audience/recipient/replay) is enforced here.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use samael::crypto::{
+    AllowedSignatureAlgorithm, CertificateDer, Crypto, CryptoProvider, ReduceMode,
+};
+use samael::schema::{Assertion, AuthnRequest, Issuer, NameIdPolicy, Response};
+use samael::traits::ToXml;
+
+use crate::binding;
+use crate::error::{ConditionFailure, Error, Result, SignatureFailure};
+use crate::keys::SigningKey;
+use crate::metadata::{self, HTTP_POST};
+use crate::replay::ReplayCache;
+use crate::xml_guard::{self, Scan};
+
+const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const CM_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+
+/// Passed to samael so its own check agrees with our allowlist.
+const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] = &[
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+    AllowedSignatureAlgorithm::EcdsaSha256,
+    AllowedSignatureAlgorithm::EcdsaSha384,
+    AllowedSignatureAlgorithm::EcdsaSha512,
+];
+
+/// Where the gateway SP lives.
+#[derive(Debug, Clone)]
+pub struct SpConfig {
+    pub entity_id: String,
+    pub acs_url: String,
+    pub slo_url: String,
+}
+
+/// SP metadata XML: entityID, ACS (POST), SLO (Redirect + POST),
+/// AuthnRequestsSigned=true, WantAssertionsSigned=true, signing cert.
+pub fn sp_metadata_xml(cfg: &SpConfig, key: &SigningKey) -> Result<String> {
+    metadata::entity_descriptor(
+        &cfg.entity_id,
+        key,
+        &metadata::Role {
+            element: "SPSSODescriptor",
+            flags: &[
+                ("AuthnRequestsSigned", true),
+                ("WantAssertionsSigned", true),
+            ],
+            slo_url: &cfg.slo_url,
+            name_id_formats: &[],
+            endpoints: &[(
+                "AssertionConsumerService",
+                metadata::HTTP_POST,
+                &cfg.acs_url,
+            )],
+        },
+    )
+}
+
+/// Options for an outgoing AuthnRequest.
+#[derive(Debug, Clone)]
+pub struct AuthnRequestParams<'a> {
+    /// IdP SSO endpoint for the HTTP-Redirect binding.
+    pub idp_sso_url: &'a str,
+    pub relay_state: Option<&'a str>,
+    pub force_authn: bool,
+    pub name_id_format: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// A redirect to send the browser to, and the id to expect back in
+/// InResponseTo (store it with the login state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectRequest {
+    pub url: String,
+    pub request_id: String,
+}
+
+/// Build a signed HTTP-Redirect AuthnRequest URL (bindings §3.4.4.1).
+pub fn build_redirect_authn_request(
+    cfg: &SpConfig,
+    key: &SigningKey,
+    p: &AuthnRequestParams<'_>,
+) -> Result<RedirectRequest> {
+    // NCName-safe, 128 bits of randomness: unguessable and unique.
+    let request_id = format!("_{:032x}", rand::random::<u128>());
+    let req = AuthnRequest {
+        id: request_id.clone(),
+        version: "2.0".to_owned(),
+        issue_instant: p.now,
+        destination: Some(p.idp_sso_url.to_owned()),
+        issuer: Some(Issuer {
+            // samael does not escape element text; escape it here.
+            value: Some(quick_xml::escape::escape(cfg.entity_id.as_str()).into_owned()),
+            format: Some("urn:oasis:names:tc:SAML:2.0:nameid-format:entity".to_owned()),
+            ..Issuer::default()
+        }),
+        name_id_policy: p.name_id_format.map(|f| NameIdPolicy {
+            format: Some(f.to_owned()),
+            allow_create: Some(true),
+            ..NameIdPolicy::default()
+        }),
+        force_authn: Some(p.force_authn),
+        assertion_consumer_service_url: Some(cfg.acs_url.clone()),
+        protocol_binding: Some(HTTP_POST.to_owned()),
+        ..AuthnRequest::default()
+    };
+    let xml = req.to_string().map_err(Error::build)?;
+    let encoded = binding::deflate_base64(&xml)?;
+    let query =
+        binding::signed_redirect_query("SAMLRequest", &encoded, p.relay_state, key.private_key())?;
+    let sep = if p.idp_sso_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    Ok(RedirectRequest {
+        url: format!("{}{sep}{query}", p.idp_sso_url),
+        request_id,
+    })
+}
+
+/// What a Response must satisfy to be accepted.
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    pub sp_entity_id: String,
+    pub acs_url: String,
+    pub idp_entity_id: String,
+    /// DER certificates pinned from IdP metadata; the only keys accepted.
+    pub idp_signing_certs: Vec<Vec<u8>>,
+    /// The AuthnRequest id this login is waiting for. `None` accepts only
+    /// unsolicited (IdP-initiated) responses — pass it only when the app
+    /// allows IdP-initiated login.
+    pub expected_in_response_to: Option<String>,
+    /// Accept a signed Response with an unsigned Assertion.
+    pub allow_signed_response_instead_of_assertion: bool,
+    /// Upper bound for NotOnOrAfter − IssueInstant.
+    pub max_assertion_validity: Duration,
+    pub clock_skew: Duration,
+    /// Cap on the base64 body, checked before decoding.
+    pub max_body_bytes: usize,
+}
+
+impl Expectations {
+    /// Expectations with conservative defaults: assertion must be signed,
+    /// 15 min max validity, 90 s skew, 256 KiB body.
+    pub fn new(
+        sp_entity_id: impl Into<String>,
+        acs_url: impl Into<String>,
+        idp_entity_id: impl Into<String>,
+        idp_signing_certs: Vec<Vec<u8>>,
+        expected_in_response_to: Option<String>,
+    ) -> Self {
+        Self {
+            sp_entity_id: sp_entity_id.into(),
+            acs_url: acs_url.into(),
+            idp_entity_id: idp_entity_id.into(),
+            idp_signing_certs,
+            expected_in_response_to,
+            allow_signed_response_instead_of_assertion: false,
+            max_assertion_validity: Duration::from_secs(15 * 60),
+            clock_skew: Duration::from_secs(90),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Identity taken from the verified assertion only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAssertion {
+    pub assertion_id: String,
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    pub session_index: Option<String>,
+    pub attributes: Vec<(String, Vec<String>)>,
+    pub authn_context_class: Option<String>,
+    /// Conditions/@NotOnOrAfter of the assertion.
+    pub not_on_or_after: DateTime<Utc>,
+    pub session_not_on_or_after: Option<DateTime<Utc>>,
+    pub issuer: String,
+}
+
+fn chrono_dur(d: Duration) -> chrono::Duration {
+    // Out-of-range configuration degrades to "very large", never panics.
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Which elements carry a structurally sound enveloped signature.
+struct SignedParts {
+    response: bool,
+    assertion: bool,
+}
+
+/// Every signature must be an enveloped signature over its own parent, and
+/// that parent must be the Response root or its single top-level Assertion.
+/// Anything else is a wrapping shape (or something we don't support).
+fn signature_layout(scan: &Scan) -> Result<SignedParts> {
+    let mut parts = SignedParts {
+        response: false,
+        assertion: false,
+    };
+    for sig in &scan.signatures {
+        let Some(parent_id) = sig.parent_id.as_deref() else {
+            return Err(Error::Signature(SignatureFailure::Wrapping(
+                "signature parent has no ID",
+            )));
+        };
+        let expected_uri = format!("#{parent_id}");
+        if sig.reference_uris.len() != 1 || sig.reference_uris.first() != Some(&expected_uri) {
+            return Err(Error::Signature(SignatureFailure::Wrapping(
+                "signature does not reference its parent",
+            )));
+        }
+        let slot = if sig.parent_depth == 0 && scan.root_id.as_deref() == Some(parent_id) {
+            &mut parts.response
+        } else if sig.parent_depth == 1
+            && sig.parent_name == "Assertion"
+            && scan.assertion_at_top
+            && scan.assertion_id.as_deref() == Some(parent_id)
+        {
+            &mut parts.assertion
+        } else {
+            return Err(Error::Signature(SignatureFailure::Wrapping(
+                "signature in unexpected position",
+            )));
+        };
+        if *slot {
+            return Err(Error::Signature(SignatureFailure::Wrapping(
+                "element signed twice",
+            )));
+        }
+        *slot = true;
+    }
+    Ok(parts)
+}
+
+/// Verify a base64 `SAMLResponse` (HTTP-POST binding) against `expect`.
+/// Returns identity only from the assertion samael verified.
+pub fn verify_response(
+    base64_body: &str,
+    expect: &Expectations,
+    replay: &ReplayCache,
+    now: DateTime<Utc>,
+) -> Result<VerifiedAssertion> {
+    let result = verify_inner(base64_body, expect, replay, now);
+    match &result {
+        Ok(v) => tracing::debug!(assertion_id = %v.assertion_id, "SAML response accepted"),
+        Err(e) => tracing::info!(reason = %e, "SAML response rejected"),
+    }
+    result
+}
+
+fn verify_inner(
+    base64_body: &str,
+    expect: &Expectations,
+    replay: &ReplayCache,
+    now: DateTime<Utc>,
+) -> Result<VerifiedAssertion> {
+    let skew = chrono_dur(expect.clock_skew);
+    // 1. Size, transport decoding, DOCTYPE — before any XML parser runs.
+    let xml = binding::base64_to_string(base64_body, expect.max_body_bytes)?;
+    xml_guard::refuse_doctype(&xml)?;
+
+    // 2. Structural census (well-formedness, duplicate IDs, assertion count).
+    let scan = xml_guard::scan(&xml)?;
+    if scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL) || scan.root_name != "Response" {
+        return Err(Error::xml("root element is not samlp:Response"));
+    }
+    if scan.encrypted_assertion_count > 0 {
+        return Err(Error::Unsupported("EncryptedAssertion"));
+    }
+    if scan.assertion_count > 1 {
+        return Err(Error::Signature(SignatureFailure::Wrapping(
+            "more than one Assertion",
+        )));
+    }
+
+    // 3. Status first: an IdP error response carries no assertion, and an
+    //    unsigned non-Success status can only turn into a rejection anyway.
+    let envelope: Response = xml
+        .parse()
+        .map_err(|e| Error::xml(format!("Response: {e}")))?;
+    check_status(&envelope)?;
+    if scan.assertion_count == 0 || !scan.assertion_at_top {
+        return Err(Error::xml("Response has no top-level Assertion"));
+    }
+
+    // 4. Algorithms and signature placement, independent of the crypto check.
+    xml_guard::check_algorithms(&scan)?;
+    let signed = signature_layout(&scan)?;
+    if !signed.assertion && !signed.response {
+        return Err(Error::Signature(SignatureFailure::Missing));
+    }
+    if !signed.assertion && !expect.allow_signed_response_instead_of_assertion {
+        return Err(Error::Signature(SignatureFailure::AssertionUnsigned));
+    }
+
+    // 5. Cryptographic verification with the pinned certificates only;
+    //    samael returns just the signed subtree.
+    if expect.idp_signing_certs.is_empty() {
+        return Err(Error::key("no pinned IdP signing certificate"));
+    }
+    let certs: Vec<CertificateDer> = expect
+        .idp_signing_certs
+        .iter()
+        .cloned()
+        .map(CertificateDer::from)
+        .collect();
+    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        &xml,
+        &certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        Some(SAMAEL_ALLOWED),
+    )
+    .map_err(|e| {
+        tracing::debug!(reason = %e, "xmlsec verification failed");
+        Error::Signature(SignatureFailure::Invalid)
+    })?;
+    let reduced_scan = xml_guard::scan(&reduced)?;
+    let (assertion, verified_envelope): (Assertion, Option<Response>) = match (
+        reduced_scan.root_ns.as_deref(),
+        reduced_scan.root_name.as_str(),
+    ) {
+        (Some(xml_guard::NS_PROTOCOL), "Response") if signed.response => {
+            let mut resp: Response = reduced
+                .parse()
+                .map_err(|e| Error::xml(format!("signed Response: {e}")))?;
+            let assertion = resp
+                .assertion
+                .take()
+                .ok_or_else(|| Error::xml("signed Response lost its Assertion"))?;
+            (assertion, Some(resp))
+        }
+        (Some(xml_guard::NS_ASSERTION), "Assertion") if signed.assertion && !signed.response => {
+            let a: Assertion = reduced
+                .parse()
+                .map_err(|e| Error::xml(format!("signed Assertion: {e}")))?;
+            (a, None)
+        }
+        _ => {
+            return Err(Error::Signature(SignatureFailure::Wrapping(
+                "verified subtree has unexpected root",
+            )))
+        }
+    };
+    if Some(assertion.id.as_str()) != scan.assertion_id.as_deref() {
+        return Err(Error::Signature(SignatureFailure::Wrapping(
+            "verified assertion is not the document's assertion",
+        )));
+    }
+
+    // 6. Envelope checks: from the signed Response when there is one,
+    //    otherwise from the unsigned envelope (defence in depth).
+    let env = verified_envelope.as_ref().unwrap_or(&envelope);
+    check_status(env)?;
+    if env.version != "2.0" {
+        return Err(Error::Unsupported("SAML version other than 2.0"));
+    }
+    match &env.destination {
+        Some(d) if *d != expect.acs_url => {
+            return Err(Error::Destination {
+                found: Some(d.clone()),
+            })
+        }
+        None if signed.response => return Err(Error::Destination { found: None }),
+        _ => {}
+    }
+    if let Some(iss) = env.issuer.as_ref().and_then(|i| i.value.as_ref()) {
+        if *iss != expect.idp_entity_id {
+            return Err(Error::Issuer {
+                found: Some(iss.clone()),
+            });
+        }
+    }
+    match (&env.in_response_to, &expect.expected_in_response_to) {
+        (Some(got), Some(want)) if got == want => {}
+        (None, _) => {} // optional on the envelope; the signed SubjectConfirmationData decides
+        (got, _) => return Err(Error::InResponseTo { found: got.clone() }),
+    }
+
+    // 7. Assertion checks.
+    let issuer = assertion.issuer.value.clone();
+    if issuer.as_deref() != Some(expect.idp_entity_id.as_str()) {
+        return Err(Error::Issuer { found: issuer });
+    }
+    if assertion.version != "2.0" {
+        return Err(Error::Unsupported("SAML version other than 2.0"));
+    }
+    if assertion.issue_instant > now + skew {
+        return Err(Error::Condition(ConditionFailure::NotYetValid));
+    }
+    let max_validity = chrono_dur(expect.max_assertion_validity);
+    let conditions = assertion
+        .conditions
+        .as_ref()
+        .ok_or(Error::Condition(ConditionFailure::Missing("Conditions")))?;
+    let not_on_or_after =
+        conditions
+            .not_on_or_after
+            .ok_or(Error::Condition(ConditionFailure::Missing(
+                "Conditions/@NotOnOrAfter",
+            )))?;
+    check_window(
+        conditions.not_before,
+        not_on_or_after,
+        assertion.issue_instant,
+        max_validity,
+        skew,
+        now,
+    )?;
+    let restrictions = conditions
+        .audience_restrictions
+        .as_deref()
+        .unwrap_or_default();
+    // Every AudienceRestriction must be satisfied (core §2.5.1.4).
+    if restrictions.is_empty()
+        || !restrictions
+            .iter()
+            .all(|r| r.audience.contains(&expect.sp_entity_id))
+    {
+        return Err(Error::Audience);
+    }
+    let scd_expiry = check_subject_confirmation(&assertion, expect, max_validity, skew, now)?;
+
+    let subject = assertion
+        .subject
+        .as_ref()
+        .ok_or(Error::Condition(ConditionFailure::Missing("Subject")))?;
+    let name_id = subject
+        .name_id
+        .as_ref()
+        .ok_or(Error::Condition(ConditionFailure::Missing(
+            "Subject/NameID",
+        )))?;
+    let statements = assertion.authn_statements.as_deref().unwrap_or_default();
+    let [authn] = statements else {
+        return Err(Error::Condition(ConditionFailure::Missing(
+            "exactly one AuthnStatement",
+        )));
+    };
+    let attributes = assertion
+        .attribute_statements
+        .iter()
+        .flatten()
+        .flat_map(|s| s.attributes.iter())
+        .filter_map(|a| {
+            let name = a.name.clone()?;
+            Some((
+                name,
+                a.values.iter().filter_map(|v| v.value.clone()).collect(),
+            ))
+        })
+        .collect();
+
+    // 8. Replay last, so rejected responses don't consume ids. Remember ids
+    //    until the latest moment any of its time checks could still pass.
+    let expires = not_on_or_after.max(scd_expiry) + skew;
+    let mut ids = vec![assertion.id.as_str()];
+    if let Some(rid) = scan.root_id.as_deref() {
+        ids.push(rid);
+    }
+    replay.check_and_insert(&ids, expires, now)?;
+
+    Ok(VerifiedAssertion {
+        assertion_id: assertion.id.clone(),
+        name_id: name_id.value.clone(),
+        name_id_format: name_id.format.clone(),
+        session_index: authn.session_index.clone(),
+        attributes,
+        authn_context_class: authn
+            .authn_context
+            .as_ref()
+            .and_then(|c| c.value.as_ref())
+            .and_then(|r| r.value.clone()),
+        not_on_or_after,
+        session_not_on_or_after: authn.session_not_on_or_after,
+        issuer: expect.idp_entity_id.clone(),
+    })
+}
+
+fn check_status(resp: &Response) -> Result<()> {
+    let code = resp
+        .status
+        .as_ref()
+        .and_then(|s| s.status_code.value.clone());
+    if code.as_deref() != Some(STATUS_SUCCESS) {
+        return Err(Error::Status {
+            code: code.unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+fn check_window(
+    not_before: Option<DateTime<Utc>>,
+    not_on_or_after: DateTime<Utc>,
+    issue_instant: DateTime<Utc>,
+    max_validity: chrono::Duration,
+    skew: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if not_before.is_some_and(|nb| now + skew < nb) {
+        return Err(Error::Condition(ConditionFailure::NotYetValid));
+    }
+    if now >= not_on_or_after + skew {
+        return Err(Error::Condition(ConditionFailure::Expired));
+    }
+    if not_on_or_after - issue_instant > max_validity {
+        return Err(Error::Condition(ConditionFailure::ValidityTooLong));
+    }
+    Ok(())
+}
+
+/// At least one bearer SubjectConfirmation must fully pass; returns its
+/// NotOnOrAfter. Reports the first failure otherwise.
+fn check_subject_confirmation(
+    assertion: &Assertion,
+    expect: &Expectations,
+    max_validity: chrono::Duration,
+    skew: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>> {
+    let confirmations = assertion
+        .subject
+        .as_ref()
+        .and_then(|s| s.subject_confirmations.as_deref())
+        .unwrap_or_default();
+    let mut first_error = None;
+    for sc in confirmations
+        .iter()
+        .filter(|sc| sc.method.as_deref() == Some(CM_BEARER))
+    {
+        let outcome = (|| {
+            let data = sc
+                .subject_confirmation_data
+                .as_ref()
+                .ok_or(Error::Condition(ConditionFailure::Missing(
+                    "SubjectConfirmationData",
+                )))?;
+            let noa = data
+                .not_on_or_after
+                .ok_or(Error::Condition(ConditionFailure::Missing(
+                    "SubjectConfirmationData/@NotOnOrAfter",
+                )))?;
+            check_window(
+                data.not_before,
+                noa,
+                assertion.issue_instant,
+                max_validity,
+                skew,
+                now,
+            )?;
+            if data.recipient.as_deref() != Some(expect.acs_url.as_str()) {
+                return Err(Error::Destination {
+                    found: data.recipient.clone(),
+                });
+            }
+            if data.in_response_to != expect.expected_in_response_to {
+                return Err(Error::InResponseTo {
+                    found: data.in_response_to.clone(),
+                });
+            }
+            Ok(noa)
+        })();
+        match outcome {
+            Ok(noa) => return Ok(noa),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(
+        first_error.unwrap_or(Error::Condition(ConditionFailure::Missing(
+            "bearer SubjectConfirmation",
+        ))),
+    )
+}

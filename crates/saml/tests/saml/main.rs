@@ -1,0 +1,5 @@
+//! SAML behaviour with real keys and real xmlsec signatures: one test
+//! binary for the crate (link time), one module per concern.
+
+mod authn_request_and_metadata;
+mod response_verification;

@@ -1,0 +1,565 @@
+//! End-to-end: the embedded IdP signs real responses with real RSA keys
+//! (samael/xmlsec), the SP verifier checks them. No mocks.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use portcullis_saml::*;
+
+const IDP: &str = "https://idp.example.test/saml/metadata";
+const SP: &str = "https://gateway.example.test/saml/metadata";
+const ACS: &str = "https://gateway.example.test/saml/acs";
+const REQ_ID: &str = "_0123456789abcdef0123456789abcdef";
+
+fn idp_key() -> &'static SigningKey {
+    static K: OnceLock<SigningKey> = OnceLock::new();
+    K.get_or_init(|| SigningKey::generate_self_signed("idp", 30).expect("idp key"))
+}
+
+fn foreign_key() -> &'static SigningKey {
+    static K: OnceLock<SigningKey> = OnceLock::new();
+    K.get_or_init(|| SigningKey::generate_self_signed("attacker", 30).expect("foreign key"))
+}
+
+fn idp_cfg() -> IdpConfig {
+    IdpConfig {
+        entity_id: IDP.into(),
+        sso_redirect_url: "https://idp.example.test/saml/sso".into(),
+        sso_post_url: "https://idp.example.test/saml/sso/post".into(),
+        slo_url: "https://idp.example.test/saml/slo".into(),
+    }
+}
+
+fn attrs() -> Vec<(String, Vec<String>)> {
+    vec![
+        ("email".into(), vec!["alice@example.test".into()]),
+        ("firstName".into(), vec!["Alice".into()]),
+        ("lastName".into(), vec!["Liddell".into()]),
+        (
+            "groups".into(),
+            vec!["admins".into(), "R&D <core>".into(), "users".into()],
+        ),
+    ]
+}
+
+struct Opts {
+    key: &'static SigningKey,
+    in_response_to: Option<&'static str>,
+    now: DateTime<Utc>,
+    validity: Duration,
+    sign_assertion: bool,
+    sign_response: bool,
+}
+
+fn opts() -> Opts {
+    Opts {
+        key: idp_key(),
+        in_response_to: Some(REQ_ID),
+        now: Utc::now(),
+        validity: Duration::from_secs(300),
+        sign_assertion: true,
+        sign_response: false,
+    }
+}
+
+fn issue(o: Opts) -> IssuedResponse {
+    let attributes = attrs();
+    let p = ResponseParams {
+        sp_entity_id: SP,
+        acs_url: ACS,
+        in_response_to: o.in_response_to,
+        name_id: "alice@example.test",
+        name_id_format: NameIdFormat::EmailAddress,
+        session_index: "sess-42",
+        authn_context: AuthnContextClass::MultiFactor,
+        authn_instant: o.now,
+        attributes: &attributes,
+        validity: o.validity,
+        now: o.now,
+        sign_assertion: o.sign_assertion,
+        sign_response: o.sign_response,
+    };
+    build_response(&idp_cfg(), o.key, &p).expect("build response")
+}
+
+fn expect() -> Expectations {
+    Expectations::new(
+        SP,
+        ACS,
+        IDP,
+        vec![idp_key().cert_der().expect("cert")],
+        Some(REQ_ID.into()),
+    )
+}
+
+fn b64(xml: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(xml)
+}
+
+fn verify_xml(xml: &str, e: &Expectations) -> Result<VerifiedAssertion> {
+    verify_response(&b64(xml), e, &ReplayCache::new(1000), Utc::now())
+}
+
+/// Replace exactly one occurrence (guards the test against silently no-op patches).
+fn patch(xml: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        xml.matches(from).count(),
+        1,
+        "patch target {from:?} must occur once"
+    );
+    xml.replacen(from, to, 1)
+}
+
+fn assertion_span(xml: &str) -> (usize, usize) {
+    let start = xml.find("<saml2:Assertion").expect("assertion start");
+    let end = xml.find("</saml2:Assertion>").expect("assertion end") + "</saml2:Assertion>".len();
+    (start, end)
+}
+
+/// The signed assertion with its ds:Signature removed and the NameID swapped.
+fn evil_copy(signed_assertion: &str) -> String {
+    let s = signed_assertion.find("<ds:Signature").expect("sig start");
+    let e = signed_assertion.find("</ds:Signature>").expect("sig end") + "</ds:Signature>".len();
+    let unsigned = format!("{}{}", &signed_assertion[..s], &signed_assertion[e..]);
+    unsigned.replace("alice@example.test", "mallory@example.test")
+}
+
+#[test]
+fn accepts_signed_assertion_and_returns_identity() {
+    let r = issue(opts());
+    let cache = ReplayCache::new(100);
+    let v = verify_response(&r.post_form_value(), &expect(), &cache, Utc::now()).expect("accepted");
+    assert_eq!(v.name_id, "alice@example.test");
+    assert_eq!(
+        v.name_id_format.as_deref(),
+        Some(NameIdFormat::EmailAddress.uri())
+    );
+    assert_eq!(v.session_index.as_deref(), Some("sess-42"));
+    assert_eq!(
+        v.authn_context_class.as_deref(),
+        Some(AuthnContextClass::MultiFactor.uri())
+    );
+    assert_eq!(v.issuer, IDP);
+    assert_eq!(v.assertion_id, r.assertion_id);
+    assert_eq!(
+        v.attributes,
+        attrs(),
+        "multi-valued attributes, order and escaping preserved"
+    );
+    assert_eq!(cache.len(), 2, "assertion and response ids remembered");
+}
+
+#[test]
+fn accepts_when_response_and_assertion_both_signed() {
+    let r = issue(Opts {
+        sign_response: true,
+        ..opts()
+    });
+    let v = verify_xml(&r.xml, &expect()).expect("accepted");
+    assert_eq!(v.name_id, "alice@example.test");
+}
+
+#[test]
+fn signed_response_with_unsigned_assertion_needs_opt_in() {
+    let r = issue(Opts {
+        sign_response: true,
+        sign_assertion: false,
+        ..opts()
+    });
+    assert!(matches!(
+        verify_xml(&r.xml, &expect()),
+        Err(Error::Signature(SignatureFailure::AssertionUnsigned))
+    ));
+    let mut e = expect();
+    e.allow_signed_response_instead_of_assertion = true;
+    let v = verify_xml(&r.xml, &e).expect("accepted with opt-in");
+    assert_eq!(v.attributes, attrs());
+}
+
+#[test]
+fn rejects_unsigned_assertion() {
+    let r = issue(Opts {
+        sign_assertion: false,
+        ..opts()
+    });
+    assert!(matches!(
+        verify_xml(&r.xml, &expect()),
+        Err(Error::Signature(SignatureFailure::Missing))
+    ));
+}
+
+#[test]
+fn rejects_tampered_attribute_value() {
+    let r = issue(opts());
+    let xml = patch(&r.xml, ">admins<", ">superadmins<");
+    assert!(matches!(
+        verify_xml(&xml, &expect()),
+        Err(Error::Signature(SignatureFailure::Invalid))
+    ));
+}
+
+#[test]
+fn rejects_tampered_attribute_value_in_signed_response() {
+    let r = issue(Opts {
+        sign_response: true,
+        ..opts()
+    });
+    let xml = patch(&r.xml, ">admins<", ">superadmins<");
+    assert!(matches!(
+        verify_xml(&xml, &expect()),
+        Err(Error::Signature(SignatureFailure::Invalid))
+    ));
+}
+
+#[test]
+fn rejects_signature_by_foreign_key() {
+    // Valid signature, but by a key that is not pinned (its own cert is in KeyInfo).
+    let r = issue(Opts {
+        key: foreign_key(),
+        sign_response: true,
+        ..opts()
+    });
+    assert!(matches!(
+        verify_xml(&r.xml, &expect()),
+        Err(Error::Signature(SignatureFailure::Invalid))
+    ));
+}
+
+#[test]
+fn accepts_any_of_several_pinned_certs() {
+    let r = issue(opts());
+    let mut e = expect();
+    e.idp_signing_certs
+        .insert(0, foreign_key().cert_der().expect("cert"));
+    verify_xml(&r.xml, &e).expect("second pinned cert verifies");
+}
+
+#[test]
+fn rejects_replay() {
+    let r = issue(opts());
+    let cache = ReplayCache::new(100);
+    verify_response(&r.post_form_value(), &expect(), &cache, Utc::now()).expect("first use");
+    let err =
+        verify_response(&r.post_form_value(), &expect(), &cache, Utc::now()).expect_err("replay");
+    assert!(matches!(err, Error::Replay { .. }), "{err:?}");
+}
+
+#[test]
+fn rejects_expired() {
+    let r = issue(Opts {
+        now: Utc::now() - chrono::Duration::hours(1),
+        ..opts()
+    });
+    assert!(matches!(
+        verify_xml(&r.xml, &expect()),
+        Err(Error::Condition(ConditionFailure::Expired))
+    ));
+}
+
+#[test]
+fn rejects_not_yet_valid() {
+    let r = issue(Opts {
+        now: Utc::now() + chrono::Duration::hours(1),
+        ..opts()
+    });
+    assert!(matches!(
+        verify_xml(&r.xml, &expect()),
+        Err(Error::Condition(ConditionFailure::NotYetValid))
+    ));
+}
+
+#[test]
+fn clock_skew_is_tolerated() {
+    let r = issue(Opts {
+        now: Utc::now() + chrono::Duration::seconds(30),
+        ..opts()
+    });
+    verify_xml(&r.xml, &expect()).expect("30 s ahead is within 90 s skew");
+}
+
+#[test]
+fn rejects_overlong_validity_window() {
+    let r = issue(Opts {
+        validity: Duration::from_secs(24 * 3600),
+        ..opts()
+    });
+    assert!(matches!(
+        verify_xml(&r.xml, &expect()),
+        Err(Error::Condition(ConditionFailure::ValidityTooLong))
+    ));
+}
+
+#[test]
+fn rejects_wrong_audience() {
+    let r = issue(opts());
+    let mut e = expect();
+    e.sp_entity_id = "https://other-sp.example.test".into();
+    assert!(matches!(verify_xml(&r.xml, &e), Err(Error::Audience)));
+}
+
+#[test]
+fn rejects_wrong_destination() {
+    let r = issue(opts());
+    let mut e = expect();
+    e.acs_url = "https://gateway.example.test/other/acs".into();
+    assert!(matches!(
+        verify_xml(&r.xml, &e),
+        Err(Error::Destination { .. })
+    ));
+}
+
+#[test]
+fn rejects_wrong_recipient_even_without_destination() {
+    // Drop the (unsigned) Destination: the signed Recipient must still match.
+    let r = issue(opts());
+    let xml = patch(&r.xml, &format!(" Destination=\"{ACS}\""), "");
+    let mut e = expect();
+    e.acs_url = "https://gateway.example.test/other/acs".into();
+    assert!(matches!(
+        verify_xml(&xml, &e),
+        Err(Error::Destination { found: Some(_) })
+    ));
+}
+
+#[test]
+fn rejects_wrong_issuer() {
+    let r = issue(opts());
+    let mut e = expect();
+    e.idp_entity_id = "https://evil-idp.example.test".into();
+    assert!(matches!(verify_xml(&r.xml, &e), Err(Error::Issuer { .. })));
+}
+
+#[test]
+fn rejects_wrong_in_response_to() {
+    let r = issue(opts());
+    let mut e = expect();
+    e.expected_in_response_to = Some("_someotherrequest".into());
+    assert!(matches!(
+        verify_xml(&r.xml, &e),
+        Err(Error::InResponseTo { .. })
+    ));
+}
+
+#[test]
+fn rejects_unsolicited_when_request_expected() {
+    let r = issue(Opts {
+        in_response_to: None,
+        ..opts()
+    });
+    assert!(matches!(
+        verify_xml(&r.xml, &expect()),
+        Err(Error::InResponseTo { found: None })
+    ));
+}
+
+#[test]
+fn accepts_unsolicited_only_when_allowed() {
+    let r = issue(Opts {
+        in_response_to: None,
+        ..opts()
+    });
+    let mut e = expect();
+    e.expected_in_response_to = None;
+    verify_xml(&r.xml, &e).expect("IdP-initiated accepted");
+    // …but a solicited response is not accepted as unsolicited.
+    let solicited = issue(opts());
+    assert!(matches!(
+        verify_xml(&solicited.xml, &e),
+        Err(Error::InResponseTo { .. })
+    ));
+}
+
+#[test]
+fn rejects_second_unsigned_assertion() {
+    let r = issue(opts());
+    let (s, e) = assertion_span(&r.xml);
+    let evil = evil_copy(&r.xml[s..e]).replace(&r.assertion_id, "_evil");
+    let xml = format!("{}{}{}", &r.xml[..e], evil, &r.xml[e..]);
+    assert!(matches!(
+        verify_xml(&xml, &expect()),
+        Err(Error::Signature(SignatureFailure::Wrapping(_)))
+    ));
+}
+
+#[test]
+fn rejects_wrapped_signed_assertion_with_evil_one_same_id() {
+    // Classic XSW: signed original hidden in Extensions, evil copy (same ID) in its place.
+    let r = issue(opts());
+    let (s, e) = assertion_span(&r.xml);
+    let signed = &r.xml[s..e];
+    let evil = evil_copy(signed);
+    let wrapped = format!("<saml2p:Extensions>{signed}</saml2p:Extensions>");
+    let status = r.xml.find("<saml2p:Status>").expect("status");
+    let xml = format!(
+        "{}{}{}{}{}",
+        &r.xml[..status],
+        wrapped,
+        &r.xml[status..s],
+        evil,
+        &r.xml[e..]
+    );
+    assert!(matches!(
+        verify_xml(&xml, &expect()),
+        Err(Error::Signature(SignatureFailure::Wrapping(_)))
+    ));
+}
+
+#[test]
+fn rejects_wrapped_signed_assertion_with_evil_one_other_id() {
+    let r = issue(opts());
+    let (s, e) = assertion_span(&r.xml);
+    let signed = &r.xml[s..e];
+    let evil = evil_copy(signed).replace(&r.assertion_id, "_evil");
+    let xml = format!(
+        "{}{}{}",
+        &r.xml[..s],
+        evil.replace(
+            "</saml2:Assertion>",
+            &format!("<saml2:Advice>{signed}</saml2:Advice></saml2:Assertion>")
+        ),
+        &r.xml[e..]
+    );
+    assert!(matches!(
+        verify_xml(&xml, &expect()),
+        Err(Error::Signature(SignatureFailure::Wrapping(_)))
+    ));
+}
+
+#[test]
+fn rejects_rsa_sha1_signature_method_before_crypto() {
+    let r = issue(opts());
+    let xml = patch(
+        &r.xml,
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+    );
+    let err = verify_xml(&xml, &expect()).expect_err("sha1");
+    assert!(
+        matches!(&err, Error::Signature(SignatureFailure::WeakAlgorithm(uri)) if uri.ends_with("rsa-sha1")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn rejects_genuinely_signed_sha1_digest() {
+    // samael's stock IdP signs with a SHA-1 digest: a real, valid signature we must refuse.
+    let key = idp_key();
+    let idp = samael::idp::IdentityProvider::from_rsa_private_key_der(
+        &key.private_key()
+            .rsa()
+            .and_then(|r| r.private_key_to_der())
+            .expect("der"),
+    )
+    .expect("samael idp");
+    let cert = samael::crypto::CertificateDer::from(key.cert_der().expect("cert"));
+    let resp = idp
+        .sign_authn_response(&cert, "alice@example.test", SP, ACS, IDP, REQ_ID, &[])
+        .expect("samael signs");
+    let xml = samael::traits::ToXml::to_string(&resp).expect("xml");
+    assert!(xml.contains("xmldsig#sha1"));
+    let err = verify_xml(&xml, &expect()).expect_err("sha1 digest");
+    assert!(
+        matches!(&err, Error::Signature(SignatureFailure::WeakAlgorithm(uri)) if uri.ends_with("#sha1")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn rejects_doctype() {
+    let r = issue(opts());
+    let xml = patch(
+        &r.xml,
+        "<saml2p:Response ",
+        "<!DOCTYPE r [<!ENTITY x \"y\">]><saml2p:Response ",
+    );
+    assert!(matches!(verify_xml(&xml, &expect()), Err(Error::Xml(_))));
+}
+
+#[test]
+fn rejects_oversized_body() {
+    let r = issue(opts());
+    let mut e = expect();
+    e.max_body_bytes = 1024;
+    assert!(matches!(
+        verify_xml(&r.xml, &e),
+        Err(Error::Size { limit: 1024, .. })
+    ));
+}
+
+#[test]
+fn rejects_status_not_success() {
+    let r = issue(opts());
+    let xml = patch(
+        &r.xml,
+        "urn:oasis:names:tc:SAML:2.0:status:Success",
+        "urn:oasis:names:tc:SAML:2.0:status:Requester",
+    );
+    let err = verify_xml(&xml, &expect()).expect_err("status");
+    assert!(
+        matches!(&err, Error::Status { code } if code.ends_with("Requester")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn rejects_encrypted_assertion_as_unsupported() {
+    let r = issue(opts());
+    let (s, e) = assertion_span(&r.xml);
+    let enc = "<saml2:EncryptedAssertion xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\"/>";
+    let xml = format!("{}{}{}", &r.xml[..s], enc, &r.xml[e..]);
+    assert!(matches!(
+        verify_xml(&xml, &expect()),
+        Err(Error::Unsupported(_))
+    ));
+}
+
+#[test]
+fn rejects_garbage_input() {
+    let e = expect();
+    let cache = ReplayCache::new(10);
+    assert!(matches!(
+        verify_response("%%%not base64", &e, &cache, Utc::now()),
+        Err(Error::Binding(_))
+    ));
+    assert!(matches!(
+        verify_xml("<saml2p:Response", &e),
+        Err(Error::Xml(_))
+    ));
+}
+
+#[test]
+fn rejects_namespaced_duplicate_id() {
+    // libxml2 registers `x:ID` as an ID too; a second element answering to
+    // the assertion's ID must be refused even when the attribute is prefixed.
+    let r = issue(opts());
+    let xml = patch(
+        &r.xml,
+        "<saml2p:Status>",
+        &format!(
+            "<saml2p:Status xmlns:x=\"urn:x\" x:ID=\"{}\">",
+            r.assertion_id
+        ),
+    );
+    assert!(matches!(
+        verify_xml(&xml, &expect()),
+        Err(Error::Signature(SignatureFailure::Wrapping(
+            "duplicate ID attribute"
+        )))
+    ));
+}
+
+#[test]
+fn rejects_disallowed_transform() {
+    let r = issue(opts());
+    let xml = r.xml.replacen(
+        "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+        "http://www.w3.org/TR/1999/REC-xslt-19991116",
+        1,
+    );
+    assert!(matches!(
+        verify_xml(&xml, &expect()),
+        Err(Error::Signature(SignatureFailure::WeakAlgorithm(_)))
+    ));
+}
