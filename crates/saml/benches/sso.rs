@@ -1,0 +1,85 @@
+//! The two signature operations of one SSO round trip, measured side by
+//! side: the embedded IdP signing a Response (RSA-2048, SHA-256, exclusive
+//! c14n) and the gateway's ACS verifying it with every hardening check. The
+//! ACS figure is "assertion verifications per second" (issue 4's benchmark);
+//! the signing figure bounds how many SSO round trips the IdP can issue.
+//! Compared within one run because only the ratio between them is stable on
+//! a noisy machine.
+//!
+//! Run: `cargo bench -p portcullis-saml --bench sso`
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::Utc;
+use criterion::{criterion_group, criterion_main, Criterion};
+use portcullis_saml::{
+    build_response, verify_response, AuthnContextClass, Expectations, IdpConfig, NameIdFormat,
+    ReplayCache, ResponseParams, SigningKey,
+};
+
+const IDP: &str = "https://idp.bench.test/sso/saml/metadata";
+const SP: &str = "https://app.bench.test/_portcullis/saml/metadata";
+const ACS: &str = "https://app.bench.test/_portcullis/saml/acs";
+const REQ_ID: &str = "_0123456789abcdef0123456789abcdef";
+
+fn sso(c: &mut Criterion) {
+    let key = SigningKey::generate_self_signed("bench-idp", 30).expect("key");
+    let idp = IdpConfig {
+        entity_id: IDP.into(),
+        sso_redirect_url: "https://idp.bench.test/sso/saml".into(),
+        sso_post_url: "https://idp.bench.test/sso/saml".into(),
+        slo_url: "https://idp.bench.test/slo/saml".into(),
+    };
+    let attributes = vec![
+        ("email".to_string(), vec!["bob@example.com".to_string()]),
+        ("firstName".to_string(), vec!["Bob".to_string()]),
+        ("lastName".to_string(), vec!["Baker".to_string()]),
+        (
+            "groups".to_string(),
+            vec!["staff".to_string(), "users".to_string()],
+        ),
+    ];
+    let issue = || {
+        let now = Utc::now();
+        let params = ResponseParams {
+            sp_entity_id: SP,
+            acs_url: ACS,
+            in_response_to: Some(REQ_ID),
+            name_id: "bob@example.com",
+            name_id_format: NameIdFormat::EmailAddress,
+            session_index: "102sessionindex",
+            authn_context: AuthnContextClass::PasswordProtectedTransport,
+            authn_instant: now,
+            attributes: &attributes,
+            validity: Duration::from_secs(300),
+            now,
+            sign_assertion: true,
+            sign_response: false,
+        };
+        build_response(&idp, &key, &params).expect("response")
+    };
+    let expect = Expectations::new(
+        SP,
+        ACS,
+        IDP,
+        vec![key.cert_der().expect("cert")],
+        Some(REQ_ID.to_string()),
+    );
+    let body = base64::engine::general_purpose::STANDARD.encode(issue().xml);
+
+    let mut group = c.benchmark_group("sso");
+    group.bench_function("idp_sign_response", |b| b.iter(issue));
+    group.bench_function("acs_verify_response", |b| {
+        // A fresh replay cache per verification: the same response may only
+        // be accepted once, and the cache insert is part of the real cost.
+        b.iter(|| {
+            let replay = ReplayCache::new(16);
+            verify_response(&body, &expect, &replay, Utc::now()).expect("verified")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sso);
+criterion_main!(benches);
