@@ -7,4 +7,5 @@ mod check;
 mod idp;
 mod process;
 mod signals;
+mod sso;
 mod streaming;

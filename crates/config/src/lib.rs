@@ -15,7 +15,8 @@ mod validate;
 
 pub use load::{load, parse};
 pub use model::{
-    Admin, ApiTokenConfig, App, Builtin, Config, Idp, LogFormat, Logging, PublicUrl, Server,
-    Timeouts, TlsFiles, Upstream, UpstreamTarget,
+    Admin, ApiTokenConfig, App, Builtin, Config, Idp, IdpSaml, LogFormat, Logging, PublicUrl,
+    Server, ServiceProviderConfig, SpNameIdFormat, Timeouts, TlsFiles, Upstream, UpstreamTarget,
+    SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

@@ -37,6 +37,58 @@ pub struct Idp {
     /// besides the IdP itself and the configured apps.
     pub redirect_allow: Vec<String>,
     pub api_tokens: Vec<ApiTokenConfig>,
+    /// SAML IdP signing material and entity id; `None` when `signing_key`
+    /// and `signing_cert` are absent (the SAML endpoints then answer 404).
+    pub saml: Option<IdpSaml>,
+    /// `[[idp.service_provider]]`: the SAML SPs allowed to use the IdP.
+    pub service_providers: Vec<ServiceProviderConfig>,
+}
+
+/// The embedded IdP's SAML identity.
+#[derive(Debug, Clone)]
+pub struct IdpSaml {
+    pub signing_key: PathBuf,
+    pub signing_cert: PathBuf,
+    /// Defaults to `{public_url}/sso/saml/metadata`.
+    pub entity_id: String,
+}
+
+/// NameID format an SP receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpNameIdFormat {
+    /// The user's email.
+    EmailAddress,
+    /// The user's immutable id.
+    Persistent,
+    /// The user's login.
+    Unspecified,
+}
+
+/// User fields an SP may receive as attributes.
+pub const SP_ATTRIBUTES: &[&str] = &[
+    "id",
+    "login",
+    "email",
+    "firstName",
+    "lastName",
+    "displayName",
+    "groups",
+];
+
+/// One `[[idp.service_provider]]`.
+#[derive(Debug, Clone)]
+pub struct ServiceProviderConfig {
+    /// Also the app-policy name (`[app_policy.<name>]`) and the launcher path.
+    pub name: String,
+    pub entity_id: String,
+    pub acs_url: String,
+    pub name_id_format: SpNameIdFormat,
+    /// The SP's AuthnRequest signing certificate; when set, requests must be signed.
+    pub signing_cert: Option<PathBuf>,
+    /// From [`SP_ATTRIBUTES`], in the order configured.
+    pub attributes: Vec<String>,
+    /// Sign the Response as well as the (always signed) Assertion.
+    pub sign_response: bool,
 }
 
 #[derive(Debug, Clone)]

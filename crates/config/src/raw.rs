@@ -64,6 +64,23 @@ pub struct RawIdp {
     pub redirect_allow: Vec<String>,
     #[serde(default)]
     pub api_token: Vec<RawApiToken>,
+    pub signing_key: Option<String>,
+    pub signing_cert: Option<String>,
+    pub entity_id: Option<String>,
+    #[serde(default)]
+    pub service_provider: Vec<RawServiceProvider>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceProvider {
+    pub name: Option<String>,
+    pub entity_id: Option<String>,
+    pub acs_url: Option<String>,
+    pub name_id_format: Option<String>,
+    pub signing_cert: Option<String>,
+    pub attributes: Option<Vec<String>>,
+    pub sign_response: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::locate::{Locator, Step};
 use crate::model::*;
 use crate::problem::Problem;
-use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
+use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer, RawServiceProvider};
 
 const DEFAULT_HEADER_READ: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE: Duration = Duration::from_secs(75);
@@ -404,6 +404,19 @@ impl<'a, 'i> Validator<'a, 'i> {
             1..=100_000,
         );
         let api_per_minute = self.bounded("api_per_minute", raw.api_per_minute, 600, 1..=1_000_000);
+        let saml = self.idp_saml(
+            public.as_ref(),
+            raw.signing_key.as_deref(),
+            raw.signing_cert.as_deref(),
+            raw.entity_id.as_deref(),
+        );
+        let service_providers = self.service_providers(raw.service_provider);
+        if saml.is_none() && !service_providers.is_empty() {
+            self.problem(
+                &[Step::Key("idp"), Step::Key("service_provider")],
+                "service providers need the IdP's signing_key and signing_cert",
+            );
+        }
         Some(Idp {
             public: public?,
             users_file: users_file?,
@@ -426,7 +439,176 @@ impl<'a, 'i> Validator<'a, 'i> {
             ),
             redirect_allow: raw.redirect_allow,
             api_tokens,
+            saml,
+            service_providers,
         })
+    }
+
+    fn idp_saml(
+        &mut self,
+        public: Option<&PublicUrl>,
+        key: Option<&str>,
+        cert: Option<&str>,
+        entity_id: Option<&str>,
+    ) -> Option<IdpSaml> {
+        let at = |key: &'static str| [Step::Key("idp"), Step::Key(key)];
+        let (key, cert) = match (key, cert) {
+            (Some(key), Some(cert)) => (key, cert),
+            (None, None) => {
+                if entity_id.is_some() {
+                    self.problem(
+                        &at("entity_id"),
+                        "entity_id needs signing_key and signing_cert",
+                    );
+                }
+                return None;
+            }
+            (Some(_), None) => {
+                self.problem(
+                    &at("signing_key"),
+                    "signing_cert is required with signing_key",
+                );
+                return None;
+            }
+            (None, Some(_)) => {
+                self.problem(
+                    &at("signing_cert"),
+                    "signing_key is required with signing_cert",
+                );
+                return None;
+            }
+        };
+        let signing_key = self.pem(&at("signing_key"), key, PemKind::Key);
+        let signing_cert = self.pem(&at("signing_cert"), cert, PemKind::Cert);
+        let entity_id = match entity_id {
+            Some(e) if e.trim().is_empty() || e.len() > 1024 => {
+                self.problem(
+                    &at("entity_id"),
+                    "must be a non-empty URI of at most 1024 bytes",
+                );
+                return None;
+            }
+            Some(e) => e.to_string(),
+            None => {
+                let public = public?;
+                let prefix = if public.path_prefix == "/" {
+                    ""
+                } else {
+                    public.path_prefix.as_str()
+                };
+                format!("{}{prefix}/sso/saml/metadata", public.origin())
+            }
+        };
+        Some(IdpSaml {
+            signing_key,
+            signing_cert,
+            entity_id,
+        })
+    }
+
+    fn service_providers(&mut self, raw: Vec<RawServiceProvider>) -> Vec<ServiceProviderConfig> {
+        let mut out: Vec<ServiceProviderConfig> = Vec::new();
+        for (i, sp) in raw.into_iter().enumerate() {
+            let whole = [
+                Step::Key("idp"),
+                Step::Key("service_provider"),
+                Step::Index(i),
+            ];
+            let path = |key: &'static str| {
+                [
+                    Step::Key("idp"),
+                    Step::Key("service_provider"),
+                    Step::Index(i),
+                    Step::Key(key),
+                ]
+            };
+            let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, sp.entity_id, sp.acs_url)
+            else {
+                self.problem(&whole, "name, entity_id and acs_url are required");
+                continue;
+            };
+            let mut ok = true;
+            if !valid_name(&name) {
+                self.problem(
+                    &path("name"),
+                    "must be 1-64 characters of letters, digits, '-' and '_'",
+                );
+                ok = false;
+            } else if out.iter().any(|o| o.name == name) {
+                self.problem(
+                    &path("name"),
+                    format!("duplicate service provider name `{name}`"),
+                );
+                ok = false;
+            }
+            if entity_id.trim().is_empty() || entity_id.len() > 1024 {
+                self.problem(
+                    &path("entity_id"),
+                    "must be a non-empty URI of at most 1024 bytes",
+                );
+                ok = false;
+            } else if out.iter().any(|o| o.entity_id == entity_id) {
+                self.problem(
+                    &path("entity_id"),
+                    format!("duplicate service provider entity_id `{entity_id}`"),
+                );
+                ok = false;
+            }
+            match split_url(&acs_url) {
+                Ok((scheme, _, _)) if scheme == "https" || scheme == "http" => {}
+                Ok(_) => {
+                    self.problem(&path("acs_url"), "must be an http or https URL");
+                    ok = false;
+                }
+                Err(e) => {
+                    self.problem(&path("acs_url"), e);
+                    ok = false;
+                }
+            }
+            let name_id_format = match sp.name_id_format.as_deref() {
+                None | Some("emailAddress") => SpNameIdFormat::EmailAddress,
+                Some("persistent") => SpNameIdFormat::Persistent,
+                Some("unspecified") => SpNameIdFormat::Unspecified,
+                Some(other) => {
+                    self.problem(
+                        &path("name_id_format"),
+                        format!("`{other}` is not one of emailAddress, persistent, unspecified"),
+                    );
+                    ok = false;
+                    SpNameIdFormat::EmailAddress
+                }
+            };
+            let signing_cert = sp
+                .signing_cert
+                .as_deref()
+                .map(|c| self.pem(&path("signing_cert"), c, PemKind::Cert));
+            let attributes = sp.attributes.unwrap_or_else(|| {
+                ["email", "firstName", "lastName", "groups"]
+                    .map(String::from)
+                    .to_vec()
+            });
+            for attribute in &attributes {
+                if !SP_ATTRIBUTES.contains(&attribute.as_str()) {
+                    self.problem(
+                        &path("attributes"),
+                        format!("`{attribute}` is not one of {}", SP_ATTRIBUTES.join(", ")),
+                    );
+                    ok = false;
+                }
+            }
+            if ok {
+                out.push(ServiceProviderConfig {
+                    name,
+                    entity_id,
+                    acs_url,
+                    name_id_format,
+                    signing_cert,
+                    attributes,
+                    sign_response: sp.sign_response.unwrap_or(false),
+                });
+            }
+        }
+        out
     }
 
     fn admin(&mut self, raw: RawAdmin) -> Option<Admin> {
@@ -720,5 +902,89 @@ mod tests {
         assert_eq!(t.authority, "10.0.0.5:8080");
         assert_eq!(t.base_path, "/legacy");
         assert!(!t.tls);
+    }
+}
+
+#[cfg(test)]
+mod saml_tests {
+    use std::path::PathBuf;
+
+    use crate::model::SpNameIdFormat;
+
+    fn repo_file() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../gateway.toml"))
+    }
+
+    fn config(idp_extra: &str) -> String {
+        format!(
+            "[server]\nhttps = [\"127.0.0.1:0\"]\ntls_cert = \"certs-dev/localhost.pem\"\ntls_key = \"certs-dev/localhost-key.pem\"\n\n\
+[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"demo/users.toml\"\n{idp_extra}\n"
+        )
+    }
+
+    const KEYS: &str = "signing_key = \"certs-dev/idp-signing-key.pem\"\nsigning_cert = \"certs-dev/idp-signing.pem\"\n";
+
+    #[test]
+    fn saml_is_optional_and_defaults_are_filled_in() {
+        let plain = crate::parse(&config(""), &repo_file()).expect("valid");
+        let idp = plain.idp.expect("idp");
+        assert!(idp.saml.is_none());
+        assert!(idp.service_providers.is_empty());
+
+        let text = config(&format!(
+            "{KEYS}\n[[idp.service_provider]]\nname = \"portal\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\n"
+        ));
+        let idp = crate::parse(&text, &repo_file())
+            .expect("valid")
+            .idp
+            .expect("idp");
+        let saml = idp.saml.expect("saml");
+        assert_eq!(saml.entity_id, "https://idp.test/sso/saml/metadata");
+        let sp = &idp.service_providers[0];
+        assert_eq!(sp.name_id_format, SpNameIdFormat::EmailAddress);
+        assert_eq!(sp.attributes, ["email", "firstName", "lastName", "groups"]);
+        assert!(!sp.sign_response);
+        assert!(sp.signing_cert.is_none());
+    }
+
+    #[test]
+    fn bad_service_providers_are_located() {
+        let text = config(&format!(
+            "{KEYS}\n\
+[[idp.service_provider]]\nname = \"a\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\n\n\
+[[idp.service_provider]]\nname = \"a\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"not a url\"\nname_id_format = \"x509\"\nsigning_cert = \"missing.pem\"\nattributes = [\"shoeSize\"]\n"
+        ));
+        let problems = crate::parse(&text, &repo_file())
+            .expect_err("invalid")
+            .problems;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "idp.service_provider[1].name",
+            "idp.service_provider[1].entity_id",
+            "idp.service_provider[1].acs_url",
+            "idp.service_provider[1].name_id_format",
+            "idp.service_provider[1].signing_cert",
+            "idp.service_provider[1].attributes",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {problems:?}");
+        }
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+    }
+
+    #[test]
+    fn half_a_key_pair_or_sps_without_keys_are_refused() {
+        let half = config("signing_key = \"certs-dev/idp-signing-key.pem\"\n");
+        let problems = crate::parse(&half, &repo_file())
+            .expect_err("invalid")
+            .problems;
+        assert_eq!(problems[0].key, "idp.signing_key", "{problems:?}");
+
+        let no_keys = config(
+            "[[idp.service_provider]]\nname = \"a\"\nentity_id = \"e\"\nacs_url = \"https://sp.test/acs\"\n",
+        );
+        let problems = crate::parse(&no_keys, &repo_file())
+            .expect_err("invalid")
+            .problems;
+        assert_eq!(problems[0].key, "idp.service_provider", "{problems:?}");
     }
 }

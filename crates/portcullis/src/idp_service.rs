@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use portcullis_config::Config;
+use portcullis_config::{Config, SpNameIdFormat};
 use portcullis_idp::directory::{Directory, LockoutPolicy};
 use portcullis_idp::policy::PolicySet;
 use portcullis_idp::session::{ApiToken, ApiTokens, Scope};
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
-use portcullis_idp::web::{Caller, Idp, WebSettings};
+use portcullis_idp::web::{Caller, Idp, SamlSettings, ServiceProvider, WebSettings};
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
+use portcullis_saml::{cert_der_from_pem, NameIdFormat, SigningKey};
 
 /// The IdP as the proxy sees it: a local service.
 pub struct IdpService(pub Arc<Idp>);
@@ -32,6 +33,68 @@ pub struct IdpFiles {
     pub directory: Directory,
     pub policies: PolicySet,
     pub api_tokens: ApiTokens,
+    /// `None` when `[idp]` has no SAML signing key.
+    pub saml: Option<SamlSettings>,
+}
+
+/// The IdP's SAML key and its service providers, from `[idp]`.
+fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option<SamlSettings> {
+    let config = idp.saml.as_ref()?;
+    let read = |path: &std::path::Path, problems: &mut Vec<String>| {
+        std::fs::read(path)
+            .map_err(|e| problems.push(format!("{}: {e}", path.display())))
+            .ok()
+    };
+    let key_pem = read(&config.signing_key, problems);
+    let cert_pem = read(&config.signing_cert, problems);
+    let signing_key = match (key_pem, cert_pem) {
+        (Some(key), Some(cert)) => SigningKey::from_pem(&key, &cert)
+            .map_err(|e| {
+                problems.push(format!(
+                    "[idp] signing_key/signing_cert ({}, {}): {e}",
+                    config.signing_key.display(),
+                    config.signing_cert.display()
+                ))
+            })
+            .ok(),
+        _ => None,
+    };
+    let mut service_providers = Vec::new();
+    for sp in &idp.service_providers {
+        let signing_cert_der = match &sp.signing_cert {
+            None => None,
+            Some(path) => match read(path, problems).map(|pem| cert_der_from_pem(&pem)) {
+                Some(Ok(der)) => Some(der),
+                Some(Err(e)) => {
+                    problems.push(format!(
+                        "[idp] service_provider `{}` signing_cert {}: {e}",
+                        sp.name,
+                        path.display()
+                    ));
+                    None
+                }
+                None => None,
+            },
+        };
+        service_providers.push(ServiceProvider {
+            name: sp.name.clone(),
+            entity_id: sp.entity_id.clone(),
+            acs_url: sp.acs_url.clone(),
+            name_id_format: match sp.name_id_format {
+                SpNameIdFormat::EmailAddress => NameIdFormat::EmailAddress,
+                SpNameIdFormat::Persistent => NameIdFormat::Persistent,
+                SpNameIdFormat::Unspecified => NameIdFormat::Unspecified,
+            },
+            signing_cert_der,
+            attributes: sp.attributes.clone(),
+            sign_response: sp.sign_response,
+        });
+    }
+    Some(SamlSettings {
+        entity_id: config.entity_id.clone(),
+        signing_key: signing_key?,
+        service_providers,
+    })
 }
 
 /// Loads and validates the files `[idp]` names; every problem as one line.
@@ -74,12 +137,14 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
     let api_tokens = ApiTokens::new(tokens)
         .map_err(|e| problems.push(format!("[idp] api_token: {e}")))
         .ok();
+    let saml = load_saml(idp, &mut problems);
     match (directory, policies, api_tokens) {
         (Some(directory), Some(policies), Some(api_tokens)) if problems.is_empty() => {
             Ok(IdpFiles {
                 directory,
                 policies,
                 api_tokens,
+                saml,
             })
         }
         _ => Err(problems),
@@ -116,13 +181,19 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Arc<Idp>>> {
             lockout_duration: idp.lockout_duration,
         },
     };
-    let idp = Arc::new(Idp::new(
+    let mut idp = Idp::new(
         settings,
         files.directory,
         files.policies,
         files.api_tokens,
         Arc::new(log),
-    ));
+    );
+    if let Some(saml) = files.saml {
+        idp = idp
+            .with_saml(saml)
+            .context("building the IdP's SAML metadata")?;
+    }
+    let idp = Arc::new(idp);
     Ok(Some(idp))
 }
 

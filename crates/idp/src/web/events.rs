@@ -158,3 +158,39 @@ pub fn session_end(user_id: &str, login: &str, session_id: &str, reason: &str) -
     .session(session_id)
     .reason(reason)
 }
+
+/// `user.authentication.sso`: an assertion issued to a SAML SP (SUCCESS),
+/// or refused (FAILURE, or DENY when the app policy denied the user).
+pub fn sso(
+    sp_entity_id: &str,
+    sp_name: &str,
+    user: Option<&User>,
+    session_id: Option<&str>,
+    failure: Option<&str>,
+    deny: bool,
+    origin: &Origin<'_>,
+) -> Event {
+    let (severity, result) = match (failure, deny) {
+        (None, _) => (Severity::Info, OutcomeResult::Success),
+        (Some(_), true) => (Severity::Warn, OutcomeResult::Deny),
+        (Some(_), false) => (Severity::Warn, OutcomeResult::Failure),
+    };
+    let mut event = base(
+        "user.authentication.sso",
+        "User single sign on to app",
+        severity,
+        result,
+        origin,
+    )
+    .target(Entity::new(sp_entity_id, "AppInstance").display_name(sp_name));
+    if let Some(user) = user {
+        event = event.actor(user_actor(user));
+    }
+    if let Some(id) = session_id {
+        event = event.session(id);
+    }
+    if let Some(reason) = failure {
+        event = event.reason(reason);
+    }
+    event
+}

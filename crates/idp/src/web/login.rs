@@ -41,7 +41,7 @@ enum Notice<'a> {
 }
 
 impl Idp {
-    fn origin<'a>(&self, request: &'a Request<Bytes>, caller: &Caller) -> Origin<'a> {
+    pub(crate) fn origin<'a>(&self, request: &'a Request<Bytes>, caller: &Caller) -> Origin<'a> {
         Origin {
             ip: caller.ip,
             user_agent: user_agent(request),
@@ -490,9 +490,10 @@ impl Idp {
                     StatusCode::OK,
                     "Signed in",
                     &format!(
-                        "<h1>Signed in</h1><p>You are signed in as <strong id=\"user\">{}</strong>.</p><p>Session expires {}.</p>",
+                        "<h1>Signed in</h1><p>You are signed in as <strong id=\"user\">{}</strong>.</p><p>Session expires {}.</p>{}",
                         escape(&name),
                         escape(&record.expires_at_rfc3339()),
+                        self.app_launcher_html(),
                     ),
                 )
             }

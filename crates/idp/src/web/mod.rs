@@ -9,6 +9,7 @@ mod events;
 mod limit;
 mod login;
 mod respond;
+mod sso;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::session::{ApiTokens, SessionStore, SessionTokens};
 use crate::syslog::{Event, SystemLog};
 
 pub use respond::ApiError;
+pub use sso::{SamlSettings, ServiceProvider};
 
 /// Name of the IdP session cookie; distinct from every app's cookie.
 pub const SESSION_COOKIE: &str = "pc_idp_sid";
@@ -58,6 +60,7 @@ pub struct Idp {
     pub(crate) csrf: csrf::Csrf,
     pub(crate) sign_in_limit: limit::Limiter,
     pub(crate) api_limit: limit::Limiter,
+    pub(crate) saml: Option<sso::Saml>,
 }
 
 /// Facts about the caller that do not come from HTTP itself.
@@ -88,6 +91,7 @@ impl Idp {
             log,
             totp_replay: TotpReplayGuard::new(),
             csrf: csrf::Csrf::new(),
+            saml: None,
         }
     }
 
@@ -112,6 +116,9 @@ impl Idp {
         self.sessions.sweep(now);
         self.sign_in_limit.sweep();
         self.api_limit.sweep();
+        if let Some(saml) = &self.saml {
+            saml.sweep(now);
+        }
     }
 
     /// Turns every ended session (API revocation, expiry, sign-out) into a
@@ -124,6 +131,9 @@ impl Idp {
                 match ended.recv().await {
                     Ok(end) => {
                         let Some(idp) = idp.upgrade() else { return };
+                        if let Some(saml) = &idp.saml {
+                            saml.forget_session(end.record.id.as_str());
+                        }
                         idp.emit(events::session_end(
                             &end.record.user_id,
                             &end.record.login,
@@ -165,6 +175,13 @@ impl Idp {
                 self.session_cookie_redirect(&request, &caller)
             }
             (Method::GET, [""]) => self.home(&request),
+            (Method::GET, ["sso", "saml", "metadata"]) => self.saml_metadata(),
+            (Method::GET, ["sso", "saml"]) => self.sso_redirect(&request, &caller),
+            (Method::POST, ["sso", "saml"]) => self.sso_post(&request, &caller),
+            (Method::GET, ["sso", "saml", "continue"]) => self.sso_continue(&request, &caller),
+            (Method::GET, ["app", sp, "sso", "saml"]) => {
+                self.sso_idp_initiated(&request, &caller, sp)
+            }
             (Method::POST, ["api", "v1", "authn"]) => self.authn(&request, &caller).await,
             (method, ["api", "v1", "sessions", id]) => {
                 self.session_api(&request, &caller, method, id, None)

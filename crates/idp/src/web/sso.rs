@@ -1,0 +1,806 @@
+//! The embedded IdP's SAML 2.0 endpoints: IdP metadata, SP-initiated SSO
+//! (HTTP-Redirect and HTTP-POST bindings), IdP-initiated SSO from the app
+//! launcher, and the auto-submitting form that carries the signed Response
+//! to the SP's ACS URL.
+//!
+//! Without `[idp] signing_key`/`signing_cert` every endpoint here answers 404.
+//!
+//! Flow: the AuthnRequest is checked (registered issuer, ACS URL, query
+//! signature when the SP has a signing certificate); without an ACTIVE IdP
+//! session the browser signs in first and comes back to the same URL; with
+//! one, the app's [`AppAuthPolicy`](crate::policy::AppAuthPolicy) decides.
+//!
+//! * POST-binding requests are parked server-side for 10 minutes under a
+//!   random id and resumed at `/sso/saml/continue?id=…` after sign-in.
+//! * Re-authentication (ForceAuthn, stale password) sends the browser to
+//!   `/login` with a server-side nonce (`pc_reauth`) in the return URL; the
+//!   password counts as entered "for this request" only when the session's
+//!   `lastPasswordVerification` is newer than the nonce.
+//! * IsPassive cannot be honoured with a `NoPassive` Response (the SAML
+//!   crate only builds Success responses), so it gets a 400 page instead.
+//! * MFA step-up for an already-ACTIVE session is not offered: the user gets
+//!   a 403 page asking them to sign in again with their second factor.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use portcullis_saml::{
+    self as saml, AuthnContextClass, IdpConfig, NameIdFormat, ParsedAuthnRequest, ResponseParams,
+    SigningKey,
+};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::events::{self, Origin};
+use super::respond::{self, escape};
+use super::{query_param, Caller, Idp};
+use crate::directory::User;
+use crate::policy::{AppDecision, SessionFacts};
+use crate::session::{Amr, SessionRecord, SessionStatus};
+
+/// Largest encoded AuthnRequest accepted (and its inflated size).
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Lifetime of the Assertion's Conditions / SubjectConfirmationData.
+const RESPONSE_VALIDITY: Duration = Duration::from_secs(5 * 60);
+/// How long a parked POST request or a re-authentication nonce lives.
+const PENDING_TTL: time::Duration = time::Duration::minutes(10);
+/// Bound on parked requests and nonces (each map).
+const PENDING_MAX: usize = 10_000;
+/// Query parameter carrying the re-authentication nonce.
+const REAUTH_PARAM: &str = "pc_reauth";
+/// The auto-submit script; allowed by its hash in the page's CSP.
+const AUTO_SUBMIT: &str = "document.getElementById('saml-post').submit();";
+
+/// One SAML service provider the IdP serves (`[[idp.service_provider]]`).
+#[derive(Debug, Clone)]
+pub struct ServiceProvider {
+    /// Also the `[app_policy.<name>]` key and the launcher path segment.
+    pub name: String,
+    pub entity_id: String,
+    pub acs_url: String,
+    pub name_id_format: NameIdFormat,
+    /// DER of the SP's request-signing certificate: requests must be signed.
+    pub signing_cert_der: Option<Vec<u8>>,
+    /// User fields to send: id, login, email, firstName, lastName,
+    /// displayName, groups (multi-valued).
+    pub attributes: Vec<String>,
+    pub sign_response: bool,
+}
+
+/// The IdP's SAML identity and its SPs.
+#[derive(Debug, Clone)]
+pub struct SamlSettings {
+    pub entity_id: String,
+    pub signing_key: SigningKey,
+    pub service_providers: Vec<ServiceProvider>,
+}
+
+/// What one SSO attempt asks for, however it arrived.
+#[derive(Debug, Clone)]
+struct Ask {
+    sp: String,
+    in_response_to: Option<String>,
+    relay_state: Option<String>,
+    force_authn: bool,
+    is_passive: bool,
+    /// Path (with query, without `pc_reauth`) sign-in returns to.
+    return_to: String,
+    /// The parked POST request this resumes, if any.
+    parked: Option<String>,
+}
+
+/// Runtime SAML state of the IdP.
+pub(crate) struct Saml {
+    settings: SamlSettings,
+    config: IdpConfig,
+    metadata: String,
+    parked: Mutex<HashMap<String, (Ask, OffsetDateTime)>>,
+    reauth: Mutex<HashMap<String, OffsetDateTime>>,
+    /// IdP session id → names of the SPs that received an assertion in it
+    /// (for Single Logout).
+    participants: Mutex<HashMap<String, BTreeSet<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn random_id() -> String {
+    rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Inserts with expiry-sweeping; `false` when the map is full of live entries.
+fn insert_pending<V>(
+    map: &mut HashMap<String, (V, OffsetDateTime)>,
+    key: String,
+    value: V,
+    now: OffsetDateTime,
+) -> bool {
+    if map.len() >= PENDING_MAX {
+        map.retain(|_, (_, at)| now - *at < PENDING_TTL);
+        if map.len() >= PENDING_MAX {
+            return false;
+        }
+    }
+    map.insert(key, (value, now));
+    true
+}
+
+impl Saml {
+    pub(crate) fn new(
+        settings: SamlSettings,
+        base_url: &str,
+    ) -> Result<Saml, portcullis_saml::Error> {
+        let sso = format!("{base_url}/sso/saml");
+        let config = IdpConfig {
+            entity_id: settings.entity_id.clone(),
+            sso_redirect_url: sso.clone(),
+            sso_post_url: sso,
+            slo_url: format!("{base_url}/sso/saml/logout"),
+        };
+        let metadata = saml::idp_metadata_xml(&config, &settings.signing_key)?;
+        Ok(Saml {
+            settings,
+            config,
+            metadata,
+            parked: Mutex::new(HashMap::new()),
+            reauth: Mutex::new(HashMap::new()),
+            participants: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn sp_by_entity(&self, entity_id: Option<&str>) -> Option<&ServiceProvider> {
+        let entity_id = entity_id?;
+        self.settings
+            .service_providers
+            .iter()
+            .find(|sp| sp.entity_id == entity_id)
+    }
+
+    fn sp_by_name(&self, name: &str) -> Option<&ServiceProvider> {
+        self.settings
+            .service_providers
+            .iter()
+            .find(|sp| sp.name == name)
+    }
+
+    pub(crate) fn sweep(&self, now: OffsetDateTime) {
+        lock(&self.parked).retain(|_, (_, at)| now - *at < PENDING_TTL);
+        lock(&self.reauth).retain(|_, at| now - *at < PENDING_TTL);
+    }
+
+    pub(crate) fn forget_session(&self, session_id: &str) {
+        lock(&self.participants).remove(session_id);
+    }
+}
+
+fn user_attribute(user: &User, name: &str) -> Vec<String> {
+    match name {
+        "id" => vec![user.id().to_string()],
+        "login" => vec![user.login().to_string()],
+        "email" => vec![user.email().to_string()],
+        "firstName" => vec![user.first_name().to_string()],
+        "lastName" => vec![user.last_name().to_string()],
+        "displayName" => vec![user.display_name()],
+        "groups" => user.groups().to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// `scheme://authority` of an absolute URL.
+fn url_origin(url: &str) -> &str {
+    let Some(scheme_end) = url.find("://") else {
+        return url;
+    };
+    let rest = &url[scheme_end + 3..];
+    match rest.find(['/', '?', '#']) {
+        Some(i) => &url[..scheme_end + 3 + i],
+        None => url,
+    }
+}
+
+/// The raw query without any `pc_reauth` pair (it is ours, not the SP's).
+fn without_reauth(raw_query: &str) -> String {
+    raw_query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with(&format!("{REAUTH_PARAM}=")))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn to_chrono(t: OffsetDateTime) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())
+        .unwrap_or_else(chrono::Utc::now)
+}
+
+fn not_found() -> Response<Bytes> {
+    respond::message_page(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address.",
+    )
+}
+
+fn bad_request(message: &str) -> Response<Bytes> {
+    respond::message_page(StatusCode::BAD_REQUEST, "Invalid sign-in request", message)
+}
+
+impl Idp {
+    /// Enables the SAML endpoints. Fails if the metadata cannot be built
+    /// from the key (a broken certificate).
+    pub fn with_saml(mut self, settings: SamlSettings) -> Result<Idp, portcullis_saml::Error> {
+        let base = format!("{}{}", self.settings.origin, self.path(""));
+        let base = base.trim_end_matches('/').to_string();
+        self.saml = Some(Saml::new(settings, &base)?);
+        Ok(self)
+    }
+
+    /// Names of the SPs that received an assertion in this IdP session.
+    pub fn sso_participants(&self, session_id: &str) -> Vec<String> {
+        self.saml
+            .as_ref()
+            .and_then(|s| lock(&s.participants).get(session_id).cloned())
+            .map(|set| set.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// `GET /sso/saml/metadata`.
+    pub(crate) fn saml_metadata(&self) -> Response<Bytes> {
+        let Some(saml) = &self.saml else {
+            return not_found();
+        };
+        let mut response = Response::new(Bytes::from(saml.metadata.clone()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/samlmetadata+xml"),
+        );
+        response
+    }
+
+    /// Links to IdP-initiated SSO for every SP, for the signed-in home page.
+    pub(crate) fn app_launcher_html(&self) -> String {
+        let Some(saml) = &self.saml else {
+            return String::new();
+        };
+        if saml.settings.service_providers.is_empty() {
+            return String::new();
+        }
+        let items: String = saml
+            .settings
+            .service_providers
+            .iter()
+            .map(|sp| {
+                format!(
+                    "<li><a href=\"{}\">{}</a></li>",
+                    escape(&self.path(&format!("/app/{}/sso/saml", sp.name))),
+                    escape(&sp.name)
+                )
+            })
+            .collect();
+        format!("<h2>Your apps</h2><ul id=\"apps\">{items}</ul>")
+    }
+
+    fn sso_failure(
+        &self,
+        sp: &ServiceProvider,
+        user: Option<&User>,
+        deny: bool,
+        reason: &str,
+        origin: &Origin<'_>,
+    ) {
+        tracing::info!(sp = %sp.name, reason, "SAML SSO refused");
+        self.emit(events::sso(
+            &sp.entity_id,
+            &sp.name,
+            user,
+            None,
+            Some(reason),
+            deny,
+            origin,
+        ));
+    }
+
+    /// Checks that apply to every AuthnRequest once its issuer is known.
+    fn check_request(
+        &self,
+        saml: &Saml,
+        sp: &ServiceProvider,
+        parsed: &ParsedAuthnRequest,
+    ) -> Result<(), &'static str> {
+        if parsed
+            .acs_url
+            .as_deref()
+            .is_some_and(|acs| acs != sp.acs_url)
+        {
+            return Err(
+                "AssertionConsumerServiceURL is not the one registered for this service provider",
+            );
+        }
+        if parsed
+            .destination
+            .as_deref()
+            .is_some_and(|d| d != saml.config.sso_redirect_url && d != saml.config.sso_post_url)
+        {
+            return Err("Destination is not this identity provider");
+        }
+        Ok(())
+    }
+
+    /// `GET /sso/saml` (HTTP-Redirect binding).
+    pub(crate) fn sso_redirect(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
+        let Some(saml) = &self.saml else {
+            return not_found();
+        };
+        let origin = self.origin(request, caller);
+        let raw_query = request.uri().query().unwrap_or("");
+        let unverified =
+            match saml::parse_authn_request_redirect(raw_query, None, MAX_REQUEST_BYTES) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable SAML AuthnRequest");
+                    return bad_request(
+                        "The application sent a sign-in request that could not be read.",
+                    );
+                }
+            };
+        let Some(sp) = saml.sp_by_entity(unverified.issuer.as_deref()) else {
+            tracing::warn!(issuer = ?unverified.issuer, "SAML AuthnRequest from an unknown service provider");
+            return bad_request(
+                "The application that sent you here is not registered with this identity provider.",
+            );
+        };
+        let parsed = match &sp.signing_cert_der {
+            Some(cert) => match saml::parse_authn_request_redirect(
+                raw_query,
+                Some(std::slice::from_ref(cert)),
+                MAX_REQUEST_BYTES,
+            ) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.sso_failure(
+                        sp,
+                        None,
+                        false,
+                        &format!("AuthnRequest signature: {e}"),
+                        &origin,
+                    );
+                    return bad_request(
+                        "The application's sign-in request is not correctly signed.",
+                    );
+                }
+            },
+            None => unverified,
+        };
+        if let Err(reason) = self.check_request(saml, sp, &parsed) {
+            self.sso_failure(sp, None, false, reason, &origin);
+            return bad_request(reason);
+        }
+        let query = without_reauth(raw_query);
+        let ask = Ask {
+            sp: sp.name.clone(),
+            in_response_to: Some(parsed.id),
+            relay_state: parsed.relay_state,
+            force_authn: parsed.force_authn,
+            is_passive: parsed.is_passive,
+            return_to: format!("{}?{query}", self.path("/sso/saml")),
+            parked: None,
+        };
+        self.sso_flow(request, caller, saml, sp, ask)
+    }
+
+    /// `POST /sso/saml` (HTTP-POST binding). An SP with a signing certificate
+    /// must use the Redirect binding: enveloped request signatures are not
+    /// verified yet, so its unsigned-looking POST requests are refused.
+    pub(crate) fn sso_post(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
+        let Some(saml) = &self.saml else {
+            return not_found();
+        };
+        let origin = self.origin(request, caller);
+        let form: Vec<(String, String)> = form_urlencoded::parse(request.body())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let Some(encoded) = field("SAMLRequest") else {
+            return bad_request("The sign-in request is missing.");
+        };
+        let parsed =
+            match saml::parse_authn_request_post(encoded, field("RelayState"), MAX_REQUEST_BYTES) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable SAML AuthnRequest (POST)");
+                    return bad_request(
+                        "The application sent a sign-in request that could not be read.",
+                    );
+                }
+            };
+        let Some(sp) = saml.sp_by_entity(parsed.issuer.as_deref()) else {
+            tracing::warn!(issuer = ?parsed.issuer, "SAML AuthnRequest from an unknown service provider");
+            return bad_request(
+                "The application that sent you here is not registered with this identity provider.",
+            );
+        };
+        if sp.signing_cert_der.is_some() {
+            let reason = "signed AuthnRequests must use the HTTP-Redirect binding";
+            self.sso_failure(sp, None, false, reason, &origin);
+            return bad_request("This application must send signed sign-in requests by redirect.");
+        }
+        if let Err(reason) = self.check_request(saml, sp, &parsed) {
+            self.sso_failure(sp, None, false, reason, &origin);
+            return bad_request(reason);
+        }
+        let id = random_id();
+        let ask = Ask {
+            sp: sp.name.clone(),
+            in_response_to: Some(parsed.id),
+            relay_state: parsed.relay_state,
+            force_authn: parsed.force_authn,
+            is_passive: parsed.is_passive,
+            return_to: format!("{}?id={id}", self.path("/sso/saml/continue")),
+            parked: Some(id.clone()),
+        };
+        let now = OffsetDateTime::now_utc();
+        if !insert_pending(&mut lock(&saml.parked), id, ask.clone(), now) {
+            return respond::message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again later",
+                "Too many sign-in requests are waiting. Please try again in a few minutes.",
+            );
+        }
+        self.sso_flow(request, caller, saml, sp, ask)
+    }
+
+    /// `GET /sso/saml/continue?id=…`: a parked POST-binding request after sign-in.
+    pub(crate) fn sso_continue(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
+        let Some(saml) = &self.saml else {
+            return not_found();
+        };
+        let now = OffsetDateTime::now_utc();
+        let ask = query_param(request, "id").and_then(|id| {
+            lock(&saml.parked)
+                .get(&id)
+                .filter(|(_, at)| now - *at < PENDING_TTL)
+                .map(|(ask, _)| ask.clone())
+        });
+        let Some(ask) = ask else {
+            return bad_request(
+                "This sign-in request has expired. Go back to the application and try again.",
+            );
+        };
+        let Some(sp) = saml.sp_by_name(&ask.sp) else {
+            return not_found();
+        };
+        self.sso_flow(request, caller, saml, sp, ask)
+    }
+
+    /// `GET /app/{sp}/sso/saml`: IdP-initiated (unsolicited) SSO.
+    pub(crate) fn sso_idp_initiated(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+        name: &str,
+    ) -> Response<Bytes> {
+        let Some(saml) = &self.saml else {
+            return not_found();
+        };
+        let Some(sp) = saml.sp_by_name(name) else {
+            return not_found();
+        };
+        let ask = Ask {
+            sp: sp.name.clone(),
+            in_response_to: None,
+            relay_state: None,
+            force_authn: false,
+            is_passive: false,
+            return_to: self.path(&format!("/app/{}/sso/saml", sp.name)),
+            parked: None,
+        };
+        self.sso_flow(request, caller, saml, sp, ask)
+    }
+
+    fn to_login(&self, return_to: &str) -> Response<Bytes> {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("fromURI", return_to)
+            .finish();
+        respond::redirect(&format!("{}?{query}", self.path("/login")))
+    }
+
+    fn no_passive(
+        &self,
+        sp: &ServiceProvider,
+        user: Option<&User>,
+        origin: &Origin<'_>,
+    ) -> Response<Bytes> {
+        self.sso_failure(
+            sp,
+            user,
+            false,
+            "NoPassive: sign-in needed but IsPassive was requested",
+            origin,
+        );
+        bad_request("The application asked for sign-in without any interaction, but you need to sign in first. Go back to the application and sign in.")
+    }
+
+    /// Session, app policy, then the Response.
+    fn sso_flow(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+        saml: &Saml,
+        sp: &ServiceProvider,
+        ask: Ask,
+    ) -> Response<Bytes> {
+        let origin = self.origin(request, caller);
+        let now = OffsetDateTime::now_utc();
+        let session = self
+            .current_session(request, now)
+            .filter(|(_, record)| record.status == SessionStatus::Active);
+        let Some((_, record)) = session else {
+            if ask.is_passive {
+                return self.no_passive(sp, None, &origin);
+            }
+            return self.to_login(&ask.return_to);
+        };
+        let Some(user) = self.directory.by_id(&record.user_id) else {
+            return self.to_login(&ask.return_to);
+        };
+        let nonce = query_param(request, REAUTH_PARAM);
+        let asked_at = nonce
+            .as_deref()
+            .and_then(|n| lock(&saml.reauth).get(n).copied())
+            .filter(|at| now - *at < PENDING_TTL);
+        let facts = SessionFacts {
+            groups: user.groups(),
+            now,
+            last_password_verification: Some(record.last_password_verification),
+            last_factor_verification: record.last_factor_verification,
+            force_authn: ask.force_authn,
+            password_verified_this_request: asked_at
+                .is_some_and(|at| record.last_password_verification > at),
+        };
+        match self.policies.app_policy(&sp.name).evaluate(&facts) {
+            AppDecision::Allow => {
+                if let Some(n) = nonce {
+                    lock(&saml.reauth).remove(&n);
+                }
+                self.issue(saml, sp, user, &record, &ask, &origin)
+            }
+            AppDecision::Reauthenticate => {
+                if ask.is_passive {
+                    return self.no_passive(sp, Some(user), &origin);
+                }
+                let nonce = random_id();
+                let mut reauth = lock(&saml.reauth);
+                if reauth.len() >= PENDING_MAX {
+                    reauth.retain(|_, at| now - *at < PENDING_TTL);
+                    if reauth.len() >= PENDING_MAX {
+                        return respond::message_page(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Try again later",
+                            "Too many sign-in requests are waiting. Please try again in a few minutes.",
+                        );
+                    }
+                }
+                reauth.insert(nonce.clone(), now);
+                drop(reauth);
+                let sep = if ask.return_to.contains('?') {
+                    '&'
+                } else {
+                    '?'
+                };
+                self.to_login(&format!("{}{sep}{REAUTH_PARAM}={nonce}", ask.return_to))
+            }
+            AppDecision::StepUpMfa => {
+                self.sso_failure(
+                    sp,
+                    Some(user),
+                    false,
+                    "MFA step-up required by app policy",
+                    &origin,
+                );
+                respond::message_page(
+                    StatusCode::FORBIDDEN,
+                    "Additional verification required",
+                    "This application needs a recent second-factor verification. Sign out, then sign in again with your authenticator, and retry.",
+                )
+            }
+            AppDecision::Deny { reason } => {
+                self.sso_failure(sp, Some(user), true, reason.as_str(), &origin);
+                respond::message_page(
+                    StatusCode::FORBIDDEN,
+                    "Access denied",
+                    "You are not allowed to use this application.",
+                )
+            }
+        }
+    }
+
+    fn issue(
+        &self,
+        saml: &Saml,
+        sp: &ServiceProvider,
+        user: &User,
+        record: &SessionRecord,
+        ask: &Ask,
+        origin: &Origin<'_>,
+    ) -> Response<Bytes> {
+        let name_id = match sp.name_id_format {
+            NameIdFormat::EmailAddress => user.email(),
+            NameIdFormat::Persistent => user.id(),
+            NameIdFormat::Unspecified => user.login(),
+        };
+        let attributes: Vec<(String, Vec<String>)> = sp
+            .attributes
+            .iter()
+            .map(|a| (a.clone(), user_attribute(user, a)))
+            .collect();
+        let authn_context = if record.amr.contains(&Amr::Mfa) {
+            AuthnContextClass::MultiFactor
+        } else {
+            AuthnContextClass::PasswordProtectedTransport
+        };
+        let params = ResponseParams {
+            sp_entity_id: &sp.entity_id,
+            acs_url: &sp.acs_url,
+            in_response_to: ask.in_response_to.as_deref(),
+            name_id,
+            name_id_format: sp.name_id_format,
+            session_index: record.id.as_str(),
+            authn_context,
+            authn_instant: to_chrono(record.last_password_verification),
+            attributes: &attributes,
+            validity: RESPONSE_VALIDITY,
+            now: chrono::Utc::now(),
+            sign_assertion: true,
+            sign_response: sp.sign_response,
+        };
+        let issued = match saml::build_response(&saml.config, &saml.settings.signing_key, &params) {
+            Ok(issued) => issued,
+            Err(e) => {
+                tracing::error!(error = %e, sp = %sp.name, "building the SAML response failed");
+                self.sso_failure(
+                    sp,
+                    Some(user),
+                    false,
+                    "internal error building the response",
+                    origin,
+                );
+                return respond::message_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Sign-in failed",
+                    "The identity provider could not complete the sign-in. Please try again later.",
+                );
+            }
+        };
+        if let Some(id) = &ask.parked {
+            lock(&saml.parked).remove(id);
+        }
+        lock(&saml.participants)
+            .entry(record.id.as_str().to_string())
+            .or_default()
+            .insert(sp.name.clone());
+        self.emit(
+            events::sso(
+                &sp.entity_id,
+                &sp.name,
+                Some(user),
+                Some(record.id.as_str()),
+                None,
+                false,
+                origin,
+            )
+            .debug("responseId", issued.response_id.clone())
+            .debug("assertionId", issued.assertion_id.clone()),
+        );
+        post_form(
+            &sp.acs_url,
+            &issued.post_form_value(),
+            ask.relay_state.as_deref(),
+        )
+    }
+}
+
+/// The HTTP-POST binding page: auto-submits with JavaScript, with a visible
+/// button for browsers without it. Its CSP allows posting to the ACS origin.
+fn post_form(acs_url: &str, saml_response: &str, relay_state: Option<&str>) -> Response<Bytes> {
+    let relay = relay_state
+        .map(|rs| {
+            format!(
+                "<input type=\"hidden\" name=\"RelayState\" value=\"{}\">",
+                escape(rs)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Signing you in…</h1>\
+<form id=\"saml-post\" method=\"post\" action=\"{acs}\">\
+<input type=\"hidden\" name=\"SAMLResponse\" value=\"{response}\">{relay}\
+<p>If nothing happens, press Continue.</p>\
+<button type=\"submit\">Continue</button></form>\
+<script>{AUTO_SUBMIT}</script>",
+        acs = escape(acs_url),
+        response = escape(saml_response),
+    );
+    let mut response = respond::page(StatusCode::OK, "Signing in", &body);
+    let hash =
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(AUTO_SUBMIT.as_bytes()));
+    respond::insert(
+        &mut response,
+        header::CONTENT_SECURITY_POLICY,
+        &format!(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; form-action {}; frame-ancestors 'none'",
+            url_origin(acs_url)
+        ),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_origin_stops_at_the_path() {
+        assert_eq!(
+            url_origin("https://sp.test:8443/acs?x=1"),
+            "https://sp.test:8443"
+        );
+        assert_eq!(url_origin("https://sp.test"), "https://sp.test");
+    }
+
+    #[test]
+    fn reauth_nonce_is_dropped_from_the_return_query() {
+        assert_eq!(
+            without_reauth("SAMLRequest=abc&pc_reauth=1234&Signature=x"),
+            "SAMLRequest=abc&Signature=x"
+        );
+    }
+
+    #[test]
+    fn post_form_allows_only_the_acs_origin() {
+        let page = post_form("https://sp.test/acs", "PHg+", Some("a\"b"));
+        let csp = page.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("text");
+        assert!(csp.contains("form-action https://sp.test;"), "{csp}");
+        let html = String::from_utf8_lossy(page.body()).into_owned();
+        assert!(html.contains("value=\"PHg+\""), "{html}");
+        assert!(html.contains("a&quot;b"), "{html}");
+        assert!(html.contains("<button type=\"submit\">"), "{html}");
+    }
+}
+
+/// Regenerates the committed development IdP signing key and certificate:
+/// `cargo test -p portcullis-idp -- --ignored generate_dev_idp_signing_key`.
+#[cfg(test)]
+mod dev_key {
+    #[test]
+    #[ignore = "writes certs-dev/; run by hand to regenerate the dev IdP key"]
+    fn generate_dev_idp_signing_key() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs-dev");
+        let key = portcullis_saml::SigningKey::generate_self_signed("Portcullis dev IdP", 3650)
+            .expect("key");
+        std::fs::write(dir.join("idp-signing.pem"), key.cert_pem().expect("cert")).expect("write");
+        std::fs::write(dir.join("idp-signing-key.pem"), key.key_pem().expect("key"))
+            .expect("write");
+    }
+}
