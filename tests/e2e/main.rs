@@ -4,6 +4,7 @@
 //! process on 127.0.0.1:0.
 
 mod check;
+mod gateway_sso;
 mod idp;
 mod process;
 mod signals;

@@ -15,8 +15,8 @@ mod validate;
 
 pub use load::{load, parse};
 pub use model::{
-    Admin, ApiTokenConfig, App, Builtin, Config, Idp, IdpSaml, LogFormat, Logging, PublicUrl,
-    Server, ServiceProviderConfig, SpNameIdFormat, Timeouts, TlsFiles, Upstream, UpstreamTarget,
-    SP_ATTRIBUTES,
+    AccessPolicy, AccessRule, Admin, ApiTokenConfig, App, AppAuth, AppIdp, Builtin, Config, Idp,
+    IdpSaml, LogFormat, Logging, PublicUrl, Server, ServiceProviderConfig, SpNameIdFormat,
+    Timeouts, TlsFiles, Upstream, UpstreamTarget, IDP_SESSION_COOKIE, SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

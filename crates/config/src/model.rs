@@ -156,6 +156,63 @@ pub struct App {
     pub name: String,
     pub public: PublicUrl,
     pub upstream: Upstream,
+    /// `auth = "saml"`: browsers need a gateway session from SAML SSO.
+    /// `None`: the app is published without authentication.
+    pub auth: Option<AppAuth>,
+}
+
+/// The cookie the embedded IdP keeps its session in; no app may use it.
+pub const IDP_SESSION_COOKIE: &str = "pc_idp_sid";
+
+/// An app's SAML service provider and gateway-session settings.
+#[derive(Debug, Clone)]
+pub struct AppAuth {
+    pub idp: AppIdp,
+    /// The SP's key for signing AuthnRequests, and its certificate.
+    pub sp_signing_key: PathBuf,
+    pub sp_signing_cert: PathBuf,
+    /// `{origin}{prefix}/_portcullis/saml/metadata`.
+    pub entity_id: String,
+    /// `{origin}{prefix}/_portcullis/saml/acs`.
+    pub acs_url: String,
+    /// `{origin}{prefix}/_portcullis/saml/slo` (advertised; not served yet).
+    pub slo_url: String,
+    /// The gateway session cookie; defaults to `pc_<app name>`.
+    pub session_cookie: String,
+    /// The short-lived cookie binding an AuthnRequest to the browser:
+    /// `<session_cookie>_rs`.
+    pub request_cookie: String,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    /// `[[app.access]]`, in file order; the longest matching path wins.
+    pub access: Vec<AccessRule>,
+}
+
+/// Which IdP an app's SP trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppIdp {
+    /// The embedded IdP of `[idp]`; the app is registered with it automatically.
+    Embedded,
+}
+
+/// One `[[app.access]]` rule. `path` is relative to the app's prefix and
+/// matches whole segments (`/admin` matches `/admin/x`, not `/administrator`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    pub path: String,
+    pub policy: AccessPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessPolicy {
+    /// No session needed.
+    Public,
+    /// Any signed-in user.
+    Protected,
+    /// Signed-in users in at least one of these groups.
+    Groups(Vec<String>),
+    /// Nobody.
+    Deny,
 }
 
 /// An app's public origin and path prefix, normalised: lowercase host,

@@ -44,6 +44,23 @@ pub struct RawApp {
     pub upstream: Option<String>,
     pub upstream_ca: Option<String>,
     pub upstream_sni: Option<String>,
+    pub auth: Option<String>,
+    pub idp: Option<String>,
+    pub sp_signing_key: Option<String>,
+    pub sp_signing_cert: Option<String>,
+    pub session_cookie: Option<String>,
+    pub session_idle: Option<String>,
+    pub session_max: Option<String>,
+    #[serde(default)]
+    pub access: Vec<RawAccess>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    pub path: Option<String>,
+    pub policy: Option<String>,
+    pub groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

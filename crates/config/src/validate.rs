@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::locate::{Locator, Step};
 use crate::model::*;
 use crate::problem::Problem;
-use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer, RawServiceProvider};
+use crate::raw::{RawAccess, RawAdmin, RawApp, RawIdp, RawLog, RawServer, RawServiceProvider};
 
 const DEFAULT_HEADER_READ: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE: Duration = Duration::from_secs(75);
@@ -23,6 +23,8 @@ const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
 const MAX_MAX_HEADER_BYTES: u64 = 1024 * 1024;
 /// A timeout longer than a day is a typo, not a policy.
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(8 * 3600);
 
 pub struct Validator<'a, 'i> {
     locator: &'a Locator<'i>,
@@ -69,8 +71,11 @@ impl<'a, 'i> Validator<'a, 'i> {
         let server = self.server(server);
         let admin = admin.and_then(|a| self.admin(a));
         let log = self.log(log);
-        let idp = idp.and_then(|i| self.idp(i));
+        let mut idp = idp.and_then(|i| self.idp(i));
         let apps = self.apps(apps);
+        if let Some(apps) = &apps {
+            self.register_gateway_sps(idp.as_mut(), apps);
+        }
         if let (Some(idp), Some(apps)) = (&idp, &apps) {
             for (i, app) in apps.iter().enumerate() {
                 if app.public == idp.public {
@@ -611,6 +616,295 @@ impl<'a, 'i> Validator<'a, 'i> {
         out
     }
 
+    /// Every `auth = "saml"` app with `idp = "embedded"` needs the IdP's
+    /// SAML keys and becomes one of its service providers, so operators do
+    /// not write `[[idp.service_provider]]` for gateway apps.
+    fn register_gateway_sps(&mut self, mut idp: Option<&mut Idp>, apps: &[App]) {
+        for (i, app) in apps.iter().enumerate() {
+            let Some(auth) = &app.auth else { continue };
+            let at = [Step::Key("app"), Step::Index(i), Step::Key("idp")];
+            let Some(idp) = idp.as_deref_mut() else {
+                self.problem(&at, "idp = \"embedded\" needs an [idp] section");
+                continue;
+            };
+            if idp.saml.is_none() {
+                self.problem(
+                    &at,
+                    "idp = \"embedded\" needs [idp] signing_key and signing_cert",
+                );
+                continue;
+            }
+            if let Some(sp) = idp
+                .service_providers
+                .iter()
+                .find(|sp| sp.name == app.name || sp.entity_id == auth.entity_id)
+            {
+                self.problem(
+                    &at,
+                    format!(
+                        "[[idp.service_provider]] `{}` already uses this app's name or entity id; \
+                         gateway apps are registered with the IdP automatically",
+                        sp.name
+                    ),
+                );
+                continue;
+            }
+            idp.service_providers.push(ServiceProviderConfig {
+                name: app.name.clone(),
+                entity_id: auth.entity_id.clone(),
+                acs_url: auth.acs_url.clone(),
+                name_id_format: SpNameIdFormat::EmailAddress,
+                signing_cert: Some(auth.sp_signing_cert.clone()),
+                attributes: ["email", "firstName", "lastName", "groups"]
+                    .map(String::from)
+                    .to_vec(),
+                sign_response: false,
+            });
+        }
+    }
+
+    fn app_duration(
+        &mut self,
+        path: &[Step<'_>],
+        raw: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw) {
+            Ok(d) if d.is_zero() || d > MAX_TIMEOUT => {
+                self.problem(path, "must be longer than zero and at most 24h");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(path, format!("`{raw}` is not a duration such as 30m: {e}"));
+                default
+            }
+        }
+    }
+
+    /// `auth` and the keys that only make sense with it.
+    fn app_auth(
+        &mut self,
+        i: usize,
+        name: Option<&str>,
+        public: Option<&PublicUrl>,
+        app: &RawApp,
+        access: Vec<RawAccess>,
+        cookies: &mut HashMap<String, usize>,
+    ) -> Option<AppAuth> {
+        let at = |key: &'static str| [Step::Key("app"), Step::Index(i), Step::Key(key)];
+        match app.auth.as_deref() {
+            None => {
+                let saml_only = [
+                    ("idp", app.idp.is_some()),
+                    ("sp_signing_key", app.sp_signing_key.is_some()),
+                    ("sp_signing_cert", app.sp_signing_cert.is_some()),
+                    ("session_cookie", app.session_cookie.is_some()),
+                    ("session_idle", app.session_idle.is_some()),
+                    ("session_max", app.session_max.is_some()),
+                    ("access", !access.is_empty()),
+                ];
+                for (key, set) in saml_only {
+                    if set {
+                        self.problem(&at(key), format!("{key} needs auth = \"saml\""));
+                    }
+                }
+                return None;
+            }
+            Some("saml") => {}
+            Some(other) => {
+                self.problem(
+                    &at("auth"),
+                    format!("`{other}` is not an auth mode (expected \"saml\")"),
+                );
+                return None;
+            }
+        }
+        let idp = match app.idp.as_deref() {
+            Some("embedded") => Some(AppIdp::Embedded),
+            Some(other) => {
+                self.problem(
+                    &at("idp"),
+                    format!(
+                        "`{other}` is not supported yet: only \"embedded\" (external IdP metadata files come next)"
+                    ),
+                );
+                None
+            }
+            None => {
+                self.problem(&at("auth"), "auth = \"saml\" needs idp = \"embedded\"");
+                None
+            }
+        };
+        let key = match app.sp_signing_key.as_deref() {
+            Some(k) => Some(self.pem(&at("sp_signing_key"), k, PemKind::Key)),
+            None => {
+                self.problem(&at("auth"), "auth = \"saml\" needs sp_signing_key");
+                None
+            }
+        };
+        let cert = match app.sp_signing_cert.as_deref() {
+            Some(c) => Some(self.pem(&at("sp_signing_cert"), c, PemKind::Cert)),
+            None => {
+                self.problem(&at("auth"), "auth = \"saml\" needs sp_signing_cert");
+                None
+            }
+        };
+        let session_cookie = match (&app.session_cookie, name) {
+            (Some(c), _) => c.clone(),
+            (None, Some(n)) => format!("pc_{n}"),
+            (None, None) => String::new(),
+        };
+        let request_cookie = format!("{session_cookie}_rs");
+        let mut cookie_ok = !session_cookie.is_empty();
+        if cookie_ok && !valid_name(&session_cookie) {
+            self.problem(
+                &at("session_cookie"),
+                "must be 1-64 characters of letters, digits, '-' and '_'",
+            );
+            cookie_ok = false;
+        }
+        if cookie_ok
+            && (session_cookie.starts_with("pc_idp_") || session_cookie == IDP_SESSION_COOKIE)
+        {
+            self.problem(
+                &at("session_cookie"),
+                format!(
+                    "`{session_cookie}`: names starting with pc_idp_ belong to the embedded IdP"
+                ),
+            );
+            cookie_ok = false;
+        }
+        if cookie_ok {
+            for cookie in [&session_cookie, &request_cookie] {
+                if let Some(first) = cookies.insert(cookie.clone(), i) {
+                    self.problem(
+                        &at("session_cookie"),
+                        format!(
+                            "cookie `{cookie}` is also used by app[{first}]; cookie names must be \
+                             unique (browsers share cookies across the ports of one host)"
+                        ),
+                    );
+                    cookie_ok = false;
+                }
+            }
+        }
+        let session_idle = self.app_duration(
+            &at("session_idle"),
+            app.session_idle.as_deref(),
+            DEFAULT_SESSION_IDLE,
+        );
+        let session_max = self.app_duration(
+            &at("session_max"),
+            app.session_max.as_deref(),
+            DEFAULT_SESSION_MAX,
+        );
+        let rules = self.access_rules(i, access);
+        let public = public?;
+        let prefix = if public.path_prefix == "/" {
+            ""
+        } else {
+            public.path_prefix.as_str()
+        };
+        let base = format!("{}{prefix}/_portcullis/saml", public.origin());
+        if !cookie_ok {
+            return None;
+        }
+        Some(AppAuth {
+            idp: idp?,
+            sp_signing_key: key?,
+            sp_signing_cert: cert?,
+            entity_id: format!("{base}/metadata"),
+            acs_url: format!("{base}/acs"),
+            slo_url: format!("{base}/slo"),
+            session_cookie,
+            request_cookie,
+            session_idle,
+            session_max,
+            access: rules?,
+        })
+    }
+
+    fn access_rules(&mut self, i: usize, raw: Vec<RawAccess>) -> Option<Vec<AccessRule>> {
+        let mut rules: Vec<AccessRule> = Vec::new();
+        let mut ok = true;
+        for (j, rule) in raw.into_iter().enumerate() {
+            let at = |key: &'static str| {
+                [
+                    Step::Key("app"),
+                    Step::Index(i),
+                    Step::Key("access"),
+                    Step::Index(j),
+                    Step::Key(key),
+                ]
+            };
+            let whole = [
+                Step::Key("app"),
+                Step::Index(i),
+                Step::Key("access"),
+                Step::Index(j),
+            ];
+            let path = match rule.path.as_deref() {
+                Some(p) if !p.starts_with('/') => {
+                    self.problem(&at("path"), format!("`{p}` must start with /"));
+                    None
+                }
+                Some(p) => match normalise_prefix(p) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        self.problem(&at("path"), e);
+                        None
+                    }
+                },
+                None => {
+                    self.problem(&whole, "path is required");
+                    None
+                }
+            };
+            if let Some(p) = &path {
+                if rules.iter().any(|r| &r.path == p) {
+                    self.problem(&at("path"), format!("another rule already covers `{p}`"));
+                    ok = false;
+                }
+            }
+            if rule.groups.is_some() && rule.policy.as_deref() != Some("groups") {
+                self.problem(&at("groups"), "groups needs policy = \"groups\"");
+                ok = false;
+            }
+            let policy = match rule.policy.as_deref() {
+                Some("public") => Some(AccessPolicy::Public),
+                Some("protected") => Some(AccessPolicy::Protected),
+                Some("deny") => Some(AccessPolicy::Deny),
+                Some("groups") => match rule.groups {
+                    Some(groups) if !groups.is_empty() && groups.iter().all(|g| !g.is_empty()) => {
+                        Some(AccessPolicy::Groups(groups))
+                    }
+                    _ => {
+                        self.problem(&whole, "policy = \"groups\" needs a non-empty groups list");
+                        None
+                    }
+                },
+                Some(other) => {
+                    self.problem(
+                        &at("policy"),
+                        format!("`{other}` is not one of public, protected, groups, deny"),
+                    );
+                    None
+                }
+                None => {
+                    self.problem(&whole, "policy is required");
+                    None
+                }
+            };
+            match (path, policy) {
+                (Some(path), Some(policy)) => rules.push(AccessRule { path, policy }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(rules)
+    }
+
     fn admin(&mut self, raw: RawAdmin) -> Option<Admin> {
         let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:9090");
         let listen = self.addr(&[Step::Key("admin"), Step::Key("listen")], listen)?;
@@ -640,10 +934,12 @@ impl<'a, 'i> Validator<'a, 'i> {
         let mut apps = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut routes: HashMap<(String, u16, String), usize> = HashMap::new();
+        let mut cookies: HashMap<String, usize> = HashMap::new();
         for (i, app) in raw.into_iter().enumerate() {
-            let Some(app) = app else { continue };
+            let Some(mut app) = app else { continue };
+            let access = std::mem::take(&mut app.access);
             let at = |key: &'static str| [Step::Key("app"), Step::Index(i), Step::Key(key)];
-            let name = match app.name {
+            let name = match app.name.take() {
                 Some(n) if valid_name(&n) => Some(n),
                 Some(n) => {
                     self.problem(
@@ -717,11 +1013,24 @@ impl<'a, 'i> Validator<'a, 'i> {
                     None
                 }
             };
+            let saml = app.auth.is_some();
+            let auth = self.app_auth(
+                i,
+                name.as_deref(),
+                public.as_ref(),
+                &app,
+                access,
+                &mut cookies,
+            );
+            if saml && auth.is_none() {
+                continue;
+            }
             if let (Some(name), Some(public), Some(upstream)) = (name, public, upstream) {
                 apps.push(App {
                     name,
                     public,
                     upstream,
+                    auth,
                 });
             }
         }
@@ -986,5 +1295,108 @@ mod saml_tests {
             .expect_err("invalid")
             .problems;
         assert_eq!(problems[0].key, "idp.service_provider", "{problems:?}");
+    }
+}
+
+#[cfg(test)]
+mod gateway_app_tests {
+    use std::path::PathBuf;
+
+    use crate::model::{AccessPolicy, AppIdp};
+
+    fn repo_file() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../gateway.toml"))
+    }
+
+    const SERVER: &str = "[server]\nhttps = [\"127.0.0.1:0\"]\ntls_cert = \"certs-dev/localhost.pem\"\ntls_key = \"certs-dev/localhost-key.pem\"\n\n";
+    const IDP: &str = "[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"demo/users.toml\"\nsigning_key = \"certs-dev/idp-signing-key.pem\"\nsigning_cert = \"certs-dev/idp-signing.pem\"\n\n";
+    const SAML: &str = "auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"certs-dev/sp-signing-key.pem\"\nsp_signing_cert = \"certs-dev/sp-signing.pem\"\n";
+
+    fn app(name: &str, url: &str, extra: &str) -> String {
+        format!("[[app]]\nname = \"{name}\"\npublic_url = \"{url}\"\nupstream = \"builtin:echo\"\n{extra}\n")
+    }
+
+    #[test]
+    fn saml_apps_get_defaults_and_are_registered_with_the_idp() {
+        let text = format!(
+            "{SERVER}{IDP}{}{}{}",
+            app("b", "https://b.test/portal", &format!("{SAML}[[app.access]]\npath = \"/admin/\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n")),
+            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\n")),
+            app("plain", "https://d.test/", ""),
+        );
+        let config = crate::parse(&text, &repo_file()).expect("valid");
+        let b = config.apps[0].auth.as_ref().expect("saml");
+        assert_eq!(b.idp, AppIdp::Embedded);
+        assert_eq!(
+            b.entity_id,
+            "https://b.test/portal/_portcullis/saml/metadata"
+        );
+        assert_eq!(b.acs_url, "https://b.test/portal/_portcullis/saml/acs");
+        assert_eq!(
+            (b.session_cookie.as_str(), b.request_cookie.as_str()),
+            ("pc_b", "pc_b_rs")
+        );
+        assert_eq!(b.session_idle.as_secs(), 30 * 60);
+        assert_eq!(b.session_max.as_secs(), 8 * 3600);
+        assert_eq!(b.access[0].path, "/admin");
+        assert_eq!(
+            b.access[0].policy,
+            AccessPolicy::Groups(vec!["admins".into()])
+        );
+        let c = config.apps[1].auth.as_ref().expect("saml");
+        assert_eq!(c.session_cookie, "c_sid");
+        assert_eq!(c.session_idle.as_secs(), 300);
+        assert!(config.apps[2].auth.is_none());
+        let sps = &config.idp.expect("idp").service_providers;
+        assert_eq!(sps.len(), 2);
+        assert_eq!(sps[0].name, "b");
+        assert_eq!(sps[0].acs_url, b.acs_url);
+        assert!(sps[0].signing_cert.is_some());
+    }
+
+    #[test]
+    fn bad_gateway_apps_are_located() {
+        let text = format!(
+            "{SERVER}{IDP}{}{}{}",
+            app("b", "https://b.test/", &format!("{SAML}[[app.access]]\npath = \"/x\"\npolicy = \"maybe\"\n[[app.access]]\npath = \"/y\"\npolicy = \"groups\"\n")),
+            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"pc_b\"\nsession_max = \"forever\"\n")),
+            app("d", "https://d.test/", "auth = \"oidc\"\n"),
+        ) + &app("e", "https://e.test/", "session_cookie = \"pc_idp_sid\"\n")
+            + &app("f", "https://f.test/", &format!("{SAML}session_cookie = \"pc_idp_sid\"\n"))
+            + &app("g", "https://g.test/", "auth = \"saml\"\nidp = \"https://idp.example/metadata.xml\"\n");
+        let problems = crate::parse(&text, &repo_file())
+            .expect_err("invalid")
+            .problems;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "app[0].access[0].policy",
+            "app[0].access[1]",
+            "app[1].session_cookie",
+            "app[1].session_max",
+            "app[2].auth",
+            "app[3].session_cookie",
+            "app[4].session_cookie",
+            "app[5].idp",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {problems:?}");
+        }
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+    }
+
+    #[test]
+    fn saml_apps_need_the_idp_keys() {
+        let text = format!(
+            "{SERVER}[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"demo/users.toml\"\n\n{}",
+            app("b", "https://b.test/", SAML)
+        );
+        let problems = crate::parse(&text, &repo_file())
+            .expect_err("invalid")
+            .problems;
+        assert_eq!(problems[0].key, "app[0].idp", "{problems:?}");
+        let text = format!("{SERVER}{}", app("b", "https://b.test/", SAML));
+        let problems = crate::parse(&text, &repo_file())
+            .expect_err("invalid")
+            .problems;
+        assert_eq!(problems[0].key, "app[0].idp", "{problems:?}");
     }
 }

@@ -2,6 +2,7 @@
 //! only crate that knows every other one.
 
 mod dev_certs;
+mod gateway_sp;
 mod idp_service;
 mod logging;
 mod password;
@@ -66,6 +67,11 @@ fn main() -> ExitCode {
                         eprintln!("{} problem(s) found", problems.len());
                         return ExitCode::from(EXIT_INVALID_CONFIG);
                     }
+                }
+                if let Err(e) = gateway_sp::build(&cfg) {
+                    eprintln!("{e:#}");
+                    eprintln!("1 problem(s) found");
+                    return ExitCode::from(EXIT_INVALID_CONFIG);
                 }
                 println!(
                     "{}: ok ({} app{})",

@@ -39,7 +39,10 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let idp = crate::idp_service::start(&config)?;
-    let mut locals = LocalApps::default();
+    let mut locals = LocalApps {
+        sps: crate::gateway_sp::build(&config)?,
+        ..LocalApps::default()
+    };
     if let Some(idp) = &idp {
         crate::idp_service::spawn_upkeep(idp);
         locals.idp = Some(Arc::new(crate::idp_service::IdpService(idp.clone())));

@@ -5,8 +5,10 @@
 //! pool, WebSocket tunnels, error pages, the built-in echo backend and the
 //! management listener with its metrics. It reads only the validated
 //! [`portcullis_config::Config`]; it never parses files of its own apart from
-//! the PEM material that config names, and it knows nothing of SAML or the
-//! identity provider.
+//! the PEM material that config names, and it knows nothing of SAML XML or
+//! the identity provider: for `auth = "saml"` apps it runs the gateway
+//! session and access-rule phase ([`sso`]) and reaches the SAML work through
+//! the [`SamlSp`] trait the binary hands in.
 //!
 //! The request path lives in [`pipeline`]; see `REQUEST_PATH.md` beside this
 //! file for the lifecycle of a connection, a request and a reload.
@@ -26,6 +28,8 @@ mod redirect;
 mod request_id;
 mod respond;
 mod route;
+mod session;
+mod sso;
 mod tls;
 mod tunnel;
 mod upstream;
@@ -33,3 +37,5 @@ mod upstream;
 pub use error::Error;
 pub use gateway::{Drained, Gateway, ListenAddrs};
 pub use local::{LocalApp, LocalApps, LocalFuture, LocalMeta, LOCAL_BODY_LIMIT};
+pub use session::{Session, SessionStore};
+pub use sso::{AcsError, AuthnRedirect, Identity, SamlSp};

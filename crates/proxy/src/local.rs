@@ -3,6 +3,7 @@
 //! only through this trait, handed in at start-up by the binary, so the data
 //! plane never depends on the IdP crate.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -35,4 +36,8 @@ pub const LOCAL_BODY_LIMIT: usize = 64 * 1024;
 pub struct LocalApps {
     /// Served on `[idp] public_url`.
     pub idp: Option<Arc<dyn LocalApp>>,
+    /// The SAML SP of every `auth = "saml"` app, by app name.
+    pub sps: HashMap<String, Arc<dyn crate::sso::SamlSp>>,
+    /// Gateway sessions of every app: shared by all workers, kept across reloads.
+    pub sessions: Arc<crate::session::SessionStore>,
 }

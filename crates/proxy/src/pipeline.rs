@@ -27,6 +27,7 @@ use crate::metrics::{Metrics, RequestLabels, UpstreamErrorLabels};
 use crate::plan::{AppPlan, Plan, UpstreamPlan};
 use crate::request_id::RequestId;
 use crate::respond::{self, Failure};
+use crate::sso::{self, Gate};
 use crate::tunnel;
 
 /// State shared by every connection; the plan is swapped on reload.
@@ -43,6 +44,8 @@ struct Context<'a> {
     request_id: RequestId,
     client: &'a ClientInfo,
     json: bool,
+    /// Cookie names the gateway owns; never forwarded upstream.
+    gateway_cookies: &'a [String],
 }
 
 pub async fn handle(
@@ -56,6 +59,7 @@ pub async fn handle(
         request_id: RequestId::new(),
         client: &client,
         json: respond::wants_json(request.headers()),
+        gateway_cookies: &plan.gateway_cookies,
     };
     let method = request.method().clone();
     let uri = request.uri().clone();
@@ -131,13 +135,31 @@ fn route<'p>(plan: &'p Plan, request: &Request<Incoming>) -> Option<(&'p AppPlan
     Some((plan.apps.get(index)?, host))
 }
 
-/// Phases: forward → upstream → respond.
+/// Phases: gateway SSO (for `auth = "saml"` apps) → forward → upstream → respond.
 async fn forward(
     app: &AppPlan,
     ctx: &Context<'_>,
     host: HeaderValue,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Failure> {
+    let (mut request, user) = match &app.auth {
+        None => (request, None),
+        Some(auth) => {
+            let caller = sso::Caller {
+                request_id: ctx.request_id.as_str(),
+                client_ip: ctx.client.addr.ip(),
+                json: ctx.json,
+            };
+            match sso::gate(auth, &caller, request).await {
+                Gate::Continue(request, user) => (request, user),
+                Gate::Respond(response) => return Ok(response),
+            }
+        }
+    };
+    if !matches!(app.upstream, UpstreamPlan::Local(_)) {
+        sso::strip_gateway_cookies(request.headers_mut(), ctx.gateway_cookies);
+        sso::set_user_header(request.headers_mut(), user.as_deref());
+    }
     // Upgrades are an HTTP/1.1 mechanism; HTTP/2 requests never carry them.
     let upgrade = match request.version() {
         Version::HTTP_11 => forward::upgrade_requested(request.headers()),

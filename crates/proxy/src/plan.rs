@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::local::{LocalApp, LocalApps};
 use crate::metrics::{AppLabels, Metrics};
 use crate::route::RouteTable;
+use crate::sso::AuthPlan;
 use crate::upstream::HttpUpstream;
 
 pub struct Plan {
@@ -19,12 +20,17 @@ pub struct Plan {
     pub access_log: bool,
     /// Port used when a request's `Host` names none.
     pub default_port: u16,
+    /// Every app's session and request-state cookie names, stripped from
+    /// requests to any upstream.
+    pub gateway_cookies: Vec<String>,
 }
 
 pub struct AppPlan {
     pub name: Arc<str>,
     pub upstream: UpstreamPlan,
     pub latency: Histogram,
+    /// `auth = "saml"`: the gateway SSO phase runs before forward.
+    pub auth: Option<AuthPlan>,
 }
 
 pub enum UpstreamPlan {
@@ -44,6 +50,7 @@ impl AppPlan {
             name,
             upstream,
             latency,
+            auth: None,
         }
     }
 }
@@ -53,6 +60,7 @@ impl Plan {
         let mut routes = RouteTable::default();
         let mut apps = Vec::with_capacity(config.apps.len() + 1);
         let timeouts = config.server.timeouts;
+        let mut gateway_cookies = Vec::new();
         for (index, app) in config.apps.iter().enumerate() {
             routes.insert(
                 &app.public.host,
@@ -70,7 +78,29 @@ impl Plan {
                     timeouts.upstream_response,
                 )?)),
             };
-            apps.push(AppPlan::new(&app.name, upstream, metrics));
+            let mut plan = AppPlan::new(&app.name, upstream, metrics);
+            if let Some(auth) = &app.auth {
+                let sp = locals
+                    .sps
+                    .get(&app.name)
+                    .cloned()
+                    .ok_or_else(|| Error::App {
+                        app: app.name.clone(),
+                        reason: "auth = \"saml\" but no SAML SP was built for it \
+                             (adding SAML to an app needs a restart)"
+                            .into(),
+                    })?;
+                gateway_cookies.push(auth.session_cookie.clone());
+                gateway_cookies.push(auth.request_cookie.clone());
+                plan.auth = Some(AuthPlan::new(
+                    plan.name.clone(),
+                    auth,
+                    &app.public.path_prefix,
+                    sp,
+                    locals.sessions.clone(),
+                ));
+            }
+            apps.push(plan);
         }
         if let Some(idp) = &config.idp {
             let service = locals.idp.clone().ok_or_else(|| Error::App {
@@ -90,6 +120,7 @@ impl Plan {
             apps,
             access_log: config.log.access_log,
             default_port: 443,
+            gateway_cookies,
         })
     }
 }

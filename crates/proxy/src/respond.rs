@@ -94,18 +94,36 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 pub fn failure(failure: Failure, request_id: &RequestId, json: bool) -> Response<ProxyBody> {
-    let status = failure.status();
+    error(
+        failure.status(),
+        failure.code(),
+        failure.title(),
+        failure.detail(),
+        request_id.as_str(),
+        json,
+    )
+}
+
+/// Any gateway-made error: the JSON error shape or a page, never cached.
+pub fn error(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: &str,
+    request_id: &str,
+    json: bool,
+) -> Response<ProxyBody> {
     let (content_type, body) = if json {
         let body = serde_json::json!({
-            "errorCode": failure.code(),
-            "errorSummary": failure.detail(),
-            "errorId": request_id.as_str(),
+            "errorCode": code,
+            "errorSummary": detail,
+            "errorId": request_id,
         });
         ("application/json", body.to_string())
     } else {
         (
             "text/html; charset=utf-8",
-            page(status, failure.title(), failure.detail(), request_id),
+            page(status, title, detail, request_id),
         )
     };
     let mut response = Response::new(ProxyBody::full(body));
@@ -113,13 +131,15 @@ pub fn failure(failure: Failure, request_id: &RequestId, json: bool) -> Response
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(X_REQUEST_ID.clone(), request_id.header_value());
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID.clone(), id);
+    }
     response
 }
 
 /// A self-contained page: no external assets, so it renders even when the
 /// thing that failed is the network path to a CDN.
-pub fn page(status: StatusCode, title: &str, detail: &str, request_id: &RequestId) -> String {
+pub fn page(status: StatusCode, title: &str, detail: &str, request_id: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -131,7 +151,7 @@ h1{{font-size:1.5rem}}.id{{color:#52606d;font-size:.875rem}}</style></head>\
         code = status.as_u16(),
         title = escape(title),
         detail = escape(detail),
-        id = request_id.as_str(),
+        id = escape(request_id),
     )
 }
 

@@ -1,0 +1,588 @@
+//! The gateway's SAML phase for `auth = "saml"` apps, run after route and
+//! before forward: the app's own SP endpoints, then the access rules, then
+//! the gateway session. The SAML work itself (metadata, signing the
+//! AuthnRequest, verifying the Response) sits behind [`SamlSp`], handed in
+//! by the binary, so the data plane stays free of XML and crypto.
+//!
+//! ```text
+//! {prefix}/_portcullis/saml/metadata  → SP metadata
+//! {prefix}/_portcullis/saml/acs       → POST: verify, create session, 303 to RelayState
+//! otherwise: access rule for the path (longest match, default protected)
+//!   public            → upstream (with the user, if a session exists)
+//!   deny              → 403
+//!   no valid session  → page navigation: AuthnRequest (303 to the IdP); else 401 JSON
+//!   groups not met    → 403
+//!   else              → upstream with X-Portcullis-User
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use portcullis_config::{AccessPolicy, AccessRule, AppAuth};
+
+use crate::body::ProxyBody;
+use crate::respond;
+use crate::session::{NewSession, SessionStore};
+
+pub static X_PORTCULLIS_USER: HeaderName = HeaderName::from_static("x-portcullis-user");
+static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+
+/// Largest ACS body read (a SAMLResponse is verified against its own,
+/// smaller cap by the SP; this only bounds buffering).
+const ACS_BODY_LIMIT: usize = 512 * 1024;
+/// How long a browser has to come back from the IdP.
+const REQUEST_STATE_TTL: Duration = Duration::from_secs(5 * 60);
+/// Longer RelayState values are not echoed back; the browser lands on the app root.
+const MAX_RELAY_STATE: usize = 2048;
+
+/// An app's SAML service provider, implemented by the binary.
+pub trait SamlSp: Send + Sync + 'static {
+    /// SP metadata XML.
+    fn metadata(&self) -> Result<String, String>;
+    /// A signed HTTP-Redirect AuthnRequest carrying `relay_state`.
+    fn authn_request(&self, relay_state: &str) -> Result<AuthnRedirect, String>;
+    /// Verifies a base64 `SAMLResponse` that must answer `request_id`.
+    fn verify(&self, saml_response: &str, request_id: &str) -> Result<Identity, AcsError>;
+}
+
+/// Where to send the browser, and the id the Response must answer.
+pub struct AuthnRedirect {
+    pub url: String,
+    pub request_id: String,
+}
+
+/// Identity from a verified assertion.
+pub struct Identity {
+    pub name_id: String,
+    pub session_index: Option<String>,
+    pub attributes: Vec<(String, Vec<String>)>,
+}
+
+/// Why a Response was refused: a stable kind for the log, and the detail.
+#[derive(Debug)]
+pub struct AcsError {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// An app's compiled SAML settings.
+pub struct AuthPlan {
+    pub app: Arc<str>,
+    pub sp: Arc<dyn SamlSp>,
+    pub sessions: Arc<SessionStore>,
+    /// The app's path prefix, `""` for `/`.
+    pub prefix: String,
+    pub session_cookie: String,
+    pub request_cookie: String,
+    pub idle: Duration,
+    pub max: Duration,
+    /// Sorted longest path first.
+    pub access: Vec<AccessRule>,
+}
+
+impl AuthPlan {
+    pub fn new(
+        app: Arc<str>,
+        auth: &AppAuth,
+        prefix: &str,
+        sp: Arc<dyn SamlSp>,
+        sessions: Arc<SessionStore>,
+    ) -> AuthPlan {
+        let mut access = auth.access.clone();
+        access.sort_by_key(|rule| std::cmp::Reverse(rule.path.len()));
+        AuthPlan {
+            app,
+            sp,
+            sessions,
+            prefix: if prefix == "/" {
+                String::new()
+            } else {
+                prefix.to_string()
+            },
+            session_cookie: auth.session_cookie.clone(),
+            request_cookie: auth.request_cookie.clone(),
+            idle: auth.session_idle,
+            max: auth.session_max,
+            access,
+        }
+    }
+
+    fn cookie_path(&self) -> &str {
+        if self.prefix.is_empty() {
+            "/"
+        } else {
+            &self.prefix
+        }
+    }
+
+    fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    /// The policy for an app-relative path: longest rule, default protected.
+    fn policy(&self, local: &str) -> &AccessPolicy {
+        self.access
+            .iter()
+            .find(|r| under(local, &r.path))
+            .map_or(&AccessPolicy::Protected, |r| &r.policy)
+    }
+}
+
+/// True when `path` is `base` or below it, by whole segments.
+fn under(path: &str, base: &str) -> bool {
+    base == "/"
+        || path == base
+        || path
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// What the phase decided.
+pub enum Gate {
+    /// Go on to the upstream, as this user (if any).
+    Continue(Request<Incoming>, Option<String>),
+    Respond(Response<ProxyBody>),
+}
+
+/// Facts of the request the phase needs beyond the request itself.
+pub struct Caller<'a> {
+    pub request_id: &'a str,
+    pub client_ip: std::net::IpAddr,
+    pub json: bool,
+}
+
+/// Phase: gateway SSO.
+pub async fn gate(auth: &AuthPlan, caller: &Caller<'_>, request: Request<Incoming>) -> Gate {
+    let local = request
+        .uri()
+        .path()
+        .strip_prefix(auth.prefix.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let local = if local.is_empty() {
+        "/".to_string()
+    } else {
+        local
+    };
+    match local.as_str() {
+        "/_portcullis/saml/metadata" => return Gate::Respond(metadata(auth, caller)),
+        "/_portcullis/saml/acs" if request.method() == Method::POST => {
+            return Gate::Respond(acs(auth, caller, request).await)
+        }
+        "/_portcullis/saml/acs" => {
+            return Gate::Respond(error(
+                caller,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                "The sign-in endpoint accepts only the POST from the identity provider.",
+            ))
+        }
+        _ if local.starts_with("/_portcullis/") => {
+            return Gate::Respond(error(
+                caller,
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "Not found",
+                "This gateway endpoint does not exist.",
+            ))
+        }
+        _ => {}
+    }
+
+    let policy = auth.policy(&local);
+    if *policy == AccessPolicy::Deny {
+        return Gate::Respond(forbidden(auth, caller, None, &local));
+    }
+    let session = cookie(request.headers(), &auth.session_cookie)
+        .and_then(|token| auth.sessions.get(&auth.app, token, Instant::now()));
+    match (policy, session) {
+        (AccessPolicy::Public, session) => Gate::Continue(request, session.map(|s| s.user)),
+        (_, None) if navigation(request.headers(), caller.json) => {
+            Gate::Respond(start_sso(auth, caller, &request))
+        }
+        (_, None) => Gate::Respond(error(
+            caller,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Sign-in required",
+            "This request needs a signed-in session; open the application in a browser to sign in.",
+        )),
+        (AccessPolicy::Groups(groups), Some(s))
+            if !s.groups().any(|g| groups.iter().any(|want| want == g)) =>
+        {
+            Gate::Respond(forbidden(auth, caller, Some(&s.user), &local))
+        }
+        (_, Some(s)) => Gate::Continue(request, Some(s.user)),
+    }
+}
+
+/// A page navigation gets redirected to sign in; XHR, fetch and API calls
+/// get 401 instead (a redirect to an IdP page is useless to them).
+fn navigation(headers: &HeaderMap, json: bool) -> bool {
+    let is = |name: &HeaderName, value: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(value))
+    };
+    if json || is(&X_REQUESTED_WITH, "XMLHttpRequest") {
+        return false;
+    }
+    headers.get(&SEC_FETCH_MODE).is_none() || is(&SEC_FETCH_MODE, "navigate")
+}
+
+fn metadata(auth: &AuthPlan, caller: &Caller<'_>) -> Response<ProxyBody> {
+    match auth.sp.metadata() {
+        Ok(xml) => {
+            let mut response = Response::new(ProxyBody::full(xml));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/samlmetadata+xml"),
+            );
+            response
+        }
+        Err(e) => internal(auth, caller, "metadata", &e),
+    }
+}
+
+/// No session: send the browser to the IdP with a signed AuthnRequest.
+fn start_sso(
+    auth: &AuthPlan,
+    caller: &Caller<'_>,
+    request: &Request<Incoming>,
+) -> Response<ProxyBody> {
+    let relay_state = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let redirect = match auth.sp.authn_request(relay_state) {
+        Ok(r) => r,
+        Err(e) => return internal(auth, caller, "authn_request", &e),
+    };
+    // The ACS POST arrives as a cross-site form submission from the IdP's
+    // origin; browsers do not send SameSite=Lax (or Strict) cookies on a
+    // cross-site POST, so the request-state cookie must be SameSite=None
+    // (which requires Secure). It carries only the request id, lives five
+    // minutes, and is cleared at the ACS whatever the outcome.
+    let state = format!(
+        "{}={}; Path={}; Max-Age={}; Secure; HttpOnly; SameSite=None",
+        auth.request_cookie,
+        redirect.request_id,
+        auth.cookie_path(),
+        REQUEST_STATE_TTL.as_secs()
+    );
+    see_other(&redirect.url, &[state])
+}
+
+/// POST `{prefix}/_portcullis/saml/acs`.
+async fn acs(
+    auth: &AuthPlan,
+    caller: &Caller<'_>,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let request_id = cookie(request.headers(), &auth.request_cookie).map(str::to_string);
+    let body = match Limited::new(request.into_body(), ACS_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return rejected(
+                auth,
+                caller,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "size",
+                "body over the ACS limit",
+            )
+        }
+        Err(_) => {
+            return rejected(
+                auth,
+                caller,
+                StatusCode::BAD_REQUEST,
+                "body",
+                "body could not be read",
+            )
+        }
+    };
+    let (saml_response, relay_state) = form_fields(&body);
+    let Some(saml_response) = saml_response else {
+        return rejected(
+            auth,
+            caller,
+            StatusCode::BAD_REQUEST,
+            "missing_response",
+            "no SAMLResponse field",
+        );
+    };
+    // Unsolicited responses (IdP-initiated, or replays from another
+    // browser) have no request state here and are refused.
+    let Some(request_id) = request_id else {
+        return rejected(
+            auth,
+            caller,
+            StatusCode::BAD_REQUEST,
+            "no_request_state",
+            "no request-state cookie",
+        );
+    };
+    let identity = match auth.sp.verify(&saml_response, &request_id) {
+        Ok(identity) => identity,
+        Err(e) => return rejected(auth, caller, StatusCode::BAD_REQUEST, e.kind, &e.detail),
+    };
+    let token = auth.sessions.create(
+        NewSession {
+            app: auth.app.to_string(),
+            user: identity.name_id.clone(),
+            attributes: identity.attributes,
+            session_index: identity.session_index,
+            client_ip: caller.client_ip,
+            idle: auth.idle,
+            max: auth.max,
+        },
+        Instant::now(),
+    );
+    tracing::info!(
+        request.id = caller.request_id,
+        app = &*auth.app,
+        user = %identity.name_id,
+        "gateway session started"
+    );
+    let target = relay_state
+        .filter(|rs| safe_relay_state(auth, rs))
+        .unwrap_or_else(|| auth.root());
+    let session = format!(
+        "{}={token}; Path={}; Secure; HttpOnly; SameSite=Lax",
+        auth.session_cookie,
+        auth.cookie_path()
+    );
+    see_other(&target, &[session, clear_request_state(auth)])
+}
+
+/// RelayState is followed only when it is a path on this app: no scheme or
+/// authority (`//host`), no backslashes or control characters, under the prefix.
+fn safe_relay_state(auth: &AuthPlan, relay_state: &str) -> bool {
+    let path = relay_state.split(['?', '#']).next().unwrap_or_default();
+    relay_state.len() <= MAX_RELAY_STATE
+        && relay_state.starts_with('/')
+        && !relay_state.starts_with("//")
+        && !relay_state.contains('\\')
+        && !relay_state
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+        && (auth.prefix.is_empty() || under(path, &auth.prefix))
+}
+
+fn form_fields(body: &Bytes) -> (Option<String>, Option<String>) {
+    let (mut response, mut relay_state) = (None, None);
+    for (key, value) in form_urlencoded::parse(body) {
+        match &*key {
+            "SAMLResponse" => response = Some(value.into_owned()),
+            "RelayState" => relay_state = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    (response, relay_state)
+}
+
+fn clear_request_state(auth: &AuthPlan) -> String {
+    format!(
+        "{}=; Path={}; Max-Age=0; Secure; HttpOnly; SameSite=None",
+        auth.request_cookie,
+        auth.cookie_path()
+    )
+}
+
+/// ACS failure: a 4xx page, a warn event with the reason, no session, and
+/// the request state cleared (a request id is good for one attempt).
+fn rejected(
+    auth: &AuthPlan,
+    caller: &Caller<'_>,
+    status: StatusCode,
+    kind: &str,
+    detail: &str,
+) -> Response<ProxyBody> {
+    tracing::warn!(
+        request.id = caller.request_id,
+        app = &*auth.app,
+        error.kind = kind,
+        error.detail = detail,
+        "SAML response rejected; no session created"
+    );
+    let mut response = error(
+        caller,
+        status,
+        "saml_response_rejected",
+        "Sign-in failed",
+        "The sign-in response from the identity provider could not be accepted. \
+         Please open the application again to sign in.",
+    );
+    if let Ok(value) = HeaderValue::from_str(&clear_request_state(auth)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn forbidden(
+    auth: &AuthPlan,
+    caller: &Caller<'_>,
+    user: Option<&str>,
+    path: &str,
+) -> Response<ProxyBody> {
+    tracing::warn!(
+        request.id = caller.request_id,
+        app = &*auth.app,
+        user = user.unwrap_or("-"),
+        http.path = path,
+        "access denied by the app's access rules"
+    );
+    error(
+        caller,
+        StatusCode::FORBIDDEN,
+        "access_denied",
+        "Access denied",
+        "You are signed in, but this part of the application is not available to you.",
+    )
+}
+
+fn internal(auth: &AuthPlan, caller: &Caller<'_>, what: &str, e: &str) -> Response<ProxyBody> {
+    tracing::error!(
+        request.id = caller.request_id,
+        app = &*auth.app,
+        error = e,
+        "SAML {what} failed"
+    );
+    error(
+        caller,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Sign-in unavailable",
+        "The gateway could not start sign-in. Please try again later.",
+    )
+}
+
+fn error(
+    caller: &Caller<'_>,
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: &str,
+) -> Response<ProxyBody> {
+    respond::error(status, code, title, detail, caller.request_id, caller.json)
+}
+
+fn see_other(location: &str, cookies: &[String]) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The first value of cookie `name` in the request.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Removes the gateway's own cookies (every app's session and request-state
+/// cookies, and the IdP's `pc_idp_*`) from what goes upstream: browsers
+/// share cookies across the ports of one host, so a backend must never see
+/// a credential for the gateway.
+pub fn strip_gateway_cookies(headers: &mut HeaderMap, names: &[String]) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !name.starts_with("pc_idp_") && !names.iter().any(|n| n == name)
+        })
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if kept.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// The identity header: any client-sent value is removed first.
+pub fn set_user_header(headers: &mut HeaderMap, user: Option<&str>) {
+    headers.remove(&X_PORTCULLIS_USER);
+    if let Some(value) = user.and_then(|u| HeaderValue::from_str(u).ok()) {
+        headers.insert(X_PORTCULLIS_USER.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_whole_segments() {
+        assert!(under("/admin", "/admin"));
+        assert!(under("/admin/x", "/admin"));
+        assert!(!under("/administrator", "/admin"));
+        assert!(under("/anything", "/"));
+    }
+
+    #[test]
+    fn gateway_cookies_are_stripped_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; pc_b=secret; pc_idp_sid=x"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("pc_b_rs=_id; b=2"));
+        strip_gateway_cookies(&mut h, &["pc_b".into(), "pc_b_rs".into()]);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
+        let mut only = HeaderMap::new();
+        only.insert(header::COOKIE, HeaderValue::from_static("pc_b=secret"));
+        strip_gateway_cookies(&mut only, &["pc_b".into()]);
+        assert!(only.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn navigation_is_told_from_api_calls() {
+        let mut h = HeaderMap::new();
+        assert!(navigation(&h, false));
+        assert!(!navigation(&h, true));
+        h.insert(&SEC_FETCH_MODE, HeaderValue::from_static("cors"));
+        assert!(!navigation(&h, false));
+        h.insert(&SEC_FETCH_MODE, HeaderValue::from_static("navigate"));
+        assert!(navigation(&h, false));
+        h.insert(
+            &X_REQUESTED_WITH,
+            HeaderValue::from_static("XMLHttpRequest"),
+        );
+        assert!(!navigation(&h, false));
+    }
+}

@@ -1,0 +1,345 @@
+//! The gateway's SP side through the real binary: apps with `auth = "saml"`
+//! send browsers through SSO at the embedded IdP, get a per-app gateway
+//! session at their ACS, and reach the echo backend as the signed-in user.
+//! Apps live on `https://b.test/` and `https://c.test/`, the IdP on
+//! `https://a.test/`; every host resolves to the gateway under test.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::{header, Request, StatusCode};
+use portcullis_saml::SigningKey;
+use test_support::browser::{input_value, set_cookie, url_encode, Browser};
+use test_support::{Client, Reply};
+
+use crate::process::Gateway;
+
+const USERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/users.toml");
+
+const IDP: &str = "https://a.test";
+const B: &str = "https://b.test";
+const C: &str = "https://c.test";
+const B_ACS: &str = "https://b.test/_portcullis/saml/acs";
+const C_ACS: &str = "https://c.test/_portcullis/saml/acs";
+
+struct Fixture {
+    gw: Gateway,
+    _keys: tempfile::TempDir,
+}
+
+fn start() -> Fixture {
+    let keys = tempfile::tempdir().expect("dir");
+    let write = |name: &str, data: &[u8]| {
+        let path = keys.path().join(name);
+        std::fs::write(&path, data).expect("write");
+        path.display().to_string()
+    };
+    let idp_key = SigningKey::generate_self_signed("e2e idp", 2).expect("idp key");
+    let sp_key = SigningKey::generate_self_signed("e2e gateway sp", 2).expect("sp key");
+    let idp_key_path = write("idp-key.pem", &idp_key.key_pem().expect("pem"));
+    let idp_cert_path = write("idp.pem", &idp_key.cert_pem().expect("pem"));
+    let sp_key_path = write("sp-key.pem", &sp_key.key_pem().expect("pem"));
+    let sp_cert_path = write("sp.pem", &sp_key.cert_pem().expect("pem"));
+    let saml_app = |name: &str, url: &str| {
+        format!(
+            "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"builtin:echo\"\n\
+auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"{sp_key_path}\"\nsp_signing_cert = \"{sp_cert_path}\"\n"
+        )
+    };
+    let config = format!(
+        "[idp]
+public_url = \"{IDP}/\"
+users_file = \"{USERS}\"
+system_log_file = \"system-log.jsonl\"
+signing_key = \"{idp_key_path}\"
+signing_cert = \"{idp_cert_path}\"
+
+{b}
+[[app.access]]
+path = \"/public\"
+policy = \"public\"
+[[app.access]]
+path = \"/admin\"
+policy = \"groups\"
+groups = [\"admins\"]
+[[app.access]]
+path = \"/closed\"
+policy = \"deny\"
+
+{c}",
+        b = saml_app("b", B),
+        c = saml_app("c", C),
+    );
+    Fixture {
+        gw: Gateway::start("", &config),
+        _keys: keys,
+    }
+}
+
+fn browser(f: &Fixture) -> Browser {
+    Browser::new(Client::http1(&f.gw.pki, f.gw.https))
+}
+
+fn location(reply: &Reply) -> String {
+    reply
+        .headers
+        .get(header::LOCATION)
+        .unwrap_or_else(|| panic!("no Location: {reply:?}"))
+        .to_str()
+        .expect("Location is text")
+        .to_string()
+}
+
+async fn get_json(b: &Browser, url: &str) -> Reply {
+    b.send(
+        Request::get(url)
+            .header(header::ACCEPT, "application/json")
+            .header("x-portcullis-user", "mallory@evil.example")
+            .body(Client::empty())
+            .expect("request"),
+    )
+    .await
+}
+
+/// Signs bob in at the IdP's form, coming from `from`.
+async fn sign_in_bob(b: &Browser, from: &str) {
+    let form = b
+        .get(&format!("{IDP}/login?fromURI={}", url_encode(from)))
+        .await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
+    let csrf = input_value(&form.text(), "csrf").expect("csrf");
+    let done = b
+        .post_form(
+            &format!("{IDP}/login"),
+            &[
+                ("csrf", &csrf),
+                ("fromURI", from),
+                ("username", "bob"),
+                ("password", "bob-demo-pass"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
+    assert_eq!(location(&done), from);
+}
+
+/// What the IdP's auto-submit form would POST to the ACS.
+struct Posted {
+    saml_response: String,
+    relay_state: String,
+    /// The request-state cookie's value when the form was issued.
+    request_state: String,
+}
+
+/// Opens `url` without a session and follows the browser through the IdP
+/// (signing bob in if the IdP asks) to the auto-submit form for `acs`.
+async fn sso(b: &Browser, rs_cookie: &str, url: &str, acs: &str) -> Posted {
+    let start = b.get(url).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
+    let to_idp = location(&start);
+    assert!(
+        to_idp.starts_with(&format!("{IDP}/sso/saml?SAMLRequest=")),
+        "{to_idp}"
+    );
+    assert!(to_idp.contains("&Signature="), "signed request: {to_idp}");
+    let state = set_cookie(&start, rs_cookie).expect("request-state cookie");
+    for attribute in ["Secure", "HttpOnly", "SameSite=None", "Max-Age=300"] {
+        assert!(state.has(attribute), "{attribute}: {state:?}");
+    }
+    let mut at_idp = b.get(&to_idp).await;
+    if at_idp.status == StatusCode::SEE_OTHER {
+        let login = location(&at_idp);
+        let query = login
+            .strip_prefix("/login?")
+            .unwrap_or_else(|| panic!("not a sign-in redirect: {login}"));
+        let from = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "fromURI")
+            .map(|(_, v)| v.into_owned())
+            .expect("fromURI");
+        sign_in_bob(b, &from).await;
+        at_idp = b.get(&format!("{IDP}{from}")).await;
+    }
+    let html = at_idp.text();
+    assert_eq!(at_idp.status, StatusCode::OK, "{html}");
+    assert!(html.contains(&format!("action=\"{acs}\"")), "{html}");
+    Posted {
+        saml_response: input_value(&html, "SAMLResponse").expect("SAMLResponse"),
+        relay_state: input_value(&html, "RelayState").expect("RelayState"),
+        request_state: state.value,
+    }
+}
+
+async fn post_acs(b: &Browser, acs: &str, response: &str, relay_state: &str) -> Reply {
+    b.post_form(
+        acs,
+        &[("SAMLResponse", response), ("RelayState", relay_state)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn deep_link_signs_in_at_the_idp_and_lands_on_the_page_as_the_user() {
+    let f = start();
+    let b = browser(&f);
+
+    let metadata = b.get(&format!("{B}/_portcullis/saml/metadata")).await;
+    assert_eq!(metadata.status, StatusCode::OK);
+    assert!(metadata
+        .text()
+        .contains("entityID=\"https://b.test/_portcullis/saml/metadata\""));
+
+    // (a) Deep link → IdP → sign-in → form → ACS → back to the deep link.
+    let posted = sso(&b, "pc_b_rs", &format!("{B}/deep/page?x=1"), B_ACS).await;
+    assert_eq!(posted.relay_state, "/deep/page?x=1");
+    let landed = post_acs(&b, B_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    assert_eq!(location(&landed), "/deep/page?x=1");
+    let session = set_cookie(&landed, "pc_b").expect("session cookie");
+    assert_eq!(session.value.len(), 64);
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.has(attribute), "{attribute}: {session:?}");
+    }
+    let cleared = set_cookie(&landed, "pc_b_rs").expect("request state cleared");
+    assert!(cleared.has("Max-Age=0"), "{cleared:?}");
+    assert!(b.cookie("pc_b_rs").is_none());
+
+    let page = get_json(&b, &format!("{B}/deep/page?x=1")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_eq!(page.echoed("x-portcullis-user"), ["bob@example.com"]);
+    let cookies = page.json()["cookies"].clone();
+    let names: Vec<&String> = cookies.as_object().expect("cookies").keys().collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("pc_b") && !n.starts_with("pc_idp_")),
+        "gateway cookies reached the backend: {names:?}"
+    );
+
+    // (b) The second app signs in without a password (IdP session).
+    let posted = sso(&b, "pc_c_rs", &format!("{C}/"), C_ACS).await;
+    let landed = post_acs(&b, C_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    assert_eq!(location(&landed), "/");
+    assert!(b.cookie("pc_c").is_some());
+    let page = get_json(&b, &format!("{C}/anything")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_eq!(page.echoed("x-portcullis-user"), ["bob@example.com"]);
+
+    // (c) bob is not in admins; deny is nobody.
+    let admin = b.get(&format!("{B}/admin/users")).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN, "{}", admin.text());
+    assert!(admin.text().contains("Access denied"));
+    let admin = get_json(&b, &format!("{B}/admin")).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN);
+    assert_eq!(admin.json()["errorCode"], "access_denied");
+    let closed = b.get(&format!("{B}/closed")).await;
+    assert_eq!(closed.status, StatusCode::FORBIDDEN);
+    // Segment match: /administrator is not under /admin.
+    let other = get_json(&b, &format!("{B}/administrator")).await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert!(f
+        .gw
+        .wait_for_log(
+            "access denied by the app's access rules",
+            Duration::from_secs(5)
+        )
+        .is_some());
+}
+
+#[tokio::test]
+async fn api_calls_get_401_and_public_paths_need_no_session() {
+    let f = start();
+    let b = browser(&f);
+
+    // (d) Not a page navigation: 401 JSON, no redirect, no request state.
+    let api = get_json(&b, &format!("{B}/api/items")).await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{}", api.text());
+    assert_eq!(api.json()["errorCode"], "unauthenticated");
+    assert!(api.headers.get(header::LOCATION).is_none());
+    assert!(set_cookie(&api, "pc_b_rs").is_none());
+    let fetch = b
+        .send(
+            Request::get(format!("{B}/page"))
+                .header("sec-fetch-mode", "cors")
+                .body(Client::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(fetch.status, StatusCode::UNAUTHORIZED);
+
+    // (f) A public path reaches the backend without a session, as nobody.
+    let public = get_json(&b, &format!("{B}/public/info")).await;
+    assert_eq!(public.status, StatusCode::OK, "{}", public.text());
+    assert!(
+        public.echoed("x-portcullis-user").is_empty(),
+        "client header stripped"
+    );
+}
+
+#[tokio::test]
+async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_redirects() {
+    let f = start();
+    let b = browser(&f);
+    let posted = sso(&b, "pc_b_rs", &format!("{B}/first"), B_ACS).await;
+    let landed = post_acs(&b, B_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    b.remove_cookie("pc_b");
+
+    // (e) Replay, even with the original request state restored.
+    b.set_cookie("pc_b_rs", &posted.request_state);
+    let replay = post_acs(&b, B_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.text());
+    assert!(replay.text().contains("Sign-in failed"));
+    assert!(set_cookie(&replay, "pc_b").is_none());
+    assert!(
+        f.gw.wait_for_log("\"error.kind\":\"replay\"", Duration::from_secs(5))
+            .is_some(),
+        "{:?}",
+        f.gw.logs()
+    );
+
+    // Unsolicited: a valid, unused response but no request state.
+    let fresh = sso(&b, "pc_b_rs", &format!("{B}/second"), B_ACS).await;
+    let other = browser(&f);
+    let unsolicited = post_acs(&other, B_ACS, &fresh.saml_response, &fresh.relay_state).await;
+    assert_eq!(unsolicited.status, StatusCode::BAD_REQUEST);
+    assert!(set_cookie(&unsolicited, "pc_b").is_none());
+
+    // Tampered: another NameID in the signed XML.
+    let xml = base64::engine::general_purpose::STANDARD
+        .decode(&fresh.saml_response)
+        .expect("base64");
+    let xml = String::from_utf8(xml)
+        .expect("utf8")
+        .replace("bob@example.com", "eve@example.com");
+    let tampered = base64::engine::general_purpose::STANDARD.encode(xml);
+    let refused = post_acs(&b, B_ACS, &tampered, &fresh.relay_state).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+    assert!(set_cookie(&refused, "pc_b").is_none());
+    assert!(b.cookie("pc_b_rs").is_none(), "request state is single-use");
+    let still_out = get_json(&b, &format!("{B}/second")).await;
+    assert_eq!(still_out.status, StatusCode::UNAUTHORIZED);
+
+    // (g) An off-site RelayState lands on the app root instead.
+    let posted = sso(&b, "pc_b_rs", &format!("{B}/third"), B_ACS).await;
+    let landed = post_acs(&b, B_ACS, &posted.saml_response, "https://evil.example/").await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    assert_eq!(location(&landed), "/");
+    assert!(b.cookie("pc_b").is_some());
+    for evil in [
+        "//evil.example/",
+        "/\\evil.example/",
+        "/ok\r\nSet-Cookie: x=y",
+    ] {
+        b.remove_cookie("pc_b");
+        let posted = sso(&b, "pc_b_rs", &format!("{B}/x"), B_ACS).await;
+        let landed = post_acs(&b, B_ACS, &posted.saml_response, evil).await;
+        assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+        assert_eq!(location(&landed), "/", "{evil}");
+    }
+}
