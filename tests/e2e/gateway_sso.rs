@@ -76,20 +76,6 @@ policy = \"deny\"
     }
 }
 
-fn browser(f: &Fixture) -> Browser {
-    Browser::new(Client::http1(&f.gw.pki, f.gw.https))
-}
-
-fn location(reply: &Reply) -> String {
-    reply
-        .headers
-        .get(header::LOCATION)
-        .unwrap_or_else(|| panic!("no Location: {reply:?}"))
-        .to_str()
-        .expect("Location is text")
-        .to_string()
-}
-
 async fn get_json(b: &Browser, url: &str) -> Reply {
     b.send(
         Request::get(url)
@@ -120,7 +106,7 @@ async fn sign_in_bob(b: &Browser, from: &str) {
         )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
-    assert_eq!(location(&done), from);
+    assert_eq!(done.location(), from);
 }
 
 /// What the IdP's auto-submit form would POST to the ACS.
@@ -136,7 +122,7 @@ struct Posted {
 async fn sso(b: &Browser, rs_cookie: &str, url: &str, acs: &str) -> Posted {
     let start = b.get(url).await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
-    let to_idp = location(&start);
+    let to_idp = start.location();
     assert!(
         to_idp.starts_with(&format!("{IDP}/sso/saml?SAMLRequest=")),
         "{to_idp}"
@@ -148,7 +134,7 @@ async fn sso(b: &Browser, rs_cookie: &str, url: &str, acs: &str) -> Posted {
     }
     let mut at_idp = b.get(&to_idp).await;
     if at_idp.status == StatusCode::SEE_OTHER {
-        let login = location(&at_idp);
+        let login = at_idp.location();
         let query = login
             .strip_prefix("/login?")
             .unwrap_or_else(|| panic!("not a sign-in redirect: {login}"));
@@ -180,7 +166,7 @@ async fn post_acs(b: &Browser, acs: &str, response: &str, relay_state: &str) -> 
 #[tokio::test]
 async fn deep_link_signs_in_at_the_idp_and_lands_on_the_page_as_the_user() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
 
     let metadata = b.get(&format!("{B}/_portcullis/saml/metadata")).await;
     assert_eq!(metadata.status, StatusCode::OK);
@@ -193,7 +179,7 @@ async fn deep_link_signs_in_at_the_idp_and_lands_on_the_page_as_the_user() {
     assert_eq!(posted.relay_state, "/deep/page?x=1");
     let landed = post_acs(&b, B_ACS, &posted.saml_response, &posted.relay_state).await;
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
-    assert_eq!(location(&landed), "/deep/page?x=1");
+    assert_eq!(landed.location(), "/deep/page?x=1");
     let session = set_cookie(&landed, "pc_b").expect("session cookie");
     assert_eq!(session.value.len(), 64);
     for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
@@ -219,7 +205,7 @@ async fn deep_link_signs_in_at_the_idp_and_lands_on_the_page_as_the_user() {
     let posted = sso(&b, "pc_c_rs", &format!("{C}/"), C_ACS).await;
     let landed = post_acs(&b, C_ACS, &posted.saml_response, &posted.relay_state).await;
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
-    assert_eq!(location(&landed), "/");
+    assert_eq!(landed.location(), "/");
     assert!(b.cookie("pc_c").is_some());
     let page = get_json(&b, &format!("{C}/anything")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
@@ -249,7 +235,7 @@ async fn deep_link_signs_in_at_the_idp_and_lands_on_the_page_as_the_user() {
 #[tokio::test]
 async fn api_calls_get_401_and_public_paths_need_no_session() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
 
     // (d) Not a page navigation: 401 JSON, no redirect, no request state.
     let api = get_json(&b, &format!("{B}/api/items")).await;
@@ -279,7 +265,7 @@ async fn api_calls_get_401_and_public_paths_need_no_session() {
 #[tokio::test]
 async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_redirects() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
     let posted = sso(&b, "pc_b_rs", &format!("{B}/first"), B_ACS).await;
     let landed = post_acs(&b, B_ACS, &posted.saml_response, &posted.relay_state).await;
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
@@ -300,7 +286,7 @@ async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_red
 
     // Unsolicited: a valid, unused response but no request state.
     let fresh = sso(&b, "pc_b_rs", &format!("{B}/second"), B_ACS).await;
-    let other = browser(&f);
+    let other = f.gw.browser();
     let unsolicited = post_acs(&other, B_ACS, &fresh.saml_response, &fresh.relay_state).await;
     assert_eq!(unsolicited.status, StatusCode::BAD_REQUEST);
     assert!(set_cookie(&unsolicited, "pc_b").is_none());
@@ -329,7 +315,7 @@ async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_red
     let posted = sso(&b, "pc_b_rs", &format!("{B}/third"), B_ACS).await;
     let landed = post_acs(&b, B_ACS, &posted.saml_response, "https://evil.example/").await;
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
-    assert_eq!(location(&landed), "/");
+    assert_eq!(landed.location(), "/");
     assert!(b.cookie("pc_b").is_some());
     for evil in [
         "//evil.example/",
@@ -340,6 +326,6 @@ async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_red
         let posted = sso(&b, "pc_b_rs", &format!("{B}/x"), B_ACS).await;
         let landed = post_acs(&b, B_ACS, &posted.saml_response, evil).await;
         assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
-        assert_eq!(location(&landed), "/", "{evil}");
+        assert_eq!(landed.location(), "/", "{evil}");
     }
 }

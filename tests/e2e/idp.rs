@@ -78,22 +78,8 @@ fn start(extra: &str) -> Gateway {
     Gateway::start("", &idp_config(extra))
 }
 
-fn browser(gw: &Gateway) -> Browser {
-    Browser::new(Client::http1(&gw.pki, gw.https))
-}
-
 fn client(gw: &Gateway) -> Client {
     Client::http1(&gw.pki, gw.https)
-}
-
-fn location(reply: &Reply) -> String {
-    reply
-        .headers
-        .get(header::LOCATION)
-        .unwrap_or_else(|| panic!("no Location: {reply:?}"))
-        .to_str()
-        .expect("Location is text")
-        .to_string()
 }
 
 fn retry_after(reply: &Reply) -> u64 {
@@ -296,7 +282,7 @@ fn step_of(t: OffsetDateTime) -> i64 {
 #[tokio::test]
 async fn browser_sign_in_needs_csrf_and_valid_credentials() {
     let gw = start("");
-    let b = browser(&gw);
+    let b = gw.browser();
 
     // The form sets the CSRF cookie and carries the matching field.
     let form = b.get(&format!("{IDP}/login")).await;
@@ -321,7 +307,8 @@ async fn browser_sign_in_needs_csrf_and_valid_credentials() {
     let wrong = b
         .post_form(&login, &[bob[0], bob[1], ("csrf", &forged)])
         .await;
-    let cookieless = browser(&gw)
+    let cookieless = gw
+        .browser()
         .post_form(&login, &[bob[0], bob[1], ("csrf", &csrf)])
         .await;
     for reply in [&missing, &wrong, &cookieless] {
@@ -378,7 +365,7 @@ async fn browser_sign_in_needs_csrf_and_valid_credentials() {
         "{}",
         signed_in.text()
     );
-    assert_eq!(location(&signed_in), "/");
+    assert_eq!(signed_in.location(), "/");
     let session = set_cookie(&signed_in, SESSION_COOKIE).expect("session cookie");
     assert!(!session.value.is_empty());
     for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
@@ -391,14 +378,14 @@ async fn browser_sign_in_needs_csrf_and_valid_credentials() {
     // fromURI off the allow-list falls back to the IdP home, and is
     // escaped when the form reflects it.
     let elsewhere = sign_in(
-        &browser(&gw),
+        &gw.browser(),
         "bob",
         "bob-demo-pass",
         "https://evil.example/",
     )
     .await;
     assert_eq!(elsewhere.status, StatusCode::SEE_OTHER);
-    assert_eq!(location(&elsewhere), "/");
+    assert_eq!(elsewhere.location(), "/");
     let reflected = b
         .get(&format!(
             "{IDP}/login?fromURI={}",
@@ -415,10 +402,10 @@ async fn browser_sign_in_needs_csrf_and_valid_credentials() {
     // Without the cookie the home page sends the browser to sign in.
     let anonymous = client(&gw).get(&format!("{IDP}/")).await;
     assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
-    assert_eq!(location(&anonymous), "/login");
+    assert_eq!(anonymous.location(), "/login");
 
     // A suspended user with her right password gets the same generic page.
-    let carol = browser(&gw);
+    let carol = gw.browser();
     let refused = sign_in(&carol, "carol", "carol-demo-pass", "/").await;
     assert_eq!(
         refused.status,
@@ -435,17 +422,17 @@ async fn mfa_step_accepts_the_current_code_once() {
     let gw = start("");
     let secret = TotpSecret::from_base32(ALICE_TOTP).expect("demo secret");
     let from = format!("{APP}/after-sign-in");
-    let b = browser(&gw);
+    let b = gw.browser();
 
     let password_ok = sign_in(&b, "alice", "alice-demo-pass", &from).await;
     assert_eq!(password_ok.status, StatusCode::SEE_OTHER);
-    let mfa = location(&password_ok);
+    let mfa = password_ok.location();
     assert_eq!(mfa, format!("/login/mfa?fromURI={}", url_encode(&from)));
     assert!(set_cookie(&password_ok, SESSION_COOKIE).is_some());
     // Half signed in is not signed in.
     let home = b.get(&format!("{IDP}/")).await;
     assert_eq!(home.status, StatusCode::SEE_OTHER);
-    assert_eq!(location(&home), "/login");
+    assert_eq!(home.location(), "/login");
 
     let csrf = csrf_field(&b, &mfa).await;
     let wrong = b
@@ -474,7 +461,7 @@ async fn mfa_step_accepts_the_current_code_once() {
         "{}",
         verified.text()
     );
-    assert_eq!(location(&verified), from);
+    assert_eq!(verified.location(), from);
     let home = b.get(&format!("{IDP}/")).await;
     assert_eq!(home.status, StatusCode::OK);
     assert!(home.text().contains("Alice"), "{}", home.text());
@@ -498,10 +485,10 @@ async fn mfa_step_accepts_the_current_code_once() {
     // steps either side of its own, so as long as the replay lands within
     // one step of the code's, the code itself would still verify: a 401
     // here is the replay guard, not expiry.
-    let again = browser(&gw);
+    let again = gw.browser();
     let password_ok = sign_in(&again, "alice", "alice-demo-pass", &from).await;
     assert_eq!(password_ok.status, StatusCode::SEE_OTHER);
-    let csrf = csrf_field(&again, &location(&password_ok)).await;
+    let csrf = csrf_field(&again, &password_ok.location()).await;
     let replay_at = OffsetDateTime::now_utc();
     let replayed = again
         .post_form(
@@ -532,7 +519,7 @@ async fn mfa_step_accepts_the_current_code_once() {
 #[tokio::test]
 async fn repeated_failures_lock_the_account() {
     let gw = start("lockout_failures = 3");
-    let b = browser(&gw);
+    let b = gw.browser();
     for _ in 0..3 {
         let reply = sign_in(&b, "bob", "not-bobs-password", "/").await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
@@ -565,7 +552,7 @@ async fn repeated_failures_lock_the_account() {
 #[tokio::test]
 async fn sign_in_rate_limit_answers_429_with_retry_after() {
     let gw = start("sign_in_per_minute = 3");
-    let b = browser(&gw);
+    let b = gw.browser();
     let csrf = csrf_field(&b, "/login").await;
     let login = format!("{IDP}/login");
     let attempt = [
@@ -611,7 +598,7 @@ async fn sign_in_rate_limit_answers_429_with_retry_after() {
 async fn sessions_api_reads_refreshes_and_revokes() {
     let gw = start("");
     let c = client(&gw);
-    let b = browser(&gw);
+    let b = gw.browser();
     let signed_in = sign_in(&b, "bob", "bob-demo-pass", "/").await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
     let id = newest_session_id(&c, "bob").await;
@@ -746,7 +733,7 @@ async fn sessions_api_reads_refreshes_and_revokes() {
     );
 
     // Clearing a user's sessions ends all of them.
-    let b2 = browser(&gw);
+    let b2 = gw.browser();
     let token = session_token(&c, "bob", "bob-demo-pass").await;
     let redeemed = b2
         .get(&format!(
@@ -925,7 +912,7 @@ async fn authn_session_token_redeems_once_and_only_to_allowed_targets() {
     }
 
     // Once: 303 to the target with a working session cookie.
-    let b = browser(&gw);
+    let b = gw.browser();
     let landing = format!("{APP}/landing?x=1");
     let redeemed = b.get(&redirect(token, &landing)).await;
     assert_eq!(
@@ -934,7 +921,7 @@ async fn authn_session_token_redeems_once_and_only_to_allowed_targets() {
         "{}",
         redeemed.text()
     );
-    assert_eq!(location(&redeemed), landing);
+    assert_eq!(redeemed.location(), landing);
     let cookie = set_cookie(&redeemed, SESSION_COOKIE).expect("session cookie");
     for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
         assert!(cookie.has(attribute), "{attribute} missing: {cookie:?}");
@@ -964,7 +951,7 @@ async fn authn_session_token_redeems_once_and_only_to_allowed_targets() {
             "{target}: {}",
             allowed.text()
         );
-        assert_eq!(location(&allowed), target);
+        assert_eq!(allowed.location(), target);
     }
 }
 
@@ -987,7 +974,7 @@ async fn session_cookie_redirect_allows_the_bare_idp_and_app_origins() {
             "{target}: {}",
             reply.text()
         );
-        assert_eq!(location(&reply), target);
+        assert_eq!(reply.location(), target);
     }
 }
 
@@ -1193,11 +1180,11 @@ async fn redirect_targets_with_a_tab_are_refused() {
             url_encode(target)
         ))
         .await;
-    let signed_in = sign_in(&browser(&gw), "bob", "bob-demo-pass", target).await;
+    let signed_in = sign_in(&gw.browser(), "bob", "bob-demo-pass", target).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
     // Both paths share the check; report both before failing.
     assert_eq!(
-        (reply.status, location(&signed_in)),
+        (reply.status, signed_in.location()),
         (StatusCode::BAD_REQUEST, "/".to_string()),
         "sessionCookieRedirect: {:?}; /login fromURI: {:?}",
         reply.headers.get(header::LOCATION),

@@ -91,6 +91,11 @@ impl Gateway {
             .expect("bound address");
     }
 
+    /// A cookie-keeping browser whose every connection goes to this gateway.
+    pub fn browser(&self) -> test_support::browser::Browser {
+        test_support::browser::Browser::new(test_support::Client::http1(&self.pki, self.https))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -106,20 +106,6 @@ acs_url = \"{LOCKED_ACS}\"
     }
 }
 
-fn browser(f: &Fixture) -> Browser {
-    Browser::new(Client::http1(&f.gw.pki, f.gw.https))
-}
-
-fn location(reply: &Reply) -> String {
-    reply
-        .headers
-        .get(header::LOCATION)
-        .unwrap_or_else(|| panic!("no Location: {reply:?}"))
-        .to_str()
-        .expect("Location is text")
-        .to_string()
-}
-
 /// A signed Redirect-binding AuthnRequest URL and its id.
 fn authn_request(
     f: &Fixture,
@@ -180,7 +166,7 @@ async fn sign_in(b: &Browser, username: &str, password: &str, from: &str) -> Rep
 async fn sign_in_bob(b: &Browser, from: &str) -> String {
     let done = sign_in(b, "bob", "bob-demo-pass", from).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
-    location(&done)
+    done.location()
 }
 
 /// The auto-submit page's SAMLResponse, checked for the CSP and the ACS.
@@ -249,7 +235,10 @@ async fn logs(f: &Fixture, filter: &str) -> Vec<Value> {
 #[tokio::test]
 async fn metadata_names_the_entity_id_and_the_signing_cert() {
     let f = start();
-    let reply = browser(&f).get(&format!("{IDP}/sso/saml/metadata")).await;
+    let reply =
+        f.gw.browser()
+            .get(&format!("{IDP}/sso/saml/metadata"))
+            .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(
         reply.headers[header::CONTENT_TYPE],
@@ -269,11 +258,11 @@ async fn metadata_names_the_entity_id_and_the_signing_cert() {
 #[tokio::test]
 async fn sp_initiated_sign_in_then_sso_without_password() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
     let (url, request_id) = authn_request(&f, SP_ENTITY, SP_ACS, false);
     let first = b.get(&url).await;
     assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.text());
-    let from = from_uri(&location(&first));
+    let from = from_uri(&first.location());
     assert!(from.starts_with("/sso/saml?SAMLRequest="), "{from}");
 
     let back = sign_in_bob(&b, &from).await;
@@ -308,7 +297,7 @@ async fn sp_initiated_sign_in_then_sso_without_password() {
     let (url, forced_id) = authn_request(&f, SP_ENTITY, SP_ACS, true);
     let forced = b.get(&url).await;
     assert_eq!(forced.status, StatusCode::SEE_OTHER, "{}", forced.text());
-    let from = from_uri(&location(&forced));
+    let from = from_uri(&forced.location());
     assert!(from.contains("pc_reauth="), "{from}");
     let back = sign_in_bob(&b, &from).await;
     let form = b.get(&format!("{IDP}{back}")).await;
@@ -326,7 +315,7 @@ async fn sp_initiated_sign_in_then_sso_without_password() {
 #[tokio::test]
 async fn bad_requests_get_a_400_page() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
     let (unknown, _) = authn_request(&f, "https://stranger.test/sp", SP_ACS, false);
     let reply = b.get(&unknown).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
@@ -356,12 +345,12 @@ async fn bad_requests_get_a_400_page() {
 #[tokio::test]
 async fn mfa_sessions_assert_multifactor() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
     let (url, request_id) = authn_request(&f, SP_ENTITY, SP_ACS, false);
-    let from = from_uri(&location(&b.get(&url).await));
+    let from = from_uri(&b.get(&url).await.location());
     let password_ok = sign_in(&b, "alice", "alice-demo-pass", &from).await;
     assert_eq!(password_ok.status, StatusCode::SEE_OTHER);
-    let mfa = location(&password_ok);
+    let mfa = password_ok.location();
     assert!(mfa.starts_with("/login/mfa?"), "{mfa}");
     let form = b.get(&format!("{IDP}{mfa}")).await;
     let csrf = input_value(&form.text(), "csrf").expect("csrf");
@@ -379,7 +368,7 @@ async fn mfa_sessions_assert_multifactor() {
         "{}",
         verified.text()
     );
-    assert_eq!(location(&verified), from);
+    assert_eq!(verified.location(), from);
     let form = b.get(&format!("{IDP}{from}")).await;
     let v = verify(
         &f,
@@ -398,10 +387,10 @@ async fn mfa_sessions_assert_multifactor() {
 #[tokio::test]
 async fn idp_initiated_sso_is_unsolicited_and_listed_on_the_home_page() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
     let launch = b.get(&format!("{IDP}/app/portal/sso/saml")).await;
     assert_eq!(launch.status, StatusCode::SEE_OTHER);
-    let from = from_uri(&location(&launch));
+    let from = from_uri(&launch.location());
     assert_eq!(from, "/app/portal/sso/saml");
     assert_eq!(sign_in_bob(&b, &from).await, from);
 
@@ -425,7 +414,7 @@ async fn idp_initiated_sso_is_unsolicited_and_listed_on_the_home_page() {
 #[tokio::test]
 async fn post_binding_is_parked_across_sign_in() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
     let request_id = "_e2e0123456789abcdef";
     let xml = format!(
         "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"{request_id}\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{SSO_URL}\" AssertionConsumerServiceURL=\"{OPEN_ACS}\"><saml:Issuer>{OPEN_ENTITY}</saml:Issuer></samlp:AuthnRequest>",
@@ -439,7 +428,7 @@ async fn post_binding_is_parked_across_sign_in() {
         )
         .await;
     assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.text());
-    let from = from_uri(&location(&posted));
+    let from = from_uri(&posted.location());
     assert!(from.starts_with("/sso/saml/continue?id="), "{from}");
     assert_eq!(sign_in_bob(&b, &from).await, from);
     let form = b.get(&format!("{IDP}{from}")).await;
@@ -484,7 +473,7 @@ fn xml_for(entity: &str, acs: &str) -> String {
 #[tokio::test]
 async fn app_policy_denial_is_403_and_logged() {
     let f = start();
-    let b = browser(&f);
+    let b = f.gw.browser();
     sign_in_bob(&b, "/").await;
     let denied = b.get(&format!("{IDP}/app/locked/sso/saml")).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text());

@@ -36,6 +36,16 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The `Location` header; panics with the whole reply when absent.
+    pub fn location(&self) -> String {
+        self.headers
+            .get(http::header::LOCATION)
+            .unwrap_or_else(|| panic!("no Location: {self:?}"))
+            .to_str()
+            .expect("Location is text")
+            .to_string()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
