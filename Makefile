@@ -7,9 +7,10 @@ CONFIG ?= gateway.toml.example
 
 # Build dependencies (samael's xmlsec binding needs libxmlsec1, libxml2,
 # openssl and libclang) and what the tests start: nginx and wrk for the
-# load harness are installed by benches/load.sh itself.
+# load harness are installed by benches/load.sh itself; chromium and
+# chromedriver drive the real-browser e2e test (tests/e2e/browser.rs).
 BUILD_PACKAGES := build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev clang
-TEST_PACKAGES := $(BUILD_PACKAGES)
+TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver
 
 .PHONY: run test build deps test-deps lint bench certs toolchain
 

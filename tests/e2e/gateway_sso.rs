@@ -22,12 +22,15 @@ const C: &str = "https://c.test";
 const B_ACS: &str = "https://b.test/_portcullis/saml/acs";
 const C_ACS: &str = "https://c.test/_portcullis/saml/acs";
 
-struct Fixture {
-    gw: Gateway,
+pub(crate) struct Fixture {
+    pub(crate) gw: Gateway,
     _keys: tempfile::TempDir,
 }
 
-fn start() -> Fixture {
+/// The gateway with the embedded IdP on `a.test` and SAML apps `b.test`
+/// (with `/public`, `/admin` for admins and `/closed` rules) and `c.test`.
+/// Also used by the real-browser test (`browser.rs`).
+pub(crate) fn start() -> Fixture {
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
         let path = keys.path().join(name);

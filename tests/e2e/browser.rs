@@ -1,0 +1,218 @@
+//! A real browser through the real binary: headless Chromium, driven over
+//! WebDriver by chromedriver, follows a deep link on an SSO-protected app
+//! through the embedded IdP's sign-in form, the auto-submitting SAML form
+//! (which runs only if the IdP's CSP allows its script), a second app
+//! signed in without a password, and the gateway's 403 page.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver`
+//! (`make test` installs them); the test fails, not skips, without them.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::gateway_sso::start;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const WAIT: Duration = Duration::from_secs(10);
+const EMAIL: &str = "bob@example.com";
+
+/// chromedriver on a free port in its own process group, which is killed
+/// on drop (so a failed test leaves no Chromium behind either).
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        for path in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(path).exists(),
+                "{path} not found: the browser e2e test needs the Debian packages \
+                 `chromium` and `chromium-driver` (apt-get install -y chromium chromium-driver, \
+                 or `make test-deps`)"
+            );
+        }
+        // chromedriver has no "port 0 and tell me": take a free port and
+        // release it just before the driver binds it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn chromedriver");
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        driver
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A headless Chromium session in which a.test, b.test and c.test (port
+/// 443 in the URLs) all reach the gateway on 127.0.0.1:`port`.
+async fn chromium(driver: &Driver, port: u16, profile: &Path) -> Client {
+    let map = ["a.test", "b.test", "c.test"]
+        .map(|host| format!("MAP {host} 127.0.0.1:{port}"))
+        .join(", ");
+    let args = [
+        "--headless".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-dev-shm-usage".to_owned(),
+        "--disable-quic".to_owned(),
+        "--no-first-run".to_owned(),
+        // No outside network here: keep Chromium from trying.
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        // The gateway's certificate is from the test's throwaway CA;
+        // trusting it this way is fine for a test.
+        "--ignore-certificate-errors".to_owned(),
+        format!("--host-resolver-rules={map}"),
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=1024,768".to_owned(),
+    ];
+    let capabilities = serde_json::json!({
+        "browserName": "chrome",
+        "acceptInsecureCerts": true,
+        "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("start a Chromium session through chromedriver")
+}
+
+fn url(text: &str) -> ::url::Url {
+    text.parse().expect("url")
+}
+
+async fn body_text(c: &Client) -> String {
+    c.find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .text()
+        .await
+        .expect("body text")
+}
+
+#[tokio::test]
+async fn browser_journey_deep_link_sso_second_app_and_forbidden_page() {
+    let f = start();
+    let driver = Driver::start();
+    let tmp = tempfile::tempdir().expect("dir");
+    let profile = tmp.path().join("profile");
+    let c = chromium(&driver, f.gw.https.port(), &profile).await;
+
+    // Deep link → the IdP's sign-in form.
+    c.goto("https://b.test/deep/page?x=1").await.expect("goto");
+    let username = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .expect("the IdP's sign-in form");
+    let at = c.current_url().await.expect("url");
+    assert_eq!(at.host_str(), Some("a.test"), "{at}");
+
+    // Sign in; the IdP's auto-submit form posts to b.test's ACS, which
+    // sends the browser back to the deep link.
+    username.send_keys("bob").await.expect("type");
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .expect("password field")
+        .send_keys("bob-demo-pass")
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    let deep = url("https://b.test/deep/page?x=1");
+    c.wait()
+        .at_most(WAIT)
+        .for_url(&deep)
+        .await
+        .unwrap_or_else(|e| panic!("did not land on the deep link: {e}"));
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("table#headers"))
+        .await
+        .expect("the echo page");
+    let text = body_text(&c).await;
+    assert!(text.contains("x-portcullis-user"), "{text}");
+    assert!(text.contains(EMAIL), "{text}");
+    assert!(text.contains("/deep/page?x=1"), "{text}");
+
+    // The second app: SSO via the IdP session, no password.
+    c.goto("https://c.test/").await.expect("goto");
+    c.wait()
+        .at_most(WAIT)
+        .for_url(&url("https://c.test/"))
+        .await
+        .unwrap_or_else(|e| panic!("did not land on c.test: {e}"));
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("table#headers"))
+        .await
+        .expect("the echo page on c.test");
+    let text = body_text(&c).await;
+    assert!(text.contains(EMAIL), "{text}");
+    assert!(c.find(Locator::Css("input[name=password]")).await.is_err());
+
+    // bob is not in admins: the gateway's 403 page.
+    c.goto("https://b.test/admin/").await.expect("goto");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//h1[text()='Access denied']"))
+        .await
+        .expect("the 403 page");
+    assert_eq!(c.title().await.expect("title"), "403 Access denied");
+    assert_eq!(
+        c.current_url().await.expect("url"),
+        url("https://b.test/admin/")
+    );
+
+    // Proof it rendered: a PNG of the 403 page.
+    let png = c.screenshot().await.expect("screenshot");
+    let shot = tmp.path().join("forbidden.png");
+    std::fs::write(&shot, &png).expect("write screenshot");
+    assert!(png.len() > 1000, "tiny screenshot: {} bytes", png.len());
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+
+    c.close().await.expect("close the session");
+}
