@@ -8,9 +8,14 @@ CONFIG ?= gateway.toml.example
 # Build dependencies (samael's xmlsec binding needs libxmlsec1, libxml2,
 # openssl and libclang) and what the tests start: nginx and wrk for the
 # load harness are installed by benches/load.sh itself; chromium and
-# chromedriver drive the real-browser e2e test (tests/e2e/browser.rs).
+# chromedriver drive the real-browser e2e test (tests/e2e/browser.rs);
+# xmlsec1 and a venv with pysaml2 run the third-party SP of the interop
+# test (tests/e2e/interop.rs, tests/interop/pysaml2_sp.py).
 BUILD_PACKAGES := build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev clang
-TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver
+TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv
+PYSAML2_VERSION := 7.5.5
+PYENV := target/pyenv
+export PORTCULLIS_PYTHON := $(CURDIR)/$(PYENV)/bin/python
 
 .PHONY: run test build deps test-deps lint bench certs toolchain
 
@@ -22,6 +27,8 @@ deps: toolchain
 
 test-deps: toolchain
 	@deploy/install-packages.sh $(TEST_PACKAGES)
+	@$(PYENV)/bin/python -c 'import saml2, importlib.metadata as m; assert m.version("pysaml2") == "$(PYSAML2_VERSION)"' 2>/dev/null || \
+	  { python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q pysaml2==$(PYSAML2_VERSION); }
 
 build: deps
 	$(CARGO) build --release -p portcullis

@@ -7,6 +7,7 @@ mod browser;
 mod check;
 mod gateway_sso;
 mod idp;
+mod interop;
 mod process;
 mod signals;
 mod sso;

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""A pysaml2 service provider driven by tests/e2e/interop.rs.
+
+Two sub-commands, each a one-shot process (no server):
+
+  authn-request --config CONFIG
+      Builds a signed Redirect-binding AuthnRequest for the IdP in the
+      metadata file and prints {"request_id", "location"}.
+
+  parse-response --config CONFIG --saml-response FILE --request-id ID
+      Verifies the base64 SAMLResponse in FILE as an answer to request ID
+      (HTTP-POST binding) and prints {"name_id", "issuer", "attributes",
+      "authn_context", "session_index"}. Any pysaml2 error exits non-zero
+      with the message on stderr.
+
+CONFIG is a JSON file: {"entity_id", "acs_url", "key_file", "cert_file",
+"idp_metadata"}.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+
+
+def client(cfg):
+    from saml2 import BINDING_HTTP_POST
+    from saml2.client import Saml2Client
+    from saml2.config import SPConfig
+    from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
+
+    xmlsec = shutil.which("xmlsec1")
+    if xmlsec is None:
+        sys.exit("pysaml2_sp: the xmlsec1 binary is not on PATH (apt-get install xmlsec1)")
+    conf = SPConfig()
+    conf.load(
+        {
+            "entityid": cfg["entity_id"],
+            "key_file": cfg["key_file"],
+            "cert_file": cfg["cert_file"],
+            "xmlsec_binary": xmlsec,
+            "metadata": {"local": [cfg["idp_metadata"]]},
+            "allow_unknown_attributes": True,
+            "service": {
+                "sp": {
+                    "endpoints": {
+                        "assertion_consumer_service": [
+                            (cfg["acs_url"], BINDING_HTTP_POST)
+                        ],
+                    },
+                    "name_id_format": NAMEID_FORMAT_EMAILADDRESS,
+                    "authn_requests_signed": True,
+                    "want_assertions_signed": True,
+                    "want_response_signed": False,
+                    "allow_unsolicited": False,
+                }
+            },
+        }
+    )
+    return Saml2Client(config=conf)
+
+
+def authn_request(args):
+    from saml2 import BINDING_HTTP_REDIRECT
+    from saml2.xmldsig import SIG_RSA_SHA256
+
+    with open(args.config) as f:
+        cfg = json.load(f)
+    sp = client(cfg)
+    idps = list(sp.metadata.identity_providers())
+    if len(idps) != 1:
+        sys.exit(f"pysaml2_sp: expected one IdP in the metadata, got {idps}")
+    request_id, info = sp.prepare_for_authenticate(
+        entityid=idps[0],
+        relay_state="/",
+        binding=BINDING_HTTP_REDIRECT,
+        sign=True,
+        sigalg=SIG_RSA_SHA256,
+    )
+    location = dict(info["headers"])["Location"]
+    json.dump({"request_id": request_id, "location": location}, sys.stdout)
+
+
+def parse_response(args):
+    from saml2 import BINDING_HTTP_POST
+
+    with open(args.config) as f:
+        cfg = json.load(f)
+    with open(args.saml_response) as f:
+        saml_response = f.read().strip()
+    sp = client(cfg)
+    try:
+        resp = sp.parse_authn_request_response(
+            saml_response,
+            BINDING_HTTP_POST,
+            outstanding={args.request_id: "/"},
+        )
+        if resp is None:
+            raise ValueError("pysaml2 returned no response")
+        assertion = resp.assertion
+        attributes = {}
+        for statement in assertion.attribute_statement:
+            for attribute in statement.attribute:
+                values = attributes.setdefault(attribute.name, [])
+                values.extend(v.text for v in attribute.attribute_value)
+        authn = assertion.authn_statement[0]
+        context = authn.authn_context.authn_context_class_ref
+        out = {
+            "name_id": resp.name_id.text,
+            "issuer": resp.issuer(),
+            "attributes": attributes,
+            "ava": resp.ava,
+            "authn_context": context.text if context is not None else None,
+            "session_index": authn.session_index,
+        }
+    except Exception as e:  # any rejection is the answer under test
+        print(f"pysaml2 rejected the response: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
+    json.dump(out, sys.stdout)
+
+
+def main():
+    try:
+        import saml2  # noqa: F401
+    except ImportError:
+        sys.exit(f"pysaml2_sp: pysaml2 is not installed for {sys.executable} (run `make test-deps`)")
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    req = sub.add_parser("authn-request")
+    req.add_argument("--config", required=True)
+    req.set_defaults(run=authn_request)
+    res = sub.add_parser("parse-response")
+    res.add_argument("--config", required=True)
+    res.add_argument("--saml-response", required=True)
+    res.add_argument("--request-id", required=True)
+    res.set_defaults(run=parse_response)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
