@@ -51,7 +51,7 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
     assert!(test_support::eventually(Duration::from_secs(5), || backend.requests() == 1).await);
     gw.signal("TERM");
     assert!(gw
-        .wait_for_log("draining", Duration::from_secs(5))
+        .wait_for_log("listeners closed", Duration::from_secs(5))
         .is_some());
     // New connections are refused while draining.
     let refused = tokio::net::TcpStream::connect(gw.https).await;

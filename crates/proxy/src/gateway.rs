@@ -48,10 +48,36 @@ struct Tracker {
 struct Tracked(Arc<Tracker>, Arc<Metrics>);
 
 impl Tracker {
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Counts without touching metrics (for accept loops).
+    fn hold(self: &Arc<Self>) -> Held {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Held(self.clone())
+    }
+
     fn enter(self: &Arc<Self>, metrics: &Arc<Metrics>) -> Tracked {
         self.open.fetch_add(1, Ordering::AcqRel);
         metrics.open_connections.inc();
         Tracked(self.clone(), metrics.clone())
+    }
+}
+
+struct Held(Arc<Tracker>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 
@@ -77,6 +103,9 @@ struct Common {
     acceptor: Arc<ArcSwap<TlsAcceptor>>,
     limits: Arc<ArcSwap<Limits>>,
     tracker: Arc<Tracker>,
+    /// Accept loops still holding a listening socket; a drain waits for
+    /// zero so that "draining" really means new connections are refused.
+    accepting: Arc<Tracker>,
     /// `true` once a drain begins: stop accepting, finish connections.
     draining: watch::Receiver<bool>,
 }
@@ -137,6 +166,10 @@ impl Gateway {
                 open: AtomicUsize::new(0),
                 idle: Notify::new(),
             }),
+            accepting: Arc::new(Tracker {
+                open: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
             draining: draining_rx,
         };
         let mut addrs = ListenAddrs {
@@ -181,7 +214,7 @@ impl Gateway {
                         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
                     source,
                 })?;
-                own.push((copy, *role));
+                own.push((copy, *role, common.accepting.hold()));
             }
             spawn_worker(index, own, shared.clone(), common.clone(), stop.subscribe())?;
             workers.push(shared);
@@ -262,17 +295,15 @@ impl Gateway {
     pub async fn shutdown(self, deadline: Duration) -> Drained {
         self.ready.store(false, Ordering::Release);
         let _ = self.draining.send(true);
+        let started = tokio::time::Instant::now();
+        let _ = tokio::time::timeout(deadline, self.common.accepting.wait_idle()).await;
+        tracing::info!("listeners closed; draining open connections");
         let tracker = self.common.tracker.clone();
-        let wait = async {
-            loop {
-                let notified = tracker.idle.notified();
-                if tracker.open.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        let _ = tokio::time::timeout(deadline, wait).await;
+        let _ = tokio::time::timeout(
+            deadline.saturating_sub(started.elapsed()),
+            tracker.wait_idle(),
+        )
+        .await;
         Drained {
             abandoned: tracker.open.load(Ordering::Acquire),
         }
@@ -288,7 +319,7 @@ impl Drop for Gateway {
 
 fn spawn_worker(
     index: usize,
-    listeners: Vec<(std::net::TcpListener, Role)>,
+    listeners: Vec<(std::net::TcpListener, Role, Held)>,
     shared: Arc<Shared>,
     common: Common,
     mut stop: watch::Receiver<bool>,
@@ -301,7 +332,7 @@ fn spawn_worker(
         .name(format!("portcullis-worker-{index}"))
         .spawn(move || {
             runtime.block_on(async move {
-                for (listener, role) in listeners {
+                for (listener, role, held) in listeners {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => {
                             tokio::spawn(accept_loop(
@@ -309,6 +340,7 @@ fn spawn_worker(
                                 role,
                                 shared.clone(),
                                 common.clone(),
+                                held,
                             ));
                         }
                         Err(e) => {
@@ -324,12 +356,24 @@ fn spawn_worker(
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, role: Role, shared: Arc<Shared>, common: Common) {
+/// Closes its socket and then releases `held` when a drain begins, so the
+/// drain knows this worker no longer accepts.
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    shared: Arc<Shared>,
+    common: Common,
+    held: Held,
+) {
     let mut draining = common.draining.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = draining.wait_for(|d| *d) => return,
+            _ = draining.wait_for(|d| *d) => {
+                drop(listener);
+                drop(held);
+                return;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
