@@ -150,6 +150,15 @@ async fn authn(client: &Client, body: &str) -> Reply {
 }
 
 /// A session token for `username` from `POST /api/v1/authn`.
+/// `/login/sessionCookieRedirect` for a session token and a target.
+fn cookie_redirect_url(token: &str, target: &str) -> String {
+    format!(
+        "{IDP}/login/sessionCookieRedirect?token={}&redirectUrl={}",
+        url_encode(token),
+        url_encode(target)
+    )
+}
+
 async fn session_token(client: &Client, username: &str, password: &str) -> String {
     let reply = authn(
         client,
@@ -885,13 +894,6 @@ async fn authn_session_token_redeems_once_and_only_to_allowed_targets() {
         expires > before && expires <= OffsetDateTime::now_utc() + time::Duration::minutes(5),
         "{body}"
     );
-    let redirect = |token: &str, target: &str| {
-        format!(
-            "{IDP}/login/sessionCookieRedirect?token={}&redirectUrl={}",
-            url_encode(token),
-            url_encode(target)
-        )
-    };
 
     // Targets off the allow-list are refused before the token is spent.
     for target in [
@@ -902,7 +904,7 @@ async fn authn_session_token_redeems_once_and_only_to_allowed_targets() {
         "https://c.test/",
         "javascript:alert(1)",
     ] {
-        let refused = c.get(&redirect(token, target)).await;
+        let refused = c.get(&cookie_redirect_url(token, target)).await;
         assert_eq!(
             refused.status,
             StatusCode::BAD_REQUEST,
@@ -914,7 +916,7 @@ async fn authn_session_token_redeems_once_and_only_to_allowed_targets() {
     // Once: 303 to the target with a working session cookie.
     let b = gw.browser();
     let landing = format!("{APP}/landing?x=1");
-    let redeemed = b.get(&redirect(token, &landing)).await;
+    let redeemed = b.get(&cookie_redirect_url(token, &landing)).await;
     assert_eq!(
         redeemed.status,
         StatusCode::SEE_OTHER,
@@ -931,10 +933,10 @@ async fn authn_session_token_redeems_once_and_only_to_allowed_targets() {
     assert!(home.text().contains("Bob"), "{}", home.text());
 
     // Never twice, and never an unknown token.
-    let reused = c.get(&redirect(token, &format!("{IDP}/"))).await;
+    let reused = c.get(&cookie_redirect_url(token, &format!("{IDP}/"))).await;
     assert_eq!(reused.status, StatusCode::UNAUTHORIZED, "{}", reused.text());
     assert!(set_cookie(&reused, SESSION_COOKIE).is_none());
-    let unknown = c.get(&redirect("no-such-token", "/")).await;
+    let unknown = c.get(&cookie_redirect_url("no-such-token", "/")).await;
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
 
     // A `redirect_allow` prefix, and a path on the IdP.
@@ -944,7 +946,7 @@ async fn authn_session_token_redeems_once_and_only_to_allowed_targets() {
         "/",
     ] {
         let token = session_token(&c, "bob", "bob-demo-pass").await;
-        let allowed = c.get(&redirect(&token, target)).await;
+        let allowed = c.get(&cookie_redirect_url(&token, target)).await;
         assert_eq!(
             allowed.status,
             StatusCode::SEE_OTHER,
@@ -961,13 +963,7 @@ async fn session_cookie_redirect_allows_the_bare_idp_and_app_origins() {
     let c = client(&gw);
     for target in [IDP, APP] {
         let token = session_token(&c, "bob", "bob-demo-pass").await;
-        let reply = c
-            .get(&format!(
-                "{IDP}/login/sessionCookieRedirect?token={}&redirectUrl={}",
-                url_encode(&token),
-                url_encode(target)
-            ))
-            .await;
+        let reply = c.get(&cookie_redirect_url(&token, target)).await;
         assert_eq!(
             reply.status,
             StatusCode::SEE_OTHER,
@@ -1173,13 +1169,7 @@ async fn redirect_targets_with_a_tab_are_refused() {
     let c = client(&gw);
     let target = "/\t/evil.example/";
     let token = session_token(&c, "bob", "bob-demo-pass").await;
-    let reply = c
-        .get(&format!(
-            "{IDP}/login/sessionCookieRedirect?token={}&redirectUrl={}",
-            url_encode(&token),
-            url_encode(target)
-        ))
-        .await;
+    let reply = c.get(&cookie_redirect_url(&token, target)).await;
     let signed_in = sign_in(&gw.browser(), "bob", "bob-demo-pass", target).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
     // Both paths share the check; report both before failing.

@@ -157,12 +157,20 @@ impl Saml {
         })
     }
 
-    fn sp_by_entity(&self, entity_id: Option<&str>) -> Option<&ServiceProvider> {
-        let entity_id = entity_id?;
-        self.settings
-            .service_providers
-            .iter()
-            .find(|sp| sp.entity_id == entity_id)
+    /// The registered SP that issued a request; `Err` is the page for an
+    /// unknown (or missing) issuer.
+    fn registered_sp(
+        &self,
+        issuer: Option<&str>,
+    ) -> Result<&ServiceProvider, Box<Response<Bytes>>> {
+        issuer
+            .and_then(|id| self.settings.service_providers.iter().find(|sp| sp.entity_id == id))
+            .ok_or_else(|| {
+                tracing::warn!(issuer = ?issuer, "SAML AuthnRequest from an unknown service provider");
+                Box::new(bad_request(
+                    "The application that sent you here is not registered with this identity provider.",
+                ))
+            })
     }
 
     fn sp_by_name(&self, name: &str) -> Option<&ServiceProvider> {
@@ -227,6 +235,12 @@ fn not_found() -> Response<Bytes> {
         "Page not found",
         "There is nothing at this address.",
     )
+}
+
+/// An AuthnRequest that could not be decoded or parsed.
+fn unreadable(error: &saml::Error, binding: &'static str) -> Response<Bytes> {
+    tracing::warn!(error = %error, binding, "unreadable SAML AuthnRequest");
+    bad_request("The application sent a sign-in request that could not be read.")
 }
 
 fn bad_request(message: &str) -> Response<Bytes> {
@@ -348,18 +362,11 @@ impl Idp {
         let unverified =
             match saml::parse_authn_request_redirect(raw_query, None, MAX_REQUEST_BYTES) {
                 Ok(parsed) => parsed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "unreadable SAML AuthnRequest");
-                    return bad_request(
-                        "The application sent a sign-in request that could not be read.",
-                    );
-                }
+                Err(e) => return unreadable(&e, "redirect"),
             };
-        let Some(sp) = saml.sp_by_entity(unverified.issuer.as_deref()) else {
-            tracing::warn!(issuer = ?unverified.issuer, "SAML AuthnRequest from an unknown service provider");
-            return bad_request(
-                "The application that sent you here is not registered with this identity provider.",
-            );
+        let sp = match saml.registered_sp(unverified.issuer.as_deref()) {
+            Ok(sp) => sp,
+            Err(page) => return *page,
         };
         let parsed = match &sp.signing_cert_der {
             Some(cert) => match saml::parse_authn_request_redirect(
@@ -422,18 +429,11 @@ impl Idp {
         let parsed =
             match saml::parse_authn_request_post(encoded, field("RelayState"), MAX_REQUEST_BYTES) {
                 Ok(parsed) => parsed,
-                Err(e) => {
-                    tracing::warn!(error = %e, "unreadable SAML AuthnRequest (POST)");
-                    return bad_request(
-                        "The application sent a sign-in request that could not be read.",
-                    );
-                }
+                Err(e) => return unreadable(&e, "post"),
             };
-        let Some(sp) = saml.sp_by_entity(parsed.issuer.as_deref()) else {
-            tracing::warn!(issuer = ?parsed.issuer, "SAML AuthnRequest from an unknown service provider");
-            return bad_request(
-                "The application that sent you here is not registered with this identity provider.",
-            );
+        let sp = match saml.registered_sp(parsed.issuer.as_deref()) {
+            Ok(sp) => sp,
+            Err(page) => return *page,
         };
         if sp.signing_cert_der.is_some() {
             let reason = "signed AuthnRequests must use the HTTP-Redirect binding";
