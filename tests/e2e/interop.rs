@@ -1,8 +1,14 @@
-//! Interop with a third-party SAML SP: pysaml2 (tests/interop/pysaml2_sp.py,
-//! run as a subprocess) signs a Redirect-binding AuthnRequest, the browser
-//! takes it to the embedded IdP and signs bob in, and pysaml2 verifies the
-//! Response (signature, audience, InResponseTo, destination) — and rejects
-//! one whose attribute value was altered.
+//! Interop with third-party SAML software, pysaml2, run as one-shot
+//! subprocesses while the test's browser carries the messages:
+//! - as an SP (tests/interop/pysaml2_sp.py), registered with the embedded
+//!   IdP from its own metadata file: it signs a Redirect-binding
+//!   AuthnRequest, the browser signs bob in at the IdP, and pysaml2
+//!   verifies the Response (signature, audience, InResponseTo,
+//!   destination) — and rejects one whose attribute value was altered;
+//! - as an IdP (tests/interop/pysaml2_idp.py) that gateway apps trust
+//!   through `idp = { metadata_file = … }`: it verifies the gateway's
+//!   signed AuthnRequest and answers with its own signed assertion, which
+//!   the gateway turns into a session with pysaml2's attributes.
 //!
 //! The interpreter is `PORTCULLIS_PYTHON` (set by `make test`), else
 //! `target/pyenv/bin/python` (what `make test-deps` installs), else
@@ -60,30 +66,66 @@ fn python() -> PathBuf {
     );
 }
 
-struct Sp {
+/// One of the pysaml2 scripts in tests/interop.
+struct Script {
     python: PathBuf,
+    name: &'static str,
+}
+
+impl Script {
+    fn run(&self, args: &[&str]) -> Output {
+        let script = Path::new(ROOT).join("tests/interop").join(self.name);
+        Command::new(&self.python)
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.name))
+    }
+
+    fn stdout(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_slice(&self.stdout(args))
+            .unwrap_or_else(|e| panic!("JSON from {}: {e}", self.name))
+    }
+}
+
+/// pysaml2 and the xmlsec1 binary it signs with, or a panic naming what is
+/// missing — before the test starts anything.
+fn pysaml2() -> PathBuf {
+    let python = python();
+    assert!(
+        Command::new("xmlsec1")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "the xmlsec1 binary (used by pysaml2) is not on PATH; run `make test-deps`"
+    );
+    python
+}
+
+struct Sp {
+    script: Script,
     config: PathBuf,
     dir: PathBuf,
 }
 
 impl Sp {
     fn run(&self, args: &[&str]) -> Output {
-        let script = Path::new(ROOT).join("tests/interop/pysaml2_sp.py");
-        Command::new(&self.python)
-            .arg(script)
-            .args(args)
-            .output()
-            .expect("run pysaml2_sp.py")
+        self.script.run(args)
     }
 
     fn run_ok(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "pysaml2_sp.py {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON from pysaml2_sp.py")
+        self.script.json(args)
     }
 
     fn authn_request(&self) -> (String, String) {
@@ -114,15 +156,7 @@ impl Sp {
 
 #[tokio::test]
 async fn pysaml2_sp_signs_in_through_the_embedded_idp() {
-    // Fail fast, before starting anything, when pysaml2 or xmlsec1 is missing.
-    let python = python();
-    assert!(
-        Command::new("xmlsec1")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "the xmlsec1 binary (used by pysaml2) is not on PATH; run `make test-deps`"
-    );
+    let python = pysaml2();
 
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
@@ -136,6 +170,24 @@ async fn pysaml2_sp_signs_in_through_the_embedded_idp() {
     let idp_cert_path = write("idp.pem", &idp_key.cert_pem().expect("pem"));
     let sp_key_path = write("sp-key.pem", &sp_key.key_pem().expect("pem"));
     let sp_cert_path = write("sp.pem", &sp_key.cert_pem().expect("pem"));
+    // pysaml2 describes itself; the IdP registers it from that file alone.
+    let script = Script {
+        python,
+        name: "pysaml2_sp.py",
+    };
+    let mut sp_config = json!({
+        "entity_id": SP_ENTITY,
+        "acs_url": SP_ACS,
+        "key_file": sp_key_path,
+        "cert_file": sp_cert_path,
+    });
+    let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
+    let sp_metadata = script.stdout(&[
+        "metadata",
+        "--config",
+        &sp_config_path.display().to_string(),
+    ]);
+    let sp_metadata_path = write("sp-metadata.xml", &sp_metadata);
     let config = format!(
         "[idp]
 public_url = \"{IDP}/\"
@@ -147,14 +199,12 @@ signing_cert = \"{}\"
 
 [[idp.service_provider]]
 name = \"pysaml2\"
-entity_id = \"{SP_ENTITY}\"
-acs_url = \"{SP_ACS}\"
+metadata_file = \"{}\"
 name_id_format = \"emailAddress\"
-signing_cert = \"{}\"
 ",
         idp_key_path.display(),
         idp_cert_path.display(),
-        sp_cert_path.display(),
+        sp_metadata_path.display(),
     );
     let gw = Gateway::start("", &config);
     let b = gw.browser();
@@ -162,15 +212,9 @@ signing_cert = \"{}\"
     let metadata = b.get(&format!("{IDP}/sso/saml/metadata")).await;
     assert_eq!(metadata.status, StatusCode::OK, "{}", metadata.text());
     let metadata_path = write("idp-metadata.xml", metadata.text().as_bytes());
-    let sp_config = json!({
-        "entity_id": SP_ENTITY,
-        "acs_url": SP_ACS,
-        "key_file": sp_key_path,
-        "cert_file": sp_cert_path,
-        "idp_metadata": metadata_path,
-    });
+    sp_config["idp_metadata"] = json!(metadata_path);
     let sp = Sp {
-        python,
+        script,
         config: write("sp.json", sp_config.to_string().as_bytes()),
         dir: keys.path().to_path_buf(),
     };
@@ -268,4 +312,242 @@ signing_cert = \"{}\"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SignatureError"), "{stderr}");
+}
+
+const PY_IDP_ENTITY: &str = "https://idp.pysaml2.test/metadata";
+const PY_IDP_SSO: &str = "https://idp.pysaml2.test/sso/redirect";
+const APP_B: &str = "https://b.test";
+const APP_C: &str = "https://c.test";
+
+/// The pysaml2 IdP: its config file and the script.
+struct PyIdp {
+    script: Script,
+    config: PathBuf,
+}
+
+impl PyIdp {
+    fn config_arg(&self) -> String {
+        self.config.display().to_string()
+    }
+
+    /// pysaml2 answers the gateway's redirect; `Err(stderr)` when it refuses.
+    fn respond(&self, location: &str) -> Result<Value, String> {
+        let query = location
+            .strip_prefix(&format!("{PY_IDP_SSO}?"))
+            .unwrap_or_else(|| panic!("not a redirect to the pysaml2 IdP: {location}"));
+        let out = self
+            .script
+            .run(&["respond", "--config", &self.config_arg(), "--query", query]);
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).expect("JSON from pysaml2_idp.py"))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn unsolicited(&self, sp_entity_id: &str) -> Value {
+        self.script.json(&[
+            "unsolicited",
+            "--config",
+            &self.config_arg(),
+            "--sp",
+            sp_entity_id,
+        ])
+    }
+}
+
+#[tokio::test]
+async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
+    let python = pysaml2();
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, data: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).expect("write");
+        path
+    };
+    let idp_key = SigningKey::generate_self_signed("pysaml2 idp", 2).expect("idp key");
+    let sp_key = SigningKey::generate_self_signed("gateway sp", 2).expect("sp key");
+    let idp_key_path = write("idp-key.pem", &idp_key.key_pem().expect("pem"));
+    let idp_cert_path = write("idp.pem", &idp_key.cert_pem().expect("pem"));
+    let sp_key_path = write("sp-key.pem", &sp_key.key_pem().expect("pem"));
+    let sp_cert_path = write("sp.pem", &sp_key.cert_pem().expect("pem"));
+
+    // The IdP's metadata first: the gateway reads it at start.
+    let mut idp_config = json!({
+        "entity_id": PY_IDP_ENTITY,
+        "sso_url": PY_IDP_SSO,
+        "key_file": idp_key_path,
+        "cert_file": idp_cert_path,
+        "user": {
+            "name_id": "dana@example.org",
+            "attributes": {
+                "email": ["dana@example.org"],
+                "givenName": ["Dana"],
+                "groups": ["finance", "staff"],
+            },
+        },
+    });
+    let idp = PyIdp {
+        script: Script {
+            python,
+            name: "pysaml2_idp.py",
+        },
+        config: write("idp.json", idp_config.to_string().as_bytes()),
+    };
+    let idp_metadata = idp
+        .script
+        .stdout(&["metadata", "--config", &idp.config_arg()]);
+    let idp_metadata_path = write("idp-metadata.xml", &idp_metadata);
+
+    // b.test: SP-initiated only, /finance for the finance group, /admin for
+    // admins. c.test: also takes IdP-initiated responses.
+    let app = |name: &str, url: &str, extra: &str| {
+        format!(
+            "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"builtin:echo\"\n\
+auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
+            idp_metadata_path.display(),
+            sp_key_path.display(),
+            sp_cert_path.display(),
+        )
+    };
+    let config = format!(
+        "{}{}",
+        app(
+            "b",
+            APP_B,
+            "[[app.access]]\npath = \"/finance\"\npolicy = \"groups\"\ngroups = [\"finance\"]\n\
+[[app.access]]\npath = \"/admin\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n"
+        ),
+        app("c", APP_C, "allow_idp_initiated = true\n"),
+    );
+    let gw = Gateway::start("", &config);
+    let b = gw.browser();
+
+    // pysaml2 learns both SPs from the metadata the gateway serves.
+    let mut sp_metadata = Vec::new();
+    for origin in [APP_B, APP_C] {
+        let meta = b.get(&format!("{origin}/_portcullis/saml/metadata")).await;
+        assert_eq!(meta.status, StatusCode::OK, "{}", meta.text());
+        sp_metadata.push(write(
+            &format!("sp-{}.xml", &origin[8..9]),
+            meta.text().as_bytes(),
+        ));
+    }
+    idp_config["sp_metadata"] = json!(sp_metadata);
+    write("idp.json", idp_config.to_string().as_bytes());
+
+    // A deep link goes to pysaml2's SSO endpoint with a signed request.
+    let deep = "/reports/q1?year=2026&view=full";
+    let start = b.get(&format!("{APP_B}{deep}")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
+    let location = start.location();
+    assert!(location.contains("Signature="), "{location}");
+
+    // pysaml2 refuses the request once its signature is stripped...
+    let unsigned = location
+        .split('&')
+        .filter(|p| !p.starts_with("Signature=") && !p.starts_with("SigAlg="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let refusal = idp
+        .respond(&unsigned)
+        .expect_err("pysaml2 took an unsigned request");
+    assert!(refusal.contains("refused"), "{refusal}");
+    // ...verifies it as sent, and answers for the app's ACS.
+    let answer = idp
+        .respond(&location)
+        .expect("pysaml2 accepted the request");
+    assert_eq!(answer["acs_url"], format!("{APP_B}/_portcullis/saml/acs"));
+    assert_eq!(answer["sp"], format!("{APP_B}/_portcullis/saml/metadata"));
+    let relay_state = answer["relay_state"].as_str().expect("RelayState");
+    let saml_response = answer["saml_response"].as_str().expect("SAMLResponse");
+
+    // The gateway verifies pysaml2's signature with the metadata's
+    // certificate and starts a session; the browser lands on the deep link.
+    let acs = b
+        .post_form(
+            &format!("{APP_B}/_portcullis/saml/acs"),
+            &[("SAMLResponse", saml_response), ("RelayState", relay_state)],
+        )
+        .await;
+    assert_eq!(acs.status, StatusCode::SEE_OTHER, "{}", acs.text());
+    assert_eq!(acs.location(), deep);
+    let page = b.get(&format!("{APP_B}{deep}&format=json")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_eq!(page.echoed("x-portcullis-user"), ["dana@example.org"]);
+
+    // pysaml2's groups attribute drives the access rules.
+    let finance = b.get(&format!("{APP_B}/finance/ledger")).await;
+    assert_eq!(finance.status, StatusCode::OK, "{}", finance.text());
+    let admin = b.get(&format!("{APP_B}/admin")).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN, "{}", admin.text());
+
+    // The same response again is a replay.
+    let again = gw.browser();
+    again.set_cookie("pc_b_rs", answer["request_id"].as_str().expect("id"));
+    let replay = again
+        .post_form(
+            &format!("{APP_B}/_portcullis/saml/acs"),
+            &[("SAMLResponse", saml_response), ("RelayState", relay_state)],
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.text());
+
+    // IdP-initiated: refused by b (not opted in), accepted by c.
+    let fresh = gw.browser();
+    let to_b = idp.unsolicited(&format!("{APP_B}/_portcullis/saml/metadata"));
+    let refused = fresh
+        .post_form(
+            to_b["acs_url"].as_str().expect("acs"),
+            &[(
+                "SAMLResponse",
+                to_b["saml_response"].as_str().expect("response"),
+            )],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+    assert!(
+        fresh.cookie("pc_b").is_none(),
+        "no session from a refused response"
+    );
+    let to_c = idp.unsolicited(&format!("{APP_C}/_portcullis/saml/metadata"));
+    assert_eq!(to_c["acs_url"], format!("{APP_C}/_portcullis/saml/acs"));
+    let accepted = fresh
+        .post_form(
+            &format!("{APP_C}/_portcullis/saml/acs"),
+            &[(
+                "SAMLResponse",
+                to_c["saml_response"].as_str().expect("response"),
+            )],
+        )
+        .await;
+    assert_eq!(
+        accepted.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        accepted.text()
+    );
+    let home = fresh.get(&format!("{APP_C}/?format=json")).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.text());
+    assert_eq!(home.echoed("x-portcullis-user"), ["dana@example.org"]);
+
+    let rejections: Vec<String> = gw
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("no session created"))
+        .collect();
+    assert_eq!(rejections.len(), 2, "{rejections:?}");
+    assert!(
+        rejections[0].contains("\"error.kind\":\"replay\""),
+        "{rejections:?}"
+    );
+    assert!(
+        rejections[1].contains("\"error.kind\":\"no_request_state\""),
+        "{rejections:?}"
+    );
 }

@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """A pysaml2 service provider driven by tests/e2e/interop.rs.
 
-Two sub-commands, each a one-shot process (no server):
+Three sub-commands, each a one-shot process (no server):
+
+  metadata --config CONFIG
+      Prints the SP's metadata XML (what the embedded IdP's
+      `[[idp.service_provider]] metadata_file` reads); `idp_metadata` may be
+      absent from CONFIG for this one.
 
   authn-request --config CONFIG
       Builds a signed Redirect-binding AuthnRequest for the IdP in the
@@ -39,7 +44,7 @@ def client(cfg):
             "key_file": cfg["key_file"],
             "cert_file": cfg["cert_file"],
             "xmlsec_binary": xmlsec,
-            "metadata": {"local": [cfg["idp_metadata"]]},
+            "metadata": {"local": [cfg["idp_metadata"]]} if "idp_metadata" in cfg else {},
             "allow_unknown_attributes": True,
             "service": {
                 "sp": {
@@ -58,6 +63,15 @@ def client(cfg):
         }
     )
     return Saml2Client(config=conf)
+
+
+def metadata(args):
+    from saml2.metadata import create_metadata_string
+
+    with open(args.config) as f:
+        cfg = json.load(f)
+    xml = create_metadata_string(None, config=client(cfg).config, valid=None)
+    sys.stdout.write(xml.decode() if isinstance(xml, bytes) else xml)
 
 
 def authn_request(args):
@@ -126,6 +140,9 @@ def main():
         sys.exit(f"pysaml2_sp: pysaml2 is not installed for {sys.executable} (run `make test-deps`)")
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
+    meta = sub.add_parser("metadata")
+    meta.add_argument("--config", required=True)
+    meta.set_defaults(run=metadata)
     req = sub.add_parser("authn-request")
     req.add_argument("--config", required=True)
     req.set_defaults(run=authn_request)

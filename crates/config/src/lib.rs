@@ -15,8 +15,9 @@ mod validate;
 
 pub use load::{load, parse};
 pub use model::{
-    AccessPolicy, AccessRule, Admin, ApiTokenConfig, App, AppAuth, AppIdp, Builtin, Config, Idp,
-    IdpSaml, LogFormat, Logging, PublicUrl, Server, ServiceProviderConfig, SpNameIdFormat,
-    Timeouts, TlsFiles, Upstream, UpstreamTarget, IDP_SESSION_COOKIE, SP_ATTRIBUTES,
+    AccessPolicy, AccessRule, Admin, ApiTokenConfig, App, AppAuth, AppIdp, Builtin, Config,
+    ExternalIdp, Idp, IdpSaml, LogFormat, Logging, PublicUrl, Server, ServiceProviderConfig,
+    SpNameIdFormat, Timeouts, TlsFiles, Upstream, UpstreamTarget, IDP_SESSION_COOKIE,
+    SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

@@ -83,8 +83,14 @@ pub struct ServiceProviderConfig {
     pub entity_id: String,
     pub acs_url: String,
     pub name_id_format: SpNameIdFormat,
-    /// The SP's AuthnRequest signing certificate; when set, requests must be signed.
-    pub signing_cert: Option<PathBuf>,
+    /// DER of the SP's AuthnRequest signing certificates (from
+    /// `signing_cert` or the metadata file).
+    pub signing_certs_der: Vec<Vec<u8>>,
+    /// Unsigned AuthnRequests are refused: set by `signing_cert`, or by
+    /// `AuthnRequestsSigned="true"` in the SP's metadata.
+    pub require_signed_requests: bool,
+    /// Where the SP takes LogoutRequests, from its metadata.
+    pub slo_url: Option<String>,
     /// From [`SP_ATTRIBUTES`], in the order configured.
     pub attributes: Vec<String>,
     /// Sign the Response as well as the (always signed) Assertion.
@@ -186,13 +192,26 @@ pub struct AppAuth {
     pub session_max: Duration,
     /// `[[app.access]]`, in file order; the longest matching path wins.
     pub access: Vec<AccessRule>,
+    /// Accept Responses the IdP sends without an AuthnRequest of ours
+    /// (IdP-initiated SSO). Off by default: such responses cannot be bound
+    /// to the browser that receives them.
+    pub allow_idp_initiated: bool,
 }
 
 /// Which IdP an app's SP trusts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppIdp {
     /// The embedded IdP of `[idp]`; the app is registered with it automatically.
     Embedded,
+    /// `idp = { metadata_file = "…" }`: any SAML 2.0 IdP, trusted through
+    /// the entity id, SSO endpoint and signing certificates in its metadata.
+    External(Box<ExternalIdp>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIdp {
+    pub metadata_file: PathBuf,
+    pub metadata: portcullis_saml::IdpMetadata,
 }
 
 /// One `[[app.access]]` rule. `path` is relative to the app's prefix and

@@ -45,7 +45,8 @@ pub struct RawApp {
     pub upstream_ca: Option<String>,
     pub upstream_sni: Option<String>,
     pub auth: Option<String>,
-    pub idp: Option<String>,
+    pub idp: Option<RawAppIdp>,
+    pub allow_idp_initiated: Option<bool>,
     pub sp_signing_key: Option<String>,
     pub sp_signing_cert: Option<String>,
     pub session_cookie: Option<String>,
@@ -53,6 +54,20 @@ pub struct RawApp {
     pub session_max: Option<String>,
     #[serde(default)]
     pub access: Vec<RawAccess>,
+}
+
+/// `idp = "embedded"` or `idp = { metadata_file = "…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAppIdp {
+    Named(String),
+    External(RawExternalIdp),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExternalIdp {
+    pub metadata_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +107,7 @@ pub struct RawIdp {
 #[serde(deny_unknown_fields)]
 pub struct RawServiceProvider {
     pub name: Option<String>,
+    pub metadata_file: Option<String>,
     pub entity_id: Option<String>,
     pub acs_url: Option<String>,
     pub name_id_format: Option<String>,

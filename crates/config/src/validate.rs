@@ -8,7 +8,10 @@ use std::time::Duration;
 use crate::locate::{Locator, Step};
 use crate::model::*;
 use crate::problem::Problem;
-use crate::raw::{RawAccess, RawAdmin, RawApp, RawIdp, RawLog, RawServer, RawServiceProvider};
+use crate::raw::{
+    RawAccess, RawAdmin, RawApp, RawAppIdp, RawIdp, RawLog, RawServer, RawServiceProvider,
+};
+use portcullis_saml::{parse_idp_metadata, parse_sp_metadata};
 
 const DEFAULT_HEADER_READ: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE: Duration = Duration::from_secs(75);
@@ -289,6 +292,50 @@ impl<'a, 'i> Validator<'a, 'i> {
         resolved
     }
 
+    /// A PEM certificate file, as DER; `None` (and a problem) when unreadable.
+    fn cert_der(&mut self, path: &[Step<'_>], raw: &str) -> Option<Vec<u8>> {
+        let resolved = self.base.join(raw);
+        let pem = match std::fs::read(&resolved) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.problem(path, format!("cannot read {}: {e}", resolved.display()));
+                return None;
+            }
+        };
+        match portcullis_saml::cert_der_from_pem(&pem) {
+            Ok(der) => Some(der),
+            Err(e) => {
+                self.problem(path, format!("{}: {e}", resolved.display()));
+                None
+            }
+        }
+    }
+
+    /// A peer's SAML metadata file, read and checked now so that `check`
+    /// reports a bad file with its key instead of the first sign-in failing.
+    fn peer_metadata<T>(
+        &mut self,
+        path: &[Step<'_>],
+        raw: &str,
+        parse: fn(&str) -> portcullis_saml::Result<T>,
+    ) -> Option<T> {
+        let resolved = self.base.join(raw);
+        let xml = match std::fs::read_to_string(&resolved) {
+            Ok(xml) => xml,
+            Err(e) => {
+                self.problem(path, format!("cannot read {}: {e}", resolved.display()));
+                return None;
+            }
+        };
+        match parse(&xml) {
+            Ok(meta) => Some(meta),
+            Err(e) => {
+                self.problem(path, format!("{}: {e}", resolved.display()));
+                None
+            }
+        }
+    }
+
     fn idp_duration(
         &mut self,
         key: &'static str,
@@ -527,9 +574,36 @@ impl<'a, 'i> Validator<'a, 'i> {
                     Step::Key(key),
                 ]
             };
-            let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, sp.entity_id, sp.acs_url)
-            else {
-                self.problem(&whole, "name, entity_id and acs_url are required");
+            let from_metadata = match sp.metadata_file.as_deref() {
+                None => None,
+                Some(file) => {
+                    for (key, set) in [
+                        ("entity_id", sp.entity_id.is_some()),
+                        ("acs_url", sp.acs_url.is_some()),
+                        ("signing_cert", sp.signing_cert.is_some()),
+                    ] {
+                        if set {
+                            self.problem(
+                                &path(key),
+                                format!("{key} comes from metadata_file; set one or the other"),
+                            );
+                        }
+                    }
+                    match self.peer_metadata(&path("metadata_file"), file, parse_sp_metadata) {
+                        Some(meta) => Some(meta),
+                        None => continue,
+                    }
+                }
+            };
+            let (entity_id, acs_url) = match &from_metadata {
+                Some(meta) => (Some(meta.entity_id.clone()), Some(meta.acs_url.clone())),
+                None => (sp.entity_id.clone(), sp.acs_url.clone()),
+            };
+            let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
+                self.problem(
+                    &whole,
+                    "name and either metadata_file or entity_id and acs_url are required",
+                );
                 continue;
             };
             let mut ok = true;
@@ -583,10 +657,23 @@ impl<'a, 'i> Validator<'a, 'i> {
                     SpNameIdFormat::EmailAddress
                 }
             };
-            let signing_cert = sp
-                .signing_cert
-                .as_deref()
-                .map(|c| self.pem(&path("signing_cert"), c, PemKind::Cert));
+            let (signing_certs_der, require_signed_requests, slo_url) = match from_metadata {
+                Some(meta) => (
+                    meta.signing_certs_der,
+                    meta.authn_requests_signed,
+                    meta.slo_url,
+                ),
+                None => match sp.signing_cert.as_deref() {
+                    Some(c) => match self.cert_der(&path("signing_cert"), c) {
+                        Some(der) => (vec![der], true, None),
+                        None => {
+                            ok = false;
+                            (Vec::new(), true, None)
+                        }
+                    },
+                    None => (Vec::new(), false, None),
+                },
+            };
             let attributes = sp.attributes.unwrap_or_else(|| {
                 ["email", "firstName", "lastName", "groups"]
                     .map(String::from)
@@ -607,7 +694,9 @@ impl<'a, 'i> Validator<'a, 'i> {
                     entity_id,
                     acs_url,
                     name_id_format,
-                    signing_cert,
+                    signing_certs_der,
+                    require_signed_requests,
+                    slo_url,
                     attributes,
                     sign_response: sp.sign_response.unwrap_or(false),
                 });
@@ -622,6 +711,9 @@ impl<'a, 'i> Validator<'a, 'i> {
     fn register_gateway_sps(&mut self, mut idp: Option<&mut Idp>, apps: &[App]) {
         for (i, app) in apps.iter().enumerate() {
             let Some(auth) = &app.auth else { continue };
+            if auth.idp != AppIdp::Embedded {
+                continue;
+            }
             let at = [Step::Key("app"), Step::Index(i), Step::Key("idp")];
             let Some(idp) = idp.as_deref_mut() else {
                 self.problem(&at, "idp = \"embedded\" needs an [idp] section");
@@ -654,7 +746,14 @@ impl<'a, 'i> Validator<'a, 'i> {
                 entity_id: auth.entity_id.clone(),
                 acs_url: auth.acs_url.clone(),
                 name_id_format: SpNameIdFormat::EmailAddress,
-                signing_cert: Some(auth.sp_signing_cert.clone()),
+                // An unreadable certificate was already reported by `pem`.
+                signing_certs_der: std::fs::read(&auth.sp_signing_cert)
+                    .ok()
+                    .and_then(|pem| portcullis_saml::cert_der_from_pem(&pem).ok())
+                    .into_iter()
+                    .collect(),
+                require_signed_requests: true,
+                slo_url: Some(auth.slo_url.clone()),
                 attributes: ["email", "firstName", "lastName", "groups"]
                     .map(String::from)
                     .to_vec(),
@@ -698,6 +797,7 @@ impl<'a, 'i> Validator<'a, 'i> {
             None => {
                 let saml_only = [
                     ("idp", app.idp.is_some()),
+                    ("allow_idp_initiated", app.allow_idp_initiated.is_some()),
                     ("sp_signing_key", app.sp_signing_key.is_some()),
                     ("sp_signing_cert", app.sp_signing_cert.is_some()),
                     ("session_cookie", app.session_cookie.is_some()),
@@ -721,19 +821,45 @@ impl<'a, 'i> Validator<'a, 'i> {
                 return None;
             }
         }
-        let idp = match app.idp.as_deref() {
-            Some("embedded") => Some(AppIdp::Embedded),
-            Some(other) => {
+        let idp = match &app.idp {
+            Some(RawAppIdp::Named(name)) if name == "embedded" => Some(AppIdp::Embedded),
+            Some(RawAppIdp::Named(other)) => {
                 self.problem(
                     &at("idp"),
                     format!(
-                        "`{other}` is not supported yet: only \"embedded\" (external IdP metadata files come next)"
+                        "`{other}` is not an IdP: use \"embedded\" or {{ metadata_file = \"…\" }}"
                     ),
                 );
                 None
             }
+            Some(RawAppIdp::External(external)) => {
+                let path = [
+                    Step::Key("app"),
+                    Step::Index(i),
+                    Step::Key("idp"),
+                    Step::Key("metadata_file"),
+                ];
+                match external.metadata_file.as_deref() {
+                    None => {
+                        self.problem(&at("idp"), "an external IdP needs metadata_file");
+                        None
+                    }
+                    Some(file) => {
+                        self.peer_metadata(&path, file, parse_idp_metadata)
+                            .map(|metadata| {
+                                AppIdp::External(Box::new(ExternalIdp {
+                                    metadata_file: self.base.join(file),
+                                    metadata,
+                                }))
+                            })
+                    }
+                }
+            }
             None => {
-                self.problem(&at("auth"), "auth = \"saml\" needs idp = \"embedded\"");
+                self.problem(
+                    &at("auth"),
+                    "auth = \"saml\" needs idp = \"embedded\" or idp = { metadata_file = \"…\" }",
+                );
                 None
             }
         };
@@ -823,6 +949,7 @@ impl<'a, 'i> Validator<'a, 'i> {
             session_idle,
             session_max,
             access: rules?,
+            allow_idp_initiated: app.allow_idp_initiated.unwrap_or(false),
         })
     }
 
@@ -1253,7 +1380,7 @@ mod saml_tests {
         assert_eq!(sp.name_id_format, SpNameIdFormat::EmailAddress);
         assert_eq!(sp.attributes, ["email", "firstName", "lastName", "groups"]);
         assert!(!sp.sign_response);
-        assert!(sp.signing_cert.is_none());
+        assert!(sp.signing_certs_der.is_empty() && !sp.require_signed_requests);
     }
 
     #[test]
@@ -1316,6 +1443,111 @@ mod gateway_app_tests {
         format!("[[app]]\nname = \"{name}\"\npublic_url = \"{url}\"\nupstream = \"builtin:echo\"\n{extra}\n")
     }
 
+    /// Writes `xml` to a fresh file and returns its absolute path.
+    fn metadata_file(tag: &str, xml: &str) -> String {
+        let path = std::env::temp_dir().join(format!(
+            "portcullis-config-{tag}-{}-{:?}.xml",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, xml).expect("write metadata");
+        path.to_string_lossy().into_owned()
+    }
+
+    fn peer_key() -> portcullis_saml::SigningKey {
+        portcullis_saml::SigningKey::generate_self_signed("config test peer", 1).expect("key")
+    }
+
+    #[test]
+    fn an_app_trusts_an_external_idp_from_its_metadata_without_an_idp_section() {
+        let key = peer_key();
+        let xml = portcullis_saml::idp_metadata_xml(
+            &portcullis_saml::IdpConfig {
+                entity_id: "https://corp-idp.test/saml".into(),
+                sso_redirect_url: "https://corp-idp.test/sso/redirect".into(),
+                sso_post_url: "https://corp-idp.test/sso/post".into(),
+                slo_url: "https://corp-idp.test/slo".into(),
+            },
+            &key,
+        )
+        .expect("metadata");
+        let file = metadata_file("idp", &xml);
+        let saml = format!(
+            "auth = \"saml\"\nidp = {{ metadata_file = \"{file}\" }}\nallow_idp_initiated = true\nsp_signing_key = \"certs-dev/sp-signing-key.pem\"\nsp_signing_cert = \"certs-dev/sp-signing.pem\"\n"
+        );
+        let text = format!("{SERVER}{}", app("ext", "https://a.test/", &saml));
+        let config = crate::parse(&text, &repo_file()).expect("valid");
+        let auth = config.apps[0].auth.as_ref().expect("saml");
+        let AppIdp::External(external) = &auth.idp else {
+            panic!("expected an external IdP, got {:?}", auth.idp);
+        };
+        assert_eq!(external.metadata.entity_id, "https://corp-idp.test/saml");
+        assert_eq!(
+            external.metadata.sso_redirect_url,
+            "https://corp-idp.test/sso/redirect"
+        );
+        assert_eq!(
+            external.metadata.signing_certs_der,
+            vec![key.cert_der().expect("der")]
+        );
+        assert!(auth.allow_idp_initiated);
+        assert!(config.idp.is_none());
+
+        // A broken file is reported at its key, with the reason.
+        let broken = metadata_file("broken", "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"x\"/>");
+        let saml = saml.replace(&file, &broken);
+        let text = format!("{SERVER}{}", app("ext", "https://a.test/", &saml));
+        let problems = crate::parse(&text, &repo_file())
+            .expect_err("invalid")
+            .problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "app[0].idp.metadata_file");
+        assert!(
+            problems[0].message.contains("no md:IDPSSODescriptor"),
+            "{problems:?}"
+        );
+        let _ = std::fs::remove_file(file);
+        let _ = std::fs::remove_file(broken);
+    }
+
+    #[test]
+    fn an_external_sp_is_registered_from_its_metadata() {
+        let key = peer_key();
+        let xml = portcullis_saml::sp_metadata_xml(
+            &portcullis_saml::SpConfig {
+                entity_id: "https://wiki.test/saml/metadata".into(),
+                acs_url: "https://wiki.test/saml/acs".into(),
+                slo_url: "https://wiki.test/saml/slo".into(),
+            },
+            &key,
+        )
+        .expect("metadata");
+        let file = metadata_file("sp", &xml);
+        let text = format!(
+            "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nmetadata_file = \"{file}\"\n"
+        );
+        let config = crate::parse(&text, &repo_file()).expect("valid");
+        let sp = &config.idp.expect("idp").service_providers[0];
+        assert_eq!(sp.entity_id, "https://wiki.test/saml/metadata");
+        assert_eq!(sp.acs_url, "https://wiki.test/saml/acs");
+        assert_eq!(sp.slo_url.as_deref(), Some("https://wiki.test/saml/slo"));
+        assert!(sp.require_signed_requests);
+        assert_eq!(sp.signing_certs_der, vec![key.cert_der().expect("der")]);
+
+        // Metadata and hand-written fields together are ambiguous.
+        let text = format!(
+            "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nmetadata_file = \"{file}\"\nacs_url = \"https://elsewhere.test/acs\"\n"
+        );
+        let problems = crate::parse(&text, &repo_file())
+            .expect_err("invalid")
+            .problems;
+        assert_eq!(
+            problems[0].key, "idp.service_provider[0].acs_url",
+            "{problems:?}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
+
     #[test]
     fn saml_apps_get_defaults_and_are_registered_with_the_idp() {
         let text = format!(
@@ -1351,7 +1583,7 @@ mod gateway_app_tests {
         assert_eq!(sps.len(), 2);
         assert_eq!(sps[0].name, "b");
         assert_eq!(sps[0].acs_url, b.acs_url);
-        assert!(sps[0].signing_cert.is_some());
+        assert!(sps[0].require_signed_requests && sps[0].signing_certs_der.len() == 1);
     }
 
     #[test]

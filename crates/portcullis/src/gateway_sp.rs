@@ -1,7 +1,7 @@
 //! The SAML service provider of every `auth = "saml"` app, as the proxy
 //! sees it ([`SamlSp`]): SP metadata, signed Redirect-binding
 //! AuthnRequests, and hardened Response verification with a replay cache.
-//! Today every app trusts the embedded IdP; external IdP metadata comes next.
+//! An app trusts the embedded IdP or an external one from its metadata file.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +22,8 @@ pub struct AppSp {
     key: SigningKey,
     idp_sso_url: String,
     idp_entity_id: String,
-    idp_cert_der: Vec<u8>,
+    /// Every signing certificate the IdP publishes (key rollover).
+    idp_certs_der: Vec<Vec<u8>>,
     replay: ReplayCache,
 }
 
@@ -50,13 +51,13 @@ impl SamlSp for AppSp {
         })
     }
 
-    fn verify(&self, saml_response: &str, request_id: &str) -> Result<Identity, AcsError> {
+    fn verify(&self, saml_response: &str, request_id: Option<&str>) -> Result<Identity, AcsError> {
         let expect = Expectations::new(
             self.config.entity_id.clone(),
             self.config.acs_url.clone(),
             self.idp_entity_id.clone(),
-            vec![self.idp_cert_der.clone()],
-            Some(request_id.to_string()),
+            self.idp_certs_der.clone(),
+            request_id.map(str::to_string),
         );
         match verify_response(saml_response, &expect, &self.replay, chrono::Utc::now()) {
             Ok(v) => Ok(Identity {
@@ -112,7 +113,7 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn SamlSp>>
                     auth.sp_signing_cert.display()
                 )
             })?;
-        let (idp_sso_url, idp_entity_id, idp_cert_der) = match auth.idp {
+        let (idp_sso_url, idp_entity_id, idp_certs_der) = match &auth.idp {
             AppIdp::Embedded => {
                 let idp = config
                     .idp
@@ -135,9 +136,14 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn SamlSp>>
                 (
                     format!("{}{prefix}/sso/saml", idp.public.origin()),
                     saml.entity_id.clone(),
-                    der,
+                    vec![der],
                 )
             }
+            AppIdp::External(external) => (
+                external.metadata.sso_redirect_url.clone(),
+                external.metadata.entity_id.clone(),
+                external.metadata.signing_certs_der.clone(),
+            ),
         };
         let sp = AppSp {
             config: SpConfig {
@@ -148,7 +154,7 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn SamlSp>>
             key,
             idp_sso_url,
             idp_entity_id,
-            idp_cert_der,
+            idp_certs_der,
             replay: ReplayCache::new(REPLAY_CAPACITY),
         };
         sps.insert(app.name.clone(), Arc::new(sp));

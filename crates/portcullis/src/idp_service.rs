@@ -10,7 +10,7 @@ use portcullis_idp::session::{ApiToken, ApiTokens, Scope};
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
 use portcullis_idp::web::{Caller, Idp, SamlSettings, ServiceProvider, WebSettings};
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
-use portcullis_saml::{cert_der_from_pem, NameIdFormat, SigningKey};
+use portcullis_saml::{NameIdFormat, SigningKey};
 
 /// The IdP as the proxy sees it: a local service.
 pub struct IdpService(pub Arc<Idp>);
@@ -61,21 +61,6 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
     };
     let mut service_providers = Vec::new();
     for sp in &idp.service_providers {
-        let signing_cert_der = match &sp.signing_cert {
-            None => None,
-            Some(path) => match read(path, problems).map(|pem| cert_der_from_pem(&pem)) {
-                Some(Ok(der)) => Some(der),
-                Some(Err(e)) => {
-                    problems.push(format!(
-                        "[idp] service_provider `{}` signing_cert {}: {e}",
-                        sp.name,
-                        path.display()
-                    ));
-                    None
-                }
-                None => None,
-            },
-        };
         service_providers.push(ServiceProvider {
             name: sp.name.clone(),
             entity_id: sp.entity_id.clone(),
@@ -85,7 +70,9 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
                 SpNameIdFormat::Persistent => NameIdFormat::Persistent,
                 SpNameIdFormat::Unspecified => NameIdFormat::Unspecified,
             },
-            signing_cert_der,
+            signing_certs_der: sp.signing_certs_der.clone(),
+            require_signed_requests: sp.require_signed_requests,
+            slo_url: sp.slo_url.clone(),
             attributes: sp.attributes.clone(),
             sign_response: sp.sign_response,
         });

@@ -47,8 +47,9 @@ pub trait SamlSp: Send + Sync + 'static {
     fn metadata(&self) -> Result<String, String>;
     /// A signed HTTP-Redirect AuthnRequest carrying `relay_state`.
     fn authn_request(&self, relay_state: &str) -> Result<AuthnRedirect, String>;
-    /// Verifies a base64 `SAMLResponse` that must answer `request_id`.
-    fn verify(&self, saml_response: &str, request_id: &str) -> Result<Identity, AcsError>;
+    /// Verifies a base64 `SAMLResponse` that must answer `request_id`;
+    /// `None` accepts only an unsolicited (IdP-initiated) Response.
+    fn verify(&self, saml_response: &str, request_id: Option<&str>) -> Result<Identity, AcsError>;
 }
 
 /// Where to send the browser, and the id the Response must answer.
@@ -84,6 +85,7 @@ pub struct AuthPlan {
     pub max: Duration,
     /// Sorted longest path first.
     pub access: Vec<AccessRule>,
+    pub allow_idp_initiated: bool,
 }
 
 impl AuthPlan {
@@ -110,6 +112,7 @@ impl AuthPlan {
             idle: auth.session_idle,
             max: auth.session_max,
             access,
+            allow_idp_initiated: auth.allow_idp_initiated,
         }
     }
 
@@ -320,8 +323,9 @@ async fn acs(
         );
     };
     // Unsolicited responses (IdP-initiated, or replays from another
-    // browser) have no request state here and are refused.
-    let Some(request_id) = request_id else {
+    // browser) have no request state here; only apps that opted in take
+    // them, and then only responses that answer no request at all.
+    if request_id.is_none() && !auth.allow_idp_initiated {
         return rejected(
             auth,
             caller,
@@ -329,8 +333,8 @@ async fn acs(
             "no_request_state",
             "no request-state cookie",
         );
-    };
-    let identity = match auth.sp.verify(&saml_response, &request_id) {
+    }
+    let identity = match auth.sp.verify(&saml_response, request_id.as_deref()) {
         Ok(identity) => identity,
         Err(e) => return rejected(auth, caller, StatusCode::BAD_REQUEST, e.kind, &e.detail),
     };

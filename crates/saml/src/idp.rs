@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 use samael::attribute::{Attribute, AttributeValue};
-use samael::crypto::{CertificateDer, Crypto, CryptoProvider};
+use samael::crypto::{CertificateDer, Crypto, CryptoProvider, ReduceMode};
 use samael::schema::{
     Assertion, AttributeStatement, AudienceRestriction, AuthnContext, AuthnContextClassRef,
     AuthnRequest, AuthnStatement, Conditions, Issuer, Response, Status, StatusCode, Subject,
@@ -397,15 +397,85 @@ pub fn parse_authn_request_redirect(
 }
 
 /// Parse an HTTP-POST AuthnRequest (`SAMLRequest` form field, base64).
-/// An enveloped XML signature, if any, is not verified in this increment
-/// (`signature_verified` is false).
+/// With `sp_signing_certs` the request must carry an enveloped signature
+/// over its root, made by one of them; identity fields are then read only
+/// from the subtree xmlsec verified. `None` parses without verification
+/// (only for SPs configured without request signing).
 pub fn parse_authn_request_post(
     saml_request: &str,
     relay_state: Option<&str>,
+    sp_signing_certs: Option<&[Vec<u8>]>,
     max_bytes: usize,
 ) -> Result<ParsedAuthnRequest> {
     let xml = binding::base64_to_string(saml_request, max_bytes)?;
-    let mut parsed = parse_authn_request_xml(&xml)?;
+    let mut parsed = match sp_signing_certs {
+        None => parse_authn_request_xml(&xml)?,
+        Some(certs) => {
+            let signed = verify_enveloped_request(&xml, certs)?;
+            let mut parsed = parse_authn_request_xml(&signed)?;
+            parsed.signature_verified = true;
+            parsed
+        }
+    };
     parsed.relay_state = relay_state.map(str::to_owned);
     Ok(parsed)
+}
+
+/// True when a base64 POST `SAMLRequest` carries any XML signature; lets
+/// the IdP verify signatures from SPs that sign without requiring it.
+pub fn post_request_is_signed(saml_request: &str, max_bytes: usize) -> Result<bool> {
+    let xml = binding::base64_to_string(saml_request, max_bytes)?;
+    xml_guard::refuse_doctype(&xml)?;
+    Ok(!xml_guard::scan(&xml)?.signatures.is_empty())
+}
+
+/// Exactly one signature, on the root, referencing the root; checked for
+/// shape and algorithms before xmlsec, and the verified subtree must be
+/// that same root.
+fn verify_enveloped_request(xml: &str, certs: &[Vec<u8>]) -> Result<String> {
+    use crate::error::SignatureFailure;
+    xml_guard::refuse_doctype(xml)?;
+    let scan = xml_guard::scan(xml)?;
+    let [signature] = scan.signatures.as_slice() else {
+        return Err(Error::Signature(if scan.signatures.is_empty() {
+            SignatureFailure::Missing
+        } else {
+            SignatureFailure::Wrapping("more than one signature on an AuthnRequest")
+        }));
+    };
+    let root_id = scan
+        .root_id
+        .as_deref()
+        .ok_or_else(|| Error::xml("AuthnRequest without ID"))?;
+    if signature.parent_depth != 0
+        || signature.parent_id.as_deref() != Some(root_id)
+        || signature.reference_uris != [format!("#{root_id}")]
+    {
+        return Err(Error::Signature(SignatureFailure::Wrapping(
+            "signature does not cover the AuthnRequest",
+        )));
+    }
+    xml_guard::check_algorithms(&scan)?;
+    if certs.is_empty() {
+        return Err(Error::key("no SP signing certificate to verify with"));
+    }
+    let certs: Vec<CertificateDer> = certs.iter().cloned().map(CertificateDer::from).collect();
+    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        Some(crate::sp::SAMAEL_ALLOWED),
+    )
+    .map_err(|e| {
+        tracing::debug!(reason = %e, "xmlsec AuthnRequest verification failed");
+        Error::Signature(SignatureFailure::Invalid)
+    })?;
+    let reduced_scan = xml_guard::scan(&reduced)?;
+    if reduced_scan.root_name != "AuthnRequest" || reduced_scan.root_id.as_deref() != Some(root_id)
+    {
+        return Err(Error::Signature(SignatureFailure::Wrapping(
+            "verified subtree is not the AuthnRequest",
+        )));
+    }
+    Ok(reduced)
 }

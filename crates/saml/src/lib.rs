@@ -14,6 +14,7 @@ pub mod error;
 pub mod idp;
 pub mod keys;
 mod metadata;
+pub mod peer;
 pub mod replay;
 pub mod sp;
 mod xml_guard;
@@ -22,9 +23,11 @@ pub use binding::SIG_ALG_RSA_SHA256;
 pub use error::{ConditionFailure, Error, Result, SignatureFailure};
 pub use idp::{
     build_response, idp_metadata_xml, parse_authn_request_post, parse_authn_request_redirect,
-    AuthnContextClass, IdpConfig, IssuedResponse, NameIdFormat, ParsedAuthnRequest, ResponseParams,
+    post_request_is_signed, AuthnContextClass, IdpConfig, IssuedResponse, NameIdFormat,
+    ParsedAuthnRequest, ResponseParams,
 };
 pub use keys::{cert_der_from_pem, SigningKey};
+pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};
 pub use replay::ReplayCache;
 pub use sp::{
     build_redirect_authn_request, sp_metadata_xml, verify_response, AuthnRequestParams,

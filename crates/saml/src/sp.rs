@@ -23,7 +23,7 @@ const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const CM_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 
 /// Passed to samael so its own check agrees with our allowlist.
-const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] = &[
+pub(crate) const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] = &[
     AllowedSignatureAlgorithm::RsaSha256,
     AllowedSignatureAlgorithm::RsaSha384,
     AllowedSignatureAlgorithm::RsaSha512,

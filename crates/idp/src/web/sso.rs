@@ -64,8 +64,13 @@ pub struct ServiceProvider {
     pub entity_id: String,
     pub acs_url: String,
     pub name_id_format: NameIdFormat,
-    /// DER of the SP's request-signing certificate: requests must be signed.
-    pub signing_cert_der: Option<Vec<u8>>,
+    /// DER of the SP's request-signing certificates. A signed request is
+    /// verified against them whenever there are any.
+    pub signing_certs_der: Vec<Vec<u8>>,
+    /// Unsigned AuthnRequests from this SP are refused.
+    pub require_signed_requests: bool,
+    /// The SP's SingleLogoutService, when it has one.
+    pub slo_url: Option<String>,
     /// User fields to send: id, login, email, firstName, lastName,
     /// displayName, groups (multi-valued).
     pub attributes: Vec<String>,
@@ -368,10 +373,12 @@ impl Idp {
             Ok(sp) => sp,
             Err(page) => return *page,
         };
-        let parsed = match &sp.signing_cert_der {
-            Some(cert) => match saml::parse_authn_request_redirect(
+        let signed = form_urlencoded::parse(raw_query.as_bytes()).any(|(k, _)| k == "Signature");
+        let verify = sp.require_signed_requests || (signed && !sp.signing_certs_der.is_empty());
+        let parsed = match verify {
+            true => match saml::parse_authn_request_redirect(
                 raw_query,
-                Some(std::slice::from_ref(cert)),
+                Some(&sp.signing_certs_der),
                 MAX_REQUEST_BYTES,
             ) {
                 Ok(parsed) => parsed,
@@ -388,7 +395,7 @@ impl Idp {
                     );
                 }
             },
-            None => unverified,
+            false => unverified,
         };
         if let Err(reason) = self.check_request(saml, sp, &parsed) {
             self.sso_failure(sp, None, false, reason, &origin);
@@ -407,9 +414,8 @@ impl Idp {
         self.sso_flow(request, caller, saml, sp, ask)
     }
 
-    /// `POST /sso/saml` (HTTP-POST binding). An SP with a signing certificate
-    /// must use the Redirect binding: enveloped request signatures are not
-    /// verified yet, so its unsigned-looking POST requests are refused.
+    /// `POST /sso/saml` (HTTP-POST binding); an enveloped request signature
+    /// is verified like the Redirect binding's query signature.
     pub(crate) fn sso_post(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
         let Some(saml) = &self.saml else {
             return not_found();
@@ -426,20 +432,44 @@ impl Idp {
         let Some(encoded) = field("SAMLRequest") else {
             return bad_request("The sign-in request is missing.");
         };
-        let parsed =
-            match saml::parse_authn_request_post(encoded, field("RelayState"), MAX_REQUEST_BYTES) {
-                Ok(parsed) => parsed,
-                Err(e) => return unreadable(&e, "post"),
-            };
-        let sp = match saml.registered_sp(parsed.issuer.as_deref()) {
+        let unverified = match saml::parse_authn_request_post(
+            encoded,
+            field("RelayState"),
+            None,
+            MAX_REQUEST_BYTES,
+        ) {
+            Ok(parsed) => parsed,
+            Err(e) => return unreadable(&e, "post"),
+        };
+        let sp = match saml.registered_sp(unverified.issuer.as_deref()) {
             Ok(sp) => sp,
             Err(page) => return *page,
         };
-        if sp.signing_cert_der.is_some() {
-            let reason = "signed AuthnRequests must use the HTTP-Redirect binding";
-            self.sso_failure(sp, None, false, reason, &origin);
-            return bad_request("This application must send signed sign-in requests by redirect.");
-        }
+        let signed = saml::post_request_is_signed(encoded, MAX_REQUEST_BYTES).unwrap_or(false);
+        let parsed = if sp.require_signed_requests || (signed && !sp.signing_certs_der.is_empty()) {
+            match saml::parse_authn_request_post(
+                encoded,
+                field("RelayState"),
+                Some(&sp.signing_certs_der),
+                MAX_REQUEST_BYTES,
+            ) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.sso_failure(
+                        sp,
+                        None,
+                        false,
+                        &format!("AuthnRequest signature: {e}"),
+                        &origin,
+                    );
+                    return bad_request(
+                        "The application's sign-in request is not correctly signed.",
+                    );
+                }
+            }
+        } else {
+            unverified
+        };
         if let Err(reason) = self.check_request(saml, sp, &parsed) {
             self.sso_failure(sp, None, false, reason, &origin);
             return bad_request(reason);

@@ -171,7 +171,7 @@ const POST_REQ: &str = r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SA
 #[test]
 fn post_authn_request_parses() {
     let b64 = base64::engine::general_purpose::STANDARD.encode(POST_REQ);
-    let p = parse_authn_request_post(&b64, Some("rs"), LIMIT).expect("parsed");
+    let p = parse_authn_request_post(&b64, Some("rs"), None, LIMIT).expect("parsed");
     assert_eq!(p.id, "_post1");
     assert_eq!(p.issuer.as_deref(), Some("https://sp.example.test"));
     assert_eq!(p.acs_url.as_deref(), Some("https://sp.example.test/acs"));
@@ -189,17 +189,17 @@ fn post_authn_request_with_doctype_or_oversize_is_rejected() {
     let evil = format!("<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{POST_REQ}");
     let b64 = base64::engine::general_purpose::STANDARD.encode(evil);
     assert!(matches!(
-        parse_authn_request_post(&b64, None, LIMIT),
+        parse_authn_request_post(&b64, None, None, LIMIT),
         Err(Error::Xml(_))
     ));
     let b64 = base64::engine::general_purpose::STANDARD.encode(POST_REQ);
     assert!(matches!(
-        parse_authn_request_post(&b64, None, 100),
+        parse_authn_request_post(&b64, None, None, 100),
         Err(Error::Size { .. })
     ));
     let not_req = base64::engine::general_purpose::STANDARD.encode("<foo/>");
     assert!(matches!(
-        parse_authn_request_post(&not_req, None, LIMIT),
+        parse_authn_request_post(&not_req, None, None, LIMIT),
         Err(Error::Xml(_))
     ));
 }
@@ -298,5 +298,72 @@ fn keys_load_from_pem_and_refuse_mismatch() {
             &b.cert_pem().expect("cert pem")
         ),
         Err(Error::Key(_))
+    ));
+}
+
+/// POST_REQ with an enveloped signature by `key`, made by samael/xmlsec as
+/// an SP library would.
+fn signed_post_request(key: &SigningKey) -> String {
+    let mut request: samael::schema::AuthnRequest = POST_REQ.parse().expect("template");
+    let cert = samael::crypto::CertificateDer::from(key.cert_der().expect("der"));
+    let mut signature = samael::signature::Signature::template("_post1", &cert);
+    // samael's template digests with SHA-1, which the IdP refuses.
+    for reference in &mut signature.signed_info.reference {
+        reference.digest_method.algorithm = samael::signature::DigestAlgorithm::Sha256;
+    }
+    request.signature = Some(signature);
+    let der = key.private_key().private_key_to_der().expect("key der");
+    let xml = request.to_signed_xml(&der).expect("signed");
+    base64::engine::general_purpose::STANDARD.encode(xml)
+}
+
+#[test]
+fn signed_post_authn_request_is_verified_with_the_sp_certificate() {
+    let key = sp_key();
+    let b64 = signed_post_request(key);
+    assert!(post_request_is_signed(&b64, LIMIT).expect("scan"));
+    let certs = [key.cert_der().expect("der")];
+    let parsed =
+        parse_authn_request_post(&b64, None, Some(&certs), LIMIT).expect("verified request");
+    assert!(parsed.signature_verified);
+    assert_eq!(parsed.id, "_post1");
+    assert_eq!(
+        parsed.acs_url.as_deref(),
+        Some("https://sp.example.test/acs")
+    );
+}
+
+#[test]
+fn post_authn_request_signature_failures_are_refused() {
+    let key = sp_key();
+    let certs = [key.cert_der().expect("der")];
+    // Unsigned, while the SP must sign.
+    let unsigned = base64::engine::general_purpose::STANDARD.encode(POST_REQ);
+    assert!(!post_request_is_signed(&unsigned, LIMIT).expect("scan"));
+    assert!(matches!(
+        parse_authn_request_post(&unsigned, None, Some(&certs), LIMIT),
+        Err(Error::Signature(SignatureFailure::Missing))
+    ));
+    // Signed by a key the SP's metadata does not name.
+    let foreign = SigningKey::generate_self_signed("foreign", 1).expect("key");
+    assert!(matches!(
+        parse_authn_request_post(&signed_post_request(&foreign), None, Some(&certs), LIMIT),
+        Err(Error::Signature(SignatureFailure::Invalid))
+    ));
+    // Tampered after signing: the ACS URL is what an attacker would change.
+    let xml = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(signed_post_request(key))
+            .expect("b64"),
+    )
+    .expect("utf8")
+    .replace(
+        "https://sp.example.test/acs",
+        "https://evil.example.test/acs",
+    );
+    let tampered = base64::engine::general_purpose::STANDARD.encode(xml);
+    assert!(matches!(
+        parse_authn_request_post(&tampered, None, Some(&certs), LIMIT),
+        Err(Error::Signature(SignatureFailure::Invalid))
     ));
 }

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""A pysaml2 identity provider driven by tests/e2e/interop.rs.
+
+Each sub-command is a one-shot process (no server): the test's browser
+carries messages between the gateway and this IdP.
+
+  metadata --config CONFIG
+      Prints the IdP's metadata XML (what the gateway's
+      `idp = { metadata_file = ... }` reads).
+
+  respond --config CONFIG --query QUERY
+      QUERY is the raw query string of the HTTP-Redirect request the
+      gateway sent the browser to. pysaml2 parses the AuthnRequest,
+      verifies its query signature against the SP metadata, and answers
+      with a signed assertion for the configured user. Prints
+      {"acs_url", "saml_response", "relay_state", "request_id", "sp"}.
+
+  unsolicited --config CONFIG --sp ENTITY_ID
+      An IdP-initiated response (no AuthnRequest) to the SP's ACS.
+
+CONFIG is a JSON file: {"entity_id", "sso_url", "key_file", "cert_file",
+"sp_metadata": [files], "user": {"name_id", "attributes": {name: [values]}}}.
+Any pysaml2 error exits non-zero with the message on stderr.
+"""
+
+import argparse
+import base64
+import json
+import shutil
+import sys
+import urllib.parse
+
+
+def server(cfg):
+    from saml2 import BINDING_HTTP_REDIRECT
+    from saml2.config import IdPConfig
+    from saml2.saml import NAME_FORMAT_BASIC
+    from saml2.server import Server
+
+    xmlsec = shutil.which("xmlsec1")
+    if xmlsec is None:
+        sys.exit("pysaml2_idp: the xmlsec1 binary is not on PATH (apt-get install xmlsec1)")
+    conf = IdPConfig()
+    conf.load(
+        {
+            "entityid": cfg["entity_id"],
+            "key_file": cfg["key_file"],
+            "cert_file": cfg["cert_file"],
+            "xmlsec_binary": xmlsec,
+            "metadata": {"local": cfg.get("sp_metadata", [])},
+            "service": {
+                "idp": {
+                    "endpoints": {
+                        "single_sign_on_service": [
+                            (cfg["sso_url"], BINDING_HTTP_REDIRECT)
+                        ],
+                    },
+                    "want_authn_requests_signed": True,
+                    "policy": {
+                        "default": {
+                            "lifetime": {"minutes": 5},
+                            "attribute_restrictions": None,
+                            "name_form": NAME_FORMAT_BASIC,
+                            "sign_assertion": True,
+                            "sign_response": False,
+                        }
+                    },
+                }
+            },
+        }
+    )
+    return Server(config=conf)
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def metadata(args):
+    from saml2.metadata import create_metadata_string
+
+    xml = create_metadata_string(None, config=server(load(args.config)).config, valid=None)
+    sys.stdout.write(xml.decode() if isinstance(xml, bytes) else xml)
+
+
+def signed_response(idp, cfg, sp_entity_id, acs_url, in_response_to):
+    from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
+    from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+    user = cfg["user"]
+    name_id = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=user["name_id"])
+    response = idp.create_authn_response(
+        identity=user["attributes"],
+        in_response_to=in_response_to,
+        destination=acs_url,
+        sp_entity_id=sp_entity_id,
+        name_id=name_id,
+        authn={
+            "class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+        },
+        sign_assertion=True,
+        sign_response=False,
+        sign_alg=SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA256,
+    )
+    return base64.b64encode(str(response).encode()).decode()
+
+
+def respond(args):
+    from saml2 import BINDING_HTTP_REDIRECT
+
+    cfg = load(args.config)
+    idp = server(cfg)
+    query = dict(urllib.parse.parse_qsl(args.query, keep_blank_values=True))
+    try:
+        # With want_authn_requests_signed, pysaml2 requires and verifies
+        # the query signature against the SP's metadata certificate.
+        request = idp.parse_authn_request(
+            query["SAMLRequest"],
+            BINDING_HTTP_REDIRECT,
+            relay_state=query.get("RelayState"),
+            sigalg=query.get("SigAlg"),
+            signature=query.get("Signature"),
+        )
+        sp = request.message.issuer.text
+        _binding, acs_url = idp.pick_binding(
+            "assertion_consumer_service", entity_id=sp, request=request.message
+        )
+        saml_response = signed_response(idp, cfg, sp, acs_url, request.message.id)
+    except Exception as e:  # any rejection is the answer under test
+        print(f"pysaml2 IdP refused the request: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
+    json.dump(
+        {
+            "acs_url": acs_url,
+            "saml_response": saml_response,
+            "relay_state": query.get("RelayState"),
+            "request_id": request.message.id,
+            "sp": sp,
+        },
+        sys.stdout,
+    )
+
+
+def unsolicited(args):
+    cfg = load(args.config)
+    idp = server(cfg)
+    try:
+        acs_url = idp.metadata.assertion_consumer_service(args.sp)[0]["location"]
+        saml_response = signed_response(idp, cfg, args.sp, acs_url, None)
+    except Exception as e:
+        print(f"pysaml2 IdP failed: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
+    json.dump({"acs_url": acs_url, "saml_response": saml_response}, sys.stdout)
+
+
+def main():
+    try:
+        import saml2  # noqa: F401
+    except ImportError:
+        sys.exit(f"pysaml2_idp: pysaml2 is not installed for {sys.executable} (run `make test-deps`)")
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    meta = sub.add_parser("metadata")
+    meta.add_argument("--config", required=True)
+    meta.set_defaults(run=metadata)
+    res = sub.add_parser("respond")
+    res.add_argument("--config", required=True)
+    res.add_argument("--query", required=True)
+    res.set_defaults(run=respond)
+    uns = sub.add_parser("unsolicited")
+    uns.add_argument("--config", required=True)
+    uns.add_argument("--sp", required=True)
+    uns.set_defaults(run=unsolicited)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
