@@ -31,6 +31,11 @@ pub(crate) struct Fixture {
 /// (with `/public`, `/admin` for admins and `/closed` rules) and `c.test`.
 /// Also used by the real-browser test (`browser.rs`).
 pub(crate) fn start() -> Fixture {
+    start_with("")
+}
+
+/// [`start`] with extra `[server]` keys.
+fn start_with(server_extra: &str) -> Fixture {
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
         let path = keys.path().join(name);
@@ -74,7 +79,7 @@ policy = \"deny\"
         c = saml_app("c", C),
     );
     Fixture {
-        gw: Gateway::start("", &config),
+        gw: Gateway::start(server_extra, &config),
         _keys: keys,
     }
 }
@@ -331,4 +336,38 @@ async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_red
         assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
         assert_eq!(landed.location(), "/", "{evil}");
     }
+}
+
+#[tokio::test]
+async fn acs_posts_are_rate_limited_per_client() {
+    let f = start_with("acs_per_minute = 3\n");
+    let b = f.gw.browser();
+    for _ in 0..3 {
+        let junk = b
+            .post_form(B_ACS, &[("SAMLResponse", "bm90IHNhbWw=")])
+            .await;
+        assert_eq!(junk.status, StatusCode::BAD_REQUEST, "{}", junk.text());
+    }
+    // The limit spans apps: the fourth post, to c, is refused unexamined.
+    let limited = b
+        .post_form(C_ACS, &[("SAMLResponse", "bm90IHNhbWw=")])
+        .await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.text()
+    );
+    let retry: u64 = limited.headers[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(limited.text().contains("Too many sign-in attempts"));
+    assert!(
+        f.gw.wait_for_log("ACS rate limit reached", Duration::from_secs(5))
+            .is_some(),
+        "the refusal is logged"
+    );
 }

@@ -449,7 +449,7 @@ async fn post_binding_is_parked_across_sign_in() {
     let again = b.get(&format!("{IDP}{from}")).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
 
-    // An SP that signs its requests may not use the POST binding.
+    // An SP configured to sign cannot send an unsigned POST request.
     let signed_sp = xml_for(SP_ENTITY, SP_ACS);
     let refused = b
         .post_form(&format!("{IDP}/sso/saml"), &[("SAMLRequest", &signed_sp)])
@@ -460,6 +460,57 @@ async fn post_binding_is_parked_across_sign_in() {
         "{}",
         refused.text()
     );
+}
+
+#[tokio::test]
+async fn is_passive_without_a_session_answers_no_passive_at_the_acs() {
+    let f = start();
+    let b = f.gw.browser();
+    let xml = format!(
+        "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_passive1\" Version=\"2.0\" IssueInstant=\"{}\" IsPassive=\"true\" AssertionConsumerServiceURL=\"{OPEN_ACS}\"><saml:Issuer>{OPEN_ENTITY}</saml:Issuer></samlp:AuthnRequest>",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(xml);
+    let reply = b
+        .post_form(
+            &format!("{IDP}/sso/saml"),
+            &[("SAMLRequest", &encoded), ("RelayState", "passive-rs")],
+        )
+        .await;
+    // No sign-in page: straight back to the SP with a signed status.
+    let response = saml_response(&reply, OPEN_ACS);
+    assert_eq!(
+        input_value(&reply.text(), "RelayState").as_deref(),
+        Some("passive-rs")
+    );
+    let expect = Expectations::new(
+        OPEN_ENTITY,
+        OPEN_ACS,
+        IDP_ENTITY,
+        vec![f.idp_cert_der.clone()],
+        Some("_passive1".into()),
+    );
+    match verify_response(
+        &response,
+        &expect,
+        &ReplayCache::new(10),
+        chrono::Utc::now(),
+    ) {
+        Err(portcullis_saml::Error::Status { code }) => assert!(
+            code.ends_with("status:Responder / urn:oasis:names:tc:SAML:2.0:status:NoPassive"),
+            "{code}"
+        ),
+        other => panic!("expected a NoPassive status, got {other:?}"),
+    }
+    let xml = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(&response)
+            .expect("base64"),
+    )
+    .expect("utf8");
+    assert!(xml.contains("InResponseTo=\"_passive1\""), "{xml}");
+    assert!(xml.contains("<ds:SignatureValue>"), "signed: {xml}");
+    assert!(!xml.contains("Assertion"), "no assertion: {xml}");
 }
 
 fn xml_for(entity: &str, acs: &str) -> String {

@@ -117,7 +117,14 @@ pub struct Server {
     /// Worker threads, each a single-threaded event loop with its own
     /// upstream pools (thread-per-core, like nginx's worker processes).
     pub workers: usize,
+    /// SAML ACS posts accepted per client IP per minute (all apps together).
+    pub acs_per_minute: u32,
 }
+
+/// Default `[server] acs_per_minute`: far above what one browser needs, low
+/// enough that one client cannot monopolise signature checks. An office
+/// behind one NAT address shares it; raise it there.
+pub const DEFAULT_ACS_PER_MINUTE: u32 = 600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

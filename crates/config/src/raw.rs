@@ -20,6 +20,7 @@ pub struct RawServer {
     pub shutdown_timeout: Option<String>,
     pub max_header_bytes: Option<u64>,
     pub workers: Option<u64>,
+    pub acs_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -247,6 +247,17 @@ impl<'a, 'i> Validator<'a, 'i> {
                 1
             }
         };
+        let acs_per_minute = match raw.acs_per_minute {
+            None => DEFAULT_ACS_PER_MINUTE,
+            Some(n @ 1..=1_000_000) => u32::try_from(n).unwrap_or(DEFAULT_ACS_PER_MINUTE),
+            Some(_) => {
+                self.problem(
+                    &[s, Step::Key("acs_per_minute")],
+                    "must be between 1 and 1000000",
+                );
+                DEFAULT_ACS_PER_MINUTE
+            }
+        };
         let https_redirect_port = raw
             .https_redirect_port
             .or_else(|| https.first().map(|a| a.port()))
@@ -259,6 +270,7 @@ impl<'a, 'i> Validator<'a, 'i> {
             timeouts,
             max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
             workers,
+            acs_per_minute,
         })
     }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::sync::Arc;
 
-use portcullis_proxy::{Gateway, LocalApps};
+use portcullis_proxy::{ClientLimit, Gateway, LocalApps};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::logging;
@@ -41,6 +41,7 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     let idp = crate::idp_service::start(&config)?;
     let mut locals = LocalApps {
         sps: crate::gateway_sp::build(&config)?,
+        acs_limit: Arc::new(ClientLimit::per_minute(config.server.acs_per_minute)),
         ..LocalApps::default()
     };
     if let Some(idp) = &idp {

@@ -20,6 +20,7 @@ mod echo;
 mod error;
 mod forward;
 mod gateway;
+mod limit;
 mod local;
 mod metrics;
 mod pipeline;
@@ -36,6 +37,7 @@ mod upstream;
 
 pub use error::Error;
 pub use gateway::{Drained, Gateway, ListenAddrs};
+pub use limit::ClientLimit;
 pub use local::{LocalApp, LocalApps, LocalFuture, LocalMeta, LOCAL_BODY_LIMIT};
 pub use session::{Session, SessionStore};
 pub use sso::{AcsError, AuthnRedirect, Identity, SamlSp};

@@ -40,4 +40,6 @@ pub struct LocalApps {
     pub sps: HashMap<String, Arc<dyn crate::sso::SamlSp>>,
     /// Gateway sessions of every app: shared by all workers, kept across reloads.
     pub sessions: Arc<crate::session::SessionStore>,
+    /// ACS posts per client IP, shared by all workers and apps.
+    pub acs_limit: Arc<crate::limit::ClientLimit>,
 }

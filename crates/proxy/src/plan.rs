@@ -98,6 +98,7 @@ impl Plan {
                     &app.public.path_prefix,
                     sp,
                     locals.sessions.clone(),
+                    locals.acs_limit.clone(),
                 ));
             }
             apps.push(plan);

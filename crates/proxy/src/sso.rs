@@ -26,6 +26,7 @@ use hyper::body::Incoming;
 use portcullis_config::{AccessPolicy, AccessRule, AppAuth};
 
 use crate::body::ProxyBody;
+use crate::limit::ClientLimit;
 use crate::respond;
 use crate::session::{NewSession, SessionStore};
 
@@ -86,6 +87,8 @@ pub struct AuthPlan {
     /// Sorted longest path first.
     pub access: Vec<AccessRule>,
     pub allow_idp_initiated: bool,
+    /// Shared by every app and worker.
+    pub acs_limit: Arc<ClientLimit>,
 }
 
 impl AuthPlan {
@@ -95,6 +98,7 @@ impl AuthPlan {
         prefix: &str,
         sp: Arc<dyn SamlSp>,
         sessions: Arc<SessionStore>,
+        acs_limit: Arc<ClientLimit>,
     ) -> AuthPlan {
         let mut access = auth.access.clone();
         access.sort_by_key(|rule| std::cmp::Reverse(rule.path.len()));
@@ -113,6 +117,7 @@ impl AuthPlan {
             max: auth.session_max,
             access,
             allow_idp_initiated: auth.allow_idp_initiated,
+            acs_limit,
         }
     }
 
@@ -287,6 +292,25 @@ async fn acs(
     caller: &Caller<'_>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    if let Err(retry_after) = auth.acs_limit.check(caller.client_ip) {
+        tracing::warn!(
+            request.id = caller.request_id,
+            app = &*auth.app,
+            client.ip = %caller.client_ip,
+            "ACS rate limit reached; SAML response not examined"
+        );
+        let mut response = error(
+            caller,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many sign-in attempts",
+            "Too many sign-in responses came from your address. Wait a moment, then open the application again.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return response;
+    }
     let request_id = cookie(request.headers(), &auth.request_cookie).map(str::to_string);
     let body = match Limited::new(request.into_body(), ACS_BODY_LIMIT)
         .collect()

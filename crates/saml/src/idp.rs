@@ -313,6 +313,89 @@ pub fn build_response(
     })
 }
 
+/// Top-level status codes (SAML core §3.2.2.2) an IdP answers with when
+/// it issues no assertion.
+pub const STATUS_RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
+pub const STATUS_REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester";
+/// Second-level: IsPassive was asked but the user would have to interact.
+pub const STATUS_NO_PASSIVE: &str = "urn:oasis:names:tc:SAML:2.0:status:NoPassive";
+/// Second-level: the IdP refuses to answer (policy).
+pub const STATUS_REQUEST_DENIED: &str = "urn:oasis:names:tc:SAML:2.0:status:RequestDenied";
+
+/// A signed Response without an assertion: an error status for the SP.
+#[derive(Debug, Clone)]
+pub struct StatusResponse {
+    pub xml: String,
+    pub response_id: String,
+}
+
+impl StatusResponse {
+    /// Base64 form for the HTTP-POST binding's `SAMLResponse` field.
+    pub fn post_form_value(&self) -> String {
+        binding::base64_encode(self.xml.as_bytes())
+    }
+}
+
+/// What a non-Success Response says.
+#[derive(Debug, Clone)]
+pub struct StatusParams<'a> {
+    pub acs_url: &'a str,
+    pub in_response_to: Option<&'a str>,
+    /// [`STATUS_RESPONDER`] or [`STATUS_REQUESTER`].
+    pub top_level: &'a str,
+    /// e.g. [`STATUS_NO_PASSIVE`].
+    pub second_level: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// Build a signed Response that carries only a status (no assertion), so
+/// the SP learns why instead of waiting on an IdP page.
+pub fn build_status_response(
+    cfg: &IdpConfig,
+    key: &SigningKey,
+    p: &StatusParams<'_>,
+) -> Result<StatusResponse> {
+    let cert = CertificateDer::from(key.cert_der()?);
+    let response_id = samael::crypto::gen_saml_response_id();
+    let response = Response {
+        id: response_id.clone(),
+        in_response_to: p.in_response_to.map(str::to_owned),
+        version: "2.0".to_owned(),
+        issue_instant: p.now,
+        destination: Some(p.acs_url.to_owned()),
+        consent: None,
+        issuer: Some(issuer(&cfg.entity_id)),
+        signature: Some(signature_template(&response_id, &cert)),
+        status: Some(Status {
+            status_code: StatusCode {
+                value: Some(p.top_level.to_owned()),
+            },
+            status_message: None,
+            status_detail: None,
+        }),
+        encrypted_assertion: None,
+        assertion: None,
+    };
+    let mut xml = response.to_string().map_err(Error::build)?;
+    // samael's StatusCode cannot nest; the second-level code is spliced
+    // into the serialized form before signing.
+    if let Some(second) = p.second_level {
+        let flat = format!("<saml2p:StatusCode Value=\"{}\"/>", p.top_level);
+        let nested = format!(
+            "<saml2p:StatusCode Value=\"{}\"><saml2p:StatusCode Value=\"{}\"/></saml2p:StatusCode>",
+            p.top_level,
+            esc(second)
+        );
+        if !xml.contains(&flat) {
+            return Err(Error::build("unexpected StatusCode serialization"));
+        }
+        xml = xml.replacen(&flat, &nested, 1);
+    }
+    let xml = Crypto::sign_xml(&xml, &key.rsa_key_der()?)
+        .map_err(|e| Error::build(format!("signing status response: {e}")))?;
+    Ok(StatusResponse { xml, response_id })
+}
+
 /// What the IdP needs from an AuthnRequest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedAuthnRequest {

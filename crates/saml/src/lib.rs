@@ -22,9 +22,10 @@ mod xml_guard;
 pub use binding::SIG_ALG_RSA_SHA256;
 pub use error::{ConditionFailure, Error, Result, SignatureFailure};
 pub use idp::{
-    build_response, idp_metadata_xml, parse_authn_request_post, parse_authn_request_redirect,
-    post_request_is_signed, AuthnContextClass, IdpConfig, IssuedResponse, NameIdFormat,
-    ParsedAuthnRequest, ResponseParams,
+    build_response, build_status_response, idp_metadata_xml, parse_authn_request_post,
+    parse_authn_request_redirect, post_request_is_signed, AuthnContextClass, IdpConfig,
+    IssuedResponse, NameIdFormat, ParsedAuthnRequest, ResponseParams, StatusParams, StatusResponse,
+    STATUS_NO_PASSIVE, STATUS_REQUESTER, STATUS_REQUEST_DENIED, STATUS_RESPONDER,
 };
 pub use keys::{cert_der_from_pem, SigningKey};
 pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};

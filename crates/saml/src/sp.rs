@@ -286,7 +286,7 @@ fn verify_inner(
     let envelope: Response = xml
         .parse()
         .map_err(|e| Error::xml(format!("Response: {e}")))?;
-    check_status(&envelope)?;
+    check_status(&envelope).map_err(|e| with_second_level_status(e, &xml))?;
     if scan.assertion_count == 0 || !scan.assertion_at_top {
         return Err(Error::xml("Response has no top-level Assertion"));
     }
@@ -495,6 +495,44 @@ fn check_status(resp: &Response) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// samael drops a nested StatusCode; the second-level code (NoPassive,
+/// RequestDenied, AuthnFailed…) is what tells an operator why, so it is
+/// read from the document and appended.
+fn with_second_level_status(error: Error, xml: &str) -> Error {
+    let Error::Status { code } = error else {
+        return error;
+    };
+    let mut reader = quick_xml::NsReader::from_str(xml);
+    let mut depth_codes = 0usize;
+    let mut second = None;
+    loop {
+        match reader.read_resolved_event() {
+            Ok((ns, quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)))
+                if matches!(ns, quick_xml::name::ResolveResult::Bound(n) if n.as_ref() == xml_guard::NS_PROTOCOL.as_bytes())
+                    && e.local_name().as_ref() == b"StatusCode" =>
+            {
+                depth_codes += 1;
+                if depth_codes == 2 {
+                    second = e.try_get_attribute("Value").ok().flatten().and_then(|a| {
+                        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .ok()
+                            .map(|v| v.into_owned())
+                    });
+                    break;
+                }
+            }
+            Ok((_, quick_xml::events::Event::Eof)) | Err(_) => break,
+            _ => {}
+        }
+    }
+    match second {
+        Some(second) => Error::Status {
+            code: format!("{code} / {second}"),
+        },
+        None => Error::Status { code },
+    }
 }
 
 fn check_window(

@@ -16,8 +16,8 @@
 //!   `/login` with a server-side nonce (`pc_reauth`) in the return URL; the
 //!   password counts as entered "for this request" only when the session's
 //!   `lastPasswordVerification` is newer than the nonce.
-//! * IsPassive cannot be honoured with a `NoPassive` Response (the SAML
-//!   crate only builds Success responses), so it gets a 400 page instead.
+//! * IsPassive that would need a sign-in page is answered at the SP's ACS
+//!   with a signed `Responder/NoPassive` Response.
 //! * MFA step-up for an already-ACTIVE session is not offered: the user gets
 //!   a 403 page asking them to sign in again with their second factor.
 
@@ -554,10 +554,14 @@ impl Idp {
         respond::redirect(&format!("{}?{query}", self.path("/login")))
     }
 
+    /// IsPassive could not be honoured: the SP gets a signed Response with
+    /// `Responder/NoPassive` at its ACS (SAML core §3.4.1), never a page.
     fn no_passive(
         &self,
+        saml: &Saml,
         sp: &ServiceProvider,
         user: Option<&User>,
+        ask: &Ask,
         origin: &Origin<'_>,
     ) -> Response<Bytes> {
         self.sso_failure(
@@ -567,7 +571,28 @@ impl Idp {
             "NoPassive: sign-in needed but IsPassive was requested",
             origin,
         );
-        bad_request("The application asked for sign-in without any interaction, but you need to sign in first. Go back to the application and sign in.")
+        let params = saml::StatusParams {
+            acs_url: &sp.acs_url,
+            in_response_to: ask.in_response_to.as_deref(),
+            top_level: saml::STATUS_RESPONDER,
+            second_level: Some(saml::STATUS_NO_PASSIVE),
+            now: chrono::Utc::now(),
+        };
+        match saml::build_status_response(&saml.config, &saml.settings.signing_key, &params) {
+            Ok(status) => post_form(
+                &sp.acs_url,
+                &status.post_form_value(),
+                ask.relay_state.as_deref(),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, sp = %sp.name, "building the NoPassive response failed");
+                respond::message_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Sign-in failed",
+                    "The identity provider could not complete the sign-in. Please try again later.",
+                )
+            }
+        }
     }
 
     /// Session, app policy, then the Response.
@@ -586,7 +611,7 @@ impl Idp {
             .filter(|(_, record)| record.status == SessionStatus::Active);
         let Some((_, record)) = session else {
             if ask.is_passive {
-                return self.no_passive(sp, None, &origin);
+                return self.no_passive(saml, sp, None, &ask, &origin);
             }
             return self.to_login(&ask.return_to);
         };
@@ -616,7 +641,7 @@ impl Idp {
             }
             AppDecision::Reauthenticate => {
                 if ask.is_passive {
-                    return self.no_passive(sp, Some(user), &origin);
+                    return self.no_passive(saml, sp, Some(user), &ask, &origin);
                 }
                 let nonce = random_id();
                 let mut reauth = lock(&saml.reauth);

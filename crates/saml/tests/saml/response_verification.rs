@@ -563,3 +563,26 @@ fn rejects_disallowed_transform() {
         Err(Error::Signature(SignatureFailure::WeakAlgorithm(_)))
     ));
 }
+
+#[test]
+fn signed_no_passive_status_is_reported_with_its_second_level_code() {
+    let status = build_status_response(
+        &idp_cfg(),
+        idp_key(),
+        &StatusParams {
+            acs_url: ACS,
+            in_response_to: Some(REQ_ID),
+            top_level: STATUS_RESPONDER,
+            second_level: Some(STATUS_NO_PASSIVE),
+            now: Utc::now(),
+        },
+    )
+    .expect("status response");
+    assert!(status.xml.contains("Signature"), "{}", status.xml);
+    match verify_xml(&status.xml, &expect()) {
+        Err(Error::Status { code }) => {
+            assert_eq!(code, format!("{STATUS_RESPONDER} / {STATUS_NO_PASSIVE}"));
+        }
+        other => panic!("expected a Status error, got {other:?}"),
+    }
+}
