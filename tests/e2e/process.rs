@@ -37,10 +37,15 @@ pub fn app(name: &str, public_url: &str, upstream: &str) -> String {
 
 impl Gateway {
     pub fn start(server_extra: &str, apps: &str) -> Gateway {
+        Gateway::start_with_text(|pki| config_text(pki, server_extra, apps))
+    }
+
+    /// Starts the gateway on the config `text` returns for a fresh PKI.
+    pub fn start_with_text(text: impl FnOnce(&Pki) -> String) -> Gateway {
         let pki = Pki::new();
         let dir = tempfile::tempdir().expect("dir");
         let config = dir.path().join("gateway.toml");
-        std::fs::write(&config, config_text(&pki, server_extra, apps)).expect("write config");
+        std::fs::write(&config, text(&pki)).expect("write config");
         let (child, logs) = spawn(&config);
         let mut gateway = Gateway {
             child,
@@ -80,7 +85,17 @@ impl Gateway {
     fn await_listening(&mut self) {
         let line = self
             .wait_for_log("gateway listening", Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("gateway did not start; logs: {:?}", self.logs()));
+            .unwrap_or_else(|| {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = self.child.kill();
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                panic!(
+                    "gateway did not start; logs: {:?}; stderr: {stderr}",
+                    self.logs()
+                )
+            });
         let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
         let https = event["https"].as_str().expect("https field");
         self.https = https
