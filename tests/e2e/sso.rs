@@ -35,6 +35,9 @@ const OPEN_ACS: &str = "https://open.test/saml/acs";
 /// Its app policy allows only admins.
 const LOCKED_ENTITY: &str = "https://locked.test/saml/metadata";
 const LOCKED_ACS: &str = "https://locked.test/saml/acs";
+/// Its app policy requires a verified second factor (MFA step-up).
+const VAULT_ENTITY: &str = "https://vault.test/saml/metadata";
+const VAULT_ACS: &str = "https://vault.test/saml/acs";
 
 const ADMIN_TOKEN: &str = "e2e-sso-admin-token";
 const ALICE_TOTP: &str = "MFWGSY3FFVSGK3LPFV2G65DQFVVWK6JB";
@@ -60,14 +63,27 @@ fn start() -> Fixture {
     let idp_cert_path = write("idp.pem", &idp_key.cert_pem().expect("pem"));
     let sp_cert_path = write("sp.pem", &sp_key.cert_pem().expect("pem"));
     let policies = format!(
-        "{}\n[app_policy.locked]\ngroups_allowed = [\"admins\"]\n",
+        "{}\n[app_policy.locked]\ngroups_allowed = [\"admins\"]\n\n[app_policy.vault]\nmfa = \"required\"\n",
         std::fs::read_to_string(POLICIES).expect("demo policies")
     );
+    // The demo users plus dana: staff (so no MFA at sign-in on this
+    // machine) with an enrolled authenticator, for MFA step-up.
+    let demo_users = std::fs::read_to_string(USERS).expect("demo users");
+    let bob_hash = demo_users
+        .split("login = \"bob\"")
+        .nth(1)
+        .and_then(|rest| rest.split("password_hash = \"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("bob's hash");
+    let users = format!(
+        "{demo_users}\n[[user]]\nid = \"00u4dana\"\nlogin = \"dana\"\nemail = \"dana@example.com\"\nfirst_name = \"Dana\"\nlast_name = \"Dale\"\ngroups = [\"staff\"]\npassword_hash = \"{bob_hash}\"\ntotp_secret = \"{ALICE_TOTP}\"\nstatus = \"ACTIVE\"\n"
+    );
+    let users_path = write("users.toml", users.as_bytes());
     let policy_path = write("policies.toml", policies.as_bytes());
     let config = format!(
         "[idp]
 public_url = \"{IDP}/\"
-users_file = \"{USERS}\"
+users_file = \"{users_path}\"
 policy_file = \"{policy_path}\"
 system_log_file = \"system-log.jsonl\"
 signing_key = \"{idp_key_path}\"
@@ -94,6 +110,11 @@ name_id_format = \"unspecified\"
 name = \"locked\"
 entity_id = \"{LOCKED_ENTITY}\"
 acs_url = \"{LOCKED_ACS}\"
+
+[[idp.service_provider]]
+name = \"vault\"
+entity_id = \"{VAULT_ENTITY}\"
+acs_url = \"{VAULT_ACS}\"
 ",
         admin = hash_token(ADMIN_TOKEN),
     );
@@ -537,4 +558,93 @@ async fn app_policy_denial_is_403_and_logged() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["actor"]["alternateId"], "bob", "{}", events[0]);
     assert_eq!(events[0]["target"][0]["id"], LOCKED_ENTITY, "{}", events[0]);
+}
+
+#[tokio::test]
+async fn app_policy_steps_up_to_mfa_within_the_session() {
+    let f = start();
+    let b = f.gw.browser();
+    // dana signs in with a password only (staff on this machine).
+    let home = sign_in(&b, "dana", "bob-demo-pass", "/").await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER, "{}", home.text());
+    assert!(
+        !home.location().starts_with("/login/mfa"),
+        "{}",
+        home.location()
+    );
+
+    // The vault needs MFA: the same session is asked for a code.
+    let launch = b.get(&format!("{IDP}/app/vault/sso/saml")).await;
+    assert_eq!(launch.status, StatusCode::SEE_OTHER, "{}", launch.text());
+    let step_up = launch.location();
+    assert!(step_up.starts_with("/login/mfa?"), "{step_up}");
+    assert!(step_up.contains("stepup=1"), "{step_up}");
+    let from = form_urlencoded::parse(step_up.split_once('?').expect("query").1.as_bytes())
+        .find(|(k, _)| k == "fromURI")
+        .map(|(_, v)| v.into_owned())
+        .expect("fromURI");
+    assert_eq!(from, "/app/vault/sso/saml");
+    let form = b.get(&format!("{IDP}{step_up}")).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
+    let csrf = input_value(&form.text(), "csrf").expect("csrf");
+    assert_eq!(input_value(&form.text(), "stepup").as_deref(), Some("1"));
+
+    // A wrong code keeps the step-up form; the right one returns to the app.
+    let wrong = b
+        .post_form(
+            &format!("{IDP}/login/mfa"),
+            &[
+                ("csrf", &csrf),
+                ("fromURI", &from),
+                ("stepup", "1"),
+                ("code", "000000"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.text());
+    assert_eq!(input_value(&wrong.text(), "stepup").as_deref(), Some("1"));
+    let secret = TotpSecret::from_base32(ALICE_TOTP).expect("secret");
+    let code = totp_code_at(&secret, OffsetDateTime::now_utc()).expect("code");
+    let verified = b
+        .post_form(
+            &format!("{IDP}/login/mfa"),
+            &[
+                ("csrf", &csrf),
+                ("fromURI", &from),
+                ("stepup", "1"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(
+        verified.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        verified.text()
+    );
+    assert_eq!(verified.location(), from);
+    let issued = b.get(&format!("{IDP}{from}")).await;
+    let v = verify(
+        &f,
+        &saml_response(&issued, VAULT_ACS),
+        VAULT_ENTITY,
+        VAULT_ACS,
+        None,
+    );
+    assert_eq!(v.name_id, "dana@example.com");
+    assert_eq!(
+        v.authn_context_class.as_deref(),
+        Some(AuthnContextClass::MultiFactor.uri())
+    );
+
+    // bob has no authenticator: the vault refuses him with a page.
+    let bob = f.gw.browser();
+    sign_in_bob(&bob, "/").await;
+    let refused = bob.get(&format!("{IDP}/app/vault/sso/saml")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    assert!(
+        refused.text().contains("none is enrolled"),
+        "{}",
+        refused.text()
+    );
 }

@@ -19,6 +19,10 @@ use crate::session::{Amr, NewSession, SessionRecord, SessionSecret, SessionStatu
 /// Form fields of a urlencoded body, each taken once.
 struct Form(Vec<(String, String)>);
 
+/// Query/form flag on `/login/mfa`: verify a second factor for a session
+/// that is already ACTIVE (MFA step-up for an app).
+pub(crate) const STEP_UP_PARAM: &str = "stepup";
+
 impl Form {
     fn parse(request: &Request<Bytes>) -> Form {
         Form(
@@ -376,8 +380,14 @@ impl Idp {
         status: StatusCode,
     ) -> Response<Bytes> {
         let now = OffsetDateTime::now_utc();
+        // `stepup=1`: an ACTIVE session asked for a fresh second factor by an
+        // app's policy (see sso.rs); otherwise only a sign-in waiting for
+        // its second factor gets the form.
+        let step_up = query_param(request, STEP_UP_PARAM).as_deref() == Some("1");
         match self.current_session(request, now) {
-            Some((_, record)) if record.status == SessionStatus::MfaRequired => {}
+            Some((_, record))
+                if record.status == SessionStatus::MfaRequired
+                    || (step_up && record.status == SessionStatus::Active) => {}
             Some(_) => {
                 return respond::redirect(
                     &self.destination(query_param(request, "fromURI").as_deref()),
@@ -394,13 +404,18 @@ impl Idp {
             "<h1>Verify it's you</h1>{error}<p>Enter the 6-digit code from your authenticator app.</p>\
 <form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">\
+<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">{step_up_field}\
 <label for=\"code\">Verification code</label>\
 <input id=\"code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus>\
 <button type=\"submit\">Verify</button></form>",
             action = escape(&self.path("/login/mfa")),
             csrf = self.csrf.field_for(&csrf_cookie),
             from = escape(&from),
+            step_up_field = if step_up {
+                format!("<input type=\"hidden\" name=\"{STEP_UP_PARAM}\" value=\"1\">")
+            } else {
+                String::new()
+            },
         );
         self.with_csrf_cookie(respond::page(status, "Verify", &body), &csrf_cookie, new)
     }
@@ -423,7 +438,9 @@ impl Idp {
         let Some((secret, record)) = self.current_session(request, now) else {
             return respond::redirect(&self.path("/login"));
         };
-        if record.status != SessionStatus::MfaRequired {
+        let step_up =
+            form.get(STEP_UP_PARAM) == Some("1") && record.status == SessionStatus::Active;
+        if record.status != SessionStatus::MfaRequired && !step_up {
             return respond::redirect(&self.destination(Some(&from)));
         }
         let Some(user) = self.directory.by_id(&record.user_id) else {
@@ -455,7 +472,17 @@ impl Idp {
             self.count_failure(user, now, &origin);
             let mut rebuilt = Request::new(Bytes::new());
             *rebuilt.headers_mut() = request.headers().clone();
-            *rebuilt.uri_mut() = request.uri().clone();
+            *rebuilt.uri_mut() = if step_up {
+                let query: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("fromURI", &from)
+                    .append_pair(STEP_UP_PARAM, "1")
+                    .finish();
+                format!("{}?{query}", self.path("/login/mfa"))
+                    .parse()
+                    .unwrap_or_else(|_| request.uri().clone())
+            } else {
+                request.uri().clone()
+            };
             return self.mfa_form(
                 &rebuilt,
                 Some("That code didn't work. Try the current code."),
@@ -473,7 +500,9 @@ impl Idp {
             true,
             &origin,
         ));
-        self.emit(events::session_start(user, record.id.as_str(), &origin));
+        if !step_up {
+            self.emit(events::session_start(user, record.id.as_str(), &origin));
+        }
         respond::redirect(&self.destination(Some(&from)))
     }
 

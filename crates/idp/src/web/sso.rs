@@ -18,8 +18,9 @@
 //!   `lastPasswordVerification` is newer than the nonce.
 //! * IsPassive that would need a sign-in page is answered at the SP's ACS
 //!   with a signed `Responder/NoPassive` Response.
-//! * MFA step-up for an already-ACTIVE session is not offered: the user gets
-//!   a 403 page asking them to sign in again with their second factor.
+//! * MFA step-up for an already-ACTIVE session sends the browser to
+//!   `/login/mfa?stepup=1` and back; a user without an enrolled factor gets
+//!   a 403 page.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -37,6 +38,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::events::{self, Origin};
+use super::login::STEP_UP_PARAM;
 use super::respond::{self, escape};
 use super::{query_param, Caller, Idp};
 use crate::directory::User;
@@ -664,18 +666,30 @@ impl Idp {
                 };
                 self.to_login(&format!("{}{sep}{REAUTH_PARAM}={nonce}", ask.return_to))
             }
+            AppDecision::StepUpMfa if user.has_totp() => {
+                if ask.is_passive {
+                    return self.no_passive(saml, sp, Some(user), &ask, &origin);
+                }
+                // Verify a fresh factor in this session, then come back to
+                // the same request; the policy then sees it.
+                let query: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("fromURI", &ask.return_to)
+                    .append_pair(STEP_UP_PARAM, "1")
+                    .finish();
+                respond::redirect(&format!("{}?{query}", self.path("/login/mfa")))
+            }
             AppDecision::StepUpMfa => {
                 self.sso_failure(
                     sp,
                     Some(user),
                     false,
-                    "MFA step-up required by app policy",
+                    "MFA step-up required by app policy but no factor is enrolled",
                     &origin,
                 );
                 respond::message_page(
                     StatusCode::FORBIDDEN,
                     "Additional verification required",
-                    "This application needs a recent second-factor verification. Sign out, then sign in again with your authenticator, and retry.",
+                    "This application needs a second-factor verification, but none is enrolled for your account. Contact your administrator.",
                 )
             }
             AppDecision::Deny { reason } => {
