@@ -24,6 +24,8 @@ const C_ACS: &str = "https://c.test/_portcullis/saml/acs";
 
 pub(crate) struct Fixture {
     pub(crate) gw: Gateway,
+    /// The embedded IdP's signing key, for forging test responses.
+    idp_key: SigningKey,
     _keys: tempfile::TempDir,
 }
 
@@ -80,6 +82,7 @@ policy = \"deny\"
     );
     Fixture {
         gw: Gateway::start(server_extra, &config),
+        idp_key,
         _keys: keys,
     }
 }
@@ -370,4 +373,178 @@ async fn acs_posts_are_rate_limited_per_client() {
             .is_some(),
         "the refusal is logged"
     );
+}
+
+/// A Response for b.test as the embedded IdP would issue it, with one
+/// thing changed by `vary`; `key` signs it.
+fn forged(key: &SigningKey, in_response_to: &str, vary: impl FnOnce(&mut Forge)) -> String {
+    let mut forge = Forge {
+        audience: format!("{B}/_portcullis/saml/metadata"),
+        recipient: B_ACS.to_string(),
+        in_response_to: in_response_to.to_string(),
+        issued: chrono::Utc::now(),
+        signed: true,
+    };
+    vary(&mut forge);
+    let attributes = vec![("groups".to_string(), vec!["admins".to_string()])];
+    let idp = portcullis_saml::IdpConfig {
+        entity_id: format!("{IDP}/sso/saml/metadata"),
+        sso_redirect_url: format!("{IDP}/sso/saml"),
+        sso_post_url: format!("{IDP}/sso/saml"),
+        slo_url: format!("{IDP}/slo"),
+    };
+    let issued = portcullis_saml::build_response(
+        &idp,
+        key,
+        &portcullis_saml::ResponseParams {
+            sp_entity_id: &forge.audience,
+            acs_url: &forge.recipient,
+            in_response_to: Some(&forge.in_response_to),
+            name_id: "mallory@example.com",
+            name_id_format: portcullis_saml::NameIdFormat::EmailAddress,
+            session_index: "forged",
+            authn_context: portcullis_saml::AuthnContextClass::MultiFactor,
+            authn_instant: forge.issued,
+            attributes: &attributes,
+            validity: Duration::from_secs(300),
+            now: forge.issued,
+            sign_assertion: forge.signed,
+            sign_response: false,
+        },
+    )
+    .expect("forged response");
+    issued.post_form_value()
+}
+
+struct Forge {
+    audience: String,
+    recipient: String,
+    in_response_to: String,
+    issued: chrono::DateTime<chrono::Utc>,
+    signed: bool,
+}
+
+/// Every way a Response can be wrong, over HTTP: each gets the 400 page, a
+/// log event naming why, and no session.
+#[tokio::test]
+async fn forged_responses_get_a_400_page_a_reason_in_the_log_and_no_session() {
+    let f = start();
+    let foreign = SigningKey::generate_self_signed("not the idp", 1).expect("key");
+    let minutes = |m: i64| chrono::Duration::minutes(m);
+    let wrapped = |request_id: &str| {
+        // A validly signed assertion for mallory, plus an unsigned copy
+        // claiming to be someone else, side by side.
+        let genuine = forged(&f.idp_key, request_id, |_| {});
+        let xml = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(genuine)
+                .expect("base64"),
+        )
+        .expect("utf8");
+        let start = xml.find("<saml2:Assertion").expect("assertion");
+        let end = xml.find("</saml2:Assertion>").expect("end") + "</saml2:Assertion>".len();
+        let evil = xml[start..end]
+            .replace("mallory@example.com", "admin@example.com")
+            .replacen(" ID=\"", " ID=\"evil", 1);
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}{evil}{}",
+            &xml[..end],
+            &xml[end..]
+        ))
+    };
+    type Case<'a> = (&'a str, &'a str, Box<dyn Fn(&str) -> String + 'a>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "unsigned",
+            "signature",
+            Box::new(|id| forged(&f.idp_key, id, |v| v.signed = false)),
+        ),
+        (
+            "foreign key",
+            "signature",
+            Box::new(|id| forged(&foreign, id, |_| {})),
+        ),
+        (
+            "expired",
+            "condition",
+            Box::new(|id| forged(&f.idp_key, id, |v| v.issued = v.issued - minutes(10))),
+        ),
+        (
+            "not yet valid",
+            "condition",
+            Box::new(|id| forged(&f.idp_key, id, |v| v.issued = v.issued + minutes(10))),
+        ),
+        (
+            "wrong audience",
+            "audience",
+            Box::new(|id| {
+                forged(&f.idp_key, id, |v| {
+                    v.audience = format!("{C}/_portcullis/saml/metadata")
+                })
+            }),
+        ),
+        (
+            "wrong recipient",
+            "destination",
+            Box::new(|id| forged(&f.idp_key, id, |v| v.recipient = C_ACS.into())),
+        ),
+        (
+            "wrong InResponseTo",
+            "in_response_to",
+            Box::new(|id| forged(&f.idp_key, id, |v| v.in_response_to = format!("{id}x"))),
+        ),
+        ("wrapped", "signature", Box::new(wrapped)),
+    ];
+    for (name, kind, make) in &cases {
+        let b = f.gw.browser();
+        let start = b.get(&format!("{B}/private")).await;
+        assert_eq!(start.status, StatusCode::SEE_OTHER, "{name}");
+        let request_id = b.cookie("pc_b_rs").expect("request state");
+        let reply = post_acs(&b, B_ACS, &make(&request_id), "/private").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{name}: {}",
+            reply.text()
+        );
+        assert!(reply.text().contains("Sign-in failed"), "{name}");
+        assert!(
+            set_cookie(&reply, "pc_b").is_none(),
+            "{name}: no session cookie"
+        );
+        assert!(
+            f.gw.wait_for_log(
+                &format!("\"error.kind\":\"{kind}\""),
+                Duration::from_secs(5)
+            )
+            .is_some(),
+            "{name}: no {kind} event in {:?}",
+            f.gw.logs()
+        );
+        let after = get_json(&b, &format!("{B}/private")).await;
+        assert_eq!(
+            after.status,
+            StatusCode::UNAUTHORIZED,
+            "{name}: still signed out"
+        );
+    }
+    let rejected =
+        f.gw.logs()
+            .iter()
+            .filter(|l| l.contains("no session created"))
+            .count();
+    assert_eq!(rejected, cases.len());
+    // The genuine article, for contrast: the same forge with the IdP's key
+    // and nothing changed is accepted.
+    let b = f.gw.browser();
+    b.get(&format!("{B}/private")).await;
+    let request_id = b.cookie("pc_b_rs").expect("request state");
+    let ok = post_acs(
+        &b,
+        B_ACS,
+        &forged(&f.idp_key, &request_id, |_| {}),
+        "/private",
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text());
 }
