@@ -467,12 +467,12 @@ async fn forged_responses_get_a_400_page_a_reason_in_the_log_and_no_session() {
         (
             "expired",
             "condition",
-            Box::new(|id| forged(&f.idp_key, id, |v| v.issued = v.issued - minutes(10))),
+            Box::new(|id| forged(&f.idp_key, id, |v| v.issued -= minutes(10))),
         ),
         (
             "not yet valid",
             "condition",
-            Box::new(|id| forged(&f.idp_key, id, |v| v.issued = v.issued + minutes(10))),
+            Box::new(|id| forged(&f.idp_key, id, |v| v.issued += minutes(10))),
         ),
         (
             "wrong audience",

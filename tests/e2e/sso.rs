@@ -355,12 +355,33 @@ async fn bad_requests_get_a_400_page() {
     let reply = b.get(&format!("{IDP}/sso/saml?SAMLRequest=%%%")).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
 
+    // A correctly signed request issued two hours ago is stale.
+    let stale = build_redirect_authn_request(
+        &SpConfig {
+            entity_id: SP_ENTITY.into(),
+            acs_url: SP_ACS.into(),
+            slo_url: format!("{SP_ENTITY}/slo"),
+        },
+        &f.sp_key,
+        &AuthnRequestParams {
+            idp_sso_url: SSO_URL,
+            relay_state: None,
+            force_authn: false,
+            name_id_format: None,
+            now: chrono::Utc::now() - chrono::Duration::hours(2),
+        },
+    )
+    .expect("request");
+    let reply = b.get(&stale.url).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert!(reply.text().contains("too old"), "{}", reply.text());
+
     let failures = logs(
         &f,
         "eventType eq \"user.authentication.sso\" and outcome.result eq \"FAILURE\"",
     )
     .await;
-    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert_eq!(failures.len(), 3, "{failures:?}");
 }
 
 #[tokio::test]

@@ -406,6 +406,7 @@ pub struct ParsedAuthnRequest {
     pub force_authn: bool,
     pub is_passive: bool,
     pub name_id_policy_format: Option<String>,
+    pub issue_instant: DateTime<Utc>,
     pub relay_state: Option<String>,
     /// True when a Redirect query signature was verified with an SP cert.
     pub signature_verified: bool,
@@ -433,6 +434,7 @@ fn parse_authn_request_xml(xml: &str) -> Result<ParsedAuthnRequest> {
         force_authn: req.force_authn.unwrap_or(false),
         is_passive: req.is_passive.unwrap_or(false),
         name_id_policy_format: req.name_id_policy.as_ref().and_then(|p| p.format.clone()),
+        issue_instant: req.issue_instant,
         relay_state: None,
         signature_verified: false,
         id: req.id,

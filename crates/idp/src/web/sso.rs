@@ -55,6 +55,10 @@ const PENDING_TTL: time::Duration = time::Duration::minutes(10);
 const PENDING_MAX: usize = 10_000;
 /// Query parameter carrying the re-authentication nonce.
 const REAUTH_PARAM: &str = "pc_reauth";
+/// How far an SP's clock may run ahead of ours.
+const REQUEST_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(3);
+/// How old an AuthnRequest may be when the IdP acts on it.
+const REQUEST_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
 /// The auto-submit script; allowed by its hash in the page's CSP.
 const AUTO_SUBMIT: &str = "document.getElementById('saml-post').submit();";
 
@@ -351,6 +355,15 @@ impl Idp {
             .is_some_and(|d| d != saml.config.sso_redirect_url && d != saml.config.sso_post_url)
         {
             return Err("Destination is not this identity provider");
+        }
+        // A Redirect-binding request is re-read when the browser comes back
+        // from the sign-in page, so its age allows for a slow sign-in.
+        let age = chrono::Utc::now() - parsed.issue_instant;
+        if age < -REQUEST_CLOCK_SKEW {
+            return Err("IssueInstant is in the future");
+        }
+        if age > REQUEST_MAX_AGE {
+            return Err("the sign-in request is too old; start again from the application");
         }
         Ok(())
     }
