@@ -323,7 +323,10 @@ async fn sp_initiated_sign_in_then_sso_without_password() {
     let back = sign_in_bob(&b, &from).await;
     let form = b.get(&format!("{IDP}{back}")).await;
     let response = saml_response(&form, SP_ACS);
-    verify(&f, &response, SP_ENTITY, SP_ACS, Some(forced_id));
+    let v3 = verify(&f, &response, SP_ENTITY, SP_ACS, Some(forced_id));
+    // Re-authentication refreshes the same IdP session (Single Logout
+    // must still find every SP of it) rather than starting another.
+    assert_eq!(v3.session_index, v.session_index);
 
     let ok = logs(
         &f,

@@ -14,7 +14,7 @@ use super::respond::{self, escape};
 use super::{cookie, query_param, user_agent, Caller, Idp, SESSION_COOKIE};
 use crate::directory::{verify_totp, AuthFailure, FailureOutcome, User};
 use crate::policy::{Outcome, SignOnContext};
-use crate::session::{Amr, NewSession, SessionRecord, SessionSecret, SessionStatus};
+use crate::session::{Amr, EndReason, NewSession, SessionRecord, SessionSecret, SessionStatus};
 
 /// Form fields of a urlencoded body, each taken once.
 struct Form(Vec<(String, String)>);
@@ -273,6 +273,19 @@ impl Idp {
                 )
             }
             outcome => {
+                // Re-authentication (ForceAuthn, an app's reauthenticate
+                // policy) of the user already signed in here keeps the
+                // session — and with it the list of SPs Single Logout must
+                // reach; a different user's session in this browser ends.
+                if let Some((existing, record)) = self.current_session(request, now) {
+                    if record.user_id == user.id() && record.status == SessionStatus::Active {
+                        if self.sessions.mark_password_verified(&existing, now).is_ok() {
+                            return respond::redirect(&self.destination(Some(&from)));
+                        }
+                    } else {
+                        self.sessions.end(&existing, EndReason::Replaced);
+                    }
+                }
                 let mfa_pending = outcome == Outcome::Challenge;
                 let (secret, record) = self.sessions.create(NewSession {
                     user_id: user.id().to_string(),
