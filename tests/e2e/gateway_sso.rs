@@ -25,7 +25,7 @@ const C_ACS: &str = "https://c.test/_portcullis/saml/acs";
 pub(crate) struct Fixture {
     pub(crate) gw: Gateway,
     /// The embedded IdP's signing key, for forging test responses.
-    idp_key: SigningKey,
+    pub(crate) idp_key: SigningKey,
     _keys: tempfile::TempDir,
 }
 
@@ -33,11 +33,16 @@ pub(crate) struct Fixture {
 /// (with `/public`, `/admin` for admins and `/closed` rules) and `c.test`.
 /// Also used by the real-browser test (`browser.rs`).
 pub(crate) fn start() -> Fixture {
-    start_with("")
+    start_with("", &[])
 }
 
-/// [`start`] with extra `[server]` keys.
-fn start_with(server_extra: &str) -> Fixture {
+/// The embedded IdP's admin API token in every fixture (sessions manage,
+/// logs read).
+pub(crate) const ADMIN_TOKEN: &str = "e2e-gateway-admin-token";
+
+/// [`start`] with extra `[server]` keys and extra SAML apps on the
+/// embedded IdP: `(name, origin, upstream)`.
+pub(crate) fn start_with(server_extra: &str, extra_apps: &[(&str, &str, &str)]) -> Fixture {
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
         let path = keys.path().join(name);
@@ -50,12 +55,17 @@ fn start_with(server_extra: &str) -> Fixture {
     let idp_cert_path = write("idp.pem", &idp_key.cert_pem().expect("pem"));
     let sp_key_path = write("sp-key.pem", &sp_key.key_pem().expect("pem"));
     let sp_cert_path = write("sp.pem", &sp_key.cert_pem().expect("pem"));
-    let saml_app = |name: &str, url: &str| {
+    let saml_app_on = |name: &str, url: &str, upstream: &str| {
         format!(
-            "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"builtin:echo\"\n\
+            "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"{upstream}\"\n\
 auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"{sp_key_path}\"\nsp_signing_cert = \"{sp_cert_path}\"\n"
         )
     };
+    let saml_app = |name: &str, url: &str| saml_app_on(name, url, "builtin:echo");
+    let extra: String = extra_apps
+        .iter()
+        .map(|(name, url, upstream)| saml_app_on(name, url, upstream))
+        .collect();
     let config = format!(
         "[idp]
 public_url = \"{IDP}/\"
@@ -63,6 +73,11 @@ users_file = \"{USERS}\"
 system_log_file = \"system-log.jsonl\"
 signing_key = \"{idp_key_path}\"
 signing_cert = \"{idp_cert_path}\"
+
+[[idp.api_token]]
+name = \"e2e-admin\"
+sha256 = \"{admin}\"
+scopes = [\"okta.sessions.manage\", \"okta.logs.read\"]
 
 {b}
 [[app.access]]
@@ -78,7 +93,8 @@ policy = \"deny\"
 
 {c}",
         b = saml_app("b", B),
-        c = saml_app("c", C),
+        c = format!("{}\n{extra}", saml_app("c", C)),
+        admin = portcullis_idp::session::hash_token(ADMIN_TOKEN),
     );
     Fixture {
         gw: Gateway::start(server_extra, &config),
@@ -87,7 +103,7 @@ policy = \"deny\"
     }
 }
 
-async fn get_json(b: &Browser, url: &str) -> Reply {
+pub(crate) async fn get_json(b: &Browser, url: &str) -> Reply {
     b.send(
         Request::get(url)
             .header(header::ACCEPT, "application/json")
@@ -121,16 +137,16 @@ async fn sign_in_bob(b: &Browser, from: &str) {
 }
 
 /// What the IdP's auto-submit form would POST to the ACS.
-struct Posted {
-    saml_response: String,
-    relay_state: String,
+pub(crate) struct Posted {
+    pub(crate) saml_response: String,
+    pub(crate) relay_state: String,
     /// The request-state cookie's value when the form was issued.
-    request_state: String,
+    pub(crate) request_state: String,
 }
 
 /// Opens `url` without a session and follows the browser through the IdP
 /// (signing bob in if the IdP asks) to the auto-submit form for `acs`.
-async fn sso(b: &Browser, rs_cookie: &str, url: &str, acs: &str) -> Posted {
+pub(crate) async fn sso(b: &Browser, rs_cookie: &str, url: &str, acs: &str) -> Posted {
     let start = b.get(url).await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
     let to_idp = start.location();
@@ -166,7 +182,7 @@ async fn sso(b: &Browser, rs_cookie: &str, url: &str, acs: &str) -> Posted {
     }
 }
 
-async fn post_acs(b: &Browser, acs: &str, response: &str, relay_state: &str) -> Reply {
+pub(crate) async fn post_acs(b: &Browser, acs: &str, response: &str, relay_state: &str) -> Reply {
     b.post_form(
         acs,
         &[("SAMLResponse", response), ("RelayState", relay_state)],
@@ -343,7 +359,7 @@ async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_red
 
 #[tokio::test]
 async fn acs_posts_are_rate_limited_per_client() {
-    let f = start_with("acs_per_minute = 3\n");
+    let f = start_with("acs_per_minute = 3\n", &[]);
     let b = f.gw.browser();
     for _ in 0..3 {
         let junk = b

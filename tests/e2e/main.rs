@@ -12,3 +12,4 @@ mod process;
 mod signals;
 mod sso;
 mod streaming;
+mod universal_logout;

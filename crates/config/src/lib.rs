@@ -17,7 +17,7 @@ pub use load::{load, parse};
 pub use model::{
     AccessPolicy, AccessRule, Admin, ApiTokenConfig, App, AppAuth, AppIdp, Builtin, Config,
     ExternalIdp, Idp, IdpSaml, LogFormat, Logging, PublicUrl, Server, ServiceProviderConfig,
-    SpNameIdFormat, Timeouts, TlsFiles, Upstream, UpstreamTarget, DEFAULT_ACS_PER_MINUTE,
-    IDP_SESSION_COOKIE, SP_ATTRIBUTES,
+    SpNameIdFormat, Timeouts, TlsFiles, UniversalLogoutTrust, Upstream, UpstreamTarget,
+    DEFAULT_ACS_PER_MINUTE, IDP_SESSION_COOKIE, SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

@@ -188,8 +188,11 @@ pub struct AppAuth {
     pub entity_id: String,
     /// `{origin}{prefix}/_portcullis/saml/acs`.
     pub acs_url: String,
-    /// `{origin}{prefix}/_portcullis/saml/slo` (advertised; not served yet).
+    /// `{origin}{prefix}/_portcullis/saml/slo`.
     pub slo_url: String,
+    /// `{origin}{prefix}/_portcullis/global-token-revocation`: Universal
+    /// Logout, and the `aud` its tokens must name.
+    pub gtr_url: String,
     /// The gateway session cookie; defaults to `pc_<app name>`.
     pub session_cookie: String,
     /// The short-lived cookie binding an AuthnRequest to the browser:
@@ -203,6 +206,17 @@ pub struct AppAuth {
     /// (IdP-initiated SSO). Off by default: such responses cannot be bound
     /// to the browser that receives them.
     pub allow_idp_initiated: bool,
+    /// For an external IdP: whose Universal Logout tokens the app's
+    /// revocation endpoint accepts. Apps on the embedded IdP always trust it.
+    pub universal_logout: Option<UniversalLogoutTrust>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniversalLogoutTrust {
+    /// The `iss` its tokens carry.
+    pub issuer: String,
+    /// A JWKS document with the keys that sign them.
+    pub jwks_file: PathBuf,
 }
 
 /// Which IdP an app's SP trusts.

@@ -48,6 +48,8 @@ pub struct RawApp {
     pub auth: Option<String>,
     pub idp: Option<RawAppIdp>,
     pub allow_idp_initiated: Option<bool>,
+    pub universal_logout_issuer: Option<String>,
+    pub universal_logout_jwks_file: Option<String>,
     pub sp_signing_key: Option<String>,
     pub sp_signing_cert: Option<String>,
     pub session_cookie: Option<String>,

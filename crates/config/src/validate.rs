@@ -810,6 +810,14 @@ impl<'a, 'i> Validator<'a, 'i> {
                 let saml_only = [
                     ("idp", app.idp.is_some()),
                     ("allow_idp_initiated", app.allow_idp_initiated.is_some()),
+                    (
+                        "universal_logout_issuer",
+                        app.universal_logout_issuer.is_some(),
+                    ),
+                    (
+                        "universal_logout_jwks_file",
+                        app.universal_logout_jwks_file.is_some(),
+                    ),
                     ("sp_signing_key", app.sp_signing_key.is_some()),
                     ("sp_signing_cert", app.sp_signing_cert.is_some()),
                     ("session_cookie", app.session_cookie.is_some()),
@@ -938,6 +946,40 @@ impl<'a, 'i> Validator<'a, 'i> {
             app.session_max.as_deref(),
             DEFAULT_SESSION_MAX,
         );
+        let universal_logout = match (
+            app.universal_logout_issuer.as_deref(),
+            app.universal_logout_jwks_file.as_deref(),
+            &idp,
+        ) {
+            (None, None, _) => None,
+            (Some(issuer), Some(file), Some(AppIdp::External(_))) => {
+                let resolved = self.base.join(file);
+                if let Err(e) = std::fs::metadata(&resolved) {
+                    self.problem(
+                        &at("universal_logout_jwks_file"),
+                        format!("cannot read {}: {e}", resolved.display()),
+                    );
+                }
+                Some(UniversalLogoutTrust {
+                    issuer: issuer.to_string(),
+                    jwks_file: resolved,
+                })
+            }
+            (Some(_), Some(_), _) => {
+                self.problem(
+                    &at("universal_logout_issuer"),
+                    "only for an external IdP: apps on the embedded IdP trust it automatically",
+                );
+                None
+            }
+            _ => {
+                self.problem(
+                    &at("universal_logout_issuer"),
+                    "universal_logout_issuer and universal_logout_jwks_file go together",
+                );
+                None
+            }
+        };
         let rules = self.access_rules(i, access);
         let public = public?;
         let prefix = if public.path_prefix == "/" {
@@ -956,12 +998,17 @@ impl<'a, 'i> Validator<'a, 'i> {
             entity_id: format!("{base}/metadata"),
             acs_url: format!("{base}/acs"),
             slo_url: format!("{base}/slo"),
+            gtr_url: format!(
+                "{}{prefix}/_portcullis/global-token-revocation",
+                public.origin()
+            ),
             session_cookie,
             request_cookie,
             session_idle,
             session_max,
             access: rules?,
             allow_idp_initiated: app.allow_idp_initiated.unwrap_or(false),
+            universal_logout,
         })
     }
 

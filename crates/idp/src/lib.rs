@@ -8,4 +8,5 @@ pub mod directory;
 pub mod policy;
 pub mod session;
 pub mod syslog;
+pub mod universal_logout;
 pub mod web;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_config::{AppIdp, Config};
-use portcullis_proxy::{AcsError, AuthnRedirect, Identity, SamlSp};
+use portcullis_proxy::{AcsError, AuthnRedirect, Identity, SamlSp, SloInput, SloMessage};
 use portcullis_saml::{
     build_redirect_authn_request, cert_der_from_pem, sp_metadata_xml, verify_response,
     AuthnRequestParams, Error, Expectations, ReplayCache, SigningKey, SpConfig,
@@ -70,6 +70,32 @@ impl SamlSp for AppSp {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    // Filled in with the SAML logout messages (branch saml-logout).
+    fn logout_request(
+        &self,
+        _name_id: &str,
+        _session_index: Option<&str>,
+        _relay_state: &str,
+    ) -> Option<Result<AuthnRedirect, String>> {
+        None
+    }
+
+    fn slo_message(&self, _input: SloInput<'_>) -> Result<SloMessage, AcsError> {
+        Err(AcsError {
+            kind: "unsupported",
+            detail: "Single Logout messages are not handled yet".into(),
+        })
+    }
+
+    fn logout_response(
+        &self,
+        _in_response_to: &str,
+        _success: bool,
+        _relay_state: Option<&str>,
+    ) -> Option<Result<String, String>> {
+        None
     }
 }
 

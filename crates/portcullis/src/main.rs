@@ -7,6 +7,7 @@ mod idp_service;
 mod logging;
 mod password;
 mod serve;
+mod universal_logout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,7 +69,10 @@ fn main() -> ExitCode {
                         return ExitCode::from(EXIT_INVALID_CONFIG);
                     }
                 }
-                if let Err(e) = gateway_sp::build(&cfg) {
+                let built = gateway_sp::build(&cfg).and_then(|_| {
+                    universal_logout::wire(&cfg, &mut portcullis_proxy::LocalApps::default())
+                });
+                if let Err(e) = built {
                     eprintln!("{e:#}");
                     eprintln!("1 problem(s) found");
                     return ExitCode::from(EXIT_INVALID_CONFIG);

@@ -44,10 +44,15 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
         acs_limit: Arc::new(ClientLimit::per_minute(config.server.acs_per_minute)),
         ..LocalApps::default()
     };
+    let universal_logout = crate::universal_logout::wire(&config, &mut locals)?;
     if let Some(idp) = &idp {
+        if let Some(ul) = universal_logout {
+            idp.set_universal_logout(ul);
+        }
         crate::idp_service::spawn_upkeep(idp);
         locals.idp = Some(Arc::new(crate::idp_service::IdpService(idp.clone())));
     }
+    spawn_session_sweeper(locals.sessions.clone());
     let gateway = Gateway::start(&config, locals)
         .await
         .context("starting the gateway")?;
@@ -96,4 +101,25 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
         tracing::info!("drained; exiting");
     }
     Ok(())
+}
+
+/// Ends expired gateway sessions every few seconds, so what they opened
+/// (WebSocket tunnels, streaming responses) closes on time and not only at
+/// their next request.
+fn spawn_session_sweeper(sessions: Arc<portcullis_proxy::SessionStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            for session in sessions.sweep(std::time::Instant::now()) {
+                tracing::info!(
+                    app = %session.app,
+                    user = %session.user,
+                    reason = portcullis_proxy::EndReason::Expired.as_str(),
+                    "gateway session ended"
+                );
+            }
+        }
+    });
 }

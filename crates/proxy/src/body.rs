@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,7 +14,19 @@ pin_project_lite::pin_project! {
     pub enum ProxyBody {
         Upstream { #[pin] body: Incoming },
         Full { #[pin] body: Full<Bytes> },
+        /// An upstream body that must stop when the gateway session that
+        /// requested it ends (a stream must not outlive a logout).
+        SessionBound { #[pin] body: Incoming, ended: Pin<Box<dyn Future<Output = ()> + Send>> },
     }
+}
+
+/// Why a response body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Upstream(#[from] hyper::Error),
+    #[error("the gateway session ended")]
+    SessionEnded,
 }
 
 impl ProxyBody {
@@ -30,18 +43,32 @@ impl ProxyBody {
     pub fn upstream(body: Incoming) -> Self {
         ProxyBody::Upstream { body }
     }
+
+    /// An upstream body cut off once `ended` resolves.
+    pub fn session_bound(body: Incoming, ended: impl Future<Output = ()> + Send + 'static) -> Self {
+        ProxyBody::SessionBound {
+            body,
+            ended: Box::pin(ended),
+        }
+    }
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.project() {
-            ProxyBodyProj::Upstream { body } => body.poll_frame(cx),
+            ProxyBodyProj::Upstream { body } => body.poll_frame(cx).map_err(BodyError::from),
+            ProxyBodyProj::SessionBound { body, ended } => {
+                if ended.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(BodyError::SessionEnded)));
+                }
+                body.poll_frame(cx).map_err(BodyError::from)
+            }
             ProxyBodyProj::Full { body } => match body.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
                 Poll::Ready(Some(Err(never))) => match never {},
@@ -53,14 +80,16 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { body } => body.is_end_stream(),
+            ProxyBody::Upstream { body } | ProxyBody::SessionBound { body, .. } => {
+                body.is_end_stream()
+            }
             ProxyBody::Full { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream { body } => body.size_hint(),
+            ProxyBody::Upstream { body } | ProxyBody::SessionBound { body, .. } => body.size_hint(),
             ProxyBody::Full { body } => body.size_hint(),
         }
     }

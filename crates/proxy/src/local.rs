@@ -42,4 +42,8 @@ pub struct LocalApps {
     pub sessions: Arc<crate::session::SessionStore>,
     /// ACS posts per client IP, shared by all workers and apps.
     pub acs_limit: Arc<crate::limit::ClientLimit>,
+    /// The Universal Logout issuer each app trusts, by app name.
+    pub gtr_trust: HashMap<String, Arc<crate::gtr::GtrTrust>>,
+    /// Universal Logout token ids already used, across all apps.
+    pub gtr_jtis: Arc<crate::gtr::JtiCache>,
 }

@@ -27,6 +27,7 @@ use crate::metrics::{Metrics, RequestLabels, UpstreamErrorLabels};
 use crate::plan::{AppPlan, Plan, UpstreamPlan};
 use crate::request_id::RequestId;
 use crate::respond::{self, Failure};
+use crate::session::Session;
 use crate::sso::{self, Gate};
 use crate::tunnel;
 
@@ -142,7 +143,7 @@ async fn forward(
     host: HeaderValue,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Failure> {
-    let (mut request, user) = match &app.auth {
+    let (mut request, session) = match &app.auth {
         None => (request, None),
         Some(auth) => {
             let caller = sso::Caller {
@@ -151,14 +152,17 @@ async fn forward(
                 json: ctx.json,
             };
             match sso::gate(auth, &caller, request).await {
-                Gate::Continue(request, user) => (request, user),
+                Gate::Continue(request, session) => (request, session),
                 Gate::Respond(response) => return Ok(response),
             }
         }
     };
     if !matches!(app.upstream, UpstreamPlan::Local(_)) {
         sso::strip_gateway_cookies(request.headers_mut(), ctx.gateway_cookies);
-        sso::set_user_header(request.headers_mut(), user.as_deref());
+        sso::set_user_header(
+            request.headers_mut(),
+            session.as_ref().map(|s| s.user.as_str()),
+        );
     }
     // Upgrades are an HTTP/1.1 mechanism; HTTP/2 requests never carry them.
     let upgrade = match request.version() {
@@ -229,12 +233,22 @@ async fn forward(
                     return Err(Failure::UpstreamProtocol);
                 };
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
-                tunnel::spawn(client_upgrade, upstream_upgrade, app.name.clone());
+                tunnel::spawn(
+                    client_upgrade,
+                    upstream_upgrade,
+                    app.name.clone(),
+                    session.as_deref().map(Session::ended),
+                );
                 let (parts, _) = response.into_parts();
                 return Ok(Response::from_parts(parts, ProxyBody::empty()));
             }
             forward::strip_hop_by_hop(response.headers_mut());
-            Ok(response.map(ProxyBody::upstream))
+            Ok(match session {
+                Some(session) => {
+                    response.map(|body| ProxyBody::session_bound(body, session.ended()))
+                }
+                None => response.map(ProxyBody::upstream),
+            })
         }
     }
 }

@@ -97,8 +97,7 @@ impl Plan {
                     auth,
                     &app.public.path_prefix,
                     sp,
-                    locals.sessions.clone(),
-                    locals.acs_limit.clone(),
+                    locals,
                 ));
             }
             apps.push(plan);

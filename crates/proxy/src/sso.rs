@@ -26,9 +26,10 @@ use hyper::body::Incoming;
 use portcullis_config::{AccessPolicy, AccessRule, AppAuth};
 
 use crate::body::ProxyBody;
+use crate::gtr::{GtrTrust, JtiCache};
 use crate::limit::ClientLimit;
 use crate::respond;
-use crate::session::{NewSession, SessionStore};
+use crate::session::{NewSession, Session, SessionStore};
 
 pub static X_PORTCULLIS_USER: HeaderName = HeaderName::from_static("x-portcullis-user");
 static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
@@ -51,6 +52,56 @@ pub trait SamlSp: Send + Sync + 'static {
     /// Verifies a base64 `SAMLResponse` that must answer `request_id`;
     /// `None` accepts only an unsolicited (IdP-initiated) Response.
     fn verify(&self, saml_response: &str, request_id: Option<&str>) -> Result<Identity, AcsError>;
+    /// A signed Redirect-binding LogoutRequest for this user's session at
+    /// the IdP; `None` when the IdP publishes no Single Logout endpoint.
+    fn logout_request(
+        &self,
+        name_id: &str,
+        session_index: Option<&str>,
+        relay_state: &str,
+    ) -> Option<Result<AuthnRedirect, String>>;
+    /// Verifies a Single Logout message from the IdP (either binding).
+    fn slo_message(&self, input: SloInput<'_>) -> Result<SloMessage, AcsError>;
+    /// A signed Redirect-binding LogoutResponse to the IdP; `None` when the
+    /// IdP publishes no Single Logout endpoint.
+    fn logout_response(
+        &self,
+        in_response_to: &str,
+        success: bool,
+        relay_state: Option<&str>,
+    ) -> Option<Result<String, String>>;
+}
+
+/// A Single Logout message as it arrived at `/_portcullis/saml/slo`.
+pub enum SloInput<'a> {
+    /// HTTP-Redirect: the raw, still URL-encoded query string.
+    Redirect { query: &'a str },
+    /// HTTP-POST: the decoded form fields.
+    Post {
+        saml_request: Option<&'a str>,
+        saml_response: Option<&'a str>,
+        relay_state: Option<&'a str>,
+    },
+}
+
+/// A verified Single Logout message from the IdP.
+pub enum SloMessage {
+    /// The IdP asks the app to end these sessions.
+    Request {
+        id: String,
+        name_id: String,
+        session_indexes: Vec<String>,
+        relay_state: Option<String>,
+    },
+    /// The IdP answers a LogoutRequest of ours.
+    Response {
+        in_response_to: Option<String>,
+        /// Top-level Success.
+        success: bool,
+        /// Success, but some other session participant could not be reached.
+        partial: bool,
+        relay_state: Option<String>,
+    },
 }
 
 /// Where to send the browser, and the id the Response must answer.
@@ -89,6 +140,11 @@ pub struct AuthPlan {
     pub allow_idp_initiated: bool,
     /// Shared by every app and worker.
     pub acs_limit: Arc<ClientLimit>,
+    /// The IdP this app takes Universal Logout from, if any.
+    pub gtr_trust: Option<Arc<GtrTrust>>,
+    pub gtr_jtis: Arc<JtiCache>,
+    /// This app's revocation endpoint: the `aud` tokens must carry.
+    pub gtr_url: String,
 }
 
 impl AuthPlan {
@@ -97,15 +153,12 @@ impl AuthPlan {
         auth: &AppAuth,
         prefix: &str,
         sp: Arc<dyn SamlSp>,
-        sessions: Arc<SessionStore>,
-        acs_limit: Arc<ClientLimit>,
+        locals: &crate::local::LocalApps,
     ) -> AuthPlan {
         let mut access = auth.access.clone();
         access.sort_by_key(|rule| std::cmp::Reverse(rule.path.len()));
         AuthPlan {
-            app,
             sp,
-            sessions,
             prefix: if prefix == "/" {
                 String::new()
             } else {
@@ -117,11 +170,16 @@ impl AuthPlan {
             max: auth.session_max,
             access,
             allow_idp_initiated: auth.allow_idp_initiated,
-            acs_limit,
+            acs_limit: locals.acs_limit.clone(),
+            gtr_trust: locals.gtr_trust.get(&*app).cloned(),
+            gtr_jtis: locals.gtr_jtis.clone(),
+            gtr_url: auth.gtr_url.clone(),
+            app,
+            sessions: locals.sessions.clone(),
         }
     }
 
-    fn cookie_path(&self) -> &str {
+    pub(crate) fn cookie_path(&self) -> &str {
         if self.prefix.is_empty() {
             "/"
         } else {
@@ -129,7 +187,7 @@ impl AuthPlan {
         }
     }
 
-    fn root(&self) -> String {
+    pub(crate) fn root(&self) -> String {
         format!("{}/", self.prefix)
     }
 
@@ -153,8 +211,8 @@ fn under(path: &str, base: &str) -> bool {
 
 /// What the phase decided.
 pub enum Gate {
-    /// Go on to the upstream, as this user (if any).
-    Continue(Request<Incoming>, Option<String>),
+    /// Go on to the upstream, in this gateway session (if any).
+    Continue(Request<Incoming>, Option<Box<Session>>),
     Respond(Response<ProxyBody>),
 }
 
@@ -182,6 +240,14 @@ pub async fn gate(auth: &AuthPlan, caller: &Caller<'_>, request: Request<Incomin
         "/_portcullis/saml/metadata" => return Gate::Respond(metadata(auth, caller)),
         "/_portcullis/saml/acs" if request.method() == Method::POST => {
             return Gate::Respond(acs(auth, caller, request).await)
+        }
+        "/_portcullis/logout" => return Gate::Respond(crate::slo::logout(auth, caller, &request)),
+        "/_portcullis/logged-out" => return Gate::Respond(crate::slo::logged_out(auth, &request)),
+        "/_portcullis/saml/slo" => {
+            return Gate::Respond(crate::slo::endpoint(auth, caller, request).await)
+        }
+        "/_portcullis/global-token-revocation" if request.method() == Method::POST => {
+            return Gate::Respond(crate::slo::global_token_revocation(auth, caller, request).await)
         }
         "/_portcullis/saml/acs" => {
             return Gate::Respond(error(
@@ -211,7 +277,7 @@ pub async fn gate(auth: &AuthPlan, caller: &Caller<'_>, request: Request<Incomin
     let session = cookie(request.headers(), &auth.session_cookie)
         .and_then(|token| auth.sessions.get(&auth.app, token, Instant::now()));
     match (policy, session) {
-        (AccessPolicy::Public, session) => Gate::Continue(request, session.map(|s| s.user)),
+        (AccessPolicy::Public, session) => Gate::Continue(request, session.map(Box::new)),
         (_, None) if navigation(request.headers(), caller.json) => {
             Gate::Respond(start_sso(auth, caller, &request))
         }
@@ -227,7 +293,7 @@ pub async fn gate(auth: &AuthPlan, caller: &Caller<'_>, request: Request<Incomin
         {
             Gate::Respond(forbidden(auth, caller, Some(&s.user), &local))
         }
-        (_, Some(s)) => Gate::Continue(request, Some(s.user)),
+        (_, Some(s)) => Gate::Continue(request, Some(Box::new(s))),
     }
 }
 
@@ -417,7 +483,7 @@ fn form_fields(body: &Bytes) -> (Option<String>, Option<String>) {
     (response, relay_state)
 }
 
-fn clear_request_state(auth: &AuthPlan) -> String {
+pub(crate) fn clear_request_state(auth: &AuthPlan) -> String {
     format!(
         "{}=; Path={}; Max-Age=0; Secure; HttpOnly; SameSite=None",
         auth.request_cookie,
@@ -493,7 +559,7 @@ fn internal(auth: &AuthPlan, caller: &Caller<'_>, what: &str, e: &str) -> Respon
     )
 }
 
-fn error(
+pub(crate) fn error(
     caller: &Caller<'_>,
     status: StatusCode,
     code: &str,
@@ -503,7 +569,7 @@ fn error(
     respond::error(status, code, title, detail, caller.request_id, caller.json)
 }
 
-fn see_other(location: &str, cookies: &[String]) -> Response<ProxyBody> {
+pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;
     let headers = response.headers_mut();
@@ -520,7 +586,7 @@ fn see_other(location: &str, cookies: &[String]) -> Response<ProxyBody> {
 }
 
 /// The first value of cookie `name` in the request.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -3,9 +3,17 @@
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::sync::Arc;
 
-pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, app: Arc<str>) {
+/// Copies bytes both ways until either side closes — or, for a tunnel a
+/// gateway session opened, until that session ends.
+pub fn spawn(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    app: Arc<str>,
+    session_ended: Option<impl Future<Output = ()> + Send + 'static>,
+) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -16,11 +24,22 @@ pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, app: Arc<str>) {
         };
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            Ok((up, down)) => {
-                tracing::debug!(app = %app, bytes.up = up, bytes.down = down, "tunnel closed")
+        let ended = async move {
+            match session_ended {
+                Some(ended) => ended.await,
+                None => std::future::pending().await,
             }
-            Err(e) => tracing::debug!(app = %app, error = %e, "tunnel ended with an error"),
+        };
+        tokio::select! {
+            copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match copied {
+                Ok((up, down)) => {
+                    tracing::debug!(app = %app, bytes.up = up, bytes.down = down, "tunnel closed")
+                }
+                Err(e) => tracing::debug!(app = %app, error = %e, "tunnel ended with an error"),
+            },
+            () = ended => {
+                tracing::info!(app = %app, "gateway session ended; tunnel closed");
+            }
         }
     });
 }

@@ -104,8 +104,15 @@ impl SigningKey {
         self.key.private_key_to_pem_pkcs8().map_err(Error::key)
     }
 
-    /// Private key as PKCS#1 DER — the format samael's xmlsec signer loads.
-    pub(crate) fn rsa_key_der(&self) -> Result<Vec<u8>> {
+    /// The RSA public modulus and exponent, big-endian (for a JWKS).
+    pub fn rsa_public_numbers(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let rsa = self.key.rsa().map_err(Error::key)?;
+        Ok((rsa.n().to_vec(), rsa.e().to_vec()))
+    }
+
+    /// Private key as PKCS#1 DER — the format samael's xmlsec signer loads
+    /// (and what JWT signing takes).
+    pub fn rsa_key_der(&self) -> Result<Vec<u8>> {
         self.key
             .rsa()
             .and_then(|r| r.private_key_to_der())

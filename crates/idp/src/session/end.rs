@@ -27,6 +27,19 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Ended without the user's browser in the loop, so the apps must be
+    /// told out of band (Universal Logout).
+    pub fn needs_universal_logout(self) -> bool {
+        matches!(
+            self,
+            EndReason::Revoked
+                | EndReason::UserRevoked
+                | EndReason::IdleTimeout
+                | EndReason::MaxLifetime
+                | EndReason::UserSuspended
+        )
+    }
+
     /// Stable text for logs and the System Log.
     pub fn as_str(self) -> &'static str {
         match self {

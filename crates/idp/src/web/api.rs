@@ -148,6 +148,35 @@ impl Idp {
         respond::empty(StatusCode::NO_CONTENT)
     }
 
+    /// `POST /api/v1/users/{userId}/universal-logout`: signs the user out of
+    /// every logout-enabled app (their gateway sessions end, with what they
+    /// opened); the IdP session is kept. Dispatch runs in the background.
+    pub(crate) fn universal_logout_api(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+        user_id: &str,
+    ) -> Response<Bytes> {
+        if let Err(response) = self.api_guard(request, caller, Scope::SessionsManage) {
+            return *response;
+        }
+        if !valid_id(user_id) {
+            return api_error(&ApiError::Validation {
+                field: "userId".into(),
+                summary: "user id is malformed".into(),
+            });
+        }
+        if self.universal_logout.get().is_none() {
+            return api_error(&ApiError::NotFound(
+                "universal logout (no logout-enabled app)".into(),
+            ));
+        }
+        if !self.dispatch_universal_logout(user_id, "api") {
+            return api_error(&ApiError::NotFound(format!("{user_id} (User)")));
+        }
+        respond::empty(StatusCode::NO_CONTENT)
+    }
+
     /// `POST /api/v1/authn`: primary authentication (and TOTP when the
     /// sign-on policy asks for it) → a one-time session token.
     pub(crate) async fn authn(

@@ -23,6 +23,7 @@ use crate::directory::{Directory, LockoutPolicy, LockoutTracker, TotpReplayGuard
 use crate::policy::PolicySet;
 use crate::session::{ApiTokens, SessionStore, SessionTokens};
 use crate::syslog::{Event, SystemLog};
+use crate::universal_logout::UniversalLogout;
 
 pub use respond::ApiError;
 pub use sso::{SamlSettings, ServiceProvider};
@@ -61,6 +62,8 @@ pub struct Idp {
     pub(crate) sign_in_limit: limit::Limiter,
     pub(crate) api_limit: limit::Limiter,
     pub(crate) saml: Option<sso::Saml>,
+    /// Set once at start-up, after the gateway it dispatches to exists.
+    pub(crate) universal_logout: std::sync::OnceLock<Arc<UniversalLogout>>,
 }
 
 /// Facts about the caller that do not come from HTTP itself.
@@ -92,7 +95,26 @@ impl Idp {
             totp_replay: TotpReplayGuard::new(),
             csrf: csrf::Csrf::new(),
             saml: None,
+            universal_logout: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Enables Universal Logout dispatch (and `/oauth2/v1/keys`). Only the
+    /// first call takes effect.
+    pub fn set_universal_logout(&self, universal_logout: Arc<UniversalLogout>) {
+        let _ = self.universal_logout.set(universal_logout);
+    }
+
+    /// Signs `user_id`'s user out of every logout-enabled app, in the
+    /// background; `false` when the user is unknown.
+    pub(crate) fn dispatch_universal_logout(&self, user_id: &str, why: &'static str) -> bool {
+        let Some(user) = self.directory.by_id(user_id) else {
+            return false;
+        };
+        if let Some(ul) = self.universal_logout.get() {
+            ul.dispatch(user.email(), why);
+        }
+        true
     }
 
     pub fn sessions(&self) -> &Arc<SessionStore> {
@@ -133,6 +155,13 @@ impl Idp {
                         let Some(idp) = idp.upgrade() else { return };
                         if let Some(saml) = &idp.saml {
                             saml.forget_session(end.record.id.as_str());
+                        }
+                        // Sessions that end without the browser present
+                        // (revocation, expiry, suspension) reach the apps
+                        // through Universal Logout; a sign-out in the
+                        // browser goes through Single Logout instead.
+                        if end.reason.needs_universal_logout() {
+                            idp.dispatch_universal_logout(&end.record.user_id, end.reason.as_str());
                         }
                         idp.emit(events::session_end(
                             &end.record.user_id,
@@ -193,6 +222,13 @@ impl Idp {
                 self.clear_user_sessions(&request, &caller, user_id)
             }
             (Method::GET, ["api", "v1", "logs"]) => self.logs(&request, &caller),
+            (Method::POST, ["api", "v1", "users", user_id, "universal-logout"]) => {
+                self.universal_logout_api(&request, &caller, user_id)
+            }
+            (Method::GET, ["oauth2", "v1", "keys"]) => match self.universal_logout.get() {
+                Some(ul) => respond::json_response(StatusCode::OK, ul.jwks()),
+                None => respond::api_error(&ApiError::NotFound(relative.clone())),
+            },
             (_, ["api", ..]) => respond::api_error(&ApiError::NotFound(relative.clone())),
             _ => respond::message_page(
                 StatusCode::NOT_FOUND,

@@ -1,0 +1,332 @@
+//! Universal Logout at the gateway: `POST {prefix}/_portcullis/global-token-revocation`.
+//!
+//! The caller is an IdP the app trusts. Its request carries
+//! `Authorization: Bearer <JWT>` — RS256, signed by a key in that IdP's
+//! JWKS, `iss` = the IdP, `aud` = this endpoint's URL, unexpired, issued
+//! recently, with a `jti` used once — and a JSON body naming the subject:
+//! `{"sub_id":{"format":"email","email":"…"}}` or
+//! `{"sub_id":{"format":"iss_sub","iss":"…","sub":"…"}}`. The subject's
+//! sessions end in every app of this gateway.
+//!
+//! Status codes: 204 revoked, 400 malformed body, 401 token refused,
+//! 404 no session for that subject, 422 subject format not supported.
+//! The embedded IdP delivers through [`revoke`] in-process; the HTTP
+//! endpoint is the same function behind a body limit.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::session::{Session, SessionStore};
+
+/// A token must not be older than this (its `iat`), whatever its `exp`.
+const MAX_TOKEN_AGE: Duration = Duration::from_secs(10 * 60);
+const CLOCK_SKEW: u64 = 60;
+/// One-time `jti`s remembered; past this, new tokens are refused (fail closed).
+const JTI_CAPACITY: usize = 100_000;
+
+/// Why a revocation was refused; `status()` is what the caller gets.
+#[derive(Debug, thiserror::Error)]
+pub enum GtrError {
+    #[error("missing or malformed Authorization: Bearer token")]
+    NoToken,
+    #[error("token refused: {0}")]
+    Token(String),
+    #[error("token already used (jti {0})")]
+    Replayed(String),
+    #[error("too many unexpired tokens remembered")]
+    ReplayCacheFull,
+    #[error("malformed body: {0}")]
+    Body(String),
+    #[error("unsupported subject: {0}")]
+    Subject(String),
+    #[error("no session for this subject")]
+    UnknownSubject,
+    #[error("this app trusts no Universal Logout issuer")]
+    NotEnabled,
+}
+
+impl GtrError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GtrError::NoToken
+            | GtrError::Token(_)
+            | GtrError::Replayed(_)
+            | GtrError::ReplayCacheFull => StatusCode::UNAUTHORIZED,
+            GtrError::Body(_) => StatusCode::BAD_REQUEST,
+            GtrError::Subject(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GtrError::UnknownSubject | GtrError::NotEnabled => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// A stable word for logs and the JSON error body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GtrError::NoToken => "no_token",
+            GtrError::Token(_) => "invalid_token",
+            GtrError::Replayed(_) => "replayed_token",
+            GtrError::ReplayCacheFull => "replay_cache_full",
+            GtrError::Body(_) => "invalid_request",
+            GtrError::Subject(_) => "unsupported_subject",
+            GtrError::UnknownSubject => "unknown_subject",
+            GtrError::NotEnabled => "not_enabled",
+        }
+    }
+}
+
+/// The IdP an app accepts Universal Logout from: its issuer and keys.
+pub struct GtrTrust {
+    pub issuer: String,
+    keys: JwkSet,
+}
+
+impl GtrTrust {
+    pub fn from_jwks_json(issuer: impl Into<String>, jwks: &str) -> Result<GtrTrust, String> {
+        let keys: JwkSet =
+            serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
+        if keys.keys.is_empty() {
+            return Err("the JWKS holds no key".into());
+        }
+        Ok(GtrTrust {
+            issuer: issuer.into(),
+            keys,
+        })
+    }
+}
+
+/// `jti`s already used, each kept until its token expires.
+#[derive(Default)]
+pub struct JtiCache {
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl JtiCache {
+    fn take(&self, jti: &str, exp: u64, now: u64) -> Result<(), GtrError> {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= JTI_CAPACITY {
+            seen.retain(|_, until| *until + CLOCK_SKEW >= now);
+            if seen.len() >= JTI_CAPACITY {
+                return Err(GtrError::ReplayCacheFull);
+            }
+        }
+        if seen.contains_key(jti) {
+            return Err(GtrError::Replayed(jti.to_string()));
+        }
+        seen.insert(jti.to_string(), exp);
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iat: u64,
+    exp: u64,
+    jti: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    sub_id: serde_json::Value,
+}
+
+/// Who to sign out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Email(String),
+    IssSub { iss: String, sub: String },
+}
+
+impl Subject {
+    fn matches(&self, session: &Session) -> bool {
+        match self {
+            Subject::Email(email) => {
+                session.user.eq_ignore_ascii_case(email)
+                    || session.attributes.iter().any(|(name, values)| {
+                        name == "email" && values.iter().any(|v| v.eq_ignore_ascii_case(email))
+                    })
+            }
+            Subject::IssSub { sub, .. } => session.user == *sub,
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks the bearer token of a revocation aimed at `audience`.
+pub fn verify_token(
+    trust: &GtrTrust,
+    authorization: Option<&str>,
+    audience: &str,
+    jtis: &JtiCache,
+) -> Result<(), GtrError> {
+    let token = authorization
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(GtrError::NoToken)?;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| GtrError::Token(e.to_string()))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(GtrError::Token(format!(
+            "algorithm {:?} is not RS256",
+            header.alg
+        )));
+    }
+    let jwk = match &header.kid {
+        Some(kid) => trust.keys.find(kid),
+        None if trust.keys.keys.len() == 1 => trust.keys.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| GtrError::Token("no trusted key matches the token's kid".into()))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| GtrError::Token(e.to_string()))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[trust.issuer.as_str()]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.leeway = CLOCK_SKEW;
+    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map_err(|e| GtrError::Token(e.to_string()))?
+        .claims;
+    let now = unix_now();
+    if claims.iat > now + CLOCK_SKEW {
+        return Err(GtrError::Token("issued in the future".into()));
+    }
+    if now.saturating_sub(claims.iat) > MAX_TOKEN_AGE.as_secs() {
+        return Err(GtrError::Token("issued too long ago".into()));
+    }
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| GtrError::Token("no jti".into()))?;
+    jtis.take(&jti, claims.exp, now)
+}
+
+/// Parses the revocation body.
+pub fn parse_subject(body: &[u8]) -> Result<Subject, GtrError> {
+    let body: Body = serde_json::from_slice(body).map_err(|e| GtrError::Body(e.to_string()))?;
+    let field = |name: &str| {
+        body.sub_id
+            .get(name)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    match field("format").as_deref() {
+        Some("email") => field("email")
+            .map(Subject::Email)
+            .ok_or_else(|| GtrError::Subject("email format without email".into())),
+        Some("iss_sub") => match (field("iss"), field("sub")) {
+            (Some(iss), Some(sub)) => Ok(Subject::IssSub { iss, sub }),
+            _ => Err(GtrError::Subject("iss_sub format needs iss and sub".into())),
+        },
+        Some(other) => Err(GtrError::Subject(format!("format {other:?}"))),
+        None => Err(GtrError::Body("sub_id.format is missing".into())),
+    }
+}
+
+/// Verifies, then ends the subject's sessions in every app; returns them.
+pub fn revoke(
+    trust: Option<&GtrTrust>,
+    authorization: Option<&str>,
+    audience: &str,
+    body: &[u8],
+    jtis: &JtiCache,
+    sessions: &SessionStore,
+) -> Result<Vec<Session>, GtrError> {
+    let trust = trust.ok_or(GtrError::NotEnabled)?;
+    verify_token(trust, authorization, audience, jtis)?;
+    let subject = parse_subject(body)?;
+    if let Subject::IssSub { iss, .. } = &subject {
+        if *iss != trust.issuer {
+            return Err(GtrError::Subject(format!(
+                "iss {iss:?} is not the token's issuer"
+            )));
+        }
+    }
+    let ended = sessions.end_where(|s| subject.matches(s));
+    if ended.is_empty() {
+        return Err(GtrError::UnknownSubject);
+    }
+    Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_parse_and_bad_ones_get_their_status() {
+        assert_eq!(
+            parse_subject(br#"{"sub_id":{"format":"email","email":"a@b.c"}}"#).expect("email"),
+            Subject::Email("a@b.c".into())
+        );
+        assert_eq!(
+            parse_subject(br#"{"sub_id":{"format":"iss_sub","iss":"i","sub":"s"}}"#)
+                .expect("iss_sub"),
+            Subject::IssSub {
+                iss: "i".into(),
+                sub: "s".into()
+            }
+        );
+        for (body, status) in [
+            (&b"not json"[..], StatusCode::BAD_REQUEST),
+            (br#"{"sub":"x"}"#, StatusCode::BAD_REQUEST),
+            (br#"{"sub_id":{}}"#, StatusCode::BAD_REQUEST),
+            (
+                br#"{"sub_id":{"format":"phone_number","phone_number":"1"}}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                br#"{"sub_id":{"format":"email"}}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let err = parse_subject(body).expect_err("refused");
+            assert_eq!(err.status(), status, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn a_jti_is_used_once() {
+        let cache = JtiCache::default();
+        let now = unix_now();
+        assert!(cache.take("j1", now + 60, now).is_ok());
+        assert!(matches!(
+            cache.take("j1", now + 60, now),
+            Err(GtrError::Replayed(_))
+        ));
+        assert!(cache.take("j2", now + 60, now).is_ok());
+    }
+
+    #[test]
+    fn tokens_need_a_bearer_header() {
+        let trust = GtrTrust::from_jwks_json(
+            "https://idp.test",
+            r#"{"keys":[{"kty":"RSA","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB","kid":"k1","alg":"RS256","use":"sig"}]}"#,
+        )
+        .expect("jwks");
+        let cache = JtiCache::default();
+        for header in [
+            None,
+            Some("Basic abc"),
+            Some("Bearer "),
+            Some("Bearer not.a.jwt"),
+        ] {
+            let err =
+                verify_token(&trust, header, "https://app.test/x", &cache).expect_err("refused");
+            assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{header:?}");
+        }
+        assert!(GtrTrust::from_jwks_json("i", r#"{"keys":[]}"#).is_err());
+    }
+}
