@@ -147,13 +147,13 @@ impl IssuedResponse {
 /// samael writes element text without escaping it (`BytesText::from_escaped`),
 /// so every text value we put into its structs must be escaped first or a
 /// `<` in e.g. a group name would inject markup.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
 }
 
 /// RSA-SHA256 signature template with a SHA-256 digest; samael's own
 /// `Signature::template` uses a SHA-1 digest, which our verifier refuses.
-fn signature_template(ref_id: &str, cert: &CertificateDer) -> Signature {
+pub(crate) fn signature_template(ref_id: &str, cert: &CertificateDer) -> Signature {
     let mut sig = Signature::template(ref_id, cert);
     for reference in &mut sig.signed_info.reference {
         reference.digest_method.algorithm = DigestAlgorithm::Sha256;
@@ -496,7 +496,7 @@ pub fn parse_authn_request_post(
     let mut parsed = match sp_signing_certs {
         None => parse_authn_request_xml(&xml)?,
         Some(certs) => {
-            let signed = verify_enveloped_request(&xml, certs)?;
+            let signed = verify_enveloped_root(&xml, certs, "AuthnRequest")?;
             let mut parsed = parse_authn_request_xml(&signed)?;
             parsed.signature_verified = true;
             parsed
@@ -516,33 +516,47 @@ pub fn post_request_is_signed(saml_request: &str, max_bytes: usize) -> Result<bo
 
 /// Exactly one signature, on the root, referencing the root; checked for
 /// shape and algorithms before xmlsec, and the verified subtree must be
-/// that same root.
-fn verify_enveloped_request(xml: &str, certs: &[Vec<u8>]) -> Result<String> {
+/// that same root. Shared by every protocol message that arrives over the
+/// POST binding with an enveloped signature (AuthnRequest, LogoutRequest,
+/// LogoutResponse) so the wrapping defences cannot drift apart.
+/// `root_local` is the expected local name of the samlp root element.
+pub(crate) fn verify_enveloped_root(
+    xml: &str,
+    certs: &[Vec<u8>],
+    root_local: &str,
+) -> Result<String> {
     use crate::error::SignatureFailure;
     xml_guard::refuse_doctype(xml)?;
     let scan = xml_guard::scan(xml)?;
+    // Refuse a different message type before any crypto: a valid signature
+    // on an AuthnRequest must never be accepted as a LogoutRequest.
+    if scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL) || scan.root_name != root_local {
+        return Err(Error::Xml(format!(
+            "root element is not samlp:{root_local}"
+        )));
+    }
     let [signature] = scan.signatures.as_slice() else {
         return Err(Error::Signature(if scan.signatures.is_empty() {
             SignatureFailure::Missing
         } else {
-            SignatureFailure::Wrapping("more than one signature on an AuthnRequest")
+            SignatureFailure::Wrapping("more than one signature on a protocol message")
         }));
     };
     let root_id = scan
         .root_id
         .as_deref()
-        .ok_or_else(|| Error::xml("AuthnRequest without ID"))?;
+        .ok_or_else(|| Error::Xml(format!("{root_local} without ID")))?;
     if signature.parent_depth != 0
         || signature.parent_id.as_deref() != Some(root_id)
         || signature.reference_uris != [format!("#{root_id}")]
     {
         return Err(Error::Signature(SignatureFailure::Wrapping(
-            "signature does not cover the AuthnRequest",
+            "signature does not cover the message root",
         )));
     }
     xml_guard::check_algorithms(&scan)?;
     if certs.is_empty() {
-        return Err(Error::key("no SP signing certificate to verify with"));
+        return Err(Error::key("no signing certificate to verify with"));
     }
     let certs: Vec<CertificateDer> = certs.iter().cloned().map(CertificateDer::from).collect();
     let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
@@ -552,14 +566,13 @@ fn verify_enveloped_request(xml: &str, certs: &[Vec<u8>]) -> Result<String> {
         Some(crate::sp::SAMAEL_ALLOWED),
     )
     .map_err(|e| {
-        tracing::debug!(reason = %e, "xmlsec AuthnRequest verification failed");
+        tracing::debug!(reason = %e, root = root_local, "xmlsec enveloped signature verification failed");
         Error::Signature(SignatureFailure::Invalid)
     })?;
     let reduced_scan = xml_guard::scan(&reduced)?;
-    if reduced_scan.root_name != "AuthnRequest" || reduced_scan.root_id.as_deref() != Some(root_id)
-    {
+    if reduced_scan.root_name != root_local || reduced_scan.root_id.as_deref() != Some(root_id) {
         return Err(Error::Signature(SignatureFailure::Wrapping(
-            "verified subtree is not the AuthnRequest",
+            "verified subtree is not the message root",
         )));
     }
     Ok(reduced)

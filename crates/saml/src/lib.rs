@@ -1,6 +1,7 @@
 //! SAML 2.0 for Portcullis, on top of samael/xmlsec: key material, the
 //! embedded IdP's response issuing and AuthnRequest parsing, and the
-//! gateway SP's request building and hardened response verification.
+//! gateway SP's request building and hardened response verification, and
+//! Single Logout request/response messages for both roles.
 //! Speaks SAML only — no HTTP server code lives here.
 //!
 //! Note on diagnostics: libxml2/xmlsec report some failures through their
@@ -13,6 +14,7 @@ mod binding;
 pub mod error;
 pub mod idp;
 pub mod keys;
+pub mod logout;
 mod metadata;
 pub mod peer;
 pub mod replay;
@@ -28,6 +30,12 @@ pub use idp::{
     STATUS_NO_PASSIVE, STATUS_REQUESTER, STATUS_REQUEST_DENIED, STATUS_RESPONDER,
 };
 pub use keys::{cert_der_from_pem, SigningKey};
+pub use logout::{
+    build_logout_request_post, build_logout_request_redirect, build_logout_response_post,
+    build_logout_response_redirect, parse_logout_request_post, parse_logout_request_redirect,
+    parse_logout_response_post, parse_logout_response_redirect, LogoutRequestParams,
+    LogoutResponseParams, LogoutStatus, ParsedLogoutRequest, ParsedLogoutResponse, PostMessage,
+};
 pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};
 pub use replay::ReplayCache;
 pub use sp::{

@@ -2,4 +2,5 @@
 //! binary for the crate (link time), one module per concern.
 
 mod authn_request_and_metadata;
+mod logout;
 mod response_verification;
