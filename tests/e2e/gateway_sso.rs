@@ -93,7 +93,7 @@ policy = \"deny\"
 
 {c}",
         b = saml_app("b", B),
-        c = format!("{}\n{extra}", saml_app("c", C)),
+        c = saml_app("c", C) + "\n" + &extra,
         admin = portcullis_idp::session::hash_token(ADMIN_TOKEN),
     );
     Fixture {
