@@ -10,6 +10,7 @@ mod idp;
 mod interop;
 mod process;
 mod signals;
+mod slo;
 mod sso;
 mod streaming;
 mod universal_logout;

@@ -10,17 +10,27 @@ use anyhow::Context;
 use portcullis_config::{AppIdp, Config};
 use portcullis_proxy::{AcsError, AuthnRedirect, Identity, SamlSp, SloInput, SloMessage};
 use portcullis_saml::{
-    build_redirect_authn_request, cert_der_from_pem, sp_metadata_xml, verify_response,
-    AuthnRequestParams, Error, Expectations, ReplayCache, SigningKey, SpConfig,
+    build_logout_request_redirect, build_logout_response_redirect, build_redirect_authn_request,
+    cert_der_from_pem, parse_logout_request_post, parse_logout_request_redirect,
+    parse_logout_response_post, parse_logout_response_redirect, sp_metadata_xml, verify_response,
+    AuthnRequestParams, Error, Expectations, LogoutRequestParams, LogoutResponseParams,
+    LogoutStatus, ReplayCache, SigningKey, SpConfig,
 };
 
 /// Assertion ids remembered per app (until each assertion expires).
 const REPLAY_CAPACITY: usize = 100_000;
+/// Single Logout messages are small; larger ones are refused undecoded.
+const SLO_MAX_BYTES: usize = 64 * 1024;
+const SLO_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(180);
+/// How long the IdP may take to act on our LogoutRequest.
+const LOGOUT_REQUEST_VALIDITY: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub struct AppSp {
     config: SpConfig,
     key: SigningKey,
     idp_sso_url: String,
+    /// The IdP's SingleLogoutService; `None` when it has none.
+    idp_slo_url: Option<String>,
     idp_entity_id: String,
     /// Every signing certificate the IdP publishes (key rollover).
     idp_certs_der: Vec<Vec<u8>>,
@@ -72,30 +82,162 @@ impl SamlSp for AppSp {
         }
     }
 
-    // Filled in with the SAML logout messages (branch saml-logout).
     fn logout_request(
         &self,
-        _name_id: &str,
-        _session_index: Option<&str>,
-        _relay_state: &str,
+        name_id: &str,
+        session_index: Option<&str>,
+        relay_state: &str,
     ) -> Option<Result<AuthnRedirect, String>> {
-        None
+        let slo_url = self.idp_slo_url.as_deref()?;
+        let params = LogoutRequestParams {
+            issuer: &self.config.entity_id,
+            destination: slo_url,
+            name_id,
+            name_id_format: None,
+            session_index,
+            relay_state: Some(relay_state),
+            now: chrono::Utc::now(),
+            validity: LOGOUT_REQUEST_VALIDITY,
+        };
+        Some(
+            build_logout_request_redirect(&params, &self.key)
+                .map(|r| AuthnRedirect {
+                    url: r.url,
+                    request_id: r.request_id,
+                })
+                .map_err(|e| e.to_string()),
+        )
     }
 
-    fn slo_message(&self, _input: SloInput<'_>) -> Result<SloMessage, AcsError> {
-        Err(AcsError {
-            kind: "unsupported",
-            detail: "Single Logout messages are not handled yet".into(),
-        })
+    fn slo_message(&self, input: SloInput<'_>) -> Result<SloMessage, AcsError> {
+        let refuse = |e: Error| AcsError {
+            kind: kind(&e),
+            detail: e.to_string(),
+        };
+        let certs = Some(self.idp_certs_der.as_slice());
+        let (request, response) = match &input {
+            SloInput::Redirect { query } => {
+                let has = |name: &str| {
+                    query
+                        .split('&')
+                        .any(|pair| pair.split('=').next() == Some(name))
+                };
+                if has("SAMLRequest") {
+                    (
+                        Some(
+                            parse_logout_request_redirect(query, certs, SLO_MAX_BYTES)
+                                .map_err(refuse)?,
+                        ),
+                        None,
+                    )
+                } else if has("SAMLResponse") {
+                    (
+                        None,
+                        Some(
+                            parse_logout_response_redirect(query, certs, SLO_MAX_BYTES)
+                                .map_err(refuse)?,
+                        ),
+                    )
+                } else {
+                    (None, None)
+                }
+            }
+            SloInput::Post {
+                saml_request,
+                saml_response,
+                relay_state,
+            } => match (saml_request, saml_response) {
+                (Some(request), None) => (
+                    Some(
+                        parse_logout_request_post(request, *relay_state, certs, SLO_MAX_BYTES)
+                            .map_err(refuse)?,
+                    ),
+                    None,
+                ),
+                (None, Some(response)) => (
+                    None,
+                    Some(
+                        parse_logout_response_post(response, *relay_state, certs, SLO_MAX_BYTES)
+                            .map_err(refuse)?,
+                    ),
+                ),
+                _ => (None, None),
+            },
+        };
+        let wrong_issuer =
+            |issuer: &Option<String>| issuer.as_deref() != Some(self.idp_entity_id.as_str());
+        let wrong_destination = |destination: &Option<String>| {
+            destination
+                .as_deref()
+                .is_some_and(|d| d != self.config.slo_url)
+        };
+        match (request, response) {
+            (Some(request), None) => {
+                if wrong_issuer(&request.issuer) {
+                    return Err(refuse(Error::Issuer {
+                        found: request.issuer,
+                    }));
+                }
+                if wrong_destination(&request.destination) {
+                    return Err(refuse(Error::Destination {
+                        found: request.destination,
+                    }));
+                }
+                request
+                    .check_time(chrono::Utc::now(), SLO_CLOCK_SKEW)
+                    .map_err(refuse)?;
+                Ok(SloMessage::Request {
+                    id: request.id,
+                    name_id: request.name_id,
+                    session_indexes: request.session_indexes,
+                    relay_state: request.relay_state,
+                })
+            }
+            (None, Some(response)) => {
+                if wrong_issuer(&response.issuer) {
+                    return Err(refuse(Error::Issuer {
+                        found: response.issuer,
+                    }));
+                }
+                if wrong_destination(&response.destination) {
+                    return Err(refuse(Error::Destination {
+                        found: response.destination,
+                    }));
+                }
+                Ok(SloMessage::Response {
+                    success: response.is_success(),
+                    partial: response.is_partial(),
+                    in_response_to: response.in_response_to,
+                    relay_state: response.relay_state,
+                })
+            }
+            _ => Err(AcsError {
+                kind: "binding",
+                detail: "neither a SAMLRequest nor a SAMLResponse".into(),
+            }),
+        }
     }
 
     fn logout_response(
         &self,
-        _in_response_to: &str,
-        _success: bool,
-        _relay_state: Option<&str>,
+        in_response_to: &str,
+        success: bool,
+        relay_state: Option<&str>,
     ) -> Option<Result<String, String>> {
-        None
+        let slo_url = self.idp_slo_url.as_deref()?;
+        let params = LogoutResponseParams {
+            issuer: &self.config.entity_id,
+            destination: slo_url,
+            in_response_to: Some(in_response_to),
+            status: if success {
+                LogoutStatus::Success
+            } else {
+                LogoutStatus::Responder
+            },
+            relay_state,
+            now: chrono::Utc::now(),
+        };
+        Some(build_logout_response_redirect(&params, &self.key).map_err(|e| e.to_string()))
     }
 }
 
@@ -139,7 +281,7 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn SamlSp>>
                     auth.sp_signing_cert.display()
                 )
             })?;
-        let (idp_sso_url, idp_entity_id, idp_certs_der) = match &auth.idp {
+        let (idp_sso_url, idp_slo_url, idp_entity_id, idp_certs_der) = match &auth.idp {
             AppIdp::Embedded => {
                 let idp = config
                     .idp
@@ -161,12 +303,14 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn SamlSp>>
                 })?;
                 (
                     format!("{}{prefix}/sso/saml", idp.public.origin()),
+                    Some(format!("{}{prefix}/sso/saml/logout", idp.public.origin())),
                     saml.entity_id.clone(),
                     vec![der],
                 )
             }
             AppIdp::External(external) => (
                 external.metadata.sso_redirect_url.clone(),
+                external.metadata.slo_url.clone(),
                 external.metadata.entity_id.clone(),
                 external.metadata.signing_certs_der.clone(),
             ),
@@ -179,6 +323,7 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn SamlSp>>
             },
             key,
             idp_sso_url,
+            idp_slo_url,
             idp_entity_id,
             idp_certs_der,
             replay: ReplayCache::new(REPLAY_CAPACITY),

@@ -183,7 +183,7 @@ impl Idp {
         cookie
     }
 
-    fn clear_session_cookie(&self) -> String {
+    pub(crate) fn clear_session_cookie(&self) -> String {
         format!(
             "{SESSION_COOKIE}=; Path={}; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
             self.settings.path_prefix
@@ -532,10 +532,11 @@ impl Idp {
                     StatusCode::OK,
                     "Signed in",
                     &format!(
-                        "<h1>Signed in</h1><p>You are signed in as <strong id=\"user\">{}</strong>.</p><p>Session expires {}.</p>{}",
+                        "<h1>Signed in</h1><p>You are signed in as <strong id=\"user\">{}</strong>.</p><p>Session expires {}.</p>{}<p><a id=\"sign-out\" href=\"{}\">Sign out of everything</a></p>",
                         escape(&name),
                         escape(&record.expires_at_rfc3339()),
                         self.app_launcher_html(),
+                        escape(&self.path("/logout")),
                     ),
                 )
             }

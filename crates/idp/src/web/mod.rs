@@ -9,6 +9,7 @@ mod events;
 mod limit;
 mod login;
 mod respond;
+mod slo;
 mod sso;
 
 use std::net::IpAddr;
@@ -208,6 +209,10 @@ impl Idp {
             (Method::GET, ["sso", "saml"]) => self.sso_redirect(&request, &caller),
             (Method::POST, ["sso", "saml"]) => self.sso_post(&request, &caller),
             (Method::GET, ["sso", "saml", "continue"]) => self.sso_continue(&request, &caller),
+            (Method::GET | Method::POST, ["sso", "saml", "logout"]) => {
+                self.slo_endpoint(&request, &caller)
+            }
+            (Method::GET | Method::POST, ["logout"]) => self.user_logout(&request, &caller),
             (Method::GET, ["app", sp, "sso", "saml"]) => {
                 self.sso_idp_initiated(&request, &caller, sp)
             }

@@ -107,21 +107,23 @@ struct Ask {
 
 /// Runtime SAML state of the IdP.
 pub(crate) struct Saml {
-    settings: SamlSettings,
-    config: IdpConfig,
+    pub(crate) settings: SamlSettings,
+    pub(crate) config: IdpConfig,
     metadata: String,
     parked: Mutex<HashMap<String, (Ask, OffsetDateTime)>>,
     reauth: Mutex<HashMap<String, OffsetDateTime>>,
     /// IdP session id → names of the SPs that received an assertion in it
     /// (for Single Logout).
-    participants: Mutex<HashMap<String, BTreeSet<String>>>,
+    pub(crate) participants: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Single Logout walks in progress.
+    pub(crate) logouts: super::slo::Logouts,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     rand::random::<[u8; 16]>()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -165,6 +167,7 @@ impl Saml {
             parked: Mutex::new(HashMap::new()),
             reauth: Mutex::new(HashMap::new()),
             participants: Mutex::new(HashMap::new()),
+            logouts: super::slo::Logouts::default(),
         })
     }
 
@@ -184,7 +187,7 @@ impl Saml {
             })
     }
 
-    fn sp_by_name(&self, name: &str) -> Option<&ServiceProvider> {
+    pub(crate) fn sp_by_name(&self, name: &str) -> Option<&ServiceProvider> {
         self.settings
             .service_providers
             .iter()
@@ -194,6 +197,7 @@ impl Saml {
     pub(crate) fn sweep(&self, now: OffsetDateTime) {
         lock(&self.parked).retain(|_, (_, at)| now - *at < PENDING_TTL);
         lock(&self.reauth).retain(|_, at| now - *at < PENDING_TTL);
+        self.logouts.sweep(now);
     }
 
     pub(crate) fn forget_session(&self, session_id: &str) {

@@ -1,0 +1,478 @@
+//! SAML Single Logout at the embedded IdP: `/sso/saml/logout` (both
+//! bindings) and the user's own `/logout`.
+//!
+//! A logout is a small server-side transaction. The IdP session ends at
+//! once; then the browser is walked through every other SP that received
+//! an assertion in that session — a signed LogoutRequest to its SLO
+//! endpoint, its signed LogoutResponse back here, RelayState carrying the
+//! transaction id — and finally the initiator gets a signed LogoutResponse:
+//! `Success`, or `PartialLogout` when an SP answered with an error, could
+//! not be asked (no SLO endpoint) or sent a response that failed checks.
+//! Transactions live at most [`LOGOUT_TTL`]; a browser that returns later
+//! sees the signed-out page.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use portcullis_saml::{self as saml, LogoutStatus, NameIdFormat};
+use time::OffsetDateTime;
+
+use super::respond;
+use super::sso::{lock, random_id, ServiceProvider};
+use super::{query_param, Caller, Idp};
+use crate::session::{EndReason, SessionId};
+
+/// SLO messages are small; anything larger is refused before decoding.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How long one logout walk may take.
+const LOGOUT_TTL: time::Duration = time::Duration::minutes(2);
+const LOGOUT_MAX: usize = 10_000;
+/// A LogoutRequest we send is valid this long.
+const REQUEST_VALIDITY: Duration = Duration::from_secs(120);
+const CLOCK_SKEW: Duration = Duration::from_secs(180);
+
+/// Who to tell, and what they knew the user as.
+#[derive(Debug, Clone)]
+struct Notice {
+    sp: String,
+    name_id: String,
+    name_id_format: NameIdFormat,
+}
+
+/// The SP that asked for the logout, to be answered at the end.
+#[derive(Debug, Clone)]
+struct Initiator {
+    sp: String,
+    request_id: String,
+    relay_state: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LogoutTx {
+    initiator: Option<Initiator>,
+    session_index: String,
+    pending: VecDeque<Notice>,
+    /// The LogoutRequest id we are waiting on, and from which SP.
+    waiting: Option<(String, String)>,
+    partial: bool,
+    started: OffsetDateTime,
+}
+
+/// Logout transactions by id.
+#[derive(Default)]
+pub(crate) struct Logouts(std::sync::Mutex<HashMap<String, LogoutTx>>);
+
+impl Logouts {
+    fn insert(&self, id: String, tx: LogoutTx, now: OffsetDateTime) -> bool {
+        let mut map = lock(&self.0);
+        if map.len() >= LOGOUT_MAX {
+            map.retain(|_, tx| now - tx.started < LOGOUT_TTL);
+            if map.len() >= LOGOUT_MAX {
+                return false;
+            }
+        }
+        map.insert(id, tx);
+        true
+    }
+
+    fn take(&self, id: &str, now: OffsetDateTime) -> Option<LogoutTx> {
+        lock(&self.0)
+            .remove(id)
+            .filter(|tx| now - tx.started < LOGOUT_TTL)
+    }
+
+    pub(crate) fn sweep(&self, now: OffsetDateTime) {
+        lock(&self.0).retain(|_, tx| now - tx.started < LOGOUT_TTL);
+    }
+}
+
+fn name_id_for(sp: &ServiceProvider, user: &crate::directory::User) -> String {
+    match sp.name_id_format {
+        NameIdFormat::EmailAddress => user.email(),
+        NameIdFormat::Persistent => user.id(),
+        NameIdFormat::Unspecified => user.login(),
+    }
+    .to_string()
+}
+
+fn signed_out_page(partial: bool) -> Response<Bytes> {
+    let detail = if partial {
+        "You are signed out of the identity provider, but some applications could not confirm \
+         the sign-out. Close your browser to end those sessions too."
+    } else {
+        "You are signed out of the identity provider and every application you used."
+    };
+    respond::message_page(StatusCode::OK, "Signed out", detail)
+}
+
+fn logout_error(message: &str) -> Response<Bytes> {
+    respond::message_page(StatusCode::BAD_REQUEST, "Sign-out failed", message)
+}
+
+/// A message as it arrived.
+enum Incoming<'a> {
+    Redirect(&'a str),
+    Post {
+        request: Option<String>,
+        response: Option<String>,
+        relay_state: Option<String>,
+    },
+}
+
+impl Idp {
+    /// `GET|POST /sso/saml/logout`: LogoutRequests from SPs, and their
+    /// LogoutResponses to ours.
+    pub(crate) fn slo_endpoint(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
+        if self.saml.is_none() {
+            return respond::message_page(
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                "There is nothing at this address.",
+            );
+        }
+        let incoming = if request.method() == http::Method::POST {
+            let field = |name: &str| {
+                form_urlencoded::parse(request.body())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            };
+            Incoming::Post {
+                request: field("SAMLRequest"),
+                response: field("SAMLResponse"),
+                relay_state: field("RelayState"),
+            }
+        } else {
+            Incoming::Redirect(request.uri().query().unwrap_or(""))
+        };
+        let is_request = match &incoming {
+            Incoming::Redirect(q) => query_param(request, "SAMLRequest").is_some() && !q.is_empty(),
+            Incoming::Post { request, .. } => request.is_some(),
+        };
+        let is_response = match &incoming {
+            Incoming::Redirect(_) => query_param(request, "SAMLResponse").is_some(),
+            Incoming::Post { response, .. } => response.is_some(),
+        };
+        match (is_request, is_response) {
+            (true, false) => self.logout_request_from_sp(request, caller, &incoming),
+            (false, true) => self.logout_response_from_sp(&incoming),
+            _ => logout_error("The sign-out message is missing or ambiguous."),
+        }
+    }
+
+    /// `GET /logout` (and POST): the user signs out at the IdP; every SP of
+    /// the session is told.
+    pub(crate) fn user_logout(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
+        let now = OffsetDateTime::now_utc();
+        let Some((secret, record)) = self.current_session(request, now) else {
+            return self.with_cleared_session(signed_out_page(false));
+        };
+        tracing::info!(
+            session.id = record.id.as_str(),
+            request.id = %caller.request_id,
+            "Single Logout started at the IdP"
+        );
+        let notices = self.notices_for(record.id.as_str(), &record.user_id, None);
+        self.sessions.end(&secret, EndReason::SignOut);
+        let tx = LogoutTx {
+            initiator: None,
+            session_index: record.id.as_str().to_string(),
+            pending: notices.0,
+            waiting: None,
+            partial: notices.1,
+            started: now,
+        };
+        self.with_cleared_session(self.advance(tx, now))
+    }
+
+    fn with_cleared_session(&self, mut response: Response<Bytes>) -> Response<Bytes> {
+        respond::append(
+            &mut response,
+            http::header::SET_COOKIE,
+            &self.clear_session_cookie(),
+        );
+        response
+    }
+
+    /// The SPs to notify for this session (all but `except`), and whether
+    /// some could not be notified at all (no SLO endpoint).
+    fn notices_for(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        except: Option<&str>,
+    ) -> (VecDeque<Notice>, bool) {
+        let Some(saml) = &self.saml else {
+            return (VecDeque::new(), false);
+        };
+        let Some(user) = self.directory.by_id(user_id) else {
+            return (VecDeque::new(), false);
+        };
+        let names = lock(&saml.participants)
+            .get(session_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut unreachable = false;
+        let mut notices = VecDeque::new();
+        for name in names.iter().filter(|n| Some(n.as_str()) != except) {
+            let Some(sp) = saml.sp_by_name(name) else {
+                continue;
+            };
+            if sp.slo_url.is_none() {
+                unreachable = true;
+                continue;
+            }
+            notices.push_back(Notice {
+                sp: sp.name.clone(),
+                name_id: name_id_for(sp, user),
+                name_id_format: sp.name_id_format,
+            });
+        }
+        (notices, unreachable)
+    }
+
+    fn logout_request_from_sp(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+        incoming: &Incoming<'_>,
+    ) -> Response<Bytes> {
+        let Some(saml) = &self.saml else {
+            return logout_error("Single Logout is not enabled.");
+        };
+        let now = OffsetDateTime::now_utc();
+        let parse = |certs: Option<&[Vec<u8>]>| match incoming {
+            Incoming::Redirect(query) => {
+                saml::parse_logout_request_redirect(query, certs, MAX_MESSAGE_BYTES)
+            }
+            Incoming::Post {
+                request,
+                relay_state,
+                ..
+            } => saml::parse_logout_request_post(
+                request.as_deref().unwrap_or(""),
+                relay_state.as_deref(),
+                certs,
+                MAX_MESSAGE_BYTES,
+            ),
+        };
+        let unverified = match parse(None) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable LogoutRequest");
+                return logout_error(
+                    "The application sent a sign-out request that could not be read.",
+                );
+            }
+        };
+        let Some(sp) = saml
+            .settings
+            .service_providers
+            .iter()
+            .find(|sp| Some(sp.entity_id.as_str()) == unverified.issuer.as_deref())
+        else {
+            tracing::warn!(issuer = ?unverified.issuer, "LogoutRequest from an unknown service provider");
+            return logout_error(
+                "The application that sent you here is not registered with this identity provider.",
+            );
+        };
+        // A forged LogoutRequest would sign users out: only signed ones count.
+        let parsed = match parse(Some(&sp.signing_certs_der)) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(sp = %sp.name, error = %e, "LogoutRequest refused");
+                return logout_error("The application's sign-out request is not correctly signed.");
+            }
+        };
+        if let Err(e) = parsed.check_time(chrono::Utc::now(), CLOCK_SKEW) {
+            tracing::warn!(sp = %sp.name, error = %e, "LogoutRequest refused");
+            return logout_error("The application's sign-out request has expired.");
+        }
+        if parsed
+            .destination
+            .as_deref()
+            .is_some_and(|d| d != saml.config.slo_url)
+        {
+            return logout_error("The sign-out request was meant for another identity provider.");
+        }
+        // The session the SP names (SessionIndex is our session id); a
+        // request for a session that is already gone is still answered.
+        let record = parsed
+            .session_indexes
+            .iter()
+            .find_map(|index| self.sessions.get_by_id(&SessionId::from_public(index), now))
+            .or_else(|| self.current_session(request, now).map(|(_, record)| record))
+            .filter(|record| {
+                self.directory
+                    .by_id(&record.user_id)
+                    .is_some_and(|user| name_id_for(sp, user) == parsed.name_id)
+            });
+        let (pending, unreachable) = match &record {
+            Some(record) => {
+                let notices = self.notices_for(record.id.as_str(), &record.user_id, Some(&sp.name));
+                tracing::info!(
+                    sp = %sp.name,
+                    session.id = record.id.as_str(),
+                    request.id = %caller.request_id,
+                    "Single Logout started by a service provider"
+                );
+                self.sessions.revoke(&record.id, EndReason::SignOut);
+                notices
+            }
+            None => (VecDeque::new(), false),
+        };
+        let tx = LogoutTx {
+            initiator: Some(Initiator {
+                sp: sp.name.clone(),
+                request_id: parsed.id,
+                relay_state: parsed.relay_state,
+            }),
+            session_index: record
+                .map(|r| r.id.as_str().to_string())
+                .unwrap_or_default(),
+            pending,
+            waiting: None,
+            partial: unreachable,
+            started: now,
+        };
+        self.with_cleared_session(self.advance(tx, now))
+    }
+
+    fn logout_response_from_sp(&self, incoming: &Incoming<'_>) -> Response<Bytes> {
+        let Some(saml) = &self.saml else {
+            return logout_error("Single Logout is not enabled.");
+        };
+        let now = OffsetDateTime::now_utc();
+        let parse = |certs: Option<&[Vec<u8>]>| match incoming {
+            Incoming::Redirect(query) => {
+                saml::parse_logout_response_redirect(query, certs, MAX_MESSAGE_BYTES)
+            }
+            Incoming::Post {
+                response,
+                relay_state,
+                ..
+            } => saml::parse_logout_response_post(
+                response.as_deref().unwrap_or(""),
+                relay_state.as_deref(),
+                certs,
+                MAX_MESSAGE_BYTES,
+            ),
+        };
+        let unverified = match parse(None) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable LogoutResponse");
+                return logout_error(
+                    "An application sent a sign-out answer that could not be read.",
+                );
+            }
+        };
+        let Some(mut tx) = unverified
+            .relay_state
+            .as_deref()
+            .and_then(|id| saml.logouts.take(id, now))
+        else {
+            // Expired or unknown walk: the IdP session is gone already.
+            return signed_out_page(true);
+        };
+        let verified = saml
+            .settings
+            .service_providers
+            .iter()
+            .find(|sp| Some(sp.entity_id.as_str()) == unverified.issuer.as_deref())
+            .and_then(|sp| parse(Some(&sp.signing_certs_der)).ok().map(|p| (sp, p)));
+        match (&tx.waiting, verified) {
+            (Some((want_id, want_sp)), Some((sp, parsed)))
+                if sp.name == *want_sp && parsed.in_response_to.as_deref() == Some(want_id) =>
+            {
+                if !parsed.is_success() || parsed.is_partial() {
+                    tx.partial = true;
+                }
+                tracing::info!(sp = %sp.name, success = parsed.is_success(), "LogoutResponse from SP");
+            }
+            _ => {
+                tracing::warn!(issuer = ?unverified.issuer, "LogoutResponse refused; logout is partial");
+                tx.partial = true;
+            }
+        }
+        tx.waiting = None;
+        self.advance(tx, now)
+    }
+
+    /// Sends the browser to the next SP, or finishes the walk.
+    fn advance(&self, mut tx: LogoutTx, now: OffsetDateTime) -> Response<Bytes> {
+        let Some(saml) = &self.saml else {
+            return signed_out_page(tx.partial);
+        };
+        while let Some(notice) = tx.pending.pop_front() {
+            let Some(sp) = saml.sp_by_name(&notice.sp) else {
+                continue;
+            };
+            let Some(slo_url) = &sp.slo_url else {
+                tx.partial = true;
+                continue;
+            };
+            let tx_id = random_id();
+            let params = saml::LogoutRequestParams {
+                issuer: &saml.settings.entity_id,
+                destination: slo_url,
+                name_id: &notice.name_id,
+                name_id_format: Some(notice.name_id_format.uri()),
+                session_index: (!tx.session_index.is_empty()).then_some(tx.session_index.as_str()),
+                relay_state: Some(&tx_id),
+                now: chrono::Utc::now(),
+                validity: REQUEST_VALIDITY,
+            };
+            match saml::build_logout_request_redirect(&params, &saml.settings.signing_key) {
+                Ok(redirect) => {
+                    tx.waiting = Some((redirect.request_id.clone(), sp.name.clone()));
+                    if !saml.logouts.insert(tx_id, tx, now) {
+                        return respond::message_page(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Try again later",
+                            "Too many sign-outs are in progress. Please try again in a few minutes.",
+                        );
+                    }
+                    return respond::redirect(&redirect.url);
+                }
+                Err(e) => {
+                    tracing::error!(sp = %sp.name, error = %e, "building a LogoutRequest failed");
+                    tx.partial = true;
+                }
+            }
+        }
+        let Some(initiator) = tx.initiator else {
+            return signed_out_page(tx.partial);
+        };
+        let Some(sp) = saml.sp_by_name(&initiator.sp) else {
+            return signed_out_page(tx.partial);
+        };
+        let Some(slo_url) = &sp.slo_url else {
+            return signed_out_page(tx.partial);
+        };
+        let params = saml::LogoutResponseParams {
+            issuer: &saml.settings.entity_id,
+            destination: slo_url,
+            in_response_to: Some(&initiator.request_id),
+            status: if tx.partial {
+                LogoutStatus::PartialLogout
+            } else {
+                LogoutStatus::Success
+            },
+            relay_state: initiator.relay_state.as_deref(),
+            now: chrono::Utc::now(),
+        };
+        match saml::build_logout_response_redirect(&params, &saml.settings.signing_key) {
+            Ok(url) => respond::redirect(&url),
+            Err(e) => {
+                tracing::error!(sp = %sp.name, error = %e, "building the LogoutResponse failed");
+                signed_out_page(true)
+            }
+        }
+    }
+}
