@@ -33,6 +33,7 @@ const IDP: &str = "https://a.test";
 const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
 const SP_ENTITY: &str = "https://sp.interop.test/metadata";
 const SP_ACS: &str = "https://sp.interop.test/acs";
+const SP_SLO: &str = "https://sp.interop.test/slo";
 
 /// A Python with pysaml2, or a panic naming what is missing.
 fn python() -> PathBuf {
@@ -178,6 +179,7 @@ async fn pysaml2_sp_signs_in_through_the_embedded_idp() {
     let mut sp_config = json!({
         "entity_id": SP_ENTITY,
         "acs_url": SP_ACS,
+        "slo_url": SP_SLO,
         "key_file": sp_key_path,
         "cert_file": sp_cert_path,
     });
@@ -312,10 +314,42 @@ name_id_format = \"emailAddress\"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SignatureError"), "{stderr}");
+
+    // Single Logout at the IdP reaches pysaml2, which verifies the signed
+    // LogoutRequest and answers; the IdP then reports a complete logout.
+    let logout = b.get(&format!("{IDP}/logout")).await;
+    assert_eq!(logout.status, StatusCode::SEE_OTHER, "{}", logout.text());
+    let to_sp = logout.location();
+    let query = to_sp
+        .strip_prefix(&format!("{SP_SLO}?"))
+        .unwrap_or_else(|| panic!("not a LogoutRequest to pysaml2: {to_sp}"));
+    let config = sp.config.display().to_string();
+    let tampered = query.replacen("RelayState=", "RelayState=x", 1);
+    let refused = sp.run(&["logout-request", "--config", &config, "--query", &tampered]);
+    assert!(
+        !refused.status.success(),
+        "pysaml2 took a tampered LogoutRequest"
+    );
+    let answer = sp.run_ok(&["logout-request", "--config", &config, "--query", query]);
+    assert_eq!(answer["name_id"], "bob@example.com", "{answer}");
+    assert_eq!(answer["session_indexes"][0], v["session_index"], "{answer}");
+    let back = answer["location"].as_str().expect("location");
+    assert!(
+        back.starts_with(&format!("{IDP}/sso/saml/logout?SAMLResponse=")),
+        "{back}"
+    );
+    let done = b.get(back).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert!(
+        done.text().contains("every application you used"),
+        "{}",
+        done.text()
+    );
 }
 
 const PY_IDP_ENTITY: &str = "https://idp.pysaml2.test/metadata";
 const PY_IDP_SSO: &str = "https://idp.pysaml2.test/sso/redirect";
+const PY_IDP_SLO: &str = "https://idp.pysaml2.test/slo/redirect";
 const APP_B: &str = "https://b.test";
 const APP_C: &str = "https://c.test";
 
@@ -376,6 +410,7 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
     let mut idp_config = json!({
         "entity_id": PY_IDP_ENTITY,
         "sso_url": PY_IDP_SSO,
+        "slo_url": PY_IDP_SLO,
         "key_file": idp_key_path,
         "cert_file": idp_cert_path,
         "user": {
@@ -535,6 +570,56 @@ auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp
     let home = fresh.get(&format!("{APP_C}/?format=json")).await;
     assert_eq!(home.status, StatusCode::OK, "{}", home.text());
     assert_eq!(home.echoed("x-portcullis-user"), ["dana@example.org"]);
+
+    // IdP-initiated Single Logout from pysaml2: the gateway ends dana's
+    // session in b and answers with a signed LogoutResponse pysaml2 accepts.
+    let request = idp.script.json(&[
+        "logout-request",
+        "--config",
+        &idp.config_arg(),
+        "--sp",
+        &format!("{APP_B}/_portcullis/saml/metadata"),
+        "--name-id",
+        "dana@example.org",
+    ]);
+    let to_gateway = request["location"].as_str().expect("location");
+    assert!(
+        to_gateway.starts_with(&format!("{APP_B}/_portcullis/saml/slo?SAMLRequest=")),
+        "{to_gateway}"
+    );
+    let answered = b.get(to_gateway).await;
+    assert_eq!(
+        answered.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        answered.text()
+    );
+    let back = answered.location();
+    let query = back
+        .strip_prefix(&format!("{PY_IDP_SLO}?"))
+        .unwrap_or_else(|| panic!("not a LogoutResponse to pysaml2: {back}"));
+    let verdict = idp.script.json(&[
+        "logout-response",
+        "--config",
+        &idp.config_arg(),
+        "--query",
+        query,
+    ]);
+    assert_eq!(
+        verdict["in_response_to"], request["request_id"],
+        "{verdict}"
+    );
+    assert_eq!(
+        verdict["status"],
+        "urn:oasis:names:tc:SAML:2.0:status:Success"
+    );
+    assert_eq!(verdict["relay_state"], "pysaml2-idp-logout");
+    let signed_out = b.get(&format!("{APP_B}{deep}&format=json")).await;
+    assert_eq!(
+        signed_out.status,
+        StatusCode::SEE_OTHER,
+        "b's session ended"
+    );
 
     let rejections: Vec<String> = gw
         .logs()

@@ -18,8 +18,17 @@ carries messages between the gateway and this IdP.
   unsolicited --config CONFIG --sp ENTITY_ID
       An IdP-initiated response (no AuthnRequest) to the SP's ACS.
 
-CONFIG is a JSON file: {"entity_id", "sso_url", "key_file", "cert_file",
-"sp_metadata": [files], "user": {"name_id", "attributes": {name: [values]}}}.
+  logout-request --config CONFIG --sp ENTITY_ID --name-id NAME_ID
+      An IdP-initiated Single Logout: a signed Redirect LogoutRequest to the
+      SP's SingleLogoutService. Prints {"location", "request_id"}.
+
+  logout-response --config CONFIG --query QUERY
+      Verifies the SP's signed Redirect LogoutResponse (signature against
+      the SP metadata) and prints {"in_response_to", "status"}.
+
+CONFIG is a JSON file: {"entity_id", "sso_url", "slo_url", "key_file",
+"cert_file", "sp_metadata": [files], "user": {"name_id", "attributes":
+{name: [values]}}}.
 Any pysaml2 error exits non-zero with the message on stderr.
 """
 
@@ -53,6 +62,9 @@ def server(cfg):
                     "endpoints": {
                         "single_sign_on_service": [
                             (cfg["sso_url"], BINDING_HTTP_REDIRECT)
+                        ],
+                        "single_logout_service": [
+                            (cfg["slo_url"], BINDING_HTTP_REDIRECT)
                         ],
                     },
                     "want_authn_requests_signed": True,
@@ -155,6 +167,69 @@ def unsolicited(args):
     json.dump({"acs_url": acs_url, "saml_response": saml_response}, sys.stdout)
 
 
+def logout_request(args):
+    from saml2 import BINDING_HTTP_REDIRECT
+    from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
+    from saml2.xmldsig import SIG_RSA_SHA256
+
+    cfg = load(args.config)
+    idp = server(cfg)
+    try:
+        destination = idp.metadata.single_logout_service(args.sp, BINDING_HTTP_REDIRECT, "spsso")[0]["location"]
+        made = idp.create_logout_request(
+            destination,
+            args.sp,
+            name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=args.name_id),
+            sign=False,
+        )
+        request_id, request = made if isinstance(made, tuple) else (made.id, made)
+        http = idp.apply_binding(
+            BINDING_HTTP_REDIRECT,
+            str(request),
+            destination,
+            "pysaml2-idp-logout",
+            sign=True,
+            sigalg=SIG_RSA_SHA256,
+        )
+    except Exception as e:
+        print(f"pysaml2 IdP failed: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
+    json.dump({"location": dict(http["headers"])["Location"], "request_id": request_id}, sys.stdout)
+
+
+def logout_response(args):
+    import urllib.parse
+
+    from saml2 import BINDING_HTTP_REDIRECT
+    from saml2.sigver import verify_redirect_signature
+
+    cfg = load(args.config)
+    idp = server(cfg)
+    query = dict(urllib.parse.parse_qsl(args.query, keep_blank_values=True))
+    try:
+        if "Signature" not in query:
+            raise ValueError("the LogoutResponse is not signed")
+        signed = {k: query[k] for k in ("SAMLResponse", "RelayState", "SigAlg", "Signature") if k in query}
+        sps = list(idp.metadata.service_providers())
+        certs = [c for sp in sps for c in idp.metadata.certs(sp, "spsso", "signing")]
+        if not any(verify_redirect_signature(signed, idp.sec.sec_backend, cert=c[1]) for c in certs):
+            raise ValueError("the LogoutResponse's query signature does not verify")
+        response = idp.parse_logout_request_response(query["SAMLResponse"], BINDING_HTTP_REDIRECT)
+        if response is None:
+            raise ValueError("pysaml2 returned no response")
+    except Exception as e:
+        print(f"pysaml2 IdP refused the LogoutResponse: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
+    json.dump(
+        {
+            "in_response_to": response.response.in_response_to,
+            "status": response.response.status.status_code.value,
+            "relay_state": query.get("RelayState"),
+        },
+        sys.stdout,
+    )
+
+
 def main():
     try:
         import saml2  # noqa: F401
@@ -173,6 +248,15 @@ def main():
     uns.add_argument("--config", required=True)
     uns.add_argument("--sp", required=True)
     uns.set_defaults(run=unsolicited)
+    lreq = sub.add_parser("logout-request")
+    lreq.add_argument("--config", required=True)
+    lreq.add_argument("--sp", required=True)
+    lreq.add_argument("--name-id", required=True)
+    lreq.set_defaults(run=logout_request)
+    lres = sub.add_parser("logout-response")
+    lres.add_argument("--config", required=True)
+    lres.add_argument("--query", required=True)
+    lres.set_defaults(run=logout_response)
     args = parser.parse_args()
     args.run(args)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A pysaml2 service provider driven by tests/e2e/interop.rs.
 
-Three sub-commands, each a one-shot process (no server):
+Four sub-commands, each a one-shot process (no server):
 
   metadata --config CONFIG
       Prints the SP's metadata XML (what the embedded IdP's
@@ -18,8 +18,14 @@ Three sub-commands, each a one-shot process (no server):
       "authn_context", "session_index"}. Any pysaml2 error exits non-zero
       with the message on stderr.
 
-CONFIG is a JSON file: {"entity_id", "acs_url", "key_file", "cert_file",
-"idp_metadata"}.
+  logout-request --config CONFIG --query QUERY
+      QUERY is the raw query string of the IdP's HTTP-Redirect
+      LogoutRequest. pysaml2 verifies its signature against the IdP
+      metadata and answers with a signed Redirect LogoutResponse; prints
+      {"location", "name_id", "session_indexes"}.
+
+CONFIG is a JSON file: {"entity_id", "acs_url", "slo_url", "key_file",
+"cert_file", "idp_metadata"}.
 """
 
 import argparse
@@ -29,7 +35,7 @@ import sys
 
 
 def client(cfg):
-    from saml2 import BINDING_HTTP_POST
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
     from saml2.client import Saml2Client
     from saml2.config import SPConfig
     from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
@@ -51,6 +57,9 @@ def client(cfg):
                     "endpoints": {
                         "assertion_consumer_service": [
                             (cfg["acs_url"], BINDING_HTTP_POST)
+                        ],
+                        "single_logout_service": [
+                            (cfg["slo_url"], BINDING_HTTP_REDIRECT)
                         ],
                     },
                     "name_id_format": NAMEID_FORMAT_EMAILADDRESS,
@@ -133,6 +142,70 @@ def parse_response(args):
     json.dump(out, sys.stdout)
 
 
+def logout_request(args):
+    import urllib.parse
+
+    from saml2 import BINDING_HTTP_REDIRECT
+    from saml2.samlp import STATUS_SUCCESS
+    from saml2.s_utils import success_status_factory
+    from saml2.xmldsig import SIG_RSA_SHA256
+
+    with open(args.config) as f:
+        cfg = json.load(f)
+    sp = client(cfg)
+    query = dict(urllib.parse.parse_qsl(args.query, keep_blank_values=True))
+    try:
+        if "Signature" not in query:
+            raise ValueError("the LogoutRequest is not signed")
+        # pysaml2 checks Redirect signatures only where it *requires* them,
+        # which an SP config cannot ask for; check against the IdP's
+        # metadata certificates explicitly.
+        from saml2.sigver import verify_redirect_signature
+
+        signed = {k: query[k] for k in ("SAMLRequest", "RelayState", "SigAlg", "Signature") if k in query}
+        idps = list(sp.metadata.identity_providers())
+        certs = [c for idp in idps for c in sp.metadata.certs(idp, "idpsso", "signing")]
+        if not any(verify_redirect_signature(signed, sp.sec.sec_backend, cert=c[1]) for c in certs):
+            raise ValueError("the LogoutRequest's query signature does not verify")
+        request = sp.parse_logout_request(
+            query["SAMLRequest"],
+            BINDING_HTTP_REDIRECT,
+            relay_state=query.get("RelayState"),
+            sigalg=query.get("SigAlg"),
+            signature=query.get("Signature"),
+        )
+        if request is None:
+            raise ValueError("pysaml2 returned no request")
+        response = sp.create_logout_response(
+            request.message,
+            bindings=[BINDING_HTTP_REDIRECT],
+            status=success_status_factory(),
+            sign=False,
+        )
+        rinfo = sp.response_args(request.message, [BINDING_HTTP_REDIRECT])
+        http = sp.apply_binding(
+            rinfo["binding"],
+            response,
+            rinfo["destination"],
+            query.get("RelayState"),
+            response=True,
+            sign=True,
+            sigalg=SIG_RSA_SHA256,
+        )
+    except Exception as e:  # any rejection is the answer under test
+        print(f"pysaml2 rejected the LogoutRequest: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
+    assert STATUS_SUCCESS
+    json.dump(
+        {
+            "location": dict(http["headers"])["Location"],
+            "name_id": request.message.name_id.text,
+            "session_indexes": [i.text for i in request.message.session_index],
+        },
+        sys.stdout,
+    )
+
+
 def main():
     try:
         import saml2  # noqa: F401
@@ -146,6 +219,10 @@ def main():
     req = sub.add_parser("authn-request")
     req.add_argument("--config", required=True)
     req.set_defaults(run=authn_request)
+    lo = sub.add_parser("logout-request")
+    lo.add_argument("--config", required=True)
+    lo.add_argument("--query", required=True)
+    lo.set_defaults(run=logout_request)
     res = sub.add_parser("parse-response")
     res.add_argument("--config", required=True)
     res.add_argument("--saml-response", required=True)
