@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::gateway_sso::start;
+use crate::gateway_sso::start_with;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -79,7 +79,7 @@ impl Drop for Driver {
 /// A headless Chromium session in which a.test, b.test and c.test (port
 /// 443 in the URLs) all reach the gateway on 127.0.0.1:`port`.
 async fn chromium(driver: &Driver, port: u16, profile: &Path) -> Client {
-    let map = ["a.test", "b.test", "c.test"]
+    let map = ["a.test", "b.test", "c.test", "app.test"]
         .map(|host| format!("MAP {host} 127.0.0.1:{port}"))
         .join(", ");
     let args = [
@@ -129,8 +129,8 @@ async fn body_text(c: &Client) -> String {
 }
 
 #[tokio::test]
-async fn browser_journey_deep_link_sso_second_app_and_forbidden_page() {
-    let f = start();
+async fn browser_journey_deep_link_sso_second_app_forbidden_page_and_single_logout() {
+    let f = start_with("", &[("d", "https://app.test", "builtin:echo")]);
     let driver = Driver::start();
     let tmp = tempfile::tempdir().expect("dir");
     let profile = tmp.path().join("profile");
@@ -213,6 +213,34 @@ async fn browser_journey_deep_link_sso_second_app_and_forbidden_page() {
     std::fs::write(&shot, &png).expect("write screenshot");
     assert!(png.len() > 1000, "tiny screenshot: {} bytes", png.len());
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+
+    // A third app, then logout from b: every app and the IdP sign out.
+    c.goto("https://app.test/").await.expect("goto");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("table#headers"))
+        .await
+        .expect("the echo page on app.test");
+    c.goto("https://b.test/_portcullis/logout").await.expect("goto");
+    let signed_out = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#signed-out"))
+        .await
+        .expect("b's signed-out page");
+    let text = signed_out.text().await.expect("text");
+    assert_eq!(text, "You are signed out.", "not a complete logout");
+    assert_eq!(c.current_url().await.expect("url").host_str(), Some("b.test"));
+    for app in ["https://c.test/", "https://app.test/", "https://b.test/"] {
+        c.goto(app).await.expect("goto");
+        c.wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("input[name=username]"))
+            .await
+            .unwrap_or_else(|e| panic!("{app} did not ask for a sign-in: {e}"));
+        let at = c.current_url().await.expect("url");
+        assert_eq!(at.host_str(), Some("a.test"), "{app}: {at}");
+    }
 
     c.close().await.expect("close the session");
 }
