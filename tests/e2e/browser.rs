@@ -130,7 +130,7 @@ async fn body_text(c: &Client) -> String {
 
 #[tokio::test]
 async fn browser_journey_deep_link_sso_second_app_forbidden_page_and_single_logout() {
-    let f = start_with("", &[("d", "https://app.test", "builtin:echo")]);
+    let f = start_with("", &[("d", "https://app.test", "builtin:echo", "")]);
     let driver = Driver::start();
     let tmp = tempfile::tempdir().expect("dir");
     let profile = tmp.path().join("profile");
@@ -221,7 +221,9 @@ async fn browser_journey_deep_link_sso_second_app_forbidden_page_and_single_logo
         .for_element(Locator::Css("table#headers"))
         .await
         .expect("the echo page on app.test");
-    c.goto("https://b.test/_portcullis/logout").await.expect("goto");
+    c.goto("https://b.test/_portcullis/logout")
+        .await
+        .expect("goto");
     let signed_out = c
         .wait()
         .at_most(WAIT)
@@ -230,7 +232,10 @@ async fn browser_journey_deep_link_sso_second_app_forbidden_page_and_single_logo
         .expect("b's signed-out page");
     let text = signed_out.text().await.expect("text");
     assert_eq!(text, "You are signed out.", "not a complete logout");
-    assert_eq!(c.current_url().await.expect("url").host_str(), Some("b.test"));
+    assert_eq!(
+        c.current_url().await.expect("url").host_str(),
+        Some("b.test")
+    );
     for app in ["https://c.test/", "https://app.test/", "https://b.test/"] {
         c.goto(app).await.expect("goto");
         c.wait()

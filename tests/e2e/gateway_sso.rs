@@ -41,8 +41,8 @@ pub(crate) fn start() -> Fixture {
 pub(crate) const ADMIN_TOKEN: &str = "e2e-gateway-admin-token";
 
 /// [`start`] with extra `[server]` keys and extra SAML apps on the
-/// embedded IdP: `(name, origin, upstream)`.
-pub(crate) fn start_with(server_extra: &str, extra_apps: &[(&str, &str, &str)]) -> Fixture {
+/// embedded IdP: `(name, origin, upstream, extra app keys)`.
+pub(crate) fn start_with(server_extra: &str, extra_apps: &[(&str, &str, &str, &str)]) -> Fixture {
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
         let path = keys.path().join(name);
@@ -64,7 +64,7 @@ auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"{sp_key_path}\"\nsp_sign
     let saml_app = |name: &str, url: &str| saml_app_on(name, url, "builtin:echo");
     let extra: String = extra_apps
         .iter()
-        .map(|(name, url, upstream)| saml_app_on(name, url, upstream))
+        .map(|(name, url, upstream, keys)| saml_app_on(name, url, upstream) + keys + "\n")
         .collect();
     let config = format!(
         "[idp]

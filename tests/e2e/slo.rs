@@ -70,7 +70,7 @@ async fn signed_out_everywhere(b: &Browser) {
 
 #[tokio::test]
 async fn logout_from_one_app_signs_out_of_every_app_and_the_idp() {
-    let f = start_with("", &[("d", "https://app.test", "builtin:echo")]);
+    let f = start_with("", &[("d", "https://app.test", "builtin:echo", "")]);
     let b = f.gw.browser();
     sign_in_everywhere(&b).await;
 
@@ -141,7 +141,7 @@ async fn logout_from_one_app_signs_out_of_every_app_and_the_idp() {
 
 #[tokio::test]
 async fn logout_at_the_idp_reaches_every_app() {
-    let f = start_with("", &[("d", "https://app.test", "builtin:echo")]);
+    let f = start_with("", &[("d", "https://app.test", "builtin:echo", "")]);
     let b = f.gw.browser();
     sign_in_everywhere(&b).await;
     let (page, visited) = follow(&b, &format!("{IDP}/logout")).await;

@@ -261,7 +261,8 @@ async fn revoking_the_idp_session_signs_the_user_out_of_every_app_within_a_secon
 #[tokio::test]
 async fn an_admin_universal_logout_keeps_the_idp_session_and_cuts_open_streams() {
     let backend = Backend::start().await;
-    let f = start_with("", &[("d", "https://app.test", &backend.url())]);
+    let hook = format!("backend_logout_url = \"{}/logout-hook\"", backend.url());
+    let f = start_with("", &[("d", "https://app.test", &backend.url(), &hook)]);
     let b = bob_in_b_and_c(&f).await;
     let posted = sso(
         &b,
@@ -314,6 +315,32 @@ async fn an_admin_universal_logout_keeps_the_idp_session_and_cuts_open_streams()
     })
     .await;
     assert!(cut.is_ok(), "the download outlived the session");
+
+    // d's backend hears about it, as bob, and d's next answer expires the
+    // backend's own cookie in the browser.
+    let hooked = |seen: &[String]| {
+        seen.iter()
+            .any(|l| l == "POST /logout-hook bob@example.com")
+    };
+    for _ in 0..100 {
+        if hooked(&backend.seen()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(hooked(&backend.seen()), "{:?}", backend.seen());
+    b.set_cookie("legacy_sid", "backend-session");
+    let next = b.get("https://app.test/page").await;
+    assert_eq!(next.status, StatusCode::SEE_OTHER);
+    let expired: Vec<_> = next
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("legacy_sid=;") && v.contains("Max-Age=0"))
+        .collect();
+    assert!(!expired.is_empty(), "{:?}", next.headers);
+    assert!(b.cookie("legacy_sid").is_none());
 
     // The IdP session survives: b signs in again without a password.
     let again = sso(

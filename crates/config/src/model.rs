@@ -209,6 +209,10 @@ pub struct AppAuth {
     /// For an external IdP: whose Universal Logout tokens the app's
     /// revocation endpoint accepts. Apps on the embedded IdP always trust it.
     pub universal_logout: Option<UniversalLogoutTrust>,
+    /// Called (POST, with `X-Portcullis-User`) when a gateway session of
+    /// this app ends, so the backend's own session ends too; the backend's
+    /// cookies are then expired in the browser on its next visit.
+    pub backend_logout_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

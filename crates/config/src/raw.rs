@@ -49,6 +49,7 @@ pub struct RawApp {
     pub idp: Option<RawAppIdp>,
     pub allow_idp_initiated: Option<bool>,
     pub universal_logout_issuer: Option<String>,
+    pub backend_logout_url: Option<String>,
     pub universal_logout_jwks_file: Option<String>,
     pub sp_signing_key: Option<String>,
     pub sp_signing_cert: Option<String>,

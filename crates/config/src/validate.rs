@@ -980,6 +980,22 @@ impl<'a, 'i> Validator<'a, 'i> {
                 None
             }
         };
+        let backend_logout_url = match app.backend_logout_url.as_deref() {
+            None => None,
+            Some(url) => match split_url(url) {
+                Ok((scheme, _, _)) if scheme == "https" || scheme == "http" => {
+                    Some(url.to_string())
+                }
+                Ok(_) => {
+                    self.problem(&at("backend_logout_url"), "must be an http or https URL");
+                    None
+                }
+                Err(e) => {
+                    self.problem(&at("backend_logout_url"), e);
+                    None
+                }
+            },
+        };
         let rules = self.access_rules(i, access);
         let public = public?;
         let prefix = if public.path_prefix == "/" {
@@ -1009,6 +1025,7 @@ impl<'a, 'i> Validator<'a, 'i> {
             access: rules?,
             allow_idp_initiated: app.allow_idp_initiated.unwrap_or(false),
             universal_logout,
+            backend_logout_url,
         })
     }
 

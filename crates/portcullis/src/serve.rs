@@ -53,6 +53,8 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
         locals.idp = Some(Arc::new(crate::idp_service::IdpService(idp.clone())));
     }
     spawn_session_sweeper(locals.sessions.clone());
+    portcullis_proxy::spawn_backend_logout(&locals.sessions, backend_logout_hooks(&config)?)
+        .context("backend logout hooks")?;
     let gateway = Gateway::start(&config, locals)
         .await
         .context("starting the gateway")?;
@@ -122,4 +124,32 @@ fn spawn_session_sweeper(sessions: Arc<portcullis_proxy::SessionStore>) {
             }
         }
     });
+}
+
+/// Every app's `backend_logout_url`, with the app's upstream CA.
+fn backend_logout_hooks(
+    config: &portcullis_config::Config,
+) -> anyhow::Result<Vec<portcullis_proxy::BackendLogout>> {
+    let mut hooks = Vec::new();
+    for app in &config.apps {
+        let Some(url) = app
+            .auth
+            .as_ref()
+            .and_then(|a| a.backend_logout_url.as_ref())
+        else {
+            continue;
+        };
+        let ca = match &app.upstream {
+            portcullis_config::Upstream::Http(target) => target.ca.clone(),
+            portcullis_config::Upstream::Builtin(_) => None,
+        };
+        hooks.push(portcullis_proxy::BackendLogout {
+            app: app.name.clone(),
+            url: url
+                .parse()
+                .with_context(|| format!("app {}: backend_logout_url {url}", app.name))?,
+            ca,
+        });
+    }
+    Ok(hooks)
 }

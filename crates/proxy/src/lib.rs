@@ -14,6 +14,7 @@
 //! file for the lifecycle of a connection, a request and a reload.
 
 mod admin;
+mod backend_logout;
 mod body;
 mod conn;
 mod echo;
@@ -37,6 +38,7 @@ mod tls;
 mod tunnel;
 mod upstream;
 
+pub use backend_logout::{spawn as spawn_backend_logout, BackendLogout};
 pub use error::Error;
 pub use gateway::{Drained, Gateway, ListenAddrs};
 pub use gtr::{GtrError, GtrTrust, JtiCache};

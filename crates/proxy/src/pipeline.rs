@@ -150,6 +150,7 @@ async fn forward(
                 request_id: ctx.request_id.as_str(),
                 client_ip: ctx.client.addr.ip(),
                 json: ctx.json,
+                gateway_cookies: ctx.gateway_cookies,
             };
             match sso::gate(auth, &caller, request).await {
                 Gate::Continue(request, session) => (request, session),

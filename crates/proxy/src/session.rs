@@ -104,9 +104,22 @@ struct Record {
     _end: watch::Sender<()>,
 }
 
-#[derive(Default)]
+/// Ended sessions buffered per subscriber before it lags.
+const ENDED_BACKLOG: usize = 1024;
+
 pub struct SessionStore {
     records: Mutex<HashMap<[u8; 32], Record>>,
+    /// Every ended session, for backend logout hooks.
+    ended: tokio::sync::broadcast::Sender<Session>,
+}
+
+impl Default for SessionStore {
+    fn default() -> Self {
+        SessionStore {
+            records: Mutex::default(),
+            ended: tokio::sync::broadcast::channel(ENDED_BACKLOG).0,
+        }
+    }
 }
 
 fn key(token: &str) -> [u8; 32] {
@@ -114,6 +127,16 @@ fn key(token: &str) -> [u8; 32] {
 }
 
 impl SessionStore {
+    /// Receives every session that ends from now on, by whatever path.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Session> {
+        self.ended.subscribe()
+    }
+
+    fn announce(&self, session: &Session) {
+        // An error only means nobody listens.
+        let _ = self.ended.send(session.clone());
+    }
+
     fn records(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Record>> {
         // A poisoned lock means a panic elsewhere; the map is still a map.
         self.records
@@ -140,7 +163,13 @@ impl SessionStore {
         };
         let mut records = self.records();
         if records.len() >= SWEEP_AT {
-            records.retain(|_, r| !r.session.expired(now));
+            records.retain(|_, r| {
+                let live = !r.session.expired(now);
+                if !live {
+                    let _ = self.ended.send(r.session.clone());
+                }
+                live
+            });
         }
         records.insert(key(&token), Record { session, _end: end });
         token
@@ -155,7 +184,9 @@ impl SessionStore {
             return None;
         }
         if session.expired(now) {
-            records.remove(&key);
+            if let Some(record) = records.remove(&key) {
+                self.announce(&record.session);
+            }
             return None;
         }
         session.last_seen = now;
@@ -169,7 +200,9 @@ impl SessionStore {
         if records.get(&key)?.session.app != app {
             return None;
         }
-        records.remove(&key).map(|r| r.session)
+        let session = records.remove(&key).map(|r| r.session)?;
+        self.announce(&session);
+        Some(session)
     }
 
     /// Ends `app`'s sessions of `name_id` that came from one of
@@ -202,6 +235,9 @@ impl SessionStore {
                 true
             }
         });
+        for session in &ended {
+            self.announce(session);
+        }
         ended
     }
 

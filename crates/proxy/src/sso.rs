@@ -145,6 +145,9 @@ pub struct AuthPlan {
     pub gtr_jtis: Arc<JtiCache>,
     /// This app's revocation endpoint: the `aud` tokens must carry.
     pub gtr_url: String,
+    /// The app has a backend logout hook: after its session ends, the
+    /// backend's cookies are expired at the browser's next visit.
+    pub expire_backend_cookies: bool,
 }
 
 impl AuthPlan {
@@ -174,6 +177,7 @@ impl AuthPlan {
             gtr_trust: locals.gtr_trust.get(&*app).cloned(),
             gtr_jtis: locals.gtr_jtis.clone(),
             gtr_url: auth.gtr_url.clone(),
+            expire_backend_cookies: auth.backend_logout_url.is_some(),
             app,
             sessions: locals.sessions.clone(),
         }
@@ -221,6 +225,8 @@ pub struct Caller<'a> {
     pub request_id: &'a str,
     pub client_ip: std::net::IpAddr,
     pub json: bool,
+    /// Every app's session and request-state cookie names.
+    pub gateway_cookies: &'a [String],
 }
 
 /// Phase: gateway SSO.
@@ -274,8 +280,20 @@ pub async fn gate(auth: &AuthPlan, caller: &Caller<'_>, request: Request<Incomin
     if *policy == AccessPolicy::Deny {
         return Gate::Respond(forbidden(auth, caller, None, &local));
     }
-    let session = cookie(request.headers(), &auth.session_cookie)
-        .and_then(|token| auth.sessions.get(&auth.app, token, Instant::now()));
+    let token = cookie(request.headers(), &auth.session_cookie);
+    let session = token.and_then(|token| auth.sessions.get(&auth.app, token, Instant::now()));
+    if token.is_some() && session.is_none() && auth.expire_backend_cookies {
+        let expired = backend_cookie_expiry(auth, caller.gateway_cookies, request.headers());
+        let mut gate = gate_without_session(auth, caller, request, policy);
+        if let Gate::Respond(response) = &mut gate {
+            for cookie in expired {
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+        }
+        return gate;
+    }
     match (policy, session) {
         (AccessPolicy::Public, session) => Gate::Continue(request, session.map(Box::new)),
         (_, None) if navigation(request.headers(), caller.json) => {
@@ -295,6 +313,62 @@ pub async fn gate(auth: &AuthPlan, caller: &Caller<'_>, request: Request<Incomin
         }
         (_, Some(s)) => Gate::Continue(request, Some(Box::new(s))),
     }
+}
+
+/// The decision for a request whose session cookie names no live session.
+fn gate_without_session(
+    auth: &AuthPlan,
+    caller: &Caller<'_>,
+    request: Request<Incoming>,
+    policy: &AccessPolicy,
+) -> Gate {
+    match policy {
+        AccessPolicy::Public => Gate::Continue(request, None),
+        _ if navigation(request.headers(), caller.json) => {
+            Gate::Respond(start_sso(auth, caller, &request))
+        }
+        _ => Gate::Respond(error(
+            caller,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Sign-in required",
+            "This request needs a signed-in session; open the application in a browser to sign in.",
+        )),
+    }
+}
+
+/// `Set-Cookie` values expiring every backend cookie the browser sent
+/// (the gateway's and the IdP's own excepted), at `/` and at the app's
+/// path, where backends usually scope them.
+fn backend_cookie_expiry(
+    auth: &AuthPlan,
+    gateway_cookies: &[String],
+    headers: &HeaderMap,
+) -> Vec<String> {
+    let mut paths = vec!["/".to_string()];
+    if auth.cookie_path() != "/" {
+        paths.push(auth.cookie_path().to_string());
+    }
+    let mut out = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let name = pair.split('=').next().unwrap_or("").trim();
+            if name.is_empty()
+                || name.starts_with("pc_idp_")
+                || gateway_cookies.iter().any(|g| g == name)
+                || !name.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+            {
+                continue;
+            }
+            for path in &paths {
+                out.push(format!("{name}=; Path={path}; Max-Age=0"));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A page navigation gets redirected to sign in; XHR, fetch and API calls

@@ -37,6 +37,8 @@ type BackendBody = Either<Full<Bytes>, ZeroBody>;
 pub struct Backend {
     pub addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    /// `"METHOD /path x-portcullis-user"` of every request, in order.
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -69,16 +71,27 @@ impl Backend {
         let addr = listener.local_addr().expect("backend addr");
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let journal = seen.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let counter = counter.clone();
+                let journal = journal.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |req: Request<Incoming>| {
                         counter.fetch_add(1, Ordering::SeqCst);
+                        let user = req
+                            .headers()
+                            .get("x-portcullis-user")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        if let Ok(mut journal) = journal.lock() {
+                            journal.push(format!("{} {} {user}", req.method(), req.uri().path()));
+                        }
                         handle(req)
                     });
                     let builder = hyper::server::conn::http1::Builder::new();
@@ -105,6 +118,7 @@ impl Backend {
         Backend {
             addr,
             requests,
+            seen,
             task,
         }
     }
@@ -117,6 +131,12 @@ impl Backend {
     /// Requests this backend has received so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// `"METHOD /path x-portcullis-user"` (`-` without the header) of every
+    /// request so far.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// An address on which nothing listens (bound, then released).

@@ -1,0 +1,120 @@
+//! Backend logout hooks: when an app's gateway session ends — by logout,
+//! Single Logout, Universal Logout or expiry — the gateway calls the app's
+//! `backend_logout_url` server-side with the identity it used to inject,
+//! so the backend's own session dies too. Calls run in the background,
+//! are bounded by a timeout, and every outcome is logged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::Error;
+use crate::session::{Session, SessionStore};
+use crate::sso::X_PORTCULLIS_USER;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One app's hook.
+pub struct BackendLogout {
+    pub app: String,
+    pub url: Uri,
+    /// Extra trust anchor for an https hook (the app's `upstream_ca`).
+    pub ca: Option<std::path::PathBuf>,
+}
+
+type HookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// Starts the background caller; returns at once.
+pub fn spawn(sessions: &SessionStore, hooks: Vec<BackendLogout>) -> Result<(), Error> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let mut by_app: HashMap<String, (Uri, HookClient)> = HashMap::new();
+    for hook in hooks {
+        let tls = crate::tls::upstream_client_config(hook.ca.as_deref())?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CALL_TIMEOUT));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        by_app.insert(hook.app, (hook.url, client));
+    }
+    let by_app = Arc::new(by_app);
+    let mut ended = sessions.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match ended.recv().await {
+                Ok(session) => {
+                    if let Some((url, client)) = by_app.get(&session.app) {
+                        tokio::spawn(call(url.clone(), client.clone(), session));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::error!(missed, "backend logout hooks missed ended sessions");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn call(url: Uri, client: HookClient, session: Session) {
+    let mut request = Request::new(Empty::<Bytes>::new());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = url.clone();
+    if let Ok(user) = HeaderValue::from_str(&session.user) {
+        request
+            .headers_mut()
+            .insert(X_PORTCULLIS_USER.clone(), user);
+    }
+    if let Some(index) = session
+        .session_index
+        .as_deref()
+        .and_then(|i| HeaderValue::from_str(i).ok())
+    {
+        request
+            .headers_mut()
+            .insert("x-portcullis-session-index", index);
+    }
+    let outcome = tokio::time::timeout(CALL_TIMEOUT, async {
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        // Drain so the connection can be reused.
+        let _ = response.into_body().collect().await;
+        Ok::<_, String>(status)
+    })
+    .await;
+    match outcome {
+        Ok(Ok(status)) if status.is_success() => tracing::info!(
+            app = %session.app,
+            user = %session.user,
+            status = status.as_u16(),
+            "backend logout called"
+        ),
+        Ok(Ok(status)) => tracing::warn!(
+            app = %session.app,
+            user = %session.user,
+            status = status.as_u16(),
+            url = %url,
+            "backend logout answered with an error"
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(app = %session.app, user = %session.user, error = %e, url = %url, "backend logout failed")
+        }
+        Err(_) => {
+            tracing::warn!(app = %session.app, user = %session.user, url = %url, "backend logout timed out")
+        }
+    }
+}
