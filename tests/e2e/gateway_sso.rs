@@ -74,6 +74,12 @@ system_log_file = \"system-log.jsonl\"
 signing_key = \"{idp_key_path}\"
 signing_cert = \"{idp_cert_path}\"
 
+# An SP without a Single Logout endpoint: a logout cannot reach it.
+[[idp.service_provider]]
+name = \"legacy\"
+entity_id = \"https://legacy.test/saml\"
+acs_url = \"https://legacy.test/acs\"
+
 [[idp.api_token]]
 name = \"e2e-admin\"
 sha256 = \"{admin}\"

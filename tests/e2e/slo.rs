@@ -161,3 +161,33 @@ async fn logout_at_the_idp_reaches_every_app() {
     }
     signed_out_everywhere(&b).await;
 }
+
+#[tokio::test]
+async fn an_sp_that_cannot_be_told_makes_the_logout_partial() {
+    let f = start_with("", &[]);
+    let b = f.gw.browser();
+    let acs = "https://b.test/_portcullis/saml/acs";
+    let posted = sso(&b, "pc_b_rs", "https://b.test/page", acs).await;
+    let landed = post_acs(&b, acs, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    // IdP-initiated SSO into an SP without a SingleLogoutService.
+    let legacy = b.get(&format!("{IDP}/app/legacy/sso/saml")).await;
+    assert_eq!(legacy.status, StatusCode::OK, "{}", legacy.text());
+    assert!(legacy.text().contains("https://legacy.test/acs"));
+
+    let (page, visited) = follow(&b, "https://b.test/_portcullis/logout").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("could not confirm"), "{}", page.text());
+    assert!(
+        visited
+            .iter()
+            .any(|u| u.starts_with("https://b.test/_portcullis/logged-out?partial=1")),
+        "{visited:#?}"
+    );
+    let home = b.get(&format!("{IDP}/")).await;
+    assert_eq!(
+        home.status,
+        StatusCode::SEE_OTHER,
+        "the IdP session ended anyway"
+    );
+}
