@@ -6,6 +6,7 @@
 mod browser;
 mod check;
 mod gateway_sso;
+mod identity;
 mod idp;
 mod interop;
 mod process;

@@ -213,6 +213,69 @@ pub struct AppAuth {
     /// this app ends, so the backend's own session ends too; the backend's
     /// cookies are then expired in the browser on its next visit.
     pub backend_logout_url: Option<String>,
+    /// `[[app.inject]]` (after `inject_template`'s defaults), in order.
+    pub inject: Vec<InjectRule>,
+    /// Cap on the bytes of all injected headers and cookies together.
+    pub max_identity_bytes: usize,
+    /// A header carrying a short-lived RS256 JWT of the identity, signed
+    /// with the app's SP key (JWKS at `/_portcullis/jwks`).
+    pub identity_jwt_header: Option<String>,
+}
+
+/// Default `max_identity_bytes`: well under the 8 KiB head limit common
+/// backends (Apache, IIS, Tomcat) enforce.
+pub const DEFAULT_MAX_IDENTITY_BYTES: usize = 4096;
+
+/// One identity value sent toward the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectRule {
+    pub source: InjectSource,
+    pub target: InjectTarget,
+    /// Header or cookie name.
+    pub name: String,
+    pub multi: MultiValue,
+    pub encoding: ValueEncoding,
+    /// `false`: resolved but not sent (kept for access rules and logs).
+    pub send: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InjectSource {
+    /// The assertion's NameID.
+    NameId,
+    /// A SAML attribute by name.
+    Attribute(String),
+    /// When the IdP authenticated the user (RFC 3339).
+    AuthTime,
+    /// The AuthnContextClassRef, as `pwd` or `mfa`.
+    Amr,
+    /// The IdP's SessionIndex.
+    IdpSession,
+    Static(String),
+    /// A secret from this environment variable, read at start.
+    Env(String),
+    /// A secret from this file (trailing newline trimmed), read at start.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectTarget {
+    Header,
+    Cookie,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultiValue {
+    Join(String),
+    First,
+    Last,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueEncoding {
+    Raw,
+    Url,
+    Base64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

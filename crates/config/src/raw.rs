@@ -50,6 +50,11 @@ pub struct RawApp {
     pub allow_idp_initiated: Option<bool>,
     pub universal_logout_issuer: Option<String>,
     pub backend_logout_url: Option<String>,
+    pub inject_template: Option<String>,
+    #[serde(default)]
+    pub inject: Vec<RawInject>,
+    pub max_identity_bytes: Option<u64>,
+    pub identity_jwt_header: Option<String>,
     pub universal_logout_jwks_file: Option<String>,
     pub sp_signing_key: Option<String>,
     pub sp_signing_cert: Option<String>,
@@ -58,6 +63,19 @@ pub struct RawApp {
     pub session_max: Option<String>,
     #[serde(default)]
     pub access: Vec<RawAccess>,
+}
+
+/// One `[[app.inject]]`: an identity value sent to the backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInject {
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub name: Option<String>,
+    pub multi: Option<String>,
+    pub separator: Option<String>,
+    pub encoding: Option<String>,
+    pub send: Option<bool>,
 }
 
 /// `idp = "embedded"` or `idp = { metadata_file = "…" }`.

@@ -996,6 +996,25 @@ impl<'a, 'i> Validator<'a, 'i> {
                 }
             },
         };
+        let inject = self.inject_rules(i, app);
+        let max_identity_bytes = match app.max_identity_bytes {
+            None => DEFAULT_MAX_IDENTITY_BYTES,
+            Some(n @ 256..=65536) => usize::try_from(n).unwrap_or(DEFAULT_MAX_IDENTITY_BYTES),
+            Some(_) => {
+                self.problem(&at("max_identity_bytes"), "must be between 256 and 65536");
+                DEFAULT_MAX_IDENTITY_BYTES
+            }
+        };
+        let identity_jwt_header = match app.identity_jwt_header.as_deref() {
+            Some(h) if !valid_header_name(h) => {
+                self.problem(
+                    &at("identity_jwt_header"),
+                    format!("`{h}` is not a header name"),
+                );
+                None
+            }
+            other => other.map(str::to_string),
+        };
         let rules = self.access_rules(i, access);
         let public = public?;
         let prefix = if public.path_prefix == "/" {
@@ -1026,7 +1045,179 @@ impl<'a, 'i> Validator<'a, 'i> {
             allow_idp_initiated: app.allow_idp_initiated.unwrap_or(false),
             universal_logout,
             backend_logout_url,
+            inject,
+            max_identity_bytes,
+            identity_jwt_header,
         })
+    }
+
+    /// `inject_template` defaults, then `[[app.inject]]` in file order.
+    fn inject_rules(&mut self, i: usize, app: &RawApp) -> Vec<InjectRule> {
+        let mut rules = Vec::new();
+        match app.inject_template.as_deref() {
+            None => {}
+            Some("header-app") => {
+                let attr = |source: InjectSource, name: &str| InjectRule {
+                    source,
+                    target: InjectTarget::Header,
+                    name: name.to_string(),
+                    multi: MultiValue::Join(",".into()),
+                    encoding: ValueEncoding::Raw,
+                    send: true,
+                };
+                rules.push(attr(InjectSource::NameId, "X-Remote-User"));
+                rules.push(attr(
+                    InjectSource::Attribute("email".into()),
+                    "X-Remote-Email",
+                ));
+                rules.push(attr(
+                    InjectSource::Attribute("groups".into()),
+                    "X-Remote-Groups",
+                ));
+            }
+            Some(other) => self.problem(
+                &[
+                    Step::Key("app"),
+                    Step::Index(i),
+                    Step::Key("inject_template"),
+                ],
+                format!("`{other}` is not a template (expected \"header-app\")"),
+            ),
+        }
+        for (j, raw) in app.inject.iter().enumerate() {
+            let at = |key: &'static str| {
+                [
+                    Step::Key("app"),
+                    Step::Index(i),
+                    Step::Key("inject"),
+                    Step::Index(j),
+                    Step::Key(key),
+                ]
+            };
+            let source = match raw.source.as_deref() {
+                Some("nameid") => Some(InjectSource::NameId),
+                Some("session:auth_time") => Some(InjectSource::AuthTime),
+                Some("session:amr") => Some(InjectSource::Amr),
+                Some("session:idp_session") => Some(InjectSource::IdpSession),
+                Some(s) if s.starts_with("attribute:") && s.len() > 10 => {
+                    Some(InjectSource::Attribute(s[10..].to_string()))
+                }
+                Some(s) if s.starts_with("static:") => {
+                    Some(InjectSource::Static(s[7..].to_string()))
+                }
+                Some(s) if s.starts_with("env:") && s.len() > 4 => {
+                    if std::env::var_os(&s[4..]).is_none() {
+                        self.problem(
+                            &at("source"),
+                            format!("environment variable {} is not set", &s[4..]),
+                        );
+                    }
+                    Some(InjectSource::Env(s[4..].to_string()))
+                }
+                Some(s) if s.starts_with("file:") && s.len() > 5 => {
+                    let path = self.base.join(&s[5..]);
+                    if let Err(e) = std::fs::metadata(&path) {
+                        self.problem(
+                            &at("source"),
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                    }
+                    Some(InjectSource::File(path))
+                }
+                Some(other) => {
+                    self.problem(
+                        &at("source"),
+                        format!(
+                            "`{other}` is not a source: nameid, attribute:<name>, session:auth_time, \
+                             session:amr, session:idp_session, static:<value>, env:<VAR>, file:<path>"
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    self.problem(&at("source"), "source is required");
+                    None
+                }
+            };
+            let target = match raw.target.as_deref() {
+                None | Some("header") => InjectTarget::Header,
+                Some("cookie") => InjectTarget::Cookie,
+                Some(other) => {
+                    self.problem(&at("target"), format!("`{other}` is not header or cookie"));
+                    InjectTarget::Header
+                }
+            };
+            let name = match raw.name.as_deref() {
+                Some(n) if target == InjectTarget::Header && !valid_header_name(n) => {
+                    self.problem(&at("name"), format!("`{n}` is not a header name"));
+                    None
+                }
+                Some(n) if target == InjectTarget::Header && reserved_header(n) => {
+                    self.problem(
+                        &at("name"),
+                        format!("`{n}` is managed by the gateway or by HTTP itself"),
+                    );
+                    None
+                }
+                Some(n) if target == InjectTarget::Cookie && !valid_cookie_name(n) => {
+                    self.problem(&at("name"), format!("`{n}` is not a cookie name"));
+                    None
+                }
+                Some(n) => Some(n.to_string()),
+                None => {
+                    self.problem(&at("name"), "name is required");
+                    None
+                }
+            };
+            let multi = match (raw.multi.as_deref(), raw.separator.as_deref()) {
+                (None | Some("join"), separator) => {
+                    MultiValue::Join(separator.unwrap_or(",").to_string())
+                }
+                (Some("first"), None) => MultiValue::First,
+                (Some("last"), None) => MultiValue::Last,
+                (Some("first" | "last"), Some(_)) => {
+                    self.problem(&at("separator"), "separator needs multi = \"join\"");
+                    MultiValue::First
+                }
+                (Some(other), _) => {
+                    self.problem(
+                        &at("multi"),
+                        format!("`{other}` is not join, first or last"),
+                    );
+                    MultiValue::First
+                }
+            };
+            let encoding = match raw.encoding.as_deref() {
+                None | Some("raw") => ValueEncoding::Raw,
+                Some("url") => ValueEncoding::Url,
+                Some("base64") => ValueEncoding::Base64,
+                Some(other) => {
+                    self.problem(
+                        &at("encoding"),
+                        format!("`{other}` is not raw, url or base64"),
+                    );
+                    ValueEncoding::Raw
+                }
+            };
+            if let (Some(source), Some(name)) = (source, name) {
+                if rules
+                    .iter()
+                    .any(|r: &InjectRule| r.target == target && r.name.eq_ignore_ascii_case(&name))
+                {
+                    self.problem(&at("name"), format!("`{name}` is injected twice"));
+                    continue;
+                }
+                rules.push(InjectRule {
+                    source,
+                    target,
+                    name,
+                    multi,
+                    encoding,
+                    send: raw.send.unwrap_or(true),
+                });
+            }
+        }
+        rules
     }
 
     fn access_rules(&mut self, i: usize, raw: Vec<RawAccess>) -> Option<Vec<AccessRule>> {
@@ -1254,6 +1445,45 @@ impl PemKind {
             PemKind::Key => "private key",
         }
     }
+}
+
+/// An HTTP field name (RFC 9110 token).
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Headers an injection must not set: HTTP framing, hop-by-hop, and the
+/// ones the gateway itself controls.
+fn reserved_header(name: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "proxy-connection",
+        "cookie",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "x-real-ip",
+        "x-request-id",
+    ];
+    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+/// A cookie name (RFC 6265 token).
+fn valid_cookie_name(name: &str) -> bool {
+    valid_header_name(name) && !name.starts_with("pc_")
 }
 
 fn valid_name(name: &str) -> bool {

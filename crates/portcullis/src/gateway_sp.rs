@@ -28,6 +28,10 @@ const LOGOUT_REQUEST_VALIDITY: std::time::Duration = std::time::Duration::from_s
 pub struct AppSp {
     config: SpConfig,
     key: SigningKey,
+    /// The same key for identity JWTs, its kid and JWKS.
+    jwt_key: jsonwebtoken::EncodingKey,
+    jwt_kid: String,
+    jwks: serde_json::Value,
     idp_sso_url: String,
     /// The IdP's SingleLogoutService; `None` when it has none.
     idp_slo_url: Option<String>,
@@ -73,6 +77,7 @@ impl SamlSp for AppSp {
             Ok(v) => Ok(Identity {
                 name_id: v.name_id,
                 session_index: v.session_index,
+                authn_context: v.authn_context_class,
                 attributes: v.attributes,
             }),
             Err(e) => Err(AcsError {
@@ -239,6 +244,16 @@ impl SamlSp for AppSp {
         };
         Some(build_logout_response_redirect(&params, &self.key).map_err(|e| e.to_string()))
     }
+
+    fn sign_identity(&self, claims: &serde_json::Value) -> Result<String, String> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.jwt_kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.jwt_key).map_err(|e| e.to_string())
+    }
+
+    fn jwks(&self) -> serde_json::Value {
+        self.jwks.clone()
+    }
 }
 
 /// The error variant, as a stable word for the log.
@@ -315,7 +330,16 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn SamlSp>>
                 external.metadata.signing_certs_der.clone(),
             ),
         };
+        let (jwt_kid, jwks) = portcullis_idp::universal_logout::jwks_for(&key)
+            .with_context(|| format!("app {}: SP key for identity tokens", app.name))?;
+        let jwt_key = jsonwebtoken::EncodingKey::from_rsa_der(
+            &key.rsa_key_der()
+                .with_context(|| format!("app {}: SP key", app.name))?,
+        );
         let sp = AppSp {
+            jwt_key,
+            jwt_kid,
+            jwks,
             config: SpConfig {
                 entity_id: auth.entity_id.clone(),
                 acs_url: auth.acs_url.clone(),

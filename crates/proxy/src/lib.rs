@@ -22,6 +22,7 @@ mod error;
 mod forward;
 mod gateway;
 mod gtr;
+mod identity;
 mod limit;
 mod local;
 mod metrics;

@@ -160,10 +160,24 @@ async fn forward(
     };
     if !matches!(app.upstream, UpstreamPlan::Local(_)) {
         sso::strip_gateway_cookies(request.headers_mut(), ctx.gateway_cookies);
-        sso::set_user_header(
-            request.headers_mut(),
-            session.as_ref().map(|s| s.user.as_str()),
-        );
+        match &app.auth {
+            Some(auth) => {
+                if let Err(e) =
+                    auth.identity
+                        .apply(session.as_deref(), &*auth.sp, request.headers_mut())
+                {
+                    tracing::warn!(
+                        request.id = ctx.request_id.as_str(),
+                        app = &*app.name,
+                        user = session.as_ref().map(|s| s.user.as_str()),
+                        error = %e,
+                        "identity not sent to the backend"
+                    );
+                    return Err(Failure::IdentityTooLarge);
+                }
+            }
+            None => sso::set_user_header(request.headers_mut(), None),
+        }
     }
     // Upgrades are an HTTP/1.1 mechanism; HTTP/2 requests never carry them.
     let upgrade = match request.version() {

@@ -92,13 +92,29 @@ impl Plan {
                     })?;
                 gateway_cookies.push(auth.session_cookie.clone());
                 gateway_cookies.push(auth.request_cookie.clone());
-                plan.auth = Some(AuthPlan::new(
-                    plan.name.clone(),
-                    auth,
-                    &app.public.path_prefix,
-                    sp,
-                    locals,
-                ));
+                let public_url = format!(
+                    "{}{}",
+                    app.public.origin(),
+                    if app.public.path_prefix == "/" {
+                        ""
+                    } else {
+                        app.public.path_prefix.as_str()
+                    }
+                );
+                plan.auth = Some(
+                    AuthPlan::new(
+                        plan.name.clone(),
+                        auth,
+                        &app.public.path_prefix,
+                        sp,
+                        locals,
+                        public_url,
+                    )
+                    .map_err(|reason| Error::App {
+                        app: app.name.clone(),
+                        reason,
+                    })?,
+                );
             }
             apps.push(plan);
         }

@@ -24,6 +24,9 @@ pub enum Failure {
     UpstreamTimeout,
     /// The upstream answered with something that is not valid HTTP.
     UpstreamProtocol,
+    /// The user's identity would exceed the app's `max_identity_bytes`
+    /// (explained here rather than left to the backend's opaque 431).
+    IdentityTooLarge,
 }
 
 impl Failure {
@@ -34,6 +37,7 @@ impl Failure {
             Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::IdentityTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -46,6 +50,7 @@ impl Failure {
             Failure::UpstreamUnavailable => "upstream_unavailable",
             Failure::UpstreamTimeout => "upstream_timeout",
             Failure::UpstreamProtocol => "upstream_protocol",
+            Failure::IdentityTooLarge => "identity_too_large",
         }
     }
 
@@ -55,7 +60,10 @@ impl Failure {
             Failure::UpstreamUnavailable => Some("connect"),
             Failure::UpstreamTimeout => Some("timeout"),
             Failure::UpstreamProtocol => Some("protocol"),
-            Failure::NoRoute | Failure::BadRequest | Failure::PayloadTooLarge => None,
+            Failure::NoRoute
+            | Failure::BadRequest
+            | Failure::PayloadTooLarge
+            | Failure::IdentityTooLarge => None,
         }
     }
 
@@ -66,6 +74,7 @@ impl Failure {
             Failure::PayloadTooLarge => "Request too large",
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => "Application unavailable",
             Failure::UpstreamTimeout => "Application did not respond in time",
+            Failure::IdentityTooLarge => "Too much identity data",
         }
     }
 
@@ -79,6 +88,11 @@ impl Failure {
             }
             Failure::UpstreamTimeout => {
                 "The application took too long to answer. Please try again in a moment."
+            }
+            Failure::IdentityTooLarge => {
+                "Your account carries more attributes (for example group memberships) than this \
+                 application accepts. Ask your administrator to reduce them or raise the app's \
+                 identity size limit."
             }
         }
     }

@@ -32,6 +32,10 @@ pub struct Session {
     pub attributes: Vec<(String, Vec<String>)>,
     /// The IdP's SessionIndex, for Single Logout.
     pub session_index: Option<String>,
+    /// The assertion's AuthnContextClassRef.
+    pub authn_context: Option<String>,
+    /// Wall-clock time the session started (the ACS accepted the assertion).
+    pub authenticated_at: std::time::SystemTime,
     pub created: Instant,
     pub last_seen: Instant,
     pub client_ip: IpAddr,
@@ -69,6 +73,7 @@ pub struct NewSession {
     pub user: String,
     pub attributes: Vec<(String, Vec<String>)>,
     pub session_index: Option<String>,
+    pub authn_context: Option<String>,
     pub client_ip: IpAddr,
     pub idle: Duration,
     pub max: Duration,
@@ -154,6 +159,8 @@ impl SessionStore {
             user: new.user,
             attributes: new.attributes,
             session_index: new.session_index,
+            authn_context: new.authn_context,
+            authenticated_at: std::time::SystemTime::now(),
             created: now,
             last_seen: now,
             client_ip: new.client_ip,
@@ -265,6 +272,7 @@ mod tests {
             user: "bob@example.com".into(),
             attributes: vec![("groups".into(), vec!["staff".into()])],
             session_index: Some("_s1".into()),
+            authn_context: None,
             client_ip: IpAddr::from([127, 0, 0, 1]),
             idle: Duration::from_secs(60),
             max: Duration::from_secs(300),

@@ -70,6 +70,10 @@ pub trait SamlSp: Send + Sync + 'static {
         success: bool,
         relay_state: Option<&str>,
     ) -> Option<Result<String, String>>;
+    /// An RS256 JWT of `claims`, signed with the app's SP key.
+    fn sign_identity(&self, claims: &serde_json::Value) -> Result<String, String>;
+    /// The JWKS of that key (served at `/_portcullis/jwks`).
+    fn jwks(&self) -> serde_json::Value;
 }
 
 /// A Single Logout message as it arrived at `/_portcullis/saml/slo`.
@@ -114,6 +118,7 @@ pub struct AuthnRedirect {
 pub struct Identity {
     pub name_id: String,
     pub session_index: Option<String>,
+    pub authn_context: Option<String>,
     pub attributes: Vec<(String, Vec<String>)>,
 }
 
@@ -148,6 +153,8 @@ pub struct AuthPlan {
     /// The app has a backend logout hook: after its session ends, the
     /// backend's cookies are expired at the browser's next visit.
     pub expire_backend_cookies: bool,
+    /// Headers and cookies toward the backend.
+    pub identity: crate::identity::IdentityPlan,
 }
 
 impl AuthPlan {
@@ -157,10 +164,12 @@ impl AuthPlan {
         prefix: &str,
         sp: Arc<dyn SamlSp>,
         locals: &crate::local::LocalApps,
-    ) -> AuthPlan {
+        public_url: String,
+    ) -> Result<AuthPlan, String> {
         let mut access = auth.access.clone();
         access.sort_by_key(|rule| std::cmp::Reverse(rule.path.len()));
-        AuthPlan {
+        Ok(AuthPlan {
+            identity: crate::identity::IdentityPlan::new(auth, public_url)?,
             sp,
             prefix: if prefix == "/" {
                 String::new()
@@ -180,7 +189,7 @@ impl AuthPlan {
             expire_backend_cookies: auth.backend_logout_url.is_some(),
             app,
             sessions: locals.sessions.clone(),
-        }
+        })
     }
 
     pub(crate) fn cookie_path(&self) -> &str {
@@ -244,6 +253,14 @@ pub async fn gate(auth: &AuthPlan, caller: &Caller<'_>, request: Request<Incomin
     };
     match local.as_str() {
         "/_portcullis/saml/metadata" => return Gate::Respond(metadata(auth, caller)),
+        "/_portcullis/jwks" => {
+            let mut response = Response::new(ProxyBody::full(auth.sp.jwks().to_string()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            );
+            return Gate::Respond(response);
+        }
         "/_portcullis/saml/acs" if request.method() == Method::POST => {
             return Gate::Respond(acs(auth, caller, request).await)
         }
@@ -508,6 +525,7 @@ async fn acs(
             user: identity.name_id.clone(),
             attributes: identity.attributes,
             session_index: identity.session_index,
+            authn_context: identity.authn_context,
             client_ip: caller.client_ip,
             idle: auth.idle,
             max: auth.max,
