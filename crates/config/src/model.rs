@@ -172,6 +172,20 @@ pub struct App {
     /// `auth = "saml"`: browsers need a gateway session from SAML SSO.
     /// `None`: the app is published without authentication.
     pub auth: Option<AppAuth>,
+    /// `host_header = "upstream"`: send the upstream's host instead of the
+    /// public one.
+    pub upstream_host_header: bool,
+    /// `[app.error_pages]`: the gateway's own error responses for these
+    /// statuses are replaced (browsers only; API clients keep JSON).
+    pub error_pages: Vec<(u16, ErrorPage)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorPage {
+    /// Served with the original status.
+    File(PathBuf),
+    /// The browser is sent there (303).
+    Redirect(String),
 }
 
 /// The cookie the embedded IdP keeps its session in; no app may use it.
@@ -220,6 +234,12 @@ pub struct AppAuth {
     /// A header carrying a short-lived RS256 JWT of the identity, signed
     /// with the app's SP key (JWKS at `/_portcullis/jwks`).
     pub identity_jwt_header: Option<String>,
+    /// After sign-in, always land here (an app path) instead of the
+    /// original URL.
+    pub login_landing: Option<String>,
+    /// Where the signed-out page sends the browser instead (an absolute
+    /// URL or an app path, e.g. the app's own logout page).
+    pub post_logout_url: Option<String>,
 }
 
 /// Default `max_identity_bytes`: well under the 8 KiB head limit common

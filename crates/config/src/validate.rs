@@ -1015,6 +1015,29 @@ impl<'a, 'i> Validator<'a, 'i> {
             }
             other => other.map(str::to_string),
         };
+        let login_landing = match app.login_landing.as_deref() {
+            Some(p) if !p.starts_with('/') || p.starts_with("//") => {
+                self.problem(
+                    &at("login_landing"),
+                    "must be a path on the app, starting with /",
+                );
+                None
+            }
+            other => other.map(str::to_string),
+        };
+        let post_logout_url = match app.post_logout_url.as_deref() {
+            Some(u)
+                if !(u.starts_with("https://") || u.starts_with("http://"))
+                    && (!u.starts_with('/') || u.starts_with("//")) =>
+            {
+                self.problem(
+                    &at("post_logout_url"),
+                    "must be an http(s) URL or a path starting with /",
+                );
+                None
+            }
+            other => other.map(str::to_string),
+        };
         let rules = self.access_rules(i, access);
         let public = public?;
         let prefix = if public.path_prefix == "/" {
@@ -1048,6 +1071,8 @@ impl<'a, 'i> Validator<'a, 'i> {
             inject,
             max_identity_bytes,
             identity_jwt_header,
+            login_landing,
+            post_logout_url,
         })
     }
 
@@ -1419,12 +1444,51 @@ impl<'a, 'i> Validator<'a, 'i> {
             if saml && auth.is_none() {
                 continue;
             }
+            let upstream_host_header = match app.host_header.as_deref() {
+                None | Some("public") => false,
+                Some("upstream") => true,
+                Some(other) => {
+                    self.problem(
+                        &at("host_header"),
+                        format!("`{other}` is not public or upstream"),
+                    );
+                    false
+                }
+            };
+            let mut error_pages = Vec::new();
+            for (code, target) in app.error_pages.iter().flatten() {
+                let path = [
+                    Step::Key("app"),
+                    Step::Index(i),
+                    Step::Key("error_pages"),
+                    Step::Key(code.as_str()),
+                ];
+                let Some(status) = code
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| [403, 404, 429, 431, 502, 503, 504].contains(c))
+                else {
+                    self.problem(
+                        &path,
+                        format!("`{code}` is not one of 403, 404, 429, 431, 502, 503, 504"),
+                    );
+                    continue;
+                };
+                let page = if target.starts_with("https://") || target.starts_with("http://") {
+                    ErrorPage::Redirect(target.clone())
+                } else {
+                    ErrorPage::File(self.file(&path, target))
+                };
+                error_pages.push((status, page));
+            }
             if let (Some(name), Some(public), Some(upstream)) = (name, public, upstream) {
                 apps.push(App {
                     name,
                     public,
                     upstream,
                     auth,
+                    upstream_host_header,
+                    error_pages,
                 });
             }
         }

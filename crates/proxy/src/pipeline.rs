@@ -75,6 +75,9 @@ pub async fn handle(
         Ok(response) => response,
         Err(failure) => respond::failure(failure, &ctx.request_id, ctx.json),
     };
+    if let Some(app) = app.filter(|a| !a.error_pages.is_empty()) {
+        response = respond::custom_error(response, &app.error_pages, ctx.json);
+    }
     response
         .headers_mut()
         .insert(X_REQUEST_ID.clone(), ctx.request_id.header_value());
@@ -229,6 +232,11 @@ async fn forward(
                 &ctx.request_id,
                 upgrade.as_ref(),
             );
+            if let Some(upstream_host) = &app.upstream_host {
+                parts
+                    .headers
+                    .insert(http::header::HOST, upstream_host.clone());
+            }
             let mut response = match upstream.send(Request::from_parts(parts, body)).await {
                 Ok(response) => response,
                 Err(e) => {

@@ -31,6 +31,10 @@ pub struct AppPlan {
     pub latency: Histogram,
     /// `auth = "saml"`: the gateway SSO phase runs before forward.
     pub auth: Option<AuthPlan>,
+    /// `host_header = "upstream"`: the Host sent upstream.
+    pub upstream_host: Option<http::HeaderValue>,
+    /// `[app.error_pages]`, read at plan build.
+    pub error_pages: Vec<(u16, crate::respond::CustomErrorPage)>,
 }
 
 pub enum UpstreamPlan {
@@ -51,6 +55,8 @@ impl AppPlan {
             upstream,
             latency,
             auth: None,
+            upstream_host: None,
+            error_pages: Vec::new(),
         }
     }
 }
@@ -79,6 +85,29 @@ impl Plan {
                 )?)),
             };
             let mut plan = AppPlan::new(&app.name, upstream, metrics);
+            if let (true, portcullis_config::Upstream::Http(target)) =
+                (app.upstream_host_header, &app.upstream)
+            {
+                plan.upstream_host = http::HeaderValue::from_str(&target.authority).ok();
+            }
+            for (status, page) in &app.error_pages {
+                let page = match page {
+                    portcullis_config::ErrorPage::Redirect(url) => {
+                        crate::respond::CustomErrorPage::Redirect(url.clone())
+                    }
+                    portcullis_config::ErrorPage::File(path) => {
+                        crate::respond::CustomErrorPage::Html(
+                            std::fs::read(path)
+                                .map_err(|e| Error::App {
+                                    app: app.name.clone(),
+                                    reason: format!("error page {}: {e}", path.display()),
+                                })?
+                                .into(),
+                        )
+                    }
+                };
+                plan.error_pages.push((*status, page));
+            }
             if let Some(auth) = &app.auth {
                 let sp = locals
                     .sps

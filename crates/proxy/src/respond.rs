@@ -148,7 +148,67 @@ pub fn error(
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(X_REQUEST_ID.clone(), id);
     }
+    response.extensions_mut().insert(GatewayError);
     response
+}
+
+/// Marks a response the gateway made itself (not the upstream's), so an
+/// app's `error_pages` may replace it.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayError;
+
+/// An app's `[app.error_pages]` entry, ready to serve.
+pub enum CustomErrorPage {
+    Html(bytes::Bytes),
+    Redirect(String),
+}
+
+/// The app's page for this gateway-made error, for browsers.
+pub fn custom_error(
+    response: Response<ProxyBody>,
+    pages: &[(u16, CustomErrorPage)],
+    json: bool,
+) -> Response<ProxyBody> {
+    if json || response.extensions().get::<GatewayError>().is_none() {
+        return response;
+    }
+    let status = response.status();
+    let Some((_, page)) = pages.iter().find(|(code, _)| *code == status.as_u16()) else {
+        return response;
+    };
+    let request_id = response.headers().get(&X_REQUEST_ID).cloned();
+    let mut custom = match page {
+        CustomErrorPage::Html(html) => {
+            let mut r = Response::new(ProxyBody::full(html.clone()));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        CustomErrorPage::Redirect(url) => {
+            let mut r = Response::new(ProxyBody::empty());
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            if let Ok(location) = HeaderValue::from_str(url) {
+                r.headers_mut().insert(header::LOCATION, location);
+            }
+            r
+        }
+    };
+    // Cookies the gateway set with the error (e.g. clearing request state)
+    // must still reach the browser.
+    for cookie in response.headers().get_all(header::SET_COOKIE) {
+        custom
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie.clone());
+    }
+    let headers = custom.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(id) = request_id {
+        headers.insert(X_REQUEST_ID.clone(), id);
+    }
+    custom
 }
 
 /// A self-contained page: no external assets, so it renders even when the

@@ -113,6 +113,9 @@ pub(crate) fn logged_out(auth: &AuthPlan, request: &Request<Incoming>) -> Respon
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "partial=1"));
+    if let Some(url) = &auth.post_logout_url {
+        return see_other(url, &[]);
+    }
     let detail = if partial {
         "You are signed out of this application, but some other applications could not confirm \
          the sign-out. Close your browser to end those sessions too."

@@ -155,6 +155,10 @@ pub struct AuthPlan {
     pub expire_backend_cookies: bool,
     /// Headers and cookies toward the backend.
     pub identity: crate::identity::IdentityPlan,
+    /// After sign-in, land here (app path, prefix included) instead.
+    pub login_landing: Option<String>,
+    /// Where the signed-out page sends the browser instead.
+    pub post_logout_url: Option<String>,
 }
 
 impl AuthPlan {
@@ -170,6 +174,17 @@ impl AuthPlan {
         access.sort_by_key(|rule| std::cmp::Reverse(rule.path.len()));
         Ok(AuthPlan {
             identity: crate::identity::IdentityPlan::new(auth, public_url)?,
+            login_landing: auth
+                .login_landing
+                .as_ref()
+                .map(|p| format!("{}{p}", if prefix == "/" { "" } else { prefix })),
+            post_logout_url: auth.post_logout_url.as_ref().map(|u| {
+                if u.starts_with('/') && prefix != "/" {
+                    format!("{prefix}{u}")
+                } else {
+                    u.clone()
+                }
+            }),
             sp,
             prefix: if prefix == "/" {
                 String::new()
@@ -538,9 +553,12 @@ async fn acs(
         user = %identity.name_id,
         "gateway session started"
     );
-    let target = relay_state
-        .filter(|rs| safe_relay_state(auth, rs))
-        .unwrap_or_else(|| auth.root());
+    let target = match &auth.login_landing {
+        Some(landing) => landing.clone(),
+        None => relay_state
+            .filter(|rs| safe_relay_state(auth, rs))
+            .unwrap_or_else(|| auth.root()),
+    };
     let session = format!(
         "{}={token}; Path={}; Secure; HttpOnly; SameSite=Lax",
         auth.session_cookie,
