@@ -203,6 +203,7 @@ signing_cert = \"{}\"
 name = \"pysaml2\"
 metadata_file = \"{}\"
 name_id_format = \"emailAddress\"
+attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.department\"]
 ",
         idp_key_path.display(),
         idp_cert_path.display(),
@@ -290,6 +291,11 @@ name_id_format = \"emailAddress\"
     assert_eq!(attrs["email"], json!(["bob@example.com"]), "{v}");
     assert_eq!(attrs["firstName"], json!(["Bob"]), "{v}");
     assert_eq!(attrs["lastName"], json!(["Baker"]), "{v}");
+    assert_eq!(
+        attrs["department"],
+        json!(["Support"]),
+        "custom profile attribute: {v}"
+    );
     let groups = attrs["groups"].as_array().expect("groups");
     assert!(groups.contains(&json!("staff")), "{v}");
     assert_eq!(

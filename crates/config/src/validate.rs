@@ -692,10 +692,16 @@ impl<'a, 'i> Validator<'a, 'i> {
                     .to_vec()
             });
             for attribute in &attributes {
-                if !SP_ATTRIBUTES.contains(&attribute.as_str()) {
+                let custom = attribute
+                    .strip_prefix("profile.")
+                    .is_some_and(|name| !name.is_empty());
+                if !custom && !SP_ATTRIBUTES.contains(&attribute.as_str()) {
                     self.problem(
                         &path("attributes"),
-                        format!("`{attribute}` is not one of {}", SP_ATTRIBUTES.join(", ")),
+                        format!(
+                            "`{attribute}` is not one of {} or profile.<name>",
+                            SP_ATTRIBUTES.join(", ")
+                        ),
                     );
                     ok = false;
                 }

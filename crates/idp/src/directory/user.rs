@@ -53,6 +53,7 @@ pub struct User {
     pub(super) status: UserStatus,
     pub(super) password_hash: String,
     pub(super) totp: Option<TotpSecret>,
+    pub(super) profile: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl User {
@@ -68,6 +69,11 @@ impl User {
 
     pub fn email(&self) -> &str {
         &self.email
+    }
+
+    /// A custom profile attribute's values (empty when unset).
+    pub fn profile(&self, name: &str) -> &[String] {
+        self.profile.get(name).map_or(&[], Vec::as_slice)
     }
 
     pub fn first_name(&self) -> &str {
@@ -140,7 +146,17 @@ mod tests {
             status: UserStatus::Active,
             password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$SECRETHASH".into(),
             totp: Some(TotpSecret::from_bytes(b"12345678901234567890".to_vec()).expect("secret")),
+            profile: [("department".to_string(), vec!["Platform".to_string()])]
+                .into_iter()
+                .collect(),
         }
+    }
+
+    #[test]
+    fn profile_attributes_are_read_by_name() {
+        let user = sample();
+        assert_eq!(user.profile("department"), ["Platform"]);
+        assert!(user.profile("missing").is_empty());
     }
 
     #[test]

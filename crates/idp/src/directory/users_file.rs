@@ -43,6 +43,17 @@ struct RawUser {
     totp_secret: Option<String>,
     #[serde(default)]
     status: UserStatus,
+    /// Custom profile attributes (`department = "…"`, `roles = ["…"]`),
+    /// which SPs receive as `profile.<name>` in their `attributes`.
+    #[serde(default)]
+    profile: std::collections::BTreeMap<String, ProfileValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ProfileValue {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Parses and validates the users file text. `path` is only used in errors.
@@ -149,6 +160,17 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Vec<User>, DirectoryError
             status: raw.status,
             password_hash: raw.password_hash,
             totp,
+            profile: raw
+                .profile
+                .into_iter()
+                .map(|(name, value)| {
+                    let values = match value {
+                        ProfileValue::One(v) => vec![v],
+                        ProfileValue::Many(vs) => vs,
+                    };
+                    (name, values)
+                })
+                .collect(),
         });
     }
 

@@ -214,7 +214,10 @@ fn user_attribute(user: &User, name: &str) -> Vec<String> {
         "lastName" => vec![user.last_name().to_string()],
         "displayName" => vec![user.display_name()],
         "groups" => user.groups().to_vec(),
-        _ => Vec::new(),
+        other => match other.strip_prefix("profile.") {
+            Some(custom) => user.profile(custom).to_vec(),
+            None => Vec::new(),
+        },
     }
 }
 
@@ -737,7 +740,10 @@ impl Idp {
         let attributes: Vec<(String, Vec<String>)> = sp
             .attributes
             .iter()
-            .map(|a| (a.clone(), user_attribute(user, a)))
+            .map(|a| {
+                let name = a.strip_prefix("profile.").unwrap_or(a);
+                (name.to_string(), user_attribute(user, a))
+            })
             .collect();
         let authn_context = if record.amr.contains(&Amr::Mfa) {
             AuthnContextClass::MultiFactor
