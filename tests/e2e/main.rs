@@ -3,6 +3,7 @@
 //! bodies, and the embedded IdP's HTTP endpoints. Every test starts its own
 //! process on 127.0.0.1:0.
 
+mod balancing;
 mod behaviors;
 mod browser;
 mod check;

@@ -16,9 +16,10 @@ mod validate;
 pub use load::{load, parse};
 pub use model::{
     AccessPolicy, AccessRule, Admin, ApiTokenConfig, App, AppAuth, AppIdp, Builtin, Config,
-    ErrorPage, ExternalIdp, Idp, IdpSaml, InjectRule, InjectSource, InjectTarget, LogFormat,
-    Logging, MultiValue, PublicUrl, Server, ServiceProviderConfig, SpNameIdFormat, Timeouts,
-    TlsFiles, UniversalLogoutTrust, Upstream, UpstreamTarget, ValueEncoding,
-    DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES, IDP_SESSION_COOKIE, SP_ATTRIBUTES,
+    ErrorPage, ExternalIdp, Health, Idp, IdpSaml, InjectRule, InjectSource, InjectTarget,
+    LoadBalancing, LogFormat, Logging, MultiValue, PublicUrl, Server, ServiceProviderConfig,
+    SpNameIdFormat, Timeouts, TlsFiles, UniversalLogoutTrust, Upstream, UpstreamTarget,
+    ValueEncoding, DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES, IDP_SESSION_COOKIE,
+    SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

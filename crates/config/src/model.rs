@@ -178,6 +178,31 @@ pub struct App {
     /// `[app.error_pages]`: the gateway's own error responses for these
     /// statuses are replaced (browsers only; API clients keep JSON).
     pub error_pages: Vec<(u16, ErrorPage)>,
+    /// Further targets after `upstream`'s first (same scheme kind and base
+    /// path), for load balancing.
+    pub more_targets: Vec<UpstreamTarget>,
+    pub load_balancing: LoadBalancing,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancing {
+    RoundRobin,
+    LeastConnections,
+}
+
+/// Upstream target health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Consecutive failures (connect errors, timeouts, 502/503/504 from the
+    /// target) that eject a target.
+    pub fail_after: u32,
+    /// How long an ejected target rests before it gets traffic again.
+    pub cooldown: Duration,
+    /// Active check: `GET {target}{check_path}` every `check_interval`;
+    /// a non-2xx/3xx answer or no answer marks the target down.
+    pub check_path: Option<String>,
+    pub check_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

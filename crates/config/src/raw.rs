@@ -42,7 +42,9 @@ pub struct RawLog {
 pub struct RawApp {
     pub name: Option<String>,
     pub public_url: Option<String>,
-    pub upstream: Option<String>,
+    pub upstream: Option<RawUpstream>,
+    pub load_balancing: Option<String>,
+    pub health: Option<RawHealth>,
     pub upstream_ca: Option<String>,
     pub upstream_sni: Option<String>,
     pub auth: Option<String>,
@@ -67,6 +69,24 @@ pub struct RawApp {
     pub session_max: Option<String>,
     #[serde(default)]
     pub access: Vec<RawAccess>,
+}
+
+/// `upstream = "http://…"` or several: `upstream = ["http://…", "http://…"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawUpstream {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `[app.health]`: passive ejection and optional active checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub fail_after: Option<u64>,
+    pub cooldown: Option<String>,
+    pub check_path: Option<String>,
+    pub check_interval: Option<String>,
 }
 
 /// One `[[app.inject]]`: an identity value sent to the backend.

@@ -10,6 +10,7 @@ use crate::model::*;
 use crate::problem::Problem;
 use crate::raw::{
     RawAccess, RawAdmin, RawApp, RawAppIdp, RawIdp, RawLog, RawServer, RawServiceProvider,
+    RawUpstream,
 };
 use portcullis_saml::{parse_idp_metadata, parse_sp_metadata};
 
@@ -1411,7 +1412,21 @@ impl<'a, 'i> Validator<'a, 'i> {
                     );
                 }
             }
-            let upstream = match app.upstream.as_deref() {
+            let (first_upstream, more_upstreams): (Option<&str>, Vec<&str>) = match &app.upstream {
+                None => (None, Vec::new()),
+                Some(RawUpstream::One(one)) => (Some(one.as_str()), Vec::new()),
+                Some(RawUpstream::Many(many)) => match many.split_first() {
+                    Some((first, rest)) => (
+                        Some(first.as_str()),
+                        rest.iter().map(String::as_str).collect(),
+                    ),
+                    None => {
+                        self.problem(&at("upstream"), "needs at least one URL");
+                        (None, Vec::new())
+                    }
+                },
+            };
+            let upstream = match first_upstream {
                 Some(raw) => match parse_upstream(raw) {
                     Ok(Upstream::Http(mut target)) => {
                         target.ca = app
@@ -1450,6 +1465,85 @@ impl<'a, 'i> Validator<'a, 'i> {
             if saml && auth.is_none() {
                 continue;
             }
+            let mut more_targets = Vec::new();
+            for raw in &more_upstreams {
+                match (parse_upstream(raw), &upstream) {
+                    (Ok(Upstream::Http(mut target)), Some(Upstream::Http(first))) => {
+                        if target.base_path != first.base_path {
+                            self.problem(
+                                &at("upstream"),
+                                format!(
+                                    "`{raw}`: every target needs the same base path as the first"
+                                ),
+                            );
+                            continue;
+                        }
+                        target.ca.clone_from(&first.ca);
+                        target.sni.clone_from(&first.sni);
+                        more_targets.push(target);
+                    }
+                    (Ok(_), _) => {
+                        self.problem(&at("upstream"), "several targets must all be http(s) URLs")
+                    }
+                    (Err(e), _) => self.problem(&at("upstream"), format!("`{raw}`: {e}")),
+                }
+            }
+            let load_balancing = match app.load_balancing.as_deref() {
+                None | Some("round_robin") => LoadBalancing::RoundRobin,
+                Some("least_connections") => LoadBalancing::LeastConnections,
+                Some(other) => {
+                    self.problem(
+                        &at("load_balancing"),
+                        format!("`{other}` is not round_robin or least_connections"),
+                    );
+                    LoadBalancing::RoundRobin
+                }
+            };
+            let raw_health = app.health.as_ref();
+            let health_at = |key: &'static str| {
+                [
+                    Step::Key("app"),
+                    Step::Index(i),
+                    Step::Key("health"),
+                    Step::Key(key),
+                ]
+            };
+            let fail_after = match raw_health.and_then(|h| h.fail_after) {
+                None => 3,
+                Some(n @ 1..=1000) => u32::try_from(n).unwrap_or(3),
+                Some(_) => {
+                    self.problem(&health_at("fail_after"), "must be between 1 and 1000");
+                    3
+                }
+            };
+            let cooldown = self.app_duration(
+                &health_at("cooldown"),
+                raw_health.and_then(|h| h.cooldown.as_deref()),
+                Duration::from_secs(10),
+            );
+            let check_interval = self.app_duration(
+                &health_at("check_interval"),
+                raw_health.and_then(|h| h.check_interval.as_deref()),
+                Duration::from_secs(5),
+            );
+            let check_path = match raw_health.and_then(|h| h.check_path.as_deref()) {
+                Some(p) if !p.starts_with('/') => {
+                    self.problem(&health_at("check_path"), "must start with /");
+                    None
+                }
+                other => other.map(str::to_string),
+            };
+            if (check_path.is_some() || raw_health.is_some())
+                && !matches!(upstream, Some(Upstream::Http(_)))
+            {
+                self.problem(&at("health"), "health needs http(s) upstream targets");
+            }
+            let health = Health {
+                fail_after,
+                cooldown,
+                check_path,
+                check_interval,
+            };
             let upstream_host_header = match app.host_header.as_deref() {
                 None | Some("public") => false,
                 Some("upstream") => true,
@@ -1495,6 +1589,9 @@ impl<'a, 'i> Validator<'a, 'i> {
                     auth,
                     upstream_host_header,
                     error_pages,
+                    more_targets,
+                    load_balancing,
+                    health,
                 });
             }
         }

@@ -15,6 +15,7 @@
 
 mod admin;
 mod backend_logout;
+mod balance;
 mod body;
 mod conn;
 mod echo;

@@ -28,6 +28,19 @@ pub struct UpstreamErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub app: Arc<str>,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetOutcomeLabels {
+    pub app: Arc<str>,
+    pub target: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: &'static str,
 }
@@ -46,6 +59,8 @@ pub struct Metrics {
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub open_connections: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
+    pub target_requests: Family<TargetOutcomeLabels, Counter>,
+    pub target_up: Family<TargetLabels, Gauge>,
 }
 
 impl Metrics {
@@ -58,6 +73,18 @@ impl Metrics {
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let open_connections = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let target_requests = Family::<TargetOutcomeLabels, Counter>::default();
+        let target_up = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "upstream_target_requests",
+            "Requests per upstream target by outcome (ok, failed: no answer or 502-504)",
+            target_requests.clone(),
+        );
+        registry.register(
+            "upstream_target_up",
+            "1 while the target passes its active health check (1 without checks)",
+            target_up.clone(),
+        );
         registry.register(
             "http_requests",
             "Requests answered, by app and status code (app \"-\" when no app matched)",
@@ -90,6 +117,8 @@ impl Metrics {
             upstream_errors,
             open_connections,
             reloads,
+            target_requests,
+            target_up,
         })
     }
 

@@ -219,7 +219,9 @@ async fn forward(
             );
             Ok(echo::respond(&request))
         }
-        UpstreamPlan::Http(upstream) => {
+        UpstreamPlan::Http(balancer) => {
+            let picked = balancer.pick();
+            let upstream = picked.upstream();
             let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
             let uri = upstream.map_uri(request.uri()).ok_or(Failure::BadRequest)?;
             let (mut parts, body) = request.into_parts();
@@ -238,8 +240,12 @@ async fn forward(
                     .insert(http::header::HOST, upstream_host.clone());
             }
             let mut response = match upstream.send(Request::from_parts(parts, body)).await {
-                Ok(response) => response,
+                Ok(response) => {
+                    picked.outcome(Some(response.status()));
+                    response
+                }
                 Err(e) => {
+                    picked.outcome(None);
                     tracing::warn!(
                         request.id = ctx.request_id.as_str(),
                         app = &*app.name,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use portcullis_config::{Builtin, Config, Upstream};
 use prometheus_client::metrics::histogram::Histogram;
 
+use crate::balance::Balancer;
 use crate::error::Error;
 use crate::local::{LocalApp, LocalApps};
 use crate::metrics::{AppLabels, Metrics};
@@ -40,7 +41,7 @@ pub struct AppPlan {
 pub enum UpstreamPlan {
     Echo,
     Local(Arc<dyn LocalApp>),
-    Http(Box<HttpUpstream>),
+    Http(Arc<Balancer>),
 }
 
 impl AppPlan {
@@ -76,13 +77,28 @@ impl Plan {
             );
             let upstream = match &app.upstream {
                 Upstream::Builtin(Builtin::Echo) => UpstreamPlan::Echo,
-                Upstream::Http(target) => UpstreamPlan::Http(Box::new(HttpUpstream::new(
-                    &app.name,
-                    target,
-                    &app.public.path_prefix,
-                    timeouts.upstream_connect,
-                    timeouts.upstream_response,
-                )?)),
+                Upstream::Http(first) => {
+                    let mut targets = Vec::with_capacity(1 + app.more_targets.len());
+                    for target in std::iter::once(first).chain(&app.more_targets) {
+                        let upstream = HttpUpstream::new(
+                            &app.name,
+                            target,
+                            &app.public.path_prefix,
+                            timeouts.upstream_connect,
+                            timeouts.upstream_response,
+                        )?;
+                        targets.push((upstream, target));
+                    }
+                    let balancer = Arc::new(Balancer::new(
+                        Arc::from(app.name.as_str()),
+                        targets,
+                        app.load_balancing,
+                        app.health.clone(),
+                        metrics,
+                    )?);
+                    balancer.spawn_checks();
+                    UpstreamPlan::Http(balancer)
+                }
             };
             let mut plan = AppPlan::new(&app.name, upstream, metrics);
             if let (true, portcullis_config::Upstream::Http(target)) =
