@@ -199,9 +199,10 @@ async fn forward(
         }
         UpstreamPlan::Http(upstream) => {
             let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
-            let uri = upstream.map_uri(request.uri()).ok_or(Failure::BadRequest)?;
             let (mut parts, body) = request.into_parts();
-            parts.uri = uri;
+            parts.uri = upstream
+                .map_uri(std::mem::take(&mut parts.uri))
+                .ok_or(Failure::BadRequest)?;
             parts.version = Version::HTTP_11;
             forward::prepare_request(
                 &mut parts.headers,
@@ -210,8 +211,9 @@ async fn forward(
                 &ctx.request_id,
                 upgrade.as_ref(),
             );
-            let mut response = match upstream.send(Request::from_parts(parts, body)).await {
-                Ok(response) => response,
+            let (mut response, lease) = match upstream.send(Request::from_parts(parts, body)).await
+            {
+                Ok(upstreamed) => (upstreamed.response, upstreamed.lease),
                 Err(e) => {
                     tracing::warn!(
                         request.id = ctx.request_id.as_str(),
@@ -228,13 +230,15 @@ async fn forward(
                     // A 101 nobody asked for cannot be relayed safely.
                     return Err(Failure::UpstreamProtocol);
                 };
+                // The connection now belongs to the tunnel, never the pool.
+                drop(lease);
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
                 tunnel::spawn(client_upgrade, upstream_upgrade, app.name.clone());
                 let (parts, _) = response.into_parts();
                 return Ok(Response::from_parts(parts, ProxyBody::empty()));
             }
             forward::strip_hop_by_hop(response.headers_mut());
-            Ok(response.map(ProxyBody::upstream))
+            Ok(response.map(|body| ProxyBody::upstream(body, lease)))
         }
     }
 }
