@@ -61,9 +61,15 @@ pub async fn handle(
         json: respond::wants_json(request.headers()),
         gateway_cookies: &plan.gateway_cookies,
     };
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let version = request.version();
+    // Kept only for the access log: cloning the URI costs reference-count
+    // updates on every request.
+    let head = plan.access_log.then(|| {
+        (
+            request.method().clone(),
+            request.uri().clone(),
+            request.version(),
+        )
+    });
 
     let (app, outcome) = match route(&plan, &request) {
         Some((app, host)) => (Some(app), forward(app, &ctx, host, request).await),
@@ -81,32 +87,34 @@ pub async fn handle(
     // Phase: log.
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    let app_name: Arc<str> = app.map_or_else(|| Arc::from("-"), |a| a.name.clone());
-    if let Some(app) = app {
-        app.latency.observe(elapsed.as_secs_f64());
-        if let Some(kind) = failure.and_then(Failure::upstream_kind) {
-            shared
-                .metrics
-                .upstream_errors
-                .get_or_create(&UpstreamErrorLabels {
-                    app: app.name.clone(),
-                    kind,
-                })
-                .inc();
+    match app {
+        Some(app) => {
+            app.latency.observe(plan.shard, elapsed.as_secs_f64());
+            if let Some(kind) = failure.and_then(Failure::upstream_kind) {
+                shared
+                    .metrics
+                    .upstream_errors
+                    .get_or_create(&UpstreamErrorLabels {
+                        app: app.name.clone(),
+                        kind,
+                    })
+                    .inc();
+            }
+            app.count_request(&shared.metrics, status, plan.shard);
         }
+        None => shared
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                app: Arc::from("-"),
+                code: status,
+            })
+            .inc(plan.shard),
     }
-    shared
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            app: app_name.clone(),
-            code: status,
-        })
-        .inc();
-    if plan.access_log {
+    if let Some((method, uri, version)) = head {
         tracing::info!(
             target: "portcullis::access",
-            app = &*app_name,
+            app = app.map_or("-", |a| &*a.name),
             request.id = ctx.request_id.as_str(),
             client.addr = %client.addr,
             http.method = %method,
@@ -150,7 +158,9 @@ async fn forward(
                 client_ip: ctx.client.addr.ip(),
                 json: ctx.json,
             };
-            match sso::gate(auth, &caller, request).await {
+            // Boxed: the SSO phase's state is large and most apps never run
+            // it, so it stays out of every request's future.
+            match Box::pin(sso::gate(auth, &caller, request)).await {
                 Gate::Continue(request, user) => (request, user),
                 Gate::Respond(response) => return Ok(response),
             }
