@@ -18,7 +18,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use crate::local::{LocalMeta, LOCAL_BODY_LIMIT};
+use crate::local::{LocalApp, LocalMeta, LOCAL_BODY_LIMIT};
 
 use crate::body::ProxyBody;
 use crate::echo;
@@ -128,6 +128,27 @@ pub async fn handle(
     Ok(response)
 }
 
+/// A built-in service (the IdP): the whole body is read first, within
+/// [`LOCAL_BODY_LIMIT`].
+async fn local(
+    service: &dyn LocalApp,
+    ctx: &Context<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Failure> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, LOCAL_BODY_LIMIT).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge),
+        Err(_) => return Err(Failure::BadRequest),
+    };
+    let meta = LocalMeta {
+        client_addr: ctx.client.addr,
+        request_id: ctx.request_id.as_str().to_string(),
+    };
+    let response = service.call(Request::from_parts(parts, body), meta).await;
+    Ok(response.map(ProxyBody::full))
+}
+
 /// Phase: route. Picks the app by host and longest path prefix, and returns
 /// the public host value to forward.
 fn route<'p>(plan: &'p Plan, request: &Request<Incoming>) -> Option<(&'p AppPlan, HeaderValue)> {
@@ -184,18 +205,9 @@ async fn forward(
                 &ctx.request_id,
                 None,
             );
-            let (parts, body) = request.into_parts();
-            let body = match Limited::new(body, LOCAL_BODY_LIMIT).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge),
-                Err(_) => return Err(Failure::BadRequest),
-            };
-            let meta = LocalMeta {
-                client_addr: ctx.client.addr,
-                request_id: ctx.request_id.as_str().to_string(),
-            };
-            let response = service.call(Request::from_parts(parts, body), meta).await;
-            Ok(response.map(ProxyBody::full))
+            // Boxed, like the SSO phase: its body collection is large state
+            // that proxied requests should not carry.
+            Box::pin(local(service.as_ref(), ctx, request)).await
         }
         UpstreamPlan::Echo => {
             forward::prepare_request(

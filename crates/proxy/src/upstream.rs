@@ -288,7 +288,9 @@ impl H1Pool {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: connecting (DNS, TCP, handshake) is rare and its state
+        // would otherwise enlarge every request's future.
+        let mut sender = Box::pin(self.connect()).await?;
         match sender.send_request(request).await {
             Ok(response) => Ok(self.leased(response, sender)),
             Err(e) => {
