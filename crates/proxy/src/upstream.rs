@@ -335,10 +335,17 @@ impl H1Pool {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            let now = Instant::now();
+            // The oldest connection sits at the bottom, where checkouts
+            // rarely look: close it here once it has idled too long, as
+            // hyper-util's reaper did, rather than leave it to the backend.
+            if idle
+                .first()
+                .is_some_and(|oldest| now.saturating_duration_since(oldest.since) > POOL_IDLE)
+            {
+                idle.remove(0);
+            }
+            idle.push(Idle { sender, since: now });
         }
     }
 
