@@ -7,16 +7,22 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::upstream::Lease;
+
 pin_project_lite::pin_project! {
     /// Every response body the gateway sends. An enum rather than a boxed
     /// trait object so that streaming an upstream body costs no allocation.
     #[project = ProxyBodyProj]
     pub enum ProxyBody {
-        Upstream { #[pin] body: Incoming },
+        /// `lease` puts a pooled upstream connection back once `body` ends;
+        /// `ended`, when set, cuts the body off once the gateway session
+        /// that requested it ends (a stream must not outlive a logout).
+        Upstream {
+            #[pin] body: Incoming,
+            lease: Option<Lease>,
+            ended: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+        },
         Full { #[pin] body: Full<Bytes> },
-        /// An upstream body that must stop when the gateway session that
-        /// requested it ends (a stream must not outlive a logout).
-        SessionBound { #[pin] body: Incoming, ended: Pin<Box<dyn Future<Output = ()> + Send>> },
     }
 }
 
@@ -40,15 +46,34 @@ impl ProxyBody {
         ProxyBody::full(Bytes::new())
     }
 
-    pub fn upstream(body: Incoming) -> Self {
-        ProxyBody::Upstream { body }
+    pub fn upstream(body: Incoming, mut lease: Option<Lease>) -> Self {
+        // An empty body (HEAD, 204, 304, `Content-Length: 0`) may never be
+        // polled at all.
+        if body.is_end_stream() {
+            if let Some(lease) = &mut lease {
+                lease.finished();
+            }
+        }
+        ProxyBody::Upstream {
+            body,
+            lease,
+            ended: None,
+        }
     }
 
-    /// An upstream body cut off once `ended` resolves.
-    pub fn session_bound(body: Incoming, ended: impl Future<Output = ()> + Send + 'static) -> Self {
-        ProxyBody::SessionBound {
-            body,
-            ended: Box::pin(ended),
+    /// An upstream body that is also cut off once `ended` resolves.
+    pub fn session_bound(
+        body: Incoming,
+        lease: Option<Lease>,
+        ended: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        match ProxyBody::upstream(body, lease) {
+            ProxyBody::Upstream { body, lease, .. } => ProxyBody::Upstream {
+                body,
+                lease,
+                ended: Some(Box::pin(ended)),
+            },
+            full => full,
         }
     }
 }
@@ -62,12 +87,38 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.project() {
-            ProxyBodyProj::Upstream { body } => body.poll_frame(cx).map_err(BodyError::from),
-            ProxyBodyProj::SessionBound { body, ended } => {
-                if ended.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Some(Err(BodyError::SessionEnded)));
+            ProxyBodyProj::Upstream {
+                mut body,
+                lease,
+                ended,
+            } => {
+                if let Some(ended) = ended {
+                    if ended.as_mut().poll(cx).is_ready() {
+                        // The connection is mid-body: never back to the pool.
+                        *lease = None;
+                        return Poll::Ready(Some(Err(BodyError::SessionEnded)));
+                    }
                 }
-                body.poll_frame(cx).map_err(BodyError::from)
+                let result = body.as_mut().poll_frame(cx);
+                // hyper's server stops polling once `is_end_stream` says the
+                // body is done, so the end is detected here rather than only
+                // on `None`.
+                let finished = match &result {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    Poll::Ready(Some(Err(_))) => {
+                        // A broken body leaves the connection unusable.
+                        *lease = None;
+                        false
+                    }
+                    Poll::Pending => false,
+                };
+                if finished {
+                    if let Some(lease) = lease {
+                        lease.finished();
+                    }
+                }
+                result.map_err(BodyError::from)
             }
             ProxyBodyProj::Full { body } => match body.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
@@ -80,16 +131,14 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { body } | ProxyBody::SessionBound { body, .. } => {
-                body.is_end_stream()
-            }
+            ProxyBody::Upstream { body, .. } => body.is_end_stream(),
             ProxyBody::Full { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream { body } | ProxyBody::SessionBound { body, .. } => body.size_hint(),
+            ProxyBody::Upstream { body, .. } => body.size_hint(),
             ProxyBody::Full { body } => body.size_hint(),
         }
     }

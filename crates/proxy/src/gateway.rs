@@ -154,7 +154,7 @@ impl Gateway {
     /// Binds every listener and starts the workers. Must be called inside a
     /// Tokio runtime (used only to create the sockets).
     pub async fn start(config: &Config, locals: LocalApps) -> Result<Gateway, Error> {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(config.server.workers);
         let ready = Arc::new(AtomicBool::new(false));
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
         let (draining, draining_rx) = watch::channel(false);
@@ -202,7 +202,7 @@ impl Gateway {
         let mut workers = Vec::with_capacity(config.server.workers);
         for index in 0..config.server.workers {
             let shared = Arc::new(Shared {
-                plan: ArcSwap::from_pointee(Plan::compile(config, &metrics, &locals)?),
+                plan: ArcSwap::from_pointee(Plan::compile(config, &metrics, &locals, index)?),
                 metrics: metrics.clone(),
                 ready: ready.clone(),
             });
@@ -267,7 +267,8 @@ impl Gateway {
         let plans = self
             .workers
             .iter()
-            .map(|_| Plan::compile(config, &self.metrics, &self.locals))
+            .enumerate()
+            .map(|(worker, _)| Plan::compile(config, &self.metrics, &self.locals, worker))
             .collect::<Result<Vec<_>, _>>()?;
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
         let configured = (

@@ -1,13 +1,20 @@
 //! Prometheus metrics. Families live for the whole process (across reloads);
 //! per-app handles are resolved once when a plan is compiled.
+//!
+//! The per-request metrics (request counts and latency) are sharded by
+//! worker: each worker writes only its own cache line, with no lock, and a
+//! scrape sums the shards. A shared counter or prometheus-client's
+//! mutex-guarded histogram would bounce one cache line between cores on
+//! every request.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,17 +52,157 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
-fn latency_histogram() -> Histogram {
-    // 1 ms … ~16 s: a proxy hop is sub-millisecond, a slow legacy app is seconds.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.001, 2.0, 15,
-    ))
+/// Latency bucket count, not counting `+Inf`.
+const LATENCY_BUCKETS: usize = 15;
+
+/// Upper bound of latency bucket `i`: 1 ms … ~16 s, doubling. A proxy hop is
+/// sub-millisecond, a slow legacy app is seconds.
+fn latency_bound(i: usize) -> f64 {
+    0.001 * f64::from(1u32 << i)
+}
+
+/// Keeps each shard on its own cache line (128 bytes covers the adjacent
+/// line prefetcher too).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// A counter with one slot per worker.
+#[derive(Clone, Debug)]
+pub struct ShardedCounter {
+    shards: Arc<[Padded<AtomicU64>]>,
+}
+
+impl ShardedCounter {
+    fn new(shards: usize) -> Self {
+        ShardedCounter {
+            shards: (0..shards.max(1)).map(|_| Padded::default()).collect(),
+        }
+    }
+
+    pub fn inc(&self, shard: usize) {
+        if let Some(slot) = self.shards.get(shard % self.shards.len()) {
+            slot.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl TypedMetric for ShardedCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ShardedCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.get(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[derive(Debug, Default)]
+struct HistogramShard {
+    /// `f64` bits of the sum of observations.
+    sum: AtomicU64,
+    count: AtomicU64,
+    /// Per-bucket (not cumulative) counts; the last one is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS + 1],
+}
+
+/// The latency histogram with one slot per worker.
+#[derive(Clone, Debug)]
+pub struct ShardedHistogram {
+    shards: Arc<[Padded<HistogramShard>]>,
+}
+
+impl ShardedHistogram {
+    pub fn observe(&self, shard: usize, seconds: f64) {
+        let Some(slot) = self.shards.get(shard % self.shards.len()) else {
+            return;
+        };
+        let slot = &slot.0;
+        let bucket = (0..LATENCY_BUCKETS)
+            .find(|&i| seconds <= latency_bound(i))
+            .unwrap_or(LATENCY_BUCKETS);
+        if let Some(b) = slot.buckets.get(bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        // One writer per shard in practice (one worker), so this never
+        // retries; the loop only keeps it correct with more workers than
+        // shards.
+        let _ = slot
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + seconds).to_bits())
+            });
+        slot.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for ShardedHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for ShardedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut sum = 0.0;
+        let mut count = 0;
+        let mut buckets: Vec<(f64, u64)> = (0..=LATENCY_BUCKETS)
+            .map(|i| {
+                let bound = if i < LATENCY_BUCKETS {
+                    latency_bound(i)
+                } else {
+                    f64::INFINITY
+                };
+                (bound, 0)
+            })
+            .collect();
+        for shard in self.shards.iter() {
+            let shard = &shard.0;
+            sum += f64::from_bits(shard.sum.load(Ordering::Relaxed));
+            count += shard.count.load(Ordering::Relaxed);
+            for (total, b) in buckets.iter_mut().zip(&shard.buckets) {
+                total.1 += b.load(Ordering::Relaxed);
+            }
+        }
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// Builds sharded metrics for a family: one shard per worker.
+#[derive(Clone, Copy, Debug)]
+pub struct Shards(usize);
+
+impl MetricConstructor<ShardedCounter> for Shards {
+    fn new_metric(&self) -> ShardedCounter {
+        ShardedCounter::new(self.0)
+    }
+}
+
+impl MetricConstructor<ShardedHistogram> for Shards {
+    fn new_metric(&self) -> ShardedHistogram {
+        ShardedHistogram {
+            shards: (0..self.0.max(1)).map(|_| Padded::default()).collect(),
+        }
+    }
 }
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub latency: Family<AppLabels, Histogram, fn() -> Histogram>,
+    pub requests: Family<RequestLabels, ShardedCounter, Shards>,
+    pub latency: Family<AppLabels, ShardedHistogram, Shards>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub open_connections: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
@@ -64,12 +211,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Self> {
+    /// `workers`: how many shards the per-request metrics get.
+    pub fn new(workers: usize) -> Arc<Self> {
         let mut registry = Registry::with_prefix("portcullis");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<AppLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
+        let shards = Shards(workers.max(1));
+        let requests = Family::new_with_constructor(shards);
+        let latency = Family::new_with_constructor(shards);
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let open_connections = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();

@@ -18,7 +18,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use crate::local::{LocalMeta, LOCAL_BODY_LIMIT};
+use crate::local::{LocalApp, LocalMeta, LOCAL_BODY_LIMIT};
 
 use crate::body::ProxyBody;
 use crate::echo;
@@ -62,9 +62,15 @@ pub async fn handle(
         json: respond::wants_json(request.headers()),
         gateway_cookies: &plan.gateway_cookies,
     };
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let version = request.version();
+    // Kept only for the access log: cloning the URI costs reference-count
+    // updates on every request.
+    let head = plan.access_log.then(|| {
+        (
+            request.method().clone(),
+            request.uri().clone(),
+            request.version(),
+        )
+    });
 
     let (app, outcome) = match route(&plan, &request) {
         Some((app, host)) => (Some(app), forward(app, &ctx, host, request).await),
@@ -85,32 +91,34 @@ pub async fn handle(
     // Phase: log.
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    let app_name: Arc<str> = app.map_or_else(|| Arc::from("-"), |a| a.name.clone());
-    if let Some(app) = app {
-        app.latency.observe(elapsed.as_secs_f64());
-        if let Some(kind) = failure.and_then(Failure::upstream_kind) {
-            shared
-                .metrics
-                .upstream_errors
-                .get_or_create(&UpstreamErrorLabels {
-                    app: app.name.clone(),
-                    kind,
-                })
-                .inc();
+    match app {
+        Some(app) => {
+            app.latency.observe(plan.shard, elapsed.as_secs_f64());
+            if let Some(kind) = failure.and_then(Failure::upstream_kind) {
+                shared
+                    .metrics
+                    .upstream_errors
+                    .get_or_create(&UpstreamErrorLabels {
+                        app: app.name.clone(),
+                        kind,
+                    })
+                    .inc();
+            }
+            app.count_request(&shared.metrics, status, plan.shard);
         }
+        None => shared
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                app: Arc::from("-"),
+                code: status,
+            })
+            .inc(plan.shard),
     }
-    shared
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            app: app_name.clone(),
-            code: status,
-        })
-        .inc();
-    if plan.access_log {
+    if let Some((method, uri, version)) = head {
         tracing::info!(
             target: "portcullis::access",
-            app = &*app_name,
+            app = app.map_or("-", |a| &*a.name),
             request.id = ctx.request_id.as_str(),
             client.addr = %client.addr,
             http.method = %method,
@@ -122,6 +130,27 @@ pub async fn handle(
         );
     }
     Ok(response)
+}
+
+/// A built-in service (the IdP): the whole body is read first, within
+/// [`LOCAL_BODY_LIMIT`].
+async fn local(
+    service: &dyn LocalApp,
+    ctx: &Context<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Failure> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, LOCAL_BODY_LIMIT).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge),
+        Err(_) => return Err(Failure::BadRequest),
+    };
+    let meta = LocalMeta {
+        client_addr: ctx.client.addr,
+        request_id: ctx.request_id.as_str().to_string(),
+    };
+    let response = service.call(Request::from_parts(parts, body), meta).await;
+    Ok(response.map(ProxyBody::full))
 }
 
 /// Phase: route. Picks the app by host and longest path prefix, and returns
@@ -155,7 +184,9 @@ async fn forward(
                 json: ctx.json,
                 gateway_cookies: ctx.gateway_cookies,
             };
-            match sso::gate(auth, &caller, request).await {
+            // Boxed: the SSO phase's state is large and most apps never run
+            // it, so it stays out of every request's future.
+            match Box::pin(sso::gate(auth, &caller, request)).await {
                 Gate::Continue(request, session) => (request, session),
                 Gate::Respond(response) => return Ok(response),
             }
@@ -196,18 +227,9 @@ async fn forward(
                 &ctx.request_id,
                 None,
             );
-            let (parts, body) = request.into_parts();
-            let body = match Limited::new(body, LOCAL_BODY_LIMIT).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<LengthLimitError>() => return Err(Failure::PayloadTooLarge),
-                Err(_) => return Err(Failure::BadRequest),
-            };
-            let meta = LocalMeta {
-                client_addr: ctx.client.addr,
-                request_id: ctx.request_id.as_str().to_string(),
-            };
-            let response = service.call(Request::from_parts(parts, body), meta).await;
-            Ok(response.map(ProxyBody::full))
+            // Boxed, like the SSO phase: its body collection is large state
+            // that proxied requests should not carry.
+            Box::pin(local(service.as_ref(), ctx, request)).await
         }
         UpstreamPlan::Echo => {
             forward::prepare_request(
@@ -223,9 +245,10 @@ async fn forward(
             let picked = balancer.pick();
             let upstream = picked.upstream();
             let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
-            let uri = upstream.map_uri(request.uri()).ok_or(Failure::BadRequest)?;
             let (mut parts, body) = request.into_parts();
-            parts.uri = uri;
+            parts.uri = upstream
+                .map_uri(std::mem::take(&mut parts.uri))
+                .ok_or(Failure::BadRequest)?;
             parts.version = Version::HTTP_11;
             forward::prepare_request(
                 &mut parts.headers,
@@ -239,10 +262,11 @@ async fn forward(
                     .headers
                     .insert(http::header::HOST, upstream_host.clone());
             }
-            let mut response = match upstream.send(Request::from_parts(parts, body)).await {
-                Ok(response) => {
-                    picked.outcome(Some(response.status()));
-                    response
+            let (mut response, lease) = match upstream.send(Request::from_parts(parts, body)).await
+            {
+                Ok(upstreamed) => {
+                    picked.outcome(Some(upstreamed.response.status()));
+                    (upstreamed.response, upstreamed.lease)
                 }
                 Err(e) => {
                     picked.outcome(None);
@@ -261,6 +285,8 @@ async fn forward(
                     // A 101 nobody asked for cannot be relayed safely.
                     return Err(Failure::UpstreamProtocol);
                 };
+                // The connection now belongs to the tunnel, never the pool.
+                drop(lease);
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
                 tunnel::spawn(
                     client_upgrade,
@@ -274,9 +300,9 @@ async fn forward(
             forward::strip_hop_by_hop(response.headers_mut());
             Ok(match session {
                 Some(session) => {
-                    response.map(|body| ProxyBody::session_bound(body, session.ended()))
+                    response.map(|body| ProxyBody::session_bound(body, lease, session.ended()))
                 }
-                None => response.map(ProxyBody::upstream),
+                None => response.map(|body| ProxyBody::upstream(body, lease)),
             })
         }
     }

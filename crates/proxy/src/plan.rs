@@ -2,15 +2,14 @@
 //! pools and metric handles. Built once per load or reload and shared by
 //! `Arc`; in-flight requests finish on the plan they started with.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use portcullis_config::{Builtin, Config, Upstream};
-use prometheus_client::metrics::histogram::Histogram;
 
 use crate::balance::Balancer;
 use crate::error::Error;
 use crate::local::{LocalApp, LocalApps};
-use crate::metrics::{AppLabels, Metrics};
+use crate::metrics::{AppLabels, Metrics, RequestLabels, ShardedCounter, ShardedHistogram};
 use crate::route::RouteTable;
 use crate::sso::AuthPlan;
 use crate::upstream::HttpUpstream;
@@ -24,12 +23,19 @@ pub struct Plan {
     /// Every app's session and request-state cookie names, stripped from
     /// requests to any upstream.
     pub gateway_cookies: Vec<String>,
+    /// This plan's worker: its slot in the sharded metrics.
+    pub shard: usize,
 }
 
 pub struct AppPlan {
     pub name: Arc<str>,
     pub upstream: UpstreamPlan,
-    pub latency: Histogram,
+    pub latency: ShardedHistogram,
+    /// `portcullis_http_requests` handles by status code, filled on first
+    /// use: the family lookup hashes the labels under a lock shared by all
+    /// workers. The plan belongs to one worker, so this lock is never
+    /// contended.
+    requests: Mutex<Vec<(u16, ShardedCounter)>>,
     /// `auth = "saml"`: the gateway SSO phase runs before forward.
     pub auth: Option<AuthPlan>,
     /// `host_header = "upstream"`: the Host sent upstream.
@@ -55,15 +61,45 @@ impl AppPlan {
             name,
             upstream,
             latency,
+            requests: Mutex::new(Vec::new()),
             auth: None,
             upstream_host: None,
             error_pages: Vec::new(),
         }
     }
+
+    /// Counts one request of this app answered with `status` on `shard`.
+    /// Counts under the cache lock rather than returning a handle: cloning
+    /// one would touch a reference count shared with the other workers.
+    pub fn count_request(&self, metrics: &Metrics, status: u16, shard: usize) {
+        let mut cache = match self.requests.lock() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((_, counter)) = cache.iter().find(|(code, _)| *code == status) {
+            counter.inc(shard);
+            return;
+        }
+        let counter = metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                app: self.name.clone(),
+                code: status,
+            })
+            .clone();
+        counter.inc(shard);
+        cache.push((status, counter));
+    }
 }
 
 impl Plan {
-    pub fn compile(config: &Config, metrics: &Metrics, locals: &LocalApps) -> Result<Plan, Error> {
+    /// `worker`: the worker this plan serves (its metric shard).
+    pub fn compile(
+        config: &Config,
+        metrics: &Metrics,
+        locals: &LocalApps,
+        worker: usize,
+    ) -> Result<Plan, Error> {
         let mut routes = RouteTable::default();
         let mut apps = Vec::with_capacity(config.apps.len() + 1);
         let timeouts = config.server.timeouts;
@@ -182,6 +218,7 @@ impl Plan {
             access_log: config.log.access_log,
             default_port: 443,
             gateway_cookies,
+            shard: worker,
         })
     }
 }

@@ -1,16 +1,24 @@
 //! The upstream side: one keep-alive pool per app, URI mapping from the
 //! public prefix to the upstream base path, and the timed request.
+//!
+//! Plain-HTTP upstreams use [`H1Pool`], a small pool of hyper HTTP/1.1
+//! connections owned by one worker. https upstreams keep hyper-util's pool
+//! with the rustls connector (private CA, fixed SNI).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use portcullis_config::UpstreamTarget;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::respond::Failure;
@@ -24,7 +32,7 @@ type Pool = Client<HttpsConnector<HttpConnector>, Incoming>;
 const POOL_IDLE: Duration = Duration::from_secs(50);
 
 pub struct HttpUpstream {
-    pool: Pool,
+    transport: Transport,
     scheme: Scheme,
     authority: Authority,
     /// Upstream path that replaces the app's public prefix; empty for `/`.
@@ -33,6 +41,21 @@ pub struct HttpUpstream {
     public_prefix_len: usize,
     response_timeout: Duration,
     pub label: String,
+}
+
+enum Transport {
+    /// Plain HTTP: this worker's own HTTP/1.1 pool.
+    Plain(Arc<H1Pool>),
+    /// https: hyper-util's pool with the rustls connector (boxed: it is
+    /// much larger than the plain variant).
+    Tls(Box<Pool>),
+}
+
+/// A response from an upstream plus, for a pooled plain-HTTP connection,
+/// the lease that puts the connection back once its body has been read.
+pub struct Upstreamed {
+    pub response: Response<Incoming>,
+    pub lease: Option<Lease>,
 }
 
 /// What went wrong talking to an upstream, for metrics and the error page.
@@ -77,28 +100,15 @@ impl HttpUpstream {
             .authority
             .parse()
             .map_err(|e| app_error(format!("upstream authority: {e}")))?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        let tls_config = tls::upstream_client_config(target.ca.as_deref())?;
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config)
-            .https_or_http();
-        let builder = match &target.sni {
-            Some(name) => {
-                let name = rustls_pki_types::ServerName::try_from(name.clone())
-                    .map_err(|e| app_error(format!("upstream_sni: {e}")))?;
-                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-            }
-            None => builder,
+        let transport = if target.tls {
+            Transport::Tls(Box::new(tls_pool(app, target, connect_timeout)?))
+        } else {
+            Transport::Plain(Arc::new(H1Pool {
+                idle: Mutex::new(Vec::new()),
+                authority: target.authority.clone(),
+                connect_timeout,
+            }))
         };
-        let connector = builder.enable_http1().wrap_connector(http);
-        let pool = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
         let scheme = if target.tls {
             Scheme::HTTPS
         } else {
@@ -106,7 +116,7 @@ impl HttpUpstream {
         };
         Ok(HttpUpstream {
             label: format!("{}://{}", scheme, target.authority),
-            pool,
+            transport,
             scheme,
             authority,
             base_path: target.base_path.clone(),
@@ -120,9 +130,17 @@ impl HttpUpstream {
     }
 
     /// The upstream URI for a client request URI: public prefix replaced by
-    /// the upstream base path, query kept.
-    pub fn map_uri(&self, uri: &Uri) -> Option<Uri> {
-        let path_and_query = if self.public_prefix_len == 0 && self.base_path.is_empty() {
+    /// the upstream base path, query kept. Origin-form (`/path?query`) for
+    /// the plain pool, which writes the URI as given; absolute for hyper-util's
+    /// pool, which needs the scheme and authority to pick a connection.
+    pub fn map_uri(&self, uri: Uri) -> Option<Uri> {
+        let plain = matches!(self.transport, Transport::Plain(_));
+        let unchanged = self.public_prefix_len == 0 && self.base_path.is_empty();
+        // An HTTP/1.1 client sends origin-form already: nothing to rebuild.
+        if plain && unchanged && uri.scheme().is_none() && uri.authority().is_none() {
+            return Some(uri);
+        }
+        let path_and_query = if unchanged {
             uri.path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/"))
@@ -142,6 +160,9 @@ impl HttpUpstream {
             }
             PathAndQuery::try_from(joined).ok()?
         };
+        if plain {
+            return Some(Uri::from(path_and_query));
+        }
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -150,29 +171,239 @@ impl HttpUpstream {
             .ok()
     }
 
-    pub async fn send(
-        &self,
-        request: Request<Incoming>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.response_timeout, self.pool.request(request)).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() => {
-                tracing::debug!(error = %e, "upstream connect failed");
-                Err(UpstreamError::Connect)
+    pub async fn send(&self, request: Request<Incoming>) -> Result<Upstreamed, UpstreamError> {
+        match &self.transport {
+            Transport::Plain(pool) => {
+                match tokio::time::timeout(self.response_timeout, pool.send(request)).await {
+                    Err(_) => Err(UpstreamError::Timeout),
+                    Ok(result) => result,
+                }
             }
-            Ok(Err(e)) => {
+            Transport::Tls(pool) => {
+                match tokio::time::timeout(self.response_timeout, pool.request(request)).await {
+                    Err(_) => Err(UpstreamError::Timeout),
+                    Ok(Ok(response)) => Ok(Upstreamed {
+                        response,
+                        lease: None,
+                    }),
+                    Ok(Err(e)) if e.is_connect() => {
+                        tracing::debug!(error = %e, "upstream connect failed");
+                        Err(UpstreamError::Connect)
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "upstream request failed");
+                        let source = std::error::Error::source(&e)
+                            .and_then(|s| s.downcast_ref::<hyper::Error>());
+                        Err(classify(source))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A hyper error after the request was handed to a connection: a malformed
+/// response is a protocol error; anything else (typically a connection
+/// closed before any response byte) reads as "unavailable" to the user,
+/// like a refused connect.
+fn classify(error: Option<&hyper::Error>) -> UpstreamError {
+    if error.is_some_and(|h| h.is_parse() || h.is_parse_status()) {
+        UpstreamError::Protocol
+    } else {
+        UpstreamError::Connect
+    }
+}
+
+fn tls_pool(app: &str, target: &UpstreamTarget, connect_timeout: Duration) -> Result<Pool, Error> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let tls_config = tls::upstream_client_config(target.ca.as_deref())?;
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config)
+        .https_or_http();
+    let builder = match &target.sni {
+        Some(name) => {
+            let name =
+                rustls_pki_types::ServerName::try_from(name.clone()).map_err(|e| Error::App {
+                    app: app.to_string(),
+                    reason: format!("upstream_sni: {e}"),
+                })?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let connector = builder.enable_http1().wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector))
+}
+
+type Sender = http1::SendRequest<Incoming>;
+
+/// Keep-alive HTTP/1.1 connections to one plain-HTTP upstream, owned by one
+/// worker (each worker compiles its own plan), so the lock is never
+/// contended; it only makes the plan `Sync`. Compared with hyper-util's
+/// pool this skips the per-request pool key, checkout future, absolute URI
+/// and the task spawned to wait for the connection to become idle again:
+/// a connection comes back when its response body has been read (see
+/// [`Lease`]).
+pub struct H1Pool {
+    /// Most recently returned last, so the warmest connection is reused first.
+    idle: Mutex<Vec<Idle>>,
+    /// `host:port`, resolved on each new connection (DNS may change).
+    authority: String,
+    connect_timeout: Duration,
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+impl H1Pool {
+    /// Sends on a pooled connection, or a new one. A request that a pooled
+    /// connection refused before writing anything (it closed while idle) is
+    /// retried, as hyper-util's pool does; one on a new connection is not.
+    async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Incoming>,
+    ) -> Result<Upstreamed, UpstreamError> {
+        while let Some(mut sender) = self.checkout() {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.leased(response, sender)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        tracing::debug!(error = %e.error(), "pooled upstream connection closed; retrying");
+                        request = unsent;
+                    }
+                    None => {
+                        let e = e.into_error();
+                        tracing::debug!(error = %e, "upstream request failed");
+                        return Err(classify(Some(&e)));
+                    }
+                },
+            }
+        }
+        // Boxed: connecting (DNS, TCP, handshake) is rare and its state
+        // would otherwise enlarge every request's future.
+        let mut sender = Box::pin(self.connect()).await?;
+        match sender.send_request(request).await {
+            Ok(response) => Ok(self.leased(response, sender)),
+            Err(e) => {
                 tracing::debug!(error = %e, "upstream request failed");
-                let malformed = std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<hyper::Error>())
-                    .is_some_and(|h| h.is_parse() || h.is_parse_status());
-                // A connection closed before any response byte reads as
-                // "unavailable" to the user, like a refused connect.
-                Err(if malformed {
-                    UpstreamError::Protocol
-                } else {
-                    UpstreamError::Connect
-                })
+                Err(classify(Some(&e)))
+            }
+        }
+    }
+
+    fn leased(self: &Arc<Self>, response: Response<Incoming>, sender: Sender) -> Upstreamed {
+        Upstreamed {
+            response,
+            lease: Some(Lease {
+                pool: self.clone(),
+                sender: Some(sender),
+                reusable: false,
+            }),
+        }
+    }
+
+    /// The newest idle connection that can take a request now. Closed and
+    /// expired ones are dropped; ones whose previous exchange hyper has not
+    /// finished yet stay for a later request.
+    fn checkout(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().ok()?;
+        let now = Instant::now();
+        let mut index = idle.len();
+        while index > 0 {
+            index -= 1;
+            let entry = &idle[index];
+            if entry.sender.is_closed() || now.saturating_duration_since(entry.since) > POOL_IDLE {
+                idle.swap_remove(index);
+            } else if entry.sender.is_ready() {
+                return Some(idle.swap_remove(index).sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            let now = Instant::now();
+            // The oldest connection sits at the bottom, where checkouts
+            // rarely look: close it here once it has idled too long, as
+            // hyper-util's reaper did, rather than leave it to the backend.
+            if idle
+                .first()
+                .is_some_and(|oldest| now.saturating_duration_since(oldest.since) > POOL_IDLE)
+            {
+                idle.remove(0);
+            }
+            idle.push(Idle { sender, since: now });
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.authority))
+                .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "upstream connect failed");
+                    return Err(UpstreamError::Connect);
+                }
+                Err(_) => {
+                    tracing::debug!("upstream connect timed out");
+                    return Err(UpstreamError::Connect);
+                }
+            };
+        // Small request heads must not wait for Nagle.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on upstream connection");
+        }
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
+            tracing::debug!(error = %e, "upstream handshake failed");
+            UpstreamError::Connect
+        })?;
+        // Upgrades: a 101 hands this connection to a WebSocket tunnel.
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A pooled connection on loan to one response. Dropping it returns the
+/// connection to its pool only when the response body was read to the end
+/// (`reusable`); otherwise hyper closes the connection, since unread bytes
+/// or an upgrade make it unusable for another request.
+pub struct Lease {
+    pool: Arc<H1Pool>,
+    sender: Option<Sender>,
+    reusable: bool,
+}
+
+impl Lease {
+    /// The response body has been read completely.
+    pub fn finished(&mut self) {
+        self.reusable = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.reusable {
+            if let Some(sender) = self.sender.take() {
+                self.pool.put(sender);
             }
         }
     }

@@ -501,3 +501,86 @@ async fn idle_http2_connection_is_closed() {
         "idle HTTP/2 connection still open after 3 s"
     );
 }
+
+/// A bare HTTP/1.1 backend that counts the connections it accepts. Each
+/// request gets a fixed answer chosen by its path: a `Content-Length` body,
+/// a chunked body, or a 204.
+async fn counting_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let head_only = head.starts_with("HEAD ");
+                        let reply: &[u8] = if head.contains(" /chunked ") {
+                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+                        } else if head.contains(" /empty ") {
+                            b"HTTP/1.1 204 No Content\r\n\r\n"
+                        } else if head_only {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (addr, accepted) = counting_backend().await;
+    let gw = Harness::start(
+        "workers = 1",
+        &app("a", "https://app.test/", &format!("http://{addr}")),
+    )
+    .await;
+    let client = gw.h1();
+    for _ in 0..3 {
+        for path in ["/len", "/chunked", "/empty"] {
+            let reply = client.get(&format!("https://app.test{path}")).await;
+            assert!(reply.status.is_success(), "{path}: {}", reply.status);
+            if path != "/empty" {
+                assert_eq!(reply.text(), "ok", "{path}");
+            }
+        }
+        let head = client
+            .send(
+                Request::head("https://app.test/len")
+                    .body(Client::empty())
+                    .expect("request"),
+            )
+            .await;
+        assert_eq!(head.status, StatusCode::OK);
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sequential requests share one upstream connection"
+    );
+}
