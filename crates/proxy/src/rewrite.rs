@@ -18,7 +18,13 @@
 //! The mapping mirrors `upstream::HttpUpstream::map_uri`, in reverse: the
 //! upstream base path is replaced by the public prefix.
 
+use std::io::{self, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
 use portcullis_config::{PublicUrl, UpstreamTarget};
 
 /// One spelling of the upstream origin: `scheme://authority`.
@@ -91,6 +97,14 @@ fn split_authority(authority: &str, tls: bool) -> (String, u16) {
         .and_then(|p| p.parse().ok())
         .unwrap_or(default_port(tls));
     (host, port)
+}
+
+/// Whether `byte` can continue a host name, port or path segment: a match
+/// followed by one of these is a different URL (`http://backend` must not
+/// rewrite `http://backend2`, `/legacy` must not rewrite `/legacy.html`).
+fn continues_url(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'%' | b':' | b'@' | b'+')
 }
 
 impl UrlMap {
@@ -359,6 +373,43 @@ impl UrlMap {
         let mapped = self.map_rest(path)?;
         (mapped != path).then_some(mapped)
     }
+
+    /// The byte strings [`BodyRewriter`] looks for, each with its
+    /// replacement: `scheme://authority{base}` and `//authority{base}` for
+    /// every spelling of the upstream origin.
+    fn body_needles(&self) -> Vec<Needle> {
+        let mut needles: Vec<Needle> = Vec::new();
+        for origin in &self.internal {
+            let absolute = format!("{}://{}", origin.scheme, origin.authority);
+            let relative = format!("//{}", origin.authority);
+            for (origin_part, replacement) in [
+                (
+                    absolute,
+                    format!("{}{}", self.public_origin, self.public_prefix),
+                ),
+                (
+                    relative,
+                    format!("//{}{}", self.public_authority, self.public_prefix),
+                ),
+            ] {
+                let mut bytes = origin_part.clone().into_bytes();
+                bytes.extend_from_slice(self.base_path.as_bytes());
+                if needles.iter().any(|n| n.bytes == bytes) {
+                    continue;
+                }
+                needles.push(Needle {
+                    // Scheme and host compare case-insensitively, the base
+                    // path exactly.
+                    ci_len: origin_part.len(),
+                    bytes,
+                    replacement: replacement.into_bytes(),
+                });
+            }
+        }
+        // Longest first: at one position, the most specific spelling wins.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.bytes.len()));
+        needles
+    }
 }
 
 /// `authority` and what follows it (`/path?q#f`, possibly empty).
@@ -406,9 +457,477 @@ pub(crate) fn rewrite_response_headers(map: &UrlMap, headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a response body is a kind the body rewriter handles: HTML, CSS
+/// or JavaScript (media type compared case-insensitively, parameters
+/// ignored), and a whole body — a `Content-Range` part cannot be rewritten
+/// without breaking its offsets.
+pub(crate) fn should_rewrite_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::CONTENT_RANGE) {
+        return false;
+    }
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    [
+        "text/html",
+        "text/css",
+        "application/javascript",
+        "text/javascript",
+    ]
+    .iter()
+    .any(|t| media_type.eq_ignore_ascii_case(t))
+}
+
+/// Removes `Content-Length` from a response whose body is being rewritten:
+/// replacements change the length, and a stale length would make the
+/// client cut the body short or wait for bytes that never come. Without
+/// it, HTTP/1.1 falls back to chunked encoding and HTTP/2 to END_STREAM.
+pub(crate) fn remove_content_length(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+}
+
+/// One string the body rewriter replaces.
+#[derive(Debug, Clone)]
+struct Needle {
+    /// Lowercase in its first `ci_len` bytes (scheme and authority).
+    bytes: Vec<u8>,
+    ci_len: usize,
+    replacement: Vec<u8>,
+}
+
+/// Streaming replacement of the upstream's URLs in an identity-coded body.
+///
+/// Holds back at most the longest needle's length between chunks (a match
+/// may straddle a chunk boundary, and one more byte is needed to see that a
+/// match is not the start of a longer host or path segment); never buffers
+/// the body.
+#[derive(Debug)]
+pub(crate) struct BodyRewriter {
+    needles: Vec<Needle>,
+    /// Bytes that may start a needle, both cases.
+    first_bytes: [bool; 256],
+    longest: usize,
+    /// The unprocessed tail carried to the next chunk.
+    carry: Vec<u8>,
+    /// Most bytes ever held at once (carry plus one incoming chunk).
+    peak: usize,
+}
+
+impl BodyRewriter {
+    pub(crate) fn new(map: &UrlMap) -> BodyRewriter {
+        let needles = map.body_needles();
+        let mut first_bytes = [false; 256];
+        for needle in &needles {
+            if let Some(&b) = needle.bytes.first() {
+                first_bytes[usize::from(b.to_ascii_lowercase())] = true;
+                first_bytes[usize::from(b.to_ascii_uppercase())] = true;
+            }
+        }
+        BodyRewriter {
+            longest: needles.iter().map(|n| n.bytes.len()).max().unwrap_or(0),
+            needles,
+            first_bytes,
+            carry: Vec::new(),
+            peak: 0,
+        }
+    }
+
+    /// Rewrites the next chunk; returns what can be released so far.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Bytes {
+        self.run(chunk, false)
+    }
+
+    /// Releases the held-back tail at the end of the body.
+    pub(crate) fn finish(&mut self) -> Bytes {
+        self.run(&[], true)
+    }
+
+    /// Bytes held back between chunks (at most the longest needle's length).
+    pub(crate) fn buffered_len(&self) -> usize {
+        self.carry.len()
+    }
+
+    /// Most bytes held at once so far: carry plus one chunk.
+    pub(crate) fn peak_buffered_len(&self) -> usize {
+        self.peak
+    }
+
+    fn run(&mut self, chunk: &[u8], last: bool) -> Bytes {
+        if self.needles.is_empty() {
+            return Bytes::copy_from_slice(chunk);
+        }
+        self.carry.extend_from_slice(chunk);
+        self.peak = self.peak.max(self.carry.len());
+        let buf = self.carry.as_slice();
+        // A position is decided once the needle and the byte after it are
+        // in hand; later positions wait for the next chunk.
+        let limit = if last {
+            buf.len()
+        } else {
+            buf.len().saturating_sub(self.longest)
+        };
+        let mut out = Vec::with_capacity(buf.len());
+        let mut emitted = 0;
+        let mut i = 0;
+        while i < limit {
+            match buf[i..limit]
+                .iter()
+                .position(|&b| self.first_bytes[usize::from(b)])
+            {
+                Some(offset) => i += offset,
+                None => {
+                    i = limit;
+                    break;
+                }
+            }
+            match self.match_at(buf, i) {
+                Some(needle) => {
+                    out.extend_from_slice(&buf[emitted..i]);
+                    out.extend_from_slice(&needle.replacement);
+                    i += needle.bytes.len();
+                    emitted = i;
+                }
+                None => i += 1,
+            }
+        }
+        // A match may have ended past `limit`; everything before `keep` has
+        // been examined.
+        let keep = i.max(limit);
+        out.extend_from_slice(&buf[emitted..keep]);
+        self.carry.drain(..keep);
+        Bytes::from(out)
+    }
+
+    fn match_at(&self, buf: &[u8], at: usize) -> Option<&Needle> {
+        self.needles.iter().find(|needle| {
+            let end = at + needle.bytes.len();
+            let Some(candidate) = buf.get(at..end) else {
+                return false;
+            };
+            let (ci, exact) = candidate.split_at(needle.ci_len);
+            ci.eq_ignore_ascii_case(&needle.bytes[..needle.ci_len])
+                && exact == &needle.bytes[needle.ci_len..]
+                && !buf.get(end).is_some_and(|&b| continues_url(b))
+        })
+    }
+}
+
+/// The `Content-Encoding` of a response, as far as rewriting cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContentCoding {
+    Identity,
+    Gzip,
+    Brotli,
+    /// Anything else (`zstd`, `deflate`, stacked codings): passed through.
+    Other,
+}
+
+impl ContentCoding {
+    pub(crate) fn of(headers: &HeaderMap) -> ContentCoding {
+        let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
+        let Some(first) = values.next() else {
+            return ContentCoding::Identity;
+        };
+        if values.next().is_some() {
+            return ContentCoding::Other;
+        }
+        match first.to_str().map(str::trim) {
+            Ok(c) if c.is_empty() || c.eq_ignore_ascii_case("identity") => ContentCoding::Identity,
+            Ok(c) if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip") => {
+                ContentCoding::Gzip
+            }
+            Ok(c) if c.eq_ignore_ascii_case("br") => ContentCoding::Brotli,
+            _ => ContentCoding::Other,
+        }
+    }
+}
+
+/// The decoder's output: rewritten and fed straight to the encoder, so a
+/// small compressed chunk that inflates hugely never sits decoded in memory
+/// (the decoders write in pieces of their internal buffer size).
+struct Sink<E: Write> {
+    rewriter: BodyRewriter,
+    encoder: E,
+}
+
+impl<E: Write> Write for Sink<E> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let rewritten = self.rewriter.push(buf);
+        self.encoder.write_all(&rewritten)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.flush()
+    }
+}
+
+type GzipChain = flate2::write::MultiGzDecoder<Sink<flate2::write::GzEncoder<Vec<u8>>>>;
+type BrotliChain = brotli::DecompressorWriter<Sink<brotli::CompressorWriter<Vec<u8>>>>;
+
+/// Decoder buffer size for br; also the largest piece the rewriter sees.
+const BROTLI_BUFFER: usize = 16 * 1024;
+/// br quality for re-encoding: a mid setting, as servers use on the fly.
+const BROTLI_QUALITY: u32 = 5;
+const BROTLI_LGWIN: u32 = 22;
+
+enum Coded {
+    // Boxed like the others: the rewriter's first-byte table is 256 bytes.
+    Identity(Box<BodyRewriter>),
+    Gzip(Option<Box<GzipChain>>),
+    Brotli(Option<Box<BrotliChain>>),
+    Passthrough,
+}
+
+/// [`BodyRewriter`] behind the response's content coding: gzip and br are
+/// decoded, rewritten and re-encoded as a stream (same coding, so the
+/// `Content-Encoding` header stays right); any other coding passes through
+/// untouched.
+///
+/// Each pushed chunk ends in a flush of the encoder, so the client gets the
+/// rewritten bytes as soon as the upstream sent them (server-sent HTML
+/// streams keep working), at a small cost in compression.
+pub(crate) struct CodedRewriter {
+    coded: Coded,
+}
+
+impl CodedRewriter {
+    pub(crate) fn new(map: &UrlMap, coding: ContentCoding) -> CodedRewriter {
+        let coded = match coding {
+            ContentCoding::Identity => Coded::Identity(Box::new(BodyRewriter::new(map))),
+            ContentCoding::Gzip => {
+                Coded::Gzip(Some(Box::new(flate2::write::MultiGzDecoder::new(Sink {
+                    rewriter: BodyRewriter::new(map),
+                    encoder: flate2::write::GzEncoder::new(
+                        Vec::new(),
+                        flate2::Compression::default(),
+                    ),
+                }))))
+            }
+            ContentCoding::Brotli => {
+                Coded::Brotli(Some(Box::new(brotli::DecompressorWriter::new(
+                    Sink {
+                        rewriter: BodyRewriter::new(map),
+                        encoder: brotli::CompressorWriter::new(
+                            Vec::new(),
+                            BROTLI_BUFFER,
+                            BROTLI_QUALITY,
+                            BROTLI_LGWIN,
+                        ),
+                    },
+                    BROTLI_BUFFER,
+                ))))
+            }
+            ContentCoding::Other => Coded::Passthrough,
+        };
+        CodedRewriter { coded }
+    }
+
+    /// The rewriter for a response, or `None` when its body is not to be
+    /// rewritten ([`should_rewrite_body`]). The caller must then also call
+    /// [`remove_content_length`] (unless the coding is passed through).
+    pub(crate) fn for_response(map: &UrlMap, headers: &HeaderMap) -> Option<CodedRewriter> {
+        should_rewrite_body(headers).then(|| CodedRewriter::new(map, ContentCoding::of(headers)))
+    }
+
+    /// Whether bytes pass through unchanged (an unsupported coding).
+    pub(crate) fn is_passthrough(&self) -> bool {
+        matches!(self.coded, Coded::Passthrough)
+    }
+
+    /// Rewrites the next chunk of the (encoded) body.
+    pub(crate) fn push(&mut self, chunk: Bytes) -> io::Result<Bytes> {
+        match &mut self.coded {
+            Coded::Identity(rewriter) => Ok(rewriter.push(&chunk)),
+            Coded::Passthrough => Ok(chunk),
+            Coded::Gzip(chain) => {
+                let chain = chain.as_mut().ok_or_else(finished)?;
+                chain.write_all(&chunk)?;
+                chain.flush()?;
+                Ok(Bytes::from(std::mem::take(
+                    chain.get_mut().encoder.get_mut(),
+                )))
+            }
+            Coded::Brotli(chain) => {
+                let chain = chain.as_mut().ok_or_else(finished)?;
+                chain.write_all(&chunk)?;
+                chain.flush()?;
+                Ok(Bytes::from(std::mem::take(
+                    chain.get_mut().encoder.get_mut(),
+                )))
+            }
+        }
+    }
+
+    /// Ends the body: releases the held-back tail and closes the encoder.
+    /// A truncated or corrupt compressed body is an error here.
+    pub(crate) fn finish(&mut self) -> io::Result<Bytes> {
+        match &mut self.coded {
+            Coded::Identity(rewriter) => Ok(rewriter.finish()),
+            Coded::Passthrough => Ok(Bytes::new()),
+            Coded::Gzip(chain) => {
+                let chain = chain.take().ok_or_else(finished)?;
+                let mut sink = chain.finish()?;
+                let tail = sink.rewriter.finish();
+                sink.encoder.write_all(&tail)?;
+                Ok(Bytes::from(sink.encoder.finish()?))
+            }
+            Coded::Brotli(chain) => {
+                let mut chain = chain.take().ok_or_else(finished)?;
+                chain.close()?;
+                let mut sink = chain.into_inner().map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "truncated br stream")
+                })?;
+                let tail = sink.rewriter.finish();
+                sink.encoder.write_all(&tail)?;
+                sink.encoder.flush()?;
+                // `into_inner` finishes the br stream.
+                Ok(Bytes::from(sink.encoder.into_inner()))
+            }
+        }
+    }
+
+    /// Bytes the rewriter itself holds back (see
+    /// [`BodyRewriter::buffered_len`]); 0 when passing through.
+    #[cfg(test)]
+    fn buffered_len(&mut self) -> usize {
+        match &mut self.coded {
+            Coded::Identity(rewriter) => rewriter.buffered_len(),
+            Coded::Passthrough => 0,
+            Coded::Gzip(chain) => chain
+                .as_mut()
+                .map_or(0, |c| c.get_mut().rewriter.buffered_len()),
+            Coded::Brotli(chain) => chain
+                .as_mut()
+                .map_or(0, |c| c.get_mut().rewriter.buffered_len()),
+        }
+    }
+}
+
+fn finished() -> io::Error {
+    io::Error::other("body rewriter used after finish")
+}
+
+/// Why a rewritten body stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RewriteBodyError<E> {
+    #[error(transparent)]
+    Inner(E),
+    #[error("rewriting the response body: {0}")]
+    Codec(#[source] io::Error),
+}
+
+pin_project_lite::pin_project! {
+    /// A response body rewritten frame by frame through a [`CodedRewriter`].
+    /// Trailers pass through, after the rewriter's held-back tail. The
+    /// length is unknown (it changes), except when passing through.
+    pub(crate) struct RewritingBody<B> {
+        #[pin]
+        inner: B,
+        rewriter: CodedRewriter,
+        // Trailers received, sent once the tail is out.
+        trailers: Option<HeaderMap>,
+        // The inner body has ended and the rewriter is finished.
+        done: bool,
+    }
+}
+
+impl<B> RewritingBody<B> {
+    pub(crate) fn new(inner: B, rewriter: CodedRewriter) -> RewritingBody<B> {
+        RewritingBody {
+            inner,
+            rewriter,
+            trailers: None,
+            done: false,
+        }
+    }
+}
+
+impl<B> Body for RewritingBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = RewriteBodyError<B::Error>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        loop {
+            if *this.done {
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let frame = match this.inner.as_mut().poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(error))) => {
+                    *this.done = true;
+                    return Poll::Ready(Some(Err(RewriteBodyError::Inner(error))));
+                }
+                Poll::Ready(Some(Ok(frame))) => Some(frame),
+                Poll::Ready(None) => None,
+            };
+            let at_end = match frame.map(Frame::into_data) {
+                Some(Ok(data)) => match this.rewriter.push(data) {
+                    // Nothing released yet (all held back or still inside
+                    // the encoder): ask the inner body for more.
+                    Ok(out) if out.is_empty() => continue,
+                    Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                    Err(error) => {
+                        *this.done = true;
+                        return Poll::Ready(Some(Err(RewriteBodyError::Codec(error))));
+                    }
+                },
+                Some(Err(frame)) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        *this.trailers = Some(trailers);
+                        true
+                    }
+                    // A frame kind this body does not know: nothing to
+                    // rewrite or forward.
+                    Err(_) => false,
+                },
+                None => true,
+            };
+            if at_end {
+                *this.done = true;
+                match this.rewriter.finish() {
+                    Ok(tail) if tail.is_empty() => continue,
+                    Ok(tail) => return Poll::Ready(Some(Ok(Frame::data(tail)))),
+                    Err(error) => {
+                        this.trailers.take();
+                        return Poll::Ready(Some(Err(RewriteBodyError::Codec(error))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.rewriter.is_passthrough() {
+            self.inner.size_hint()
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::io::Read;
+
+    use http_body_util::{BodyExt, StreamBody};
+
     use super::*;
 
     /// `https://app.example.com/wiki` in front of `http://10.0.0.5:8080/legacy`.
@@ -883,5 +1402,345 @@ mod tests {
             headers[header::CONTENT_LOCATION].as_bytes(),
             b"/legacy/\xe9"
         );
+    }
+
+    #[test]
+    fn body_rewrite_applies_to_html_css_and_javascript_only() {
+        let with = |pairs: &[(HeaderName, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(name.clone(), HeaderValue::from_static(value));
+            }
+            headers
+        };
+        for content_type in [
+            "text/html",
+            "Text/HTML; charset=utf-8",
+            "text/css",
+            "application/javascript",
+            "text/javascript;charset=UTF-8",
+            " text/html ",
+        ] {
+            assert!(
+                should_rewrite_body(&with(&[(header::CONTENT_TYPE, content_type)])),
+                "{content_type}"
+            );
+        }
+        for content_type in [
+            "application/json",
+            "text/plain",
+            "image/png",
+            "text/htmlx",
+            "",
+        ] {
+            assert!(
+                !should_rewrite_body(&with(&[(header::CONTENT_TYPE, content_type)])),
+                "{content_type}"
+            );
+        }
+        assert!(!should_rewrite_body(&HeaderMap::new()));
+        assert!(!should_rewrite_body(&with(&[
+            (header::CONTENT_TYPE, "text/html"),
+            (header::CONTENT_RANGE, "bytes 0-9/100"),
+        ])));
+
+        let mut headers = with(&[
+            (header::CONTENT_TYPE, "text/html"),
+            (header::CONTENT_LENGTH, "10"),
+        ]);
+        assert!(CodedRewriter::for_response(&wiki(), &headers).is_some());
+        remove_content_length(&mut headers);
+        assert!(!headers.contains_key(header::CONTENT_LENGTH));
+        assert!(CodedRewriter::for_response(
+            &wiki(),
+            &with(&[(header::CONTENT_TYPE, "image/png")])
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn content_coding_is_recognised() {
+        let coding = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::CONTENT_ENCODING, HeaderValue::from_static(value));
+            }
+            ContentCoding::of(&headers)
+        };
+        assert_eq!(coding(&[]), ContentCoding::Identity);
+        assert_eq!(coding(&["identity"]), ContentCoding::Identity);
+        assert_eq!(coding(&["GZIP"]), ContentCoding::Gzip);
+        assert_eq!(coding(&["x-gzip"]), ContentCoding::Gzip);
+        assert_eq!(coding(&["br"]), ContentCoding::Brotli);
+        for other in [&["zstd"][..], &["deflate"], &["gzip, br"], &["gzip", "br"]] {
+            assert_eq!(coding(other), ContentCoding::Other, "{other:?}");
+        }
+    }
+
+    // ---- Bodies -----------------------------------------------------------
+
+    /// A document whose only upstream URLs are exact-case and end at a
+    /// boundary, so a whole-string `replace` is the expected result.
+    fn document() -> String {
+        format!(
+            "<a href=\"{ABS}/page?x=1\">a</a><img src='//10.0.0.5:8080/legacy/i.png'>\
+             url({ABS}/s.css) http://10.0.0.5:8080/other stays; //10.0.0.5:8080/legacy\n\
+             {ABS}\"{ABS}/"
+        )
+    }
+
+    fn replace_whole(document: &str) -> String {
+        document
+            .replace(ABS, PUB)
+            .replace("//10.0.0.5:8080/legacy", "//app.example.com/wiki")
+    }
+
+    fn run_chunks(rewriter: &mut BodyRewriter, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend_from_slice(&rewriter.push(chunk));
+        }
+        out.extend_from_slice(&rewriter.finish());
+        out
+    }
+
+    #[test]
+    fn body_matches_split_at_every_boundary_equal_a_whole_string_replace() {
+        let map = wiki();
+        let doc = document();
+        let expected = replace_whole(&doc);
+        assert_ne!(expected, doc);
+        let bytes = doc.as_bytes();
+        for split in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(split);
+            let out = run_chunks(&mut BodyRewriter::new(&map), &[a, b]);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                expected,
+                "split at {split}"
+            );
+        }
+        // Every chunk size, down to one byte at a time.
+        for size in 1..=64 {
+            let chunks: Vec<&[u8]> = bytes.chunks(size).collect();
+            let out = run_chunks(&mut BodyRewriter::new(&map), &chunks);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                expected,
+                "chunks of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn body_host_is_case_insensitive_and_matches_end_at_a_boundary() {
+        let map = root_default_port();
+        let doc = "A HTTP://Backend.Internal/x B http://backend.internal:80/y C //backend.internal/z \
+                   D http://backend.internal2/ E http://backend.internal.evil/ F http://backend.internal:8080/ \
+                   G http://backend.internal";
+        let expected = "A https://app.example.com/x B https://app.example.com/y C //app.example.com/z \
+                        D http://backend.internal2/ E http://backend.internal.evil/ F http://backend.internal:8080/ \
+                        G https://app.example.com";
+        let bytes = doc.as_bytes();
+        for split in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(split);
+            let out = run_chunks(&mut BodyRewriter::new(&map), &[a, b]);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                expected,
+                "split at {split}"
+            );
+        }
+        // The base path is matched exactly and must end a segment.
+        let out = run_chunks(
+            &mut BodyRewriter::new(&wiki()),
+            &[b"http://10.0.0.5:8080/LEGACY/ http://10.0.0.5:8080/legacy.html http://10.0.0.5:8080/legacy?q"],
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "http://10.0.0.5:8080/LEGACY/ http://10.0.0.5:8080/legacy.html https://app.example.com/wiki?q"
+        );
+    }
+
+    #[test]
+    fn sixteen_mib_streams_with_a_bounded_buffer() {
+        const CHUNK: usize = 16 * 1024;
+        let map = wiki();
+        let unit = format!(
+            "<p>text text text <a href=\"{ABS}/page\">link</a> more //10.0.0.5:8080/legacy/x</p>\n"
+        );
+        let repeats = (16 * 1024 * 1024) / unit.len() + 1;
+        let doc = unit.repeat(repeats);
+        assert!(doc.len() >= 16 * 1024 * 1024);
+        let mut rewriter = BodyRewriter::new(&map);
+        let longest = rewriter.longest;
+        let mut out = Vec::with_capacity(doc.len() + doc.len() / 8);
+        for chunk in doc.as_bytes().chunks(CHUNK) {
+            out.extend_from_slice(&rewriter.push(chunk));
+            assert!(
+                rewriter.buffered_len() <= longest,
+                "{}",
+                rewriter.buffered_len()
+            );
+        }
+        out.extend_from_slice(&rewriter.finish());
+        assert_eq!(rewriter.buffered_len(), 0);
+        assert!(
+            rewriter.peak_buffered_len() <= longest + CHUNK,
+            "peak {} > {} + {CHUNK}",
+            rewriter.peak_buffered_len(),
+            longest
+        );
+        assert!(out == replace_whole(&doc).into_bytes());
+    }
+
+    fn big_document() -> String {
+        document().repeat(2000)
+    }
+
+    fn through(rewriter: &mut CodedRewriter, encoded: &[u8], chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for piece in encoded.chunks(chunk) {
+            out.extend_from_slice(&rewriter.push(Bytes::copy_from_slice(piece)).unwrap());
+            assert!(rewriter.buffered_len() <= 64);
+        }
+        out.extend_from_slice(&rewriter.finish().unwrap());
+        out
+    }
+
+    #[test]
+    fn gzip_round_trip() {
+        let doc = big_document();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(doc.as_bytes()).unwrap();
+        let gzipped = encoder.finish().unwrap();
+        for chunk in [7, 100, 4096] {
+            let mut rewriter = CodedRewriter::new(&wiki(), ContentCoding::Gzip);
+            let out = through(&mut rewriter, &gzipped, chunk);
+            let mut decoded = String::new();
+            flate2::read::GzDecoder::new(out.as_slice())
+                .read_to_string(&mut decoded)
+                .unwrap();
+            assert!(decoded == replace_whole(&doc), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn brotli_round_trip() {
+        let doc = big_document();
+        let mut encoder = brotli::CompressorWriter::new(Vec::new(), 4096, 9, 22);
+        encoder.write_all(doc.as_bytes()).unwrap();
+        let compressed = encoder.into_inner();
+        for chunk in [7, 100, 4096] {
+            let mut rewriter = CodedRewriter::new(&wiki(), ContentCoding::Brotli);
+            let out = through(&mut rewriter, &compressed, chunk);
+            let mut decoded = String::new();
+            brotli::Decompressor::new(out.as_slice(), 4096)
+                .read_to_string(&mut decoded)
+                .unwrap();
+            assert!(decoded == replace_whole(&doc), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn corrupt_or_truncated_compressed_bodies_are_errors() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(document().as_bytes()).unwrap();
+        let gzipped = encoder.finish().unwrap();
+        let mut rewriter = CodedRewriter::new(&wiki(), ContentCoding::Gzip);
+        rewriter
+            .push(Bytes::copy_from_slice(&gzipped[..gzipped.len() / 2]))
+            .unwrap();
+        assert!(rewriter.finish().is_err());
+
+        let mut rewriter = CodedRewriter::new(&wiki(), ContentCoding::Gzip);
+        let garbage = rewriter.push(Bytes::from_static(b"this is not gzip at all"));
+        assert!(garbage.is_err() || rewriter.finish().is_err());
+
+        let mut encoder = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+        encoder.write_all(document().as_bytes()).unwrap();
+        let compressed = encoder.into_inner();
+        let mut rewriter = CodedRewriter::new(&wiki(), ContentCoding::Brotli);
+        rewriter
+            .push(Bytes::copy_from_slice(&compressed[..compressed.len() / 2]))
+            .unwrap();
+        assert!(rewriter.finish().is_err());
+    }
+
+    #[test]
+    fn unknown_codings_pass_through_byte_identical() {
+        let mut body = b"\x28\xb5\x2f\xfd not really zstd ".to_vec();
+        body.extend_from_slice(ABS.as_bytes());
+        body.extend_from_slice(b"/x");
+        let mut rewriter = CodedRewriter::new(&wiki(), ContentCoding::Other);
+        assert!(rewriter.is_passthrough());
+        let out = through(&mut rewriter, &body, 5);
+        assert_eq!(out, body);
+    }
+
+    // ---- http_body adapter ------------------------------------------------
+
+    type TestFrame = Result<Frame<Bytes>, std::convert::Infallible>;
+
+    fn frames(body: &[u8], chunk: usize, trailers: Option<HeaderMap>) -> Vec<TestFrame> {
+        let mut frames: Vec<TestFrame> = body
+            .chunks(chunk)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        if let Some(trailers) = trailers {
+            frames.push(Ok(Frame::trailers(trailers)));
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn rewriting_body_rewrites_frames_and_passes_trailers() {
+        let doc = document();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+        let inner = StreamBody::new(futures_util::stream::iter(frames(
+            doc.as_bytes(),
+            9,
+            Some(trailers),
+        )));
+        let body = RewritingBody::new(inner, CodedRewriter::new(&wiki(), ContentCoding::Identity));
+        assert_eq!(body.size_hint().exact(), None);
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-checksum"], "abc");
+        assert_eq!(collected.to_bytes(), replace_whole(&doc).as_bytes());
+    }
+
+    #[tokio::test]
+    async fn rewriting_body_through_gzip() {
+        let doc = big_document();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(doc.as_bytes()).unwrap();
+        let gzipped = encoder.finish().unwrap();
+        let inner = StreamBody::new(futures_util::stream::iter(frames(&gzipped, 1000, None)));
+        let body = RewritingBody::new(inner, CodedRewriter::new(&wiki(), ContentCoding::Gzip));
+        let out = body.collect().await.unwrap().to_bytes();
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&out[..])
+            .read_to_string(&mut decoded)
+            .unwrap();
+        assert!(decoded == replace_whole(&doc));
+    }
+
+    #[tokio::test]
+    async fn rewriting_body_reports_a_corrupt_stream() {
+        let inner = StreamBody::new(futures_util::stream::iter(frames(b"not gzip", 3, None)));
+        let body = RewritingBody::new(inner, CodedRewriter::new(&wiki(), ContentCoding::Gzip));
+        assert!(matches!(
+            body.collect().await,
+            Err(RewriteBodyError::Codec(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn passthrough_body_keeps_its_length() {
+        let body = http_body_util::Full::new(Bytes::from_static(b"0123456789"));
+        let body = RewritingBody::new(body, CodedRewriter::new(&wiki(), ContentCoding::Other));
+        assert_eq!(body.size_hint().exact(), Some(10));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), &b"0123456789"[..]);
     }
 }
