@@ -12,6 +12,7 @@ mod identity;
 mod idp;
 mod interop;
 mod process;
+mod rewrite;
 mod signals;
 mod slo;
 mod sso;

@@ -183,6 +183,9 @@ pub struct App {
     pub more_targets: Vec<UpstreamTarget>,
     pub load_balancing: LoadBalancing,
     pub health: Health,
+    /// Rewrite upstream URLs to public ones inside text/html, CSS and
+    /// JavaScript bodies (streaming; gzip and br handled). Off by default.
+    pub rewrite_body: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

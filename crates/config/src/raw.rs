@@ -44,6 +44,7 @@ pub struct RawApp {
     pub public_url: Option<String>,
     pub upstream: Option<RawUpstream>,
     pub load_balancing: Option<String>,
+    pub rewrite_body: Option<bool>,
     pub health: Option<RawHealth>,
     pub upstream_ca: Option<String>,
     pub upstream_sni: Option<String>,

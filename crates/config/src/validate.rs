@@ -1544,6 +1544,13 @@ impl<'a, 'i> Validator<'a, 'i> {
                 check_path,
                 check_interval,
             };
+            let rewrite_body = app.rewrite_body.unwrap_or(false);
+            if rewrite_body && !matches!(upstream, Some(Upstream::Http(_))) {
+                self.problem(
+                    &at("rewrite_body"),
+                    "rewrite_body needs an http(s) upstream",
+                );
+            }
             let upstream_host_header = match app.host_header.as_deref() {
                 None | Some("public") => false,
                 Some("upstream") => true,
@@ -1592,6 +1599,7 @@ impl<'a, 'i> Validator<'a, 'i> {
                     more_targets,
                     load_balancing,
                     health,
+                    rewrite_body,
                 });
             }
         }

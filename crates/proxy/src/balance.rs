@@ -26,6 +26,8 @@ type CheckClient = hyper_util::client::legacy::Client<
 
 pub struct Target {
     pub upstream: HttpUpstream,
+    /// This target's internal URLs → the app's public ones.
+    pub url_map: crate::rewrite::UrlMap,
     /// `GET` target for active checks, with its own small client (the
     /// proxy pool only carries client request bodies).
     check: Option<(CheckClient, http::Uri)>,
@@ -58,6 +60,7 @@ pub struct Picked<'b> {
 impl Balancer {
     pub fn new(
         app: Arc<str>,
+        public: &portcullis_config::PublicUrl,
         upstreams: Vec<(HttpUpstream, &portcullis_config::UpstreamTarget)>,
         policy: LoadBalancing,
         health: Health,
@@ -92,6 +95,7 @@ impl Balancer {
                     .get_or_create(&labels("failed"))
                     .clone();
                 Target {
+                    url_map: crate::rewrite::UrlMap::from_config(public, config),
                     check,
                     ok,
                     failed,
@@ -232,6 +236,10 @@ impl Balancer {
 impl Picked<'_> {
     pub fn upstream(&self) -> &HttpUpstream {
         &self.balancer.targets[self.index].upstream
+    }
+
+    pub fn url_map(&self) -> &crate::rewrite::UrlMap {
+        &self.balancer.targets[self.index].url_map
     }
 
     /// Records how the target answered: a response (5xx gateway statuses

@@ -7,6 +7,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::rewrite::{CodedRewriter, RewriteBodyError, RewritingBody};
 use crate::upstream::Lease;
 
 pin_project_lite::pin_project! {
@@ -23,6 +24,8 @@ pin_project_lite::pin_project! {
             ended: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
         },
         Full { #[pin] body: Full<Bytes> },
+        /// An upstream body with internal URLs rewritten (`rewrite_body`).
+        Rewritten { body: Pin<Box<RewritingBody<ProxyBody>>> },
     }
 }
 
@@ -33,6 +36,8 @@ pub enum BodyError {
     Upstream(#[from] hyper::Error),
     #[error("the gateway session ended")]
     SessionEnded,
+    #[error("rewriting the body: {0}")]
+    Rewrite(std::io::Error),
 }
 
 impl ProxyBody {
@@ -58,6 +63,13 @@ impl ProxyBody {
             body,
             lease,
             ended: None,
+        }
+    }
+
+    /// `inner` with internal URLs rewritten on the way through.
+    pub fn rewritten(inner: ProxyBody, rewriter: CodedRewriter) -> Self {
+        ProxyBody::Rewritten {
+            body: Box::pin(RewritingBody::new(inner, rewriter)),
         }
     }
 
@@ -120,6 +132,12 @@ impl Body for ProxyBody {
                 }
                 result.map_err(BodyError::from)
             }
+            ProxyBodyProj::Rewritten { body } => {
+                body.as_mut().poll_frame(cx).map_err(|e| match e {
+                    RewriteBodyError::Inner(e) => e,
+                    RewriteBodyError::Codec(e) => BodyError::Rewrite(e),
+                })
+            }
             ProxyBodyProj::Full { body } => match body.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
                 Poll::Ready(Some(Err(never))) => match never {},
@@ -133,6 +151,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Upstream { body, .. } => body.is_end_stream(),
             ProxyBody::Full { body } => body.is_end_stream(),
+            ProxyBody::Rewritten { body } => body.is_end_stream(),
         }
     }
 
@@ -140,6 +159,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Upstream { body, .. } => body.size_hint(),
             ProxyBody::Full { body } => body.size_hint(),
+            ProxyBody::Rewritten { body } => body.size_hint(),
         }
     }
 }

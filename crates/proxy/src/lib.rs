@@ -32,9 +32,6 @@ mod plan;
 mod redirect;
 mod request_id;
 mod respond;
-// Response rewriting is built and tested ahead of its use: the pipeline
-// wiring (per-app opt-in, response phase) follows.
-#[cfg_attr(not(test), allow(dead_code))]
 mod rewrite;
 mod route;
 mod session;

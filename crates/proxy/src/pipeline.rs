@@ -27,6 +27,7 @@ use crate::metrics::{Metrics, RequestLabels, UpstreamErrorLabels};
 use crate::plan::{AppPlan, Plan, UpstreamPlan};
 use crate::request_id::RequestId;
 use crate::respond::{self, Failure};
+use crate::rewrite;
 use crate::session::Session;
 use crate::sso::{self, Gate};
 use crate::tunnel;
@@ -298,11 +299,24 @@ async fn forward(
                 return Ok(Response::from_parts(parts, ProxyBody::empty()));
             }
             forward::strip_hop_by_hop(response.headers_mut());
-            Ok(match session {
+            rewrite::rewrite_response_headers(picked.url_map(), response.headers_mut());
+            let rewriter = if app.rewrite_body {
+                rewrite::CodedRewriter::for_response(picked.url_map(), response.headers())
+            } else {
+                None
+            };
+            if rewriter.as_ref().is_some_and(|r| !r.is_passthrough()) {
+                rewrite::remove_content_length(response.headers_mut());
+            }
+            let response = match session {
                 Some(session) => {
                     response.map(|body| ProxyBody::session_bound(body, lease, session.ended()))
                 }
                 None => response.map(|body| ProxyBody::upstream(body, lease)),
+            };
+            Ok(match rewriter {
+                Some(rewriter) => response.map(|body| ProxyBody::rewritten(body, rewriter)),
+                None => response,
             })
         }
     }

@@ -40,6 +40,8 @@ pub struct AppPlan {
     pub auth: Option<AuthPlan>,
     /// `host_header = "upstream"`: the Host sent upstream.
     pub upstream_host: Option<http::HeaderValue>,
+    /// `rewrite_body`: rewrite internal URLs in text bodies.
+    pub rewrite_body: bool,
     /// `[app.error_pages]`, read at plan build.
     pub error_pages: Vec<(u16, crate::respond::CustomErrorPage)>,
 }
@@ -64,6 +66,7 @@ impl AppPlan {
             requests: Mutex::new(Vec::new()),
             auth: None,
             upstream_host: None,
+            rewrite_body: false,
             error_pages: Vec::new(),
         }
     }
@@ -127,6 +130,7 @@ impl Plan {
                     }
                     let balancer = Arc::new(Balancer::new(
                         Arc::from(app.name.as_str()),
+                        &app.public,
                         targets,
                         app.load_balancing,
                         app.health.clone(),
@@ -142,6 +146,7 @@ impl Plan {
             {
                 plan.upstream_host = http::HeaderValue::from_str(&target.authority).ok();
             }
+            plan.rewrite_body = app.rewrite_body;
             for (status, page) in &app.error_pages {
                 let page = match page {
                     portcullis_config::ErrorPage::Redirect(url) => {

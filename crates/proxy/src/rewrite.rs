@@ -547,11 +547,13 @@ impl BodyRewriter {
     }
 
     /// Bytes held back between chunks (at most the longest needle's length).
+    #[cfg(test)]
     pub(crate) fn buffered_len(&self) -> usize {
         self.carry.len()
     }
 
     /// Most bytes held at once so far: carry plus one chunk.
+    #[cfg(test)]
     pub(crate) fn peak_buffered_len(&self) -> usize {
         self.peak
     }

@@ -6,6 +6,11 @@
 //! - `/source?bytes=N` streams N zero bytes;
 //! - `/ws` is a WebSocket echo;
 //! - `/hop` answers with hop-by-hop headers a proxy must drop;
+//! - `/internal-redirect` answers 302 to its own internal URL, with an
+//!   internal `Refresh`, `Content-Location` and a `Set-Cookie` scoped to
+//!   its own host;
+//! - `/internal-page` (`?gzip=1` to compress) is HTML linking to its own
+//!   internal URLs;
 //! - anything else echoes method, path, query and headers as JSON.
 
 use std::convert::Infallible;
@@ -92,7 +97,7 @@ impl Backend {
                         if let Ok(mut journal) = journal.lock() {
                             journal.push(format!("{} {} {user}", req.method(), req.uri().path()));
                         }
-                        handle(req)
+                        handle(req, addr)
                     });
                     let builder = hyper::server::conn::http1::Builder::new();
                     match tls {
@@ -194,7 +199,10 @@ fn echo(req: &Request<Incoming>) -> Response<BackendBody> {
     )
 }
 
-async fn handle(mut req: Request<Incoming>) -> Result<Response<BackendBody>, Infallible> {
+async fn handle(
+    mut req: Request<Incoming>,
+    addr: SocketAddr,
+) -> Result<Response<BackendBody>, Infallible> {
     let response = match req.uri().path() {
         "/slow" => {
             let ms = query_number(&req, "ms").unwrap_or(1000);
@@ -219,6 +227,51 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<BackendBody>, Inf
         "/source" => {
             let len = query_number(&req, "bytes").unwrap_or(0);
             Response::new(Either::Right(ZeroBody::new(len)))
+        }
+        "/internal-redirect" => {
+            let mut response = Response::new(Either::Left(Full::new(Bytes::new())));
+            *response.status_mut() = StatusCode::FOUND;
+            let headers = response.headers_mut();
+            let internal = format!("http://{addr}/landing?from=redirect");
+            for (name, value) in [
+                ("location", internal.clone()),
+                ("content-location", format!("http://{addr}/resource")),
+                ("refresh", format!("5; url={internal}")),
+                (
+                    "set-cookie",
+                    format!("legacy=1; Domain={}; Path=/", addr.ip()),
+                ),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.append(name, value);
+                }
+            }
+            response
+        }
+        "/internal-page" => {
+            let html = format!(
+                "<!doctype html><a href=\"http://{addr}/docs/a\">a</a> <img src=\"//{addr}/img.png\"> <a href=\"http://elsewhere.test/\">x</a>"
+            );
+            let gzip = req.uri().query().is_some_and(|q| q.contains("gzip=1"));
+            let body = if gzip {
+                use std::io::Write as _;
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let _ = encoder.write_all(html.as_bytes());
+                encoder.finish().unwrap_or_default()
+            } else {
+                html.into_bytes()
+            };
+            let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            if gzip {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response
         }
         "/hop" => {
             let mut response = echo(&req);
