@@ -163,6 +163,28 @@ impl Balancer {
         }
     }
 
+    /// Whether a second target exists to retry on.
+    pub fn has_alternatives(&self) -> bool {
+        self.targets.len() > 1
+    }
+
+    /// An available target other than `tried`, for a retry.
+    pub fn pick_other(&self, tried: &Picked<'_>) -> Option<Picked<'_>> {
+        let now = self.now_ms();
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let index = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| i != tried.index && self.available(&self.targets[i], now))?;
+        self.targets[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        Some(Picked {
+            balancer: self,
+            index,
+        })
+    }
+
     fn record(&self, index: usize, ok: bool) {
         let Some(target) = self.targets.get(index) else {
             return;

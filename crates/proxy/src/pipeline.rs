@@ -31,6 +31,7 @@ use crate::rewrite;
 use crate::session::Session;
 use crate::sso::{self, Gate};
 use crate::tunnel;
+use crate::upstream::SendError;
 
 /// State shared by every connection; the plan is swapped on reload.
 pub struct Shared {
@@ -243,11 +244,15 @@ async fn forward(
             Ok(echo::respond(&request))
         }
         UpstreamPlan::Http(balancer) => {
-            let picked = balancer.pick();
-            let upstream = picked.upstream();
+            let mut picked = balancer.pick();
             let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
             let (mut parts, body) = request.into_parts();
-            parts.uri = upstream
+            // Kept only where a second target could take the request.
+            let retry_uri =
+                (balancer.has_alternatives() && is_idempotent(&parts.method) && upgrade.is_none())
+                    .then(|| parts.uri.clone());
+            parts.uri = picked
+                .upstream()
                 .map_uri(std::mem::take(&mut parts.uri))
                 .ok_or(Failure::BadRequest)?;
             parts.version = Version::HTTP_11;
@@ -258,18 +263,63 @@ async fn forward(
                 &ctx.request_id,
                 upgrade.as_ref(),
             );
-            if let Some(upstream_host) = &app.upstream_host {
-                parts
-                    .headers
-                    .insert(http::header::HOST, upstream_host.clone());
+            if app.upstream_host_header {
+                set_upstream_host(&mut parts.headers, picked.upstream());
             }
-            let (mut response, lease) = match upstream.send(Request::from_parts(parts, body)).await
+            let mut sent = picked
+                .upstream()
+                .send_or_return(Request::from_parts(parts, body))
+                .await;
+            // A request that never left (no connection to the target) goes
+            // to another target once, if it is idempotent.
+            let returned = match (&mut sent, &retry_uri) {
+                (Err(e), Some(_)) => take_unsent(e),
+                _ => None,
+            };
+            if let (
+                Some(SendError {
+                    unsent: Some(mut unsent),
+                    error,
+                }),
+                Some(original),
+            ) = (returned, &retry_uri)
             {
+                picked.outcome(None);
+                match balancer.pick_other(&picked) {
+                    Some(other) => {
+                        tracing::info!(
+                            request.id = ctx.request_id.as_str(),
+                            app = &*app.name,
+                            from = %picked.upstream().label,
+                            to = %other.upstream().label,
+                            error.kind = error.kind(),
+                            "retrying on another upstream target"
+                        );
+                        picked = other;
+                        match picked.upstream().map_uri(original.clone()) {
+                            Some(uri) => *unsent.uri_mut() = uri,
+                            None => return Err(Failure::BadRequest),
+                        }
+                        if app.upstream_host_header {
+                            set_upstream_host(unsent.headers_mut(), picked.upstream());
+                        }
+                        sent = picked.upstream().send_or_return(unsent).await;
+                    }
+                    None => {
+                        sent = Err(SendError {
+                            error,
+                            unsent: None,
+                        })
+                    }
+                }
+            }
+            let upstream = picked.upstream();
+            let (mut response, lease) = match sent {
                 Ok(upstreamed) => {
                     picked.outcome(Some(upstreamed.response.status()));
                     (upstreamed.response, upstreamed.lease)
                 }
-                Err(e) => {
+                Err(SendError { error: e, .. }) => {
                     picked.outcome(None);
                     tracing::warn!(
                         request.id = ctx.request_id.as_str(),
@@ -320,4 +370,32 @@ async fn forward(
             })
         }
     }
+}
+
+/// RFC 9110 §9.2.2: safe to send twice.
+fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
+}
+
+/// `host_header = "upstream"`: the target's own authority.
+fn set_upstream_host(headers: &mut http::HeaderMap, upstream: &crate::upstream::HttpUpstream) {
+    if let Ok(value) = HeaderValue::from_str(upstream.authority().as_str()) {
+        headers.insert(http::header::HOST, value);
+    }
+}
+
+/// Moves a returned request out of a failed send, leaving the error.
+fn take_unsent(error: &mut SendError) -> Option<SendError> {
+    error.unsent.take().map(|unsent| SendError {
+        error: error.error,
+        unsent: Some(unsent),
+    })
 }

@@ -38,8 +38,8 @@ pub struct AppPlan {
     requests: Mutex<Vec<(u16, ShardedCounter)>>,
     /// `auth = "saml"`: the gateway SSO phase runs before forward.
     pub auth: Option<AuthPlan>,
-    /// `host_header = "upstream"`: the Host sent upstream.
-    pub upstream_host: Option<http::HeaderValue>,
+    /// `host_header = "upstream"`: send the target's own host.
+    pub upstream_host_header: bool,
     /// `rewrite_body`: rewrite internal URLs in text bodies.
     pub rewrite_body: bool,
     /// `[app.error_pages]`, read at plan build.
@@ -65,7 +65,7 @@ impl AppPlan {
             latency,
             requests: Mutex::new(Vec::new()),
             auth: None,
-            upstream_host: None,
+            upstream_host_header: false,
             rewrite_body: false,
             error_pages: Vec::new(),
         }
@@ -141,11 +141,7 @@ impl Plan {
                 }
             };
             let mut plan = AppPlan::new(&app.name, upstream, metrics);
-            if let (true, portcullis_config::Upstream::Http(target)) =
-                (app.upstream_host_header, &app.upstream)
-            {
-                plan.upstream_host = http::HeaderValue::from_str(&target.authority).ok();
-            }
+            plan.upstream_host_header = app.upstream_host_header;
             plan.rewrite_body = app.rewrite_body;
             for (status, page) in &app.error_pages {
                 let page = match page {

@@ -171,35 +171,59 @@ impl HttpUpstream {
             .ok()
     }
 
-    pub async fn send(&self, request: Request<Incoming>) -> Result<Upstreamed, UpstreamError> {
+    /// `host:port` this target connects to.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// Sends upstream; a request that never left the gateway (no connection
+    /// could be made) comes back in the error, so it can go to another
+    /// target.
+    pub async fn send_or_return(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Upstreamed, SendError> {
         match &self.transport {
             Transport::Plain(pool) => {
                 match tokio::time::timeout(self.response_timeout, pool.send(request)).await {
-                    Err(_) => Err(UpstreamError::Timeout),
+                    Err(_) => Err(SendError {
+                        error: UpstreamError::Timeout,
+                        unsent: None,
+                    }),
                     Ok(result) => result,
                 }
             }
             Transport::Tls(pool) => {
+                let error = |error| SendError {
+                    error,
+                    unsent: None,
+                };
                 match tokio::time::timeout(self.response_timeout, pool.request(request)).await {
-                    Err(_) => Err(UpstreamError::Timeout),
+                    Err(_) => Err(error(UpstreamError::Timeout)),
                     Ok(Ok(response)) => Ok(Upstreamed {
                         response,
                         lease: None,
                     }),
                     Ok(Err(e)) if e.is_connect() => {
                         tracing::debug!(error = %e, "upstream connect failed");
-                        Err(UpstreamError::Connect)
+                        Err(error(UpstreamError::Connect))
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "upstream request failed");
                         let source = std::error::Error::source(&e)
                             .and_then(|s| s.downcast_ref::<hyper::Error>());
-                        Err(classify(source))
+                        Err(error(classify(source)))
                     }
                 }
             }
         }
     }
+}
+
+/// A failed send; `unsent` holds the request when no byte of it left.
+pub struct SendError {
+    pub error: UpstreamError,
+    pub unsent: Option<Request<Incoming>>,
 }
 
 /// A hyper error after the request was handed to a connection: a malformed
@@ -271,7 +295,11 @@ impl H1Pool {
     async fn send(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
-    ) -> Result<Upstreamed, UpstreamError> {
+    ) -> Result<Upstreamed, SendError> {
+        let sent = |error| SendError {
+            error,
+            unsent: None,
+        };
         while let Some(mut sender) = self.checkout() {
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.leased(response, sender)),
@@ -283,19 +311,27 @@ impl H1Pool {
                     None => {
                         let e = e.into_error();
                         tracing::debug!(error = %e, "upstream request failed");
-                        return Err(classify(Some(&e)));
+                        return Err(sent(classify(Some(&e))));
                     }
                 },
             }
         }
         // Boxed: connecting (DNS, TCP, handshake) is rare and its state
         // would otherwise enlarge every request's future.
-        let mut sender = Box::pin(self.connect()).await?;
+        let mut sender = match Box::pin(self.connect()).await {
+            Ok(sender) => sender,
+            Err(error) => {
+                return Err(SendError {
+                    error,
+                    unsent: Some(request),
+                })
+            }
+        };
         match sender.send_request(request).await {
             Ok(response) => Ok(self.leased(response, sender)),
             Err(e) => {
                 tracing::debug!(error = %e, "upstream request failed");
-                Err(classify(Some(&e)))
+                Err(sent(classify(Some(&e))))
             }
         }
     }
