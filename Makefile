@@ -56,3 +56,5 @@ lint: toolchain
 
 bench: build
 	bash benches/load.sh
+	cargo bench -p portcullis --bench sso_roundtrip
+	cargo bench -p portcullis-saml --bench sso
