@@ -362,17 +362,7 @@ fn ns_is(ns: &ResolveResult<'_>, want: &str) -> bool {
 }
 
 fn attr(start: &BytesStart<'_>, local: &str) -> Result<Option<String>> {
-    for a in start.attributes() {
-        let a = a.map_err(Error::xml)?;
-        if a.key.prefix().is_none() && a.key.local_name().as_ref() == local.as_bytes() {
-            return Ok(Some(
-                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                    .map_err(Error::xml)?
-                    .into_owned(),
-            ));
-        }
-    }
-    Ok(None)
+    xml_guard::attr(start, local.as_bytes())
 }
 
 /// Decide what a start tag is, given its parent; refuses elements the

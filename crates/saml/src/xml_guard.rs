@@ -98,7 +98,7 @@ fn ns_of(ns: &ResolveResult<'_>) -> Option<String> {
     }
 }
 
-fn attr(start: &BytesStart<'_>, local: &[u8]) -> Result<Option<String>> {
+pub(crate) fn attr(start: &BytesStart<'_>, local: &[u8]) -> Result<Option<String>> {
     for a in start.attributes() {
         let a = a.map_err(Error::xml)?;
         // Only unprefixed attributes: that's what SAML/DSig use and what

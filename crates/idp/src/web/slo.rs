@@ -115,10 +115,31 @@ fn logout_error(message: &str) -> Response<Bytes> {
 enum Incoming<'a> {
     Redirect(&'a str),
     Post {
-        request: Option<String>,
-        response: Option<String>,
+        /// The SAMLRequest or SAMLResponse field.
+        message: String,
         relay_state: Option<String>,
     },
+}
+
+type RedirectParser<T> = fn(&str, Option<&[Vec<u8>]>, usize) -> saml::Result<T>;
+type PostParser<T> = fn(&str, Option<&str>, Option<&[Vec<u8>]>, usize) -> saml::Result<T>;
+
+impl Incoming<'_> {
+    /// Parses with the binding's parser; `certs` makes a signature mandatory.
+    fn parse<T>(
+        &self,
+        certs: Option<&[Vec<u8>]>,
+        redirect: RedirectParser<T>,
+        post: PostParser<T>,
+    ) -> saml::Result<T> {
+        match self {
+            Incoming::Redirect(query) => redirect(query, certs, MAX_MESSAGE_BYTES),
+            Incoming::Post {
+                message,
+                relay_state,
+            } => post(message, relay_state.as_deref(), certs, MAX_MESSAGE_BYTES),
+        }
+    }
 }
 
 impl Idp {
@@ -136,31 +157,35 @@ impl Idp {
                 "There is nothing at this address.",
             );
         }
-        let incoming = if request.method() == http::Method::POST {
-            let field = |name: &str| {
-                form_urlencoded::parse(request.body())
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.into_owned())
-            };
-            Incoming::Post {
-                request: field("SAMLRequest"),
-                response: field("SAMLResponse"),
-                relay_state: field("RelayState"),
-            }
+        let field = |name: &str| {
+            form_urlencoded::parse(request.body())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let post = request.method() == http::Method::POST;
+        let (saml_request, saml_response) = if post {
+            (field("SAMLRequest"), field("SAMLResponse"))
         } else {
-            Incoming::Redirect(request.uri().query().unwrap_or(""))
+            (
+                query_param(request, "SAMLRequest"),
+                query_param(request, "SAMLResponse"),
+            )
         };
-        let is_request = match &incoming {
-            Incoming::Redirect(q) => query_param(request, "SAMLRequest").is_some() && !q.is_empty(),
-            Incoming::Post { request, .. } => request.is_some(),
+        let incoming = |message: String| {
+            if post {
+                Incoming::Post {
+                    message,
+                    relay_state: field("RelayState"),
+                }
+            } else {
+                Incoming::Redirect(request.uri().query().unwrap_or(""))
+            }
         };
-        let is_response = match &incoming {
-            Incoming::Redirect(_) => query_param(request, "SAMLResponse").is_some(),
-            Incoming::Post { response, .. } => response.is_some(),
-        };
-        match (is_request, is_response) {
-            (true, false) => self.logout_request_from_sp(request, caller, &incoming),
-            (false, true) => self.logout_response_from_sp(&incoming),
+        match (saml_request, saml_response) {
+            (Some(message), None) => {
+                self.logout_request_from_sp(request, caller, &incoming(message))
+            }
+            (None, Some(message)) => self.logout_response_from_sp(&incoming(message)),
             _ => logout_error("The sign-out message is missing or ambiguous."),
         }
     }
@@ -246,20 +271,12 @@ impl Idp {
             return logout_error("Single Logout is not enabled.");
         };
         let now = OffsetDateTime::now_utc();
-        let parse = |certs: Option<&[Vec<u8>]>| match incoming {
-            Incoming::Redirect(query) => {
-                saml::parse_logout_request_redirect(query, certs, MAX_MESSAGE_BYTES)
-            }
-            Incoming::Post {
-                request,
-                relay_state,
-                ..
-            } => saml::parse_logout_request_post(
-                request.as_deref().unwrap_or(""),
-                relay_state.as_deref(),
+        let parse = |certs: Option<&[Vec<u8>]>| {
+            incoming.parse(
                 certs,
-                MAX_MESSAGE_BYTES,
-            ),
+                saml::parse_logout_request_redirect,
+                saml::parse_logout_request_post,
+            )
         };
         let unverified = match parse(None) {
             Ok(parsed) => parsed,
@@ -348,20 +365,12 @@ impl Idp {
             return logout_error("Single Logout is not enabled.");
         };
         let now = OffsetDateTime::now_utc();
-        let parse = |certs: Option<&[Vec<u8>]>| match incoming {
-            Incoming::Redirect(query) => {
-                saml::parse_logout_response_redirect(query, certs, MAX_MESSAGE_BYTES)
-            }
-            Incoming::Post {
-                response,
-                relay_state,
-                ..
-            } => saml::parse_logout_response_post(
-                response.as_deref().unwrap_or(""),
-                relay_state.as_deref(),
+        let parse = |certs: Option<&[Vec<u8>]>| {
+            incoming.parse(
                 certs,
-                MAX_MESSAGE_BYTES,
-            ),
+                saml::parse_logout_response_redirect,
+                saml::parse_logout_response_post,
+            )
         };
         let unverified = match parse(None) {
             Ok(parsed) => parsed,
