@@ -17,6 +17,10 @@
 #   PORTCULLIS_BIN  use this binary instead of `cargo build --release -p portcullis`
 #   NGINX_BIN       nginx binary                              (default: nginx on PATH or /usr/sbin/nginx)
 #   KEEP_TMP=1      keep the temp dir (configs, logs, raw wrk output) for inspection
+#   AUTH=1          Portcullis with SAML on: the embedded IdP, a signed-in
+#                   gateway session (bob, obtained with curl through real SSO)
+#                   on every request and five injected identity headers;
+#                   nginx stays a plain proxy
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,6 +35,7 @@ THREADS=${THREADS:-2}
 # Portcullis [server] workers). Default: one per core, as each ships.
 WORKERS=${WORKERS:-$(nproc)}
 WARMUP=${WARMUP:-2s}
+AUTH=${AUTH:-0}
 
 # Recorded before anything else (build included) runs: other load on the
 # machine skews both proxies; the summary shows it.
@@ -277,6 +282,28 @@ name = "bench"
 public_url = "https://127.0.0.1:$PORTCULLIS_PORT/"
 upstream = "http://127.0.0.1:$BACKEND_PORT"
 EOF
+if [[ "$AUTH" == 1 ]]; then
+    cat >>"$WORK/portcullis/portcullis.toml" <<EOF
+auth = "saml"
+idp = "embedded"
+sp_signing_key = "$REPO/certs-dev/sp-signing-key.pem"
+sp_signing_cert = "$REPO/certs-dev/sp-signing.pem"
+inject_template = "header-app"
+[[app.inject]]
+source = "attribute:firstName"
+name = "X-Remote-First-Name"
+[[app.inject]]
+source = "session:amr"
+name = "X-Auth-Method"
+
+[idp]
+public_url = "https://127.0.0.1:$PORTCULLIS_PORT/idp"
+users_file = "$REPO/demo/users.toml"
+system_log_file = "$WORK/portcullis/system-log.jsonl"
+signing_key = "$REPO/certs-dev/idp-signing-key.pem"
+signing_cert = "$REPO/certs-dev/idp-signing.pem"
+EOF
+fi
 
 # --------------------------------------------------------------------------
 # Start processes
@@ -317,6 +344,35 @@ wait_ready() { # name pid url [curl args...]
     die "$name did not answer 200 on $url within 10s (last status: ${code:-none})"
 }
 
+# AUTH=1: bob signs in through the real SAML flow with curl; sets SESSION_TOKEN.
+sign_in_through_sso() {
+    local base="https://127.0.0.1:$PORTCULLIS_PORT" jar="$WORK/portcullis/cookies.txt" i
+    local c=(curl -sS --cacert "$CA" -c "$jar" -b "$jar" --max-time 10)
+    for ((i = 0; i < 100; i++)); do
+        [[ "$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/idp/login" 2>/dev/null || true)" == 200 ]] && break
+        sleep 0.1
+    done
+    local sso login page csrf from done_to form response relay
+    sso=$("${c[@]}" -o /dev/null -w '%{redirect_url}' -H 'Accept: text/html' "$base/")
+    login=$("${c[@]}" -o /dev/null -w '%{redirect_url}' "$sso")
+    page=$("${c[@]}" "$login")
+    csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$page" | head -n1)
+    from=$(sed -n 's/.*name="fromURI" value="\([^"]*\)".*/\1/p' <<<"$page" | head -n1 | sed 's/&amp;/\&/g')
+    [[ -n "$csrf" && -n "$from" ]] || die "AUTH=1: no sign-in form at $login"
+    done_to=$("${c[@]}" -o /dev/null -w '%{redirect_url}' --data-urlencode "csrf=$csrf" \
+        --data-urlencode "fromURI=$from" --data-urlencode "username=bob" \
+        --data-urlencode "password=bob-demo-pass" "$base/idp/login")
+    form=$("${c[@]}" "$done_to")
+    response=$(sed -n 's/.*name="SAMLResponse" value="\([^"]*\)".*/\1/p' <<<"$form" | head -n1)
+    relay=$(sed -n 's/.*name="RelayState" value="\([^"]*\)".*/\1/p' <<<"$form" | head -n1)
+    [[ -n "$response" ]] || die "AUTH=1: the IdP did not answer with a SAMLResponse"
+    "${c[@]}" -o /dev/null --data-urlencode "SAMLResponse=$response" \
+        --data-urlencode "RelayState=$relay" "$base/_portcullis/saml/acs"
+    SESSION_TOKEN=$(awk '$6 == "pc_bench" {print $7}' "$jar" | tail -n1)
+    [[ -n "$SESSION_TOKEN" ]] || die "AUTH=1: no gateway session after the ACS"
+    log "AUTH=1: signed in through SSO; gateway session cookie obtained"
+}
+
 tls_info() { # url
     curl -sS -v -o /dev/null --cacert "$CA" "$1" 2>&1 \
         | sed -n 's/^\* SSL connection using \(.*\)$/\1/p' | head -n1
@@ -333,7 +389,12 @@ wait_ready nginx "$NGINX_PID" "https://127.0.0.1:$NGINX_PORT/" --cacert "$CA"
 
 start_portcullis
 PORTCULLIS_PID=${PIDS[-1]}
-wait_ready portcullis "$PORTCULLIS_PID" "https://127.0.0.1:$PORTCULLIS_PORT/" --cacert "$CA"
+PORTCULLIS_HEADERS=()
+if [[ "$AUTH" == 1 ]]; then
+    sign_in_through_sso
+    PORTCULLIS_HEADERS=(-H "Cookie: pc_bench=$SESSION_TOKEN")
+fi
+wait_ready portcullis "$PORTCULLIS_PID" "https://127.0.0.1:$PORTCULLIS_PORT/" --cacert "$CA" "${PORTCULLIS_HEADERS[@]}"
 
 NGINX_TLS=$(tls_info "https://127.0.0.1:$NGINX_PORT/")
 PORTCULLIS_TLS=$(tls_info "https://127.0.0.1:$PORTCULLIS_PORT/")
@@ -361,7 +422,9 @@ run_wrk() {
     local out="$WORK/wrk-$label-$name.txt"
     local pid_var="${name^^}_PID"
     kill -0 "${!pid_var}" 2>/dev/null || die "$name is no longer running before $label run"
-    if ! wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency "$url" >"$out" 2>&1; then
+    local extra=()
+    [[ "$name" == portcullis ]] && extra=("${PORTCULLIS_HEADERS[@]}")
+    if ! wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency "${extra[@]}" "$url" >"$out" 2>&1; then
         cat "$out" >&2
         die "wrk failed against $name ($label)"
     fi
@@ -440,6 +503,9 @@ agg="median of $ROUNDS rounds"; ((ROUNDS > 1)) || agg="single round"
 SUMMARY=$(
     echo "Portcullis vs nginx load test - $(date -u '+%Y-%m-%dT%H:%M:%SZ') on $(hostname) ($(nproc) cores, load average at start: $LOADAVG_START)"
     echo "wrk $WRK_VERSION: -t$THREADS -c$CONNECTIONS -d$DURATION --latency, HTTP/1.1 over TLS, GET /, $ROUNDS round(s) alternating nginx/portcullis after ${WARMUP} warm-up each"
+    if [[ "$AUTH" == 1 ]]; then
+        echo "AUTH=1: portcullis checks a SAML gateway session and injects 5 identity headers on every request; nginx is a plain proxy"
+    fi
     echo "backend: nginx $NGINX_VERSION, 1 worker, return 200 \"hello from backend\\n\""
     echo "nginx:      $NGINX_VERSION, $WORKERS workers, upstream keepalive 128    TLS: ${NGINX_TLS:-?}"
     echo "portcullis: $PORTCULLIS_REV, $WORKERS workers ($BIN)    TLS: ${PORTCULLIS_TLS:-?}"

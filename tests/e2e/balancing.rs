@@ -125,3 +125,39 @@ async fn an_idempotent_request_that_never_left_is_retried_on_another_target() {
     statuses.sort();
     assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_GATEWAY]);
 }
+
+#[tokio::test]
+async fn when_one_of_two_targets_dies_requests_fail_over_to_the_other() {
+    let (one, two) = (Backend::start().await, Backend::start().await);
+    let gw = Gateway::start("workers = 1\n", &targets_app(&[one.url(), two.url()], ""));
+    let client = Client::http1(&gw.pki, gw.https);
+    for _ in 0..4 {
+        assert_eq!(
+            client.get("https://app.test/x").await.status,
+            StatusCode::OK
+        );
+    }
+    let before = two.requests();
+    drop(one);
+    // Its listener and connections are gone. A request already written to
+    // the gateway's pooled connection when it broke cannot be replayed (at
+    // most one here: one worker, sequential requests); every other one —
+    // connection refused before any byte left — goes to the live target.
+    let mut failed = 0;
+    for _ in 0..10 {
+        let reply = client.get("https://app.test/x").await;
+        match reply.status {
+            StatusCode::OK => {}
+            StatusCode::BAD_GATEWAY => failed += 1,
+            other => panic!("{other}: {}", reply.text()),
+        }
+    }
+    assert!(failed <= 1, "{failed} requests failed");
+    assert_eq!(two.requests() - before, 10 - failed);
+    for _ in 0..5 {
+        assert_eq!(
+            client.get("https://app.test/x").await.status,
+            StatusCode::OK
+        );
+    }
+}

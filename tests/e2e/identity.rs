@@ -34,6 +34,27 @@ name = "X-Smuggled"
 source = "attribute:email"
 name = "X-Kept"
 send = false
+[[app.inject]]
+source = "env:HOME"
+name = "X-From-Env"
+[[app.inject]]
+source = "session:auth_time"
+name = "X-Auth-Time"
+[[app.inject]]
+source = "session:idp_session"
+name = "X-Idp-Session"
+[[app.inject]]
+source = "attribute:groups"
+name = "X-First-Group"
+multi = "first"
+[[app.inject]]
+source = "attribute:groups"
+name = "X-Last-Group"
+multi = "last"
+[[app.inject]]
+source = "attribute:groups"
+name = "X-Groups-Piped"
+separator = "|"
 "#;
 
 #[tokio::test]
@@ -78,6 +99,20 @@ async fn identity_headers_and_cookies_reach_the_backend_and_spoofs_do_not() {
     );
     assert!(reply.echoed("x-evil").is_empty());
     assert!(reply.echoed("x-kept").is_empty(), "send = false");
+    assert_eq!(
+        reply.echoed("x-from-env"),
+        [std::env::var("HOME").expect("HOME")],
+        "env: secret"
+    );
+    let auth_time = reply.echoed("x-auth-time").pop().expect("auth time");
+    assert!(
+        auth_time.ends_with('Z') && auth_time.len() == 20,
+        "{auth_time}"
+    );
+    assert_eq!(reply.echoed("x-idp-session").len(), 1);
+    assert_eq!(reply.echoed("x-first-group"), ["staff"]);
+    assert_eq!(reply.echoed("x-last-group"), ["staff"]);
+    assert_eq!(reply.echoed("x-groups-piped"), ["staff"]);
     // One Cookie header: the client's own cookie kept, ours injected, the
     // spoofed ones (any case) and the gateway's session cookie gone.
     assert_eq!(reply.echoed("cookie"), ["other=1; roles=staff"]);

@@ -44,6 +44,7 @@ pub struct Backend {
     requests: Arc<AtomicUsize>,
     /// `"METHOD /path x-portcullis-user"` of every request, in order.
     seen: Arc<std::sync::Mutex<Vec<String>>>,
+    _alive: tokio::sync::watch::Sender<()>,
     task: JoinHandle<()>,
 }
 
@@ -78,6 +79,9 @@ impl Backend {
         let counter = requests.clone();
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let journal = seen.clone();
+        // Dropping the Backend drops `alive`: every connection closes too, as
+        // when a real backend process dies.
+        let (alive, died) = tokio::sync::watch::channel(());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -86,6 +90,7 @@ impl Backend {
                 let counter = counter.clone();
                 let journal = journal.clone();
                 let tls = tls.clone();
+                let mut died = died.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         counter.fetch_add(1, Ordering::SeqCst);
@@ -100,22 +105,28 @@ impl Backend {
                         handle(req, addr)
                     });
                     let builder = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        Some(acceptor) => {
-                            let Ok(stream) = acceptor.accept(stream).await else {
-                                return;
-                            };
-                            let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .with_upgrades()
-                                .await;
+                    let serve = async {
+                        match tls {
+                            Some(acceptor) => {
+                                let Ok(stream) = acceptor.accept(stream).await else {
+                                    return;
+                                };
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await;
+                            }
+                            None => {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await;
+                            }
                         }
-                        None => {
-                            let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .with_upgrades()
-                                .await;
-                        }
+                    };
+                    tokio::select! {
+                        () = serve => {}
+                        _ = died.changed() => {}
                     }
                 });
             }
@@ -124,6 +135,7 @@ impl Backend {
             addr,
             requests,
             seen,
+            _alive: alive,
             task,
         }
     }
