@@ -38,15 +38,8 @@ pub fn spawn(sessions: &SessionStore, hooks: Vec<BackendLogout>) -> Result<(), E
     }
     let mut by_app: HashMap<String, (Uri, HookClient)> = HashMap::new();
     for hook in hooks {
-        let tls = crate::tls::upstream_client_config(hook.ca.as_deref())?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CALL_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector =
+            crate::tls::upstream_connector(&hook.app, hook.ca.as_deref(), None, CALL_TIMEOUT)?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
         by_app.insert(hook.app, (hook.url, client));
     }

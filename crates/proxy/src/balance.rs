@@ -136,7 +136,6 @@ impl Balancer {
         let index = if n == 1 {
             0
         } else {
-            let candidates = (0..n).filter(|&i| self.available(&self.targets[i], now));
             let chosen = match self.policy {
                 LoadBalancing::RoundRobin => {
                     let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -144,9 +143,9 @@ impl Balancer {
                         .map(|k| (start + k) % n)
                         .find(|&i| self.available(&self.targets[i], now))
                 }
-                LoadBalancing::LeastConnections => {
-                    candidates.min_by_key(|&i| self.targets[i].in_flight.load(Ordering::Relaxed))
-                }
+                LoadBalancing::LeastConnections => (0..n)
+                    .filter(|&i| self.available(&self.targets[i], now))
+                    .min_by_key(|&i| self.targets[i].in_flight.load(Ordering::Relaxed)),
             };
             chosen.unwrap_or_else(|| {
                 (0..n)
@@ -289,22 +288,12 @@ fn check_client(
         app: app.to_string(),
         reason,
     };
-    let tls = crate::tls::upstream_client_config(target.ca.as_deref())?;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(3)));
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    let builder = match &target.sni {
-        Some(name) => {
-            let name = rustls_pki_types::ServerName::try_from(name.clone())
-                .map_err(|e| app_error(format!("upstream_sni: {e}")))?;
-            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => builder,
-    };
-    let connector = builder.enable_http1().wrap_connector(http);
+    let connector = crate::tls::upstream_connector(
+        app,
+        target.ca.as_deref(),
+        target.sni.as_deref(),
+        Duration::from_secs(3),
+    )?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(connector);
     let scheme = if target.tls { "https" } else { "http" };

@@ -173,7 +173,7 @@ impl SessionStore {
             records.retain(|_, r| {
                 let live = !r.session.expired(now);
                 if !live {
-                    let _ = self.ended.send(r.session.clone());
+                    self.announce(&r.session);
                 }
                 live
             });

@@ -10,6 +10,38 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::Error;
 
+/// The connector every outbound client of an app uses — its upstream pool,
+/// health checks, backend logout hook: http or https, the app's private CA
+/// (or the system roots), its SNI override, a connect timeout.
+pub fn upstream_connector(
+    app: &str,
+    ca: Option<&Path>,
+    sni: Option<&str>,
+    connect_timeout: std::time::Duration,
+) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Error>
+{
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(upstream_client_config(ca)?)
+        .https_or_http();
+    let builder = match sni {
+        Some(name) => {
+            let name = rustls_pki_types::ServerName::try_from(name.to_string()).map_err(|e| {
+                Error::App {
+                    app: app.to_string(),
+                    reason: format!("upstream_sni: {e}"),
+                }
+            })?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    Ok(builder.enable_http1().wrap_connector(http))
+}
+
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

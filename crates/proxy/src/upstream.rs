@@ -239,26 +239,12 @@ fn classify(error: Option<&hyper::Error>) -> UpstreamError {
 }
 
 fn tls_pool(app: &str, target: &UpstreamTarget, connect_timeout: Duration) -> Result<Pool, Error> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    let tls_config = tls::upstream_client_config(target.ca.as_deref())?;
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config)
-        .https_or_http();
-    let builder = match &target.sni {
-        Some(name) => {
-            let name =
-                rustls_pki_types::ServerName::try_from(name.clone()).map_err(|e| Error::App {
-                    app: app.to_string(),
-                    reason: format!("upstream_sni: {e}"),
-                })?;
-            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => builder,
-    };
-    let connector = builder.enable_http1().wrap_connector(http);
+    let connector = tls::upstream_connector(
+        app,
+        target.ca.as_deref(),
+        target.sni.as_deref(),
+        connect_timeout,
+    )?;
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())

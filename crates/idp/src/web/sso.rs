@@ -83,6 +83,14 @@ pub struct ServiceProvider {
     pub sign_response: bool,
 }
 
+impl ServiceProvider {
+    /// Whether a request's signature is checked: always when the SP must
+    /// sign, and whenever it signed and we hold its certificates.
+    fn must_verify(&self, request_signed: bool) -> bool {
+        self.require_signed_requests || (request_signed && !self.signing_certs_der.is_empty())
+    }
+}
+
 /// The IdP's SAML identity and its SPs.
 #[derive(Debug, Clone)]
 pub struct SamlSettings {
@@ -320,6 +328,24 @@ impl Idp {
         format!("<h2>Your apps</h2><ul id=\"apps\">{items}</ul>")
     }
 
+    /// An AuthnRequest whose signature failed: logged as an SSO failure,
+    /// answered with a page.
+    fn badly_signed(
+        &self,
+        sp: &ServiceProvider,
+        error: &saml::Error,
+        origin: &Origin<'_>,
+    ) -> Response<Bytes> {
+        self.sso_failure(
+            sp,
+            None,
+            false,
+            &format!("AuthnRequest signature: {error}"),
+            origin,
+        );
+        bad_request("The application's sign-in request is not correctly signed.")
+    }
+
     fn sso_failure(
         &self,
         sp: &ServiceProvider,
@@ -396,28 +422,17 @@ impl Idp {
             Err(page) => return *page,
         };
         let signed = form_urlencoded::parse(raw_query.as_bytes()).any(|(k, _)| k == "Signature");
-        let verify = sp.require_signed_requests || (signed && !sp.signing_certs_der.is_empty());
-        let parsed = match verify {
-            true => match saml::parse_authn_request_redirect(
+        let parsed = if sp.must_verify(signed) {
+            match saml::parse_authn_request_redirect(
                 raw_query,
                 Some(&sp.signing_certs_der),
                 MAX_REQUEST_BYTES,
             ) {
                 Ok(parsed) => parsed,
-                Err(e) => {
-                    self.sso_failure(
-                        sp,
-                        None,
-                        false,
-                        &format!("AuthnRequest signature: {e}"),
-                        &origin,
-                    );
-                    return bad_request(
-                        "The application's sign-in request is not correctly signed.",
-                    );
-                }
-            },
-            false => unverified,
+                Err(e) => return self.badly_signed(sp, &e, &origin),
+            }
+        } else {
+            unverified
         };
         if let Err(reason) = self.check_request(saml, sp, &parsed) {
             self.sso_failure(sp, None, false, reason, &origin);
@@ -468,7 +483,7 @@ impl Idp {
             Err(page) => return *page,
         };
         let signed = saml::post_request_is_signed(encoded, MAX_REQUEST_BYTES).unwrap_or(false);
-        let parsed = if sp.require_signed_requests || (signed && !sp.signing_certs_der.is_empty()) {
+        let parsed = if sp.must_verify(signed) {
             match saml::parse_authn_request_post(
                 encoded,
                 field("RelayState"),
@@ -476,18 +491,7 @@ impl Idp {
                 MAX_REQUEST_BYTES,
             ) {
                 Ok(parsed) => parsed,
-                Err(e) => {
-                    self.sso_failure(
-                        sp,
-                        None,
-                        false,
-                        &format!("AuthnRequest signature: {e}"),
-                        &origin,
-                    );
-                    return bad_request(
-                        "The application's sign-in request is not correctly signed.",
-                    );
-                }
+                Err(e) => return self.badly_signed(sp, &e, &origin),
             }
         } else {
             unverified
