@@ -396,6 +396,21 @@ impl PublicUrl {
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.authority())
     }
+
+    /// The prefix to put before an app-relative path: `""` for `/`, else
+    /// the prefix itself (no trailing slash either way).
+    pub fn base_path(&self) -> &str {
+        if self.path_prefix == "/" {
+            ""
+        } else {
+            &self.path_prefix
+        }
+    }
+
+    /// Origin and base path: what app-relative paths are appended to.
+    pub fn url(&self) -> String {
+        format!("{}{}", self.origin(), self.base_path())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis_saml::SigningKey;
-use sha2::{Digest, Sha256};
 
 /// Attempts per target before giving up.
 const ATTEMPTS: u32 = 5;
@@ -33,7 +32,16 @@ pub trait RevocationSink: Send + Sync + 'static {
         audience: &str,
         authorization: &str,
         body: &[u8],
-    ) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>>;
+    ) -> Pin<Box<dyn Future<Output = Result<u16, DeliveryError>> + Send>>;
+}
+
+/// Why a revocation did not reach its target (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("target unreachable: {0}")]
+    Unreachable(String),
+    #[error("no answer in time")]
+    Timeout,
 }
 
 /// One logout-enabled app.
@@ -47,7 +55,9 @@ pub struct LogoutTarget {
 #[derive(Debug, thiserror::Error)]
 pub enum UniversalLogoutError {
     #[error("IdP signing key unusable for tokens: {0}")]
-    Key(String),
+    Key(#[from] portcullis_saml::Error),
+    #[error("signing a revocation token failed: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
 }
 
 pub struct UniversalLogout {
@@ -63,28 +73,6 @@ fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The key id and JWKS document of the IdP's signing key. The kid is
-/// derived from the public key, so it changes with the key.
-pub fn jwks_for(
-    signing_key: &SigningKey,
-) -> Result<(String, serde_json::Value), UniversalLogoutError> {
-    let (n, e) = signing_key
-        .rsa_public_numbers()
-        .map_err(|e| UniversalLogoutError::Key(e.to_string()))?;
-    let kid = b64url(&Sha256::digest([n.as_slice(), e.as_slice()].concat())[..16]);
-    let jwks = serde_json::json!({
-        "keys": [{
-            "kty": "RSA",
-            "use": "sig",
-            "alg": "RS256",
-            "kid": kid,
-            "n": b64url(&n),
-            "e": b64url(&e),
-        }]
-    });
-    Ok((kid, jwks))
-}
-
 impl UniversalLogout {
     pub fn new(
         issuer: impl Into<String>,
@@ -92,15 +80,13 @@ impl UniversalLogout {
         targets: Vec<LogoutTarget>,
         sink: Arc<dyn RevocationSink>,
     ) -> Result<UniversalLogout, UniversalLogoutError> {
-        let (kid, jwks) = jwks_for(signing_key)?;
-        let der = signing_key
-            .rsa_key_der()
-            .map_err(|e| UniversalLogoutError::Key(e.to_string()))?;
+        let jwks = signing_key.jwks()?;
+        let der = signing_key.rsa_key_der()?;
         Ok(UniversalLogout {
             issuer: issuer.into(),
             key: EncodingKey::from_rsa_der(&der),
-            kid,
-            jwks,
+            kid: jwks.kid,
+            jwks: jwks.document,
             targets,
             sink,
         })
@@ -134,8 +120,7 @@ impl UniversalLogout {
         });
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| UniversalLogoutError::Key(e.to_string()))
+        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
     }
 
     /// Signs `email` out of every target, in the background. `why` names
@@ -173,7 +158,10 @@ impl UniversalLogout {
                         )
                         .await
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    tracing::error!(app = %target.app, error = %e, "universal logout token not signed");
+                    return;
+                }
             };
             let retry = match &outcome {
                 Ok(status) => *status >= 500 || *status == 429,
@@ -230,7 +218,7 @@ mod tests {
 
     /// Answers with the scripted statuses, recording every call.
     struct Scripted {
-        answers: Mutex<Vec<Result<u16, String>>>,
+        answers: Mutex<Vec<Result<u16, DeliveryError>>>,
         calls: Mutex<Vec<(String, String)>>,
     }
 
@@ -241,7 +229,7 @@ mod tests {
             _audience: &str,
             authorization: &str,
             _body: &[u8],
-        ) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>> {
+        ) -> Pin<Box<dyn Future<Output = Result<u16, DeliveryError>> + Send>> {
             self.calls
                 .lock()
                 .expect("calls")
@@ -255,7 +243,11 @@ mod tests {
     async fn retries_until_the_target_answers_and_signs_each_attempt_anew() {
         let key = SigningKey::generate_self_signed("ul test", 1).expect("key");
         let sink = Arc::new(Scripted {
-            answers: Mutex::new(vec![Err("connection refused".into()), Ok(503), Ok(204)]),
+            answers: Mutex::new(vec![
+                Err(DeliveryError::Unreachable("connection refused".into())),
+                Ok(503),
+                Ok(204),
+            ]),
             calls: Mutex::new(Vec::new()),
         });
         let ul = Arc::new(

@@ -138,12 +138,13 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
     }
 }
 
-/// Builds the running IdP: files, System Log, background upkeep.
-pub fn start(config: &Config) -> anyhow::Result<Option<Arc<Idp>>> {
-    let Some(idp) = &config.idp else {
-        return Ok(None);
-    };
-    let files = load_files(idp).map_err(|problems| anyhow::anyhow!(problems.join("\n")))?;
+/// Builds the running IdP from its loaded files: System Log, settings,
+/// SAML. `config.idp` must be set (the files came from it).
+pub fn start(config: &Config, files: IdpFiles) -> anyhow::Result<Arc<Idp>> {
+    let idp = config
+        .idp
+        .as_ref()
+        .context("the IdP's files were loaded without an [idp] section")?;
     if let Some(dir) = idp.system_log_file.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -180,8 +181,7 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Arc<Idp>>> {
             .with_saml(saml)
             .context("building the IdP's SAML metadata")?;
     }
-    let idp = Arc::new(idp);
-    Ok(Some(idp))
+    Ok(Arc::new(idp))
 }
 
 /// Background upkeep on the caller's runtime: the session-end logger and a

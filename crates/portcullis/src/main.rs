@@ -1,8 +1,8 @@
 //! The `portcullis` binary: command line, logging, signals and wiring. The
 //! only crate that knows every other one.
 
+mod assemble;
 mod dev_certs;
-mod gateway_sp;
 mod idp_service;
 mod logging;
 mod password;
@@ -55,42 +55,36 @@ enum Command {
 /// Exit code for an invalid configuration, as `check` documents.
 const EXIT_INVALID_CONFIG: u8 = 2;
 
+/// `portcullis check`: the file, then everything it names (IdP files, SP
+/// keys, metadata, JWKS, injected secrets), every problem printed.
+fn check(path: &std::path::Path) -> ExitCode {
+    let problems = match portcullis_config::load(path) {
+        Ok(config) => match assemble::build(&config) {
+            Ok(_) => {
+                println!(
+                    "{}: ok ({} app{})",
+                    path.display(),
+                    config.apps.len(),
+                    if config.apps.len() == 1 { "" } else { "s" }
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(problems) => portcullis_config::Problems {
+                file: path.to_path_buf(),
+                problems,
+            },
+        },
+        Err(problems) => problems,
+    };
+    eprintln!("{problems}");
+    eprintln!("{} problem(s) found", problems.problems.len());
+    ExitCode::from(EXIT_INVALID_CONFIG)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match portcullis_config::load(&config) {
-            Ok(cfg) => {
-                if let Some(idp) = &cfg.idp {
-                    if let Err(problems) = idp_service::load_files(idp) {
-                        for problem in &problems {
-                            eprintln!("{problem}");
-                        }
-                        eprintln!("{} problem(s) found", problems.len());
-                        return ExitCode::from(EXIT_INVALID_CONFIG);
-                    }
-                }
-                let built = gateway_sp::build(&cfg).and_then(|_| {
-                    universal_logout::wire(&cfg, &mut portcullis_proxy::LocalApps::default())
-                });
-                if let Err(e) = built {
-                    eprintln!("{e:#}");
-                    eprintln!("1 problem(s) found");
-                    return ExitCode::from(EXIT_INVALID_CONFIG);
-                }
-                println!(
-                    "{}: ok ({} app{})",
-                    config.display(),
-                    cfg.apps.len(),
-                    if cfg.apps.len() == 1 { "" } else { "s" }
-                );
-                ExitCode::SUCCESS
-            }
-            Err(problems) => {
-                eprintln!("{problems}");
-                eprintln!("{} problem(s) found", problems.problems.len());
-                ExitCode::from(EXIT_INVALID_CONFIG)
-            }
-        },
+        Command::Check { config } => check(&config),
         Command::Run { config } => match serve::run(&config) {
             Ok(code) => code,
             Err(e) => {

@@ -1,11 +1,8 @@
-//! Universal Logout wiring: which issuer each app's revocation endpoint
-//! trusts, and how the embedded IdP's dispatcher reaches the gateway.
-//!
-//! Apps on the embedded IdP trust its key (the JWKS it serves at
-//! `/oauth2/v1/keys`) with the IdP's public URL as issuer, and are all
-//! logout-enabled: the dispatcher hands them its tokens in-process, through
-//! the same verification the HTTP endpoint uses. Apps on an external IdP
-//! trust the JWKS file named by `universal_logout_jwks_file`.
+//! Universal Logout between the embedded IdP and the gateway in this
+//! process: apps on the embedded IdP trust its signing key (the JWKS it
+//! serves at `/oauth2/v1/keys`) with its public URL as issuer, and are all
+//! logout-enabled; the IdP's dispatcher hands them its signed tokens
+//! in-process, through the same verification the HTTP endpoint uses.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,54 +10,28 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_config::{AppIdp, Config};
-use portcullis_idp::universal_logout::{jwks_for, LogoutTarget, RevocationSink, UniversalLogout};
-use portcullis_proxy::{GtrTrust, LocalApps};
-use portcullis_saml::SigningKey;
+use portcullis_gateway::Gateway;
+use portcullis_idp::universal_logout::{
+    DeliveryError, LogoutTarget, RevocationSink, UniversalLogout,
+};
+
+use crate::idp_service::IdpFiles;
 
 /// The embedded IdP's issuer: its public URL without a trailing slash.
 pub fn embedded_issuer(config: &Config) -> Option<String> {
-    let idp = config.idp.as_ref()?;
-    let prefix = if idp.public.path_prefix == "/" {
-        ""
-    } else {
-        idp.public.path_prefix.as_str()
-    };
-    Some(format!("{}{prefix}", idp.public.origin()))
+    Some(config.idp.as_ref()?.public.url())
 }
 
-/// The embedded IdP's dispatcher, when it has a signing key; also fills
-/// `locals.gtr_trust` for every app.
-pub fn wire(
+/// The embedded IdP's dispatcher, when it has a signing key and there are
+/// apps on it.
+pub fn dispatcher(
     config: &Config,
-    locals: &mut LocalApps,
+    files: &IdpFiles,
+    gateway: Arc<Gateway>,
 ) -> anyhow::Result<Option<Arc<UniversalLogout>>> {
-    for app in &config.apps {
-        let Some(auth) = &app.auth else { continue };
-        if let AppIdp::External(_) = &auth.idp {
-            if let Some(jwks) = &auth.universal_logout {
-                let text = std::fs::read_to_string(&jwks.jwks_file).with_context(|| {
-                    format!("app {}: reading {}", app.name, jwks.jwks_file.display())
-                })?;
-                let trust = GtrTrust::from_jwks_json(jwks.issuer.clone(), &text).map_err(|e| {
-                    anyhow::anyhow!("app {}: {}: {e}", app.name, jwks.jwks_file.display())
-                })?;
-                locals.gtr_trust.insert(app.name.clone(), Arc::new(trust));
-            }
-        }
-    }
-    let (Some(idp), Some(issuer)) = (config.idp.as_ref(), embedded_issuer(config)) else {
+    let (Some(saml), Some(issuer)) = (&files.saml, embedded_issuer(config)) else {
         return Ok(None);
     };
-    let Some(saml) = &idp.saml else {
-        return Ok(None);
-    };
-    let key = SigningKey::from_pem(
-        &std::fs::read(&saml.signing_key)
-            .with_context(|| format!("reading {}", saml.signing_key.display()))?,
-        &std::fs::read(&saml.signing_cert)
-            .with_context(|| format!("reading {}", saml.signing_cert.display()))?,
-    )
-    .context("[idp] signing key")?;
     let targets: Vec<LogoutTarget> = config
         .apps
         .iter()
@@ -75,23 +46,14 @@ pub fn wire(
     if targets.is_empty() {
         return Ok(None);
     }
-    // The trust entries go in before the sink takes its copy of `locals`.
-    let jwks = jwks_for(&key)
-        .context("Universal Logout key")?
-        .1
-        .to_string();
-    for target in &targets {
-        let trust = GtrTrust::from_jwks_json(issuer.clone(), &jwks)
-            .map_err(|e| anyhow::anyhow!("the IdP's own JWKS: {e}"))?;
-        locals.gtr_trust.insert(target.app.clone(), Arc::new(trust));
-    }
-    let sink = Arc::new(InProcess(locals.clone()));
-    let ul = UniversalLogout::new(issuer, &key, targets, sink).context("Universal Logout key")?;
-    Ok(Some(Arc::new(ul)))
+    let sink = Arc::new(InProcess(gateway));
+    let dispatcher = UniversalLogout::new(issuer, &saml.signing_key, targets, sink)
+        .context("Universal Logout key")?;
+    Ok(Some(Arc::new(dispatcher)))
 }
 
 /// Delivery into this process's gateway.
-struct InProcess(LocalApps);
+struct InProcess(Arc<Gateway>);
 
 impl RevocationSink for InProcess {
     fn deliver(
@@ -100,17 +62,16 @@ impl RevocationSink for InProcess {
         audience: &str,
         authorization: &str,
         body: &[u8],
-    ) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>> {
-        let status = match portcullis_proxy::revoke_in_process(
-            &self.0,
-            app,
-            audience,
-            authorization,
-            body,
-        ) {
-            Ok(_) => 204,
-            Err(e) => e.status().as_u16(),
-        };
+    ) -> Pin<Box<dyn Future<Output = Result<u16, DeliveryError>> + Send>> {
+        let status =
+            match self
+                .0
+                .revocations()
+                .revoke(app, audience, Some(authorization), body, None)
+            {
+                Ok(_) => 204,
+                Err(e) => e.status().as_u16(),
+            };
         Box::pin(async move { Ok(status) })
     }
 }

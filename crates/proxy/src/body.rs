@@ -51,7 +51,7 @@ impl ProxyBody {
         ProxyBody::full(Bytes::new())
     }
 
-    pub fn upstream(body: Incoming, mut lease: Option<Lease>) -> Self {
+    pub(crate) fn upstream(body: Incoming, mut lease: Option<Lease>) -> Self {
         // An empty body (HEAD, 204, 304, `Content-Length: 0`) may never be
         // polled at all.
         if body.is_end_stream() {
@@ -67,14 +67,14 @@ impl ProxyBody {
     }
 
     /// `inner` with internal URLs rewritten on the way through.
-    pub fn rewritten(inner: ProxyBody, rewriter: CodedRewriter) -> Self {
+    pub(crate) fn rewritten(inner: ProxyBody, rewriter: CodedRewriter) -> Self {
         ProxyBody::Rewritten {
             body: Box::pin(RewritingBody::new(inner, rewriter)),
         }
     }
 
     /// An upstream body that is also cut off once `ended` resolves.
-    pub fn session_bound(
+    pub(crate) fn session_bound(
         body: Incoming,
         lease: Option<Lease>,
         ended: impl Future<Output = ()> + Send + 'static,

@@ -17,4 +17,10 @@ pub enum Error {
     Runtime { source: io::Error },
     #[error("app {app}: {reason}")]
     App { app: String, reason: String },
+    /// The app's auth phase (handed in by the binary) could not be compiled.
+    #[error("app {app}: {source}")]
+    Auth {
+        app: String,
+        source: crate::auth::CompileError,
+    },
 }

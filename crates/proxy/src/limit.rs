@@ -1,6 +1,8 @@
-//! Per-client-IP rate limits on the gateway's own endpoints that cost real
-//! CPU per request (the ACS verifies an RSA signature on every POST), so a
-//! single client cannot turn them into a denial of service.
+//! Per-client-address rate limits (governor) for the endpoints that cost
+//! real work per request or guard credentials: the gateway's ACS (an RSA
+//! signature check per post), the IdP's sign-in forms and its APIs. Over
+//! the budget the caller answers 429 with `Retry-After` before doing any
+//! of that work.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -10,12 +12,32 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+/// Past this many remembered clients, idle ones are forgotten on the next
+/// check, so the map stays bounded even without a periodic sweep.
+const FORGET_IDLE_AT: usize = 10_000;
+
 pub struct ClientLimit {
     limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>,
     clock: DefaultClock,
 }
 
+/// How long a client over its budget must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait(Duration);
+
+impl Wait {
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+
+    /// `Retry-After` in whole seconds: rounded up, at least 1.
+    pub fn retry_after_secs(self) -> u64 {
+        (self.0.as_secs() + u64::from(self.0.subsec_nanos() > 0)).max(1)
+    }
+}
+
 impl ClientLimit {
+    /// `count` requests per minute per client address (at least 1).
     pub fn per_minute(count: u32) -> Self {
         let count = NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN);
         ClientLimit {
@@ -24,22 +46,19 @@ impl ClientLimit {
         }
     }
 
-    /// `Err(retry_after)` when `client` is over its rate, in whole seconds (≥ 1).
-    pub fn check(&self, client: IpAddr) -> Result<(), u64> {
-        // Forget idle clients now and then so the map stays bounded.
-        if self.limiter.len() > 10_000 {
+    /// `Err` when `client` is over its budget.
+    pub fn check(&self, client: IpAddr) -> Result<(), Wait> {
+        if self.limiter.len() > FORGET_IDLE_AT {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&client).map_err(|not_until| {
-            let wait: Duration = not_until.wait_time_from(self.clock.now());
-            wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0 && wait.as_secs() > 0)
-        })
+        self.limiter
+            .check_key(&client)
+            .map_err(|not_until| Wait(not_until.wait_time_from(self.clock.now())))
     }
-}
 
-impl Default for ClientLimit {
-    fn default() -> Self {
-        ClientLimit::per_minute(portcullis_config::DEFAULT_ACS_PER_MINUTE)
+    /// Forgets clients whose budget is full again.
+    pub fn sweep(&self) {
+        self.limiter.retain_recent();
     }
 }
 
@@ -54,8 +73,17 @@ mod tests {
         let b: IpAddr = "192.0.2.2".parse().expect("ip");
         assert!(limit.check(a).is_ok());
         assert!(limit.check(a).is_ok());
-        let retry = limit.check(a).expect_err("third post limited");
-        assert!((1..=30).contains(&retry), "{retry}");
+        let wait = limit.check(a).expect_err("third attempt limited");
+        assert!(wait.duration() > Duration::ZERO && wait.duration() <= Duration::from_secs(30));
+        assert!((1..=30).contains(&wait.retry_after_secs()));
         assert!(limit.check(b).is_ok(), "another client is not affected");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(Wait(Duration::from_millis(1500)).retry_after_secs(), 2);
+        assert_eq!(Wait(Duration::from_millis(500)).retry_after_secs(), 1);
+        assert_eq!(Wait(Duration::from_secs(2)).retry_after_secs(), 2);
+        assert_eq!(Wait(Duration::ZERO).retry_after_secs(), 1);
     }
 }

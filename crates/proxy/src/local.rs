@@ -3,7 +3,6 @@
 //! only through this trait, handed in at start-up by the binary, so the data
 //! plane never depends on the IdP crate.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,19 +30,12 @@ pub trait LocalApp: Send + Sync + 'static {
 /// Largest request body a local service receives.
 pub const LOCAL_BODY_LIMIT: usize = 64 * 1024;
 
-/// The local services available to a plan.
+/// What the binary hands the proxy at start: the built-in services and
+/// the auth phases it cannot build itself.
 #[derive(Clone, Default)]
-pub struct LocalApps {
+pub struct Services {
     /// Served on `[idp] public_url`.
     pub idp: Option<Arc<dyn LocalApp>>,
-    /// The SAML SP of every `auth = "saml"` app, by app name.
-    pub sps: HashMap<String, Arc<dyn crate::sso::SamlSp>>,
-    /// Gateway sessions of every app: shared by all workers, kept across reloads.
-    pub sessions: Arc<crate::session::SessionStore>,
-    /// ACS posts per client IP, shared by all workers and apps.
-    pub acs_limit: Arc<crate::limit::ClientLimit>,
-    /// The Universal Logout issuer each app trusts, by app name.
-    pub gtr_trust: HashMap<String, Arc<crate::gtr::GtrTrust>>,
-    /// Universal Logout token ids already used, across all apps.
-    pub gtr_jtis: Arc<crate::gtr::JtiCache>,
+    /// Compiles the auth phase of every app with `auth` set.
+    pub auth: Option<Arc<dyn crate::auth::AuthProvider>>,
 }

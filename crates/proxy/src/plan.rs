@@ -2,17 +2,21 @@
 //! pools and metric handles. Built once per load or reload and shared by
 //! `Arc`; in-flight requests finish on the plan they started with.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use portcullis_config::{Builtin, Config, Upstream};
 
+use crate::auth::AuthPhase;
 use crate::balance::Balancer;
 use crate::error::Error;
-use crate::local::{LocalApp, LocalApps};
+use crate::local::{LocalApp, Services};
 use crate::metrics::{AppLabels, Metrics, RequestLabels, ShardedCounter, ShardedHistogram};
 use crate::route::RouteTable;
-use crate::sso::AuthPlan;
 use crate::upstream::HttpUpstream;
+
+/// The compiled auth phase of every app that has one, by app name.
+pub type AuthPhases = HashMap<String, Arc<dyn AuthPhase>>;
 
 pub struct Plan {
     pub routes: RouteTable,
@@ -36,8 +40,8 @@ pub struct AppPlan {
     /// workers. The plan belongs to one worker, so this lock is never
     /// contended.
     requests: Mutex<Vec<(u16, ShardedCounter)>>,
-    /// `auth = "saml"`: the gateway SSO phase runs before forward.
-    pub auth: Option<AuthPlan>,
+    /// `auth = "saml"`: the app's auth phase runs before enhance.
+    pub auth: Option<Arc<dyn AuthPhase>>,
     /// `host_header = "upstream"`: send the target's own host.
     pub upstream_host_header: bool,
     /// `rewrite_body`: rewrite internal URLs in text bodies.
@@ -100,7 +104,8 @@ impl Plan {
     pub fn compile(
         config: &Config,
         metrics: &Metrics,
-        locals: &LocalApps,
+        services: &Services,
+        phases: &AuthPhases,
         worker: usize,
     ) -> Result<Plan, Error> {
         let mut routes = RouteTable::default();
@@ -122,7 +127,7 @@ impl Plan {
                         let upstream = HttpUpstream::new(
                             &app.name,
                             target,
-                            &app.public.path_prefix,
+                            app.public.base_path(),
                             timeouts.upstream_connect,
                             timeouts.upstream_response,
                         )?;
@@ -162,46 +167,18 @@ impl Plan {
                 plan.error_pages.push((*status, page));
             }
             if let Some(auth) = &app.auth {
-                let sp = locals
-                    .sps
-                    .get(&app.name)
-                    .cloned()
-                    .ok_or_else(|| Error::App {
-                        app: app.name.clone(),
-                        reason: "auth = \"saml\" but no SAML SP was built for it \
-                             (adding SAML to an app needs a restart)"
-                            .into(),
-                    })?;
+                let phase = phases.get(&app.name).cloned().ok_or_else(|| Error::App {
+                    app: app.name.clone(),
+                    reason: "auth is set but no auth phase was compiled for it".into(),
+                })?;
                 gateway_cookies.push(auth.session_cookie.clone());
                 gateway_cookies.push(auth.request_cookie.clone());
-                let public_url = format!(
-                    "{}{}",
-                    app.public.origin(),
-                    if app.public.path_prefix == "/" {
-                        ""
-                    } else {
-                        app.public.path_prefix.as_str()
-                    }
-                );
-                plan.auth = Some(
-                    AuthPlan::new(
-                        plan.name.clone(),
-                        auth,
-                        &app.public.path_prefix,
-                        sp,
-                        locals,
-                        public_url,
-                    )
-                    .map_err(|reason| Error::App {
-                        app: app.name.clone(),
-                        reason,
-                    })?,
-                );
+                plan.auth = Some(phase);
             }
             apps.push(plan);
         }
         if let Some(idp) = &config.idp {
-            let service = locals.idp.clone().ok_or_else(|| Error::App {
+            let service = services.idp.clone().ok_or_else(|| Error::App {
                 app: "idp".into(),
                 reason: "[idp] is configured but no IdP service was wired in".into(),
             })?;

@@ -7,6 +7,7 @@ use http::{Response, StatusCode};
 
 use crate::body::ProxyBody;
 use crate::forward::X_REQUEST_ID;
+use crate::page::escape;
 use crate::request_id::RequestId;
 
 /// Why the gateway answered instead of the upstream.
@@ -27,6 +28,9 @@ pub enum Failure {
     /// The user's identity would exceed the app's `max_identity_bytes`
     /// (explained here rather than left to the backend's opaque 431).
     IdentityTooLarge,
+    /// The identity toward the backend could not be built (its token could
+    /// not be signed): the gateway's fault, not the client's.
+    IdentityUnavailable,
 }
 
 impl Failure {
@@ -38,6 +42,7 @@ impl Failure {
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::IdentityTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Failure::IdentityUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -51,6 +56,7 @@ impl Failure {
             Failure::UpstreamTimeout => "upstream_timeout",
             Failure::UpstreamProtocol => "upstream_protocol",
             Failure::IdentityTooLarge => "identity_too_large",
+            Failure::IdentityUnavailable => "identity_unavailable",
         }
     }
 
@@ -63,7 +69,8 @@ impl Failure {
             Failure::NoRoute
             | Failure::BadRequest
             | Failure::PayloadTooLarge
-            | Failure::IdentityTooLarge => None,
+            | Failure::IdentityTooLarge
+            | Failure::IdentityUnavailable => None,
         }
     }
 
@@ -75,6 +82,7 @@ impl Failure {
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => "Application unavailable",
             Failure::UpstreamTimeout => "Application did not respond in time",
             Failure::IdentityTooLarge => "Too much identity data",
+            Failure::IdentityUnavailable => "Sign-in unavailable",
         }
     }
 
@@ -93,6 +101,10 @@ impl Failure {
                 "Your account carries more attributes (for example group memberships) than this \
                  application accepts. Ask your administrator to reduce them or raise the app's \
                  identity size limit."
+            }
+            Failure::IdentityUnavailable => {
+                "The gateway could not prepare your identity for the application. Please try \
+                 again in a moment."
             }
         }
     }
@@ -127,24 +139,27 @@ pub fn error(
     request_id: &str,
     json: bool,
 ) -> Response<ProxyBody> {
-    let (content_type, body) = if json {
+    let mut response = if json {
         let body = serde_json::json!({
             "errorCode": code,
             "errorSummary": detail,
             "errorId": request_id,
         });
-        ("application/json", body.to_string())
+        let mut response = Response::new(ProxyBody::full(body.to_string()));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     } else {
-        (
-            "text/html; charset=utf-8",
-            page(status, title, detail, request_id),
-        )
+        let mut response = Response::new(ProxyBody::full(page(status, title, detail, request_id)));
+        crate::page::set_headers(response.headers_mut());
+        response
     };
-    let mut response = Response::new(ProxyBody::full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(X_REQUEST_ID.clone(), id);
     }
@@ -211,27 +226,21 @@ pub fn custom_error(
     custom
 }
 
-/// A self-contained page: no external assets, so it renders even when the
-/// thing that failed is the network path to a CDN.
+/// The error page's main content, in the one page shell.
 pub fn page(status: StatusCode, title: &str, detail: &str, request_id: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>{code} {title}</title>\
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2933}}\
-h1{{font-size:1.5rem}}.id{{color:#52606d;font-size:.875rem}}</style></head>\
-<body><main><h1>{title}</h1><p>{detail}</p>\
-<p class=\"id\">Error {code} &middot; request id <code>{id}</code></p></main></body></html>\n",
+    let main = format!(
+        "<h1>{title}</h1><p>{detail}</p>\
+<p class=\"id\">Error {code} &middot; request id <code>{id}</code></p>",
         code = status.as_u16(),
         title = escape(title),
         detail = escape(detail),
         id = escape(request_id),
+    );
+    crate::page::render(
+        &format!("{} {title}", status.as_u16()),
+        &main,
+        crate::page::Width::Narrow,
     )
-}
-
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(text: &str) -> String {
-    html_escape::encode_quoted_attribute(text).into_owned()
 }
 
 #[cfg(test)]
@@ -249,13 +258,5 @@ mod tests {
             HeaderValue::from_static("text/html,application/json;q=0.9"),
         );
         assert!(!wants_json(&h));
-    }
-
-    #[test]
-    fn escape_neutralises_markup() {
-        assert_eq!(
-            escape("<a href='x'>&</a>"),
-            "&lt;a href=&#x27;x&#x27;&gt;&amp;&lt;/a&gt;"
-        );
     }
 }

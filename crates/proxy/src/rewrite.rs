@@ -160,7 +160,7 @@ impl UrlMap {
             &public.scheme,
             &public.host,
             public.port,
-            &public.path_prefix,
+            public.base_path(),
             upstream.tls,
             &upstream.authority,
             &upstream.base_path,

@@ -47,7 +47,7 @@ impl RouteTable {
         routes
             .prefixes
             .iter()
-            .find(|(prefix, _)| prefix_matches(prefix, path))
+            .find(|(prefix, _)| under(path, prefix))
             .map(|(_, app)| *app)
     }
 
@@ -57,14 +57,14 @@ impl RouteTable {
     }
 }
 
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
+/// True when `path` is `base` or below it, by whole segments: `/admin`
+/// covers `/admin` and `/admin/x`, never `/administrator`; `/` covers all.
+/// The one rule for app prefixes, access rules and RelayState alike.
+pub fn under(path: &str, base: &str) -> bool {
+    base == "/"
+        || path
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Splits `host[:port]` or `[v6][:port]`; `None` when the port is not a number.
@@ -95,6 +95,14 @@ mod tests {
         t.insert("apps.test", 443, "/wiki/admin", 2);
         t.insert("apps.test", 8443, "/", 3);
         t
+    }
+
+    #[test]
+    fn paths_match_whole_segments() {
+        assert!(under("/admin", "/admin"));
+        assert!(under("/admin/x", "/admin"));
+        assert!(!under("/administrator", "/admin"));
+        assert!(under("/anything", "/"));
     }
 
     #[test]

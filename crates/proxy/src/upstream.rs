@@ -88,7 +88,8 @@ impl HttpUpstream {
     pub fn new(
         app: &str,
         target: &UpstreamTarget,
-        public_prefix: &str,
+        // The app's base path (`""` for `/`): what the public path loses.
+        public_base_path: &str,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Self, Error> {
@@ -120,11 +121,7 @@ impl HttpUpstream {
             scheme,
             authority,
             base_path: target.base_path.clone(),
-            public_prefix_len: if public_prefix == "/" {
-                0
-            } else {
-                public_prefix.len()
-            },
+            public_prefix_len: public_base_path.len(),
             response_timeout,
         })
     }

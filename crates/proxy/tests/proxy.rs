@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use http::{header, Request, StatusCode, Version};
-use portcullis_proxy::Gateway;
+use portcullis_proxy::Server;
 use test_support::{Backend, Client, Pki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Harness {
-    gateway: Gateway,
+    gateway: Server,
     pki: Pki,
     _dir: tempfile::TempDir,
 }
@@ -43,7 +43,7 @@ access_log = false
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).expect("write config");
         let config = portcullis_config::load(&path).unwrap_or_else(|p| panic!("{p}"));
-        let gateway = Gateway::start(&config, portcullis_proxy::LocalApps::default())
+        let gateway = Server::start(&config, portcullis_proxy::Services::default())
             .await
             .expect("start gateway");
         Harness {

@@ -109,6 +109,27 @@ pub enum Error {
 }
 
 impl Error {
+    /// The category as a stable word, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Size { .. } => "size",
+            Self::Xml(_) => "xml",
+            Self::Binding(_) => "binding",
+            Self::Signature(_) => "signature",
+            Self::Replay { .. } => "replay",
+            Self::ReplayCacheFull => "replay_cache_full",
+            Self::Condition(_) => "condition",
+            Self::Status { .. } => "status",
+            Self::Audience => "audience",
+            Self::Destination { .. } => "destination",
+            Self::Issuer { .. } => "issuer",
+            Self::InResponseTo { .. } => "in_response_to",
+            Self::Unsupported(_) => "unsupported",
+            Self::Key(_) => "key",
+            Self::Build(_) => "build",
+        }
+    }
+
     pub(crate) fn xml(reason: impl fmt::Display) -> Self {
         Self::Xml(reason.to_string())
     }

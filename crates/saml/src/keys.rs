@@ -110,6 +110,28 @@ impl SigningKey {
         Ok((rsa.n().to_vec(), rsa.e().to_vec()))
     }
 
+    /// The public key as a JWKS document with one RS256 signing key, and its
+    /// key id. The kid is derived from the public key, so it changes with
+    /// the key and a verifier never mixes up two generations.
+    pub fn jwks(&self) -> Result<Jwks> {
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let (n, e) = self.rsa_public_numbers()?;
+        let digest = openssl::sha::sha256(&[n.as_slice(), e.as_slice()].concat());
+        let kid = b64(&digest[..16]);
+        let document = serde_json::json!({
+            "keys": [{
+                "kty": "RSA",
+                "use": "sig",
+                "alg": "RS256",
+                "kid": kid,
+                "n": b64(&n),
+                "e": b64(&e),
+            }]
+        });
+        Ok(Jwks { kid, document })
+    }
+
     /// Private key as PKCS#1 DER — the format samael's xmlsec signer loads
     /// (and what JWT signing takes).
     pub fn rsa_key_der(&self) -> Result<Vec<u8>> {
@@ -118,6 +140,13 @@ impl SigningKey {
             .and_then(|r| r.private_key_to_der())
             .map_err(Error::key)
     }
+}
+
+/// A key's public half for JWT verifiers (`/oauth2/v1/keys`, `/_portcullis/jwks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jwks {
+    pub kid: String,
+    pub document: serde_json::Value,
 }
 
 /// Parse a PEM or DER X.509 certificate into the DER form the verifier pins.

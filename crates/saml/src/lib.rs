@@ -17,6 +17,7 @@ pub mod keys;
 pub mod logout;
 mod metadata;
 pub mod peer;
+pub mod peer_logout;
 pub mod replay;
 pub mod sp;
 mod xml_guard;
@@ -29,7 +30,7 @@ pub use idp::{
     IssuedResponse, NameIdFormat, ParsedAuthnRequest, ResponseParams, StatusParams, StatusResponse,
     STATUS_NO_PASSIVE, STATUS_REQUESTER, STATUS_REQUEST_DENIED, STATUS_RESPONDER,
 };
-pub use keys::{cert_der_from_pem, SigningKey};
+pub use keys::{cert_der_from_pem, Jwks, SigningKey};
 pub use logout::{
     build_logout_request_post, build_logout_request_redirect, build_logout_response_post,
     build_logout_response_redirect, parse_logout_request_post, parse_logout_request_redirect,
@@ -37,6 +38,7 @@ pub use logout::{
     LogoutResponseParams, LogoutStatus, ParsedLogoutRequest, ParsedLogoutResponse, PostMessage,
 };
 pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};
+pub use peer_logout::{verify_logout_message, LogoutBinding, LogoutExpectations, LogoutMessage};
 pub use replay::ReplayCache;
 pub use sp::{
     build_redirect_authn_request, sp_metadata_xml, verify_response, AuthnRequestParams,

@@ -3,4 +3,5 @@
 
 mod authn_request_and_metadata;
 mod logout;
+mod peer_logout;
 mod response_verification;

@@ -1,4 +1,4 @@
-//! Start, reload and drain. Owns the listeners, the worker threads and the
+//! The running proxy: start, reload and drain. Owns the listeners, the worker threads and the
 //! connection tracker; see `REQUEST_PATH.md` for the lifecycle.
 //!
 //! Thread-per-core: each worker is an OS thread running a single-threaded
@@ -22,10 +22,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::{self, Limits, Role};
 use crate::error::Error;
-use crate::local::LocalApps;
+use crate::local::Services;
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::pipeline::Shared;
-use crate::plan::Plan;
+use crate::plan::{AuthPhases, Plan};
 use crate::tls;
 
 /// Pending connections the kernel queues per listener.
@@ -110,10 +110,10 @@ struct Common {
     draining: watch::Receiver<bool>,
 }
 
-/// A running gateway.
-pub struct Gateway {
+/// A running proxy: its listeners, workers and plans.
+pub struct Server {
     workers: Vec<Arc<Shared>>,
-    locals: LocalApps,
+    services: Services,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     common: Common,
@@ -150,10 +150,10 @@ fn bind(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), Error> 
     Ok((listener, local))
 }
 
-impl Gateway {
+impl Server {
     /// Binds every listener and starts the workers. Must be called inside a
     /// Tokio runtime (used only to create the sockets).
-    pub async fn start(config: &Config, locals: LocalApps) -> Result<Gateway, Error> {
+    pub async fn start(config: &Config, services: Services) -> Result<Server, Error> {
         let metrics = Metrics::new(config.server.workers);
         let ready = Arc::new(AtomicBool::new(false));
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
@@ -199,10 +199,13 @@ impl Gateway {
             listeners.push((listener, Role::Admin));
         }
 
+        let phases = compile_auth(config, &services)?;
         let mut workers = Vec::with_capacity(config.server.workers);
         for index in 0..config.server.workers {
             let shared = Arc::new(Shared {
-                plan: ArcSwap::from_pointee(Plan::compile(config, &metrics, &locals, index)?),
+                plan: ArcSwap::from_pointee(Plan::compile(
+                    config, &metrics, &services, &phases, index,
+                )?),
                 metrics: metrics.clone(),
                 ready: ready.clone(),
             });
@@ -228,9 +231,9 @@ impl Gateway {
             workers = config.server.workers,
             "gateway listening"
         );
-        Ok(Gateway {
+        Ok(Server {
             workers,
-            locals,
+            services,
             metrics,
             ready,
             common,
@@ -264,11 +267,14 @@ impl Gateway {
     }
 
     fn try_reload(&self, config: &Config) -> Result<(), Error> {
+        let phases = compile_auth(config, &self.services)?;
         let plans = self
             .workers
             .iter()
             .enumerate()
-            .map(|(worker, _)| Plan::compile(config, &self.metrics, &self.locals, worker))
+            .map(|(worker, _)| {
+                Plan::compile(config, &self.metrics, &self.services, &phases, worker)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
         let configured = (
@@ -312,10 +318,29 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Every app's auth phase, compiled once for all workers.
+fn compile_auth(config: &Config, services: &Services) -> Result<AuthPhases, Error> {
+    let mut phases = AuthPhases::new();
+    for app in config.apps.iter().filter(|app| app.auth.is_some()) {
+        let provider = services.auth.as_ref().ok_or_else(|| Error::App {
+            app: app.name.clone(),
+            reason: "auth is set but no auth provider was wired in".into(),
+        })?;
+        let phase = provider
+            .compile(config, app)
+            .map_err(|source| Error::Auth {
+                app: app.name.clone(),
+                source,
+            })?;
+        phases.insert(app.name.clone(), phase);
+    }
+    Ok(phases)
 }
 
 fn spawn_worker(

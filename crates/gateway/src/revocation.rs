@@ -1,4 +1,6 @@
-//! Universal Logout at the gateway: `POST {prefix}/_portcullis/global-token-revocation`.
+//! Universal Logout at the gateway (the revocation receiver):
+//! `POST {prefix}/_portcullis/global-token-revocation`, and the same
+//! verification for tokens the embedded IdP hands over in-process.
 //!
 //! The caller is an IdP the app trusts. Its request carries
 //! `Authorization: Bearer <JWT>` — RS256, signed by a key in that IdP's
@@ -10,19 +12,24 @@
 //!
 //! Status codes: 204 revoked, 400 malformed body, 401 token refused,
 //! 404 no session for that subject, 422 subject format not supported.
-//! The embedded IdP delivers through [`revoke`] in-process; the HTTP
-//! endpoint is the same function behind a body limit.
+//! The embedded IdP delivers through [`Revocations::revoke`] in-process;
+//! the HTTP endpoint ([`endpoint`]) is the same function behind a body limit.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::StatusCode;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use portcullis_proxy::{ProxyBody, RequestFacts};
 use serde::Deserialize;
 
-use crate::session::{Session, SessionStore};
+use crate::plan::AppPlan;
+use crate::session::{EndReason, Session, SessionStore};
 
 /// A token must not be older than this (its `iat`), whatever its `exp`.
 const MAX_TOKEN_AGE: Duration = Duration::from_secs(10 * 60);
@@ -32,7 +39,7 @@ const JTI_CAPACITY: usize = 100_000;
 
 /// Why a revocation was refused; `status()` is what the caller gets.
 #[derive(Debug, thiserror::Error)]
-pub enum GtrError {
+pub enum RevocationError {
     #[error("missing or malformed Authorization: Bearer token")]
     NoToken,
     #[error("token refused: {0}")]
@@ -51,48 +58,59 @@ pub enum GtrError {
     NotEnabled,
 }
 
-impl GtrError {
+impl RevocationError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GtrError::NoToken
-            | GtrError::Token(_)
-            | GtrError::Replayed(_)
-            | GtrError::ReplayCacheFull => StatusCode::UNAUTHORIZED,
-            GtrError::Body(_) => StatusCode::BAD_REQUEST,
-            GtrError::Subject(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            GtrError::UnknownSubject | GtrError::NotEnabled => StatusCode::NOT_FOUND,
+            RevocationError::NoToken
+            | RevocationError::Token(_)
+            | RevocationError::Replayed(_)
+            | RevocationError::ReplayCacheFull => StatusCode::UNAUTHORIZED,
+            RevocationError::Body(_) => StatusCode::BAD_REQUEST,
+            RevocationError::Subject(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RevocationError::UnknownSubject | RevocationError::NotEnabled => StatusCode::NOT_FOUND,
         }
     }
 
     /// A stable word for logs and the JSON error body.
     pub fn kind(&self) -> &'static str {
         match self {
-            GtrError::NoToken => "no_token",
-            GtrError::Token(_) => "invalid_token",
-            GtrError::Replayed(_) => "replayed_token",
-            GtrError::ReplayCacheFull => "replay_cache_full",
-            GtrError::Body(_) => "invalid_request",
-            GtrError::Subject(_) => "unsupported_subject",
-            GtrError::UnknownSubject => "unknown_subject",
-            GtrError::NotEnabled => "not_enabled",
+            RevocationError::NoToken => "no_token",
+            RevocationError::Token(_) => "invalid_token",
+            RevocationError::Replayed(_) => "replayed_token",
+            RevocationError::ReplayCacheFull => "replay_cache_full",
+            RevocationError::Body(_) => "invalid_request",
+            RevocationError::Subject(_) => "unsupported_subject",
+            RevocationError::UnknownSubject => "unknown_subject",
+            RevocationError::NotEnabled => "not_enabled",
         }
     }
 }
 
 /// The IdP an app accepts Universal Logout from: its issuer and keys.
-pub struct GtrTrust {
+pub struct RevocationTrust {
     pub issuer: String,
     keys: JwkSet,
 }
 
-impl GtrTrust {
-    pub fn from_jwks_json(issuer: impl Into<String>, jwks: &str) -> Result<GtrTrust, String> {
-        let keys: JwkSet =
-            serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
+/// Why a JWKS document cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("not a JWKS document: {0}")]
+    NotJwks(#[from] serde_json::Error),
+    #[error("the JWKS holds no key")]
+    Empty,
+}
+
+impl RevocationTrust {
+    pub fn from_jwks_json(
+        issuer: impl Into<String>,
+        jwks: &str,
+    ) -> Result<RevocationTrust, TrustError> {
+        let keys: JwkSet = serde_json::from_str(jwks)?;
         if keys.keys.is_empty() {
-            return Err("the JWKS holds no key".into());
+            return Err(TrustError::Empty);
         }
-        Ok(GtrTrust {
+        Ok(RevocationTrust {
             issuer: issuer.into(),
             keys,
         })
@@ -101,12 +119,12 @@ impl GtrTrust {
 
 /// `jti`s already used, each kept until its token expires.
 #[derive(Default)]
-pub struct JtiCache {
+struct JtiCache {
     seen: Mutex<HashMap<String, u64>>,
 }
 
 impl JtiCache {
-    fn take(&self, jti: &str, exp: u64, now: u64) -> Result<(), GtrError> {
+    fn take(&self, jti: &str, exp: u64, now: u64) -> Result<(), RevocationError> {
         let mut seen = self
             .seen
             .lock()
@@ -114,11 +132,11 @@ impl JtiCache {
         if seen.len() >= JTI_CAPACITY {
             seen.retain(|_, until| *until + CLOCK_SKEW >= now);
             if seen.len() >= JTI_CAPACITY {
-                return Err(GtrError::ReplayCacheFull);
+                return Err(RevocationError::ReplayCacheFull);
             }
         }
         if seen.contains_key(jti) {
-            return Err(GtrError::Replayed(jti.to_string()));
+            return Err(RevocationError::Replayed(jti.to_string()));
         }
         seen.insert(jti.to_string(), exp);
         Ok(())
@@ -165,20 +183,21 @@ fn unix_now() -> u64 {
 }
 
 /// Checks the bearer token of a revocation aimed at `audience`.
-pub fn verify_token(
-    trust: &GtrTrust,
+fn verify_token(
+    trust: &RevocationTrust,
     authorization: Option<&str>,
     audience: &str,
     jtis: &JtiCache,
-) -> Result<(), GtrError> {
+) -> Result<(), RevocationError> {
     let token = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or(GtrError::NoToken)?;
-    let header = jsonwebtoken::decode_header(token).map_err(|e| GtrError::Token(e.to_string()))?;
+        .ok_or(RevocationError::NoToken)?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| RevocationError::Token(e.to_string()))?;
     if header.alg != Algorithm::RS256 {
-        return Err(GtrError::Token(format!(
+        return Err(RevocationError::Token(format!(
             "algorithm {:?} is not RS256",
             header.alg
         )));
@@ -188,33 +207,34 @@ pub fn verify_token(
         None if trust.keys.keys.len() == 1 => trust.keys.keys.first(),
         None => None,
     }
-    .ok_or_else(|| GtrError::Token("no trusted key matches the token's kid".into()))?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| GtrError::Token(e.to_string()))?;
+    .ok_or_else(|| RevocationError::Token("no trusted key matches the token's kid".into()))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| RevocationError::Token(e.to_string()))?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[trust.issuer.as_str()]);
     validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
     validation.leeway = CLOCK_SKEW;
     let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-        .map_err(|e| GtrError::Token(e.to_string()))?
+        .map_err(|e| RevocationError::Token(e.to_string()))?
         .claims;
     let now = unix_now();
     if claims.iat > now + CLOCK_SKEW {
-        return Err(GtrError::Token("issued in the future".into()));
+        return Err(RevocationError::Token("issued in the future".into()));
     }
     if now.saturating_sub(claims.iat) > MAX_TOKEN_AGE.as_secs() {
-        return Err(GtrError::Token("issued too long ago".into()));
+        return Err(RevocationError::Token("issued too long ago".into()));
     }
     let jti = claims
         .jti
         .filter(|j| !j.is_empty())
-        .ok_or_else(|| GtrError::Token("no jti".into()))?;
+        .ok_or_else(|| RevocationError::Token("no jti".into()))?;
     jtis.take(&jti, claims.exp, now)
 }
 
 /// Parses the revocation body.
-pub fn parse_subject(body: &[u8]) -> Result<Subject, GtrError> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| GtrError::Body(e.to_string()))?;
+fn parse_subject(body: &[u8]) -> Result<Subject, RevocationError> {
+    let body: Body =
+        serde_json::from_slice(body).map_err(|e| RevocationError::Body(e.to_string()))?;
     let field = |name: &str| {
         body.sub_id
             .get(name)
@@ -225,40 +245,181 @@ pub fn parse_subject(body: &[u8]) -> Result<Subject, GtrError> {
     match field("format").as_deref() {
         Some("email") => field("email")
             .map(Subject::Email)
-            .ok_or_else(|| GtrError::Subject("email format without email".into())),
+            .ok_or_else(|| RevocationError::Subject("email format without email".into())),
         Some("iss_sub") => match (field("iss"), field("sub")) {
             (Some(iss), Some(sub)) => Ok(Subject::IssSub { iss, sub }),
-            _ => Err(GtrError::Subject("iss_sub format needs iss and sub".into())),
+            _ => Err(RevocationError::Subject(
+                "iss_sub format needs iss and sub".into(),
+            )),
         },
-        Some(other) => Err(GtrError::Subject(format!("format {other:?}"))),
-        None => Err(GtrError::Body("sub_id.format is missing".into())),
+        Some(other) => Err(RevocationError::Subject(format!("format {other:?}"))),
+        None => Err(RevocationError::Body("sub_id.format is missing".into())),
     }
 }
 
 /// Verifies, then ends the subject's sessions in every app; returns them.
-pub fn revoke(
-    trust: Option<&GtrTrust>,
+fn revoke(
+    trust: Option<&RevocationTrust>,
     authorization: Option<&str>,
     audience: &str,
     body: &[u8],
     jtis: &JtiCache,
     sessions: &SessionStore,
-) -> Result<Vec<Session>, GtrError> {
-    let trust = trust.ok_or(GtrError::NotEnabled)?;
+) -> Result<Vec<Session>, RevocationError> {
+    let trust = trust.ok_or(RevocationError::NotEnabled)?;
     verify_token(trust, authorization, audience, jtis)?;
     let subject = parse_subject(body)?;
     if let Subject::IssSub { iss, .. } = &subject {
         if *iss != trust.issuer {
-            return Err(GtrError::Subject(format!(
+            return Err(RevocationError::Subject(format!(
                 "iss {iss:?} is not the token's issuer"
             )));
         }
     }
     let ended = sessions.end_where(|s| subject.matches(s));
     if ended.is_empty() {
-        return Err(GtrError::UnknownSubject);
+        return Err(RevocationError::UnknownSubject);
     }
     Ok(ended)
+}
+
+/// Revocation bodies are small JSON; anything over this is refused unread.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// What revocation needs across apps: whom each app trusts, the `jti`s
+/// already used, and the sessions to end.
+pub struct Revocations {
+    /// The Universal Logout issuer each app trusts, by app name.
+    trust: HashMap<String, Arc<RevocationTrust>>,
+    jtis: JtiCache,
+    sessions: Arc<SessionStore>,
+}
+
+impl Revocations {
+    pub(crate) fn new(
+        trust: HashMap<String, Arc<RevocationTrust>>,
+        sessions: Arc<SessionStore>,
+    ) -> Self {
+        Revocations {
+            trust,
+            jtis: JtiCache::default(),
+            sessions,
+        }
+    }
+
+    /// Verifies a revocation aimed at `app`'s endpoint (`audience`) and ends
+    /// the subject's sessions in every app; logs every outcome. Shared by
+    /// the HTTP endpoint and the embedded IdP's in-process delivery.
+    pub fn revoke(
+        &self,
+        app: &str,
+        audience: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+        request_id: Option<&str>,
+    ) -> Result<usize, RevocationError> {
+        let trust = self.trust.get(app).map(|t| &**t);
+        match revoke(
+            trust,
+            authorization,
+            audience,
+            body,
+            &self.jtis,
+            &self.sessions,
+        ) {
+            Ok(ended) => {
+                for session in &ended {
+                    crate::logout::log_ended(session, EndReason::UniversalLogout, request_id);
+                }
+                tracing::info!(
+                    request.id = request_id,
+                    app,
+                    sessions = ended.len(),
+                    "global token revocation accepted"
+                );
+                Ok(ended.len())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    request.id = request_id,
+                    app,
+                    error.kind = e.kind(),
+                    error.detail = %e,
+                    "global token revocation refused"
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `POST {prefix}/_portcullis/global-token-revocation`.
+pub(crate) async fn endpoint(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match Limited::new(request.into_body(), BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let status = if e.is::<LengthLimitError>() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return reply(facts, status, "invalid_request", "unreadable body");
+        }
+    };
+    match plan.shared.revocations.revoke(
+        &plan.name,
+        &plan.urls.revocation,
+        authorization.as_deref(),
+        &body,
+        Some(facts.request_id),
+    ) {
+        Ok(_) => {
+            let mut response = Response::new(ProxyBody::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        Err(e) => reply(facts, e.status(), e.kind(), &e.to_string()),
+    }
+}
+
+/// RFC 6750-style JSON error for the revocation endpoint.
+fn reply(
+    facts: &RequestFacts<'_>,
+    status: StatusCode,
+    code: &str,
+    detail: &str,
+) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "error": code,
+        "error_description": detail,
+        "errorId": facts.request_id,
+    });
+    let mut response = Response::new(ProxyBody::full(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    }
+    response
 }
 
 #[cfg(test)]
@@ -304,14 +465,14 @@ mod tests {
         assert!(cache.take("j1", now + 60, now).is_ok());
         assert!(matches!(
             cache.take("j1", now + 60, now),
-            Err(GtrError::Replayed(_))
+            Err(RevocationError::Replayed(_))
         ));
         assert!(cache.take("j2", now + 60, now).is_ok());
     }
 
     #[test]
     fn tokens_need_a_bearer_header() {
-        let trust = GtrTrust::from_jwks_json(
+        let trust = RevocationTrust::from_jwks_json(
             "https://idp.test",
             r#"{"keys":[{"kty":"RSA","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB","kid":"k1","alg":"RS256","use":"sig"}]}"#,
         )
@@ -327,6 +488,6 @@ mod tests {
                 verify_token(&trust, header, "https://app.test/x", &cache).expect_err("refused");
             assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{header:?}");
         }
-        assert!(GtrTrust::from_jwks_json("i", r#"{"keys":[]}"#).is_err());
+        assert!(RevocationTrust::from_jwks_json("i", r#"{"keys":[]}"#).is_err());
     }
 }

@@ -4,16 +4,13 @@
 //! run: the strip-only pass of a request without a session, and copying the
 //! request's header map (what any proxy does once per request anyway).
 //!
-//! Run: `cargo bench -p portcullis-proxy --bench identity`
+//! Run: `cargo bench -p portcullis-gateway --bench identity`
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
-use portcullis_proxy::{
-    AcsError, AuthnRedirect, Identity, IdentityPlan, NewSession, SamlSp, SessionStore, SloInput,
-    SloMessage,
-};
+use portcullis_gateway::{IdentityPlan, NewSession, SessionStore};
 
 const CONFIG: &str = r#"
 [server]
@@ -49,47 +46,6 @@ name = "roles"
 encoding = "url"
 "#;
 
-/// Never asked for anything here: the plan has no identity JWT.
-struct NoSp;
-
-impl SamlSp for NoSp {
-    fn metadata(&self) -> Result<String, String> {
-        Err("unused".into())
-    }
-    fn authn_request(&self, _: &str) -> Result<AuthnRedirect, String> {
-        Err("unused".into())
-    }
-    fn verify(&self, _: &str, _: Option<&str>) -> Result<Identity, AcsError> {
-        Err(AcsError {
-            kind: "unused",
-            detail: String::new(),
-        })
-    }
-    fn logout_request(
-        &self,
-        _: &str,
-        _: Option<&str>,
-        _: &str,
-    ) -> Option<Result<AuthnRedirect, String>> {
-        None
-    }
-    fn slo_message(&self, _: SloInput<'_>) -> Result<SloMessage, AcsError> {
-        Err(AcsError {
-            kind: "unused",
-            detail: String::new(),
-        })
-    }
-    fn logout_response(&self, _: &str, _: bool, _: Option<&str>) -> Option<Result<String, String>> {
-        None
-    }
-    fn sign_identity(&self, _: &serde_json::Value) -> Result<String, String> {
-        Err("unused".into())
-    }
-    fn jwks(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-}
-
 fn request_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in [
@@ -110,7 +66,11 @@ fn identity(c: &mut Criterion) {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gateway.toml");
     let config = portcullis_config::parse(CONFIG, &base).expect("bench config");
     let auth = config.apps[0].auth.as_ref().expect("saml app");
-    let plan = IdentityPlan::new(auth, "https://app.bench.test".into()).expect("plan");
+    // The plan has no identity JWT, so nothing ever asks for a signer.
+    let plan = IdentityPlan::new(auth, "https://app.bench.test".into(), || {
+        unreachable!("no identity JWT configured")
+    })
+    .expect("plan");
     let store = SessionStore::default();
     let token = store.create(
         NewSession {
@@ -140,14 +100,14 @@ fn identity(c: &mut Criterion) {
     group.bench_function("strip_only_no_session", |b| {
         b.iter(|| {
             let mut h = headers.clone();
-            plan.apply(None, &NoSp, &mut h).expect("apply");
+            plan.apply(None, &mut h).expect("apply");
             h
         })
     });
     group.bench_function("inject_five_values", |b| {
         b.iter(|| {
             let mut h = headers.clone();
-            plan.apply(Some(&session), &NoSp, &mut h).expect("apply");
+            plan.apply(Some(&session), &mut h).expect("apply");
             h
         })
     });

@@ -15,31 +15,79 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::error::Error;
+use portcullis_config::{Config, Upstream};
+use portcullis_proxy::X_PORTCULLIS_USER;
+
+use crate::error::{BuildError, BuildProblem};
 use crate::session::{Session, SessionStore};
-use crate::sso::X_PORTCULLIS_USER;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One app's hook.
-pub struct BackendLogout {
-    pub app: String,
-    pub url: Uri,
+pub(crate) struct BackendLogout {
+    app: String,
+    url: Uri,
     /// Extra trust anchor for an https hook (the app's `upstream_ca`).
-    pub ca: Option<std::path::PathBuf>,
+    ca: Option<std::path::PathBuf>,
 }
 
 type HookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
+/// Every app's `backend_logout_url`, with the app's upstream CA.
+pub(crate) fn hooks(config: &Config) -> Result<Vec<BackendLogout>, Vec<BuildError>> {
+    let mut hooks = Vec::new();
+    let mut errors = Vec::new();
+    for (index, app) in config.apps.iter().enumerate() {
+        let Some(url) = app
+            .auth
+            .as_ref()
+            .and_then(|a| a.backend_logout_url.as_ref())
+        else {
+            continue;
+        };
+        let ca = match &app.upstream {
+            Upstream::Http(target) => target.ca.clone(),
+            Upstream::Builtin(_) => None,
+        };
+        match url.parse() {
+            Ok(url) => hooks.push(BackendLogout {
+                app: app.name.clone(),
+                url,
+                ca,
+            }),
+            Err(source) => errors.push(BuildError {
+                app: app.name.clone(),
+                key: format!("app[{index}].backend_logout_url"),
+                problem: BuildProblem::BackendLogoutUrl {
+                    url: url.clone(),
+                    source,
+                },
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(hooks)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Starts the background caller; returns at once.
-pub fn spawn(sessions: &SessionStore, hooks: Vec<BackendLogout>) -> Result<(), Error> {
+pub(crate) fn spawn(
+    sessions: &SessionStore,
+    hooks: Vec<BackendLogout>,
+) -> Result<(), portcullis_proxy::Error> {
     if hooks.is_empty() {
         return Ok(());
     }
     let mut by_app: HashMap<String, (Uri, HookClient)> = HashMap::new();
     for hook in hooks {
-        let connector =
-            crate::tls::upstream_connector(&hook.app, hook.ca.as_deref(), None, CALL_TIMEOUT)?;
+        let connector = portcullis_proxy::upstream_connector(
+            &hook.app,
+            hook.ca.as_deref(),
+            None,
+            CALL_TIMEOUT,
+        )?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
         by_app.insert(hook.app, (hook.url, client));
     }

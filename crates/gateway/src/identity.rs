@@ -13,22 +13,59 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use portcullis_config::{
     AppAuth, InjectRule, InjectSource, InjectTarget, MultiValue, ValueEncoding,
 };
+use portcullis_proxy::{cookie, EnhanceError, X_PORTCULLIS_USER};
+use portcullis_saml::SigningKey;
 
 use crate::session::Session;
-use crate::sso::{SamlSp, X_PORTCULLIS_USER};
 
-/// Why the identity could not be sent.
+/// Why an app's injection rules could not be compiled (at start or reload).
 #[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    #[error("injected identity is {bytes} bytes, over the app's limit of {limit}")]
-    TooLarge { bytes: usize, limit: usize },
-    #[error("signing the identity token failed: {0}")]
-    Jwt(String),
+pub enum IdentityConfigError {
+    #[error("inject {name}: environment variable {var}: {source}")]
+    Env {
+        name: String,
+        var: String,
+        source: std::env::VarError,
+    },
+    #[error("inject {name}: {path}: {source}")]
+    File {
+        name: String,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {name}: not a valid header name")]
+    HeaderName { what: &'static str, name: String },
+    #[error("identity token key: {0}")]
+    Key(portcullis_saml::Error),
+}
+
+/// Signs the identity JWT with the app's SP key (published at
+/// `/_portcullis/jwks` under `kid`).
+pub struct IdentitySigner {
+    key: jsonwebtoken::EncodingKey,
+    kid: String,
+}
+
+impl IdentitySigner {
+    pub fn new(key: &SigningKey) -> Result<IdentitySigner, IdentityConfigError> {
+        let der = key.rsa_key_der().map_err(IdentityConfigError::Key)?;
+        let kid = key.jwks().map_err(IdentityConfigError::Key)?.kid;
+        Ok(IdentitySigner {
+            key: jsonwebtoken::EncodingKey::from_rsa_der(&der),
+            kid,
+        })
+    }
+
+    fn sign(&self, claims: &serde_json::Value) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key)
+    }
 }
 
 enum Value {
@@ -55,19 +92,30 @@ struct Rule {
 pub struct IdentityPlan {
     rules: Vec<Rule>,
     max_bytes: usize,
-    jwt_header: Option<HeaderName>,
+    /// The identity JWT's header, and what signs it.
+    jwt: Option<(HeaderName, IdentitySigner)>,
     /// The app's public URL: the JWT's audience.
     audience: String,
 }
 
-fn read_secret(source: &InjectSource) -> Result<Option<String>, String> {
+fn read_secret(name: &str, source: &InjectSource) -> Result<Option<String>, IdentityConfigError> {
     match source {
-        InjectSource::Env(var) => std::env::var(var)
-            .map(Some)
-            .map_err(|e| format!("environment variable {var}: {e}")),
+        InjectSource::Env(var) => {
+            std::env::var(var)
+                .map(Some)
+                .map_err(|source| IdentityConfigError::Env {
+                    name: name.to_string(),
+                    var: var.clone(),
+                    source,
+                })
+        }
         InjectSource::File(path) => std::fs::read_to_string(path)
             .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
-            .map_err(|e| format!("{}: {e}", path.display())),
+            .map_err(|source| IdentityConfigError::File {
+                name: name.to_string(),
+                path: path.clone(),
+                source,
+            }),
         InjectSource::Static(value) => Ok(Some(value.clone())),
         _ => Ok(None),
     }
@@ -75,23 +123,33 @@ fn read_secret(source: &InjectSource) -> Result<Option<String>, String> {
 
 impl IdentityPlan {
     /// Compiles the rules; secrets are read now, so a missing one stops the
-    /// start (or the reload) with its name.
-    pub fn new(auth: &AppAuth, audience: String) -> Result<IdentityPlan, String> {
+    /// start (or the reload) with its name. `signer` signs the identity JWT
+    /// when the app asks for one.
+    pub fn new(
+        auth: &AppAuth,
+        audience: String,
+        signer: impl FnOnce() -> Result<IdentitySigner, IdentityConfigError>,
+    ) -> Result<IdentityPlan, IdentityConfigError> {
         let mut rules = Vec::new();
         for rule in &auth.inject {
             rules.push(compile(rule)?);
         }
-        let jwt_header = match &auth.identity_jwt_header {
-            Some(name) => Some(
-                HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|e| format!("identity_jwt_header {name}: {e}"))?,
-            ),
+        let jwt = match &auth.identity_jwt_header {
+            Some(name) => Some((
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    IdentityConfigError::HeaderName {
+                        what: "identity_jwt_header",
+                        name: name.clone(),
+                    }
+                })?,
+                signer()?,
+            )),
             None => None,
         };
         Ok(IdentityPlan {
             rules,
             max_bytes: auth.max_identity_bytes,
-            jwt_header,
+            jwt,
             audience,
         })
     }
@@ -101,11 +159,10 @@ impl IdentityPlan {
     pub fn apply(
         &self,
         session: Option<&Session>,
-        sp: &dyn SamlSp,
         headers: &mut HeaderMap,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), EnhanceError> {
         headers.remove(&X_PORTCULLIS_USER);
-        if let Some(jwt) = &self.jwt_header {
+        if let Some((jwt, _)) = &self.jwt {
             headers.remove(jwt);
         }
         for rule in &self.rules {
@@ -115,7 +172,7 @@ impl IdentityPlan {
         }
         let mut cookies = client_cookies(headers, &self.rules);
         let Some(session) = session else {
-            set_cookie_header(headers, &cookies);
+            cookie::set(headers, &cookies);
             return Ok(());
         };
         let mut injected: Vec<(HeaderName, HeaderValue)> = Vec::new();
@@ -140,15 +197,15 @@ impl IdentityPlan {
                 _ => cookies.push(format!("{}={value}", rule.name)),
             }
         }
-        if let Some(name) = &self.jwt_header {
-            let token = self.identity_jwt(session, sp)?;
+        if let Some((name, signer)) = &self.jwt {
+            let token = self.identity_jwt(session, signer)?;
             bytes += name.as_str().len() + token.len();
-            let value =
-                HeaderValue::from_str(&token).map_err(|e| IdentityError::Jwt(e.to_string()))?;
+            let value = HeaderValue::from_str(&token)
+                .map_err(|e| EnhanceError::Unavailable(e.to_string()))?;
             injected.push((name.clone(), value));
         }
         if bytes > self.max_bytes {
-            return Err(IdentityError::TooLarge {
+            return Err(EnhanceError::TooLarge {
                 bytes,
                 limit: self.max_bytes,
             });
@@ -156,11 +213,15 @@ impl IdentityPlan {
         for (name, value) in injected {
             headers.insert(name, value);
         }
-        set_cookie_header(headers, &cookies);
+        cookie::set(headers, &cookies);
         Ok(())
     }
 
-    fn identity_jwt(&self, session: &Session, sp: &dyn SamlSp) -> Result<String, IdentityError> {
+    fn identity_jwt(
+        &self,
+        session: &Session,
+        signer: &IdentitySigner,
+    ) -> Result<String, EnhanceError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -177,24 +238,30 @@ impl IdentityPlan {
             "exp": now + 60,
             "jti": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
         });
-        sp.sign_identity(&claims).map_err(IdentityError::Jwt)
+        signer
+            .sign(&claims)
+            .map_err(|e| EnhanceError::Unavailable(format!("signing the identity token: {e}")))
     }
 }
 
-fn compile(rule: &InjectRule) -> Result<Rule, String> {
+fn compile(rule: &InjectRule) -> Result<Rule, IdentityConfigError> {
     let value = match &rule.source {
         InjectSource::NameId => Value::NameId,
         InjectSource::Attribute(name) => Value::Attribute(name.clone()),
         InjectSource::AuthTime => Value::AuthTime,
         InjectSource::Amr => Value::Amr,
         InjectSource::IdpSession => Value::IdpSession,
-        other => Value::Fixed(read_secret(other)?.unwrap_or_default()),
+        other => Value::Fixed(read_secret(&rule.name, other)?.unwrap_or_default()),
     };
     let header = match rule.target {
-        InjectTarget::Header => Some(
-            HeaderName::from_bytes(rule.name.as_bytes())
-                .map_err(|e| format!("inject {}: {e}", rule.name))?,
-        ),
+        InjectTarget::Header => {
+            Some(HeaderName::from_bytes(rule.name.as_bytes()).map_err(|_| {
+                IdentityConfigError::HeaderName {
+                    what: "inject",
+                    name: rule.name.clone(),
+                }
+            })?)
+        }
         InjectTarget::Cookie => None,
     };
     Ok(Rule {
@@ -269,28 +336,15 @@ fn dropped(rule: &Rule, app: &str, why: &'static str) {
 /// The client's cookies minus the ones the app's rules inject.
 fn client_cookies(headers: &HeaderMap, rules: &[Rule]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let name = pair.split('=').next().unwrap_or("").trim();
-            // Names compared without case: some backends read cookies that way.
-            let injected = rules
-                .iter()
-                .any(|r| r.target == InjectTarget::Cookie && r.name.eq_ignore_ascii_case(name));
-            if !injected && !out.iter().any(|p| p == pair) {
-                out.push(pair.to_string());
-            }
+    for (name, value) in cookie::pairs(headers) {
+        // Names compared without case: some backends read cookies that way.
+        let injected = rules
+            .iter()
+            .any(|r| r.target == InjectTarget::Cookie && r.name.eq_ignore_ascii_case(name));
+        let pair = format!("{name}={value}");
+        if !injected && !out.contains(&pair) {
+            out.push(pair);
         }
     }
     out
-}
-
-fn set_cookie_header(headers: &mut HeaderMap, cookies: &[String]) {
-    headers.remove(header::COOKIE);
-    if cookies.is_empty() {
-        return;
-    }
-    if let Ok(value) = HeaderValue::from_str(&cookies.join("; ")) {
-        headers.insert(header::COOKIE, value);
-    }
 }

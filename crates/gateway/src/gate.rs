@@ -1,0 +1,184 @@
+//! An app's auth phase, as the proxy runs it for every request:
+//!
+//! ```text
+//! {prefix}/_portcullis/*   → the gateway's own endpoints (endpoints.rs)
+//! otherwise: access rule for the path (longest match, default protected)
+//!   deny              → 403
+//!   public            → upstream (with the user, if a session exists)
+//!   no valid session  → page navigation: AuthnRequest (303 to the IdP); else 401 JSON
+//!   groups not met    → 403
+//!   else              → upstream, as the session's user
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderMap, HeaderName};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use portcullis_config::AccessPolicy;
+use portcullis_proxy::{
+    Admission, AuthPhase, EnhanceError, Gate, GateFuture, ProxyBody, RequestFacts, SessionEnd,
+};
+
+use crate::access::groups_allow;
+use crate::cookies::backend_cookie_expiry;
+use crate::endpoints;
+use crate::login;
+use crate::plan::AppPlan;
+use crate::reply;
+use crate::session::Session;
+
+static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+
+pub(crate) struct AppGate(pub(crate) Arc<AppPlan>);
+
+impl AuthPhase for AppGate {
+    fn gate<'a>(&'a self, request: Request<Incoming>, facts: RequestFacts<'a>) -> GateFuture<'a> {
+        Box::pin(gate(&self.0, request, facts))
+    }
+}
+
+async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFacts<'_>) -> Gate {
+    let path = app_path(plan, request.uri().path());
+    if path.starts_with(endpoints::PREFIX) {
+        return Gate::Respond(endpoints::answer(plan, &facts, &path, request).await);
+    }
+    let policy = plan.access.policy(&path);
+    if *policy == AccessPolicy::Deny {
+        return Gate::Respond(forbidden(plan, &facts, None, &path));
+    }
+    let token = plan.session_cookie.read(request.headers());
+    let session =
+        token.and_then(|token| plan.shared.sessions.get(&plan.name, token, Instant::now()));
+    match (policy, session) {
+        (AccessPolicy::Public, session) => admit(plan, request, session),
+        (_, Some(session)) if !groups_allow(policy, session.groups()) => {
+            Gate::Respond(forbidden(plan, &facts, Some(&session.user), &path))
+        }
+        (_, Some(session)) => admit(plan, request, Some(session)),
+        (_, None) => {
+            let mut response = if navigation(request.headers(), facts.json) {
+                login::start(plan, &facts, &request)
+            } else {
+                reply::error(
+                    &facts,
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "Sign-in required",
+                    "This request needs a signed-in session; open the application in a browser to sign in.",
+                )
+            };
+            // A cookie that names no live session: the session ended, so the
+            // backend's own session (ended by its logout hook) must go too.
+            if token.is_some() && plan.expire_backend_cookies {
+                let expired =
+                    backend_cookie_expiry(request.headers(), &plan.session_cookie.path, |name| {
+                        plan.is_gateway_cookie(name)
+                    });
+                reply::set_cookies(&mut response, &expired);
+            }
+            Gate::Respond(response)
+        }
+    }
+}
+
+/// The request path relative to the app's prefix (`/` at least).
+fn app_path(plan: &AppPlan, path: &str) -> String {
+    match path.strip_prefix(plan.base_path.as_str()) {
+        Some("") | None => "/".to_string(),
+        Some(rest) => rest.to_string(),
+    }
+}
+
+fn admit(plan: &Arc<AppPlan>, request: Request<Incoming>, session: Option<Session>) -> Gate {
+    Gate::Continue(
+        request,
+        Box::new(Admitted {
+            plan: plan.clone(),
+            session,
+        }),
+    )
+}
+
+/// A request on its way to the backend, in the session it runs in (if any).
+struct Admitted {
+    plan: Arc<AppPlan>,
+    session: Option<Session>,
+}
+
+impl Admission for Admitted {
+    fn enhance(&self, headers: &mut HeaderMap) -> Result<(), EnhanceError> {
+        self.plan.identity.apply(self.session.as_ref(), headers)
+    }
+
+    fn ended(&self) -> Option<SessionEnd> {
+        self.session
+            .as_ref()
+            .map(|session| Box::pin(session.ended()) as SessionEnd)
+    }
+
+    fn user(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.user.as_str())
+    }
+}
+
+/// A page navigation gets redirected to sign in; XHR, fetch and API calls
+/// get 401 instead (a redirect to an IdP page is useless to them).
+fn navigation(headers: &HeaderMap, json: bool) -> bool {
+    let is = |name: &HeaderName, value: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(value))
+    };
+    if json || is(&X_REQUESTED_WITH, "XMLHttpRequest") {
+        return false;
+    }
+    headers.get(&SEC_FETCH_MODE).is_none() || is(&SEC_FETCH_MODE, "navigate")
+}
+
+fn forbidden(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    user: Option<&str>,
+    path: &str,
+) -> Response<ProxyBody> {
+    tracing::warn!(
+        request.id = facts.request_id,
+        app = &*plan.name,
+        user = user.unwrap_or("-"),
+        http.path = path,
+        "access denied by the app's access rules"
+    );
+    reply::error(
+        facts,
+        StatusCode::FORBIDDEN,
+        "access_denied",
+        "Access denied",
+        "You are signed in, but this part of the application is not available to you.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn navigation_is_told_from_api_calls() {
+        let mut h = HeaderMap::new();
+        assert!(navigation(&h, false));
+        assert!(!navigation(&h, true));
+        h.insert(&SEC_FETCH_MODE, HeaderValue::from_static("cors"));
+        assert!(!navigation(&h, false));
+        h.insert(&SEC_FETCH_MODE, HeaderValue::from_static("navigate"));
+        assert!(navigation(&h, false));
+        h.insert(
+            &X_REQUESTED_WITH,
+            HeaderValue::from_static("XMLHttpRequest"),
+        );
+        assert!(!navigation(&h, false));
+    }
+}

@@ -1,0 +1,194 @@
+//! The SP side of every `auth = "saml"` app, built once at start: each app's
+//! SAML SP, whom each app takes Universal Logout from, and the state all
+//! apps share. It hands the proxy one auth phase per app (as the proxy's
+//! [`AuthProvider`]) at start and at every reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_config::{App, AppIdp, Config};
+use portcullis_proxy::auth::CompileError;
+use portcullis_proxy::{AuthPhase, AuthProvider, ClientLimit};
+
+use crate::backend_logout;
+use crate::error::{BuildError, BuildProblem};
+use crate::gate::AppGate;
+use crate::logout::log_ended;
+use crate::plan::AppPlan;
+use crate::revocation::{RevocationTrust, Revocations};
+use crate::session::{EndReason, SessionStore};
+use crate::shared::Shared;
+use crate::sp::AppSp;
+
+/// How often sessions nobody touches are looked at, so what they opened
+/// (tunnels, streams, backend sessions) ends on time.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The embedded IdP as a Universal Logout issuer: apps on it trust its key.
+#[derive(Debug, Clone)]
+pub struct EmbeddedIssuer {
+    /// The `iss` its tokens carry (its public URL).
+    pub issuer: String,
+    /// The JWKS it publishes at `/oauth2/v1/keys`.
+    pub jwks: serde_json::Value,
+}
+
+pub struct Gateway {
+    /// Built at start: adding SAML to an app (or changing its SP key) needs
+    /// a restart.
+    sps: HashMap<String, Arc<AppSp>>,
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// Builds the SP of every `auth` app; every problem is reported, not
+    /// just the first. `embedded` is the embedded IdP's signing JWKS, when
+    /// there is one.
+    pub fn build(
+        config: &Config,
+        embedded: Option<&EmbeddedIssuer>,
+    ) -> Result<Gateway, Vec<BuildError>> {
+        let mut errors = Vec::new();
+        let mut sps = HashMap::new();
+        let mut trust = HashMap::new();
+        for (index, app) in config.apps.iter().enumerate() {
+            let Some(auth) = &app.auth else { continue };
+            let fail = |key: &str, problem| BuildError {
+                app: app.name.clone(),
+                key: format!("app[{index}].{key}"),
+                problem,
+            };
+            match AppSp::build(config, auth) {
+                Ok(sp) => {
+                    sps.insert(app.name.clone(), Arc::new(sp));
+                }
+                Err(problem) => errors.push(fail("sp_signing_key", problem)),
+            }
+            match app_trust(auth, embedded) {
+                Ok(Some(t)) => {
+                    trust.insert(app.name.clone(), Arc::new(t));
+                }
+                Ok(None) => {}
+                Err(problem) => errors.push(fail("universal_logout_jwks_file", problem)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let sessions = Arc::new(SessionStore::default());
+        Ok(Gateway {
+            sps,
+            shared: Arc::new(Shared {
+                acs_limit: ClientLimit::per_minute(config.server.acs_per_minute),
+                revocations: Revocations::new(trust, sessions.clone()),
+                sessions,
+            }),
+        })
+    }
+
+    /// Checks every app's plan as a reload would compile it (for `check`).
+    pub fn check(&self, config: &Config) -> Result<(), Vec<BuildError>> {
+        let errors: Vec<BuildError> = config
+            .apps
+            .iter()
+            .enumerate()
+            .filter(|(_, app)| app.auth.is_some())
+            .filter_map(|(index, app)| {
+                self.plan(config, app).err().map(|problem| BuildError {
+                    app: app.name.clone(),
+                    key: format!("app[{index}]"),
+                    problem,
+                })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Universal Logout verification, for the embedded IdP's in-process
+    /// delivery.
+    pub fn revocations(&self) -> &Revocations {
+        &self.shared.revocations
+    }
+
+    /// Background upkeep on the caller's runtime: the session sweeper and
+    /// the backend logout hooks.
+    pub fn spawn_upkeep(&self, config: &Config) -> Result<(), Vec<BuildError>> {
+        let hooks = backend_logout::hooks(config)?;
+        backend_logout::spawn(&self.shared.sessions, hooks).map_err(|e| {
+            vec![BuildError {
+                app: String::new(),
+                key: "app".into(),
+                problem: BuildProblem::BackendLogoutClient(e),
+            }]
+        })?;
+        let sessions = Arc::downgrade(&self.shared.sessions);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let Some(sessions) = sessions.upgrade() else {
+                    return;
+                };
+                for session in sessions.sweep(std::time::Instant::now()) {
+                    log_ended(&session, EndReason::Expired, None);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn plan(&self, config: &Config, app: &App) -> Result<AppPlan, BuildProblem> {
+        let auth = app.auth.as_ref().ok_or(BuildProblem::NotBuiltAtStart)?;
+        let sp = self
+            .sps
+            .get(&app.name)
+            .cloned()
+            .ok_or(BuildProblem::NotBuiltAtStart)?;
+        AppPlan::compile(config, app, auth, sp, self.shared.clone())
+    }
+}
+
+impl AuthProvider for Gateway {
+    fn compile(&self, config: &Config, app: &App) -> Result<Arc<dyn AuthPhase>, CompileError> {
+        let plan = self.plan(config, app)?;
+        Ok(Arc::new(AppGate(Arc::new(plan))))
+    }
+}
+
+/// The issuer an app takes Universal Logout from: the embedded IdP for
+/// apps on it, the configured JWKS file for apps on an external IdP.
+fn app_trust(
+    auth: &portcullis_config::AppAuth,
+    embedded: Option<&EmbeddedIssuer>,
+) -> Result<Option<RevocationTrust>, BuildProblem> {
+    match &auth.idp {
+        AppIdp::Embedded => match embedded {
+            Some(idp) => RevocationTrust::from_jwks_json(idp.issuer.clone(), &idp.jwks.to_string())
+                .map(Some)
+                .map_err(BuildProblem::EmbeddedJwks),
+            None => Ok(None),
+        },
+        AppIdp::External(_) => {
+            let Some(jwks) = &auth.universal_logout else {
+                return Ok(None);
+            };
+            let text =
+                std::fs::read_to_string(&jwks.jwks_file).map_err(|source| BuildProblem::Read {
+                    path: jwks.jwks_file.clone(),
+                    source,
+                })?;
+            RevocationTrust::from_jwks_json(jwks.issuer.clone(), &text)
+                .map(Some)
+                .map_err(|source| BuildProblem::Jwks {
+                    path: jwks.jwks_file.clone(),
+                    source,
+                })
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The gateway's SP side: everything an `auth = "saml"` app needs between
+//! the proxy's route and enhance phases.
+//!
+//! Owns the `/_portcullis/*` endpoints on every app's origin (one table,
+//! [`endpoints`]), sign-in (SSO start, ACS, RelayState: [`login`]),
+//! sign-out (logout, Single Logout, the signed-out page: [`logout`]),
+//! Universal Logout's receiver ([`revocation`]), the app's SAML SP
+//! ([`sp`]), access rules, identity toward the backend, backend logout
+//! hooks, and the gateway's cookies and request state. It does not own
+//! HTTP plumbing (the proxy), SAML itself (`portcullis-saml`) or the
+//! identity provider; the binary hands it to the proxy as an
+//! [`portcullis_proxy::AuthProvider`].
+//!
+//! Top-down: [`Gateway`] builds one [`gate`] per app; a gate answers the
+//! endpoints or decides by access rule and session; the endpoints use
+//! replies, cookies and request state below them.
+
+mod access;
+mod backend_logout;
+mod cookies;
+mod endpoints;
+mod error;
+mod gate;
+mod gateway;
+mod identity;
+mod login;
+mod logout;
+mod plan;
+mod reply;
+mod revocation;
+mod session;
+mod shared;
+mod sp;
+mod state;
+
+pub use error::{BuildError, BuildProblem};
+pub use gateway::{EmbeddedIssuer, Gateway};
+pub use identity::{IdentityConfigError, IdentityPlan, IdentitySigner};
+pub use revocation::{RevocationError, Revocations, TrustError};
+pub use session::{NewSession, Session, SessionStore};

@@ -1,0 +1,231 @@
+//! Sign-in at an app: the browser without a session is sent to the IdP with
+//! a signed AuthnRequest (its id bound to the browser as request state),
+//! and comes back to the ACS with a Response that must answer it. A
+//! verified assertion starts the gateway session; RelayState brings the
+//! browser back to where it was going, but only to a path of this app.
+//!
+//! ```text
+//! no session, page navigation → 303 to the IdP (AuthnRequest), request-state cookie
+//! POST {prefix}/_portcullis/saml/acs → rate limit → body → verify → session → 303 to RelayState
+//! ```
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use portcullis_proxy::{under, ProxyBody, RequestFacts};
+
+use crate::plan::AppPlan;
+use crate::reply::{self, see_other};
+use crate::session::NewSession;
+use crate::state;
+
+/// Largest ACS body read (a SAMLResponse is verified against its own,
+/// smaller cap by the SP; this only bounds buffering).
+const ACS_BODY_LIMIT: usize = 512 * 1024;
+/// Longer RelayState values are not echoed back; the browser lands on the app root.
+const MAX_RELAY_STATE: usize = 2048;
+
+/// No session: send the browser to the IdP with a signed AuthnRequest.
+pub(crate) fn start(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    request: &Request<Incoming>,
+) -> Response<ProxyBody> {
+    let relay_state = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    match plan.sp.authn_request(relay_state) {
+        Ok(redirect) => see_other(
+            &redirect.url,
+            &[state::begin(plan, &redirect.request_id, state::SIGN_IN_TTL)],
+        ),
+        Err(e) => {
+            tracing::error!(
+                request.id = facts.request_id,
+                app = &*plan.name,
+                error.kind = e.kind(),
+                error = %e,
+                "building the AuthnRequest failed"
+            );
+            reply::error(
+                facts,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Sign-in unavailable",
+                "The gateway could not start sign-in. Please try again later.",
+            )
+        }
+    }
+}
+
+/// `POST {prefix}/_portcullis/saml/acs`.
+pub(crate) async fn acs(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if let Err(wait) = plan.shared.acs_limit.check(facts.client_ip) {
+        tracing::warn!(
+            request.id = facts.request_id,
+            app = &*plan.name,
+            client.ip = %facts.client_ip,
+            "ACS rate limit reached; SAML response not examined"
+        );
+        let mut response = reply::error(
+            facts,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many sign-in attempts",
+            "Too many sign-in responses came from your address. Wait a moment, then open the application again.",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.retry_after_secs()),
+        );
+        return response;
+    }
+    let request_id = state::presented(plan, request.headers());
+    let body = match Limited::new(request.into_body(), ACS_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return rejected(
+                plan,
+                facts,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "size",
+                "body over the ACS limit",
+            )
+        }
+        Err(_) => {
+            return rejected(
+                plan,
+                facts,
+                StatusCode::BAD_REQUEST,
+                "body",
+                "body could not be read",
+            )
+        }
+    };
+    let (saml_response, relay_state) = form_fields(&body);
+    let Some(saml_response) = saml_response else {
+        return rejected(
+            plan,
+            facts,
+            StatusCode::BAD_REQUEST,
+            "missing_response",
+            "no SAMLResponse field",
+        );
+    };
+    // Unsolicited responses (IdP-initiated, or replays from another
+    // browser) have no request state here; only apps that opted in take
+    // them, and then only responses that answer no request at all.
+    if request_id.is_none() && !plan.allow_idp_initiated {
+        return rejected(
+            plan,
+            facts,
+            StatusCode::BAD_REQUEST,
+            "no_request_state",
+            "no request-state cookie",
+        );
+    }
+    let assertion = match plan.sp.verify(&saml_response, request_id.as_deref()) {
+        Ok(assertion) => assertion,
+        Err(e) => {
+            return rejected(
+                plan,
+                facts,
+                StatusCode::BAD_REQUEST,
+                e.kind(),
+                &e.to_string(),
+            )
+        }
+    };
+    let token = plan.shared.sessions.create(
+        NewSession {
+            app: plan.name.to_string(),
+            user: assertion.name_id.clone(),
+            attributes: assertion.attributes,
+            session_index: assertion.session_index,
+            authn_context: assertion.authn_context_class,
+            client_ip: facts.client_ip,
+            idle: plan.idle,
+            max: plan.max,
+        },
+        Instant::now(),
+    );
+    tracing::info!(
+        request.id = facts.request_id,
+        app = &*plan.name,
+        user = %assertion.name_id,
+        "gateway session started"
+    );
+    let target = match &plan.login_landing {
+        Some(landing) => landing.clone(),
+        None => relay_state
+            .filter(|rs| safe_relay_state(plan, rs))
+            .unwrap_or_else(|| plan.root()),
+    };
+    see_other(
+        &target,
+        &[plan.session_cookie.set(&token, None), state::clear(plan)],
+    )
+}
+
+/// RelayState is followed only when it is a path on this app: no scheme or
+/// authority (`//host`), no backslashes or control characters, under the prefix.
+fn safe_relay_state(plan: &AppPlan, relay_state: &str) -> bool {
+    let path = relay_state.split(['?', '#']).next().unwrap_or_default();
+    relay_state.len() <= MAX_RELAY_STATE
+        && relay_state.starts_with('/')
+        && !relay_state.starts_with("//")
+        && !relay_state.contains('\\')
+        && !relay_state
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+        && (plan.base_path.is_empty() || under(path, &plan.base_path))
+}
+
+fn form_fields(body: &Bytes) -> (Option<String>, Option<String>) {
+    let (mut response, mut relay_state) = (None, None);
+    for (key, value) in form_urlencoded::parse(body) {
+        match &*key {
+            "SAMLResponse" => response = Some(value.into_owned()),
+            "RelayState" => relay_state = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    (response, relay_state)
+}
+
+/// ACS failure: a 4xx page, a warn event with the reason, no session, and
+/// the request state cleared (a request id is good for one attempt).
+fn rejected(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    status: StatusCode,
+    kind: &str,
+    detail: &str,
+) -> Response<ProxyBody> {
+    tracing::warn!(
+        request.id = facts.request_id,
+        app = &*plan.name,
+        error.kind = kind,
+        error.detail = detail,
+        "SAML response rejected; no session created"
+    );
+    let mut response = reply::error(
+        facts,
+        status,
+        "saml_response_rejected",
+        "Sign-in failed",
+        "The sign-in response from the identity provider could not be accepted. \
+         Please open the application again to sign in.",
+    );
+    reply::set_cookies(&mut response, &[state::clear(plan)]);
+    response
+}

@@ -1,0 +1,274 @@
+//! Sign-out at an app:
+//!
+//! ```text
+//! {prefix}/_portcullis/logout      → end this browser's gateway session, then
+//!                                    SP-initiated SLO at the IdP (signed
+//!                                    LogoutRequest) or, without IdP SLO, the
+//!                                    signed-out page
+//! {prefix}/_portcullis/saml/slo    → GET/POST, both bindings:
+//!     LogoutRequest from the IdP   → end the matching sessions (NameID +
+//!                                    SessionIndex), answer with a signed
+//!                                    LogoutResponse (Success, also when
+//!                                    nothing matched)
+//!     LogoutResponse from the IdP  → the signed-out page (noting a partial
+//!                                    logout)
+//! {prefix}/_portcullis/logged-out  → the signed-out page
+//! ```
+//!
+//! Ending a session closes the WebSocket tunnels and streaming responses it
+//! opened (the session store's end signal) and fires the app's backend
+//! logout hook.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use portcullis_proxy::page::escape;
+use portcullis_proxy::{ProxyBody, RequestFacts};
+use portcullis_saml::{LogoutBinding, LogoutMessage};
+
+use crate::plan::AppPlan;
+use crate::reply::{self, see_other};
+use crate::session::{EndReason, Session};
+use crate::state;
+
+/// SLO messages are small; a POST body over this is refused unread.
+const SLO_BODY_LIMIT: usize = 256 * 1024;
+
+/// Logs one ended gateway session.
+pub(crate) fn log_ended(session: &Session, reason: EndReason, request_id: Option<&str>) {
+    tracing::info!(
+        request.id = request_id,
+        app = %session.app,
+        user = %session.user,
+        session.index = session.session_index.as_deref(),
+        reason = reason.as_str(),
+        "gateway session ended"
+    );
+}
+
+fn logged_out_path(plan: &AppPlan, partial: bool) -> String {
+    let query = if partial { "?partial=1" } else { "" };
+    plan.path(&format!("/_portcullis/logged-out{query}"))
+}
+
+/// `GET {prefix}/_portcullis/logout`.
+pub(crate) fn logout(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    request: &Request<Incoming>,
+) -> Response<ProxyBody> {
+    let clear_session = plan.session_cookie.clear();
+    let ended = plan
+        .session_cookie
+        .read(request.headers())
+        .and_then(|token| plan.shared.sessions.end(&plan.name, token));
+    let Some(session) = ended else {
+        // Nothing to end here; a stale tab or a second click.
+        return see_other(&logged_out_path(plan, false), &[clear_session]);
+    };
+    log_ended(&session, EndReason::Logout, Some(facts.request_id));
+    match plan.sp.logout_request(
+        &session.user,
+        session.session_index.as_deref(),
+        &logged_out_path(plan, false),
+    ) {
+        Ok(None) => see_other(&logged_out_path(plan, false), &[clear_session]),
+        // Binds the IdP's LogoutResponse to this browser, like the
+        // AuthnRequest's request state (and in the same cookie).
+        Ok(Some(redirect)) => see_other(
+            &redirect.url,
+            &[
+                clear_session,
+                state::begin(plan, &redirect.request_id, state::LOGOUT_TTL),
+            ],
+        ),
+        Err(e) => {
+            // The local session is gone either way; the IdP's may live on.
+            tracing::error!(
+                request.id = facts.request_id,
+                app = &*plan.name,
+                error.kind = e.kind(),
+                error = %e,
+                "building the LogoutRequest failed; signed out of this app only"
+            );
+            see_other(&logged_out_path(plan, true), &[clear_session])
+        }
+    }
+}
+
+/// `GET {prefix}/_portcullis/logged-out`.
+pub(crate) fn logged_out(plan: &AppPlan, request: &Request<Incoming>) -> Response<ProxyBody> {
+    if let Some(url) = &plan.post_logout_url {
+        return see_other(url, &[]);
+    }
+    let partial = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "partial=1"));
+    let detail = if partial {
+        "You are signed out of this application, but some other applications could not confirm \
+         the sign-out. Close your browser to end those sessions too."
+    } else {
+        "You are signed out."
+    };
+    reply::page(
+        "Signed out",
+        &format!(
+            "<h1>Signed out</h1><p id=\"signed-out\">{}</p><p><a href=\"{}\">Sign in again</a></p>",
+            escape(detail),
+            escape(&plan.root()),
+        ),
+    )
+}
+
+/// `GET|POST {prefix}/_portcullis/saml/slo`.
+pub(crate) async fn slo(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let logout_state = state::presented(plan, request.headers());
+    let browser_session = plan
+        .session_cookie
+        .read(request.headers())
+        .map(str::to_string);
+    // The endpoint table lets only GET (Redirect binding) and POST through.
+    let message = if request.method() == Method::GET {
+        let query = request.uri().query().unwrap_or("");
+        plan.sp.logout_message(LogoutBinding::Redirect { query })
+    } else {
+        let body = match read_form(request).await {
+            Ok(body) => body,
+            Err(status) => return refused(plan, facts, status, "body", "unreadable SLO body"),
+        };
+        let field = |name: &str| {
+            form_urlencoded::parse(&body)
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let (saml_request, saml_response, relay_state) = (
+            field("SAMLRequest"),
+            field("SAMLResponse"),
+            field("RelayState"),
+        );
+        plan.sp.logout_message(LogoutBinding::Post {
+            saml_request: saml_request.as_deref(),
+            saml_response: saml_response.as_deref(),
+            relay_state: relay_state.as_deref(),
+        })
+    };
+    match message {
+        Ok(LogoutMessage::Request(request)) => {
+            let ended = plan.shared.sessions.end_matching(
+                &plan.name,
+                &request.name_id,
+                &request.session_indexes,
+            );
+            for session in &ended {
+                log_ended(session, EndReason::SingleLogout, Some(facts.request_id));
+            }
+            tracing::info!(
+                request.id = facts.request_id,
+                app = &*plan.name,
+                user = %request.name_id,
+                sessions = ended.len(),
+                "LogoutRequest from the IdP"
+            );
+            // The browser that carried the request loses its cookie too, if
+            // its session was one of them (or is already gone).
+            let mut cookies = Vec::new();
+            if browser_session.as_deref().is_some_and(|t| {
+                plan.shared
+                    .sessions
+                    .get(&plan.name, t, std::time::Instant::now())
+                    .is_none()
+            }) {
+                cookies.push(plan.session_cookie.clear());
+            }
+            match plan
+                .sp
+                .logout_response(&request.id, true, request.relay_state.as_deref())
+            {
+                Ok(Some(url)) => see_other(&url, &cookies),
+                Ok(None) => see_other(&logged_out_path(plan, false), &cookies),
+                Err(e) => {
+                    tracing::error!(
+                        request.id = facts.request_id,
+                        app = &*plan.name,
+                        error.kind = e.kind(),
+                        error = %e,
+                        "building the LogoutResponse failed"
+                    );
+                    see_other(&logged_out_path(plan, false), &cookies)
+                }
+            }
+        }
+        Ok(LogoutMessage::Response(response)) => {
+            let (success, partial) = (response.is_success(), response.is_partial());
+            if logout_state.is_some() && response.in_response_to == logout_state {
+                tracing::info!(
+                    request.id = facts.request_id,
+                    app = &*plan.name,
+                    success,
+                    partial,
+                    "LogoutResponse from the IdP"
+                );
+            } else {
+                // The session ended at /_portcullis/logout already; an
+                // answer we cannot place changes nothing.
+                tracing::warn!(
+                    request.id = facts.request_id,
+                    app = &*plan.name,
+                    in_response_to = response.in_response_to.as_deref(),
+                    "LogoutResponse that answers no logout of this browser"
+                );
+            }
+            see_other(
+                &logged_out_path(plan, !success || partial),
+                &[state::clear(plan)],
+            )
+        }
+        Err(e) => refused(
+            plan,
+            facts,
+            StatusCode::BAD_REQUEST,
+            e.kind(),
+            &e.to_string(),
+        ),
+    }
+}
+
+async fn read_form(request: Request<Incoming>) -> Result<Bytes, StatusCode> {
+    match Limited::new(request.into_body(), SLO_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(_) => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+fn refused(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    status: StatusCode,
+    kind: &str,
+    detail: &str,
+) -> Response<ProxyBody> {
+    tracing::warn!(
+        request.id = facts.request_id,
+        app = &*plan.name,
+        error.kind = kind,
+        error.detail = detail,
+        "SAML logout message rejected"
+    );
+    reply::error(
+        facts,
+        status,
+        "saml_logout_rejected",
+        "Sign-out failed",
+        "The sign-out message from the identity provider could not be accepted.",
+    )
+}

@@ -1,0 +1,63 @@
+//! Every response the gateway's endpoints make: redirects with cookies,
+//! errors (a page for a browser, the JSON error shape for an API client,
+//! through the proxy's one error builder), and whole pages in the one page
+//! shell.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use portcullis_proxy::{page, respond, ProxyBody, RequestFacts};
+
+/// `303 See Other` to `location`, never cached, setting `cookies`.
+pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    set_cookies(&mut response, cookies);
+    response
+}
+
+/// A gateway-made error: a page for browsers, JSON for API clients.
+pub(crate) fn error(
+    facts: &RequestFacts<'_>,
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: &str,
+) -> Response<ProxyBody> {
+    respond::error(status, code, title, detail, facts.request_id, facts.json)
+}
+
+/// A page of the gateway's own (`title` is the document title, `main`
+/// trusted markup).
+pub(crate) fn page(title: &str, main: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(page::render(
+        title,
+        main,
+        page::Width::Narrow,
+    )));
+    page::set_headers(response.headers_mut());
+    response
+}
+
+/// A body of the given content type, as is.
+pub(crate) fn document(content_type: &'static str, body: String) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Appends `Set-Cookie` headers; a value that cannot be a header (never
+/// the case for what the gateway builds) is dropped, not sent broken.
+pub(crate) fn set_cookies(response: &mut Response<ProxyBody>, cookies: &[String]) {
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+}

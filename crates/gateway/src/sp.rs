@@ -1,0 +1,237 @@
+//! One app's SAML service provider: its metadata, signed Redirect-binding
+//! AuthnRequests and LogoutRequests, hardened Response verification with a
+//! replay cache, and verification of its IdP's Single Logout messages. The
+//! app trusts the embedded IdP or an external one from its metadata file.
+//! Every SAML check itself lives in `portcullis_saml`; this module only
+//! holds what the app is configured to trust.
+
+use std::path::Path;
+use std::time::Duration;
+
+use portcullis_config::{AppAuth, AppIdp, Config};
+use portcullis_saml::{
+    build_logout_request_redirect, build_logout_response_redirect, build_redirect_authn_request,
+    cert_der_from_pem, sp_metadata_xml, verify_logout_message, verify_response, AuthnRequestParams,
+    Error, Expectations, Jwks, LogoutBinding, LogoutExpectations, LogoutMessage,
+    LogoutRequestParams, LogoutResponseParams, LogoutStatus, RedirectRequest, ReplayCache,
+    SigningKey, SpConfig, VerifiedAssertion,
+};
+
+use crate::error::BuildProblem;
+
+/// Assertion ids remembered per app (until each assertion expires).
+const REPLAY_CAPACITY: usize = 100_000;
+/// Single Logout messages are small; larger ones are refused undecoded.
+const SLO_MAX_BYTES: usize = 64 * 1024;
+const SLO_CLOCK_SKEW: Duration = Duration::from_secs(180);
+/// How long the IdP may take to act on our LogoutRequest.
+const LOGOUT_REQUEST_VALIDITY: Duration = Duration::from_secs(300);
+
+pub(crate) struct AppSp {
+    config: SpConfig,
+    key: SigningKey,
+    jwks: Jwks,
+    idp_sso_url: String,
+    /// The IdP's SingleLogoutService; `None` when it has none.
+    idp_slo_url: Option<String>,
+    idp_entity_id: String,
+    /// Every signing certificate the IdP publishes (key rollover).
+    idp_certs_der: Vec<Vec<u8>>,
+    replay: ReplayCache,
+}
+
+impl AppSp {
+    /// The SP of `auth`, trusting the IdP it names.
+    pub(crate) fn build(config: &Config, auth: &AppAuth) -> Result<AppSp, BuildProblem> {
+        let key = SigningKey::from_pem(&read(&auth.sp_signing_key)?, &read(&auth.sp_signing_cert)?)
+            .map_err(|source| BuildProblem::Key {
+                what: "sp_signing_key/sp_signing_cert",
+                source,
+            })?;
+        let (idp_sso_url, idp_slo_url, idp_entity_id, idp_certs_der) = match &auth.idp {
+            AppIdp::Embedded => {
+                let idp = config.idp.as_ref().ok_or(BuildProblem::NoEmbeddedIdp)?;
+                let saml = idp.saml.as_ref().ok_or(BuildProblem::NoEmbeddedIdp)?;
+                let der = cert_der_from_pem(&read(&saml.signing_cert)?).map_err(|source| {
+                    BuildProblem::Key {
+                        what: "[idp] signing_cert",
+                        source,
+                    }
+                })?;
+                let base = idp.public.url();
+                (
+                    format!("{base}/sso/saml"),
+                    Some(format!("{base}/sso/saml/logout")),
+                    saml.entity_id.clone(),
+                    vec![der],
+                )
+            }
+            AppIdp::External(external) => (
+                external.metadata.sso_redirect_url.clone(),
+                external.metadata.slo_url.clone(),
+                external.metadata.entity_id.clone(),
+                external.metadata.signing_certs_der.clone(),
+            ),
+        };
+        let jwks = key.jwks().map_err(|source| BuildProblem::Key {
+            what: "sp_signing_key (identity tokens)",
+            source,
+        })?;
+        Ok(AppSp {
+            config: SpConfig {
+                entity_id: auth.entity_id.clone(),
+                acs_url: auth.acs_url.clone(),
+                slo_url: auth.slo_url.clone(),
+            },
+            key,
+            jwks,
+            idp_sso_url,
+            idp_slo_url,
+            idp_entity_id,
+            idp_certs_der,
+            replay: ReplayCache::new(REPLAY_CAPACITY),
+        })
+    }
+
+    pub(crate) fn metadata(&self) -> Result<String, Error> {
+        sp_metadata_xml(&self.config, &self.key)
+    }
+
+    /// A signed HTTP-Redirect AuthnRequest carrying `relay_state`.
+    pub(crate) fn authn_request(&self, relay_state: &str) -> Result<RedirectRequest, Error> {
+        build_redirect_authn_request(
+            &self.config,
+            &self.key,
+            &AuthnRequestParams {
+                idp_sso_url: &self.idp_sso_url,
+                relay_state: Some(relay_state),
+                force_authn: false,
+                name_id_format: None,
+                now: chrono::Utc::now(),
+            },
+        )
+    }
+
+    /// Verifies a base64 `SAMLResponse` that must answer `request_id`;
+    /// `None` accepts only an unsolicited (IdP-initiated) Response.
+    pub(crate) fn verify(
+        &self,
+        saml_response: &str,
+        request_id: Option<&str>,
+    ) -> Result<VerifiedAssertion, Error> {
+        let expect = Expectations::new(
+            self.config.entity_id.clone(),
+            self.config.acs_url.clone(),
+            self.idp_entity_id.clone(),
+            self.idp_certs_der.clone(),
+            request_id.map(str::to_string),
+        );
+        verify_response(saml_response, &expect, &self.replay, chrono::Utc::now())
+    }
+
+    /// A signed Redirect-binding LogoutRequest for this session at the IdP;
+    /// `None` when the IdP publishes no Single Logout endpoint.
+    pub(crate) fn logout_request(
+        &self,
+        name_id: &str,
+        session_index: Option<&str>,
+        relay_state: &str,
+    ) -> Result<Option<RedirectRequest>, Error> {
+        let Some(slo_url) = self.idp_slo_url.as_deref() else {
+            return Ok(None);
+        };
+        let params = LogoutRequestParams {
+            issuer: &self.config.entity_id,
+            destination: slo_url,
+            name_id,
+            name_id_format: None,
+            session_index,
+            relay_state: Some(relay_state),
+            now: chrono::Utc::now(),
+            validity: LOGOUT_REQUEST_VALIDITY,
+        };
+        build_logout_request_redirect(&params, &self.key).map(|r| {
+            Some(RedirectRequest {
+                url: r.url,
+                request_id: r.request_id,
+            })
+        })
+    }
+
+    /// A Single Logout message from the IdP, verified.
+    pub(crate) fn logout_message(
+        &self,
+        binding: LogoutBinding<'_>,
+    ) -> Result<LogoutMessage, Error> {
+        verify_logout_message(
+            binding,
+            &LogoutExpectations {
+                peer_entity_id: &self.idp_entity_id,
+                peer_certs: &self.idp_certs_der,
+                our_slo_url: &self.config.slo_url,
+                max_bytes: SLO_MAX_BYTES,
+                clock_skew: SLO_CLOCK_SKEW,
+            },
+            chrono::Utc::now(),
+        )
+    }
+
+    /// A signed Redirect-binding LogoutResponse URL; `None` when the IdP
+    /// publishes no Single Logout endpoint.
+    pub(crate) fn logout_response(
+        &self,
+        in_response_to: &str,
+        success: bool,
+        relay_state: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let Some(slo_url) = self.idp_slo_url.as_deref() else {
+            return Ok(None);
+        };
+        let params = LogoutResponseParams {
+            issuer: &self.config.entity_id,
+            destination: slo_url,
+            in_response_to: Some(in_response_to),
+            status: if success {
+                LogoutStatus::Success
+            } else {
+                LogoutStatus::Responder
+            },
+            relay_state,
+            now: chrono::Utc::now(),
+        };
+        build_logout_response_redirect(&params, &self.key).map(Some)
+    }
+
+    /// The SP key as a JWKS (served at `/_portcullis/jwks`): it also signs
+    /// the app's identity tokens.
+    pub(crate) fn jwks(&self) -> &Jwks {
+        &self.jwks
+    }
+
+    pub(crate) fn key(&self) -> &SigningKey {
+        &self.key
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildProblem> {
+    std::fs::read(path).map_err(|source| BuildProblem::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Regenerates the demo SP signing key in `certs-dev/`:
+/// `cargo test -p portcullis-gateway --lib -- --ignored generate_dev_sp_signing_key`.
+#[cfg(test)]
+mod dev_key {
+    #[test]
+    #[ignore = "writes certs-dev/; run by hand to regenerate the dev SP key"]
+    fn generate_dev_sp_signing_key() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs-dev");
+        let key =
+            portcullis_saml::SigningKey::generate_self_signed("Portcullis dev gateway SP", 3650)
+                .expect("key");
+        std::fs::write(dir.join("sp-signing.pem"), key.cert_pem().expect("cert")).expect("write");
+        std::fs::write(dir.join("sp-signing-key.pem"), key.key_pem().expect("key")).expect("write");
+    }
+}

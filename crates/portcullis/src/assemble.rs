@@ -1,0 +1,108 @@
+//! Builds every part a configuration names — the embedded IdP from its
+//! files, the gateway's SP side, Universal Logout between them — and
+//! collects every problem on the way, so `check` reports them all at once
+//! and `run` refuses with the same list.
+
+use std::sync::Arc;
+
+use portcullis_config::{Config, Problem};
+use portcullis_gateway::{EmbeddedIssuer, Gateway};
+use portcullis_idp::web::Idp;
+
+use crate::idp_service::{self, IdpFiles};
+use crate::universal_logout;
+
+/// What `run` serves.
+pub struct Parts {
+    pub idp: Option<Arc<Idp>>,
+    pub gateway: Arc<Gateway>,
+}
+
+/// Loads and checks everything `config` names; `Err` holds every problem.
+pub fn build(config: &Config) -> Result<(Option<IdpFiles>, Arc<Gateway>), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let files = match &config.idp {
+        Some(idp) => match idp_service::load_files(idp) {
+            Ok(files) => Some(files),
+            Err(lines) => {
+                problems.extend(lines.into_iter().map(|message| Problem {
+                    key: "idp".into(),
+                    line: None,
+                    message,
+                }));
+                None
+            }
+        },
+        None => None,
+    };
+    let embedded = files
+        .as_ref()
+        .and_then(|files| embedded_issuer(config, files, &mut problems));
+    let gateway = match Gateway::build(config, embedded.as_ref()) {
+        Ok(gateway) => {
+            if let Err(errors) = gateway.check(config) {
+                problems.extend(errors.iter().map(problem));
+            }
+            Some(gateway)
+        }
+        Err(errors) => {
+            problems.extend(errors.iter().map(problem));
+            None
+        }
+    };
+    match gateway {
+        Some(gateway) if problems.is_empty() => Ok((files, Arc::new(gateway))),
+        _ => Err(problems),
+    }
+}
+
+/// Builds the parts and starts the IdP's side of them (its System Log,
+/// Universal Logout dispatch into the gateway). Must run inside a runtime.
+pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
+    let (files, gateway) = match build(config) {
+        Ok(built) => built,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let idp = match files {
+        Some(files) => {
+            let dispatch = universal_logout::dispatcher(config, &files, gateway.clone())?;
+            let idp = idp_service::start(config, files)?;
+            if let Some(dispatch) = dispatch {
+                idp.set_universal_logout(dispatch);
+            }
+            Some(idp)
+        }
+        None => None,
+    };
+    Ok(Ok(Parts { idp, gateway }))
+}
+
+fn embedded_issuer(
+    config: &Config,
+    files: &IdpFiles,
+    problems: &mut Vec<Problem>,
+) -> Option<EmbeddedIssuer> {
+    let key = &files.saml.as_ref()?.signing_key;
+    match key.jwks() {
+        Ok(jwks) => Some(EmbeddedIssuer {
+            issuer: universal_logout::embedded_issuer(config)?,
+            jwks: jwks.document,
+        }),
+        Err(e) => {
+            problems.push(Problem {
+                key: "idp.signing_key".into(),
+                line: None,
+                message: format!("unusable for Universal Logout tokens: {e}"),
+            });
+            None
+        }
+    }
+}
+
+fn problem(error: &portcullis_gateway::BuildError) -> Problem {
+    Problem {
+        key: error.key.clone(),
+        line: None,
+        message: error.problem.to_string(),
+    }
+}
