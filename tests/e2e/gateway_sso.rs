@@ -296,6 +296,71 @@ async fn api_calls_get_401_and_public_paths_need_no_session() {
 }
 
 #[tokio::test]
+async fn a_planted_second_session_cookie_counts_as_none_and_gateway_pages_are_locked_down() {
+    let f = start();
+    let b = f.gw.browser();
+    let posted = sso(&b, "pc_b_rs", &format!("{B}/"), B_ACS).await;
+    let landed = post_acs(&b, B_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    let mine = b.cookie("pc_b").expect("session cookie");
+    assert_eq!(
+        get_json(&b, &format!("{B}/page")).await.status,
+        StatusCode::OK
+    );
+
+    // Cookie tossing: a second pc_b (set by a sibling host, say) beside the
+    // real one. Neither is believed: the request is treated as signed out,
+    // whichever order the browser sends them in.
+    for cookie in [
+        format!("pc_b={mine}; pc_b=planted"),
+        format!("pc_b=planted; pc_b={mine}"),
+    ] {
+        let reply = b
+            .client()
+            .send(
+                Request::get(format!("{B}/page"))
+                    .header(header::ACCEPT, "application/json")
+                    .header(header::COOKIE, cookie)
+                    .body(Client::empty())
+                    .expect("request"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+    }
+
+    // The gateway's own pages: never framed, never cached, nothing loaded
+    // from elsewhere; the document title names the status.
+    let denied = b.get(&format!("{B}/closed")).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.headers[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(denied.headers[header::CACHE_CONTROL], "no-store");
+    let csp = denied.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .expect("csp");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(denied.text().contains("<title>403 Access denied</title>"));
+
+    // The endpoint table: a wrong method is 405 with Allow; an unknown
+    // endpoint is 404 and never reaches the backend.
+    let wrong = get_json(&b, &format!("{B}/_portcullis/global-token-revocation")).await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        wrong.text()
+    );
+    assert_eq!(wrong.headers[header::ALLOW], "POST");
+    let acs = get_json(&b, &format!("{B}/_portcullis/saml/acs")).await;
+    assert_eq!(acs.status, StatusCode::METHOD_NOT_ALLOWED);
+    let unknown = get_json(&b, &format!("{B}/_portcullis/nothing")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json()["errorCode"], "no_route");
+}
+
+#[tokio::test]
 async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_redirects() {
     let f = start();
     let b = f.gw.browser();
