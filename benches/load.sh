@@ -15,6 +15,8 @@
 #                   [server] workers)                         (default: nproc)
 #   WARMUP          warm-up duration per proxy                (default 2s)
 #   PORTCULLIS_BIN  use this binary instead of `cargo build --release -p portcullis`
+#   BASELINE_BIN    a second Portcullis binary (e.g. the previous commit's)
+#                   measured in the same rounds, reported as portcullis/baseline
 #   NGINX_BIN       nginx binary                              (default: nginx on PATH or /usr/sbin/nginx)
 #   KEEP_TMP=1      keep the temp dir (configs, logs, raw wrk output) for inspection
 #   AUTH=1          Portcullis with SAML on: the embedded IdP, a signed-in
@@ -157,10 +159,18 @@ trap 'exit 143' TERM
 # --------------------------------------------------------------------------
 # Ports
 # --------------------------------------------------------------------------
-read -r BACKEND_PORT NGINX_PORT PORTCULLIS_PORT < <(python3 - <<'EOF'
+if [[ -n "${BASELINE_BIN:-}" ]]; then
+    [[ "$BASELINE_BIN" == /* ]] || BASELINE_BIN="$PWD/$BASELINE_BIN"
+    [[ -x "$BASELINE_BIN" ]] || die "baseline binary not found or not executable: $BASELINE_BIN"
+    NAMES=(nginx baseline portcullis)
+else
+    NAMES=(nginx portcullis)
+fi
+
+read -r BACKEND_PORT NGINX_PORT PORTCULLIS_PORT BASELINE_PORT < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(3):
+for _ in range(4):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -206,8 +216,8 @@ nginx_temp_paths() { # dir
 EOF
 }
 
-mkdir -p "$WORK/backend" "$WORK/nginx" "$WORK/portcullis"
-chmod 755 "$WORK/backend" "$WORK/nginx" "$WORK/portcullis"
+mkdir -p "$WORK/backend" "$WORK/nginx" "$WORK/portcullis" "$WORK/baseline"
+chmod 755 "$WORK/backend" "$WORK/nginx" "$WORK/portcullis" "$WORK/baseline"
 
 {
     nginx_common "$WORK/backend"
@@ -266,10 +276,12 @@ $(nginx_temp_paths "$WORK/nginx")
 EOF
 } >"$WORK/nginx/nginx.conf"
 
-cat >"$WORK/portcullis/portcullis.toml" <<EOF
+portcullis_config() { # dir port
+    local d=$1 port=$2
+    cat <<EOF
 [server]
 workers = $WORKERS
-https = ["127.0.0.1:$PORTCULLIS_PORT"]
+https = ["127.0.0.1:$port"]
 tls_cert = "$CERT"
 tls_key = "$KEY"
 
@@ -279,11 +291,11 @@ access_log = false
 
 [[app]]
 name = "bench"
-public_url = "https://127.0.0.1:$PORTCULLIS_PORT/"
+public_url = "https://127.0.0.1:$port/"
 upstream = "http://127.0.0.1:$BACKEND_PORT"
 EOF
-if [[ "$AUTH" == 1 ]]; then
-    cat >>"$WORK/portcullis/portcullis.toml" <<EOF
+    if [[ "$AUTH" == 1 ]]; then
+        cat <<EOF
 auth = "saml"
 idp = "embedded"
 sp_signing_key = "$REPO/certs-dev/sp-signing-key.pem"
@@ -297,13 +309,16 @@ source = "session:amr"
 name = "X-Auth-Method"
 
 [idp]
-public_url = "https://127.0.0.1:$PORTCULLIS_PORT/idp"
+public_url = "https://127.0.0.1:$port/idp"
 users_file = "$REPO/demo/users.toml"
-system_log_file = "$WORK/portcullis/system-log.jsonl"
+system_log_file = "$d/system-log.jsonl"
 signing_key = "$REPO/certs-dev/idp-signing-key.pem"
 signing_cert = "$REPO/certs-dev/idp-signing.pem"
 EOF
-fi
+    fi
+}
+portcullis_config "$WORK/portcullis" "$PORTCULLIS_PORT" >"$WORK/portcullis/portcullis.toml"
+portcullis_config "$WORK/baseline" "$BASELINE_PORT" >"$WORK/baseline/portcullis.toml"
 
 # --------------------------------------------------------------------------
 # Start processes
@@ -316,9 +331,9 @@ start_nginx() { # name
     PIDS+=($!)
 }
 
-start_portcullis() {
-    local d="$WORK/portcullis"
-    (cd "$d" && exec "$BIN" run --config "$d/portcullis.toml") >"$d/portcullis.log" 2>&1 &
+start_portcullis() { # name binary
+    local d="$WORK/$1"
+    (cd "$d" && exec "$2" run --config "$d/portcullis.toml") >"$d/portcullis.log" 2>&1 &
     PIDS+=($!)
 }
 
@@ -345,8 +360,8 @@ wait_ready() { # name pid url [curl args...]
 }
 
 # AUTH=1: bob signs in through the real SAML flow with curl; sets SESSION_TOKEN.
-sign_in_through_sso() {
-    local base="https://127.0.0.1:$PORTCULLIS_PORT" jar="$WORK/portcullis/cookies.txt" i
+sign_in_through_sso() { # name port
+    local base="https://127.0.0.1:$2" jar="$WORK/$1/cookies.txt" i
     local c=(curl -sS --cacert "$CA" -c "$jar" -b "$jar" --max-time 10)
     for ((i = 0; i < 100; i++)); do
         [[ "$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/idp/login" 2>/dev/null || true)" == 200 ]] && break
@@ -370,7 +385,7 @@ sign_in_through_sso() {
         --data-urlencode "RelayState=$relay" "$base/_portcullis/saml/acs"
     SESSION_TOKEN=$(awk '$6 == "pc_bench" {print $7}' "$jar" | tail -n1)
     [[ -n "$SESSION_TOKEN" ]] || die "AUTH=1: no gateway session after the ACS"
-    log "AUTH=1: signed in through SSO; gateway session cookie obtained"
+    log "AUTH=1: $1 signed in through SSO; gateway session cookie obtained"
 }
 
 tls_info() { # url
@@ -387,14 +402,21 @@ start_nginx nginx
 NGINX_PID=${PIDS[-1]}
 wait_ready nginx "$NGINX_PID" "https://127.0.0.1:$NGINX_PORT/" --cacert "$CA"
 
-start_portcullis
-PORTCULLIS_PID=${PIDS[-1]}
-PORTCULLIS_HEADERS=()
-if [[ "$AUTH" == 1 ]]; then
-    sign_in_through_sso
-    PORTCULLIS_HEADERS=(-H "Cookie: pc_bench=$SESSION_TOKEN")
-fi
-wait_ready portcullis "$PORTCULLIS_PID" "https://127.0.0.1:$PORTCULLIS_PORT/" --cacert "$CA" "${PORTCULLIS_HEADERS[@]}"
+declare -A PORT=([portcullis]=$PORTCULLIS_PORT [baseline]=$BASELINE_PORT)
+declare -A BINARY=([portcullis]=$BIN [baseline]=${BASELINE_BIN:-})
+declare -A COOKIE=()
+for name in "${NAMES[@]:1}"; do
+    start_portcullis "$name" "${BINARY[$name]}"
+    printf -v "${name^^}_PID" '%s' "${PIDS[-1]}"
+    headers=()
+    if [[ "$AUTH" == 1 ]]; then
+        sign_in_through_sso "$name" "${PORT[$name]}"
+        COOKIE[$name]="pc_bench=$SESSION_TOKEN"
+        headers=(-H "Cookie: ${COOKIE[$name]}")
+    fi
+    pid_var="${name^^}_PID"
+    wait_ready "$name" "${!pid_var}" "https://127.0.0.1:${PORT[$name]}/" --cacert "$CA" "${headers[@]}"
+done
 
 NGINX_TLS=$(tls_info "https://127.0.0.1:$NGINX_PORT/")
 PORTCULLIS_TLS=$(tls_info "https://127.0.0.1:$PORTCULLIS_PORT/")
@@ -423,7 +445,7 @@ run_wrk() {
     local pid_var="${name^^}_PID"
     kill -0 "${!pid_var}" 2>/dev/null || die "$name is no longer running before $label run"
     local extra=()
-    [[ "$name" == portcullis ]] && extra=("${PORTCULLIS_HEADERS[@]}")
+    [[ -n "${COOKIE[$name]:-}" ]] && extra=(-H "Cookie: ${COOKIE[$name]}")
     if ! wrk -t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency "${extra[@]}" "$url" >"$out" 2>&1; then
         cat "$out" >&2
         die "wrk failed against $name ($label)"
@@ -452,16 +474,17 @@ run_wrk() {
 declare -A URL=(
     [nginx]="https://127.0.0.1:$NGINX_PORT/"
     [portcullis]="https://127.0.0.1:$PORTCULLIS_PORT/"
+    [baseline]="https://127.0.0.1:$BASELINE_PORT/"
 )
 declare -A RPS P50 P99 ERR
 
-for name in nginx portcullis; do
+for name in "${NAMES[@]}"; do
     log "warm-up $name ($WARMUP)"
     run_wrk "$name" warmup "${URL[$name]}" "$WARMUP"
 done
 
 for ((r = 1; r <= ROUNDS; r++)); do
-    for name in nginx portcullis; do
+    for name in "${NAMES[@]}"; do
         log "round $r/$ROUNDS: $name ($DURATION, $CONNECTIONS connections, $THREADS threads)"
         run_wrk "$name" "round$r" "${URL[$name]}" "$DURATION"
         RPS[$name,$r]=$W_RPS
@@ -483,7 +506,7 @@ median() { # values...
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.2f\n", a / b }'; }
 
 declare -A MRPS MP50 MP99
-for name in nginx portcullis; do
+for name in "${NAMES[@]}"; do
     rps=() p50=() p99=()
     for ((r = 1; r <= ROUNDS; r++)); do
         rps+=("${RPS[$name,$r]}"); p50+=("${P50[$name,$r]}"); p99+=("${P99[$name,$r]}")
@@ -502,18 +525,21 @@ agg="median of $ROUNDS rounds"; ((ROUNDS > 1)) || agg="single round"
 
 SUMMARY=$(
     echo "Portcullis vs nginx load test - $(date -u '+%Y-%m-%dT%H:%M:%SZ') on $(hostname) ($(nproc) cores, load average at start: $LOADAVG_START)"
-    echo "wrk $WRK_VERSION: -t$THREADS -c$CONNECTIONS -d$DURATION --latency, HTTP/1.1 over TLS, GET /, $ROUNDS round(s) alternating nginx/portcullis after ${WARMUP} warm-up each"
+    echo "wrk $WRK_VERSION: -t$THREADS -c$CONNECTIONS -d$DURATION --latency, HTTP/1.1 over TLS, GET /, $ROUNDS round(s) alternating $(IFS=/; echo "${NAMES[*]}") after ${WARMUP} warm-up each"
     if [[ "$AUTH" == 1 ]]; then
         echo "AUTH=1: portcullis checks a SAML gateway session and injects 5 identity headers on every request; nginx is a plain proxy"
     fi
     echo "backend: nginx $NGINX_VERSION, 1 worker, return 200 \"hello from backend\\n\""
     echo "nginx:      $NGINX_VERSION, $WORKERS workers, upstream keepalive 128    TLS: ${NGINX_TLS:-?}"
     echo "portcullis: $PORTCULLIS_REV, $WORKERS workers ($BIN)    TLS: ${PORTCULLIS_TLS:-?}"
+    if [[ -n "${BASELINE_BIN:-}" ]]; then
+        echo "baseline:   $WORKERS workers ($BASELINE_BIN)"
+    fi
     echo
     echo "per round:"
     printf '%-7s %-12s %12s %9s %9s  %s\n' round proxy req/s "p50 ms" "p99 ms" ""
     for ((r = 1; r <= ROUNDS; r++)); do
-        for name in nginx portcullis; do
+        for name in "${NAMES[@]}"; do
             printf '%-7s %-12s %12.2f %9.3f %9.3f  %s\n' "$r" "$name" \
                 "${RPS[$name,$r]:-0}" "${P50[$name,$r]:-0}" "${P99[$name,$r]:-0}" "${ERR[$name,$r]:-}"
         done
@@ -521,14 +547,24 @@ SUMMARY=$(
             "$(ratio "${RPS[portcullis,$r]}" "${RPS[nginx,$r]}")" \
             "$(ratio "${P50[portcullis,$r]}" "${P50[nginx,$r]}")" \
             "$(ratio "${P99[portcullis,$r]}" "${P99[nginx,$r]}")"
+        if [[ -n "${BASELINE_BIN:-}" ]]; then
+            printf '%-7s %-12s %11sx %8sx %8sx\n' "$r" "vs baseline" \
+                "$(ratio "${RPS[portcullis,$r]}" "${RPS[baseline,$r]}")" \
+                "$(ratio "${P50[portcullis,$r]}" "${P50[baseline,$r]}")" \
+                "$(ratio "${P99[portcullis,$r]}" "${P99[baseline,$r]}")"
+        fi
     done
     echo
     echo "$agg:"
     printf '%-12s %12s %9s %9s\n' proxy req/s "p50 ms" "p99 ms"
-    for name in nginx portcullis; do
+    for name in "${NAMES[@]}"; do
         printf '%-12s %12.2f %9.3f %9.3f\n' "$name" "${MRPS[$name]}" "${MP50[$name]}" "${MP99[$name]}"
     done
     echo "ratio portcullis/nginx: throughput $(ratio "${MRPS[portcullis]}" "${MRPS[nginx]}")x, p99 $(ratio "${MP99[portcullis]}" "${MP99[nginx]}")x (p50 $(ratio "${MP50[portcullis]}" "${MP50[nginx]}")x)"
+    if [[ -n "${BASELINE_BIN:-}" ]]; then
+        echo "ratio baseline/nginx: throughput $(ratio "${MRPS[baseline]}" "${MRPS[nginx]}")x, p99 $(ratio "${MP99[baseline]}" "${MP99[nginx]}")x"
+        echo "ratio portcullis/baseline: throughput $(ratio "${MRPS[portcullis]}" "${MRPS[baseline]}")x, p99 $(ratio "${MP99[portcullis]}" "${MP99[baseline]}")x (p50 $(ratio "${MP50[portcullis]}" "${MP50[baseline]}")x)"
+    fi
     if ((${#ERRORS[@]})); then
         echo
         echo "FAILED: errors or non-2xx responses:"
