@@ -1,0 +1,67 @@
+//! Text encodings for random values and digests. Each is a few lines, so a
+//! crate dependency isn't worth it.
+
+use std::fmt::Write as _;
+
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Unpadded base64url (RFC 4648 §5): safe in cookies, URLs and JSON as is.
+pub(crate) fn base64url(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let group = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        // n input bytes carry 8n bits, which need n + 1 six-bit digits.
+        for digit in 0..=chunk.len() {
+            let index = (group >> (18 - 6 * digit)) & 0x3f;
+            out.push(char::from(BASE64URL[index as usize]));
+        }
+    }
+    out
+}
+
+/// Whether every character is in the base64url alphabet.
+pub(crate) fn is_base64url(text: &str) -> bool {
+    text.bytes().all(|b| BASE64URL.contains(&b))
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_matches_rfc4648_vectors() {
+        // RFC 4648 §10 vectors, unpadded and with the URL-safe alphabet.
+        let cases: [(&[u8], &str); 7] = [
+            (b"", ""),
+            (b"f", "Zg"),
+            (b"fo", "Zm8"),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg"),
+            (b"fooba", "Zm9vYmE"),
+            (b"foobar", "Zm9vYmFy"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(base64url(input), expected);
+        }
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert!(is_base64url("-_8Zm9v"));
+        assert!(!is_base64url("a+b/"));
+    }
+
+    #[test]
+    fn hex_is_lower_case_and_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
+    }
+}
