@@ -1,9 +1,12 @@
 //! Portcullis embedded identity provider (the "IdP session core").
 //!
 //! Owns the directory of users and how they prove who they are, the global
-//! session and per-app authentication policies, and the System Log. It has
-//! no HTTP server code: the binary mounts its endpoints on the proxy.
+//! session and per-app authentication policies, the IdP's sessions (on
+//! `portcullis-session`'s store, whichever backend the binary picks), the
+//! `SSWS` API tokens, and the System Log. It has no HTTP server code: the
+//! binary mounts its endpoints on the proxy.
 
+pub mod api_token;
 pub mod directory;
 pub mod policy;
 pub mod session;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_config::{Config, SpNameIdFormat};
+use portcullis_idp::api_token::{ApiToken, ApiTokens, Scope};
 use portcullis_idp::directory::{Directory, LockoutPolicy};
 use portcullis_idp::policy::PolicySet;
-use portcullis_idp::session::{ApiToken, ApiTokens, Scope};
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
 use portcullis_idp::web::{Caller, Idp, SamlSettings, ServiceProvider, WebSettings};
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
@@ -194,7 +194,7 @@ pub fn spawn_upkeep(idp: &Arc<Idp>) {
         loop {
             tick.tick().await;
             let Some(idp) = weak.upgrade() else { return };
-            idp.sweep(time::OffsetDateTime::now_utc());
+            idp.sweep(time::OffsetDateTime::now_utc()).await;
         }
     });
 }

@@ -6,8 +6,9 @@
 //! - lookups by login (case-insensitive) and by stable id ([`Directory`]);
 //! - password verification against argon2id PHC hashes, with no timing or
 //!   status oracle for callers without the password ([`Directory::authenticate`]);
-//! - RFC 6238 TOTP verification and replay protection ([`verify_totp`],
-//!   [`TotpReplayGuard`]);
+//! - RFC 6238 TOTP verification ([`verify_totp`]), and until when a matched
+//!   step stays replayable ([`totp_step_replayable_until`]: the one-time
+//!   store remembers it that long, as a per-user high-water mark);
 //! - account lockout after repeated failures ([`LockoutTracker`]).
 //!
 //! It does not own sessions, policies, HTTP, or the System Log: callers turn
@@ -19,7 +20,6 @@ mod lockout;
 mod password;
 mod store;
 mod totp;
-mod totp_replay;
 mod user;
 mod users_file;
 
@@ -34,8 +34,7 @@ pub use lockout::{FailureOutcome, Locked, LockoutPolicy, LockoutTracker};
 pub use password::PasswordHashProblem;
 pub use store::Directory;
 pub use totp::{
-    hotp, totp_code_at, totp_value, verify_totp, TotpSecret, TotpSecretError, TOTP_DIGITS,
-    TOTP_MIN_SECRET_BITS, TOTP_SKEW_STEPS, TOTP_STEP_SECONDS,
+    hotp, totp_code_at, totp_step_replayable_until, totp_value, verify_totp, TotpSecret,
+    TotpSecretError, TOTP_DIGITS, TOTP_MIN_SECRET_BITS, TOTP_SKEW_STEPS, TOTP_STEP_SECONDS,
 };
-pub use totp_replay::TotpReplayGuard;
 pub use user::{User, UserStatus};

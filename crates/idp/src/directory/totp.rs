@@ -86,8 +86,10 @@ pub fn totp_code_at(secret: &TotpSecret, now: OffsetDateTime) -> Option<String> 
 }
 
 /// Checks a user-typed code against the current step and ±1 step, in
-/// constant time. Returns the matched time step, which the caller passes to
-/// [`super::TotpReplayGuard::accept`] so the code can't be used twice.
+/// constant time. Returns the matched time step, which the caller records
+/// as the user's high-water mark (`OneTimeStore::advance`, until
+/// [`totp_step_replayable_until`]) so neither this code nor an older one
+/// can be used again.
 ///
 /// Anything that isn't exactly six ASCII digits is rejected outright
 /// (callers may trim whitespace before calling).
@@ -112,6 +114,20 @@ pub fn verify_totp(secret: &TotpSecret, code: &str, now: OffsetDateTime) -> Opti
         }
     }
     matched
+}
+
+/// The first instant at which `step` (or any older step) can no longer
+/// verify: past it, the oldest acceptable step is `step + 1`. A replay
+/// guard need not remember the step any longer than that.
+pub fn totp_step_replayable_until(step: u64) -> OffsetDateTime {
+    let end = step
+        .saturating_add(TOTP_SKEW_STEPS)
+        .saturating_add(1)
+        .saturating_mul(TOTP_STEP_SECONDS);
+    i64::try_from(end)
+        .ok()
+        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+        .unwrap_or(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX))
 }
 
 #[cfg(test)]
@@ -152,6 +168,24 @@ mod tests {
             assert_eq!(totp_code_at(&secret, now).as_deref(), Some(six));
             assert_eq!(verify_totp(&secret, six, now), Some(time / 30), "t={time}");
         }
+    }
+
+    #[test]
+    fn a_step_verifies_exactly_until_its_replay_window_ends() {
+        let secret = rfc_secret();
+        let step = 1_234_567_890 / TOTP_STEP_SECONDS;
+        let code = hotp(&secret, step, TOTP_DIGITS);
+        let until = totp_step_replayable_until(step);
+        assert_eq!(
+            verify_totp(&secret, &code, until - time::Duration::seconds(1)),
+            Some(step),
+            "still accepted in the last second of the skew window"
+        );
+        assert_eq!(verify_totp(&secret, &code, until), None);
+        assert_eq!(
+            totp_step_replayable_until(u64::MAX),
+            OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX)
+        );
     }
 
     #[test]

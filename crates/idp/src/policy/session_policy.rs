@@ -63,7 +63,10 @@ impl fmt::Display for Outcome {
 }
 
 /// Session limits chosen by the matching rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Serde derives are for carrying limits inside stored values (a session
+/// token's pending sign-in), not for configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionLimits {
     pub max_idle: Duration,
     /// `None` means no absolute limit.
@@ -72,6 +75,12 @@ pub struct SessionLimits {
 }
 
 impl SessionLimits {
+    /// The session lifetime these limits give (the persistent-cookie flag
+    /// is the cookie's business, not the store's).
+    pub fn lifetime(self) -> portcullis_session::Lifetime {
+        portcullis_session::Lifetime::new(self.max_idle, self.max_lifetime)
+    }
+
     /// Limits of the built-in default rule.
     pub const DEFAULT_RULE: Self = Self {
         max_idle: DEFAULT_MAX_IDLE,

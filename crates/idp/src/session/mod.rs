@@ -1,42 +1,36 @@
-//! IdP sessions and the tokens around them.
+//! IdP sessions on the shared session model ([`portcullis_session`]).
 //!
-//! This module owns
-//! - the IdP session: its cookie secret ([`SessionSecret`]), which the
-//!   store never keeps (only its SHA-256, [`SecretHash`]), and its unrelated
-//!   public id ([`SessionId`]) for the Sessions API;
-//! - the session record in Okta's Sessions API shape ([`SessionRecord`]),
-//!   with expiry = min(created + max lifetime, last activity + max idle);
-//! - the live sessions ([`SessionStore`]): every use enforces the idle and
-//!   lifetime limits, and every removal, by whatever path, publishes one
-//!   [`SessionEnded`] on a broadcast channel ([`SessionStore::subscribe`]);
-//!   [`spawn_sweeper`] ends the sessions nobody touches again;
-//! - one-time session tokens from `/api/v1/authn` for
-//!   `/login/sessionCookieRedirect` ([`SessionTokens`]);
-//! - `SSWS` API tokens configured as SHA-256 digests with Okta scopes
-//!   ([`ApiTokens`]).
+//! This module owns what is IdP-specific about a session:
+//! - its body ([`IdpSession`]: user, status, `amr`, verification times,
+//!   policy and rule, client) and the Okta Sessions API JSON
+//!   ([`SessionsApiJson`]), with `expiresAt` derived from the common
+//!   limits;
+//! - the IdP's operations over any session backend ([`IdpSessions`]:
+//!   sign-in, MFA verified, refresh, revoke a user's sessions);
+//! - what a one-time session token from `/api/v1/authn` carries to
+//!   `/login/sessionCookieRedirect` ([`PendingSignIn`]).
 //!
-//! It does not own HTTP, cookies' attributes, policy evaluation or the
-//! System Log: callers pass in the limits the policy chose and turn
-//! [`SessionEnded`] into `user.session.end` events.
-//!
-//! Time is always passed in (`now`) so behaviour is testable and one
-//! request sees one clock reading.
+//! Ids, expiry, end notifications, the store trait and its backends,
+//! one-time caches and tickets are `portcullis_session`'s; the names the
+//! IdP's callers use are re-exported here. It does not own HTTP, cookies'
+//! attributes, policy evaluation or the System Log: callers pass in the
+//! limits the policy chose and turn [`SessionEnded`] into
+//! `user.session.end` events.
 
-mod api_token;
-mod encoding;
-mod end;
-mod error;
-mod id;
 mod record;
-mod store;
-mod sweeper;
-mod token;
+mod sessions;
+mod sign_in;
 
-pub use api_token::{hash_token, ApiAuthError, ApiToken, ApiTokenError, ApiTokens, Scope};
-pub use end::{EndReason, SessionEnded};
-pub use error::SessionError;
-pub use id::{SecretHash, SessionId, SessionSecret, SECRET_BYTES, SECRET_LEN};
-pub use record::{Amr, IdpKind, IdpRef, NewSession, SessionRecord, SessionStatus};
-pub use store::{SessionStore, DEFAULT_ENDED_CAPACITY, DEFAULT_IDP_ID};
-pub use sweeper::spawn_sweeper;
-pub use token::{PendingSignIn, SessionToken, SessionTokens, TokenError, SESSION_TOKEN_BYTES};
+pub use portcullis_session::{
+    EndReason, Lifetime, SecretHash, Session, SessionEnded, SessionError, SessionId, SessionSecret,
+    SessionStore, StoreError, DEFAULT_ENDED_CAPACITY, SECRET_BYTES, SECRET_LEN,
+};
+pub use record::{
+    Amr, IdpKind, IdpRef, IdpSession, NewSession, SessionRecord, SessionStatus, SessionsApiJson,
+};
+pub use sessions::{IdpSessions, DEFAULT_IDP_ID};
+pub use sign_in::PendingSignIn;
+
+/// API tokens are credentials, not sessions ([`crate::api_token`]); this
+/// path is kept for callers that hash tokens for the configuration.
+pub use crate::api_token::hash_token;

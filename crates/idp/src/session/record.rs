@@ -1,18 +1,24 @@
-//! One IdP session as the Sessions API shows it (`GET /api/v1/sessions/{id}`),
-//! plus the bookkeeping the store needs to expire it.
+//! The IdP's part of a session (the [`IdpSession`] body) and its Okta
+//! Sessions API face (`GET /api/v1/sessions/{id}`).
+//!
+//! The common bookkeeping — public id, creation and activity times, the
+//! idle and lifetime limits, expiry — is [`portcullis_session::Session`]'s;
+//! `expiresAt` is derived from it, never stored.
 
 use std::net::IpAddr;
 
-use serde::{Serialize, Serializer};
+use portcullis_session::{Lifetime, Session, SessionBody, SessionId};
+use serde::{Deserialize, Serialize, Serializer};
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::end::EndReason;
-use super::id::SessionId;
 use crate::policy::SessionLimits;
 
+/// An IdP session as the store holds it.
+pub type SessionRecord = Session<IdpSession>;
+
 /// `status` of a session in the Sessions API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SessionStatus {
     Active,
@@ -23,7 +29,7 @@ pub enum SessionStatus {
 
 /// Authentication method reference values (RFC 8176), as Okta reports them
 /// in a session's `amr`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Amr {
     Pwd,
@@ -33,14 +39,14 @@ pub enum Amr {
 
 /// The identity provider that authenticated the session. Always "OKTA" for
 /// this embedded IdP: that is what clients of the Okta API expect to see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdpRef {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: IdpKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum IdpKind {
     Okta,
@@ -65,48 +71,40 @@ pub struct NewSession {
     pub now: OffsetDateTime,
 }
 
-/// A snapshot of a session. The store owns the live copy; records handed
-/// out are copies, so changing one changes nothing.
-///
-/// Serialises to exactly the Okta Sessions API fields; everything else is
-/// skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionRecord {
-    pub id: SessionId,
+/// What an IdP session carries beyond the common fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdpSession {
     pub user_id: String,
     pub login: String,
-    #[serde(serialize_with = "millis")]
-    pub created_at: OffsetDateTime,
-    /// Derived: min(created + max lifetime, last activity + max idle). The
-    /// store recomputes it whenever `last_activity` changes.
-    #[serde(serialize_with = "millis")]
-    pub expires_at: OffsetDateTime,
     pub status: SessionStatus,
-    #[serde(serialize_with = "millis")]
-    pub last_password_verification: OffsetDateTime,
-    #[serde(serialize_with = "millis_opt")]
-    pub last_factor_verification: Option<OffsetDateTime>,
     pub amr: Vec<Amr>,
+    pub last_password_verification: OffsetDateTime,
+    pub last_factor_verification: Option<OffsetDateTime>,
     pub idp: IdpRef,
-
-    #[serde(skip)]
-    pub last_activity: OffsetDateTime,
-    #[serde(skip)]
     pub client_ip: Option<IpAddr>,
-    #[serde(skip)]
     pub user_agent: Option<String>,
-    #[serde(skip)]
-    pub limits: SessionLimits,
-    /// Global session policy and rule that set `limits`, for the System Log.
-    #[serde(skip)]
+    /// Global session policy and rule that set the limits, for the System Log.
     pub policy: String,
-    #[serde(skip)]
     pub rule: String,
+    /// The policy asked for a cookie that outlives the browser session.
+    pub persistent_cookie: bool,
 }
 
-impl SessionRecord {
-    pub(super) fn new(id: SessionId, idp_id: &str, new: NewSession) -> Self {
+/// The index key of a user's sessions.
+pub(crate) fn user_key(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+impl SessionBody for IdpSession {
+    fn index_keys(&self) -> Vec<String> {
+        vec![user_key(&self.user_id)]
+    }
+}
+
+impl IdpSession {
+    /// The body and limits of a session a sign-in asks for; `idp_id` is
+    /// reported as `idp.id`.
+    pub fn start(new: NewSession, idp_id: &str) -> (Self, Lifetime) {
         let NewSession {
             user_id,
             login,
@@ -130,95 +128,45 @@ impl SessionRecord {
         if mfa_pending {
             amr.retain(|m| *m == Amr::Pwd);
         }
-        let mut record = Self {
-            id,
+        let body = Self {
             user_id,
             login,
-            created_at: now,
-            expires_at: now,
             status: if mfa_pending {
                 SessionStatus::MfaRequired
             } else {
                 SessionStatus::Active
             },
+            amr,
             last_password_verification: now,
             last_factor_verification: mfa_done.then_some(now),
-            amr,
             idp: IdpRef {
                 id: idp_id.to_owned(),
                 kind: IdpKind::Okta,
             },
-            last_activity: now,
             client_ip,
             user_agent,
-            limits,
             policy,
             rule,
+            persistent_cookie: limits.persistent_cookie,
         };
-        record.expires_at = record.deadline().0;
-        record
-    }
-
-    /// When the session dies if nothing else happens, and of what.
-    ///
-    /// If both limits fall on the same instant the lifetime is reported:
-    /// activity could not have saved the session.
-    pub fn deadline(&self) -> (OffsetDateTime, EndReason) {
-        let idle = add_std(self.last_activity, self.limits.max_idle);
-        match self.limits.max_lifetime {
-            Some(lifetime) => {
-                let absolute = add_std(self.created_at, lifetime);
-                if absolute <= idle {
-                    (absolute, EndReason::MaxLifetime)
-                } else {
-                    (idle, EndReason::IdleTimeout)
-                }
-            }
-            None => (idle, EndReason::IdleTimeout),
-        }
-    }
-
-    /// `Some(reason)` if the session is dead at `now`. The deadline itself
-    /// counts as dead, matching `expiresAt` being the first instant it is
-    /// no longer valid.
-    pub fn end_reason_at(&self, now: OffsetDateTime) -> Option<EndReason> {
-        let (deadline, reason) = self.deadline();
-        (now >= deadline).then_some(reason)
-    }
-
-    /// Records use at `now`. Never moves backwards: concurrent requests may
-    /// arrive with slightly out-of-order clocks readings.
-    pub(super) fn record_activity(&mut self, now: OffsetDateTime) {
-        self.last_activity = self.last_activity.max(now);
-        self.expires_at = self.deadline().0;
-    }
-
-    pub(super) fn record_mfa(&mut self, now: OffsetDateTime) {
-        self.status = SessionStatus::Active;
-        self.last_factor_verification = Some(now);
-        add_amr(&mut self.amr, &[Amr::Otp, Amr::Mfa]);
-        self.record_activity(now);
-    }
-
-    pub(super) fn record_password(&mut self, now: OffsetDateTime) {
-        self.last_password_verification = now;
-        add_amr(&mut self.amr, &[Amr::Pwd]);
-        self.record_activity(now);
+        (body, limits.lifetime())
     }
 }
 
-impl SessionRecord {
-    /// The Sessions API JSON for this record.
-    pub fn to_api_json(&self) -> serde_json::Value {
-        // Serialising can only fail on a timestamp outside years 0..=9999,
-        // which no clock reading plus a policy duration reaches.
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-    }
+/// The user passed a second factor in this session: it becomes ACTIVE and
+/// `amr` gains "otp" and "mfa".
+pub(crate) fn record_mfa(session: &mut SessionRecord, now: OffsetDateTime) {
+    session.body.status = SessionStatus::Active;
+    session.body.last_factor_verification = Some(now);
+    add_amr(&mut session.body.amr, &[Amr::Otp, Amr::Mfa]);
+    session.record_activity(now);
+}
 
-    /// `expiresAt` as the API shows it, for pages and logs.
-    pub fn expires_at_rfc3339(&self) -> String {
-        format_millis(self.expires_at).unwrap_or_default()
-    }
+/// The user re-entered their password in this session.
+pub(crate) fn record_password(session: &mut SessionRecord, now: OffsetDateTime) {
+    session.body.last_password_verification = now;
+    add_amr(&mut session.body.amr, &[Amr::Pwd]);
+    session.record_activity(now);
 }
 
 fn add_amr(amr: &mut Vec<Amr>, methods: &[Amr]) {
@@ -229,9 +177,57 @@ fn add_amr(amr: &mut Vec<Amr>, methods: &[Amr]) {
     }
 }
 
-/// `t + d`, saturating: a limit too large for the calendar never expires.
-fn add_std(t: OffsetDateTime, d: std::time::Duration) -> OffsetDateTime {
-    t.saturating_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX))
+/// The Okta Sessions API view of an IdP session.
+pub trait SessionsApiJson {
+    /// The Sessions API JSON: exactly Okta's fields, nothing else.
+    fn to_api_json(&self) -> serde_json::Value;
+
+    /// `expiresAt` as the API shows it, for pages and logs.
+    fn expires_at_rfc3339(&self) -> String;
+}
+
+impl SessionsApiJson for SessionRecord {
+    fn to_api_json(&self) -> serde_json::Value {
+        let view = ApiView {
+            id: &self.id,
+            user_id: &self.body.user_id,
+            login: &self.body.login,
+            created_at: self.created_at,
+            expires_at: self.expires_at(),
+            status: self.body.status,
+            last_password_verification: self.body.last_password_verification,
+            last_factor_verification: self.body.last_factor_verification,
+            amr: &self.body.amr,
+            idp: &self.body.idp,
+        };
+        // Serialising can only fail on a timestamp outside years 0..=9999,
+        // which no clock reading plus a policy duration reaches.
+        serde_json::to_value(view).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn expires_at_rfc3339(&self) -> String {
+        format_millis(self.expires_at()).unwrap_or_default()
+    }
+}
+
+/// The fields of `GET /api/v1/sessions/{id}`, in Okta's order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiView<'a> {
+    id: &'a SessionId,
+    user_id: &'a str,
+    login: &'a str,
+    #[serde(serialize_with = "millis")]
+    created_at: OffsetDateTime,
+    #[serde(serialize_with = "millis")]
+    expires_at: OffsetDateTime,
+    status: SessionStatus,
+    #[serde(serialize_with = "millis")]
+    last_password_verification: OffsetDateTime,
+    #[serde(serialize_with = "millis_opt")]
+    last_factor_verification: Option<OffsetDateTime>,
+    amr: &'a [Amr],
+    idp: &'a IdpRef,
 }
 
 /// `2026-11-24T05:15:10.193Z`: UTC, milliseconds, as Okta emits.
@@ -257,12 +253,20 @@ fn millis_opt<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, 
 mod tests {
     use std::time::Duration;
 
+    use portcullis_session::EndReason;
     use serde_json::json;
     use time::macros::datetime;
 
     use super::*;
 
     const T0: OffsetDateTime = datetime!(2026-11-24 05:15:10.193456 UTC);
+
+    /// A record as the store would create it, with a chosen id.
+    fn new_record(id: &str, idp_id: &str, new: NewSession) -> SessionRecord {
+        let now = new.now;
+        let (body, lifetime) = IdpSession::start(new, idp_id);
+        Session::new(SessionId::from(id), body, lifetime, now)
+    }
 
     fn new_session(limits: SessionLimits, mfa_pending: bool) -> NewSession {
         NewSession {
@@ -289,12 +293,12 @@ mod tests {
 
     #[test]
     fn json_has_exactly_the_okta_fields() {
-        let record = SessionRecord::new(
-            SessionId::from("102abc"),
+        let record = new_record(
+            "102abc",
             "00o1",
             new_session(limits(120, Some(24 * 60)), true),
         );
-        let json = serde_json::to_value(&record).expect("serialises");
+        let json = record.to_api_json();
         assert_eq!(
             json,
             json!({
@@ -310,19 +314,18 @@ mod tests {
                 "idp": { "id": "00o1", "type": "OKTA" }
             })
         );
-        assert_eq!(record.to_api_json(), json);
         assert_eq!(record.expires_at_rfc3339(), "2026-11-24T07:15:10.193Z");
     }
 
     #[test]
     fn json_after_mfa_shows_factor_time_and_amr() {
-        let mut record = SessionRecord::new(
-            SessionId::from("102abc"),
+        let mut record = new_record(
+            "102abc",
             "00o1",
             new_session(limits(120, Some(24 * 60)), true),
         );
-        record.record_mfa(T0 + Duration::from_secs(30));
-        let json = serde_json::to_value(&record).expect("serialises");
+        record_mfa(&mut record, T0 + Duration::from_secs(30));
+        let json = record.to_api_json();
         assert_eq!(json["status"], "ACTIVE");
         assert_eq!(json["lastFactorVerification"], "2026-11-24T05:15:40.193Z");
         assert_eq!(json["amr"], json!(["pwd", "otp", "mfa"]));
@@ -332,18 +335,14 @@ mod tests {
     fn timestamps_are_utc_even_from_other_offsets() {
         let mut session = new_session(limits(120, None), false);
         session.now = datetime!(2026-11-24 06:15:10.000 +01:00);
-        let record = SessionRecord::new(SessionId::from("102x"), "00o1", session);
-        let json = serde_json::to_value(&record).expect("serialises");
+        let record = new_record("102x", "00o1", session);
+        let json = record.to_api_json();
         assert_eq!(json["createdAt"], "2026-11-24T05:15:10.000Z");
     }
 
     #[test]
     fn expiry_is_the_earlier_of_idle_and_lifetime() {
-        let mut record = SessionRecord::new(
-            SessionId::from("102x"),
-            "00o1",
-            new_session(limits(120, Some(180)), false),
-        );
+        let mut record = new_record("102x", "00o1", new_session(limits(120, Some(180)), false));
         assert_eq!(
             record.deadline(),
             (T0 + Duration::from_secs(7_200), EndReason::IdleTimeout)
@@ -353,7 +352,12 @@ mod tests {
             record.deadline(),
             (T0 + Duration::from_secs(10_800), EndReason::MaxLifetime)
         );
-        assert_eq!(record.expires_at, T0 + Duration::from_secs(10_800));
+        assert_eq!(record.expires_at(), T0 + Duration::from_secs(10_800));
+        assert_eq!(
+            record.to_api_json()["expiresAt"],
+            "2026-11-24T08:15:10.193Z",
+            "expiresAt is derived from the limits"
+        );
         assert_eq!(record.end_reason_at(T0 + Duration::from_secs(10_799)), None);
         assert_eq!(
             record.end_reason_at(T0 + Duration::from_secs(10_800)),
@@ -363,11 +367,7 @@ mod tests {
 
     #[test]
     fn activity_never_moves_backwards() {
-        let mut record = SessionRecord::new(
-            SessionId::from("102x"),
-            "00o1",
-            new_session(limits(120, None), false),
-        );
+        let mut record = new_record("102x", "00o1", new_session(limits(120, None), false));
         record.record_activity(T0 + Duration::from_secs(60));
         record.record_activity(T0);
         assert_eq!(record.last_activity, T0 + Duration::from_secs(60));
@@ -375,8 +375,8 @@ mod tests {
 
     #[test]
     fn huge_limits_saturate_instead_of_overflowing() {
-        let record = SessionRecord::new(
-            SessionId::from("102x"),
+        let record = new_record(
+            "102x",
             "00o1",
             new_session(
                 SessionLimits {
@@ -387,6 +387,7 @@ mod tests {
                 false,
             ),
         );
+        assert!(record.body.persistent_cookie);
         assert_eq!(
             record.end_reason_at(T0 + Duration::from_secs(1 << 30)),
             None
@@ -397,14 +398,35 @@ mod tests {
     fn mfa_in_amr_at_creation_sets_factor_time_unless_pending() {
         let mut session = new_session(limits(120, None), false);
         session.amr = vec![Amr::Pwd, Amr::Otp, Amr::Mfa];
-        let record = SessionRecord::new(SessionId::from("102x"), "00o1", session.clone());
-        assert_eq!(record.last_factor_verification, Some(T0));
-        assert_eq!(record.status, SessionStatus::Active);
+        let record = new_record("102x", "00o1", session.clone());
+        assert_eq!(record.body.last_factor_verification, Some(T0));
+        assert_eq!(record.body.status, SessionStatus::Active);
 
         session.mfa_pending = true;
-        let record = SessionRecord::new(SessionId::from("102x"), "00o1", session);
-        assert_eq!(record.last_factor_verification, None);
-        assert_eq!(record.amr, vec![Amr::Pwd]);
-        assert_eq!(record.status, SessionStatus::MfaRequired);
+        let record = new_record("102x", "00o1", session);
+        assert_eq!(record.body.last_factor_verification, None);
+        assert_eq!(record.body.amr, vec![Amr::Pwd]);
+        assert_eq!(record.body.status, SessionStatus::MfaRequired);
+    }
+
+    #[test]
+    fn limits_map_to_the_session_lifetime() {
+        let record = new_record("102x", "00o1", new_session(limits(120, Some(180)), false));
+        assert_eq!(
+            record.lifetime,
+            Lifetime::new(
+                Duration::from_secs(7_200),
+                Some(Duration::from_secs(10_800))
+            )
+        );
+        assert_eq!(record.body.index_keys(), vec!["user:00u1".to_owned()]);
+    }
+
+    #[test]
+    fn body_round_trips_through_serde() {
+        let record = new_record("102x", "00o1", new_session(limits(120, None), true));
+        let stored = serde_json::to_string(&record).expect("serialises");
+        let back: SessionRecord = serde_json::from_str(&stored).expect("deserialises");
+        assert_eq!(back, record);
     }
 }

@@ -13,8 +13,11 @@ use super::events::{self, Origin};
 use super::limit::retry_after_secs;
 use super::respond::{self, api_error, ApiError};
 use super::{query_param, user_agent, Caller, Idp};
+use portcullis_session::TicketError;
+
+use crate::api_token::{ApiAuthError, ApiToken, Scope};
 use crate::policy::{Outcome, SignOnContext};
-use crate::session::{ApiAuthError, ApiToken, EndReason, PendingSignIn, Scope, SessionId};
+use crate::session::{EndReason, PendingSignIn, SessionError, SessionId, SessionsApiJson};
 use crate::syslog::Query;
 
 /// Session ids are short opaque tokens; anything else is a client mistake.
@@ -64,7 +67,7 @@ impl Idp {
             })
     }
 
-    pub(crate) fn session_api(
+    pub(crate) async fn session_api(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -89,18 +92,12 @@ impl Idp {
         }
         let session_id = SessionId::from_public(id);
         let now = OffsetDateTime::now_utc();
-        match (method, action) {
-            (Method::GET, None) => match self.sessions.get_by_id(&session_id, now) {
-                Some(record) => respond::json_response(StatusCode::OK, &record.to_api_json()),
-                None => api_error(&ApiError::NotFound(format!("{id} (Session)"))),
-            },
-            (Method::POST, Some(_)) => match self.sessions.refresh(&session_id, now) {
-                Ok(record) => respond::json_response(StatusCode::OK, &record.to_api_json()),
-                Err(_) => api_error(&ApiError::NotFound(format!("{id} (Session)"))),
-            },
-            _ => match self.sessions.revoke(&session_id, EndReason::Revoked) {
-                Some(record) => {
-                    if let Some(user) = self.directory.by_id(&record.user_id) {
+        let found = match (method, action) {
+            (Method::GET, None) => self.sessions.get_by_id(&session_id, now).await,
+            (Method::POST, Some(_)) => self.sessions.refresh(&session_id, now).await,
+            _ => match self.sessions.revoke(&session_id, EndReason::Revoked).await {
+                Ok(Some(record)) => {
+                    if let Some(user) = self.directory.by_id(&record.body.user_id) {
                         let origin = Origin {
                             ip: caller.ip,
                             user_agent: user_agent(request),
@@ -112,14 +109,22 @@ impl Idp {
                             &origin,
                         ));
                     }
-                    respond::empty(StatusCode::NO_CONTENT)
+                    return respond::empty(StatusCode::NO_CONTENT);
                 }
-                None => api_error(&ApiError::NotFound(format!("{id} (Session)"))),
+                Ok(None) => Err(SessionError::NotFound),
+                Err(e) => Err(SessionError::Store(e)),
             },
+        };
+        match found {
+            Ok(record) => respond::json_response(StatusCode::OK, &record.to_api_json()),
+            Err(SessionError::Store(e)) => respond::api_store_unavailable(&e, "Sessions API"),
+            Err(
+                SessionError::Malformed | SessionError::NotFound | SessionError::Expired { .. },
+            ) => api_error(&ApiError::NotFound(format!("{id} (Session)"))),
         }
     }
 
-    pub(crate) fn clear_user_sessions(
+    pub(crate) async fn clear_user_sessions(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -138,7 +143,14 @@ impl Idp {
         let Some(user) = self.directory.by_id(user_id) else {
             return api_error(&ApiError::NotFound(format!("{user_id} (User)")));
         };
-        let ended = self.sessions.revoke_user(user.id(), EndReason::UserRevoked);
+        let ended = match self
+            .sessions
+            .revoke_user(user.id(), EndReason::UserRevoked)
+            .await
+        {
+            Ok(ended) => ended,
+            Err(e) => return respond::api_store_unavailable(&e, "clearing a user's sessions"),
+        };
         let ids: Vec<String> = ended.iter().map(|r| r.id.as_str().to_string()).collect();
         let origin = Origin {
             ip: caller.ip,
@@ -230,7 +242,11 @@ impl Idp {
                     }),
                 );
             };
-            if !self.second_factor_ok(user, code, now) {
+            let verified = match self.second_factor_ok(user, code, now).await {
+                Ok(verified) => verified,
+                Err(e) => return respond::api_store_unavailable(&e, "checking a TOTP code"),
+            };
+            if !verified {
                 self.emit(events::auth_via_mfa(user, "", false, &origin));
                 self.count_failure(user, now, &origin);
                 return api_error(&ApiError::AuthenticationFailed);
@@ -258,18 +274,28 @@ impl Idp {
             ));
             return api_error(&ApiError::AuthenticationFailed);
         }
-        let (token, expires_at) = self.tokens.issue(
-            PendingSignIn {
-                user_id: user.id().to_string(),
-                login: user.login().to_string(),
-                mfa_verified,
-                limits: decision.session,
-                policy: decision.policy.clone(),
-                rule: decision.rule.clone(),
-            },
-            now,
-            self.settings.session_token_ttl,
-        );
+        let ttl = time::Duration::try_from(self.settings.session_token_ttl)
+            .unwrap_or(time::Duration::MAX);
+        let expires_at = now.saturating_add(ttl);
+        let issued = self
+            .tokens
+            .issue(
+                PendingSignIn {
+                    user_id: user.id().to_string(),
+                    login: user.login().to_string(),
+                    mfa_verified,
+                    limits: decision.session,
+                    policy: decision.policy.clone(),
+                    rule: decision.rule.clone(),
+                },
+                expires_at,
+                now,
+            )
+            .await;
+        let token = match issued {
+            Ok(token) => token,
+            Err(e) => return respond::api_store_unavailable(&e, "issuing a session token"),
+        };
         let expires = crate::syslog::format_published(expires_at).unwrap_or_default();
         respond::json_response(
             StatusCode::OK,
@@ -291,7 +317,7 @@ impl Idp {
 
     /// `GET /login/sessionCookieRedirect?token=…&redirectUrl=…`: exchanges a
     /// one-time session token for the IdP session cookie.
-    pub(crate) fn session_cookie_redirect(
+    pub(crate) async fn session_cookie_redirect(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -307,9 +333,16 @@ impl Idp {
             );
         };
         let now = OffsetDateTime::now_utc();
-        let pending = match query_param(request, "token").map(|t| self.tokens.redeem(&t, now)) {
-            Some(Ok(pending)) => pending,
-            _ => return respond::message_page(
+        let redeemed = match query_param(request, "token") {
+            Some(token) => self.tokens.redeem(&token, now).await,
+            None => Err(TicketError::Unknown),
+        };
+        let pending = match redeemed {
+            Ok(pending) => pending,
+            Err(TicketError::Store(e)) => {
+                return respond::store_unavailable(&e, "redeeming a session token")
+            }
+            Err(TicketError::Unknown | TicketError::Expired) => return respond::message_page(
                 StatusCode::UNAUTHORIZED,
                 "Link expired",
                 "This sign-in link is invalid, expired or was already used. Please sign in again.",
@@ -322,11 +355,18 @@ impl Idp {
                 "Please sign in again.",
             );
         };
-        let (secret, record) = self.sessions.create(pending.into_new_session(
-            Some(caller.ip),
-            user_agent(request).map(str::to_string),
-            now,
-        ));
+        let created = self
+            .sessions
+            .create(pending.into_new_session(
+                Some(caller.ip),
+                user_agent(request).map(str::to_string),
+                now,
+            ))
+            .await;
+        let (secret, record) = match created {
+            Ok(created) => created,
+            Err(e) => return respond::store_unavailable(&e, "creating an IdP session"),
+        };
         let origin = Origin {
             ip: caller.ip,
             user_agent: user_agent(request),

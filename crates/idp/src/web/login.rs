@@ -12,9 +12,16 @@ use super::events::{self, Origin};
 use super::limit::retry_after_secs;
 use super::respond::{self, escape};
 use super::{cookie, query_param, user_agent, Caller, Idp, SESSION_COOKIE};
-use crate::directory::{verify_totp, AuthFailure, FailureOutcome, User};
+use portcullis_session::{OneTimeError, OneTimeKind};
+
+use crate::directory::{
+    totp_step_replayable_until, verify_totp, AuthFailure, FailureOutcome, User,
+};
 use crate::policy::{Outcome, SignOnContext};
-use crate::session::{Amr, EndReason, NewSession, SessionRecord, SessionSecret, SessionStatus};
+use crate::session::{
+    Amr, EndReason, NewSession, SessionError, SessionRecord, SessionSecret, SessionStatus,
+    SessionsApiJson, StoreError,
+};
 
 /// Form fields of a urlencoded body, each taken once.
 struct Form(Vec<(String, String)>);
@@ -73,11 +80,32 @@ impl Idp {
         Ok((form, csrf_ok))
     }
 
-    /// A TOTP code for `user`, within the skew window and never reused.
-    pub(crate) fn second_factor_ok(&self, user: &User, code: &str, now: OffsetDateTime) -> bool {
-        user.totp_secret()
+    /// A TOTP code for `user`, within the skew window and never reused: the
+    /// matched step must be past the last one accepted for the user.
+    /// `Err` when the replay guard could not answer (then the code is not
+    /// accepted either: fail closed).
+    pub(crate) async fn second_factor_ok(
+        &self,
+        user: &User,
+        code: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, OneTimeError> {
+        let Some(step) = user
+            .totp_secret()
             .and_then(|totp| verify_totp(totp, code, now))
-            .is_some_and(|step| self.totp_replay.accept(user.id(), step))
+        else {
+            return Ok(false);
+        };
+        let until = totp_step_replayable_until(step);
+        match self
+            .one_time
+            .advance(OneTimeKind::TotpStep, user.id(), step, until, now)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(OneTimeError::Replayed) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The CSRF cookie the browser already has, or a new one to set.
@@ -175,8 +203,8 @@ impl Idp {
             secret.expose(),
             self.settings.path_prefix
         );
-        if record.limits.persistent_cookie {
-            if let Some(lifetime) = record.limits.max_lifetime {
+        if record.body.persistent_cookie {
+            if let Some(lifetime) = record.lifetime.max {
                 cookie.push_str(&format!("; Max-Age={}", lifetime.as_secs()));
             }
         }
@@ -190,15 +218,29 @@ impl Idp {
         )
     }
 
-    /// The live session behind the request's cookie, if any.
-    pub(crate) fn current_session(
+    /// The live session behind the request's cookie, touched: `Ok(None)`
+    /// when there is none (no cookie, a malformed one, unknown, expired);
+    /// `Err` when the store could not say, which callers answer with
+    /// [`respond::store_unavailable`] rather than treating the user as
+    /// signed out.
+    pub(crate) async fn current_session(
         &self,
         request: &Request<Bytes>,
         now: OffsetDateTime,
-    ) -> Option<(SessionSecret, SessionRecord)> {
-        let secret = SessionSecret::parse(cookie(request, SESSION_COOKIE)?).ok()?;
-        let record = self.sessions.touch(&secret, now).ok()?;
-        Some((secret, record))
+    ) -> Result<Option<(SessionSecret, SessionRecord)>, StoreError> {
+        let Some(value) = cookie(request, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        let Ok(secret) = SessionSecret::parse(value) else {
+            return Ok(None);
+        };
+        match self.sessions.touch(&secret, now).await {
+            Ok(record) => Ok(Some((secret, record))),
+            Err(SessionError::Store(e)) => Err(e),
+            Err(
+                SessionError::Malformed | SessionError::NotFound | SessionError::Expired { .. },
+            ) => Ok(None),
+        }
     }
 
     pub(crate) async fn login_submit(
@@ -277,17 +319,31 @@ impl Idp {
                 // policy) of the user already signed in here keeps the
                 // session — and with it the list of SPs Single Logout must
                 // reach; a different user's session in this browser ends.
-                if let Some((existing, record)) = self.current_session(request, now) {
-                    if record.user_id == user.id() && record.status == SessionStatus::Active {
-                        if self.sessions.mark_password_verified(&existing, now).is_ok() {
-                            return respond::redirect(&self.destination(Some(&from)));
+                let current = match self.current_session(request, now).await {
+                    Ok(current) => current,
+                    Err(e) => return respond::store_unavailable(&e, "reading the IdP session"),
+                };
+                if let Some((existing, record)) = current {
+                    if record.body.user_id == user.id()
+                        && record.body.status == SessionStatus::Active
+                    {
+                        match self.sessions.mark_password_verified(&existing, now).await {
+                            Ok(_) => return respond::redirect(&self.destination(Some(&from))),
+                            Err(SessionError::Store(e)) => {
+                                return respond::store_unavailable(
+                                    &e,
+                                    "recording a password re-verification",
+                                )
+                            }
+                            // Gone meanwhile: a new session is started below.
+                            Err(_) => {}
                         }
-                    } else {
-                        self.sessions.end(&existing, EndReason::Replaced);
+                    } else if let Err(e) = self.sessions.end(&existing, EndReason::Replaced).await {
+                        return respond::store_unavailable(&e, "ending a replaced IdP session");
                     }
                 }
                 let mfa_pending = outcome == Outcome::Challenge;
-                let (secret, record) = self.sessions.create(NewSession {
+                let created = self.sessions.create(NewSession {
                     user_id: user.id().to_string(),
                     login: user.login().to_string(),
                     amr: vec![Amr::Pwd],
@@ -299,6 +355,10 @@ impl Idp {
                     user_agent: origin.user_agent.map(str::to_string),
                     now,
                 });
+                let (secret, record) = match created.await {
+                    Ok(created) => created,
+                    Err(e) => return respond::store_unavailable(&e, "creating an IdP session"),
+                };
                 let target = if mfa_pending {
                     let query: String = form_urlencoded::Serializer::new(String::new())
                         .append_pair("fromURI", &from)
@@ -386,7 +446,7 @@ impl Idp {
         }
     }
 
-    pub(crate) fn mfa_form(
+    pub(crate) async fn mfa_form(
         &self,
         request: &Request<Bytes>,
         notice: Option<&str>,
@@ -397,16 +457,17 @@ impl Idp {
         // app's policy (see sso.rs); otherwise only a sign-in waiting for
         // its second factor gets the form.
         let step_up = query_param(request, STEP_UP_PARAM).as_deref() == Some("1");
-        match self.current_session(request, now) {
-            Some((_, record))
-                if record.status == SessionStatus::MfaRequired
-                    || (step_up && record.status == SessionStatus::Active) => {}
-            Some(_) => {
+        match self.current_session(request, now).await {
+            Ok(Some((_, record)))
+                if record.body.status == SessionStatus::MfaRequired
+                    || (step_up && record.body.status == SessionStatus::Active) => {}
+            Ok(Some(_)) => {
                 return respond::redirect(
                     &self.destination(query_param(request, "fromURI").as_deref()),
                 )
             }
-            None => return respond::redirect(&self.path("/login")),
+            Ok(None) => return respond::redirect(&self.path("/login")),
+            Err(e) => return respond::store_unavailable(&e, "reading the IdP session"),
         }
         let (csrf_cookie, new) = Self::csrf_cookie(request);
         let from = query_param(request, "fromURI").unwrap_or_default();
@@ -433,7 +494,11 @@ impl Idp {
         self.with_csrf_cookie(respond::page(status, "Verify", &body), &csrf_cookie, new)
     }
 
-    pub(crate) fn mfa_submit(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
+    pub(crate) async fn mfa_submit(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
         let origin = self.origin(request, caller);
         let (form, csrf_ok) = match self.posted_form(request, caller) {
             Ok(checked) => checked,
@@ -448,20 +513,23 @@ impl Idp {
             );
         }
         let now = OffsetDateTime::now_utc();
-        let Some((secret, record)) = self.current_session(request, now) else {
-            return respond::redirect(&self.path("/login"));
+        let (secret, record) = match self.current_session(request, now).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return respond::redirect(&self.path("/login")),
+            Err(e) => return respond::store_unavailable(&e, "reading the IdP session"),
         };
         let step_up =
-            form.get(STEP_UP_PARAM) == Some("1") && record.status == SessionStatus::Active;
-        if record.status != SessionStatus::MfaRequired && !step_up {
+            form.get(STEP_UP_PARAM) == Some("1") && record.body.status == SessionStatus::Active;
+        if record.body.status != SessionStatus::MfaRequired && !step_up {
             return respond::redirect(&self.destination(Some(&from)));
         }
-        let Some(user) = self.directory.by_id(&record.user_id) else {
+        let Some(user) = self.directory.by_id(&record.body.user_id) else {
             return respond::redirect(&self.path("/login"));
         };
         if self.lockout.check(user.id(), now).is_err() {
-            self.sessions
-                .end(&secret, crate::session::EndReason::SignOut);
+            if let Err(e) = self.sessions.end(&secret, EndReason::SignOut).await {
+                return respond::store_unavailable(&e, "ending a locked-out IdP session");
+            }
             let mut response = respond::message_page(
                 StatusCode::FORBIDDEN,
                 "Account locked",
@@ -475,7 +543,11 @@ impl Idp {
             return response;
         }
         let code = form.get("code").unwrap_or("").trim();
-        if !self.second_factor_ok(user, code, now) {
+        let verified = match self.second_factor_ok(user, code, now).await {
+            Ok(verified) => verified,
+            Err(e) => return respond::store_unavailable(&e, "checking a TOTP code for replay"),
+        };
+        if !verified {
             self.emit(events::auth_via_mfa(
                 user,
                 record.id.as_str(),
@@ -496,15 +568,20 @@ impl Idp {
             } else {
                 request.uri().clone()
             };
-            return self.mfa_form(
-                &rebuilt,
-                Some("That code didn't work. Try the current code."),
-                StatusCode::UNAUTHORIZED,
-            );
+            return self
+                .mfa_form(
+                    &rebuilt,
+                    Some("That code didn't work. Try the current code."),
+                    StatusCode::UNAUTHORIZED,
+                )
+                .await;
         }
         self.lockout.record_success(user.id());
-        let record = match self.sessions.mark_mfa_verified(&secret, now) {
+        let record = match self.sessions.mark_mfa_verified(&secret, now).await {
             Ok(record) => record,
+            Err(SessionError::Store(e)) => {
+                return respond::store_unavailable(&e, "recording a verified second factor")
+            }
             Err(_) => return respond::redirect(&self.path("/login")),
         };
         self.emit(events::auth_via_mfa(
@@ -519,15 +596,15 @@ impl Idp {
         respond::redirect(&self.destination(Some(&from)))
     }
 
-    pub(crate) fn home(&self, request: &Request<Bytes>) -> Response<Bytes> {
+    pub(crate) async fn home(&self, request: &Request<Bytes>) -> Response<Bytes> {
         let now = OffsetDateTime::now_utc();
-        match self.current_session(request, now) {
-            Some((_, record)) if record.status == SessionStatus::Active => {
+        match self.current_session(request, now).await {
+            Ok(Some((_, record))) if record.body.status == SessionStatus::Active => {
                 let name = self
                     .directory
-                    .by_id(&record.user_id)
+                    .by_id(&record.body.user_id)
                     .map(|u| u.display_name())
-                    .unwrap_or_else(|| record.login.clone());
+                    .unwrap_or_else(|| record.body.login.clone());
                 respond::page(
                     StatusCode::OK,
                     "Signed in",
@@ -540,7 +617,8 @@ impl Idp {
                     ),
                 )
             }
-            _ => respond::redirect(&self.path("/login")),
+            Ok(_) => respond::redirect(&self.path("/login")),
+            Err(e) => respond::store_unavailable(&e, "reading the IdP session"),
         }
     }
 }

@@ -20,13 +20,19 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use crate::directory::{Directory, LockoutPolicy, LockoutTracker, TotpReplayGuard};
+use portcullis_session::{MemoryOneTime, MemoryTickets, OneTimeStore, TicketStore};
+
+use crate::api_token::ApiTokens;
+use crate::directory::{Directory, LockoutPolicy, LockoutTracker};
 use crate::policy::PolicySet;
-use crate::session::{ApiTokens, SessionStore, SessionTokens};
+use crate::session::{IdpSessions, PendingSignIn};
 use crate::syslog::{Event, SystemLog};
 use crate::universal_logout::UniversalLogout;
 
 pub use respond::ApiError;
+
+#[cfg(test)]
+mod tests;
 pub use sso::{SamlSettings, ServiceProvider};
 
 /// Name of the IdP session cookie; distinct from every app's cookie.
@@ -48,17 +54,40 @@ pub struct WebSettings {
     pub lockout: LockoutPolicy,
 }
 
+/// Where the IdP keeps what must survive a request: sessions, one-time
+/// uses (TOTP steps) and session tokens. Memory by default; a cluster in
+/// shared mode hands in backends every node sees.
+#[derive(Clone)]
+pub struct IdpStores {
+    pub sessions: IdpSessions,
+    pub one_time: Arc<dyn OneTimeStore>,
+    pub tickets: Arc<dyn TicketStore<PendingSignIn>>,
+}
+
+impl IdpStores {
+    /// Everything in this process's memory.
+    pub fn memory() -> Self {
+        Self {
+            sessions: IdpSessions::memory(),
+            one_time: Arc::new(MemoryOneTime::default()),
+            tickets: Arc::new(MemoryTickets::<PendingSignIn>::default()),
+        }
+    }
+}
+
 /// The embedded IdP with all its state. Shared by every worker thread.
 pub struct Idp {
     pub(crate) settings: WebSettings,
     pub(crate) directory: Directory,
     pub(crate) policies: PolicySet,
-    pub(crate) sessions: Arc<SessionStore>,
-    pub(crate) tokens: SessionTokens,
+    pub(crate) sessions: IdpSessions,
+    /// One-time session tokens from `/api/v1/authn`.
+    pub(crate) tokens: Arc<dyn TicketStore<PendingSignIn>>,
     pub(crate) api_tokens: ApiTokens,
     pub(crate) log: Arc<SystemLog>,
     pub(crate) lockout: LockoutTracker,
-    pub(crate) totp_replay: TotpReplayGuard,
+    /// TOTP replay guard: the last accepted step per user.
+    pub(crate) one_time: Arc<dyn OneTimeStore>,
     pub(crate) csrf: csrf::Csrf,
     pub(crate) sign_in_limit: limit::Limiter,
     pub(crate) api_limit: limit::Limiter,
@@ -75,12 +104,32 @@ pub struct Caller {
 }
 
 impl Idp {
+    /// An IdP keeping its state in memory ([`IdpStores::memory`]).
     pub fn new(
         settings: WebSettings,
         directory: Directory,
         policies: PolicySet,
         api_tokens: ApiTokens,
         log: Arc<SystemLog>,
+    ) -> Idp {
+        Self::with_stores(
+            settings,
+            directory,
+            policies,
+            api_tokens,
+            log,
+            IdpStores::memory(),
+        )
+    }
+
+    /// An IdP keeping its state in `stores`.
+    pub fn with_stores(
+        settings: WebSettings,
+        directory: Directory,
+        policies: PolicySet,
+        api_tokens: ApiTokens,
+        log: Arc<SystemLog>,
+        stores: IdpStores,
     ) -> Idp {
         Idp {
             lockout: LockoutTracker::new(settings.lockout.clone()),
@@ -89,11 +138,11 @@ impl Idp {
             settings,
             directory,
             policies,
-            sessions: Arc::new(SessionStore::new()),
-            tokens: SessionTokens::new(),
+            sessions: stores.sessions,
+            tokens: stores.tickets,
             api_tokens,
             log,
-            totp_replay: TotpReplayGuard::new(),
+            one_time: stores.one_time,
             csrf: csrf::Csrf::new(),
             saml: None,
             universal_logout: std::sync::OnceLock::new(),
@@ -118,7 +167,8 @@ impl Idp {
         true
     }
 
-    pub fn sessions(&self) -> &Arc<SessionStore> {
+    /// The IdP's sessions (their backend is [`IdpSessions::store`]).
+    pub fn sessions(&self) -> &IdpSessions {
         &self.sessions
     }
 
@@ -134,9 +184,16 @@ impl Idp {
         }
     }
 
-    /// Periodic upkeep: expire sessions and forget idle rate-limit keys.
-    pub fn sweep(&self, now: OffsetDateTime) {
-        self.sessions.sweep(now);
+    /// Periodic upkeep: expire sessions and forget idle rate-limit keys. A
+    /// store that cannot be reached is logged and tried again next time.
+    pub async fn sweep(&self, now: OffsetDateTime) {
+        match self.sessions.sweep(now).await {
+            Ok(ended) if !ended.is_empty() => {
+                tracing::debug!(count = ended.len(), "swept expired IdP sessions");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "sweeping IdP sessions failed"),
+        }
         self.sign_in_limit.sweep();
         self.api_limit.sweep();
         if let Some(saml) = &self.saml {
@@ -154,21 +211,25 @@ impl Idp {
                 match ended.recv().await {
                     Ok(end) => {
                         let Some(idp) = idp.upgrade() else { return };
+                        let session = &end.session;
                         if let Some(saml) = &idp.saml {
-                            saml.forget_session(end.record.id.as_str());
+                            saml.forget_session(session.id.as_str());
                         }
                         // Sessions that end without the browser present
                         // (revocation, expiry, suspension) reach the apps
                         // through Universal Logout; a sign-out in the
                         // browser goes through Single Logout instead.
                         if end.reason.needs_universal_logout() {
-                            idp.dispatch_universal_logout(&end.record.user_id, end.reason.as_str());
+                            idp.dispatch_universal_logout(
+                                &session.body.user_id,
+                                end.reason.as_str(),
+                            );
                         }
                         idp.emit(events::session_end(
-                            &end.record.user_id,
-                            &end.record.login,
-                            end.record.id.as_str(),
-                            end.reason.as_str(),
+                            &session.body.user_id,
+                            &session.body.login,
+                            session.id.as_str(),
+                            end.reason.system_log_name(),
                         ));
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
@@ -199,32 +260,35 @@ impl Idp {
         match (method, segments.as_slice()) {
             (Method::GET, ["login"]) => self.login_form(&request, None, StatusCode::OK),
             (Method::POST, ["login"]) => self.login_submit(&request, &caller).await,
-            (Method::GET, ["login", "mfa"]) => self.mfa_form(&request, None, StatusCode::OK),
-            (Method::POST, ["login", "mfa"]) => self.mfa_submit(&request, &caller),
+            (Method::GET, ["login", "mfa"]) => self.mfa_form(&request, None, StatusCode::OK).await,
+            (Method::POST, ["login", "mfa"]) => self.mfa_submit(&request, &caller).await,
             (Method::GET, ["login", "sessionCookieRedirect"]) => {
-                self.session_cookie_redirect(&request, &caller)
+                self.session_cookie_redirect(&request, &caller).await
             }
-            (Method::GET, [""]) => self.home(&request),
+            (Method::GET, [""]) => self.home(&request).await,
             (Method::GET, ["sso", "saml", "metadata"]) => self.saml_metadata(),
-            (Method::GET, ["sso", "saml"]) => self.sso_redirect(&request, &caller),
-            (Method::POST, ["sso", "saml"]) => self.sso_post(&request, &caller),
-            (Method::GET, ["sso", "saml", "continue"]) => self.sso_continue(&request, &caller),
-            (Method::GET | Method::POST, ["sso", "saml", "logout"]) => {
-                self.slo_endpoint(&request, &caller)
+            (Method::GET, ["sso", "saml"]) => self.sso_redirect(&request, &caller).await,
+            (Method::POST, ["sso", "saml"]) => self.sso_post(&request, &caller).await,
+            (Method::GET, ["sso", "saml", "continue"]) => {
+                self.sso_continue(&request, &caller).await
             }
-            (Method::GET | Method::POST, ["logout"]) => self.user_logout(&request, &caller),
+            (Method::GET | Method::POST, ["sso", "saml", "logout"]) => {
+                self.slo_endpoint(&request, &caller).await
+            }
+            (Method::GET | Method::POST, ["logout"]) => self.user_logout(&request, &caller).await,
             (Method::GET, ["app", sp, "sso", "saml"]) => {
-                self.sso_idp_initiated(&request, &caller, sp)
+                self.sso_idp_initiated(&request, &caller, sp).await
             }
             (Method::POST, ["api", "v1", "authn"]) => self.authn(&request, &caller).await,
             (method, ["api", "v1", "sessions", id]) => {
-                self.session_api(&request, &caller, method, id, None)
+                self.session_api(&request, &caller, method, id, None).await
             }
             (Method::POST, ["api", "v1", "sessions", id, "lifecycle", "refresh"]) => {
                 self.session_api(&request, &caller, Method::POST, id, Some("refresh"))
+                    .await
             }
             (Method::DELETE, ["api", "v1", "users", user_id, "sessions"]) => {
-                self.clear_user_sessions(&request, &caller, user_id)
+                self.clear_user_sessions(&request, &caller, user_id).await
             }
             (Method::GET, ["api", "v1", "logs"]) => self.logs(&request, &caller),
             (Method::POST, ["api", "v1", "users", user_id, "universal-logout"]) => {

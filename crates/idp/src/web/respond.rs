@@ -25,6 +25,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     /// E0000022: method not allowed on this path.
     MethodNotAllowed,
+    /// E0000009 as 503: a store the IdP needs (sessions, tokens, one-time
+    /// uses) could not answer; nothing was changed, the call may be retried.
+    Unavailable,
 }
 
 impl ApiError {
@@ -69,6 +72,11 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "E0000022",
                 "The endpoint does not support the provided HTTP method".into(),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "E0000009",
+                "Service temporarily unavailable. Try again later.".into(),
             ),
         }
     }
@@ -208,3 +216,32 @@ pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response<
         ),
     )
 }
+
+/// The page for a browser whose request needed a store that could not
+/// answer (sessions, tokens, one-time uses). Logged here, once, with what
+/// was being done; the user is told to retry, never sent to sign in again
+/// as if their session were gone.
+pub fn store_unavailable(error: &dyn std::fmt::Display, during: &'static str) -> Response<Bytes> {
+    tracing::error!(error = %error, during, "IdP store unavailable");
+    let mut response = message_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again later",
+        "Sign-in is temporarily unavailable. Please try again in a moment.",
+    );
+    insert(&mut response, header::RETRY_AFTER, STORE_RETRY_AFTER_SECS);
+    response
+}
+
+/// [`store_unavailable`] for the JSON APIs.
+pub fn api_store_unavailable(
+    error: &dyn std::fmt::Display,
+    during: &'static str,
+) -> Response<Bytes> {
+    tracing::error!(error = %error, during, "IdP store unavailable");
+    let mut response = api_error(&ApiError::Unavailable);
+    insert(&mut response, header::RETRY_AFTER, STORE_RETRY_AFTER_SECS);
+    response
+}
+
+/// A store outage is usually brief (a failover, a reconnect).
+const STORE_RETRY_AFTER_SECS: &str = "5";

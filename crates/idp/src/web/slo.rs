@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use super::respond;
 use super::sso::{lock, random_id, ServiceProvider};
 use super::{query_param, Caller, Idp};
-use crate::session::{EndReason, SessionId};
+use crate::session::{EndReason, SessionError, SessionId, SessionRecord};
 
 /// SLO messages are small; anything larger is refused before decoding.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -145,7 +145,7 @@ impl Incoming<'_> {
 impl Idp {
     /// `GET|POST /sso/saml/logout`: LogoutRequests from SPs, and their
     /// LogoutResponses to ours.
-    pub(crate) fn slo_endpoint(
+    pub(crate) async fn slo_endpoint(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -184,6 +184,7 @@ impl Idp {
         match (saml_request, saml_response) {
             (Some(message), None) => {
                 self.logout_request_from_sp(request, caller, &incoming(message))
+                    .await
             }
             (None, Some(message)) => self.logout_response_from_sp(&incoming(message)),
             _ => logout_error("The sign-out message is missing or ambiguous."),
@@ -192,18 +193,27 @@ impl Idp {
 
     /// `GET /logout` (and POST): the user signs out at the IdP; every SP of
     /// the session is told.
-    pub(crate) fn user_logout(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
+    pub(crate) async fn user_logout(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
         let now = OffsetDateTime::now_utc();
-        let Some((secret, record)) = self.current_session(request, now) else {
-            return self.with_cleared_session(signed_out_page(false));
+        let (secret, record) = match self.current_session(request, now).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return self.with_cleared_session(signed_out_page(false)),
+            Err(e) => return respond::store_unavailable(&e, "reading the IdP session"),
         };
         tracing::info!(
             session.id = record.id.as_str(),
             request.id = %caller.request_id,
             "Single Logout started at the IdP"
         );
-        let notices = self.notices_for(record.id.as_str(), &record.user_id, None);
-        self.sessions.end(&secret, EndReason::SignOut);
+        let notices = self.notices_for(record.id.as_str(), &record.body.user_id, None);
+        // Not ended means not signed out: say so rather than walk the SPs.
+        if let Err(e) = self.sessions.end(&secret, EndReason::SignOut).await {
+            return respond::store_unavailable(&e, "ending the IdP session at sign-out");
+        }
         let tx = LogoutTx {
             initiator: None,
             session_index: record.id.as_str().to_string(),
@@ -261,7 +271,7 @@ impl Idp {
         (notices, unreachable)
     }
 
-    fn logout_request_from_sp(
+    async fn logout_request_from_sp(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -319,26 +329,30 @@ impl Idp {
         }
         // The session the SP names (SessionIndex is our session id); a
         // request for a session that is already gone is still answered.
-        let record = parsed
-            .session_indexes
-            .iter()
-            .find_map(|index| self.sessions.get_by_id(&SessionId::from_public(index), now))
-            .or_else(|| self.current_session(request, now).map(|(_, record)| record))
-            .filter(|record| {
+        let record = match self
+            .named_session(request, &parsed.session_indexes, now)
+            .await
+        {
+            Ok(record) => record.filter(|record| {
                 self.directory
-                    .by_id(&record.user_id)
+                    .by_id(&record.body.user_id)
                     .is_some_and(|user| name_id_for(sp, user) == parsed.name_id)
-            });
+            }),
+            Err(e) => return respond::store_unavailable(&e, "finding the session to log out"),
+        };
         let (pending, unreachable) = match &record {
             Some(record) => {
-                let notices = self.notices_for(record.id.as_str(), &record.user_id, Some(&sp.name));
+                let notices =
+                    self.notices_for(record.id.as_str(), &record.body.user_id, Some(&sp.name));
                 tracing::info!(
                     sp = %sp.name,
                     session.id = record.id.as_str(),
                     request.id = %caller.request_id,
                     "Single Logout started by a service provider"
                 );
-                self.sessions.revoke(&record.id, EndReason::SignOut);
+                if let Err(e) = self.sessions.revoke(&record.id, EndReason::SignOut).await {
+                    return respond::store_unavailable(&e, "ending the IdP session at SLO");
+                }
                 notices
             }
             None => (VecDeque::new(), false),
@@ -358,6 +372,33 @@ impl Idp {
             started: now,
         };
         self.with_cleared_session(self.advance(tx, now))
+    }
+
+    /// The first live session among a LogoutRequest's SessionIndexes, else
+    /// the one behind the browser's cookie.
+    async fn named_session(
+        &self,
+        request: &Request<Bytes>,
+        session_indexes: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Option<SessionRecord>, crate::session::StoreError> {
+        for index in session_indexes {
+            match self
+                .sessions
+                .get_by_id(&SessionId::from_public(index), now)
+                .await
+            {
+                Ok(record) => return Ok(Some(record)),
+                Err(SessionError::Store(e)) => return Err(e),
+                Err(
+                    SessionError::Malformed | SessionError::NotFound | SessionError::Expired { .. },
+                ) => {}
+            }
+        }
+        Ok(self
+            .current_session(request, now)
+            .await?
+            .map(|(_, record)| record))
     }
 
     fn logout_response_from_sp(&self, incoming: &Incoming<'_>) -> Response<Bytes> {

@@ -402,7 +402,7 @@ impl Idp {
     }
 
     /// `GET /sso/saml` (HTTP-Redirect binding).
-    pub(crate) fn sso_redirect(
+    pub(crate) async fn sso_redirect(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -448,12 +448,16 @@ impl Idp {
             return_to: format!("{}?{query}", self.path("/sso/saml")),
             parked: None,
         };
-        self.sso_flow(request, caller, saml, sp, ask)
+        self.sso_flow(request, caller, saml, sp, ask).await
     }
 
     /// `POST /sso/saml` (HTTP-POST binding); an enveloped request signature
     /// is verified like the Redirect binding's query signature.
-    pub(crate) fn sso_post(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
+    pub(crate) async fn sso_post(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
         let Some(saml) = &self.saml else {
             return not_found();
         };
@@ -518,11 +522,11 @@ impl Idp {
                 "Too many sign-in requests are waiting. Please try again in a few minutes.",
             );
         }
-        self.sso_flow(request, caller, saml, sp, ask)
+        self.sso_flow(request, caller, saml, sp, ask).await
     }
 
     /// `GET /sso/saml/continue?id=…`: a parked POST-binding request after sign-in.
-    pub(crate) fn sso_continue(
+    pub(crate) async fn sso_continue(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -545,11 +549,11 @@ impl Idp {
         let Some(sp) = saml.sp_by_name(&ask.sp) else {
             return not_found();
         };
-        self.sso_flow(request, caller, saml, sp, ask)
+        self.sso_flow(request, caller, saml, sp, ask).await
     }
 
     /// `GET /app/{sp}/sso/saml`: IdP-initiated (unsolicited) SSO.
-    pub(crate) fn sso_idp_initiated(
+    pub(crate) async fn sso_idp_initiated(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -570,7 +574,7 @@ impl Idp {
             return_to: self.path(&format!("/app/{}/sso/saml", sp.name)),
             parked: None,
         };
-        self.sso_flow(request, caller, saml, sp, ask)
+        self.sso_flow(request, caller, saml, sp, ask).await
     }
 
     fn to_login(&self, return_to: &str) -> Response<Bytes> {
@@ -622,7 +626,7 @@ impl Idp {
     }
 
     /// Session, app policy, then the Response.
-    fn sso_flow(
+    async fn sso_flow(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -632,16 +636,19 @@ impl Idp {
     ) -> Response<Bytes> {
         let origin = self.origin(request, caller);
         let now = OffsetDateTime::now_utc();
-        let session = self
-            .current_session(request, now)
-            .filter(|(_, record)| record.status == SessionStatus::Active);
+        let session = match self.current_session(request, now).await {
+            Ok(session) => {
+                session.filter(|(_, record)| record.body.status == SessionStatus::Active)
+            }
+            Err(e) => return respond::store_unavailable(&e, "reading the IdP session"),
+        };
         let Some((_, record)) = session else {
             if ask.is_passive {
                 return self.no_passive(saml, sp, None, &ask, &origin);
             }
             return self.to_login(&ask.return_to);
         };
-        let Some(user) = self.directory.by_id(&record.user_id) else {
+        let Some(user) = self.directory.by_id(&record.body.user_id) else {
             return self.to_login(&ask.return_to);
         };
         let nonce = query_param(request, REAUTH_PARAM);
@@ -652,11 +659,11 @@ impl Idp {
         let facts = SessionFacts {
             groups: user.groups(),
             now,
-            last_password_verification: Some(record.last_password_verification),
-            last_factor_verification: record.last_factor_verification,
+            last_password_verification: Some(record.body.last_password_verification),
+            last_factor_verification: record.body.last_factor_verification,
             force_authn: ask.force_authn,
             password_verified_this_request: asked_at
-                .is_some_and(|at| record.last_password_verification > at),
+                .is_some_and(|at| record.body.last_password_verification > at),
         };
         match self.policies.app_policy(&sp.name).evaluate(&facts) {
             AppDecision::Allow => {
@@ -749,7 +756,7 @@ impl Idp {
                 (name.to_string(), user_attribute(user, a))
             })
             .collect();
-        let authn_context = if record.amr.contains(&Amr::Mfa) {
+        let authn_context = if record.body.amr.contains(&Amr::Mfa) {
             AuthnContextClass::MultiFactor
         } else {
             AuthnContextClass::PasswordProtectedTransport
@@ -762,7 +769,7 @@ impl Idp {
             name_id_format: sp.name_id_format,
             session_index: record.id.as_str(),
             authn_context,
-            authn_instant: to_chrono(record.last_password_verification),
+            authn_instant: to_chrono(record.body.last_password_verification),
             attributes: &attributes,
             validity: RESPONSE_VALIDITY,
             now: chrono::Utc::now(),

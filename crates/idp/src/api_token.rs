@@ -1,17 +1,19 @@
 //! API tokens for the Okta-style management API (`Authorization: SSWS
 //! <token>`). Configuration holds only SHA-256 digests of the tokens, so a
 //! leaked config file grants nothing.
+//!
+//! These are credentials, not sessions: they never expire on their own and
+//! nothing ends them but a configuration change.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use thiserror::Error;
-
-use super::encoding::{hex, hex32};
 
 /// The Okta OAuth scope names an API token may be granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -226,9 +228,55 @@ pub fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Parses exactly 64 hex digits (either case) into 32 bytes.
+///
+/// Decoded by hand: `u8::from_str_radix` would also accept a `+` sign.
+fn hex32(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+fn nibble(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_rejects_bad_input() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        let text = hex(&bytes);
+        assert_eq!(text.len(), 64);
+        assert_eq!(hex32(&text), Some(bytes));
+        assert_eq!(hex32(&text.to_uppercase()), Some(bytes));
+        assert_eq!(hex32(&text[..62]), None);
+        assert_eq!(hex32(&format!("+{}", &text[1..])), None);
+        assert_eq!(hex32(&format!("g{}", &text[1..])), None);
+    }
 
     fn token(name: &str, secret: &str, scopes: &[Scope]) -> ApiToken {
         ApiToken {

@@ -1,5 +1,5 @@
 //! Session identifiers: the secret in the cookie, its digest (the store's
-//! key), and the unrelated public id used by the Sessions API.
+//! key), and the unrelated public id used by APIs and logs.
 
 use std::fmt;
 
@@ -8,8 +8,8 @@ use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::encoding::{base64url, hex, is_base64url};
-use super::error::SessionError;
+use crate::encoding::{base64url, hex, is_base64url};
+use crate::error::SessionError;
 
 /// Random bytes in a [`SessionSecret`] (256 bits; at least 128 are needed
 /// to make guessing a live session hopeless).
@@ -26,7 +26,11 @@ const SESSION_ID_PREFIX: &str = "102";
 /// 22 base62 characters carry about 131 bits, so ids never collide in practice.
 const SESSION_ID_RANDOM_CHARS: usize = 22;
 
-/// The bearer credential in the IdP session cookie.
+// log2(62) > 5.95, so 22 characters carry more than 128 bits: public ids
+// are as unguessable as the secret needs to be (they can revoke a session).
+const _: () = assert!(SESSION_ID_RANDOM_CHARS * 595 / 100 >= 128);
+
+/// The bearer credential in a session cookie.
 ///
 /// Deliberately has no `Display`, `Serialize` or `PartialEq`: the value
 /// leaves the process only through [`expose`](Self::expose), and
@@ -35,7 +39,7 @@ pub struct SessionSecret(String);
 
 impl SessionSecret {
     /// A fresh secret from the thread-local CSPRNG (ChaCha, seeded by the OS).
-    pub(super) fn generate() -> Self {
+    pub fn generate() -> Self {
         let mut bytes = [0u8; SECRET_BYTES];
         rand::rng().fill_bytes(&mut bytes);
         Self(base64url(&bytes))
@@ -76,6 +80,12 @@ impl fmt::Debug for SessionSecret {
 pub struct SecretHash([u8; 32]);
 
 impl SecretHash {
+    /// A digest read back from a backend's own keys (the digest is not a
+    /// secret, so rebuilding one from bytes grants nothing).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -93,16 +103,16 @@ impl fmt::Debug for SecretHash {
     }
 }
 
-/// The public id of a session, shown by the Sessions API and usable to
-/// revoke it. It is generated independently of the secret, so knowing it
-/// gives no way to act as the session's cookie.
+/// The public id of a session, shown by APIs and usable to revoke it. It is
+/// generated independently of the secret, so knowing it gives no way to act
+/// as the session's cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SessionId(String);
 
 impl SessionId {
     /// "102" followed by 22 random base62 characters.
-    pub(super) fn generate() -> Self {
+    pub fn generate() -> Self {
         let mut id = String::with_capacity(SESSION_ID_PREFIX.len() + SESSION_ID_RANDOM_CHARS);
         id.push_str(SESSION_ID_PREFIX);
         id.extend(
@@ -197,6 +207,7 @@ mod tests {
         let expected: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
         assert_eq!(secret.hash().as_bytes(), &expected);
         assert_eq!(secret.hash().short(), hex(&expected[..4]));
+        assert_eq!(SecretHash::from_bytes(expected), secret.hash());
     }
 
     #[test]
@@ -209,5 +220,15 @@ mod tests {
             assert!(text.starts_with("102"));
             assert!(text.bytes().all(|b| b.is_ascii_alphanumeric()));
         }
+    }
+
+    #[test]
+    fn session_id_serialises_as_its_text() {
+        let id = SessionId::from("102abc");
+        assert_eq!(
+            serde_json::to_value(&id).expect("serialises"),
+            serde_json::json!("102abc")
+        );
+        assert_eq!(id.to_string(), "102abc");
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Unpadded base64url (RFC 4648 §5): safe in cookies, URLs and JSON as is.
-pub(super) fn base64url(bytes: &[u8]) -> String {
+pub(crate) fn base64url(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
@@ -21,42 +21,18 @@ pub(super) fn base64url(bytes: &[u8]) -> String {
 }
 
 /// Whether every character is in the base64url alphabet.
-pub(super) fn is_base64url(text: &str) -> bool {
+pub(crate) fn is_base64url(text: &str) -> bool {
     text.bytes().all(|b| BASE64URL.contains(&b))
 }
 
 /// Lower-case hex.
-pub(super) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         // Writing to a String cannot fail.
         let _ = write!(out, "{b:02x}");
     }
     out
-}
-
-/// Parses exactly 64 hex digits (either case) into 32 bytes.
-///
-/// Decoded by hand: `u8::from_str_radix` would also accept a `+` sign.
-pub(super) fn hex32(text: &str) -> Option<[u8; 32]> {
-    let digits = text.as_bytes();
-    if digits.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-fn nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -84,14 +60,8 @@ mod tests {
     }
 
     #[test]
-    fn hex_round_trips_and_rejects_bad_input() {
-        let bytes: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
-        let text = hex(&bytes);
-        assert_eq!(text.len(), 64);
-        assert_eq!(hex32(&text), Some(bytes));
-        assert_eq!(hex32(&text.to_uppercase()), Some(bytes));
-        assert_eq!(hex32(&text[..62]), None);
-        assert_eq!(hex32(&format!("+{}", &text[1..])), None);
-        assert_eq!(hex32(&format!("g{}", &text[1..])), None);
+    fn hex_is_lower_case_and_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
     }
 }
