@@ -10,7 +10,7 @@ use portcullis_idp::directory::{totp_code_at, TotpSecret};
 use portcullis_idp::session::hash_token;
 use portcullis_saml::{
     build_redirect_authn_request, verify_response, AuthnContextClass, AuthnRequestParams,
-    Expectations, ReplayCache, SigningKey, SpConfig, VerifiedAssertion,
+    Expectations, SigningKey, SpConfig, VerifiedAssertion,
 };
 use serde_json::Value;
 use test_support::browser::{input_value, url_encode, Browser};
@@ -221,13 +221,7 @@ fn verify(
         vec![f.idp_cert_der.clone()],
         in_response_to,
     );
-    verify_response(
-        response,
-        &expect,
-        &ReplayCache::new(100),
-        chrono::Utc::now(),
-    )
-    .expect("the IdP's response verifies")
+    verify_response(response, &expect, chrono::Utc::now()).expect("the IdP's response verifies")
 }
 
 fn attribute<'a>(v: &'a VerifiedAssertion, name: &str) -> &'a [String] {
@@ -535,12 +529,7 @@ async fn is_passive_without_a_session_answers_no_passive_at_the_acs() {
         vec![f.idp_cert_der.clone()],
         Some("_passive1".into()),
     );
-    match verify_response(
-        &response,
-        &expect,
-        &ReplayCache::new(10),
-        chrono::Utc::now(),
-    ) {
+    match verify_response(&response, &expect, chrono::Utc::now()) {
         Err(portcullis_saml::Error::Status { code }) => assert!(
             code.ends_with("status:Responder / urn:oasis:names:tc:SAML:2.0:status:NoPassive"),
             "{code}"

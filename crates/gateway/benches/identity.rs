@@ -6,11 +6,12 @@
 //!
 //! Run: `cargo bench -p portcullis-gateway --bench identity`
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
-use portcullis_gateway::{IdentityPlan, NewSession, SessionStore};
+use portcullis_gateway::{GatewaySession, IdentityPlan, Session};
+use portcullis_session::{Lifetime, SessionId};
 
 const CONFIG: &str = r#"
 [server]
@@ -71,9 +72,9 @@ fn identity(c: &mut Criterion) {
         unreachable!("no identity JWT configured")
     })
     .expect("plan");
-    let store = SessionStore::default();
-    let token = store.create(
-        NewSession {
+    let session = Session::new(
+        SessionId::generate(),
+        GatewaySession {
             app: "bench".into(),
             user: "bob@example.com".into(),
             attributes: vec![
@@ -85,12 +86,10 @@ fn identity(c: &mut Criterion) {
             session_index: Some("102abc".into()),
             authn_context: None,
             client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            idle: Duration::from_secs(3600),
-            max: Duration::from_secs(3600),
         },
-        Instant::now(),
+        Lifetime::new(Duration::from_secs(3600), Some(Duration::from_secs(3600))),
+        time::OffsetDateTime::now_utc(),
     );
-    let session = store.get("bench", &token, Instant::now()).expect("session");
     let headers = request_headers();
 
     let mut group = c.benchmark_group("identity");

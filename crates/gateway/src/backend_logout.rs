@@ -19,7 +19,7 @@ use portcullis_config::{Config, Upstream};
 use portcullis_proxy::X_PORTCULLIS_USER;
 
 use crate::error::{BuildError, BuildProblem};
-use crate::session::{Session, SessionStore};
+use crate::session::{Session, Sessions};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -74,7 +74,7 @@ pub(crate) fn hooks(config: &Config) -> Result<Vec<BackendLogout>, Vec<BuildErro
 
 /// Starts the background caller; returns at once.
 pub(crate) fn spawn(
-    sessions: &SessionStore,
+    sessions: &Sessions,
     hooks: Vec<BackendLogout>,
 ) -> Result<(), portcullis_proxy::Error> {
     if hooks.is_empty() {
@@ -96,8 +96,9 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         loop {
             match ended.recv().await {
-                Ok(session) => {
-                    if let Some((url, client)) = by_app.get(&session.app) {
+                Ok(ended) => {
+                    let session = ended.session;
+                    if let Some((url, client)) = by_app.get(&session.body.app) {
                         tokio::spawn(call(url.clone(), client.clone(), session));
                     }
                 }
@@ -115,6 +116,7 @@ async fn call(url: Uri, client: HookClient, session: Session) {
     let mut request = Request::new(Empty::<Bytes>::new());
     *request.method_mut() = Method::POST;
     *request.uri_mut() = url.clone();
+    let session = session.body;
     if let Ok(user) = HeaderValue::from_str(&session.user) {
         request
             .headers_mut()

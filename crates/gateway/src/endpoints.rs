@@ -82,7 +82,7 @@ pub(crate) async fn answer(
         Endpoint::Metadata => metadata(plan, facts),
         Endpoint::Acs => login::acs(plan, facts, request).await,
         Endpoint::Slo => logout::slo(plan, facts, request).await,
-        Endpoint::Logout => logout::logout(plan, facts, &request),
+        Endpoint::Logout => logout::logout(plan, facts, &request).await,
         Endpoint::LoggedOut => logout::logged_out(plan, &request),
         Endpoint::Revocation => revocation::endpoint(plan, facts, request).await,
         Endpoint::Jwks => reply::document(

@@ -11,7 +11,6 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::{HeaderMap, HeaderName};
 use http::{Request, Response, StatusCode};
@@ -28,6 +27,7 @@ use crate::login;
 use crate::plan::AppPlan;
 use crate::reply;
 use crate::session::Session;
+use portcullis_session::SecretHash;
 
 static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
 static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
@@ -50,12 +50,20 @@ async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFac
         return Gate::Respond(forbidden(plan, &facts, None, &path));
     }
     let token = plan.session_cookie.read(request.headers());
-    let session =
-        token.and_then(|token| plan.shared.sessions.get(&plan.name, token, Instant::now()));
+    let session = match token {
+        Some(token) => {
+            let now = time::OffsetDateTime::now_utc();
+            match plan.shared.sessions.get(&plan.name, token, now).await {
+                Ok(session) => session,
+                Err(e) => return Gate::Respond(reply::store_unavailable(&facts, &plan.name, &e)),
+            }
+        }
+        None => None,
+    };
     match (policy, session) {
         (AccessPolicy::Public, session) => admit(plan, request, session),
-        (_, Some(session)) if !groups_allow(policy, session.groups()) => {
-            Gate::Respond(forbidden(plan, &facts, Some(&session.user), &path))
+        (_, Some((session, _))) if !groups_allow(policy, session.body.groups()) => {
+            Gate::Respond(forbidden(plan, &facts, Some(&session.body.user), &path))
         }
         (_, Some(session)) => admit(plan, request, Some(session)),
         (_, None) => {
@@ -92,7 +100,11 @@ fn app_path(plan: &AppPlan, path: &str) -> String {
     }
 }
 
-fn admit(plan: &Arc<AppPlan>, request: Request<Incoming>, session: Option<Session>) -> Gate {
+fn admit(
+    plan: &Arc<AppPlan>,
+    request: Request<Incoming>,
+    session: Option<(Session, SecretHash)>,
+) -> Gate {
     Gate::Continue(
         request,
         Box::new(Admitted {
@@ -105,22 +117,24 @@ fn admit(plan: &Arc<AppPlan>, request: Request<Incoming>, session: Option<Sessio
 /// A request on its way to the backend, in the session it runs in (if any).
 struct Admitted {
     plan: Arc<AppPlan>,
-    session: Option<Session>,
+    session: Option<(Session, SecretHash)>,
 }
 
 impl Admission for Admitted {
     fn enhance(&self, headers: &mut HeaderMap) -> Result<(), EnhanceError> {
-        self.plan.identity.apply(self.session.as_ref(), headers)
+        self.plan
+            .identity
+            .apply(self.session.as_ref().map(|(s, _)| s), headers)
     }
 
     fn ended(&self) -> Option<SessionEnd> {
         self.session
             .as_ref()
-            .map(|session| Box::pin(session.ended()) as SessionEnd)
+            .map(|(_, hash)| Box::pin(self.plan.shared.sessions.ended(hash)) as SessionEnd)
     }
 
     fn user(&self) -> Option<&str> {
-        self.session.as_ref().map(|s| s.user.as_str())
+        self.session.as_ref().map(|(s, _)| s.body.user.as_str())
     }
 }
 

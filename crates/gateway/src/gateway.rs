@@ -17,9 +17,10 @@ use crate::gate::AppGate;
 use crate::logout::log_ended;
 use crate::plan::AppPlan;
 use crate::revocation::{RevocationTrust, Revocations};
-use crate::session::{EndReason, SessionStore};
+use crate::session::Sessions;
 use crate::shared::Shared;
 use crate::sp::AppSp;
+use portcullis_session::{EndReason, MemoryOneTime, DEFAULT_ONE_TIME_CAPACITY};
 
 /// How often sessions nobody touches are looked at, so what they opened
 /// (tunnels, streams, backend sessions) ends on time.
@@ -76,13 +77,16 @@ impl Gateway {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let sessions = Arc::new(SessionStore::default());
+        let sessions = Sessions::memory();
+        let one_time: Arc<dyn portcullis_session::OneTimeStore> =
+            Arc::new(MemoryOneTime::new(DEFAULT_ONE_TIME_CAPACITY));
         Ok(Gateway {
             sps,
             shared: Arc::new(Shared {
                 acs_limit: ClientLimit::per_minute(config.server.acs_per_minute),
-                revocations: Revocations::new(trust, sessions.clone()),
+                revocations: Revocations::new(trust, one_time.clone(), sessions.clone()),
                 sessions,
+                one_time,
             }),
         })
     }
@@ -126,17 +130,25 @@ impl Gateway {
                 problem: BuildProblem::BackendLogoutClient(e),
             }]
         })?;
-        let sessions = Arc::downgrade(&self.shared.sessions);
+        let shared = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 tick.tick().await;
-                let Some(sessions) = sessions.upgrade() else {
+                let Some(shared) = shared.upgrade() else {
                     return;
                 };
-                for session in sessions.sweep(std::time::Instant::now()) {
-                    log_ended(&session, EndReason::Expired, None);
+                let now = time::OffsetDateTime::now_utc();
+                match shared.sessions.sweep(now).await {
+                    Ok(ended) => {
+                        for session in &ended {
+                            let reason =
+                                session.end_reason_at(now).unwrap_or(EndReason::IdleTimeout);
+                            log_ended(session, reason, None);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "gateway session sweep failed"),
                 }
             }
         });

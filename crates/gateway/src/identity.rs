@@ -12,6 +12,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use time::macros::format_description;
+
 use base64::Engine as _;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
@@ -177,7 +179,7 @@ impl IdentityPlan {
         };
         let mut injected: Vec<(HeaderName, HeaderValue)> = Vec::new();
         let mut bytes = 0usize;
-        if let Ok(user) = HeaderValue::from_str(&session.user) {
+        if let Ok(user) = HeaderValue::from_str(&session.body.user) {
             bytes += X_PORTCULLIS_USER.as_str().len() + user.len();
             injected.push((X_PORTCULLIS_USER.clone(), user));
         }
@@ -185,14 +187,14 @@ impl IdentityPlan {
             let Some(value) = resolve(rule, session) else {
                 continue;
             };
-            let Some(value) = encode(rule, value, &session.app) else {
+            let Some(value) = encode(rule, value, &session.body.app) else {
                 continue;
             };
             bytes += rule.name.len() + value.len() + 4;
             match (&rule.header, rule.target) {
                 (Some(name), InjectTarget::Header) => match HeaderValue::from_str(&value) {
                     Ok(v) => injected.push((name.clone(), v)),
-                    Err(_) => dropped(rule, &session.app, "not a valid header value"),
+                    Err(_) => dropped(rule, &session.body.app, "not a valid header value"),
                 },
                 _ => cookies.push(format!("{}={value}", rule.name)),
             }
@@ -225,14 +227,14 @@ impl IdentityPlan {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let groups: Vec<&str> = session.groups().collect();
+        let groups: Vec<&str> = session.body.groups().collect();
         let jti: [u8; 12] = rand::random();
         let claims = serde_json::json!({
             "iss": self.audience,
             "aud": self.audience,
-            "sub": session.user,
+            "sub": session.body.user,
             "groups": groups,
-            "sid": session.session_index,
+            "sid": session.body.session_index,
             "iat": now,
             // Short: it is minted per request and only proves this request.
             "exp": now + 60,
@@ -277,21 +279,20 @@ fn compile(rule: &InjectRule) -> Result<Rule, IdentityConfigError> {
 
 fn resolve(rule: &Rule, session: &Session) -> Option<String> {
     let values: Vec<String> = match &rule.value {
-        Value::NameId => vec![session.user.clone()],
+        Value::NameId => vec![session.body.user.clone()],
         Value::Attribute(name) => session
+            .body
             .attributes
             .iter()
             .filter(|(n, _)| n == name)
             .flat_map(|(_, values)| values.iter().cloned())
             .collect(),
-        Value::AuthTime => {
-            vec![humantime::format_rfc3339_seconds(session.authenticated_at).to_string()]
-        }
-        Value::Amr => vec![match session.authn_context.as_deref() {
+        Value::AuthTime => vec![rfc3339_seconds(session.created_at)],
+        Value::Amr => vec![match session.body.authn_context.as_deref() {
             Some(c) if c.ends_with(":MultiFactor") || c.contains("mfa") => "mfa".into(),
             _ => "pwd".into(),
         }],
-        Value::IdpSession => session.session_index.iter().cloned().collect(),
+        Value::IdpSession => session.body.session_index.iter().cloned().collect(),
         Value::Fixed(value) => vec![value.clone()],
     };
     match &rule.multi {
@@ -300,6 +301,15 @@ fn resolve(rule: &Rule, session: &Session) -> Option<String> {
         MultiValue::First => values.into_iter().next(),
         MultiValue::Last => values.into_iter().last(),
     }
+}
+
+/// When the gateway session started, `2026-12-01T21:30:00Z` (UTC, whole seconds).
+fn rfc3339_seconds(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default()
 }
 
 fn encode(rule: &Rule, value: String, app: &str) -> Option<String> {

@@ -37,4 +37,4 @@ pub use error::{BuildError, BuildProblem};
 pub use gateway::{EmbeddedIssuer, Gateway};
 pub use identity::{IdentityConfigError, IdentityPlan, IdentitySigner};
 pub use revocation::{RevocationError, Revocations, TrustError};
-pub use session::{NewSession, Session, SessionStore};
+pub use session::{GatewaySession, Session, Sessions, Subject};

@@ -9,18 +9,17 @@
 //! POST {prefix}/_portcullis/saml/acs → rate limit → body → verify → session → 303 to RelayState
 //! ```
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use portcullis_proxy::{under, ProxyBody, RequestFacts};
+use portcullis_session::{OneTimeError, OneTimeKind};
 
 use crate::plan::AppPlan;
 use crate::reply::{self, see_other};
-use crate::session::NewSession;
+use crate::session::GatewaySession;
 use crate::state;
 
 /// Largest ACS body read (a SAMLResponse is verified against its own,
@@ -145,19 +144,42 @@ pub(crate) async fn acs(
             )
         }
     };
-    let token = plan.shared.sessions.create(
-        NewSession {
-            app: plan.name.to_string(),
-            user: assertion.name_id.clone(),
-            attributes: assertion.attributes,
-            session_index: assertion.session_index,
-            authn_context: assertion.authn_context_class,
-            client_ip: facts.client_ip,
-            idle: plan.idle,
-            max: plan.max,
-        },
-        Instant::now(),
-    );
+    // Replay last, so a response refused for any other reason consumes
+    // nothing; the Response's and the Assertion's ids are used up together.
+    let now = time::OffsetDateTime::now_utc();
+    let ids: Vec<&str> = assertion.one_time_ids.iter().map(String::as_str).collect();
+    let until = time::OffsetDateTime::from_unix_timestamp(assertion.remember_until.timestamp())
+        .unwrap_or(now + time::Duration::days(1));
+    if let Err(e) = plan
+        .shared
+        .one_time
+        .first_use_all(OneTimeKind::AssertionId, &ids, until, now)
+        .await
+    {
+        let kind = match e {
+            OneTimeError::Replayed => "replay",
+            OneTimeError::Full => "replay_cache_full",
+            OneTimeError::Store(_) => "store",
+        };
+        return rejected(plan, facts, StatusCode::BAD_REQUEST, kind, &e.to_string());
+    }
+    let body = GatewaySession {
+        app: plan.name.to_string(),
+        user: assertion.name_id.clone(),
+        attributes: assertion.attributes,
+        session_index: assertion.session_index,
+        authn_context: assertion.authn_context_class,
+        client_ip: facts.client_ip,
+    };
+    let token = match plan
+        .shared
+        .sessions
+        .create(body, plan.idle, plan.max, now)
+        .await
+    {
+        Ok(secret) => secret,
+        Err(e) => return crate::reply::store_unavailable(facts, &plan.name, &e),
+    };
     tracing::info!(
         request.id = facts.request_id,
         app = &*plan.name,
@@ -172,7 +194,10 @@ pub(crate) async fn acs(
     };
     see_other(
         &target,
-        &[plan.session_cookie.set(&token, None), state::clear(plan)],
+        &[
+            plan.session_cookie.set(token.expose(), None),
+            state::clear(plan),
+        ],
     )
 }
 

@@ -29,8 +29,9 @@ use portcullis_saml::{LogoutBinding, LogoutMessage};
 
 use crate::plan::AppPlan;
 use crate::reply::{self, see_other};
-use crate::session::{EndReason, Session};
+use crate::session::Session;
 use crate::state;
+use portcullis_session::EndReason;
 
 /// SLO messages are small; a POST body over this is refused unread.
 const SLO_BODY_LIMIT: usize = 256 * 1024;
@@ -39,9 +40,9 @@ const SLO_BODY_LIMIT: usize = 256 * 1024;
 pub(crate) fn log_ended(session: &Session, reason: EndReason, request_id: Option<&str>) {
     tracing::info!(
         request.id = request_id,
-        app = %session.app,
-        user = %session.user,
-        session.index = session.session_index.as_deref(),
+        app = %session.body.app,
+        user = %session.body.user,
+        session.index = session.body.session_index.as_deref(),
         reason = reason.as_str(),
         "gateway session ended"
     );
@@ -53,24 +54,30 @@ fn logged_out_path(plan: &AppPlan, partial: bool) -> String {
 }
 
 /// `GET {prefix}/_portcullis/logout`.
-pub(crate) fn logout(
+pub(crate) async fn logout(
     plan: &AppPlan,
     facts: &RequestFacts<'_>,
     request: &Request<Incoming>,
 ) -> Response<ProxyBody> {
     let clear_session = plan.session_cookie.clear();
-    let ended = plan
-        .session_cookie
-        .read(request.headers())
-        .and_then(|token| plan.shared.sessions.end(&plan.name, token));
+    let ended = match plan.session_cookie.read(request.headers()) {
+        Some(token) => {
+            let now = time::OffsetDateTime::now_utc();
+            match plan.shared.sessions.end(&plan.name, token, now).await {
+                Ok(ended) => ended,
+                Err(e) => return reply::store_unavailable(facts, &plan.name, &e),
+            }
+        }
+        None => None,
+    };
     let Some(session) = ended else {
         // Nothing to end here; a stale tab or a second click.
         return see_other(&logged_out_path(plan, false), &[clear_session]);
     };
-    log_ended(&session, EndReason::Logout, Some(facts.request_id));
+    log_ended(&session, EndReason::SignOut, Some(facts.request_id));
     match plan.sp.logout_request(
-        &session.user,
-        session.session_index.as_deref(),
+        &session.body.user,
+        session.body.session_index.as_deref(),
         &logged_out_path(plan, false),
     ) {
         Ok(None) => see_other(&logged_out_path(plan, false), &[clear_session]),
@@ -160,11 +167,15 @@ pub(crate) async fn slo(
     };
     match message {
         Ok(LogoutMessage::Request(request)) => {
-            let ended = plan.shared.sessions.end_matching(
-                &plan.name,
-                &request.name_id,
-                &request.session_indexes,
-            );
+            let ended = match plan
+                .shared
+                .sessions
+                .end_matching(&plan.name, &request.name_id, &request.session_indexes)
+                .await
+            {
+                Ok(ended) => ended,
+                Err(e) => return reply::store_unavailable(facts, &plan.name, &e),
+            };
             for session in &ended {
                 log_ended(session, EndReason::SingleLogout, Some(facts.request_id));
             }
@@ -178,13 +189,11 @@ pub(crate) async fn slo(
             // The browser that carried the request loses its cookie too, if
             // its session was one of them (or is already gone).
             let mut cookies = Vec::new();
-            if browser_session.as_deref().is_some_and(|t| {
-                plan.shared
-                    .sessions
-                    .get(&plan.name, t, std::time::Instant::now())
-                    .is_none()
-            }) {
-                cookies.push(plan.session_cookie.clear());
+            if let Some(token) = browser_session.as_deref() {
+                let now = time::OffsetDateTime::now_utc();
+                if let Ok(None) = plan.shared.sessions.get(&plan.name, token, now).await {
+                    cookies.push(plan.session_cookie.clear());
+                }
             }
             match plan
                 .sp

@@ -31,6 +31,32 @@ pub(crate) fn error(
     respond::error(status, code, title, detail, facts.request_id, facts.json)
 }
 
+/// The session store did not answer: a clear 503 (never "signed out", which
+/// would send a signed-in user to the sign-in page) and an error event.
+pub(crate) fn store_unavailable(
+    facts: &RequestFacts<'_>,
+    app: &str,
+    cause: &portcullis_session::StoreError,
+) -> Response<ProxyBody> {
+    tracing::error!(
+        request.id = facts.request_id,
+        app,
+        error = %cause,
+        "session store unavailable"
+    );
+    let mut response = error(
+        facts,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "session_store_unavailable",
+        "Sign-in unavailable",
+        "The gateway cannot reach its session store. Please try again in a moment.",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
 /// A page of the gateway's own (`title` is the document title, `main`
 /// trusted markup).
 pub(crate) fn page(title: &str, main: &str) -> Response<ProxyBody> {

@@ -16,7 +16,7 @@
 //! the HTTP endpoint ([`endpoint`]) is the same function behind a body limit.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderValue};
@@ -28,14 +28,14 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use portcullis_proxy::{ProxyBody, RequestFacts};
 use serde::Deserialize;
 
+use portcullis_session::{EndReason, OneTimeError, OneTimeKind, OneTimeStore};
+
 use crate::plan::AppPlan;
-use crate::session::{EndReason, Session, SessionStore};
+use crate::session::{Session, Sessions, Subject};
 
 /// A token must not be older than this (its `iat`), whatever its `exp`.
 const MAX_TOKEN_AGE: Duration = Duration::from_secs(10 * 60);
 const CLOCK_SKEW: u64 = 60;
-/// One-time `jti`s remembered; past this, new tokens are refused (fail closed).
-const JTI_CAPACITY: usize = 100_000;
 
 /// Why a revocation was refused; `status()` is what the caller gets.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,9 @@ pub enum RevocationError {
     UnknownSubject,
     #[error("this app trusts no Universal Logout issuer")]
     NotEnabled,
+    /// The session or one-time store did not answer; the caller retries.
+    #[error("{0}")]
+    Store(portcullis_session::StoreError),
 }
 
 impl RevocationError {
@@ -68,6 +71,7 @@ impl RevocationError {
             RevocationError::Body(_) => StatusCode::BAD_REQUEST,
             RevocationError::Subject(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RevocationError::UnknownSubject | RevocationError::NotEnabled => StatusCode::NOT_FOUND,
+            RevocationError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -82,6 +86,7 @@ impl RevocationError {
             RevocationError::Subject(_) => "unsupported_subject",
             RevocationError::UnknownSubject => "unknown_subject",
             RevocationError::NotEnabled => "not_enabled",
+            RevocationError::Store(_) => "temporarily_unavailable",
         }
     }
 }
@@ -117,32 +122,6 @@ impl RevocationTrust {
     }
 }
 
-/// `jti`s already used, each kept until its token expires.
-#[derive(Default)]
-struct JtiCache {
-    seen: Mutex<HashMap<String, u64>>,
-}
-
-impl JtiCache {
-    fn take(&self, jti: &str, exp: u64, now: u64) -> Result<(), RevocationError> {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.len() >= JTI_CAPACITY {
-            seen.retain(|_, until| *until + CLOCK_SKEW >= now);
-            if seen.len() >= JTI_CAPACITY {
-                return Err(RevocationError::ReplayCacheFull);
-            }
-        }
-        if seen.contains_key(jti) {
-            return Err(RevocationError::Replayed(jti.to_string()));
-        }
-        seen.insert(jti.to_string(), exp);
-        Ok(())
-    }
-}
-
 #[derive(Deserialize)]
 struct Claims {
     iat: u64,
@@ -155,40 +134,26 @@ struct Body {
     sub_id: serde_json::Value,
 }
 
-/// Who to sign out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subject {
-    Email(String),
-    IssSub { iss: String, sub: String },
-}
-
-impl Subject {
-    fn matches(&self, session: &Session) -> bool {
-        match self {
-            Subject::Email(email) => {
-                session.user.eq_ignore_ascii_case(email)
-                    || session.attributes.iter().any(|(name, values)| {
-                        name == "email" && values.iter().any(|v| v.eq_ignore_ascii_case(email))
-                    })
-            }
-            Subject::IssSub { sub, .. } => session.user == *sub,
-        }
-    }
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// Checks the bearer token of a revocation aimed at `audience`.
+/// A verified token's one-time id and expiry.
+#[derive(Debug)]
+struct TokenUse {
+    jti: String,
+    exp: u64,
+}
+
+/// Checks the bearer token of a revocation aimed at `audience` (all but its
+/// one-time use, which the caller consumes).
 fn verify_token(
     trust: &RevocationTrust,
     authorization: Option<&str>,
     audience: &str,
-    jtis: &JtiCache,
-) -> Result<(), RevocationError> {
+) -> Result<TokenUse, RevocationError> {
     let token = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
@@ -228,7 +193,10 @@ fn verify_token(
         .jti
         .filter(|j| !j.is_empty())
         .ok_or_else(|| RevocationError::Token("no jti".into()))?;
-    jtis.take(&jti, claims.exp, now)
+    Ok(TokenUse {
+        jti,
+        exp: claims.exp,
+    })
 }
 
 /// Parses the revocation body.
@@ -258,16 +226,29 @@ fn parse_subject(body: &[u8]) -> Result<Subject, RevocationError> {
 }
 
 /// Verifies, then ends the subject's sessions in every app; returns them.
-fn revoke(
+async fn revoke(
     trust: Option<&RevocationTrust>,
     authorization: Option<&str>,
     audience: &str,
     body: &[u8],
-    jtis: &JtiCache,
-    sessions: &SessionStore,
+    one_time: &dyn OneTimeStore,
+    sessions: &Sessions,
 ) -> Result<Vec<Session>, RevocationError> {
     let trust = trust.ok_or(RevocationError::NotEnabled)?;
-    verify_token(trust, authorization, audience, jtis)?;
+    let token = verify_token(trust, authorization, audience)?;
+    let now = time::OffsetDateTime::now_utc();
+    let until = i64::try_from(token.exp.saturating_add(CLOCK_SKEW))
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .unwrap_or(now + MAX_TOKEN_AGE);
+    one_time
+        .first_use(OneTimeKind::JwtId, &token.jti, until, now)
+        .await
+        .map_err(|e| match e {
+            OneTimeError::Replayed => RevocationError::Replayed(token.jti.clone()),
+            OneTimeError::Full => RevocationError::ReplayCacheFull,
+            OneTimeError::Store(e) => RevocationError::Store(e),
+        })?;
     let subject = parse_subject(body)?;
     if let Subject::IssSub { iss, .. } = &subject {
         if *iss != trust.issuer {
@@ -276,7 +257,10 @@ fn revoke(
             )));
         }
     }
-    let ended = sessions.end_where(|s| subject.matches(s));
+    let ended = sessions
+        .end_subject(&subject)
+        .await
+        .map_err(RevocationError::Store)?;
     if ended.is_empty() {
         return Err(RevocationError::UnknownSubject);
     }
@@ -291,18 +275,19 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub struct Revocations {
     /// The Universal Logout issuer each app trusts, by app name.
     trust: HashMap<String, Arc<RevocationTrust>>,
-    jtis: JtiCache,
-    sessions: Arc<SessionStore>,
+    one_time: Arc<dyn OneTimeStore>,
+    sessions: Sessions,
 }
 
 impl Revocations {
     pub(crate) fn new(
         trust: HashMap<String, Arc<RevocationTrust>>,
-        sessions: Arc<SessionStore>,
+        one_time: Arc<dyn OneTimeStore>,
+        sessions: Sessions,
     ) -> Self {
         Revocations {
             trust,
-            jtis: JtiCache::default(),
+            one_time,
             sessions,
         }
     }
@@ -310,7 +295,7 @@ impl Revocations {
     /// Verifies a revocation aimed at `app`'s endpoint (`audience`) and ends
     /// the subject's sessions in every app; logs every outcome. Shared by
     /// the HTTP endpoint and the embedded IdP's in-process delivery.
-    pub fn revoke(
+    pub async fn revoke(
         &self,
         app: &str,
         audience: &str,
@@ -319,14 +304,16 @@ impl Revocations {
         request_id: Option<&str>,
     ) -> Result<usize, RevocationError> {
         let trust = self.trust.get(app).map(|t| &**t);
-        match revoke(
+        let outcome = revoke(
             trust,
             authorization,
             audience,
             body,
-            &self.jtis,
+            &*self.one_time,
             &self.sessions,
-        ) {
+        )
+        .await;
+        match outcome {
             Ok(ended) => {
                 for session in &ended {
                     crate::logout::log_ended(session, EndReason::UniversalLogout, request_id);
@@ -378,13 +365,18 @@ pub(crate) async fn endpoint(
             return reply(facts, status, "invalid_request", "unreadable body");
         }
     };
-    match plan.shared.revocations.revoke(
-        &plan.name,
-        &plan.urls.revocation,
-        authorization.as_deref(),
-        &body,
-        Some(facts.request_id),
-    ) {
+    let outcome = plan
+        .shared
+        .revocations
+        .revoke(
+            &plan.name,
+            &plan.urls.revocation,
+            authorization.as_deref(),
+            &body,
+            Some(facts.request_id),
+        )
+        .await;
+    match outcome {
         Ok(_) => {
             let mut response = Response::new(ProxyBody::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
@@ -459,33 +451,19 @@ mod tests {
     }
 
     #[test]
-    fn a_jti_is_used_once() {
-        let cache = JtiCache::default();
-        let now = unix_now();
-        assert!(cache.take("j1", now + 60, now).is_ok());
-        assert!(matches!(
-            cache.take("j1", now + 60, now),
-            Err(RevocationError::Replayed(_))
-        ));
-        assert!(cache.take("j2", now + 60, now).is_ok());
-    }
-
-    #[test]
     fn tokens_need_a_bearer_header() {
         let trust = RevocationTrust::from_jwks_json(
             "https://idp.test",
             r#"{"keys":[{"kty":"RSA","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB","kid":"k1","alg":"RS256","use":"sig"}]}"#,
         )
         .expect("jwks");
-        let cache = JtiCache::default();
         for header in [
             None,
             Some("Basic abc"),
             Some("Bearer "),
             Some("Bearer not.a.jwt"),
         ] {
-            let err =
-                verify_token(&trust, header, "https://app.test/x", &cache).expect_err("refused");
+            let err = verify_token(&trust, header, "https://app.test/x").expect_err("refused");
             assert_eq!(err.status(), StatusCode::UNAUTHORIZED, "{header:?}");
         }
         assert!(RevocationTrust::from_jwks_json("i", r#"{"keys":[]}"#).is_err());

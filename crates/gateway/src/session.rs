@@ -1,30 +1,28 @@
 //! Gateway sessions: one per app and browser, created after a verified
-//! assertion. The cookie carries 256 random bits; the store is keyed by the
-//! SHA-256 of that value, so a dump of the store yields no usable cookie.
-//! Idle and maximum lifetime are enforced on every lookup and by a periodic
-//! [`SessionStore::sweep`]. One store is shared by every worker and survives
-//! reloads (it lives in `LocalApps`).
+//! assertion and a passed access check, kept in the one session model
+//! (`portcullis-session`): a 256-bit secret in the app's cookie, the store
+//! keyed by its SHA-256, idle and maximum lifetime, and one end signal that
+//! closes the WebSocket tunnels and streaming responses the session opened.
 //!
-//! Every record owns the sending half of a watch channel; each [`Session`]
-//! handed out carries a receiver ([`Session::ended`]). Removing the record —
-//! logout, Single Logout, Universal Logout, expiry — drops the sender, which
-//! is how WebSocket tunnels and streaming responses a session opened learn
-//! to close.
+//! Indexed by user (NameID), by email attribute (Universal Logout names a
+//! subject by email) and by the IdP's SessionIndex (Single Logout), so no
+//! logout walks every session.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-use tokio::sync::watch;
-
-/// Sweep expired records once the store holds this many.
-const SWEEP_AT: usize = 10_000;
+use portcullis_session::{
+    EndReason, EndSignal, Lifetime, MemoryStore, SecretHash, SessionBody, SessionEnded,
+    SessionError, SessionSecret, SessionStore, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
 
 /// What the gateway knows about a signed-in browser for one app.
-#[derive(Debug, Clone)]
-pub struct Session {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySession {
     pub app: String,
     /// The assertion's NameID.
     pub user: String,
@@ -34,231 +32,215 @@ pub struct Session {
     pub session_index: Option<String>,
     /// The assertion's AuthnContextClassRef.
     pub authn_context: Option<String>,
-    /// Wall-clock time the session started (the ACS accepted the assertion).
-    pub authenticated_at: std::time::SystemTime,
-    pub created: Instant,
-    pub last_seen: Instant,
     pub client_ip: IpAddr,
-    idle: Duration,
-    max: Duration,
-    ended: watch::Receiver<()>,
 }
 
-impl Session {
-    /// Resolves once the session has ended, by whatever path.
-    pub fn ended(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut ended = self.ended.clone();
-        async move {
-            // Only the sender's drop completes this: nothing is ever sent.
-            while ended.changed().await.is_ok() {}
-        }
+impl GatewaySession {
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.values("groups")
     }
 
-    pub fn groups(&self) -> impl Iterator<Item = &str> {
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> {
         self.attributes
             .iter()
-            .filter(|(name, _)| name == "groups")
+            .filter(move |(n, _)| n == name)
             .flat_map(|(_, values)| values.iter().map(String::as_str))
     }
+}
 
-    fn expired(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_seen) > self.idle
-            || now.saturating_duration_since(self.created) > self.max
+const USER: &str = "user:";
+const EMAIL: &str = "email:";
+const IDP_SESSION: &str = "idp-session:";
+
+impl SessionBody for GatewaySession {
+    fn index_keys(&self) -> Vec<String> {
+        // Lower-cased: Universal Logout matches emails without case; the
+        // filters below check the exact rule on what the index finds.
+        let mut keys = vec![format!("{USER}{}", self.user.to_lowercase())];
+        keys.extend(
+            self.values("email")
+                .map(|email| format!("{EMAIL}{}", email.to_lowercase())),
+        );
+        keys.extend(
+            self.session_index
+                .iter()
+                .map(|index| format!("{IDP_SESSION}{index}")),
+        );
+        keys.sort();
+        keys.dedup();
+        keys
     }
 }
 
-/// The fields a new session starts with.
-pub struct NewSession {
-    pub app: String,
-    pub user: String,
-    pub attributes: Vec<(String, Vec<String>)>,
-    pub session_index: Option<String>,
-    pub authn_context: Option<String>,
-    pub client_ip: IpAddr,
-    pub idle: Duration,
-    pub max: Duration,
+/// A live gateway session as a request sees it.
+pub type Session = portcullis_session::Session<GatewaySession>;
+
+/// Who Universal Logout names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Email(String),
+    IssSub { iss: String, sub: String },
 }
 
-/// Why a session ended, for the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// `/_portcullis/logout` in this browser.
-    Logout,
-    /// A LogoutRequest from the IdP (Single Logout).
-    SingleLogout,
-    /// A global token revocation (Universal Logout).
-    UniversalLogout,
-    /// Idle or maximum lifetime passed.
-    Expired,
+/// The gateway sessions of every app, shared by all workers and kept
+/// across reloads.
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn SessionStore<GatewaySession>>,
 }
 
-impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Logout => "logout",
-            EndReason::SingleLogout => "single_logout",
-            EndReason::UniversalLogout => "universal_logout",
-            EndReason::Expired => "expired",
-        }
-    }
-}
-
-struct Record {
-    session: Session,
-    /// Dropped with the record; see the module docs.
-    _end: watch::Sender<()>,
-}
-
-/// Ended sessions buffered per subscriber before it lags.
-const ENDED_BACKLOG: usize = 1024;
-
-pub struct SessionStore {
-    records: Mutex<HashMap<[u8; 32], Record>>,
-    /// Every ended session, for backend logout hooks.
-    ended: tokio::sync::broadcast::Sender<Session>,
-}
-
-impl Default for SessionStore {
-    fn default() -> Self {
-        SessionStore {
-            records: Mutex::default(),
-            ended: tokio::sync::broadcast::channel(ENDED_BACKLOG).0,
-        }
-    }
-}
-
-fn key(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-impl SessionStore {
-    /// Receives every session that ends from now on, by whatever path.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Session> {
-        self.ended.subscribe()
+impl Sessions {
+    pub fn new(store: Arc<dyn SessionStore<GatewaySession>>) -> Self {
+        Sessions { store }
     }
 
-    fn announce(&self, session: &Session) {
-        // An error only means nobody listens.
-        let _ = self.ended.send(session.clone());
+    /// An in-memory store (sharded: requests of different sessions never
+    /// wait on each other).
+    pub fn memory() -> Self {
+        Sessions::new(Arc::new(MemoryStore::<GatewaySession>::new()))
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Record>> {
-        // A poisoned lock means a panic elsewhere; the map is still a map.
-        self.records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Starts a session; the secret goes in the app's cookie.
+    pub async fn create(
+        &self,
+        body: GatewaySession,
+        idle: Duration,
+        max: Duration,
+        now: OffsetDateTime,
+    ) -> Result<SessionSecret, StoreError> {
+        let (secret, _) = self
+            .store
+            .create(body, Lifetime::new(idle, Some(max)), now)
+            .await?;
+        Ok(secret)
     }
 
-    /// Stores a new session and returns its cookie value (64 hex digits).
-    pub fn create(&self, new: NewSession, now: Instant) -> String {
-        let bytes: [u8; 32] = rand::random();
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let (end, ended) = watch::channel(());
-        let session = Session {
-            app: new.app,
-            user: new.user,
-            attributes: new.attributes,
-            session_index: new.session_index,
-            authn_context: new.authn_context,
-            authenticated_at: std::time::SystemTime::now(),
-            created: now,
-            last_seen: now,
-            client_ip: new.client_ip,
-            idle: new.idle,
-            max: new.max,
-            ended,
+    /// The live session behind `cookie` in `app`, its activity recorded.
+    /// `Ok(None)`: no such session (never was, ended, expired, another
+    /// app's, or not a value this gateway issues).
+    pub async fn get(
+        &self,
+        app: &str,
+        cookie: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Session, SecretHash)>, StoreError> {
+        let Ok(secret) = SessionSecret::parse(cookie) else {
+            return Ok(None);
         };
-        let mut records = self.records();
-        if records.len() >= SWEEP_AT {
-            records.retain(|_, r| {
-                let live = !r.session.expired(now);
-                if !live {
-                    self.announce(&r.session);
-                }
-                live
-            });
-        }
-        records.insert(key(&token), Record { session, _end: end });
-        token
-    }
-
-    /// The live session for `token` in `app`, touched; expired ones are removed.
-    pub fn get(&self, app: &str, token: &str, now: Instant) -> Option<Session> {
-        let key = key(token);
-        let mut records = self.records();
-        let session = &mut records.get_mut(&key)?.session;
-        if session.app != app {
-            return None;
-        }
-        if session.expired(now) {
-            if let Some(record) = records.remove(&key) {
-                self.announce(&record.session);
+        let hash = secret.hash();
+        // Only a session of this app counts as used: a cookie replayed at
+        // another app must not keep it alive.
+        let change = Box::new(move |s: &mut Session| {
+            if s.body.app == app {
+                s.record_activity(now);
             }
-            return None;
+        });
+        match self.store.update(&hash, now, change).await {
+            Ok(session) if session.body.app == app => Ok(Some((session, hash))),
+            Ok(_) => Ok(None),
+            Err(SessionError::Store(e)) => Err(e),
+            Err(
+                SessionError::Malformed | SessionError::NotFound | SessionError::Expired { .. },
+            ) => Ok(None),
         }
-        session.last_seen = now;
-        Some(session.clone())
     }
 
-    /// Ends the session behind `token` in `app` (this browser's logout).
-    pub fn end(&self, app: &str, token: &str) -> Option<Session> {
-        let key = key(token);
-        let mut records = self.records();
-        if records.get(&key)?.session.app != app {
-            return None;
-        }
-        let session = records.remove(&key).map(|r| r.session)?;
-        self.announce(&session);
-        Some(session)
+    /// Ends the session behind `cookie` in `app` (this browser's logout).
+    pub async fn end(
+        &self,
+        app: &str,
+        cookie: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let Some((_, hash)) = self.get(app, cookie, now).await? else {
+            return Ok(None);
+        };
+        self.store.end(&hash, EndReason::SignOut).await
     }
 
     /// Ends `app`'s sessions of `name_id` that came from one of
     /// `session_indexes` at the IdP (all of that user's sessions in the app
     /// when the IdP names none), as a LogoutRequest asks.
-    pub fn end_matching(
+    pub async fn end_matching(
         &self,
         app: &str,
         name_id: &str,
         session_indexes: &[String],
-    ) -> Vec<Session> {
-        self.end_where(|s| {
-            s.app == app
-                && s.user == name_id
-                && (session_indexes.is_empty()
-                    || s.session_index
-                        .as_ref()
-                        .is_some_and(|i| session_indexes.contains(i)))
-        })
-    }
-
-    /// Ends every session, in any app, that `matches` (Universal Logout).
-    pub fn end_where(&self, matches: impl Fn(&Session) -> bool) -> Vec<Session> {
-        let mut ended = Vec::new();
-        self.records().retain(|_, r| {
-            if matches(&r.session) {
-                ended.push(r.session.clone());
-                false
-            } else {
-                true
-            }
-        });
-        for session in &ended {
-            self.announce(session);
+    ) -> Result<Vec<Session>, StoreError> {
+        let ours = |s: &Session| s.body.app == app && s.body.user == name_id;
+        if session_indexes.is_empty() {
+            let key = format!("{USER}{}", name_id.to_lowercase());
+            return self
+                .store
+                .end_indexed(&key, EndReason::SingleLogout, Box::new(ours))
+                .await;
         }
-        ended
+        let mut ended = Vec::new();
+        for index in session_indexes {
+            let key = format!("{IDP_SESSION}{index}");
+            ended.extend(
+                self.store
+                    .end_indexed(&key, EndReason::SingleLogout, Box::new(ours))
+                    .await?,
+            );
+        }
+        Ok(ended)
     }
 
-    /// Removes expired sessions (closing what they opened); returns them.
-    pub fn sweep(&self, now: Instant) -> Vec<Session> {
-        self.end_where(|s| s.expired(now))
+    /// Ends the subject's sessions in every app (Universal Logout).
+    pub async fn end_subject(&self, subject: &Subject) -> Result<Vec<Session>, StoreError> {
+        let reason = EndReason::UniversalLogout;
+        match subject {
+            Subject::Email(email) => {
+                let lower = email.to_lowercase();
+                let mut ended = self
+                    .store
+                    .end_indexed(
+                        &format!("{USER}{lower}"),
+                        reason,
+                        Box::new(|s: &Session| s.body.user.eq_ignore_ascii_case(email)),
+                    )
+                    .await?;
+                ended.extend(
+                    self.store
+                        .end_indexed(
+                            &format!("{EMAIL}{lower}"),
+                            reason,
+                            Box::new(|s: &Session| {
+                                s.body
+                                    .values("email")
+                                    .any(|e| e.eq_ignore_ascii_case(email))
+                            }),
+                        )
+                        .await?,
+                );
+                Ok(ended)
+            }
+            Subject::IssSub { sub, .. } => {
+                self.store
+                    .end_indexed(
+                        &format!("{USER}{}", sub.to_lowercase()),
+                        reason,
+                        Box::new(|s: &Session| s.body.user == *sub),
+                    )
+                    .await
+            }
+        }
     }
 
-    pub fn len(&self) -> usize {
-        self.records().len()
+    /// Ends every session past its limits; returns them.
+    pub async fn sweep(&self, now: OffsetDateTime) -> Result<Vec<Session>, StoreError> {
+        self.store.sweep(now).await
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Every session that ends from now on, by whatever path.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEnded<GatewaySession>> {
+        self.store.subscribe()
+    }
+
+    /// Resolves when the session behind `hash` ends.
+    pub fn ended(&self, hash: &SecretHash) -> EndSignal {
+        self.store.ended(hash)
     }
 }
 
@@ -266,101 +248,200 @@ impl SessionStore {
 mod tests {
     use super::*;
 
-    fn new(app: &str) -> NewSession {
-        NewSession {
+    fn body(app: &str, index: &str) -> GatewaySession {
+        GatewaySession {
             app: app.into(),
-            user: "bob@example.com".into(),
-            attributes: vec![("groups".into(), vec!["staff".into()])],
-            session_index: Some("_s1".into()),
+            user: "Bob@Example.com".into(),
+            attributes: vec![
+                ("groups".into(), vec!["staff".into()]),
+                ("email".into(), vec!["bob@example.com".into()]),
+            ],
+            session_index: Some(index.into()),
             authn_context: None,
             client_ip: IpAddr::from([127, 0, 0, 1]),
-            idle: Duration::from_secs(60),
-            max: Duration::from_secs(300),
         }
     }
 
-    #[test]
-    fn idle_and_max_lifetime_are_enforced() {
-        let store = SessionStore::default();
-        let t0 = Instant::now();
-        let token = store.create(new("b"), t0);
-        assert_eq!(token.len(), 64);
-        assert!(store.get("other", &token, t0).is_none(), "bound to its app");
-        let s = store
-            .get("b", &token, t0 + Duration::from_secs(50))
-            .expect("live");
-        assert_eq!(s.groups().collect::<Vec<_>>(), ["staff"]);
-        // Touched at 50s, so still live at 100s; but idle past 161s.
-        assert!(store
-            .get("b", &token, t0 + Duration::from_secs(100))
-            .is_some());
-        assert!(store
-            .get("b", &token, t0 + Duration::from_secs(161))
-            .is_none());
-        assert!(store.is_empty(), "expired record removed");
+    const IDLE: Duration = Duration::from_secs(60);
+    const MAX: Duration = Duration::from_secs(300);
 
-        let token = store.create(new("b"), t0);
-        for s in (50..=300).step_by(50) {
-            assert!(store
-                .get("b", &token, t0 + Duration::from_secs(s))
+    #[tokio::test]
+    async fn a_session_belongs_to_its_app_and_ends_at_its_limits() {
+        let sessions = Sessions::memory();
+        let t0 = OffsetDateTime::now_utc();
+        let secret = sessions
+            .create(body("b", "_s1"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        let cookie = secret.expose();
+        assert!(sessions.get("c", cookie, t0).await.expect("get").is_none());
+        assert!(sessions
+            .get("b", "not a cookie", t0)
+            .await
+            .expect("get")
+            .is_none());
+        let (s, _) = sessions
+            .get("b", cookie, t0)
+            .await
+            .expect("get")
+            .expect("live");
+        assert_eq!(s.body.groups().collect::<Vec<_>>(), ["staff"]);
+        // Touched at 50 s: live at 100 s, idle at 110 s (the deadline itself ends it).
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert!(sessions
+            .get("b", cookie, at(50))
+            .await
+            .expect("get")
+            .is_some());
+        assert!(sessions
+            .get("b", cookie, at(100))
+            .await
+            .expect("get")
+            .is_some());
+        assert!(sessions
+            .get("b", cookie, at(160))
+            .await
+            .expect("get")
+            .is_none());
+        let secret = sessions
+            .create(body("b", "_s1"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        for secs in (50..300).step_by(50) {
+            assert!(sessions
+                .get("b", secret.expose(), at(secs))
+                .await
+                .expect("get")
                 .is_some());
         }
-        assert!(store
-            .get("b", &token, t0 + Duration::from_secs(301))
+        assert!(sessions
+            .get("b", secret.expose(), at(300))
+            .await
+            .expect("get")
             .is_none());
-    }
-
-    #[test]
-    fn the_store_never_holds_the_cookie_value() {
-        let store = SessionStore::default();
-        let token = store.create(new("b"), Instant::now());
-        assert!(store.records().contains_key(&key(&token)));
     }
 
     #[tokio::test]
     async fn ending_a_session_signals_what_it_opened() {
-        let store = SessionStore::default();
-        let t0 = Instant::now();
-        let token = store.create(new("b"), t0);
-        let other = store.create(new("c"), t0);
-        let session = store.get("b", &token, t0).expect("live");
-        let ended = tokio::spawn(session.ended());
+        let sessions = Sessions::memory();
+        let t0 = OffsetDateTime::now_utc();
+        let b = sessions
+            .create(body("b", "_s1"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        let c = sessions
+            .create(body("c", "_s1"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        let (_, hash) = sessions
+            .get("b", b.expose(), t0)
+            .await
+            .expect("get")
+            .expect("live");
+        let ended = tokio::spawn(sessions.ended(&hash));
         tokio::task::yield_now().await;
         assert!(!ended.is_finished());
-        assert!(store.end("c", &token).is_none(), "bound to its app");
-        assert_eq!(
-            store.end("b", &token).map(|s| s.user),
-            Some("bob@example.com".into())
+        assert!(
+            sessions
+                .end("c", b.expose(), t0)
+                .await
+                .expect("end")
+                .is_none(),
+            "its app only"
         );
+        assert!(sessions
+            .end("b", b.expose(), t0)
+            .await
+            .expect("end")
+            .is_some());
         tokio::time::timeout(Duration::from_secs(5), ended)
             .await
             .expect("signalled")
             .expect("task");
-        assert!(store.get("b", &token, t0).is_none());
-        assert!(
-            store.get("c", &other, t0).is_some(),
-            "other apps keep theirs"
-        );
+        assert!(sessions
+            .get("c", c.expose(), t0)
+            .await
+            .expect("get")
+            .is_some());
     }
 
-    #[test]
-    fn single_logout_matches_name_id_and_session_index() {
-        let store = SessionStore::default();
-        let t0 = Instant::now();
-        let a = store.create(new("b"), t0);
-        let mut second = new("b");
-        second.session_index = Some("_s2".into());
-        let b = store.create(second, t0);
-        let c = store.create(new("c"), t0);
-        assert!(store.end_matching("b", "eve@example.com", &[]).is_empty());
-        let ended = store.end_matching("b", "bob@example.com", &["_s2".into()]);
-        assert_eq!(ended.len(), 1);
-        assert!(store.get("b", &b, t0).is_none());
-        assert!(store.get("b", &a, t0).is_some());
+    #[tokio::test]
+    async fn single_logout_matches_name_id_and_session_index() {
+        let sessions = Sessions::memory();
+        let t0 = OffsetDateTime::now_utc();
+        let first = sessions
+            .create(body("b", "_s1"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        let second = sessions
+            .create(body("b", "_s2"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        let other_app = sessions
+            .create(body("c", "_s2"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        let end = |app, user, indexes: &'static [&'static str]| {
+            let sessions = sessions.clone();
+            let indexes: Vec<String> = indexes.iter().map(|s| s.to_string()).collect();
+            async move {
+                sessions
+                    .end_matching(app, user, &indexes)
+                    .await
+                    .expect("end")
+                    .len()
+            }
+        };
+        assert_eq!(end("b", "eve@example.com", &[]).await, 0);
+        assert_eq!(end("b", "Bob@Example.com", &["_s2"]).await, 1);
+        assert!(sessions
+            .get("b", second.expose(), t0)
+            .await
+            .expect("get")
+            .is_none());
+        assert!(sessions
+            .get("b", first.expose(), t0)
+            .await
+            .expect("get")
+            .is_some());
         // No SessionIndex: every session of that user in that app.
-        assert_eq!(store.end_matching("b", "bob@example.com", &[]).len(), 1);
-        assert!(store.get("c", &c, t0).is_some());
-        assert_eq!(store.sweep(t0 + Duration::from_secs(400)).len(), 1);
-        assert!(store.is_empty());
+        assert_eq!(end("b", "Bob@Example.com", &[]).await, 1);
+        assert!(sessions
+            .get("c", other_app.expose(), t0)
+            .await
+            .expect("get")
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn universal_logout_finds_the_subject_by_name_id_or_email_in_every_app() {
+        let sessions = Sessions::memory();
+        let t0 = OffsetDateTime::now_utc();
+        sessions
+            .create(body("b", "_s1"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        sessions
+            .create(body("c", "_s2"), IDLE, MAX, t0)
+            .await
+            .expect("create");
+        let mut by_email = body("d", "_s3");
+        by_email.user = "00u1".into();
+        sessions
+            .create(by_email, IDLE, MAX, t0)
+            .await
+            .expect("create");
+        let ended = sessions
+            .end_subject(&Subject::Email("BOB@example.com".into()))
+            .await
+            .expect("end");
+        let mut apps: Vec<&str> = ended.iter().map(|s| s.body.app.as_str()).collect();
+        apps.sort();
+        assert_eq!(apps, ["b", "c", "d"]);
+        let sub = Subject::IssSub {
+            iss: "https://idp.test".into(),
+            sub: "00u1".into(),
+        };
+        assert!(sessions.end_subject(&sub).await.expect("end").is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! One app's SAML service provider: its metadata, signed Redirect-binding
-//! AuthnRequests and LogoutRequests, hardened Response verification with a
-//! replay cache, and verification of its IdP's Single Logout messages. The
+//! AuthnRequests and LogoutRequests, hardened Response verification (whose
+//! ids the ACS then consumes in the one-time store), and verification of
+//! its IdP's Single Logout messages. The
 //! app trusts the embedded IdP or an external one from its metadata file.
 //! Every SAML check itself lives in `portcullis_saml`; this module only
 //! holds what the app is configured to trust.
@@ -13,14 +14,12 @@ use portcullis_saml::{
     build_logout_request_redirect, build_logout_response_redirect, build_redirect_authn_request,
     cert_der_from_pem, sp_metadata_xml, verify_logout_message, verify_response, AuthnRequestParams,
     Error, Expectations, Jwks, LogoutBinding, LogoutExpectations, LogoutMessage,
-    LogoutRequestParams, LogoutResponseParams, LogoutStatus, RedirectRequest, ReplayCache,
-    SigningKey, SpConfig, VerifiedAssertion,
+    LogoutRequestParams, LogoutResponseParams, LogoutStatus, RedirectRequest, SigningKey, SpConfig,
+    VerifiedAssertion,
 };
 
 use crate::error::BuildProblem;
 
-/// Assertion ids remembered per app (until each assertion expires).
-const REPLAY_CAPACITY: usize = 100_000;
 /// Single Logout messages are small; larger ones are refused undecoded.
 const SLO_MAX_BYTES: usize = 64 * 1024;
 const SLO_CLOCK_SKEW: Duration = Duration::from_secs(180);
@@ -37,7 +36,6 @@ pub(crate) struct AppSp {
     idp_entity_id: String,
     /// Every signing certificate the IdP publishes (key rollover).
     idp_certs_der: Vec<Vec<u8>>,
-    replay: ReplayCache,
 }
 
 impl AppSp {
@@ -89,7 +87,6 @@ impl AppSp {
             idp_slo_url,
             idp_entity_id,
             idp_certs_der,
-            replay: ReplayCache::new(REPLAY_CAPACITY),
         })
     }
 
@@ -113,7 +110,8 @@ impl AppSp {
     }
 
     /// Verifies a base64 `SAMLResponse` that must answer `request_id`;
-    /// `None` accepts only an unsolicited (IdP-initiated) Response.
+    /// `None` accepts only an unsolicited (IdP-initiated) Response. Not yet
+    /// replay-proof: the caller consumes its `one_time_ids`.
     pub(crate) fn verify(
         &self,
         saml_response: &str,
@@ -126,7 +124,7 @@ impl AppSp {
             self.idp_certs_der.clone(),
             request_id.map(str::to_string),
         );
-        verify_response(saml_response, &expect, &self.replay, chrono::Utc::now())
+        verify_response(saml_response, &expect, chrono::Utc::now())
     }
 
     /// A signed Redirect-binding LogoutRequest for this session at the IdP;

@@ -63,15 +63,23 @@ impl RevocationSink for InProcess {
         authorization: &str,
         body: &[u8],
     ) -> Pin<Box<dyn Future<Output = Result<u16, DeliveryError>> + Send>> {
-        let status =
-            match self
-                .0
+        let gateway = self.0.clone();
+        let (app, audience, authorization, body) = (
+            app.to_string(),
+            audience.to_string(),
+            authorization.to_string(),
+            body.to_vec(),
+        );
+        Box::pin(async move {
+            let status = match gateway
                 .revocations()
-                .revoke(app, audience, Some(authorization), body, None)
+                .revoke(&app, &audience, Some(&authorization), &body, None)
+                .await
             {
                 Ok(_) => 204,
                 Err(e) => e.status().as_u16(),
             };
-        Box::pin(async move { Ok(status) })
+            Ok(status)
+        })
     }
 }

@@ -77,12 +77,6 @@ pub enum Error {
     Binding(String),
     #[error("SAML signature rejected: {0}")]
     Signature(SignatureFailure),
-    /// The assertion or response id was already consumed.
-    #[error("SAML message replayed (id {id})")]
-    Replay { id: String },
-    /// The replay cache is full of unexpired entries; fail closed.
-    #[error("SAML replay cache is full")]
-    ReplayCacheFull,
     #[error("SAML condition failed: {0}")]
     Condition(ConditionFailure),
     /// Top-level StatusCode was not Success (carries the code URI).
@@ -116,8 +110,6 @@ impl Error {
             Self::Xml(_) => "xml",
             Self::Binding(_) => "binding",
             Self::Signature(_) => "signature",
-            Self::Replay { .. } => "replay",
-            Self::ReplayCacheFull => "replay_cache_full",
             Self::Condition(_) => "condition",
             Self::Status { .. } => "status",
             Self::Audience => "audience",

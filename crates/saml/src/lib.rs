@@ -18,7 +18,6 @@ pub mod logout;
 mod metadata;
 pub mod peer;
 pub mod peer_logout;
-pub mod replay;
 pub mod sp;
 mod xml_guard;
 
@@ -39,7 +38,6 @@ pub use logout::{
 };
 pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};
 pub use peer_logout::{verify_logout_message, LogoutBinding, LogoutExpectations, LogoutMessage};
-pub use replay::ReplayCache;
 pub use sp::{
     build_redirect_authn_request, sp_metadata_xml, verify_response, AuthnRequestParams,
     Expectations, RedirectRequest, SpConfig, VerifiedAssertion,

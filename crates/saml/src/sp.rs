@@ -16,7 +16,6 @@ use crate::binding;
 use crate::error::{ConditionFailure, Error, Result, SignatureFailure};
 use crate::keys::SigningKey;
 use crate::metadata::{self, HTTP_POST};
-use crate::replay::ReplayCache;
 use crate::xml_guard::{self, Scan};
 
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
@@ -172,8 +171,21 @@ impl Expectations {
 }
 
 /// Identity taken from the verified assertion only.
+///
+/// Not yet replay-proof: the caller must consume [`one_time_ids`] in its
+/// one-time store (each remembered until [`remember_until`]) before it uses
+/// anything here, and refuse the response when any was seen before. The
+/// check lives with the caller because the store may be shared by a cluster.
+///
+/// [`one_time_ids`]: VerifiedAssertion::one_time_ids
+/// [`remember_until`]: VerifiedAssertion::remember_until
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedAssertion {
+    /// The Assertion's ID and the Response's: both single-use.
+    pub one_time_ids: Vec<String>,
+    /// The latest moment any of the response's time checks could still
+    /// pass: how long its ids must be remembered.
+    pub remember_until: DateTime<Utc>,
     pub assertion_id: String,
     pub name_id: String,
     pub name_id_format: Option<String>,
@@ -245,10 +257,9 @@ fn signature_layout(scan: &Scan) -> Result<SignedParts> {
 pub fn verify_response(
     base64_body: &str,
     expect: &Expectations,
-    replay: &ReplayCache,
     now: DateTime<Utc>,
 ) -> Result<VerifiedAssertion> {
-    let result = verify_inner(base64_body, expect, replay, now);
+    let result = verify_inner(base64_body, expect, now);
     match &result {
         Ok(v) => tracing::debug!(assertion_id = %v.assertion_id, "SAML response accepted"),
         Err(e) => tracing::info!(reason = %e, "SAML response rejected"),
@@ -259,7 +270,6 @@ pub fn verify_response(
 fn verify_inner(
     base64_body: &str,
     expect: &Expectations,
-    replay: &ReplayCache,
     now: DateTime<Utc>,
 ) -> Result<VerifiedAssertion> {
     let skew = chrono_dur(expect.clock_skew);
@@ -458,16 +468,16 @@ fn verify_inner(
         })
         .collect();
 
-    // 8. Replay last, so rejected responses don't consume ids. Remember ids
-    //    until the latest moment any of its time checks could still pass.
-    let expires = not_on_or_after.max(scd_expiry) + skew;
-    let mut ids = vec![assertion.id.as_str()];
-    if let Some(rid) = scan.root_id.as_deref() {
-        ids.push(rid);
-    }
-    replay.check_and_insert(&ids, expires, now)?;
+    // 8. The ids to consume once, until the latest moment any of the time
+    //    checks could still pass. Named last, so rejected responses never
+    //    consume ids.
+    let remember_until = not_on_or_after.max(scd_expiry) + skew;
+    let mut one_time_ids = vec![assertion.id.clone()];
+    one_time_ids.extend(scan.root_id.clone());
 
     Ok(VerifiedAssertion {
+        one_time_ids,
+        remember_until,
         assertion_id: assertion.id.clone(),
         name_id: name_id.value.clone(),
         name_id_format: name_id.format.clone(),

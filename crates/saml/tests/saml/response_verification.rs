@@ -99,7 +99,7 @@ fn b64(xml: &str) -> String {
 }
 
 fn verify_xml(xml: &str, e: &Expectations) -> Result<VerifiedAssertion> {
-    verify_response(&b64(xml), e, &ReplayCache::new(1000), Utc::now())
+    verify_response(&b64(xml), e, Utc::now())
 }
 
 /// Replace exactly one occurrence (guards the test against silently no-op patches).
@@ -129,8 +129,7 @@ fn evil_copy(signed_assertion: &str) -> String {
 #[test]
 fn accepts_signed_assertion_and_returns_identity() {
     let r = issue(opts());
-    let cache = ReplayCache::new(100);
-    let v = verify_response(&r.post_form_value(), &expect(), &cache, Utc::now()).expect("accepted");
+    let v = verify_response(&r.post_form_value(), &expect(), Utc::now()).expect("accepted");
     assert_eq!(v.name_id, "alice@example.test");
     assert_eq!(
         v.name_id_format.as_deref(),
@@ -148,7 +147,12 @@ fn accepts_signed_assertion_and_returns_identity() {
         attrs(),
         "multi-valued attributes, order and escaping preserved"
     );
-    assert_eq!(cache.len(), 2, "assertion and response ids remembered");
+    assert_eq!(
+        v.one_time_ids,
+        [r.assertion_id.clone(), r.response_id.clone()],
+        "assertion and response ids named for one-time use"
+    );
+    assert!(v.remember_until > Utc::now() + chrono::Duration::minutes(4));
 }
 
 #[test]
@@ -237,13 +241,20 @@ fn accepts_any_of_several_pinned_certs() {
 }
 
 #[test]
-fn rejects_replay() {
+fn the_same_response_names_the_same_one_time_ids_every_time() {
+    // Replay is refused by the caller's one-time store, keyed by these ids:
+    // a second verification of one response must name exactly the same ones.
     let r = issue(opts());
-    let cache = ReplayCache::new(100);
-    verify_response(&r.post_form_value(), &expect(), &cache, Utc::now()).expect("first use");
-    let err =
-        verify_response(&r.post_form_value(), &expect(), &cache, Utc::now()).expect_err("replay");
-    assert!(matches!(err, Error::Replay { .. }), "{err:?}");
+    let first = verify_response(&r.post_form_value(), &expect(), Utc::now()).expect("first");
+    let again = verify_response(&r.post_form_value(), &expect(), Utc::now()).expect("again");
+    assert_eq!(first.one_time_ids, again.one_time_ids);
+    assert_eq!(first.one_time_ids.len(), 2);
+    let other = issue(opts());
+    let other = verify_response(&other.post_form_value(), &expect(), Utc::now()).expect("other");
+    assert!(other
+        .one_time_ids
+        .iter()
+        .all(|id| !first.one_time_ids.contains(id)));
 }
 
 #[test]
@@ -518,9 +529,8 @@ fn rejects_encrypted_assertion_as_unsupported() {
 #[test]
 fn rejects_garbage_input() {
     let e = expect();
-    let cache = ReplayCache::new(10);
     assert!(matches!(
-        verify_response("%%%not base64", &e, &cache, Utc::now()),
+        verify_response("%%%not base64", &e, Utc::now()),
         Err(Error::Binding(_))
     ));
     assert!(matches!(
