@@ -8,12 +8,14 @@
 
 mod load;
 mod locate;
+mod metadata;
 mod model;
 mod problem;
 mod raw;
 mod validate;
 
 pub use load::{load, parse};
+pub use metadata::{IdpMetadata, MetadataError, MetadataReader, NoMetadata, SpMetadata};
 pub use model::{
     AccessPolicy, AccessRule, Admin, ApiTokenConfig, App, AppAuth, AppIdp, Builtin, Config,
     ErrorPage, ExternalIdp, Health, Idp, IdpSaml, InjectRule, InjectSource, InjectTarget,

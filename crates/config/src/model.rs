@@ -347,7 +347,7 @@ pub enum AppIdp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalIdp {
     pub metadata_file: PathBuf,
-    pub metadata: portcullis_saml::IdpMetadata,
+    pub metadata: crate::metadata::IdpMetadata,
 }
 
 /// One `[[app.access]]` rule. `path` is relative to the app's prefix and

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::locate::{Locator, Step};
+use crate::metadata::{MetadataError, MetadataReader};
 use crate::model::*;
 use crate::problem::Problem;
 use crate::raw::{
     RawAccess, RawAdmin, RawApp, RawAppIdp, RawIdp, RawLog, RawServer, RawServiceProvider,
     RawUpstream,
 };
-use portcullis_saml::{parse_idp_metadata, parse_sp_metadata};
 
 const DEFAULT_HEADER_READ: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE: Duration = Duration::from_secs(75);
@@ -34,15 +34,22 @@ pub struct Validator<'a, 'i> {
     locator: &'a Locator<'i>,
     base: &'a Path,
     source: &'a Path,
+    metadata: &'a dyn MetadataReader,
     problems: Vec<Problem>,
 }
 
 impl<'a, 'i> Validator<'a, 'i> {
-    pub fn new(locator: &'a Locator<'i>, base: &'a Path, source: &'a Path) -> Self {
+    pub fn new(
+        locator: &'a Locator<'i>,
+        base: &'a Path,
+        source: &'a Path,
+        metadata: &'a dyn MetadataReader,
+    ) -> Self {
         Validator {
             locator,
             base,
             source,
+            metadata,
             problems: Vec::new(),
         }
     }
@@ -315,10 +322,10 @@ impl<'a, 'i> Validator<'a, 'i> {
                 return None;
             }
         };
-        match portcullis_saml::cert_der_from_pem(&pem) {
+        match certificate_der(&pem) {
             Ok(der) => Some(der),
-            Err(e) => {
-                self.problem(path, format!("{}: {e}", resolved.display()));
+            Err(reason) => {
+                self.problem(path, format!("{} {reason}", resolved.display()));
                 None
             }
         }
@@ -330,7 +337,7 @@ impl<'a, 'i> Validator<'a, 'i> {
         &mut self,
         path: &[Step<'_>],
         raw: &str,
-        parse: fn(&str) -> portcullis_saml::Result<T>,
+        read: impl FnOnce(&dyn MetadataReader, &str) -> Result<T, MetadataError>,
     ) -> Option<T> {
         let resolved = self.base.join(raw);
         let xml = match std::fs::read_to_string(&resolved) {
@@ -340,7 +347,7 @@ impl<'a, 'i> Validator<'a, 'i> {
                 return None;
             }
         };
-        match parse(&xml) {
+        match read(self.metadata, &xml) {
             Ok(meta) => Some(meta),
             Err(e) => {
                 self.problem(path, format!("{}: {e}", resolved.display()));
@@ -602,7 +609,7 @@ impl<'a, 'i> Validator<'a, 'i> {
                             );
                         }
                     }
-                    match self.peer_metadata(&path("metadata_file"), file, parse_sp_metadata) {
+                    match self.peer_metadata(&path("metadata_file"), file, |r, xml| r.sp(xml)) {
                         Some(meta) => Some(meta),
                         None => continue,
                     }
@@ -768,7 +775,7 @@ impl<'a, 'i> Validator<'a, 'i> {
                 // An unreadable certificate was already reported by `pem`.
                 signing_certs_der: std::fs::read(&auth.sp_signing_cert)
                     .ok()
-                    .and_then(|pem| portcullis_saml::cert_der_from_pem(&pem).ok())
+                    .and_then(|pem| certificate_der(&pem).ok())
                     .into_iter()
                     .collect(),
                 require_signed_requests: true,
@@ -872,7 +879,7 @@ impl<'a, 'i> Validator<'a, 'i> {
                         None
                     }
                     Some(file) => {
-                        self.peer_metadata(&path, file, parse_idp_metadata)
+                        self.peer_metadata(&path, file, |r, xml| r.idp(xml))
                             .map(|metadata| {
                                 AppIdp::External(Box::new(ExternalIdp {
                                     metadata_file: self.base.join(file),
@@ -1622,6 +1629,66 @@ impl PemKind {
     }
 }
 
+/// The first certificate of a PEM file, as DER; the error completes
+/// "<file> …". Other sections (a key bundled in the same file) are skipped,
+/// as openssl's reader did. The DER must have the outer shape of an X.509
+/// certificate, so a truncated or mangled file is refused now and not at the
+/// first signature check that pins it.
+fn certificate_der(pem: &[u8]) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::{Error, PemObject};
+    use rustls_pki_types::CertificateDer;
+    let der = CertificateDer::from_pem_slice(pem).map_err(|e| match e {
+        Error::NoItemsFound => "holds no PEM certificate".to_string(),
+        e => format!("is not a readable PEM file: {e}"),
+    })?;
+    if !x509_shape(&der) {
+        return Err("holds a PEM certificate that is not X.509 DER".into());
+    }
+    Ok(der.as_ref().to_vec())
+}
+
+/// `SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE,
+/// signature BIT STRING }` and nothing after it.
+fn x509_shape(der: &[u8]) -> bool {
+    const SEQUENCE: u8 = 0x30;
+    const BIT_STRING: u8 = 0x03;
+    let Some((SEQUENCE, certificate, [])) = der_item(der) else {
+        return false;
+    };
+    let Some((SEQUENCE, _tbs, rest)) = der_item(certificate) else {
+        return false;
+    };
+    let Some((SEQUENCE, _algorithm, rest)) = der_item(rest) else {
+        return false;
+    };
+    matches!(der_item(rest), Some((BIT_STRING, _, [])))
+}
+
+/// One DER tag-length-value: (tag, contents, what follows it).
+fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        // Long form; four length bytes already allow a 4 GiB certificate.
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(n);
+        let len = bytes
+            .iter()
+            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+        (len, rest)
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (contents, rest) = rest.split_at(len);
+    Some((tag, contents, rest))
+}
+
 /// An HTTP field name (RFC 9110 token).
 fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
@@ -1843,7 +1910,7 @@ mod saml_tests {
 
     #[test]
     fn saml_is_optional_and_defaults_are_filled_in() {
-        let plain = crate::parse(&config(""), &repo_file()).expect("valid");
+        let plain = crate::parse(&config(""), &repo_file(), &crate::NoMetadata).expect("valid");
         let idp = plain.idp.expect("idp");
         assert!(idp.saml.is_none());
         assert!(idp.service_providers.is_empty());
@@ -1851,7 +1918,7 @@ mod saml_tests {
         let text = config(&format!(
             "{KEYS}\n[[idp.service_provider]]\nname = \"portal\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\n"
         ));
-        let idp = crate::parse(&text, &repo_file())
+        let idp = crate::parse(&text, &repo_file(), &crate::NoMetadata)
             .expect("valid")
             .idp
             .expect("idp");
@@ -1871,7 +1938,7 @@ mod saml_tests {
 [[idp.service_provider]]\nname = \"a\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\n\n\
 [[idp.service_provider]]\nname = \"a\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"not a url\"\nname_id_format = \"x509\"\nsigning_cert = \"missing.pem\"\nattributes = [\"shoeSize\"]\n"
         ));
-        let problems = crate::parse(&text, &repo_file())
+        let problems = crate::parse(&text, &repo_file(), &crate::NoMetadata)
             .expect_err("invalid")
             .problems;
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
@@ -1891,7 +1958,7 @@ mod saml_tests {
     #[test]
     fn half_a_key_pair_or_sps_without_keys_are_refused() {
         let half = config("signing_key = \"certs-dev/idp-signing-key.pem\"\n");
-        let problems = crate::parse(&half, &repo_file())
+        let problems = crate::parse(&half, &repo_file(), &crate::NoMetadata)
             .expect_err("invalid")
             .problems;
         assert_eq!(problems[0].key, "idp.signing_key", "{problems:?}");
@@ -1899,7 +1966,7 @@ mod saml_tests {
         let no_keys = config(
             "[[idp.service_provider]]\nname = \"a\"\nentity_id = \"e\"\nacs_url = \"https://sp.test/acs\"\n",
         );
-        let problems = crate::parse(&no_keys, &repo_file())
+        let problems = crate::parse(&no_keys, &repo_file(), &crate::NoMetadata)
             .expect_err("invalid")
             .problems;
         assert_eq!(problems[0].key, "idp.service_provider", "{problems:?}");
@@ -1935,6 +2002,34 @@ mod gateway_app_tests {
         path.to_string_lossy().into_owned()
     }
 
+    /// The binary's reader, rebuilt on the real parser for these tests.
+    struct SamlReader;
+
+    impl crate::MetadataReader for SamlReader {
+        fn idp(&self, xml: &str) -> Result<crate::IdpMetadata, crate::MetadataError> {
+            let m =
+                portcullis_saml::parse_idp_metadata(xml).map_err(crate::MetadataError::invalid)?;
+            Ok(crate::IdpMetadata {
+                entity_id: m.entity_id,
+                sso_redirect_url: m.sso_redirect_url,
+                slo_url: m.slo_url,
+                signing_certs_der: m.signing_certs_der,
+            })
+        }
+
+        fn sp(&self, xml: &str) -> Result<crate::SpMetadata, crate::MetadataError> {
+            let m =
+                portcullis_saml::parse_sp_metadata(xml).map_err(crate::MetadataError::invalid)?;
+            Ok(crate::SpMetadata {
+                entity_id: m.entity_id,
+                acs_url: m.acs_url,
+                slo_url: m.slo_url,
+                signing_certs_der: m.signing_certs_der,
+                authn_requests_signed: m.authn_requests_signed,
+            })
+        }
+    }
+
     fn peer_key() -> portcullis_saml::SigningKey {
         portcullis_saml::SigningKey::generate_self_signed("config test peer", 1).expect("key")
     }
@@ -1957,7 +2052,7 @@ mod gateway_app_tests {
             "auth = \"saml\"\nidp = {{ metadata_file = \"{file}\" }}\nallow_idp_initiated = true\nsp_signing_key = \"certs-dev/sp-signing-key.pem\"\nsp_signing_cert = \"certs-dev/sp-signing.pem\"\n"
         );
         let text = format!("{SERVER}{}", app("ext", "https://a.test/", &saml));
-        let config = crate::parse(&text, &repo_file()).expect("valid");
+        let config = crate::parse(&text, &repo_file(), &SamlReader).expect("valid");
         let auth = config.apps[0].auth.as_ref().expect("saml");
         let AppIdp::External(external) = &auth.idp else {
             panic!("expected an external IdP, got {:?}", auth.idp);
@@ -1978,7 +2073,7 @@ mod gateway_app_tests {
         let broken = metadata_file("broken", "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"x\"/>");
         let saml = saml.replace(&file, &broken);
         let text = format!("{SERVER}{}", app("ext", "https://a.test/", &saml));
-        let problems = crate::parse(&text, &repo_file())
+        let problems = crate::parse(&text, &repo_file(), &SamlReader)
             .expect_err("invalid")
             .problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
@@ -2007,7 +2102,7 @@ mod gateway_app_tests {
         let text = format!(
             "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nmetadata_file = \"{file}\"\n"
         );
-        let config = crate::parse(&text, &repo_file()).expect("valid");
+        let config = crate::parse(&text, &repo_file(), &SamlReader).expect("valid");
         let sp = &config.idp.expect("idp").service_providers[0];
         assert_eq!(sp.entity_id, "https://wiki.test/saml/metadata");
         assert_eq!(sp.acs_url, "https://wiki.test/saml/acs");
@@ -2019,7 +2114,7 @@ mod gateway_app_tests {
         let text = format!(
             "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nmetadata_file = \"{file}\"\nacs_url = \"https://elsewhere.test/acs\"\n"
         );
-        let problems = crate::parse(&text, &repo_file())
+        let problems = crate::parse(&text, &repo_file(), &SamlReader)
             .expect_err("invalid")
             .problems;
         assert_eq!(
@@ -2037,7 +2132,7 @@ mod gateway_app_tests {
             app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\n")),
             app("plain", "https://d.test/", ""),
         );
-        let config = crate::parse(&text, &repo_file()).expect("valid");
+        let config = crate::parse(&text, &repo_file(), &crate::NoMetadata).expect("valid");
         let b = config.apps[0].auth.as_ref().expect("saml");
         assert_eq!(b.idp, AppIdp::Embedded);
         assert_eq!(
@@ -2077,7 +2172,7 @@ mod gateway_app_tests {
         ) + &app("e", "https://e.test/", "session_cookie = \"pc_idp_sid\"\n")
             + &app("f", "https://f.test/", &format!("{SAML}session_cookie = \"pc_idp_sid\"\n"))
             + &app("g", "https://g.test/", "auth = \"saml\"\nidp = \"https://idp.example/metadata.xml\"\n");
-        let problems = crate::parse(&text, &repo_file())
+        let problems = crate::parse(&text, &repo_file(), &crate::NoMetadata)
             .expect_err("invalid")
             .problems;
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
@@ -2102,12 +2197,12 @@ mod gateway_app_tests {
             "{SERVER}[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"demo/users.toml\"\n\n{}",
             app("b", "https://b.test/", SAML)
         );
-        let problems = crate::parse(&text, &repo_file())
+        let problems = crate::parse(&text, &repo_file(), &crate::NoMetadata)
             .expect_err("invalid")
             .problems;
         assert_eq!(problems[0].key, "app[0].idp", "{problems:?}");
         let text = format!("{SERVER}{}", app("b", "https://b.test/", SAML));
-        let problems = crate::parse(&text, &repo_file())
+        let problems = crate::parse(&text, &repo_file(), &crate::NoMetadata)
             .expect_err("invalid")
             .problems;
         assert_eq!(problems[0].key, "app[0].idp", "{problems:?}");

@@ -5,6 +5,7 @@ mod dev_certs;
 mod gateway_sp;
 mod idp_service;
 mod logging;
+mod metadata;
 mod password;
 mod serve;
 mod universal_logout;
@@ -58,39 +59,41 @@ const EXIT_INVALID_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match portcullis_config::load(&config) {
-            Ok(cfg) => {
-                if let Some(idp) = &cfg.idp {
-                    if let Err(problems) = idp_service::load_files(idp) {
-                        for problem in &problems {
-                            eprintln!("{problem}");
+        Command::Check { config } => {
+            match portcullis_config::load(&config, &metadata::SamlMetadata) {
+                Ok(cfg) => {
+                    if let Some(idp) = &cfg.idp {
+                        if let Err(problems) = idp_service::load_files(idp) {
+                            for problem in &problems {
+                                eprintln!("{problem}");
+                            }
+                            eprintln!("{} problem(s) found", problems.len());
+                            return ExitCode::from(EXIT_INVALID_CONFIG);
                         }
-                        eprintln!("{} problem(s) found", problems.len());
+                    }
+                    let built = gateway_sp::build(&cfg).and_then(|_| {
+                        universal_logout::wire(&cfg, &mut portcullis_proxy::LocalApps::default())
+                    });
+                    if let Err(e) = built {
+                        eprintln!("{e:#}");
+                        eprintln!("1 problem(s) found");
                         return ExitCode::from(EXIT_INVALID_CONFIG);
                     }
+                    println!(
+                        "{}: ok ({} app{})",
+                        config.display(),
+                        cfg.apps.len(),
+                        if cfg.apps.len() == 1 { "" } else { "s" }
+                    );
+                    ExitCode::SUCCESS
                 }
-                let built = gateway_sp::build(&cfg).and_then(|_| {
-                    universal_logout::wire(&cfg, &mut portcullis_proxy::LocalApps::default())
-                });
-                if let Err(e) = built {
-                    eprintln!("{e:#}");
-                    eprintln!("1 problem(s) found");
-                    return ExitCode::from(EXIT_INVALID_CONFIG);
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    eprintln!("{} problem(s) found", problems.problems.len());
+                    ExitCode::from(EXIT_INVALID_CONFIG)
                 }
-                println!(
-                    "{}: ok ({} app{})",
-                    config.display(),
-                    cfg.apps.len(),
-                    if cfg.apps.len() == 1 { "" } else { "s" }
-                );
-                ExitCode::SUCCESS
             }
-            Err(problems) => {
-                eprintln!("{problems}");
-                eprintln!("{} problem(s) found", problems.problems.len());
-                ExitCode::from(EXIT_INVALID_CONFIG)
-            }
-        },
+        }
         Command::Run { config } => match serve::run(&config) {
             Ok(code) => code,
             Err(e) => {

@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::logging;
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = match portcullis_config::load(path) {
+    let config = match portcullis_config::load(path, &crate::metadata::SamlMetadata) {
         Ok(config) => config,
         Err(problems) => {
             eprintln!("{problems}");
@@ -62,7 +62,7 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                match portcullis_config::load(path) {
+                match portcullis_config::load(path, &crate::metadata::SamlMetadata) {
                     Ok(new) => match gateway.reload(&new) {
                         Ok(()) => {
                             shutdown_timeout = new.server.timeouts.shutdown;
