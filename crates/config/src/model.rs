@@ -396,6 +396,23 @@ impl PublicUrl {
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.authority())
     }
+
+    /// The prefix as paths are built on it: `""` for `/`, else the prefix
+    /// (`/wiki`). The one home of the "prefix `/` means empty" rule, so
+    /// nobody writes `https://a.test//_portcullis/…` or checks for `/` again.
+    pub fn base_path(&self) -> &str {
+        if self.path_prefix == "/" {
+            ""
+        } else {
+            &self.path_prefix
+        }
+    }
+
+    /// Origin plus base path, no trailing slash (`https://a.test`,
+    /// `https://a.test/wiki`): endpoint paths are appended to it.
+    pub fn url(&self) -> String {
+        format!("{}{}", self.origin(), self.base_path())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -562,13 +562,7 @@ impl<'a, 'i> Validator<'a, 'i> {
             }
             Some(e) => e.to_string(),
             None => {
-                let public = public?;
-                let prefix = if public.path_prefix == "/" {
-                    ""
-                } else {
-                    public.path_prefix.as_str()
-                };
-                format!("{}{prefix}/sso/saml/metadata", public.origin())
+                format!("{}/sso/saml/metadata", public?.url())
             }
         };
         Some(IdpSaml {
@@ -1053,13 +1047,8 @@ impl<'a, 'i> Validator<'a, 'i> {
             other => other.map(str::to_string),
         };
         let rules = self.access_rules(i, access);
-        let public = public?;
-        let prefix = if public.path_prefix == "/" {
-            ""
-        } else {
-            public.path_prefix.as_str()
-        };
-        let base = format!("{}{prefix}/_portcullis/saml", public.origin());
+        let public = public?.url();
+        let base = format!("{public}/_portcullis/saml");
         if !cookie_ok {
             return None;
         }
@@ -1070,10 +1059,7 @@ impl<'a, 'i> Validator<'a, 'i> {
             entity_id: format!("{base}/metadata"),
             acs_url: format!("{base}/acs"),
             slo_url: format!("{base}/slo"),
-            gtr_url: format!(
-                "{}{prefix}/_portcullis/global-token-revocation",
-                public.origin()
-            ),
+            gtr_url: format!("{public}/_portcullis/global-token-revocation"),
             session_cookie,
             request_cookie,
             session_idle,
@@ -1861,9 +1847,13 @@ mod tests {
         assert_eq!(u.port, 8443);
         assert_eq!(u.path_prefix, "/wiki");
         assert_eq!(u.authority(), "app.example.com:8443");
+        assert_eq!(u.base_path(), "/wiki");
+        assert_eq!(u.url(), "https://app.example.com:8443/wiki");
         let root = parse_public_url("https://a.test").expect("valid");
         assert_eq!(root.path_prefix, "/");
         assert_eq!(root.authority(), "a.test");
+        assert_eq!(root.base_path(), "");
+        assert_eq!(root.url(), "https://a.test");
     }
 
     #[test]

@@ -308,11 +308,7 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Arc<dyn SamlSp>>
                         app.name
                     )
                 })?;
-                let prefix = if idp.public.path_prefix == "/" {
-                    ""
-                } else {
-                    idp.public.path_prefix.as_str()
-                };
+                let prefix = idp.public.base_path();
                 let der = cert_der_from_pem(&read(&saml.signing_cert)?).with_context(|| {
                     format!("[idp] signing_cert {}", saml.signing_cert.display())
                 })?;

@@ -20,12 +20,7 @@ use portcullis_saml::SigningKey;
 /// The embedded IdP's issuer: its public URL without a trailing slash.
 pub fn embedded_issuer(config: &Config) -> Option<String> {
     let idp = config.idp.as_ref()?;
-    let prefix = if idp.public.path_prefix == "/" {
-        ""
-    } else {
-        idp.public.path_prefix.as_str()
-    };
-    Some(format!("{}{prefix}", idp.public.origin()))
+    Some(idp.public.url())
 }
 
 /// The embedded IdP's dispatcher, when it has a signing key; also fills
