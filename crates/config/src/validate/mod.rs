@@ -1,0 +1,251 @@
+//! Raw → model, one module per section. Collects every problem instead of
+//! stopping at the first: each step reports what it finds at its key and
+//! returns what it could build, so one bad value never hides another.
+//!
+//! This module holds the [`Validator`] and what every section shares:
+//! problem collection, addresses, bounded numbers, durations, files, PEM
+//! and peer metadata files.
+
+mod access;
+mod app;
+mod app_auth;
+#[cfg(test)]
+mod fixtures;
+mod idp;
+mod inject;
+mod names;
+mod pem;
+mod server;
+mod service_provider;
+mod url;
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::locate::{Locator, Step};
+use crate::metadata::{MetadataError, MetadataReader};
+use crate::model::Config;
+use crate::problem::Problem;
+use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
+
+use self::pem::{certificate_der, PemKind};
+
+/// A timeout longer than a day is a typo, not a policy.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+pub struct Validator<'a, 'i> {
+    locator: &'a Locator<'i>,
+    /// Relative file paths in the configuration resolve against this.
+    base: &'a Path,
+    source: &'a Path,
+    metadata: &'a dyn MetadataReader,
+    problems: Vec<Problem>,
+}
+
+impl<'a, 'i> Validator<'a, 'i> {
+    pub fn new(
+        locator: &'a Locator<'i>,
+        base: &'a Path,
+        source: &'a Path,
+        metadata: &'a dyn MetadataReader,
+    ) -> Self {
+        Validator {
+            locator,
+            base,
+            source,
+            metadata,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Every section, then the checks that span sections; `earlier` are the
+    /// problems found while deserialising.
+    pub fn finish(
+        mut self,
+        server: RawServer,
+        admin: Option<RawAdmin>,
+        log: RawLog,
+        idp: Option<RawIdp>,
+        apps: Vec<Option<RawApp>>,
+        earlier: Vec<Problem>,
+    ) -> Result<Config, Vec<Problem>> {
+        self.problems = earlier;
+        let server = self.server(server);
+        let admin = admin.and_then(|a| self.admin(a));
+        let log = self.log(log);
+        let mut idp = idp.and_then(|i| self.idp(i));
+        let apps = self.apps(apps);
+        self.register_gateway_sps(idp.as_mut(), &apps);
+        if let Some(idp) = &idp {
+            self.idp_apart_from_apps(idp, &apps);
+        }
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        let Some(server) = server else {
+            return Err(vec![Problem {
+                key: String::new(),
+                line: None,
+                message: "configuration is incomplete".into(),
+            }]);
+        };
+        Ok(Config {
+            source: self.source.to_path_buf(),
+            server,
+            admin,
+            log,
+            idp,
+            apps,
+        })
+    }
+
+    /// Records a problem at `path`, located on the line of the closest
+    /// value the file has on that path.
+    fn problem(&mut self, path: &[Step<'_>], message: impl Into<String>) {
+        let key = path
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => format!(".{k}"),
+                Step::Index(i) => format!("[{i}]"),
+            })
+            .collect::<String>();
+        self.problems.push(Problem {
+            key: key.trim_start_matches('.').to_string(),
+            line: self.locator.line(path),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, path: &[Step<'_>], raw: &str) -> Option<SocketAddr> {
+        match raw.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    path,
+                    format!("`{raw}` is not a socket address such as 127.0.0.1:8443"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A number within `range`, or `default` when unset (and, with a
+    /// problem, when out of range).
+    fn bounded<T: TryFrom<u64>>(
+        &mut self,
+        path: &[Step<'_>],
+        raw: Option<u64>,
+        range: RangeInclusive<u64>,
+        default: T,
+    ) -> T {
+        match raw {
+            None => default,
+            // Every range fits its target type, so the conversion holds.
+            Some(v) if range.contains(&v) => T::try_from(v).unwrap_or(default),
+            Some(_) => {
+                self.problem(
+                    path,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                );
+                default
+            }
+        }
+    }
+
+    /// An app's duration (session lifetimes, health timing).
+    fn app_duration(
+        &mut self,
+        path: &[Step<'_>],
+        raw: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw) {
+            Ok(d) if d.is_zero() || d > MAX_TIMEOUT => {
+                self.problem(path, "must be longer than zero and at most 24h");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(path, format!("`{raw}` is not a duration such as 30m: {e}"));
+                default
+            }
+        }
+    }
+
+    /// A file that must exist now; its format belongs to whoever reads it.
+    fn file(&mut self, path: &[Step<'_>], raw: &str) -> PathBuf {
+        let resolved = self.base.join(raw);
+        if let Err(e) = std::fs::metadata(&resolved) {
+            self.problem(path, format!("cannot read {}: {e}", resolved.display()));
+        }
+        resolved
+    }
+
+    /// A PEM file that must hold a certificate or a private key.
+    fn pem(&mut self, path: &[Step<'_>], raw: &str, kind: PemKind) -> PathBuf {
+        let resolved = self.base.join(raw);
+        match kind.check(&resolved) {
+            Ok(true) => {}
+            Ok(false) => self.problem(
+                path,
+                format!("{} holds no PEM certificate", resolved.display()),
+            ),
+            Err(e) => self.problem(
+                path,
+                format!(
+                    "cannot load {} from {}: {e}",
+                    kind.noun(),
+                    resolved.display()
+                ),
+            ),
+        }
+        resolved
+    }
+
+    /// A PEM certificate file, as DER; `None` (and a problem) when unreadable.
+    fn cert_der(&mut self, path: &[Step<'_>], raw: &str) -> Option<Vec<u8>> {
+        let resolved = self.base.join(raw);
+        let pem = match std::fs::read(&resolved) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.problem(path, format!("cannot read {}: {e}", resolved.display()));
+                return None;
+            }
+        };
+        match certificate_der(&pem) {
+            Ok(der) => Some(der),
+            Err(reason) => {
+                self.problem(path, format!("{} {reason}", resolved.display()));
+                None
+            }
+        }
+    }
+
+    /// A peer's SAML metadata file, read and checked now so that `check`
+    /// reports a bad file with its key instead of the first sign-in failing.
+    fn peer_metadata<T>(
+        &mut self,
+        path: &[Step<'_>],
+        raw: &str,
+        read: impl FnOnce(&dyn MetadataReader, &str) -> Result<T, MetadataError>,
+    ) -> Option<T> {
+        let resolved = self.base.join(raw);
+        let xml = match std::fs::read_to_string(&resolved) {
+            Ok(xml) => xml,
+            Err(e) => {
+                self.problem(path, format!("cannot read {}: {e}", resolved.display()));
+                return None;
+            }
+        };
+        match read(self.metadata, &xml) {
+            Ok(meta) => Some(meta),
+            Err(e) => {
+                self.problem(path, format!("{}: {e}", resolved.display()));
+                None
+            }
+        }
+    }
+}
