@@ -36,14 +36,15 @@ struct Taken {
 }
 
 impl Validator<'_, '_> {
-    pub(super) fn apps(&mut self, raw: Vec<Option<RawApp>>) -> Vec<App> {
+    /// The apps that passed, each with its index in the file.
+    pub(super) fn apps(&mut self, raw: Vec<Option<RawApp>>) -> Vec<(usize, App)> {
         let mut taken = Taken::default();
         let mut apps = Vec::new();
         for (i, app) in raw.into_iter().enumerate() {
             // An app that did not deserialise was reported at its key.
             let Some(app) = app else { continue };
             if let Some(app) = self.app(i, app, &mut taken) {
-                apps.push(app);
+                apps.push((i, app));
             }
         }
         apps
@@ -63,9 +64,9 @@ impl Validator<'_, '_> {
             access,
             &mut taken.cookies,
         );
-        if raw.auth.is_some() && auth.is_none() {
-            return None;
-        }
+        // A refused `auth` does not stop the checks below; the app is
+        // dropped at the end.
+        let auth_refused = raw.auth.is_some() && auth.is_none();
         let more_targets = self.more_targets(i, &more, upstream.as_ref());
         let load_balancing = self.load_balancing(i, raw.load_balancing.as_deref());
         let health = self.health(i, raw.health.as_ref(), upstream.as_ref());
@@ -78,6 +79,9 @@ impl Validator<'_, '_> {
         }
         let upstream_host_header = self.host_header(i, raw.host_header.as_deref());
         let error_pages = self.error_pages(i, raw.error_pages.as_ref());
+        if auth_refused {
+            return None;
+        }
         Some(App {
             name: name?,
             public: public?,
@@ -378,5 +382,43 @@ impl Validator<'_, '_> {
             other => other.map(str::to_string),
         };
         (login_landing, post_logout_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::fixtures::{app, problems, SERVER};
+
+    fn keys(problems: &[crate::Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn a_refused_auth_does_not_hide_the_apps_other_problems() {
+        let text = format!(
+            "{SERVER}{}{}",
+            app(
+                "a",
+                "https://a.test/",
+                "auth = \"saml\"\nidp = \"embedded\"\nload_balancing = \"random\"\nhost_header = \"x\"\n[app.health]\nfail_after = 0\n[app.error_pages]\n500 = \"x\"\n"
+            ),
+            app("b", "https://b.test/", "rewrite_body = true\n"),
+        );
+        let problems = problems(&text);
+        for key in [
+            "app[0].auth",
+            "app[0].load_balancing",
+            "app[0].health.fail_after",
+            "app[0].health",
+            "app[0].host_header",
+            "app[0].error_pages.500",
+            "app[1].rewrite_body",
+        ] {
+            assert!(
+                keys(&problems).contains(&key),
+                "{key} missing from {problems:?}"
+            );
+        }
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
     }
 }

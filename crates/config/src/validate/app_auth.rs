@@ -11,8 +11,9 @@ use crate::model::{
     App, AppAuth, AppIdp, ExternalIdp, Idp, PublicUrl, ServiceProviderConfig, SpNameIdFormat,
     UniversalLogoutTrust, IDP_SESSION_COOKIE,
 };
-use crate::raw::{RawAccess, RawApp, RawAppIdp};
+use crate::raw::{RawAccess, RawApp, RawAppIdp, RawIdp};
 
+use super::idp::has_signing_pair;
 use super::names::valid_name;
 use super::pem::certificate_der;
 use super::service_provider::DEFAULT_SP_ATTRIBUTES;
@@ -23,6 +24,25 @@ const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(8 * 3600);
 
 fn at(i: usize, key: &'static str) -> [Step<'static>; 3] {
     [Step::Key("app"), Step::Index(i), Step::Key(key)]
+}
+
+/// What `[idp]` offers the apps with `idp = "embedded"`, known even when
+/// the section itself is refused.
+#[derive(Clone, Copy)]
+pub(super) enum EmbeddedIdp {
+    Absent,
+    WithoutKeys,
+    WithKeys,
+}
+
+impl EmbeddedIdp {
+    pub(super) fn of(raw: Option<&RawIdp>) -> Self {
+        match raw {
+            None => EmbeddedIdp::Absent,
+            Some(raw) if has_signing_pair(raw) => EmbeddedIdp::WithKeys,
+            Some(_) => EmbeddedIdp::WithoutKeys,
+        }
+    }
 }
 
 /// The gateway session cookie and the AuthnRequest-binding cookie.
@@ -285,19 +305,33 @@ impl Validator<'_, '_> {
     /// Every `auth = "saml"` app with `idp = "embedded"` needs the IdP's
     /// SAML keys and becomes one of its service providers, so operators do
     /// not write `[[idp.service_provider]]` for gateway apps.
-    pub(super) fn register_gateway_sps(&mut self, mut idp: Option<&mut Idp>, apps: &[App]) {
-        for (i, app) in apps.iter().enumerate() {
+    pub(super) fn register_gateway_sps(
+        &mut self,
+        embedded: EmbeddedIdp,
+        mut idp: Option<&mut Idp>,
+        apps: &[(usize, App)],
+    ) {
+        for (i, app) in apps {
             let Some(auth) = &app.auth else { continue };
             if auth.idp != AppIdp::Embedded {
                 continue;
             }
-            let at = [Step::Key("app"), Step::Index(i), Step::Key("idp")];
-            let Some(idp) = idp.as_deref_mut() else {
-                self.problem(&at, "idp = \"embedded\" needs an [idp] section");
-                continue;
-            };
-            if let Some(sp) = self.gateway_sp(&at, idp, &app.name, auth) {
-                idp.service_providers.push(sp);
+            let at = [Step::Key("app"), Step::Index(*i), Step::Key("idp")];
+            match (embedded, idp.as_deref_mut()) {
+                (EmbeddedIdp::Absent, _) => {
+                    self.problem(&at, "idp = \"embedded\" needs an [idp] section");
+                }
+                (EmbeddedIdp::WithoutKeys, _) => self.problem(
+                    &at,
+                    "idp = \"embedded\" needs [idp] signing_key and signing_cert",
+                ),
+                // `[idp]` was refused; its own problems say why.
+                (EmbeddedIdp::WithKeys, None) => {}
+                (EmbeddedIdp::WithKeys, Some(idp)) => {
+                    if let Some(sp) = self.gateway_sp(&at, idp, &app.name, auth) {
+                        idp.service_providers.push(sp);
+                    }
+                }
             }
         }
     }
@@ -310,13 +344,9 @@ impl Validator<'_, '_> {
         name: &str,
         auth: &AppAuth,
     ) -> Option<ServiceProviderConfig> {
-        if idp.saml.is_none() {
-            self.problem(
-                at,
-                "idp = \"embedded\" needs [idp] signing_key and signing_cert",
-            );
-            return None;
-        }
+        // With both keys set, a missing SAML identity (a bad entity_id)
+        // was reported at [idp].
+        idp.saml.as_ref()?;
         if let Some(sp) = idp
             .service_providers
             .iter()
@@ -355,7 +385,7 @@ impl Validator<'_, '_> {
 mod tests {
     use crate::model::{AccessPolicy, AppIdp};
     use crate::validate::fixtures::{
-        app, metadata_file, parse, parse_with_saml, peer_key, IDP, SAML, SERVER,
+        app, metadata_file, parse, parse_with_saml, peer_key, IDP, IDP_KEYS, SAML, SERVER,
     };
 
     #[test]
@@ -484,5 +514,74 @@ mod tests {
         let text = format!("{SERVER}{}", app("b", "https://b.test/", SAML));
         let problems = parse(&text).expect_err("invalid").problems;
         assert_eq!(problems[0].key, "app[0].idp", "{problems:?}");
+    }
+
+    #[test]
+    fn problems_after_the_apps_name_each_app_by_its_place_in_the_file() {
+        // app[0] is refused, so app[2] is the second app that passes.
+        let text = format!(
+            "{SERVER}{}{}{}",
+            app("bad name", "https://x.test/", ""),
+            app("ok", "https://ok.test/", ""),
+            app("emb", "https://emb.test/", SAML),
+        );
+        let problems = parse(&text).expect_err("invalid").problems;
+        let embedded = problems
+            .iter()
+            .find(|p| p.message.contains("needs an [idp] section"))
+            .expect("embedded app without [idp]");
+        assert_eq!(embedded.key, "app[2].idp", "{problems:?}");
+        assert_eq!(
+            embedded.line,
+            Some(
+                text.lines()
+                    .position(|l| l == "idp = \"embedded\"")
+                    .expect("line")
+                    + 1
+            )
+        );
+    }
+
+    #[test]
+    fn a_refused_idp_section_does_not_blame_its_apps() {
+        // Only the bad public_url: the keys and the apps are fine.
+        let text = format!(
+            "{SERVER}[idp]\npublic_url = \"http://idp.test/\"\nusers_file = \"demo/users.toml\"\n{IDP_KEYS}[[idp.service_provider]]\nname = \"s\"\nentity_id = \"e\"\nacs_url = \"https://s.test/acs\"\n{}{}",
+            app("a", "https://a.test/", SAML),
+            app("b", "https://b.test/", SAML),
+        );
+        let problems = parse(&text).expect_err("invalid").problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "idp.public_url");
+
+        // Without keys, every embedded app still hears it, with [idp]'s own problems.
+        let text = format!(
+            "{SERVER}[idp]\npublic_url = \"http://idp.test/\"\nusers_file = \"demo/users.toml\"\n{}",
+            app("a", "https://a.test/", SAML),
+        );
+        let problems = parse(&text).expect_err("invalid").problems;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["idp.public_url", "app[0].idp"], "{problems:?}");
+    }
+
+    #[test]
+    fn without_a_metadata_reader_a_metadata_file_is_a_located_problem() {
+        let file = metadata_file("unread", "<md:EntityDescriptor/>");
+        let saml = format!(
+            "auth = \"saml\"\nidp = {{ metadata_file = \"{file}\" }}\nsp_signing_key = \"certs-dev/sp-signing-key.pem\"\nsp_signing_cert = \"certs-dev/sp-signing.pem\"\n"
+        );
+        let text = format!("{SERVER}{}", app("ext", "https://a.test/", &saml));
+        let problems = parse(&text).expect_err("invalid").problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "app[0].idp.metadata_file");
+        assert!(problems[0].line.is_some());
+        assert!(
+            problems[0].message.contains(&file)
+                && problems[0]
+                    .message
+                    .contains("SAML metadata files are not supported here"),
+            "{problems:?}"
+        );
+        let _ = std::fs::remove_file(file);
     }
 }

@@ -2,6 +2,7 @@
 //! limits and API tokens, and its SAML signing identity. Its registered
 //! service providers are in `service_provider`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::locate::Step;
@@ -17,8 +18,30 @@ fn at(key: &'static str) -> [Step<'static>; 2] {
     [IDP, Step::Key(key)]
 }
 
+/// Both halves of the SAML signing pair are configured (whether or not the
+/// files are good: those are reported at their own keys).
+pub(super) fn has_signing_pair(raw: &RawIdp) -> bool {
+    raw.signing_key.is_some() && raw.signing_cert.is_some()
+}
+
+/// The System Log file and its rotation.
+struct SystemLog {
+    file: PathBuf,
+    max_bytes: u64,
+    keep_files: usize,
+}
+
+/// Lockout and rate limits, and how long a session token lives.
+struct Limits {
+    lockout_failures: u32,
+    lockout_duration: Duration,
+    sign_in_per_minute: u32,
+    api_per_minute: u32,
+    session_token_ttl: Duration,
+}
+
 impl Validator<'_, '_> {
-    pub(super) fn idp(&mut self, raw: RawIdp) -> Option<Idp> {
+    pub(super) fn idp(&mut self, mut raw: RawIdp) -> Option<Idp> {
         let public = self.idp_public_url(raw.public_url.as_deref());
         let users_file = match raw.users_file.as_deref() {
             Some(f) => Some(self.file(&at("users_file"), f)),
@@ -31,79 +54,96 @@ impl Validator<'_, '_> {
             .policy_file
             .as_deref()
             .map(|f| self.file(&at("policy_file"), f));
-        let system_log_file = self.base.join(
-            raw.system_log_file
-                .as_deref()
-                .unwrap_or("var/system-log.jsonl"),
-        );
-        let api_tokens = self.api_tokens(raw.api_token);
-        let lockout_failures =
-            self.bounded(&at("lockout_failures"), raw.lockout_failures, 1..=100, 5);
-        let system_log_max_bytes = self.bounded(
-            &at("system_log_max_bytes"),
-            raw.system_log_max_bytes,
-            4096..=1 << 40,
-            16 * 1024 * 1024,
-        );
-        let system_log_keep_files = self.bounded(
-            &at("system_log_keep_files"),
-            raw.system_log_keep_files,
-            0..=1000,
-            5,
-        );
-        let sign_in_per_minute = self.bounded(
-            &at("sign_in_per_minute"),
-            raw.sign_in_per_minute,
-            1..=100_000,
-            30,
-        );
-        let api_per_minute = self.bounded(
-            &at("api_per_minute"),
-            raw.api_per_minute,
-            1..=1_000_000,
-            600,
-        );
+        let system_log = self.system_log(&raw);
+        let api_tokens = self.api_tokens(std::mem::take(&mut raw.api_token));
+        let limits = self.idp_limits(&raw);
         let saml = self.idp_saml(
             public.as_ref(),
             raw.signing_key.as_deref(),
             raw.signing_cert.as_deref(),
             raw.entity_id.as_deref(),
         );
+        let keys = has_signing_pair(&raw);
+        let wants_sps = !raw.service_provider.is_empty();
         let service_providers = self.service_providers(raw.service_provider);
-        if saml.is_none() && !service_providers.is_empty() {
+        if wants_sps && !keys {
             self.problem(
                 &at("service_provider"),
                 "service providers need the IdP's signing_key and signing_cert",
             );
         }
-        let (public, users_file) = (public?, users_file?);
-        let lockout_duration = self.idp_duration(
-            "lockout_duration",
-            raw.lockout_duration.as_deref(),
-            Duration::from_secs(15 * 60),
-        );
-        let session_token_ttl = self.idp_duration(
-            "session_token_ttl",
-            raw.session_token_ttl.as_deref(),
-            Duration::from_secs(5 * 60),
-        );
         Some(Idp {
-            public,
-            users_file,
+            public: public?,
+            users_file: users_file?,
             policy_file,
-            system_log_file,
-            system_log_max_bytes,
-            system_log_keep_files,
-            lockout_failures,
-            lockout_duration,
-            sign_in_per_minute,
-            api_per_minute,
-            session_token_ttl,
+            system_log_file: system_log.file,
+            system_log_max_bytes: system_log.max_bytes,
+            system_log_keep_files: system_log.keep_files,
+            lockout_failures: limits.lockout_failures,
+            lockout_duration: limits.lockout_duration,
+            sign_in_per_minute: limits.sign_in_per_minute,
+            api_per_minute: limits.api_per_minute,
+            session_token_ttl: limits.session_token_ttl,
             redirect_allow: raw.redirect_allow,
             api_tokens,
             saml,
             service_providers,
         })
+    }
+
+    fn system_log(&mut self, raw: &RawIdp) -> SystemLog {
+        SystemLog {
+            file: self.base.join(
+                raw.system_log_file
+                    .as_deref()
+                    .unwrap_or("var/system-log.jsonl"),
+            ),
+            max_bytes: self.bounded(
+                &at("system_log_max_bytes"),
+                raw.system_log_max_bytes,
+                4096..=1 << 40,
+                16 * 1024 * 1024,
+            ),
+            keep_files: self.bounded(
+                &at("system_log_keep_files"),
+                raw.system_log_keep_files,
+                0..=1000,
+                5,
+            ),
+        }
+    }
+
+    fn idp_limits(&mut self, raw: &RawIdp) -> Limits {
+        Limits {
+            lockout_failures: self.bounded(
+                &at("lockout_failures"),
+                raw.lockout_failures,
+                1..=100,
+                5,
+            ),
+            lockout_duration: self.idp_duration(
+                "lockout_duration",
+                raw.lockout_duration.as_deref(),
+                Duration::from_secs(15 * 60),
+            ),
+            sign_in_per_minute: self.bounded(
+                &at("sign_in_per_minute"),
+                raw.sign_in_per_minute,
+                1..=100_000,
+                30,
+            ),
+            api_per_minute: self.bounded(
+                &at("api_per_minute"),
+                raw.api_per_minute,
+                1..=1_000_000,
+                600,
+            ),
+            session_token_ttl: self.idp_duration(
+                "session_token_ttl",
+                raw.session_token_ttl.as_deref(),
+                Duration::from_secs(5 * 60),
+            ),
+        }
     }
 
     fn idp_public_url(&mut self, raw: Option<&str>) -> Option<PublicUrl> {
@@ -225,8 +265,8 @@ impl Validator<'_, '_> {
     }
 
     /// The IdP is routed like an app, so it must not take an app's route.
-    pub(super) fn idp_apart_from_apps(&mut self, idp: &Idp, apps: &[App]) {
-        for (i, app) in apps.iter().enumerate() {
+    pub(super) fn idp_apart_from_apps(&mut self, idp: &Idp, apps: &[(usize, App)]) {
+        for (i, app) in apps {
             if app.public == idp.public {
                 self.problem(
                     &at("public_url"),
@@ -243,7 +283,7 @@ impl Validator<'_, '_> {
 #[cfg(test)]
 mod tests {
     use crate::model::SpNameIdFormat;
-    use crate::validate::fixtures::{idp_config as config, parse, problems, IDP_KEYS};
+    use crate::validate::fixtures::{app, idp_config as config, parse, problems, IDP_KEYS, SAML};
 
     #[test]
     fn saml_is_optional_and_defaults_are_filled_in() {
@@ -279,5 +319,45 @@ mod tests {
         );
         let problems = problems(&no_keys);
         assert_eq!(problems[0].key, "idp.service_provider", "{problems:?}");
+    }
+
+    #[test]
+    fn a_refused_idp_section_still_reports_every_key() {
+        let text = config(&format!(
+            "{IDP_KEYS}entity_id = \"\"\nlockout_failures = 0\nlockout_duration = \"0s\"\nsession_token_ttl = \"soon\"\n[[idp.service_provider]]\nname = \"s\"\nentity_id = \"e\"\nacs_url = \"https://s.test/acs\"\n"
+        ))
+        .replace("https://idp.test/", "http://idp.test/");
+        let problems = problems(&text);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "idp.public_url",
+                "idp.lockout_failures",
+                "idp.lockout_duration",
+                "idp.session_token_ttl",
+                "idp.entity_id",
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_app_on_the_idp_route_is_named_by_its_place_in_the_file() {
+        let text = format!(
+            "{}{}{}",
+            config(IDP_KEYS),
+            app("bad name", "https://x.test/", ""),
+            app("emb", "https://idp.test/", SAML)
+        );
+        let problems = problems(&text);
+        let overlap = problems
+            .iter()
+            .find(|p| p.key == "idp.public_url")
+            .expect("overlap");
+        assert!(
+            overlap.message.contains("overlaps app `emb` (app[1])"),
+            "{problems:?}"
+        );
     }
 }

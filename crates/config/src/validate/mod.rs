@@ -30,6 +30,7 @@ use crate::model::Config;
 use crate::problem::Problem;
 use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
 
+use self::app_auth::EmbeddedIdp;
 use self::pem::{certificate_der, PemKind};
 
 /// A timeout longer than a day is a typo, not a policy.
@@ -75,12 +76,16 @@ impl<'a, 'i> Validator<'a, 'i> {
         let server = self.server(server);
         let admin = admin.and_then(|a| self.admin(a));
         let log = self.log(log);
+        let embedded = EmbeddedIdp::of(idp.as_ref());
         let mut idp = idp.and_then(|i| self.idp(i));
+        // Every app is checked, whatever the IdP's fate; the cross-section
+        // checks then name each app by its index in the file.
         let apps = self.apps(apps);
-        self.register_gateway_sps(idp.as_mut(), &apps);
+        self.register_gateway_sps(embedded, idp.as_mut(), &apps);
         if let Some(idp) = &idp {
             self.idp_apart_from_apps(idp, &apps);
         }
+        let apps = apps.into_iter().map(|(_, app)| app).collect();
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
@@ -247,5 +252,118 @@ impl<'a, 'i> Validator<'a, 'i> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{app, problems, IDP, SAML, SERVER};
+
+    /// The file of the e2e `check` test (tests/e2e/check.rs), on the repo's
+    /// dev certificates: the same keys, lines and messages, eight in all.
+    #[test]
+    fn every_problem_of_the_e2e_check_file_is_located() {
+        let apps = [
+            ("dup", "https://app.test/", "builtin:echo"),
+            ("dup", "https://b.test/", "builtin:echo"),
+            ("overlap", "https://app.test", "builtin:echo"),
+            ("bad-upstream", "https://c.test/", "ftp://files.example/"),
+            ("plain", "http://a.test/", "builtin:echo"),
+        ]
+        .map(|(name, url, upstream)| {
+            format!("[[app]]\nname = \"{name}\"\npublic_url = \"{url}\"\nupstream = \"{upstream}\"\n")
+        })
+        .concat()
+            + "[[app]]\nname = \"typo\"\npublic_url = \"https://a.test/\"\nupstrem = \"builtin:echo\"\n";
+        let text = format!(
+            "[server]\nhttps = [\"127.0.0.1:0\"]\ntls_cert = \"certs-dev/localhost.pem\"\ntls_key = \"/nonexistent/key.pem\"\n\
+upstream_connect_timeout = \"30s\"\nupstream_response_timeout = \"5s\"\nheader_read_timeout = \"0s\"\n\n\
+[log]\nformat = \"json\"\nlevel = \"info\"\n\n{apps}"
+        );
+        let problems = super::fixtures::parse(&text).expect_err("invalid");
+        let report = problems.to_string();
+        let line_of = |needle: &str| {
+            text.lines()
+                .position(|l| l.contains(needle))
+                .map(|i| i + 1)
+                .unwrap_or_else(|| panic!("{needle} not in config"))
+        };
+        let expectations = [
+            (
+                format!(":{}: app[1].name", line_of("name = \"dup\"") + 4),
+                "already used by app[0]",
+            ),
+            (
+                format!(":{}: app[2].public_url", line_of("https://app.test\"")),
+                "overlaps app[0]",
+            ),
+            (
+                format!(":{}: app[3].upstream", line_of("ftp://")),
+                "not supported",
+            ),
+            (
+                format!(":{}: app[4].public_url", line_of("http://a.test/")),
+                "must use https",
+            ),
+            (
+                format!(":{}: app[5].upstrem", line_of("upstrem")),
+                "unknown field",
+            ),
+            (
+                format!(":{}: server.tls_key", line_of("/nonexistent/key.pem")),
+                "cannot load private key",
+            ),
+            (
+                format!(
+                    ":{}: server.upstream_connect_timeout",
+                    line_of("upstream_connect_timeout")
+                ),
+                "must not exceed",
+            ),
+            (
+                format!(
+                    ":{}: server.header_read_timeout",
+                    line_of("header_read_timeout")
+                ),
+                "longer than zero",
+            ),
+        ];
+        for (location, message) in expectations {
+            assert!(
+                report
+                    .lines()
+                    .any(|l| l.contains(&location) && l.contains(message)),
+                "missing `{location}` … `{message}` in:\n{report}"
+            );
+        }
+        assert_eq!(problems.problems.len(), 8, "{report}");
+    }
+
+    /// A bad app hides neither `[idp]`'s problems nor another app's.
+    #[test]
+    fn one_bad_section_hides_no_other() {
+        let text = format!(
+            "{SERVER}{}{}{}",
+            IDP.replace("users_file = \"demo/users.toml\"", "users_file = \"missing.toml\"\nlockout_duration = \"0s\""),
+            app(
+                "a",
+                "https://a.test/",
+                &format!("{SAML}session_max = \"forever\"\n[[app.access]]\npath = \"x\"\npolicy = \"public\"\n")
+            ),
+            app("b", "https://b.test/", "load_balancing = \"random\"\n"),
+        );
+        let problems = problems(&text);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "idp.users_file",
+                "idp.lockout_duration",
+                "app[0].session_max",
+                "app[0].access[0].path",
+                "app[1].load_balancing",
+            ],
+            "{problems:?}"
+        );
     }
 }

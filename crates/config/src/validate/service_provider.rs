@@ -26,6 +26,14 @@ fn at(i: usize, key: &'static str) -> [Step<'static>; 4] {
     [idp, sp, index, Step::Key(key)]
 }
 
+/// Where an SP's entity id, ACS URL and signing certificates come from.
+enum Source {
+    Metadata(SpMetadata),
+    ByHand,
+    /// `metadata_file` is set but was refused (and reported).
+    Refused,
+}
+
 /// How an SP's AuthnRequests are checked, and where it takes logouts.
 struct Signing {
     certs_der: Vec<Vec<u8>>,
@@ -47,39 +55,51 @@ impl Validator<'_, '_> {
         registered
     }
 
-    /// One SP, checked against those `registered` before it.
+    /// One SP, checked against those `registered` before it. A refused
+    /// metadata file or a missing key does not stop the other keys' checks.
     fn service_provider(
         &mut self,
         i: usize,
         sp: RawServiceProvider,
         registered: &[ServiceProviderConfig],
     ) -> Option<ServiceProviderConfig> {
-        let metadata = match sp.metadata_file.as_deref() {
-            None => None,
-            Some(file) => Some(self.sp_metadata(i, file, &sp)?),
+        let source = self.sp_source(i, &sp);
+        let (entity_id, acs_url) = match &source {
+            Source::Metadata(meta) => (Some(meta.entity_id.clone()), Some(meta.acs_url.clone())),
+            Source::ByHand => (sp.entity_id.clone(), sp.acs_url.clone()),
+            Source::Refused => (None, None),
         };
-        let (entity_id, acs_url) = match &metadata {
-            Some(meta) => (Some(meta.entity_id.clone()), Some(meta.acs_url.clone())),
-            None => (sp.entity_id.clone(), sp.acs_url.clone()),
-        };
-        let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
+        // A refused file leaves entity_id and acs_url unknown, not missing.
+        let missing = sp.name.is_none()
+            || (!matches!(source, Source::Refused) && (entity_id.is_none() || acs_url.is_none()));
+        if missing {
             self.problem(
                 &whole(i),
                 "name and either metadata_file or entity_id and acs_url are required",
             );
+        }
+        let mut ok = !missing;
+        if let Some(name) = &sp.name {
+            ok &= self.sp_name(i, name, registered);
+        }
+        if let Some(entity_id) = &entity_id {
+            ok &= self.sp_entity_id(i, entity_id, registered);
+        }
+        if let Some(acs_url) = &acs_url {
+            ok &= self.http_url(&at(i, "acs_url"), acs_url);
+        }
+        let name_id_format = self.name_id_format(i, sp.name_id_format.as_deref());
+        let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
+        let attributes = self.sp_attributes(i, sp.attributes);
+        let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
             return None;
         };
-        let mut ok = self.sp_identity(i, &name, &entity_id, registered);
-        ok &= self.http_url(&at(i, "acs_url"), &acs_url);
-        let name_id_format = self.name_id_format(i, sp.name_id_format.as_deref());
-        let signing = self.sp_signing(i, metadata, sp.signing_cert.as_deref());
-        let attributes = self.sp_attributes(i, sp.attributes);
-        let (Some(name_id_format), Some(signing), Some(attributes)) =
-            (name_id_format, signing, attributes)
+        let (true, Some(name_id_format), Some(signing), Some(attributes)) =
+            (ok, name_id_format, signing, attributes)
         else {
             return None;
         };
-        ok.then_some(ServiceProviderConfig {
+        Some(ServiceProviderConfig {
             name,
             entity_id,
             acs_url,
@@ -93,7 +113,10 @@ impl Validator<'_, '_> {
     }
 
     /// `metadata_file`, which replaces the hand-written fields.
-    fn sp_metadata(&mut self, i: usize, file: &str, sp: &RawServiceProvider) -> Option<SpMetadata> {
+    fn sp_source(&mut self, i: usize, sp: &RawServiceProvider) -> Source {
+        let Some(file) = sp.metadata_file.as_deref() else {
+            return Source::ByHand;
+        };
         for (key, set) in [
             ("entity_id", sp.entity_id.is_some()),
             ("acs_url", sp.acs_url.is_some()),
@@ -106,45 +129,53 @@ impl Validator<'_, '_> {
                 );
             }
         }
-        self.peer_metadata(&at(i, "metadata_file"), file, |r, xml| r.sp(xml))
+        match self.peer_metadata(&at(i, "metadata_file"), file, |r, xml| r.sp(xml)) {
+            Some(meta) => Source::Metadata(meta),
+            None => Source::Refused,
+        }
     }
 
-    /// Name and entity id: well-formed and not taken by an earlier SP.
-    fn sp_identity(
-        &mut self,
-        i: usize,
-        name: &str,
-        entity_id: &str,
-        registered: &[ServiceProviderConfig],
-    ) -> bool {
-        let mut ok = true;
+    /// Well-formed and not taken by an earlier SP.
+    fn sp_name(&mut self, i: usize, name: &str, registered: &[ServiceProviderConfig]) -> bool {
         if !valid_name(name) {
             self.problem(
                 &at(i, "name"),
                 "must be 1-64 characters of letters, digits, '-' and '_'",
             );
-            ok = false;
+            false
         } else if registered.iter().any(|o| o.name == name) {
             self.problem(
                 &at(i, "name"),
                 format!("duplicate service provider name `{name}`"),
             );
-            ok = false;
+            false
+        } else {
+            true
         }
+    }
+
+    /// Well-formed and not taken by an earlier SP.
+    fn sp_entity_id(
+        &mut self,
+        i: usize,
+        entity_id: &str,
+        registered: &[ServiceProviderConfig],
+    ) -> bool {
         if entity_id.trim().is_empty() || entity_id.len() > 1024 {
             self.problem(
                 &at(i, "entity_id"),
                 "must be a non-empty URI of at most 1024 bytes",
             );
-            ok = false;
+            false
         } else if registered.iter().any(|o| o.entity_id == entity_id) {
             self.problem(
                 &at(i, "entity_id"),
                 format!("duplicate service provider entity_id `{entity_id}`"),
             );
-            ok = false;
+            false
+        } else {
+            true
         }
-        ok
     }
 
     fn name_id_format(&mut self, i: usize, raw: Option<&str>) -> Option<SpNameIdFormat> {
@@ -166,19 +197,21 @@ impl Validator<'_, '_> {
     fn sp_signing(
         &mut self,
         i: usize,
-        metadata: Option<SpMetadata>,
+        source: Source,
         signing_cert: Option<&str>,
     ) -> Option<Signing> {
-        if let Some(meta) = metadata {
-            return Some(Signing {
-                certs_der: meta.signing_certs_der,
-                required: meta.authn_requests_signed,
-                slo_url: meta.slo_url,
-            });
-        }
-        let certs_der = match signing_cert {
-            Some(c) => vec![self.cert_der(&at(i, "signing_cert"), c)?],
-            None => Vec::new(),
+        let certs_der = match (source, signing_cert) {
+            (Source::Metadata(meta), _) => {
+                return Some(Signing {
+                    certs_der: meta.signing_certs_der,
+                    required: meta.authn_requests_signed,
+                    slo_url: meta.slo_url,
+                })
+            }
+            // With metadata_file, signing_cert was refused as ambiguous.
+            (Source::Refused, _) => return None,
+            (Source::ByHand, Some(cert)) => vec![self.cert_der(&at(i, "signing_cert"), cert)?],
+            (Source::ByHand, None) => Vec::new(),
         };
         Some(Signing {
             required: !certs_der.is_empty(),
@@ -270,6 +303,31 @@ mod tests {
             problems[0].key, "idp.service_provider[0].acs_url",
             "{problems:?}"
         );
+        let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn a_refused_metadata_file_does_not_hide_the_other_keys() {
+        // Without a metadata reader the file is refused; the rest is checked.
+        let file = metadata_file("sp-unread", "<md:EntityDescriptor/>");
+        let text = format!(
+            "{SERVER}{IDP}[[idp.service_provider]]\nname = \"bad name\"\nmetadata_file = \"{file}\"\nname_id_format = \"x509\"\nattributes = [\"shoeSize\"]\n[[idp.service_provider]]\nmetadata_file = \"{file}\"\n"
+        );
+        let problems = problems(&text);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "idp.service_provider[0].metadata_file",
+                "idp.service_provider[0].name",
+                "idp.service_provider[0].name_id_format",
+                "idp.service_provider[0].attributes",
+                "idp.service_provider[1].metadata_file",
+                "idp.service_provider[1]",
+            ],
+            "{problems:?}"
+        );
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
         let _ = std::fs::remove_file(file);
     }
 }
