@@ -267,15 +267,17 @@ impl Validator<'_, '_> {
             1..=1000,
             3,
         );
-        let cooldown = self.app_duration(
+        let cooldown = self.duration(
             &health_at("cooldown"),
             raw.and_then(|h| h.cooldown.as_deref()),
             Duration::from_secs(10),
+            "10s",
         );
-        let check_interval = self.app_duration(
+        let check_interval = self.duration(
             &health_at("check_interval"),
             raw.and_then(|h| h.check_interval.as_deref()),
             Duration::from_secs(5),
+            "5s",
         );
         let check_path = match raw.and_then(|h| h.check_path.as_deref()) {
             Some(p) if !p.starts_with('/') => {

@@ -91,15 +91,17 @@ impl Validator<'_, '_> {
             PemKind::Cert,
         );
         let session_cookies = self.session_cookies(i, name, app.session_cookie.as_deref(), cookies);
-        let session_idle = self.app_duration(
+        let session_idle = self.duration(
             &at(i, "session_idle"),
             app.session_idle.as_deref(),
             DEFAULT_SESSION_IDLE,
+            "30m",
         );
-        let session_max = self.app_duration(
+        let session_max = self.duration(
             &at(i, "session_max"),
             app.session_max.as_deref(),
             DEFAULT_SESSION_MAX,
+            "30m",
         );
         let universal_logout = self.universal_logout_trust(i, app, idp.as_ref());
         let backend_logout_url = self.backend_logout_url(i, app.backend_logout_url.as_deref());

@@ -10,7 +10,7 @@ use crate::model::{ApiTokenConfig, App, Idp, IdpSaml, PublicUrl};
 use crate::raw::{RawApiToken, RawIdp};
 
 use super::url::parse_public_url;
-use super::{PemKind, Validator, MAX_TIMEOUT};
+use super::{PemKind, Validator};
 
 const IDP: Step<'static> = Step::Key("idp");
 
@@ -121,10 +121,11 @@ impl Validator<'_, '_> {
                 1..=100,
                 5,
             ),
-            lockout_duration: self.idp_duration(
-                "lockout_duration",
+            lockout_duration: self.duration(
+                &at("lockout_duration"),
                 raw.lockout_duration.as_deref(),
                 Duration::from_secs(15 * 60),
+                "15m",
             ),
             sign_in_per_minute: self.bounded(
                 &at("sign_in_per_minute"),
@@ -138,10 +139,11 @@ impl Validator<'_, '_> {
                 1..=1_000_000,
                 600,
             ),
-            session_token_ttl: self.idp_duration(
-                "session_token_ttl",
+            session_token_ttl: self.duration(
+                &at("session_token_ttl"),
                 raw.session_token_ttl.as_deref(),
                 Duration::from_secs(5 * 60),
+                "5m",
             ),
         }
     }
@@ -187,27 +189,6 @@ impl Validator<'_, '_> {
             });
         }
         tokens
-    }
-
-    fn idp_duration(
-        &mut self,
-        key: &'static str,
-        raw: Option<&str>,
-        default: Duration,
-    ) -> Duration {
-        let Some(raw) = raw else { return default };
-        let path = at(key);
-        match humantime::parse_duration(raw) {
-            Ok(d) if d.is_zero() || d > MAX_TIMEOUT => {
-                self.problem(&path, "must be longer than zero and at most 24h");
-                default
-            }
-            Ok(d) => d,
-            Err(e) => {
-                self.problem(&path, format!("`{raw}` is not a duration such as 5m: {e}"));
-                default
-            }
-        }
     }
 
     /// The SAML signing pair and entity id; `None` without a key pair.

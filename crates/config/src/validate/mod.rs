@@ -33,8 +33,8 @@ use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
 use self::app_auth::EmbeddedIdp;
 use self::pem::{certificate_der, PemKind};
 
-/// A timeout longer than a day is a typo, not a policy.
-const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// A timeout or lifetime longer than a day is a typo, not a policy.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Validator<'a, 'i> {
     locator: &'a Locator<'i>,
@@ -159,22 +159,30 @@ impl<'a, 'i> Validator<'a, 'i> {
         }
     }
 
-    /// An app's duration (session lifetimes, health timing).
-    fn app_duration(
+    /// A duration in (0, 24h]; `example` shows the form in the message.
+    fn duration(
         &mut self,
         path: &[Step<'_>],
         raw: Option<&str>,
         default: Duration,
+        example: &str,
     ) -> Duration {
         let Some(raw) = raw else { return default };
         match humantime::parse_duration(raw) {
-            Ok(d) if d.is_zero() || d > MAX_TIMEOUT => {
-                self.problem(path, "must be longer than zero and at most 24h");
+            Ok(d) if d.is_zero() => {
+                self.problem(path, "must be longer than zero");
+                default
+            }
+            Ok(d) if d > MAX_DURATION => {
+                self.problem(path, "must be at most 24h");
                 default
             }
             Ok(d) => d,
             Err(e) => {
-                self.problem(path, format!("`{raw}` is not a duration such as 30m: {e}"));
+                self.problem(
+                    path,
+                    format!("`{raw}` is not a duration such as {example}: {e}"),
+                );
                 default
             }
         }
@@ -363,6 +371,39 @@ upstream_connect_timeout = \"30s\"\nupstream_response_timeout = \"5s\"\nheader_r
                 "app[0].access[0].path",
                 "app[1].load_balancing",
             ],
+            "{problems:?}"
+        );
+    }
+
+    /// One duration rule for every section: (0, 24h], with the reason.
+    #[test]
+    fn durations_are_refused_with_their_reason() {
+        let text = format!(
+            "{}\nidle_timeout = \"0s\"\n\n{}{}",
+            SERVER.trim_end(),
+            IDP.replace("\n\n", "\nsession_token_ttl = \"25h\"\n\n"),
+            app(
+                "a",
+                "https://a.test/",
+                &format!("{SAML}session_idle = \"a while\"\n")
+            ),
+        );
+        let problems = problems(&text);
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "{problems:?}");
+        assert_eq!(
+            found[0],
+            ("server.idle_timeout", "must be longer than zero")
+        );
+        assert_eq!(found[1], ("idp.session_token_ttl", "must be at most 24h"));
+        assert_eq!(found[2].0, "app[0].session_idle");
+        assert!(
+            found[2]
+                .1
+                .starts_with("`a while` is not a duration such as 30m"),
             "{problems:?}"
         );
     }

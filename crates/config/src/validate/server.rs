@@ -9,7 +9,7 @@ use crate::locate::Step;
 use crate::model::{Admin, LogFormat, Logging, Server, Timeouts, TlsFiles, DEFAULT_ACS_PER_MINUTE};
 use crate::raw::{RawAdmin, RawLog, RawServer};
 
-use super::{PemKind, Validator, MAX_TIMEOUT};
+use super::{PemKind, Validator};
 
 const DEFAULT_HEADER_READ: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE: Duration = Duration::from_secs(75);
@@ -145,26 +145,7 @@ impl Validator<'_, '_> {
     }
 
     fn timeout(&mut self, key: &'static str, raw: Option<&str>, default: Duration) -> Duration {
-        let Some(raw) = raw else { return default };
-        let path = [SERVER, Step::Key(key)];
-        match humantime::parse_duration(raw) {
-            Ok(d) if d.is_zero() => {
-                self.problem(&path, "must be longer than zero");
-                default
-            }
-            Ok(d) if d > MAX_TIMEOUT => {
-                self.problem(&path, "must be at most 24h");
-                default
-            }
-            Ok(d) => d,
-            Err(e) => {
-                self.problem(
-                    &path,
-                    format!("`{raw}` is not a duration such as 10s or 2m: {e}"),
-                );
-                default
-            }
-        }
+        self.duration(&[SERVER, Step::Key(key)], raw, default, "10s or 2m")
     }
 
     pub(super) fn admin(&mut self, raw: RawAdmin) -> Option<Admin> {
