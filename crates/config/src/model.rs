@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::metadata::IdpMetadata;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this configuration came from; relative paths in it were
@@ -347,7 +349,8 @@ pub enum AppIdp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalIdp {
     pub metadata_file: PathBuf,
-    pub metadata: crate::metadata::IdpMetadata,
+    /// What the caller's `MetadataReader` read from the file at load.
+    pub metadata: IdpMetadata,
 }
 
 /// One `[[app.access]]` rule. `path` is relative to the app's prefix and

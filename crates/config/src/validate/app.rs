@@ -332,10 +332,8 @@ impl Validator<'_, '_> {
                 .ok()
                 .filter(|c| ERROR_PAGE_STATUSES.contains(c))
             else {
-                self.problem(
-                    &path,
-                    format!("`{code}` is not one of 403, 404, 429, 431, 502, 503, 504"),
-                );
+                let known = ERROR_PAGE_STATUSES.map(|c| c.to_string()).join(", ");
+                self.problem(&path, format!("`{code}` is not one of {known}"));
                 continue;
             };
             let page = if target.starts_with("https://") || target.starts_with("http://") {

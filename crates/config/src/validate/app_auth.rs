@@ -63,19 +63,8 @@ impl Validator<'_, '_> {
         access: Vec<RawAccess>,
         cookies: &mut HashMap<String, usize>,
     ) -> Option<AppAuth> {
-        match app.auth.as_deref() {
-            None => {
-                self.saml_only_keys(i, app, &access);
-                return None;
-            }
-            Some("saml") => {}
-            Some(other) => {
-                self.problem(
-                    &at(i, "auth"),
-                    format!("`{other}` is not an auth mode (expected \"saml\")"),
-                );
-                return None;
-            }
+        if !self.is_saml(i, app, &access) {
+            return None;
         }
         let idp = self.app_idp(i, app.idp.as_ref());
         let key = self.sp_key_file(
@@ -132,6 +121,24 @@ impl Validator<'_, '_> {
             login_landing,
             post_logout_url,
         })
+    }
+
+    /// `auth = "saml"`; without `auth`, no SAML-only key may be set.
+    fn is_saml(&mut self, i: usize, app: &RawApp, access: &[RawAccess]) -> bool {
+        match app.auth.as_deref() {
+            Some("saml") => true,
+            None => {
+                self.saml_only_keys(i, app, access);
+                false
+            }
+            Some(other) => {
+                self.problem(
+                    &at(i, "auth"),
+                    format!("`{other}` is not an auth mode (expected \"saml\")"),
+                );
+                false
+            }
+        }
     }
 
     /// Without `auth`, the SAML keys would be silently ignored.
