@@ -4,16 +4,20 @@
 //! validated, immutable model the rest of the gateway consumes, and the
 //! located problem reports that `portcullis check` prints. It never opens a
 //! socket or builds a TLS context; it only checks that the files it names can
-//! be read and hold what they should.
+//! be read and hold what they should. It does not speak SAML either: peer
+//! metadata files are parsed by the [`MetadataReader`] the caller hands to
+//! [`load`] or [`parse`], so depending on config links no SAML stack.
 
 mod load;
 mod locate;
+mod metadata;
 mod model;
 mod problem;
 mod raw;
 mod validate;
 
 pub use load::{load, parse};
+pub use metadata::{IdpMetadata, MetadataError, MetadataReader, NoMetadata, SpMetadata};
 pub use model::{
     AccessPolicy, AccessRule, Admin, ApiTokenConfig, App, AppAuth, AppIdp, Builtin, Config,
     ErrorPage, ExternalIdp, Health, Idp, IdpSaml, InjectRule, InjectSource, InjectTarget,

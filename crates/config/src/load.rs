@@ -5,13 +5,15 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::locate::Locator;
+use crate::metadata::MetadataReader;
 use crate::model::Config;
 use crate::problem::{Problem, Problems};
 use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
 use crate::validate::Validator;
 
-/// Read and validate a configuration file.
-pub fn load(path: &Path) -> Result<Config, Problems> {
+/// Read and validate a configuration file; `metadata` parses the peer SAML
+/// metadata files it names.
+pub fn load(path: &Path, metadata: &dyn MetadataReader) -> Result<Config, Problems> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         Problems::single(
             path,
@@ -20,12 +22,12 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
             format!("cannot read configuration file: {e}"),
         )
     })?;
-    parse(&source, path)
+    parse(&source, path, metadata)
 }
 
 /// Validate configuration text; `path` names it in problems and anchors
-/// relative file paths.
-pub fn parse(source: &str, path: &Path) -> Result<Config, Problems> {
+/// relative file paths; `metadata` parses the peer SAML metadata files it names.
+pub fn parse(source: &str, path: &Path, metadata: &dyn MetadataReader) -> Result<Config, Problems> {
     let root = match DeTable::parse(source) {
         Ok(root) => root,
         Err(e) => {
@@ -86,8 +88,8 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, Problems> {
     }
     let locator = Locator::new(source, Some(root));
     let base = path.parent().unwrap_or(Path::new("."));
-    let config =
-        Validator::new(&locator, base, path).finish(server, admin, log, idp, apps, problems);
+    let config = Validator::new(&locator, base, path, metadata)
+        .finish(server, admin, log, idp, apps, problems);
     config.map_err(|problems| Problems {
         file: path.to_path_buf(),
         problems,

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::metadata::IdpMetadata;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this configuration came from; relative paths in it were
@@ -347,7 +349,8 @@ pub enum AppIdp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalIdp {
     pub metadata_file: PathBuf,
-    pub metadata: portcullis_saml::IdpMetadata,
+    /// What the caller's `MetadataReader` read from the file at load.
+    pub metadata: IdpMetadata,
 }
 
 /// One `[[app.access]]` rule. `path` is relative to the app's prefix and
@@ -397,8 +400,9 @@ impl PublicUrl {
         format!("{}://{}", self.scheme, self.authority())
     }
 
-    /// The prefix to put before an app-relative path: `""` for `/`, else
-    /// the prefix itself (no trailing slash either way).
+    /// The prefix as paths are built on it: `""` for `/`, else the prefix
+    /// (`/wiki`). The one home of the "prefix `/` means empty" rule, so
+    /// nobody writes `https://a.test//_portcullis/…` or checks for `/` again.
     pub fn base_path(&self) -> &str {
         if self.path_prefix == "/" {
             ""
@@ -407,7 +411,8 @@ impl PublicUrl {
         }
     }
 
-    /// Origin and base path: what app-relative paths are appended to.
+    /// Origin plus base path, no trailing slash (`https://a.test`,
+    /// `https://a.test/wiki`): endpoint paths are appended to it.
     pub fn url(&self) -> String {
         format!("{}{}", self.origin(), self.base_path())
     }

@@ -65,7 +65,8 @@ fn request_headers() -> HeaderMap {
 
 fn identity(c: &mut Criterion) {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gateway.toml");
-    let config = portcullis_config::parse(CONFIG, &base).expect("bench config");
+    let config = portcullis_config::parse(CONFIG, &base, &portcullis_config::NoMetadata)
+        .expect("bench config");
     let auth = config.apps[0].auth.as_ref().expect("saml app");
     // The plan has no identity JWT, so nothing ever asks for a signer.
     let plan = IdentityPlan::new(auth, "https://app.bench.test".into(), || {

@@ -5,6 +5,7 @@ mod assemble;
 mod dev_certs;
 mod idp_service;
 mod logging;
+mod metadata;
 mod password;
 mod serve;
 mod universal_logout;
@@ -58,7 +59,7 @@ const EXIT_INVALID_CONFIG: u8 = 2;
 /// `portcullis check`: the file, then everything it names (IdP files, SP
 /// keys, metadata, JWKS, injected secrets), every problem printed.
 fn check(path: &std::path::Path) -> ExitCode {
-    let problems = match portcullis_config::load(path) {
+    let problems = match portcullis_config::load(path, &metadata::SamlMetadata) {
         Ok(config) => match assemble::build(&config) {
             Ok(_) => {
                 println!(

@@ -8,10 +8,10 @@ use anyhow::Context;
 use portcullis_proxy::{Server, Services};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{assemble, logging};
+use crate::{assemble, logging, metadata};
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = match portcullis_config::load(path) {
+    let config = match portcullis_config::load(path, &metadata::SamlMetadata) {
         Ok(config) => config,
         Err(problems) => {
             eprintln!("{problems}");
@@ -103,7 +103,7 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
 /// SIGHUP: a new plan from the file, or the old one kept with every reason
 /// logged. Returns the new shutdown timeout when the reload took.
 fn reload(path: &Path, server: &Server) -> Option<std::time::Duration> {
-    match portcullis_config::load(path) {
+    match portcullis_config::load(path, &metadata::SamlMetadata) {
         Ok(new) => match server.reload(&new) {
             Ok(()) => {
                 tracing::info!(config = %path.display(), apps = new.apps.len(), "configuration reloaded");

@@ -42,7 +42,8 @@ access_log = false
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).expect("write config");
-        let config = portcullis_config::load(&path).unwrap_or_else(|p| panic!("{p}"));
+        let config = portcullis_config::load(&path, &portcullis_config::NoMetadata)
+            .unwrap_or_else(|p| panic!("{p}"));
         let gateway = Server::start(&config, portcullis_proxy::Services::default())
             .await
             .expect("start gateway");
@@ -409,7 +410,8 @@ async fn reload_swaps_routes_and_graceful_shutdown_drains() {
     );
     let path = dir.path().join("new.toml");
     std::fs::write(&path, text).expect("write");
-    let config = portcullis_config::load(&path).unwrap_or_else(|p| panic!("{p}"));
+    let config = portcullis_config::load(&path, &portcullis_config::NoMetadata)
+        .unwrap_or_else(|p| panic!("{p}"));
     gw.gateway.reload(&config).expect("reload");
     assert_eq!(client.get("https://b.test/").await.status, StatusCode::OK);
 

@@ -1,0 +1,596 @@
+//! An app's `auth = "saml"` side: which IdP it trusts, its SP keys, its
+//! session cookies and lifetimes, whose Universal Logout tokens it takes,
+//! and its registration as a service provider of the embedded IdP.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::locate::Step;
+use crate::model::{
+    App, AppAuth, AppIdp, ExternalIdp, Idp, PublicUrl, ServiceProviderConfig, SpNameIdFormat,
+    UniversalLogoutTrust, IDP_SESSION_COOKIE,
+};
+use crate::raw::{RawAccess, RawApp, RawAppIdp, RawIdp};
+
+use super::idp::has_signing_pair;
+use super::names::valid_name;
+use super::pem::certificate_der;
+use super::service_provider::DEFAULT_SP_ATTRIBUTES;
+use super::{PemKind, Validator};
+
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(8 * 3600);
+
+fn at(i: usize, key: &'static str) -> [Step<'static>; 3] {
+    [Step::Key("app"), Step::Index(i), Step::Key(key)]
+}
+
+/// What `[idp]` offers the apps with `idp = "embedded"`, known even when
+/// the section itself is refused.
+#[derive(Clone, Copy)]
+pub(super) enum EmbeddedIdp {
+    Absent,
+    WithoutKeys,
+    WithKeys,
+}
+
+impl EmbeddedIdp {
+    pub(super) fn of(raw: Option<&RawIdp>) -> Self {
+        match raw {
+            None => EmbeddedIdp::Absent,
+            Some(raw) if has_signing_pair(raw) => EmbeddedIdp::WithKeys,
+            Some(_) => EmbeddedIdp::WithoutKeys,
+        }
+    }
+}
+
+/// The gateway session cookie and the AuthnRequest-binding cookie.
+struct Cookies {
+    session: String,
+    request: String,
+}
+
+impl Validator<'_, '_> {
+    /// `auth` and the keys that only make sense with it. `cookies` holds
+    /// the cookie names earlier apps took, with the app that took each.
+    pub(super) fn app_auth(
+        &mut self,
+        i: usize,
+        name: Option<&str>,
+        public: Option<&PublicUrl>,
+        app: &RawApp,
+        access: Vec<RawAccess>,
+        cookies: &mut HashMap<String, usize>,
+    ) -> Option<AppAuth> {
+        if !self.is_saml(i, app, &access) {
+            return None;
+        }
+        let idp = self.app_idp(i, app.idp.as_ref());
+        let key = self.sp_key_file(
+            i,
+            "sp_signing_key",
+            app.sp_signing_key.as_deref(),
+            PemKind::Key,
+        );
+        let cert = self.sp_key_file(
+            i,
+            "sp_signing_cert",
+            app.sp_signing_cert.as_deref(),
+            PemKind::Cert,
+        );
+        let session_cookies = self.session_cookies(i, name, app.session_cookie.as_deref(), cookies);
+        let session_idle = self.duration(
+            &at(i, "session_idle"),
+            app.session_idle.as_deref(),
+            DEFAULT_SESSION_IDLE,
+            "30m",
+        );
+        let session_max = self.duration(
+            &at(i, "session_max"),
+            app.session_max.as_deref(),
+            DEFAULT_SESSION_MAX,
+            "30m",
+        );
+        let universal_logout = self.universal_logout_trust(i, app, idp.as_ref());
+        let backend_logout_url = self.backend_logout_url(i, app.backend_logout_url.as_deref());
+        let identity = self.identity(i, app);
+        let (login_landing, post_logout_url) = self.sign_in_and_out_urls(i, app);
+        let access = self.access_rules(i, access);
+        let url = public?.url();
+        let session_cookies = session_cookies?;
+        Some(AppAuth {
+            idp: idp?,
+            sp_signing_key: key?,
+            sp_signing_cert: cert?,
+            entity_id: format!("{url}/_portcullis/saml/metadata"),
+            acs_url: format!("{url}/_portcullis/saml/acs"),
+            slo_url: format!("{url}/_portcullis/saml/slo"),
+            gtr_url: format!("{url}/_portcullis/global-token-revocation"),
+            session_cookie: session_cookies.session,
+            request_cookie: session_cookies.request,
+            session_idle,
+            session_max,
+            access: access?,
+            allow_idp_initiated: app.allow_idp_initiated.unwrap_or(false),
+            universal_logout,
+            backend_logout_url,
+            inject: identity.inject,
+            max_identity_bytes: identity.max_identity_bytes,
+            identity_jwt_header: identity.identity_jwt_header,
+            login_landing,
+            post_logout_url,
+        })
+    }
+
+    /// `auth = "saml"`; without `auth`, no SAML-only key may be set.
+    fn is_saml(&mut self, i: usize, app: &RawApp, access: &[RawAccess]) -> bool {
+        match app.auth.as_deref() {
+            Some("saml") => true,
+            None => {
+                self.saml_only_keys(i, app, access);
+                false
+            }
+            Some(other) => {
+                self.problem(
+                    &at(i, "auth"),
+                    format!("`{other}` is not an auth mode (expected \"saml\")"),
+                );
+                false
+            }
+        }
+    }
+
+    /// Without `auth`, the SAML keys would be silently ignored.
+    fn saml_only_keys(&mut self, i: usize, app: &RawApp, access: &[RawAccess]) {
+        let saml_only = [
+            ("idp", app.idp.is_some()),
+            ("allow_idp_initiated", app.allow_idp_initiated.is_some()),
+            (
+                "universal_logout_issuer",
+                app.universal_logout_issuer.is_some(),
+            ),
+            (
+                "universal_logout_jwks_file",
+                app.universal_logout_jwks_file.is_some(),
+            ),
+            ("sp_signing_key", app.sp_signing_key.is_some()),
+            ("sp_signing_cert", app.sp_signing_cert.is_some()),
+            ("session_cookie", app.session_cookie.is_some()),
+            ("session_idle", app.session_idle.is_some()),
+            ("session_max", app.session_max.is_some()),
+            ("access", !access.is_empty()),
+        ];
+        for (key, set) in saml_only {
+            if set {
+                self.problem(&at(i, key), format!("{key} needs auth = \"saml\""));
+            }
+        }
+    }
+
+    /// `idp = "embedded"` or `idp = { metadata_file = "…" }`.
+    fn app_idp(&mut self, i: usize, raw: Option<&RawAppIdp>) -> Option<AppIdp> {
+        match raw {
+            Some(RawAppIdp::Named(name)) if name == "embedded" => Some(AppIdp::Embedded),
+            Some(RawAppIdp::Named(other)) => {
+                self.problem(
+                    &at(i, "idp"),
+                    format!(
+                        "`{other}` is not an IdP: use \"embedded\" or {{ metadata_file = \"…\" }}"
+                    ),
+                );
+                None
+            }
+            Some(RawAppIdp::External(external)) => {
+                let Some(file) = external.metadata_file.as_deref() else {
+                    self.problem(&at(i, "idp"), "an external IdP needs metadata_file");
+                    return None;
+                };
+                let path = [
+                    Step::Key("app"),
+                    Step::Index(i),
+                    Step::Key("idp"),
+                    Step::Key("metadata_file"),
+                ];
+                let metadata = self.peer_metadata(&path, file, |r, xml| r.idp(xml))?;
+                Some(AppIdp::External(Box::new(ExternalIdp {
+                    metadata_file: self.base.join(file),
+                    metadata,
+                })))
+            }
+            None => {
+                self.problem(
+                    &at(i, "auth"),
+                    "auth = \"saml\" needs idp = \"embedded\" or idp = { metadata_file = \"…\" }",
+                );
+                None
+            }
+        }
+    }
+
+    /// `sp_signing_key` or `sp_signing_cert`, both required.
+    fn sp_key_file(
+        &mut self,
+        i: usize,
+        key: &'static str,
+        raw: Option<&str>,
+        kind: PemKind,
+    ) -> Option<PathBuf> {
+        match raw {
+            Some(file) => Some(self.pem(&at(i, key), file, kind)),
+            None => {
+                self.problem(&at(i, "auth"), format!("auth = \"saml\" needs {key}"));
+                None
+            }
+        }
+    }
+
+    /// `session_cookie` (default `pc_<name>`) and `<session_cookie>_rs`:
+    /// well-formed, not the IdP's, and not another app's (browsers share
+    /// cookies across the ports of one host).
+    fn session_cookies(
+        &mut self,
+        i: usize,
+        name: Option<&str>,
+        raw: Option<&str>,
+        taken: &mut HashMap<String, usize>,
+    ) -> Option<Cookies> {
+        let session = match (raw, name) {
+            (Some(c), _) => c.to_string(),
+            (None, Some(n)) => format!("pc_{n}"),
+            // The missing name is reported already.
+            (None, None) => return None,
+        };
+        let request = format!("{session}_rs");
+        let path = at(i, "session_cookie");
+        if !valid_name(&session) {
+            self.problem(
+                &path,
+                "must be 1-64 characters of letters, digits, '-' and '_'",
+            );
+            return None;
+        }
+        if session.starts_with("pc_idp_") || session == IDP_SESSION_COOKIE {
+            self.problem(
+                &path,
+                format!("`{session}`: names starting with pc_idp_ belong to the embedded IdP"),
+            );
+            return None;
+        }
+        let mut ok = true;
+        for cookie in [&session, &request] {
+            if let Some(first) = taken.insert(cookie.clone(), i) {
+                self.problem(
+                    &path,
+                    format!(
+                        "cookie `{cookie}` is also used by app[{first}]; cookie names must be \
+                         unique (browsers share cookies across the ports of one host)"
+                    ),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(Cookies { session, request })
+    }
+
+    /// `universal_logout_issuer` and `universal_logout_jwks_file`, for an
+    /// app on an external IdP.
+    fn universal_logout_trust(
+        &mut self,
+        i: usize,
+        app: &RawApp,
+        idp: Option<&AppIdp>,
+    ) -> Option<UniversalLogoutTrust> {
+        match (
+            app.universal_logout_issuer.as_deref(),
+            app.universal_logout_jwks_file.as_deref(),
+            idp,
+        ) {
+            (None, None, _) => None,
+            (Some(issuer), Some(file), Some(AppIdp::External(_))) => {
+                let jwks_file = self.file(&at(i, "universal_logout_jwks_file"), file);
+                Some(UniversalLogoutTrust {
+                    issuer: issuer.to_string(),
+                    jwks_file,
+                })
+            }
+            (Some(_), Some(_), _) => {
+                self.problem(
+                    &at(i, "universal_logout_issuer"),
+                    "only for an external IdP: apps on the embedded IdP trust it automatically",
+                );
+                None
+            }
+            _ => {
+                self.problem(
+                    &at(i, "universal_logout_issuer"),
+                    "universal_logout_issuer and universal_logout_jwks_file go together",
+                );
+                None
+            }
+        }
+    }
+
+    /// Every `auth = "saml"` app with `idp = "embedded"` needs the IdP's
+    /// SAML keys and becomes one of its service providers, so operators do
+    /// not write `[[idp.service_provider]]` for gateway apps.
+    pub(super) fn register_gateway_sps(
+        &mut self,
+        embedded: EmbeddedIdp,
+        mut idp: Option<&mut Idp>,
+        apps: &[(usize, App)],
+    ) {
+        for (i, app) in apps {
+            let Some(auth) = &app.auth else { continue };
+            if auth.idp != AppIdp::Embedded {
+                continue;
+            }
+            let at = [Step::Key("app"), Step::Index(*i), Step::Key("idp")];
+            match (embedded, idp.as_deref_mut()) {
+                (EmbeddedIdp::Absent, _) => {
+                    self.problem(&at, "idp = \"embedded\" needs an [idp] section");
+                }
+                (EmbeddedIdp::WithoutKeys, _) => self.problem(
+                    &at,
+                    "idp = \"embedded\" needs [idp] signing_key and signing_cert",
+                ),
+                // `[idp]` was refused; its own problems say why.
+                (EmbeddedIdp::WithKeys, None) => {}
+                (EmbeddedIdp::WithKeys, Some(idp)) => {
+                    if let Some(sp) = self.gateway_sp(&at, idp, &app.name, auth) {
+                        idp.service_providers.push(sp);
+                    }
+                }
+            }
+        }
+    }
+
+    /// App `name` as a service provider of the embedded IdP.
+    fn gateway_sp(
+        &mut self,
+        at: &[Step<'_>],
+        idp: &Idp,
+        name: &str,
+        auth: &AppAuth,
+    ) -> Option<ServiceProviderConfig> {
+        // With both keys set, a missing SAML identity (a bad entity_id)
+        // was reported at [idp].
+        idp.saml.as_ref()?;
+        if let Some(sp) = idp
+            .service_providers
+            .iter()
+            .find(|sp| sp.name == name || sp.entity_id == auth.entity_id)
+        {
+            self.problem(
+                at,
+                format!(
+                    "[[idp.service_provider]] `{}` already uses this app's name or entity id; \
+                     gateway apps are registered with the IdP automatically",
+                    sp.name
+                ),
+            );
+            return None;
+        }
+        Some(ServiceProviderConfig {
+            name: name.to_string(),
+            entity_id: auth.entity_id.clone(),
+            acs_url: auth.acs_url.clone(),
+            name_id_format: SpNameIdFormat::EmailAddress,
+            // An unreadable certificate was already reported by `pem`.
+            signing_certs_der: std::fs::read(&auth.sp_signing_cert)
+                .ok()
+                .and_then(|pem| certificate_der(&pem).ok())
+                .into_iter()
+                .collect(),
+            require_signed_requests: true,
+            slo_url: Some(auth.slo_url.clone()),
+            attributes: DEFAULT_SP_ATTRIBUTES.map(String::from).to_vec(),
+            sign_response: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{AccessPolicy, AppIdp};
+    use crate::validate::fixtures::{
+        app, metadata_file, parse, parse_with_saml, peer_key, IDP, IDP_KEYS, SAML, SERVER,
+    };
+
+    #[test]
+    fn an_app_trusts_an_external_idp_from_its_metadata_without_an_idp_section() {
+        let key = peer_key();
+        let xml = portcullis_saml::idp_metadata_xml(
+            &portcullis_saml::IdpConfig {
+                entity_id: "https://corp-idp.test/saml".into(),
+                sso_redirect_url: "https://corp-idp.test/sso/redirect".into(),
+                sso_post_url: "https://corp-idp.test/sso/post".into(),
+                slo_url: "https://corp-idp.test/slo".into(),
+            },
+            &key,
+        )
+        .expect("metadata");
+        let file = metadata_file("idp", &xml);
+        let saml = format!(
+            "auth = \"saml\"\nidp = {{ metadata_file = \"{file}\" }}\nallow_idp_initiated = true\nsp_signing_key = \"certs-dev/sp-signing-key.pem\"\nsp_signing_cert = \"certs-dev/sp-signing.pem\"\n"
+        );
+        let text = format!("{SERVER}{}", app("ext", "https://a.test/", &saml));
+        let config = parse_with_saml(&text).expect("valid");
+        let auth = config.apps[0].auth.as_ref().expect("saml");
+        let AppIdp::External(external) = &auth.idp else {
+            panic!("expected an external IdP, got {:?}", auth.idp);
+        };
+        assert_eq!(external.metadata.entity_id, "https://corp-idp.test/saml");
+        assert_eq!(
+            external.metadata.sso_redirect_url,
+            "https://corp-idp.test/sso/redirect"
+        );
+        assert_eq!(
+            external.metadata.signing_certs_der,
+            vec![key.cert_der().expect("der")]
+        );
+        assert!(auth.allow_idp_initiated);
+        assert!(config.idp.is_none());
+
+        // A broken file is reported at its key, with the reason.
+        let broken = metadata_file("broken", "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"x\"/>");
+        let saml = saml.replace(&file, &broken);
+        let text = format!("{SERVER}{}", app("ext", "https://a.test/", &saml));
+        let problems = parse_with_saml(&text).expect_err("invalid").problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "app[0].idp.metadata_file");
+        assert!(
+            problems[0].message.contains("no md:IDPSSODescriptor"),
+            "{problems:?}"
+        );
+        let _ = std::fs::remove_file(file);
+        let _ = std::fs::remove_file(broken);
+    }
+
+    #[test]
+    fn saml_apps_get_defaults_and_are_registered_with_the_idp() {
+        let text = format!(
+            "{SERVER}{IDP}{}{}{}",
+            app("b", "https://b.test/portal", &format!("{SAML}[[app.access]]\npath = \"/admin/\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n")),
+            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\n")),
+            app("plain", "https://d.test/", ""),
+        );
+        let config = parse(&text).expect("valid");
+        let b = config.apps[0].auth.as_ref().expect("saml");
+        assert_eq!(b.idp, AppIdp::Embedded);
+        assert_eq!(
+            b.entity_id,
+            "https://b.test/portal/_portcullis/saml/metadata"
+        );
+        assert_eq!(b.acs_url, "https://b.test/portal/_portcullis/saml/acs");
+        assert_eq!(
+            (b.session_cookie.as_str(), b.request_cookie.as_str()),
+            ("pc_b", "pc_b_rs")
+        );
+        assert_eq!(b.session_idle.as_secs(), 30 * 60);
+        assert_eq!(b.session_max.as_secs(), 8 * 3600);
+        assert_eq!(b.access[0].path, "/admin");
+        assert_eq!(
+            b.access[0].policy,
+            AccessPolicy::Groups(vec!["admins".into()])
+        );
+        let c = config.apps[1].auth.as_ref().expect("saml");
+        assert_eq!(c.session_cookie, "c_sid");
+        assert_eq!(c.session_idle.as_secs(), 300);
+        assert!(config.apps[2].auth.is_none());
+        let sps = &config.idp.expect("idp").service_providers;
+        assert_eq!(sps.len(), 2);
+        assert_eq!(sps[0].name, "b");
+        assert_eq!(sps[0].acs_url, b.acs_url);
+        assert!(sps[0].require_signed_requests && sps[0].signing_certs_der.len() == 1);
+    }
+
+    #[test]
+    fn bad_gateway_apps_are_located() {
+        let text = format!(
+            "{SERVER}{IDP}{}{}{}",
+            app("b", "https://b.test/", &format!("{SAML}[[app.access]]\npath = \"/x\"\npolicy = \"maybe\"\n[[app.access]]\npath = \"/y\"\npolicy = \"groups\"\n")),
+            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"pc_b\"\nsession_max = \"forever\"\n")),
+            app("d", "https://d.test/", "auth = \"oidc\"\n"),
+        ) + &app("e", "https://e.test/", "session_cookie = \"pc_idp_sid\"\n")
+            + &app("f", "https://f.test/", &format!("{SAML}session_cookie = \"pc_idp_sid\"\n"))
+            + &app("g", "https://g.test/", "auth = \"saml\"\nidp = \"https://idp.example/metadata.xml\"\n");
+        let problems = parse(&text).expect_err("invalid").problems;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "app[0].access[0].policy",
+            "app[0].access[1]",
+            "app[1].session_cookie",
+            "app[1].session_max",
+            "app[2].auth",
+            "app[3].session_cookie",
+            "app[4].session_cookie",
+            "app[5].idp",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {problems:?}");
+        }
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+    }
+
+    #[test]
+    fn saml_apps_need_the_idp_keys() {
+        let text = format!(
+            "{SERVER}[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"demo/users.toml\"\n\n{}",
+            app("b", "https://b.test/", SAML)
+        );
+        let problems = parse(&text).expect_err("invalid").problems;
+        assert_eq!(problems[0].key, "app[0].idp", "{problems:?}");
+        let text = format!("{SERVER}{}", app("b", "https://b.test/", SAML));
+        let problems = parse(&text).expect_err("invalid").problems;
+        assert_eq!(problems[0].key, "app[0].idp", "{problems:?}");
+    }
+
+    #[test]
+    fn problems_after_the_apps_name_each_app_by_its_place_in_the_file() {
+        // app[0] is refused, so app[2] is the second app that passes.
+        let text = format!(
+            "{SERVER}{}{}{}",
+            app("bad name", "https://x.test/", ""),
+            app("ok", "https://ok.test/", ""),
+            app("emb", "https://emb.test/", SAML),
+        );
+        let problems = parse(&text).expect_err("invalid").problems;
+        let embedded = problems
+            .iter()
+            .find(|p| p.message.contains("needs an [idp] section"))
+            .expect("embedded app without [idp]");
+        assert_eq!(embedded.key, "app[2].idp", "{problems:?}");
+        assert_eq!(
+            embedded.line,
+            Some(
+                text.lines()
+                    .position(|l| l == "idp = \"embedded\"")
+                    .expect("line")
+                    + 1
+            )
+        );
+    }
+
+    #[test]
+    fn a_refused_idp_section_does_not_blame_its_apps() {
+        // Only the bad public_url: the keys and the apps are fine.
+        let text = format!(
+            "{SERVER}[idp]\npublic_url = \"http://idp.test/\"\nusers_file = \"demo/users.toml\"\n{IDP_KEYS}[[idp.service_provider]]\nname = \"s\"\nentity_id = \"e\"\nacs_url = \"https://s.test/acs\"\n{}{}",
+            app("a", "https://a.test/", SAML),
+            app("b", "https://b.test/", SAML),
+        );
+        let problems = parse(&text).expect_err("invalid").problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "idp.public_url");
+
+        // Without keys, every embedded app still hears it, with [idp]'s own problems.
+        let text = format!(
+            "{SERVER}[idp]\npublic_url = \"http://idp.test/\"\nusers_file = \"demo/users.toml\"\n{}",
+            app("a", "https://a.test/", SAML),
+        );
+        let problems = parse(&text).expect_err("invalid").problems;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["idp.public_url", "app[0].idp"], "{problems:?}");
+    }
+
+    #[test]
+    fn without_a_metadata_reader_a_metadata_file_is_a_located_problem() {
+        let file = metadata_file("unread", "<md:EntityDescriptor/>");
+        let saml = format!(
+            "auth = \"saml\"\nidp = {{ metadata_file = \"{file}\" }}\nsp_signing_key = \"certs-dev/sp-signing-key.pem\"\nsp_signing_cert = \"certs-dev/sp-signing.pem\"\n"
+        );
+        let text = format!("{SERVER}{}", app("ext", "https://a.test/", &saml));
+        let problems = parse(&text).expect_err("invalid").problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "app[0].idp.metadata_file");
+        assert!(problems[0].line.is_some());
+        assert!(
+            problems[0].message.contains(&file)
+                && problems[0]
+                    .message
+                    .contains("SAML metadata files are not supported here"),
+            "{problems:?}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
+}

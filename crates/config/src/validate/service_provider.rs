@@ -1,0 +1,333 @@
+//! `[[idp.service_provider]]`: the external SAML SPs allowed to use the
+//! embedded IdP, written by hand or read from their metadata file.
+
+use crate::locate::Step;
+use crate::metadata::SpMetadata;
+use crate::model::{ServiceProviderConfig, SpNameIdFormat, SP_ATTRIBUTES};
+use crate::raw::RawServiceProvider;
+
+use super::names::valid_name;
+use super::Validator;
+
+/// What an SP receives when it lists no `attributes` (and what gateway apps
+/// on the embedded IdP receive).
+pub(super) const DEFAULT_SP_ATTRIBUTES: [&str; 4] = ["email", "firstName", "lastName", "groups"];
+
+fn whole(i: usize) -> [Step<'static>; 3] {
+    [
+        Step::Key("idp"),
+        Step::Key("service_provider"),
+        Step::Index(i),
+    ]
+}
+
+fn at(i: usize, key: &'static str) -> [Step<'static>; 4] {
+    let [idp, sp, index] = whole(i);
+    [idp, sp, index, Step::Key(key)]
+}
+
+/// Where an SP's entity id, ACS URL and signing certificates come from.
+enum Source {
+    Metadata(SpMetadata),
+    ByHand,
+    /// `metadata_file` is set but was refused (and reported).
+    Refused,
+}
+
+/// How an SP's AuthnRequests are checked, and where it takes logouts.
+struct Signing {
+    certs_der: Vec<Vec<u8>>,
+    required: bool,
+    slo_url: Option<String>,
+}
+
+impl Validator<'_, '_> {
+    pub(super) fn service_providers(
+        &mut self,
+        raw: Vec<RawServiceProvider>,
+    ) -> Vec<ServiceProviderConfig> {
+        let mut registered = Vec::new();
+        for (i, sp) in raw.into_iter().enumerate() {
+            if let Some(sp) = self.service_provider(i, sp, &registered) {
+                registered.push(sp);
+            }
+        }
+        registered
+    }
+
+    /// One SP, checked against those `registered` before it. A refused
+    /// metadata file or a missing key does not stop the other keys' checks.
+    fn service_provider(
+        &mut self,
+        i: usize,
+        sp: RawServiceProvider,
+        registered: &[ServiceProviderConfig],
+    ) -> Option<ServiceProviderConfig> {
+        let source = self.sp_source(i, &sp);
+        let (entity_id, acs_url) = match &source {
+            Source::Metadata(meta) => (Some(meta.entity_id.clone()), Some(meta.acs_url.clone())),
+            Source::ByHand => (sp.entity_id.clone(), sp.acs_url.clone()),
+            Source::Refused => (None, None),
+        };
+        // A refused file leaves entity_id and acs_url unknown, not missing.
+        let missing = sp.name.is_none()
+            || (!matches!(source, Source::Refused) && (entity_id.is_none() || acs_url.is_none()));
+        if missing {
+            self.problem(
+                &whole(i),
+                "name and either metadata_file or entity_id and acs_url are required",
+            );
+        }
+        let mut ok = !missing;
+        if let Some(name) = &sp.name {
+            ok &= self.sp_name(i, name, registered);
+        }
+        if let Some(entity_id) = &entity_id {
+            ok &= self.sp_entity_id(i, entity_id, registered);
+        }
+        if let Some(acs_url) = &acs_url {
+            ok &= self.http_url(&at(i, "acs_url"), acs_url);
+        }
+        let name_id_format = self.name_id_format(i, sp.name_id_format.as_deref());
+        let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
+        let attributes = self.sp_attributes(i, sp.attributes);
+        let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
+            return None;
+        };
+        let (true, Some(name_id_format), Some(signing), Some(attributes)) =
+            (ok, name_id_format, signing, attributes)
+        else {
+            return None;
+        };
+        Some(ServiceProviderConfig {
+            name,
+            entity_id,
+            acs_url,
+            name_id_format,
+            signing_certs_der: signing.certs_der,
+            require_signed_requests: signing.required,
+            slo_url: signing.slo_url,
+            attributes,
+            sign_response: sp.sign_response.unwrap_or(false),
+        })
+    }
+
+    /// `metadata_file`, which replaces the hand-written fields.
+    fn sp_source(&mut self, i: usize, sp: &RawServiceProvider) -> Source {
+        let Some(file) = sp.metadata_file.as_deref() else {
+            return Source::ByHand;
+        };
+        for (key, set) in [
+            ("entity_id", sp.entity_id.is_some()),
+            ("acs_url", sp.acs_url.is_some()),
+            ("signing_cert", sp.signing_cert.is_some()),
+        ] {
+            if set {
+                self.problem(
+                    &at(i, key),
+                    format!("{key} comes from metadata_file; set one or the other"),
+                );
+            }
+        }
+        match self.peer_metadata(&at(i, "metadata_file"), file, |r, xml| r.sp(xml)) {
+            Some(meta) => Source::Metadata(meta),
+            None => Source::Refused,
+        }
+    }
+
+    /// Well-formed and not taken by an earlier SP.
+    fn sp_name(&mut self, i: usize, name: &str, registered: &[ServiceProviderConfig]) -> bool {
+        if !valid_name(name) {
+            self.problem(
+                &at(i, "name"),
+                "must be 1-64 characters of letters, digits, '-' and '_'",
+            );
+            false
+        } else if registered.iter().any(|o| o.name == name) {
+            self.problem(
+                &at(i, "name"),
+                format!("duplicate service provider name `{name}`"),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Well-formed and not taken by an earlier SP.
+    fn sp_entity_id(
+        &mut self,
+        i: usize,
+        entity_id: &str,
+        registered: &[ServiceProviderConfig],
+    ) -> bool {
+        if entity_id.trim().is_empty() || entity_id.len() > 1024 {
+            self.problem(
+                &at(i, "entity_id"),
+                "must be a non-empty URI of at most 1024 bytes",
+            );
+            false
+        } else if registered.iter().any(|o| o.entity_id == entity_id) {
+            self.problem(
+                &at(i, "entity_id"),
+                format!("duplicate service provider entity_id `{entity_id}`"),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    fn name_id_format(&mut self, i: usize, raw: Option<&str>) -> Option<SpNameIdFormat> {
+        match raw {
+            None | Some("emailAddress") => Some(SpNameIdFormat::EmailAddress),
+            Some("persistent") => Some(SpNameIdFormat::Persistent),
+            Some("unspecified") => Some(SpNameIdFormat::Unspecified),
+            Some(other) => {
+                self.problem(
+                    &at(i, "name_id_format"),
+                    format!("`{other}` is not one of emailAddress, persistent, unspecified"),
+                );
+                None
+            }
+        }
+    }
+
+    /// From the metadata, or `signing_cert` (which makes signing required).
+    fn sp_signing(
+        &mut self,
+        i: usize,
+        source: Source,
+        signing_cert: Option<&str>,
+    ) -> Option<Signing> {
+        let certs_der = match (source, signing_cert) {
+            (Source::Metadata(meta), _) => {
+                return Some(Signing {
+                    certs_der: meta.signing_certs_der,
+                    required: meta.authn_requests_signed,
+                    slo_url: meta.slo_url,
+                })
+            }
+            // With metadata_file, signing_cert was refused as ambiguous.
+            (Source::Refused, _) => return None,
+            (Source::ByHand, Some(cert)) => vec![self.cert_der(&at(i, "signing_cert"), cert)?],
+            (Source::ByHand, None) => Vec::new(),
+        };
+        Some(Signing {
+            required: !certs_der.is_empty(),
+            certs_der,
+            slo_url: None,
+        })
+    }
+
+    fn sp_attributes(&mut self, i: usize, raw: Option<Vec<String>>) -> Option<Vec<String>> {
+        let attributes = raw.unwrap_or_else(|| DEFAULT_SP_ATTRIBUTES.map(String::from).to_vec());
+        let mut ok = true;
+        for attribute in &attributes {
+            let custom = attribute
+                .strip_prefix("profile.")
+                .is_some_and(|name| !name.is_empty());
+            if !custom && !SP_ATTRIBUTES.contains(&attribute.as_str()) {
+                self.problem(
+                    &at(i, "attributes"),
+                    format!(
+                        "`{attribute}` is not one of {} or profile.<name>",
+                        SP_ATTRIBUTES.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(attributes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::fixtures::{
+        idp_config, metadata_file, parse_with_saml, peer_key, problems, IDP, IDP_KEYS, SERVER,
+    };
+
+    #[test]
+    fn bad_service_providers_are_located() {
+        let text = idp_config(&format!(
+            "{IDP_KEYS}\n\
+[[idp.service_provider]]\nname = \"a\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\n\n\
+[[idp.service_provider]]\nname = \"a\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"not a url\"\nname_id_format = \"x509\"\nsigning_cert = \"missing.pem\"\nattributes = [\"shoeSize\"]\n"
+        ));
+        let problems = problems(&text);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "idp.service_provider[1].name",
+            "idp.service_provider[1].entity_id",
+            "idp.service_provider[1].acs_url",
+            "idp.service_provider[1].name_id_format",
+            "idp.service_provider[1].signing_cert",
+            "idp.service_provider[1].attributes",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {problems:?}");
+        }
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+    }
+
+    #[test]
+    fn an_external_sp_is_registered_from_its_metadata() {
+        let key = peer_key();
+        let xml = portcullis_saml::sp_metadata_xml(
+            &portcullis_saml::SpConfig {
+                entity_id: "https://wiki.test/saml/metadata".into(),
+                acs_url: "https://wiki.test/saml/acs".into(),
+                slo_url: "https://wiki.test/saml/slo".into(),
+            },
+            &key,
+        )
+        .expect("metadata");
+        let file = metadata_file("sp", &xml);
+        let text = format!(
+            "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nmetadata_file = \"{file}\"\n"
+        );
+        let config = parse_with_saml(&text).expect("valid");
+        let sp = &config.idp.expect("idp").service_providers[0];
+        assert_eq!(sp.entity_id, "https://wiki.test/saml/metadata");
+        assert_eq!(sp.acs_url, "https://wiki.test/saml/acs");
+        assert_eq!(sp.slo_url.as_deref(), Some("https://wiki.test/saml/slo"));
+        assert!(sp.require_signed_requests);
+        assert_eq!(sp.signing_certs_der, vec![key.cert_der().expect("der")]);
+
+        // Metadata and hand-written fields together are ambiguous.
+        let text = format!(
+            "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nmetadata_file = \"{file}\"\nacs_url = \"https://elsewhere.test/acs\"\n"
+        );
+        let problems = parse_with_saml(&text).expect_err("invalid").problems;
+        assert_eq!(
+            problems[0].key, "idp.service_provider[0].acs_url",
+            "{problems:?}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn a_refused_metadata_file_does_not_hide_the_other_keys() {
+        // Without a metadata reader the file is refused; the rest is checked.
+        let file = metadata_file("sp-unread", "<md:EntityDescriptor/>");
+        let text = format!(
+            "{SERVER}{IDP}[[idp.service_provider]]\nname = \"bad name\"\nmetadata_file = \"{file}\"\nname_id_format = \"x509\"\nattributes = [\"shoeSize\"]\n[[idp.service_provider]]\nmetadata_file = \"{file}\"\n"
+        );
+        let problems = problems(&text);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "idp.service_provider[0].metadata_file",
+                "idp.service_provider[0].name",
+                "idp.service_provider[0].name_id_format",
+                "idp.service_provider[0].attributes",
+                "idp.service_provider[1].metadata_file",
+                "idp.service_provider[1]",
+            ],
+            "{problems:?}"
+        );
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+        let _ = std::fs::remove_file(file);
+    }
+}
