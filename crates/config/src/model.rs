@@ -295,7 +295,8 @@ pub enum InjectSource {
     NameId,
     /// A SAML attribute by name.
     Attribute(String),
-    /// When the IdP authenticated the user (RFC 3339).
+    /// When the gateway session started, i.e. when the assertion was
+    /// accepted (RFC 3339, UTC, whole seconds).
     AuthTime,
     /// The AuthnContextClassRef, as `pwd` or `mfa`.
     Amr,
