@@ -214,7 +214,13 @@ async fn deep_link_signs_in_at_the_idp_and_lands_on_the_page_as_the_user() {
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
     assert_eq!(landed.location(), "/deep/page?x=1");
     let session = set_cookie(&landed, "pc_b").expect("session cookie");
-    assert_eq!(session.value.len(), 64);
+    // 256 random bits as unpadded base64url: the one session id shape the
+    // IdP and the gateway share.
+    assert_eq!(session.value.len(), 43, "{session:?}");
+    assert!(session
+        .value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(session.has(attribute), "{attribute}: {session:?}");
     }

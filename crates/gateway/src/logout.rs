@@ -26,27 +26,15 @@ use hyper::body::Incoming;
 use portcullis_proxy::page::escape;
 use portcullis_proxy::{ProxyBody, RequestFacts};
 use portcullis_saml::{LogoutBinding, LogoutMessage};
+use portcullis_session::EndReason;
 
 use crate::plan::AppPlan;
 use crate::reply::{self, see_other};
-use crate::session::Session;
+use crate::session::log_ended;
 use crate::state;
-use portcullis_session::EndReason;
 
 /// SLO messages are small; a POST body over this is refused unread.
 const SLO_BODY_LIMIT: usize = 256 * 1024;
-
-/// Logs one ended gateway session.
-pub(crate) fn log_ended(session: &Session, reason: EndReason, request_id: Option<&str>) {
-    tracing::info!(
-        request.id = request_id,
-        app = %session.body.app,
-        user = %session.body.user,
-        session.index = session.body.session_index.as_deref(),
-        reason = reason.as_str(),
-        "gateway session ended"
-    );
-}
 
 fn logged_out_path(plan: &AppPlan, partial: bool) -> String {
     let query = if partial { "?partial=1" } else { "" };

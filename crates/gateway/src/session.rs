@@ -244,6 +244,18 @@ impl Sessions {
     }
 }
 
+/// Logs one ended gateway session.
+pub(crate) fn log_ended(session: &Session, reason: EndReason, request_id: Option<&str>) {
+    tracing::info!(
+        request.id = request_id,
+        app = %session.body.app,
+        user = %session.body.user,
+        session.index = session.body.session_index.as_deref(),
+        reason = reason.as_str(),
+        "gateway session ended"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,6 +155,7 @@ pub fn start(config: &Config, files: IdpFiles) -> anyhow::Result<Arc<Idp>> {
     let settings = WebSettings {
         origin: idp.public.origin(),
         path_prefix: idp.public.path_prefix.clone(),
+        base_path: idp.public.base_path().to_string(),
         sign_in_per_minute: idp.sign_in_per_minute,
         api_per_minute: idp.api_per_minute,
         session_token_ttl: idp.session_token_ttl,

@@ -72,8 +72,7 @@ pub trait AuthPhase: Send + Sync + 'static {
     fn gate<'a>(&'a self, request: Request<Incoming>, facts: RequestFacts<'a>) -> GateFuture<'a>;
 }
 
-/// Why an app's auth phase could not be compiled.
-pub type CompileError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::error::CompileError;
 
 /// Compiles the auth phase of every app that has `auth` set, at start and
 /// at every reload (once per reload, shared by all workers).

@@ -19,8 +19,8 @@ pub enum Error {
     App { app: String, reason: String },
     /// The app's auth phase (handed in by the binary) could not be compiled.
     #[error("app {app}: {source}")]
-    Auth {
-        app: String,
-        source: crate::auth::CompileError,
-    },
+    Auth { app: String, source: CompileError },
 }
+
+/// Why an app's auth phase (handed in by the binary) could not be compiled.
+pub type CompileError = Box<dyn std::error::Error + Send + Sync>;

@@ -354,7 +354,7 @@ async fn send<'b>(
                 error.kind = error.kind(),
                 "upstream request failed"
             );
-            Err(error.failure())
+            Err(error.into())
         }
     }
 }

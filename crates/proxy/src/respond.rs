@@ -9,6 +9,7 @@ use crate::body::ProxyBody;
 use crate::forward::X_REQUEST_ID;
 use crate::page::escape;
 use crate::request_id::RequestId;
+use crate::upstream::UpstreamError;
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,16 @@ pub enum Failure {
     /// The identity toward the backend could not be built (its token could
     /// not be signed): the gateway's fault, not the client's.
     IdentityUnavailable,
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::Connect => Failure::UpstreamUnavailable,
+            UpstreamError::Timeout => Failure::UpstreamTimeout,
+            UpstreamError::Protocol => Failure::UpstreamProtocol,
+        }
+    }
 }
 
 impl Failure {

@@ -21,7 +21,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::respond::Failure;
 use crate::tls;
 
 type Pool = Client<HttpsConnector<HttpConnector>, Incoming>;
@@ -72,14 +71,6 @@ impl UpstreamError {
             UpstreamError::Connect => "connect",
             UpstreamError::Timeout => "timeout",
             UpstreamError::Protocol => "protocol",
-        }
-    }
-
-    pub fn failure(self) -> Failure {
-        match self {
-            UpstreamError::Connect => Failure::UpstreamUnavailable,
-            UpstreamError::Timeout => Failure::UpstreamTimeout,
-            UpstreamError::Protocol => Failure::UpstreamProtocol,
         }
     }
 }

@@ -4,8 +4,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::Session;
-
 /// Why a session ended: one vocabulary for IdP and gateway sessions alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -101,19 +99,6 @@ impl fmt::Display for EndReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Published exactly once for every session removed from a store, whatever
-/// removed it; see [`SessionStore::subscribe`](crate::SessionStore::subscribe).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "B: Serialize",
-    deserialize = "B: serde::de::DeserializeOwned"
-))]
-pub struct SessionEnded<B> {
-    /// The session as it was when removed.
-    pub session: Session<B>,
-    pub reason: EndReason,
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ mod ticket;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use end::{EndReason, SessionEnded};
+pub use end::EndReason;
 pub use error::{SessionError, StoreError};
 pub use id::{SecretHash, SessionId, SessionSecret, SECRET_BYTES, SECRET_LEN};
 pub use memory::{Footprint, MemoryStore, DEFAULT_ENDED_CAPACITY};
@@ -55,7 +55,9 @@ pub use one_time::{
     MemoryOneTime, OneTimeError, OneTimeKind, OneTimeStore, DEFAULT_ONE_TIME_CAPACITY,
 };
 pub use record::{Lifetime, Session};
-pub use store::{EndSignal, SessionBody, SessionChange, SessionFilter, SessionStore, StoreFuture};
+pub use store::{
+    EndSignal, SessionBody, SessionChange, SessionEnded, SessionFilter, SessionStore, StoreFuture,
+};
 pub use ticket::{
     MemoryTickets, TicketError, TicketSecret, TicketStore, DEFAULT_TICKET_CAPACITY, TICKET_BYTES,
 };

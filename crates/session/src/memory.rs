@@ -24,10 +24,11 @@ use dashmap::DashMap;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 
-use crate::end::{EndReason, SessionEnded};
+use crate::end::EndReason;
 use crate::error::{SessionError, StoreError};
 use crate::id::{SecretHash, SessionId, SessionSecret};
 use crate::record::{Lifetime, Session};
+use crate::store::SessionEnded;
 use crate::store::{
     EndSignal, SessionBody, SessionChange, SessionFilter, SessionStore, StoreFuture,
 };

@@ -13,11 +13,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 
-use crate::end::{EndReason, SessionEnded};
+use crate::end::EndReason;
 use crate::error::{SessionError, StoreError};
 use crate::id::{SecretHash, SessionId, SessionSecret};
 use crate::record::{Lifetime, Session};
@@ -146,6 +146,19 @@ pub trait SessionStore<B: SessionBody>: Send + Sync {
         let len = self.len();
         Box::pin(async move { len.await.map(|n| n == 0) })
     }
+}
+
+/// Published exactly once for every session removed from a store, whatever
+/// removed it; see [`SessionStore::subscribe`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "B: Serialize",
+    deserialize = "B: serde::de::DeserializeOwned"
+))]
+pub struct SessionEnded<B> {
+    /// The session as it was when removed.
+    pub session: Session<B>,
+    pub reason: EndReason,
 }
 
 /// Resolves when a session ends; owned, `'static` and `Send`, so it can be

@@ -8,9 +8,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::PolicyError;
-use super::session_policy::Access;
 
 /// The whole policy section: zones, global session policies, app policies.
+/// Whether a rule lets the user in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Access {
+    Allow,
+    Deny,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicyConfig {

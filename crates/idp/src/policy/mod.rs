@@ -30,12 +30,14 @@ pub use app_policy::{
     AppAuthPolicy, AppDecision, AppDenyReason, MfaRequirement, Reauth, SessionFacts,
     DEFAULT_REAUTHENTICATE_AFTER,
 };
-pub use config::{RawAppPolicy, RawPolicyConfig, RawSessionPolicy, RawSessionRule, RawZone};
+pub use config::{
+    Access, RawAppPolicy, RawPolicyConfig, RawSessionPolicy, RawSessionRule, RawZone,
+};
 pub use duration::{parse_duration, DurationError, MAX_DURATION};
 pub use error::PolicyError;
 pub use policy_set::PolicySet;
 pub use session_policy::{
-    Access, Outcome, SessionLimits, SessionPolicy, SessionRule, SignOnContext, SignOnDecision,
+    Outcome, SessionLimits, SessionPolicy, SessionRule, SignOnContext, SignOnDecision,
     DEFAULT_MAX_IDLE, DEFAULT_POLICY_NAME, DEFAULT_RULE_MAX_LIFETIME, DEFAULT_RULE_NAME, EVERYONE,
 };
 pub use zone::{parse_cidr, Zone};

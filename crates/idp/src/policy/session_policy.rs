@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{RawSessionPolicy, RawSessionRule};
+use super::config::{Access, RawSessionPolicy, RawSessionRule};
 use super::duration::parse_duration;
 use super::error::PolicyError;
 use super::zone::Zone;
@@ -24,14 +24,6 @@ pub const DEFAULT_RULE_NAME: &str = "Default Rule";
 pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(2 * 3_600);
 /// Lifetime of sessions created by the built-in default rule.
 pub const DEFAULT_RULE_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3_600);
-
-/// Whether a rule lets the user in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Access {
-    Allow,
-    Deny,
-}
 
 /// Result of sign-on evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

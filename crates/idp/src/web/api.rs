@@ -10,7 +10,6 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::events::{self, Origin};
-use super::limit::retry_after_secs;
 use super::respond::{self, api_error, ApiError};
 use super::{query_param, user_agent, Caller, Idp};
 use portcullis_session::TicketError;
@@ -48,7 +47,7 @@ impl Idp {
     ) -> Result<&ApiToken, Box<Response<Bytes>>> {
         if let Err(wait) = self.api_limit.check(caller.ip) {
             return Err(Box::new(api_error(&ApiError::RateLimited {
-                retry_after_secs: retry_after_secs(wait),
+                retry_after_secs: wait.retry_after_secs(),
             })));
         }
         let authorization = request
@@ -198,7 +197,7 @@ impl Idp {
     ) -> Response<Bytes> {
         if let Err(wait) = self.sign_in_limit.check(caller.ip) {
             return api_error(&ApiError::RateLimited {
-                retry_after_secs: retry_after_secs(wait),
+                retry_after_secs: wait.retry_after_secs(),
             });
         }
         let Ok(body) = serde_json::from_slice::<AuthnBody>(request.body()) else {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
+use portcullis_proxy::limit::Wait;
 use time::OffsetDateTime;
 
 use super::csrf::{Csrf, CSRF_COOKIE};
 use super::events::{self, Origin};
-use super::limit::retry_after_secs;
 use super::respond::{self, escape};
 use super::{cookie, query_param, user_agent, Caller, Idp, SESSION_COOKIE};
 use portcullis_session::{OneTimeError, OneTimeKind};
@@ -61,11 +61,7 @@ impl Idp {
 
     /// Rate limit, then the posted form and whether its CSRF field matches
     /// the browser's cookie. `Err` is how long the client must wait.
-    fn posted_form(
-        &self,
-        request: &Request<Bytes>,
-        caller: &Caller,
-    ) -> Result<(Form, bool), std::time::Duration> {
+    fn posted_form(&self, request: &Request<Bytes>, caller: &Caller) -> Result<(Form, bool), Wait> {
         if let Err(wait) = self.sign_in_limit.check(caller.ip) {
             tracing::warn!(client.addr = %caller.ip, "sign-in rate limit");
             return Err(wait);
@@ -186,8 +182,8 @@ impl Idp {
         self.login_form(&rebuilt, Some(message), status)
     }
 
-    fn rate_limited_page(wait: std::time::Duration) -> Response<Bytes> {
-        let secs = retry_after_secs(wait);
+    fn rate_limited_page(wait: Wait) -> Response<Bytes> {
+        let secs = wait.retry_after_secs();
         let mut response = respond::message_page(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts",

@@ -6,7 +6,6 @@
 mod api;
 mod csrf;
 mod events;
-mod limit;
 mod login;
 mod respond;
 mod slo;
@@ -20,6 +19,7 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use time::OffsetDateTime;
 
+use portcullis_proxy::ClientLimit;
 use portcullis_session::{MemoryOneTime, MemoryTickets, OneTimeStore, TicketStore};
 
 use crate::api_token::ApiTokens;
@@ -43,8 +43,11 @@ pub const SESSION_COOKIE: &str = "pc_idp_sid";
 pub struct WebSettings {
     /// `https://host[:port]` of the IdP, no trailing slash.
     pub origin: String,
-    /// Path prefix of the IdP (`/` or `/idp`), no trailing slash except `/`.
+    /// Path prefix of the IdP (`/` or `/idp`), no trailing slash except `/`:
+    /// the `Path` of its cookies.
     pub path_prefix: String,
+    /// What its paths are built on: `""` for `/`, else the prefix.
+    pub base_path: String,
     pub sign_in_per_minute: u32,
     pub api_per_minute: u32,
     pub session_token_ttl: Duration,
@@ -89,9 +92,11 @@ pub struct Idp {
     /// TOTP replay guard: the last accepted step per user.
     pub(crate) one_time: Arc<dyn OneTimeStore>,
     pub(crate) csrf: csrf::Csrf,
-    pub(crate) sign_in_limit: limit::Limiter,
-    pub(crate) api_limit: limit::Limiter,
+    pub(crate) sign_in_limit: ClientLimit,
+    pub(crate) api_limit: ClientLimit,
     pub(crate) saml: Option<sso::Saml>,
+    /// Single Logout walks in progress.
+    pub(crate) logouts: slo::Logouts,
     /// Set once at start-up, after the gateway it dispatches to exists.
     pub(crate) universal_logout: std::sync::OnceLock<Arc<UniversalLogout>>,
 }
@@ -133,8 +138,8 @@ impl Idp {
     ) -> Idp {
         Idp {
             lockout: LockoutTracker::new(settings.lockout.clone()),
-            sign_in_limit: limit::Limiter::per_minute(settings.sign_in_per_minute),
-            api_limit: limit::Limiter::per_minute(settings.api_per_minute),
+            sign_in_limit: ClientLimit::per_minute(settings.sign_in_per_minute),
+            api_limit: ClientLimit::per_minute(settings.api_per_minute),
             settings,
             directory,
             policies,
@@ -145,6 +150,7 @@ impl Idp {
             one_time: stores.one_time,
             csrf: csrf::Csrf::new(),
             saml: None,
+            logouts: slo::Logouts::default(),
             universal_logout: std::sync::OnceLock::new(),
         }
     }
@@ -198,6 +204,7 @@ impl Idp {
         self.api_limit.sweep();
         if let Some(saml) = &self.saml {
             saml.sweep(now);
+            self.logouts.sweep(now);
         }
     }
 
@@ -248,12 +255,9 @@ impl Idp {
         caller: Caller,
     ) -> Response<Bytes> {
         let path = request.uri().path();
-        let relative = if self.settings.path_prefix == "/" {
-            path
-        } else {
-            path.strip_prefix(self.settings.path_prefix.as_str())
-                .unwrap_or(path)
-        };
+        let relative = path
+            .strip_prefix(self.settings.base_path.as_str())
+            .unwrap_or(path);
         let relative = if relative.is_empty() { "/" } else { relative }.to_string();
         let segments: Vec<&str> = relative.trim_start_matches('/').split('/').collect();
         let method = request.method().clone();
@@ -325,12 +329,9 @@ impl Idp {
         allowed.then(|| target.to_string())
     }
 
+    /// An IdP-relative path (`/login`) as a path on its public origin.
     pub(crate) fn path(&self, relative: &str) -> String {
-        if self.settings.path_prefix == "/" {
-            relative.to_string()
-        } else {
-            format!("{}{}", self.settings.path_prefix, relative)
-        }
+        format!("{}{relative}", self.settings.base_path)
     }
 }
 
@@ -346,24 +347,10 @@ fn prefix_is_boundary(prefix: &str, target: &str) -> bool {
     )
 }
 
-/// Value of cookie `name` in the request, if present exactly once.
+/// Value of cookie `name` in the request, if present exactly once (the
+/// proxy's one rule: a planted duplicate counts as no cookie).
 pub(crate) fn cookie<'a>(request: &'a Request<Bytes>, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for value in request.headers().get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == name {
-                    if found.is_some() {
-                        // Two cookies of one name: someone is planting one.
-                        return None;
-                    }
-                    found = Some(v);
-                }
-            }
-        }
-    }
-    found
+    portcullis_proxy::cookie::get(request.headers(), name)
 }
 
 pub(crate) fn query_param(request: &Request<Bytes>, name: &str) -> Option<String> {

@@ -164,43 +164,17 @@ pub fn redirect(location: &str) -> Response<Bytes> {
     response
 }
 
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(text: &str) -> String {
-    html_escape::encode_quoted_attribute(text).into_owned()
-}
+pub use portcullis_proxy::page::escape;
 
-/// A complete, self-contained page (no external assets): `body` is trusted
-/// markup built by the caller with [`escape`] applied to every value.
+/// A page in the one page shell: never cached, never framed, loading
+/// nothing from elsewhere, forms posting only to the IdP itself. `body` is
+/// trusted markup built with [`escape`] applied to every value.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Bytes> {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>{title} · Portcullis</title><style>\
-body{{font-family:system-ui,sans-serif;background:#f5f7fa;color:#1f2933;margin:0}}\
-main{{max-width:24rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}}\
-h1{{font-size:1.4rem;margin-top:0}}label{{display:block;margin:.75rem 0 .25rem;font-weight:600}}\
-input{{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem;border:1px solid #9aa5b1;border-radius:.25rem}}\
-input:focus{{outline:3px solid #2680c2;outline-offset:1px}}\
-button{{margin-top:1.25rem;width:100%;padding:.6rem;font-size:1rem;background:#0b69a3;color:#fff;border:0;border-radius:.25rem;cursor:pointer}}\
-.error{{background:#ffe3e3;color:#8a041a;padding:.5rem .75rem;border-radius:.25rem}}\
-</style></head><body><main>{body}</main></body></html>\n",
-        title = escape(title),
-    );
+    use portcullis_proxy::page;
+    let html = page::render(&format!("{title} · Portcullis"), body, page::Width::Narrow);
     let mut response = Response::new(Bytes::from(html));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // The sign-in pages must never be framed (clickjacking) and load nothing
-    // from elsewhere.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    page::set_headers(response.headers_mut());
     response
 }
 

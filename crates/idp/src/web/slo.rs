@@ -425,7 +425,7 @@ impl Idp {
         let Some(mut tx) = unverified
             .relay_state
             .as_deref()
-            .and_then(|id| saml.logouts.take(id, now))
+            .and_then(|id| self.logouts.take(id, now))
         else {
             // Expired or unknown walk: the IdP session is gone already.
             return signed_out_page(true);
@@ -481,7 +481,7 @@ impl Idp {
             match saml::build_logout_request_redirect(&params, &saml.settings.signing_key) {
                 Ok(redirect) => {
                     tx.waiting = Some((redirect.request_id.clone(), sp.name.clone()));
-                    if !saml.logouts.insert(tx_id, tx, now) {
+                    if !self.logouts.insert(tx_id, tx, now) {
                         return respond::message_page(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "Try again later",

@@ -123,8 +123,6 @@ pub(crate) struct Saml {
     /// IdP session id → names of the SPs that received an assertion in it
     /// (for Single Logout).
     pub(crate) participants: Mutex<HashMap<String, BTreeSet<String>>>,
-    /// Single Logout walks in progress.
-    pub(crate) logouts: super::slo::Logouts,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,7 +173,6 @@ impl Saml {
             parked: Mutex::new(HashMap::new()),
             reauth: Mutex::new(HashMap::new()),
             participants: Mutex::new(HashMap::new()),
-            logouts: super::slo::Logouts::default(),
         })
     }
 
@@ -205,7 +202,6 @@ impl Saml {
     pub(crate) fn sweep(&self, now: OffsetDateTime) {
         lock(&self.parked).retain(|_, (_, at)| now - *at < PENDING_TTL);
         lock(&self.reauth).retain(|_, at| now - *at < PENDING_TTL);
-        self.logouts.sweep(now);
     }
 
     pub(crate) fn forget_session(&self, session_id: &str) {

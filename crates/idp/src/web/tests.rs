@@ -49,6 +49,7 @@ fn fixture(stores: IdpStores) -> Fixture {
     let settings = WebSettings {
         origin: "https://idp.test".into(),
         path_prefix: "/".into(),
+        base_path: String::new(),
         sign_in_per_minute: 1_000,
         api_per_minute: 1_000,
         session_token_ttl: Duration::from_secs(60),

@@ -1,37 +1,20 @@
-//! Universal Logout at the gateway (the revocation receiver):
-//! `POST {prefix}/_portcullis/global-token-revocation`, and the same
-//! verification for tokens the embedded IdP hands over in-process.
-//!
-//! The caller is an IdP the app trusts. Its request carries
-//! `Authorization: Bearer <JWT>` — RS256, signed by a key in that IdP's
-//! JWKS, `iss` = the IdP, `aud` = this endpoint's URL, unexpired, issued
-//! recently, with a `jti` used once — and a JSON body naming the subject:
-//! `{"sub_id":{"format":"email","email":"…"}}` or
-//! `{"sub_id":{"format":"iss_sub","iss":"…","sub":"…"}}`. The subject's
-//! sessions end in every app of this gateway.
-//!
-//! Status codes: 204 revoked, 400 malformed body, 401 token refused,
-//! 404 no session for that subject, 422 subject format not supported.
-//! The embedded IdP delivers through [`Revocations::revoke`] in-process;
-//! the HTTP endpoint ([`endpoint`]) is the same function behind a body limit.
+//! Universal Logout verification, shared by the HTTP endpoint and the
+//! embedded IdP's in-process delivery: the token (RS256, a key of the
+//! trusted issuer's JWKS, `iss`, `aud` = the app's endpoint, unexpired,
+//! recently issued, `jti` used once), then the subject, then the subject's
+//! sessions in every app end.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use http::StatusCode;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use portcullis_proxy::{ProxyBody, RequestFacts};
+use portcullis_session::{EndReason, OneTimeError, OneTimeKind, OneTimeStore};
 use serde::Deserialize;
 
-use portcullis_session::{EndReason, OneTimeError, OneTimeKind, OneTimeStore};
-
-use crate::plan::AppPlan;
-use crate::session::{Session, Sessions, Subject};
+use crate::session::{log_ended, Session, Sessions, Subject};
 
 /// A token must not be older than this (its `iat`), whatever its `exp`.
 const MAX_TOKEN_AGE: Duration = Duration::from_secs(10 * 60);
@@ -267,9 +250,6 @@ async fn revoke(
     Ok(ended)
 }
 
-/// Revocation bodies are small JSON; anything over this is refused unread.
-const BODY_LIMIT: usize = 64 * 1024;
-
 /// What revocation needs across apps: whom each app trusts, the `jti`s
 /// already used, and the sessions to end.
 pub struct Revocations {
@@ -316,7 +296,7 @@ impl Revocations {
         match outcome {
             Ok(ended) => {
                 for session in &ended {
-                    crate::logout::log_ended(session, EndReason::UniversalLogout, request_id);
+                    log_ended(session, EndReason::UniversalLogout, request_id);
                 }
                 tracing::info!(
                     request.id = request_id,
@@ -338,80 +318,6 @@ impl Revocations {
             }
         }
     }
-}
-
-/// `POST {prefix}/_portcullis/global-token-revocation`.
-pub(crate) async fn endpoint(
-    plan: &AppPlan,
-    facts: &RequestFacts<'_>,
-    request: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = match Limited::new(request.into_body(), BODY_LIMIT)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let status = if e.is::<LengthLimitError>() {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return reply(facts, status, "invalid_request", "unreadable body");
-        }
-    };
-    let outcome = plan
-        .shared
-        .revocations
-        .revoke(
-            &plan.name,
-            &plan.urls.revocation,
-            authorization.as_deref(),
-            &body,
-            Some(facts.request_id),
-        )
-        .await;
-    match outcome {
-        Ok(_) => {
-            let mut response = Response::new(ProxyBody::empty());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            response
-        }
-        Err(e) => reply(facts, e.status(), e.kind(), &e.to_string()),
-    }
-}
-
-/// RFC 6750-style JSON error for the revocation endpoint.
-fn reply(
-    facts: &RequestFacts<'_>,
-    status: StatusCode,
-    code: &str,
-    detail: &str,
-) -> Response<ProxyBody> {
-    let body = serde_json::json!({
-        "error": code,
-        "error_description": detail,
-        "errorId": facts.request_id,
-    });
-    let mut response = Response::new(ProxyBody::full(body.to_string()));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        );
-    }
-    response
 }
 
 #[cfg(test)]
