@@ -96,13 +96,7 @@ fn metadata(plan: &AppPlan, facts: &RequestFacts<'_>) -> Response<ProxyBody> {
     match plan.sp.metadata() {
         Ok(xml) => reply::document("application/samlmetadata+xml", xml),
         Err(e) => {
-            tracing::error!(
-                request.id = facts.request_id,
-                app = &*plan.name,
-                error.kind = e.kind(),
-                error = %e,
-                "building the SP metadata failed"
-            );
+            reply::build_failed(facts, &plan.name, "SP metadata", &e);
             reply::error(
                 facts,
                 StatusCode::INTERNAL_SERVER_ERROR,

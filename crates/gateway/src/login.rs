@@ -18,7 +18,7 @@ use portcullis_proxy::{under, ProxyBody, RequestFacts};
 use portcullis_session::{OneTimeError, OneTimeKind};
 
 use crate::plan::AppPlan;
-use crate::reply::{self, see_other};
+use crate::reply::{self, see_other, Refused};
 use crate::session::GatewaySession;
 use crate::state;
 
@@ -41,13 +41,7 @@ pub(crate) fn start(
             &[state::begin(plan, &redirect.request_id, state::SIGN_IN_TTL)],
         ),
         Err(e) => {
-            tracing::error!(
-                request.id = facts.request_id,
-                app = &*plan.name,
-                error.kind = e.kind(),
-                error = %e,
-                "building the AuthnRequest failed"
-            );
+            reply::build_failed(facts, &plan.name, "AuthnRequest", &e);
             reply::error(
                 facts,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -236,21 +230,7 @@ fn rejected(
     kind: &str,
     detail: &str,
 ) -> Response<ProxyBody> {
-    tracing::warn!(
-        request.id = facts.request_id,
-        app = &*plan.name,
-        error.kind = kind,
-        error.detail = detail,
-        "SAML response rejected; no session created"
-    );
-    let mut response = reply::error(
-        facts,
-        status,
-        "saml_response_rejected",
-        "Sign-in failed",
-        "The sign-in response from the identity provider could not be accepted. \
-         Please open the application again to sign in.",
-    );
+    let mut response = reply::refused(facts, &plan.name, Refused::SignIn, status, kind, detail);
     reply::set_cookies(&mut response, &[state::clear(plan)]);
     response
 }

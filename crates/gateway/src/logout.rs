@@ -29,7 +29,7 @@ use portcullis_saml::{LogoutBinding, LogoutMessage};
 use portcullis_session::EndReason;
 
 use crate::plan::AppPlan;
-use crate::reply::{self, see_other};
+use crate::reply::{self, see_other, Refused};
 use crate::session::log_ended;
 use crate::state;
 
@@ -80,13 +80,7 @@ pub(crate) async fn logout(
         ),
         Err(e) => {
             // The local session is gone either way; the IdP's may live on.
-            tracing::error!(
-                request.id = facts.request_id,
-                app = &*plan.name,
-                error.kind = e.kind(),
-                error = %e,
-                "building the LogoutRequest failed; signed out of this app only"
-            );
+            reply::build_failed(facts, &plan.name, "LogoutRequest", &e);
             see_other(&logged_out_path(plan, true), &[clear_session])
         }
     }
@@ -190,13 +184,7 @@ pub(crate) async fn slo(
                 Ok(Some(url)) => see_other(&url, &cookies),
                 Ok(None) => see_other(&logged_out_path(plan, false), &cookies),
                 Err(e) => {
-                    tracing::error!(
-                        request.id = facts.request_id,
-                        app = &*plan.name,
-                        error.kind = e.kind(),
-                        error = %e,
-                        "building the LogoutResponse failed"
-                    );
+                    reply::build_failed(facts, &plan.name, "LogoutResponse", &e);
                     see_other(&logged_out_path(plan, false), &cookies)
                 }
             }
@@ -254,18 +242,5 @@ fn refused(
     kind: &str,
     detail: &str,
 ) -> Response<ProxyBody> {
-    tracing::warn!(
-        request.id = facts.request_id,
-        app = &*plan.name,
-        error.kind = kind,
-        error.detail = detail,
-        "SAML logout message rejected"
-    );
-    reply::error(
-        facts,
-        status,
-        "saml_logout_rejected",
-        "Sign-out failed",
-        "The sign-out message from the identity provider could not be accepted.",
-    )
+    reply::refused(facts, &plan.name, Refused::SignOut, status, kind, detail)
 }

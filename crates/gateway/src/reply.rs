@@ -57,6 +57,77 @@ pub(crate) fn store_unavailable(
     response
 }
 
+/// What the gateway was answering when it refused a SAML message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refused {
+    /// A Response at the ACS.
+    SignIn,
+    /// A LogoutRequest or LogoutResponse at the SLO endpoint.
+    SignOut,
+}
+
+/// A SAML message from the IdP refused: a warn event with the reason and a
+/// 4xx page or JSON error; nothing of it is acted on.
+pub(crate) fn refused(
+    facts: &RequestFacts<'_>,
+    app: &str,
+    what: Refused,
+    status: StatusCode,
+    kind: &str,
+    detail: &str,
+) -> Response<ProxyBody> {
+    let (code, title, text) = match what {
+        Refused::SignIn => {
+            tracing::warn!(
+                request.id = facts.request_id,
+                app,
+                error.kind = kind,
+                error.detail = detail,
+                "SAML response rejected; no session created"
+            );
+            (
+                "saml_response_rejected",
+                "Sign-in failed",
+                "The sign-in response from the identity provider could not be accepted. \
+                 Please open the application again to sign in.",
+            )
+        }
+        Refused::SignOut => {
+            tracing::warn!(
+                request.id = facts.request_id,
+                app,
+                error.kind = kind,
+                error.detail = detail,
+                "SAML logout message rejected"
+            );
+            (
+                "saml_logout_rejected",
+                "Sign-out failed",
+                "The sign-out message from the identity provider could not be accepted.",
+            )
+        }
+    };
+    error(facts, status, code, title, text)
+}
+
+/// A SAML message of ours could not be built (a key or encoding problem on
+/// the gateway's side): one error event naming which.
+pub(crate) fn build_failed(
+    facts: &RequestFacts<'_>,
+    app: &str,
+    message: &'static str,
+    cause: &portcullis_saml::Error,
+) {
+    tracing::error!(
+        request.id = facts.request_id,
+        app,
+        saml.message = message,
+        error.kind = cause.kind(),
+        error = %cause,
+        "building a SAML message failed"
+    );
+}
+
 /// A page of the gateway's own (`title` is the document title, `main`
 /// trusted markup).
 pub(crate) fn page(title: &str, main: &str) -> Response<ProxyBody> {

@@ -1,8 +1,7 @@
 //! `upstream = "builtin:echo"`: a backend inside the gateway that shows what
 //! a real backend would receive (after hop-by-hop removal, forwarding
-//! headers and, later, identity injection). The demo proxies to it.
+//! headers and identity injection). The demo proxies to it.
 
-use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -48,13 +47,7 @@ pub fn respond<B>(request: &Request<B>) -> Response<ProxyBody> {
             "cookies": cookie_map,
         });
         let mut response = Response::new(ProxyBody::full(body.to_string()));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        crate::respond::set_json_headers(response.headers_mut());
         response
     } else {
         let mut response = Response::new(ProxyBody::full(html(request, &headers, &cookies)));

@@ -121,6 +121,16 @@ impl Failure {
     }
 }
 
+/// The headers every JSON body the gateway makes goes out with (errors,
+/// APIs, the echo backend): never cached.
+pub fn set_json_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
 /// API clients get JSON; browsers (and anything that asks for HTML) get a page.
 pub fn wants_json(headers: &HeaderMap) -> bool {
     let accept = headers
@@ -157,12 +167,7 @@ pub fn error(
             "errorId": request_id,
         });
         let mut response = Response::new(ProxyBody::full(body.to_string()));
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        set_json_headers(response.headers_mut());
         response
     } else {
         let mut response = Response::new(ProxyBody::full(page(status, title, detail, request_id)));

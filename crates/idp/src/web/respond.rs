@@ -119,13 +119,7 @@ pub fn api_error(error: &ApiError) -> Response<Bytes> {
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Bytes> {
     let mut response = Response::new(Bytes::from(body.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    portcullis_proxy::respond::set_json_headers(response.headers_mut());
     response
 }
 
