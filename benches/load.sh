@@ -19,6 +19,11 @@
 #                   measured in the same rounds, reported as portcullis/baseline
 #   NGINX_BIN       nginx binary                              (default: nginx on PATH or /usr/sbin/nginx)
 #   KEEP_TMP=1      keep the temp dir (configs, logs, raw wrk output) for inspection
+#   CALLGRIND=1     instead of wrk rounds: each Portcullis binary runs under
+#                   valgrind --tool=callgrind (1 worker) and serves REQUESTS
+#                   keep-alive requests (default 2000) after a warm-up; the
+#                   report is instructions per request, a figure machine
+#                   noise does not move (needs BASELINE_BIN for a ratio)
 #   AUTH=1          Portcullis with SAML on: the embedded IdP, a signed-in
 #                   gateway session (bob, obtained with curl through real SSO)
 #                   on every request and five injected identity headers;
@@ -38,6 +43,12 @@ THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-$(nproc)}
 WARMUP=${WARMUP:-2s}
 AUTH=${AUTH:-0}
+CALLGRIND=${CALLGRIND:-0}
+REQUESTS=${REQUESTS:-2000}
+if [[ "$CALLGRIND" == 1 ]]; then
+    # One event loop: every request takes the same path through one thread.
+    WORKERS=1
+fi
 
 # Recorded before anything else (build included) runs: other load on the
 # machine skews both proxies; the summary shows it.
@@ -333,14 +344,22 @@ start_nginx() { # name
 
 start_portcullis() { # name binary
     local d="$WORK/$1"
-    (cd "$d" && exec "$2" run --config "$d/portcullis.toml") >"$d/portcullis.log" 2>&1 &
+    local run=("$2")
+    if [[ "$CALLGRIND" == 1 ]]; then
+        run=(valgrind --tool=callgrind --callgrind-out-file="$d/callgrind.out" "$2")
+    fi
+    (cd "$d" && exec "${run[@]}" run --config "$d/portcullis.toml") >"$d/portcullis.log" 2>&1 &
     PIDS+=($!)
 }
+
+# Waits under valgrind are longer: start-up and argon2 run ~50x slower.
+READY_TRIES=100
+[[ "$CALLGRIND" == 1 ]] && READY_TRIES=1200
 
 wait_ready() { # name pid url [curl args...]
     local name=$1 pid=$2 url=$3 i code
     shift 3
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < READY_TRIES; i++)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             log "$name exited during start-up; its logs:"
             tail -n 30 "$WORK/$name"/*.log >&2 2>/dev/null || true
@@ -356,14 +375,14 @@ wait_ready() { # name pid url [curl args...]
     done
     log "$name logs:"
     tail -n 30 "$WORK/$name"/*.log >&2 2>/dev/null || true
-    die "$name did not answer 200 on $url within 10s (last status: ${code:-none})"
+    die "$name did not answer 200 on $url within $((READY_TRIES / 10))s (last status: ${code:-none})"
 }
 
 # AUTH=1: bob signs in through the real SAML flow with curl; sets SESSION_TOKEN.
 sign_in_through_sso() { # name port
     local base="https://127.0.0.1:$2" jar="$WORK/$1/cookies.txt" i
-    local c=(curl -sS --cacert "$CA" -c "$jar" -b "$jar" --max-time 10)
-    for ((i = 0; i < 100; i++)); do
+    local c=(curl -sS --cacert "$CA" -c "$jar" -b "$jar" --max-time 120)
+    for ((i = 0; i < READY_TRIES; i++)); do
         [[ "$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/idp/login" 2>/dev/null || true)" == 200 ]] && break
         sleep 0.1
     done
@@ -420,6 +439,53 @@ done
 
 NGINX_TLS=$(tls_info "https://127.0.0.1:$NGINX_PORT/")
 PORTCULLIS_TLS=$(tls_info "https://127.0.0.1:$PORTCULLIS_PORT/")
+
+# --------------------------------------------------------------------------
+# CALLGRIND=1: instructions per request instead of wrk rounds
+# --------------------------------------------------------------------------
+# keep_alive_requests name count: `count` GETs on one HTTP/1.1 connection.
+keep_alive_requests() {
+    local name=$1 count=$2 list="$WORK/$1/requests.curl" i
+    : >"$list"
+    for ((i = 0; i < count; i++)); do
+        printf 'url = "https://127.0.0.1:%s/"\noutput = "/dev/null"\n' "${PORT[$name]}" >>"$list"
+    done
+    local extra=()
+    [[ -n "${COOKIE[$name]:-}" ]] && extra=(-H "Cookie: ${COOKIE[$name]}")
+    curl -sS --http1.1 --cacert "$CA" --fail "${extra[@]}" -K "$list" || die "$name: a request failed"
+}
+
+if [[ "$CALLGRIND" == 1 ]]; then
+    declare -A IR
+    for name in "${NAMES[@]:1}"; do
+        pid_var="${name^^}_PID"
+        keep_alive_requests "$name" 50
+        callgrind_control -z "${!pid_var}" >/dev/null || die "callgrind_control -z failed for $name"
+        log "$name: $REQUESTS requests under callgrind"
+        keep_alive_requests "$name" "$REQUESTS"
+        callgrind_control -d "${!pid_var}" >/dev/null || die "callgrind_control -d failed for $name"
+        dump=$(ls -t "$WORK/$name"/callgrind.out.* 2>/dev/null | head -n1)
+        [[ -n "$dump" ]] || die "$name: no callgrind dump written"
+        total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+        IR[$name]=$(awk -v t="$total" -v n="$REQUESTS" 'BEGIN { printf "%.0f\n", t / n }')
+    done
+    SUMMARY=$(
+        echo "Portcullis instructions per request (valgrind --tool=callgrind, 1 worker) - $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+        echo "$REQUESTS keep-alive HTTP/1.1 GET / over TLS after 50 warm-up requests; counters zeroed between"
+        [[ "$AUTH" == 1 ]] && echo "AUTH=1: a SAML gateway session checked and 5 identity headers injected per request"
+        for name in "${NAMES[@]:1}"; do
+            printf '%-12s %12s instructions/request  (%s)\n' "$name" "${IR[$name]}" "${BINARY[$name]}"
+        done
+        if [[ -n "${BASELINE_BIN:-}" ]]; then
+            echo "ratio portcullis/baseline: $(awk -v a="${IR[portcullis]}" -v b="${IR[baseline]}" 'BEGIN { printf "%.3f", a / b }')x instructions per request"
+        fi
+    )
+    mkdir -p "$OUT_DIR"
+    printf '%s\n' "$SUMMARY" >"$OUT_DIR/callgrind-summary.txt"
+    echo
+    printf '%s\n' "$SUMMARY"
+    exit 0
+fi
 
 # --------------------------------------------------------------------------
 # Load

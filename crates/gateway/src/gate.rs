@@ -43,11 +43,12 @@ impl AuthPhase for AppGate {
 async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFacts<'_>) -> Gate {
     let path = app_path(plan, request.uri().path());
     if path.starts_with(endpoints::PREFIX) {
+        let path = path.to_string();
         return Gate::Respond(endpoints::answer(plan, &facts, &path, request).await);
     }
-    let policy = plan.access.policy(&path);
+    let policy = plan.access.policy(path);
     if *policy == AccessPolicy::Deny {
-        return Gate::Respond(forbidden(plan, &facts, None, &path));
+        return Gate::Respond(forbidden(plan, &facts, None, path));
     }
     let token = plan.session_cookie.read(request.headers());
     let session = match token {
@@ -63,7 +64,7 @@ async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFac
     match (policy, session) {
         (AccessPolicy::Public, session) => admit(plan, request, session),
         (_, Some((session, _))) if !groups_allow(policy, session.body.groups()) => {
-            Gate::Respond(forbidden(plan, &facts, Some(&session.body.user), &path))
+            Gate::Respond(forbidden(plan, &facts, Some(&session.body.user), path))
         }
         (_, Some(session)) => admit(plan, request, Some(session)),
         (_, None) => {
@@ -93,10 +94,10 @@ async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFac
 }
 
 /// The request path relative to the app's prefix (`/` at least).
-fn app_path(plan: &AppPlan, path: &str) -> String {
+fn app_path<'p>(plan: &AppPlan, path: &'p str) -> &'p str {
     match path.strip_prefix(plan.base_path.as_str()) {
-        Some("") | None => "/".to_string(),
-        Some(rest) => rest.to_string(),
+        Some("") | None => "/",
+        Some(rest) => rest,
     }
 }
 
@@ -130,7 +131,7 @@ impl Admission for Admitted {
     fn ended(&self) -> Option<SessionEnd> {
         self.session
             .as_ref()
-            .map(|(_, hash)| Box::pin(self.plan.shared.sessions.ended(hash)) as SessionEnd)
+            .map(|(_, hash)| self.plan.shared.sessions.ended(hash).boxed() as SessionEnd)
     }
 
     fn user(&self) -> Option<&str> {

@@ -128,14 +128,11 @@ impl Sessions {
             return Ok(None);
         };
         let hash = secret.hash();
-        // Only a session of this app counts as used: a cookie replayed at
-        // another app must not keep it alive.
-        let change = Box::new(move |s: &mut Session| {
-            if s.body.app == app {
-                s.record_activity(now);
-            }
-        });
-        match self.store.update(&hash, now, change).await {
+        // A touch, not an update: nothing of the body changes, so nothing is
+        // re-indexed on the request path. Another app's session found here
+        // means a cookie replayed across apps; it gets no access (its own
+        // cookie already grants it at its app).
+        match self.store.touch(&hash, now).await {
             Ok(session) if session.body.app == app => Ok(Some((session, hash))),
             Ok(_) => Ok(None),
             Err(SessionError::Store(e)) => Err(e),

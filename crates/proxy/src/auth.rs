@@ -55,7 +55,7 @@ pub enum EnhanceError {
 }
 
 /// A request the phase let through, with or without a session.
-pub trait Admission: Send {
+pub trait Admission: Send + Sync {
     /// Removes every header and cookie the client may not send, then adds
     /// this request's identity (nothing but the removal without a session).
     fn enhance(&self, headers: &mut HeaderMap) -> Result<(), EnhanceError>;

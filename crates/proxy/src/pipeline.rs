@@ -72,9 +72,37 @@ pub async fn handle(
             request.version(),
         )
     });
+    // The phases are awaited here, in one async body, rather than through
+    // nested async fns: every nesting level stores its child future again,
+    // and the request future is copied whole each time it moves.
     let (app, outcome) = match route(&plan, &request) {
-        Some((app, host)) => (Some(app), serve(app, &ctx, host, request).await),
         None => (None, Err(Failure::NoRoute)),
+        Some((app, host)) => {
+            // Phase: gate. An app with an auth phase decides here; others
+            // continue as they came.
+            let gated = match &app.auth {
+                None => Gate::Continue(request, Box::new(Anonymous)),
+                Some(auth) => auth.gate(request, facts(&ctx)).await,
+            };
+            let outcome = match gated {
+                Gate::Respond(response) => Ok(response),
+                Gate::Continue(mut request, admission) => {
+                    let upgrade = upgrade(app, &request);
+                    match enhance(
+                        app,
+                        &ctx,
+                        &host,
+                        &mut request,
+                        &*admission,
+                        upgrade.as_ref(),
+                    ) {
+                        Ok(()) => upstream(app, &ctx, request, upgrade, &*admission).await,
+                        Err(failure) => Err(failure),
+                    }
+                }
+            };
+            (Some(app), outcome)
+        }
     };
     let failure = outcome.as_ref().err().copied();
     let response = respond(app, &ctx, outcome);
@@ -105,53 +133,21 @@ fn route<'p>(plan: &'p Plan, request: &Request<Incoming>) -> Option<(&'p AppPlan
     Some((plan.apps.get(index)?, host))
 }
 
-/// The phases between route and respond for one routed request.
-async fn serve(
-    app: &AppPlan,
-    ctx: &Context<'_>,
-    host: HeaderValue,
-    request: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Failure> {
-    let (mut request, admission) = match gate(app, ctx, request).await {
-        Gate::Continue(request, admission) => (request, Some(admission)),
-        Gate::Respond(response) => return Ok(response),
-    };
-    // Upgrades are an HTTP/1.1 mechanism, and only proxied apps relay them.
-    let upgrade = match (&app.upstream, request.version()) {
+/// Upgrades are an HTTP/1.1 mechanism, and only proxied apps relay them.
+fn upgrade(app: &AppPlan, request: &Request<Incoming>) -> Option<HeaderValue> {
+    match (&app.upstream, request.version()) {
         (UpstreamPlan::Http(_), Version::HTTP_11) => forward::upgrade_requested(request.headers()),
         _ => None,
-    };
-    enhance(
-        app,
-        ctx,
-        &host,
-        &mut request,
-        admission.as_deref(),
-        upgrade.as_ref(),
-    )?;
-    match &app.upstream {
-        // Boxed: buffering the body is large state proxied requests should not carry.
-        UpstreamPlan::Local(service) => Box::pin(local(service.as_ref(), ctx, request)).await,
-        UpstreamPlan::Echo => Ok(echo::respond(&request)),
-        UpstreamPlan::Http(balancer) => {
-            let ended = admission.as_deref().and_then(Admission::ended);
-            proxy(app, ctx, balancer, request, upgrade, ended).await
-        }
     }
 }
 
-/// Phase: gate. An app with an auth phase decides here; others continue
-/// as they came.
-async fn gate(app: &AppPlan, ctx: &Context<'_>, request: Request<Incoming>) -> Gate {
-    let Some(auth) = &app.auth else {
-        return Gate::Continue(request, Box::new(Anonymous));
-    };
-    let facts = RequestFacts {
+/// What the auth phase is told about the request.
+fn facts<'a>(ctx: &'a Context<'_>) -> RequestFacts<'a> {
+    RequestFacts {
         request_id: ctx.request_id.as_str(),
         client_ip: ctx.client.addr.ip(),
         json: ctx.json,
-    };
-    auth.gate(request, facts).await
+    }
 }
 
 /// Requests of apps without an auth phase: nobody's identity travels.
@@ -181,7 +177,7 @@ fn enhance(
     ctx: &Context<'_>,
     host: &HeaderValue,
     request: &mut Request<Incoming>,
-    admission: Option<&dyn Admission>,
+    admission: &dyn Admission,
     upgrade: Option<&HeaderValue>,
 ) -> Result<(), Failure> {
     if !matches!(app.upstream, UpstreamPlan::Local(_)) {
@@ -189,21 +185,19 @@ fn enhance(
         crate::cookie::retain(request.headers_mut(), |name| {
             !name.starts_with(IDP_COOKIE_PREFIX) && !gateway_cookies.iter().any(|g| g == name)
         });
-        if let Some(admission) = admission {
-            admission.enhance(request.headers_mut()).map_err(|e| {
-                tracing::warn!(
-                    request.id = ctx.request_id.as_str(),
-                    app = &*app.name,
-                    user = admission.user(),
-                    error = %e,
-                    "identity not sent to the backend"
-                );
-                match e {
-                    EnhanceError::TooLarge { .. } => Failure::IdentityTooLarge,
-                    EnhanceError::Unavailable(_) => Failure::IdentityUnavailable,
-                }
-            })?;
-        }
+        admission.enhance(request.headers_mut()).map_err(|e| {
+            tracing::warn!(
+                request.id = ctx.request_id.as_str(),
+                app = &*app.name,
+                user = admission.user(),
+                error = %e,
+                "identity not sent to the backend"
+            );
+            match e {
+                EnhanceError::TooLarge { .. } => Failure::IdentityTooLarge,
+                EnhanceError::Unavailable(_) => Failure::IdentityUnavailable,
+            }
+        })?;
     }
     forward::prepare_request(
         request.headers_mut(),
@@ -241,18 +235,119 @@ async fn local(
     Ok(response.map(ProxyBody::full))
 }
 
-/// Phase: upstream, for a proxied app: pick a target, send, and relay what
-/// comes back (the respond phase for upstream responses).
-async fn proxy(
+/// Phase: upstream. A built-in service answers in-process; a proxied app's
+/// request goes to a target its balancer picks — once more to another
+/// target if it never left and may be sent twice — and what comes back is
+/// relayed ([`relay`]).
+async fn upstream(
     app: &AppPlan,
     ctx: &Context<'_>,
-    balancer: &Balancer,
     mut request: Request<Incoming>,
     upgrade: Option<HeaderValue>,
+    admission: &dyn Admission,
+) -> Result<Response<ProxyBody>, Failure> {
+    let balancer = match &app.upstream {
+        // Boxed: buffering the body is large state proxied requests should not carry.
+        UpstreamPlan::Local(service) => {
+            return Box::pin(local(service.as_ref(), ctx, request)).await
+        }
+        UpstreamPlan::Echo => return Ok(echo::respond(&request)),
+        UpstreamPlan::Http(balancer) => balancer,
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    let mut picked = balancer.pick();
+    let (mut parts, body) = request.into_parts();
+    // Kept only where a second target could take the request.
+    let retry_uri =
+        (balancer.has_alternatives() && is_idempotent(&parts.method) && upgrade.is_none())
+            .then(|| parts.uri.clone());
+    parts.uri = picked
+        .upstream()
+        .map_uri(std::mem::take(&mut parts.uri))
+        .ok_or(Failure::BadRequest)?;
+    parts.version = Version::HTTP_11;
+    if app.upstream_host_header {
+        set_upstream_host(&mut parts.headers, picked.upstream());
+    }
+    let mut sent = picked
+        .upstream()
+        .send_or_return(Request::from_parts(parts, body))
+        .await;
+    if let Some((other, unsent)) = retry_target(app, ctx, balancer, &picked, &mut sent, retry_uri)?
+    {
+        picked = other;
+        sent = picked.upstream().send_or_return(unsent).await;
+    }
+    let upstreamed = match sent {
+        Ok(upstreamed) => {
+            picked.outcome(Some(upstreamed.response.status()));
+            upstreamed
+        }
+        Err(SendError { error, .. }) => {
+            picked.outcome(None);
+            tracing::warn!(
+                request.id = ctx.request_id.as_str(),
+                app = &*app.name,
+                upstream.addr = %picked.upstream().label,
+                error.kind = error.kind(),
+                "upstream request failed"
+            );
+            return Err(error.into());
+        }
+    };
+    relay(app, &picked, upstreamed, client_upgrade, admission.ended())
+}
+
+/// A request that never left (no connection to its target) goes to another
+/// target once, if it is idempotent: the other target and the request,
+/// mapped for it. `None` leaves the first outcome standing.
+fn retry_target<'b>(
+    app: &AppPlan,
+    ctx: &Context<'_>,
+    balancer: &'b Balancer,
+    picked: &Picked<'b>,
+    sent: &mut Result<Upstreamed, SendError>,
+    retry_uri: Option<Uri>,
+) -> Result<Option<(Picked<'b>, Request<Incoming>)>, Failure> {
+    let (Err(SendError { unsent, error }), Some(original)) = (sent, retry_uri) else {
+        return Ok(None);
+    };
+    let Some(mut unsent) = unsent.take() else {
+        return Ok(None);
+    };
+    picked.outcome(None);
+    let Some(other) = balancer.pick_other(picked) else {
+        return Ok(None);
+    };
+    tracing::info!(
+        request.id = ctx.request_id.as_str(),
+        app = &*app.name,
+        from = %picked.upstream().label,
+        to = %other.upstream().label,
+        error.kind = error.kind(),
+        "retrying on another upstream target"
+    );
+    *unsent.uri_mut() = other
+        .upstream()
+        .map_uri(original)
+        .ok_or(Failure::BadRequest)?;
+    if app.upstream_host_header {
+        set_upstream_host(unsent.headers_mut(), other.upstream());
+    }
+    Ok(Some((other, unsent)))
+}
+
+/// What comes back from a target, toward the client: a `101` becomes a
+/// byte tunnel; anything else loses its hop-by-hop headers, gets its
+/// internal URLs rewritten, and streams — cut off if the session it was
+/// opened in ends.
+fn relay(
+    app: &AppPlan,
+    picked: &Picked<'_>,
+    upstreamed: Upstreamed,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ended: Option<crate::auth::SessionEnd>,
 ) -> Result<Response<ProxyBody>, Failure> {
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
-    let (picked, upstreamed) = send(app, ctx, balancer, request, upgrade.is_some()).await?;
     let Upstreamed {
         mut response,
         lease,
@@ -287,76 +382,6 @@ async fn proxy(
         Some(rewriter) => response.map(|body| ProxyBody::rewritten(body, rewriter)),
         None => response,
     })
-}
-
-/// Sends to the picked target; a request that never left (no connection to
-/// the target) goes to another target once, if it is idempotent.
-async fn send<'b>(
-    app: &AppPlan,
-    ctx: &Context<'_>,
-    balancer: &'b Balancer,
-    request: Request<Incoming>,
-    upgrade: bool,
-) -> Result<(Picked<'b>, Upstreamed), Failure> {
-    let mut picked = balancer.pick();
-    let (mut parts, body) = request.into_parts();
-    // Kept only where a second target could take the request.
-    let retry_uri = (balancer.has_alternatives() && is_idempotent(&parts.method) && !upgrade)
-        .then(|| parts.uri.clone());
-    parts.uri = picked
-        .upstream()
-        .map_uri(std::mem::take(&mut parts.uri))
-        .ok_or(Failure::BadRequest)?;
-    parts.version = Version::HTTP_11;
-    if app.upstream_host_header {
-        set_upstream_host(&mut parts.headers, picked.upstream());
-    }
-    let mut sent = picked
-        .upstream()
-        .send_or_return(Request::from_parts(parts, body))
-        .await;
-    if let (Err(SendError { unsent, error }), Some(original)) = (&mut sent, &retry_uri) {
-        if let Some(mut unsent) = unsent.take() {
-            picked.outcome(None);
-            // Without another target the failure stands as it was.
-            if let Some(other) = balancer.pick_other(&picked) {
-                tracing::info!(
-                    request.id = ctx.request_id.as_str(),
-                    app = &*app.name,
-                    from = %picked.upstream().label,
-                    to = %other.upstream().label,
-                    error.kind = error.kind(),
-                    "retrying on another upstream target"
-                );
-                picked = other;
-                *unsent.uri_mut() = picked
-                    .upstream()
-                    .map_uri(original.clone())
-                    .ok_or(Failure::BadRequest)?;
-                if app.upstream_host_header {
-                    set_upstream_host(unsent.headers_mut(), picked.upstream());
-                }
-                sent = picked.upstream().send_or_return(unsent).await;
-            }
-        }
-    }
-    match sent {
-        Ok(upstreamed) => {
-            picked.outcome(Some(upstreamed.response.status()));
-            Ok((picked, upstreamed))
-        }
-        Err(SendError { error, .. }) => {
-            picked.outcome(None);
-            tracing::warn!(
-                request.id = ctx.request_id.as_str(),
-                app = &*app.name,
-                upstream.addr = %picked.upstream().label,
-                error.kind = error.kind(),
-                "upstream request failed"
-            );
-            Err(error.into())
-        }
-    }
 }
 
 /// RFC 9110 §9.2.2: safe to send twice.

@@ -706,6 +706,30 @@ pub mod sessions {
             .expect("waiter did not panic");
     }
 
+    /// The boxed form (what the gateway hands the proxy for streams and
+    /// tunnels) fires like the signal: on the end, and at once when gone.
+    pub async fn boxed_ended_fires_like_the_signal<S: SessionStore<TestBody> + 'static>(
+        make: impl Fn() -> S,
+    ) {
+        let store = Arc::new(make());
+        within(
+            "boxed signal of an unknown session",
+            store.ended(&SessionSecret::generate().hash()).boxed(),
+        )
+        .await;
+        let (secret, _) = create(&*store, TestBody::new("u1"), T0).await;
+        let waiter = tokio::spawn(store.ended(&secret.hash()).boxed());
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "still live");
+        store
+            .end(&secret.hash(), EndReason::SignOut)
+            .await
+            .expect("end succeeds");
+        within("boxed waiter", waiter)
+            .await
+            .expect("waiter did not panic");
+    }
+
     /// Many tasks race to end the same sessions by every path at once; each
     /// session must still be removed and published exactly once. Run it on
     /// a multi-threaded runtime.
@@ -1113,6 +1137,7 @@ macro_rules! session_store_suite {
                 ended_fires_on_every_end_path,
                 ended_resolves_at_once_when_not_live,
                 ended_waiter_moves_into_a_task,
+                boxed_ended_fires_like_the_signal,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -37,6 +37,16 @@ use crate::store::{
 /// falls further behind gets `RecvError::Lagged` and loses the oldest ones.
 pub const DEFAULT_ENDED_CAPACITY: usize = 1_024;
 
+/// What a lookup does to the live session it finds.
+enum Use<'a, B> {
+    /// Nothing: a read by public id.
+    Read,
+    /// Records activity at `now` (use by cookie).
+    Touch,
+    /// A caller's read-modify-write; the body may change its index keys.
+    Change(SessionChange<'a, B>),
+}
+
 struct Record<B> {
     session: Session<B>,
     /// The index keys the record is filed under right now.
@@ -138,15 +148,14 @@ impl<B: SessionBody> MemoryStore<B> {
         }
     }
 
-    /// Applies `change` to a live session and returns the result; a session
+    /// Uses a live session as `how` says and returns the result; a session
     /// past its limits is ended instead. Checking and changing under one
     /// shard lock means no caller can revive a session another just expired.
-    /// `change` says whether the body may have changed (re-index).
     fn live(
         &self,
         hash: &SecretHash,
         now: OffsetDateTime,
-        change: impl FnOnce(&mut Session<B>) -> bool,
+        how: Use<'_, B>,
     ) -> Result<Session<B>, SessionError> {
         let (record, reason) = match self.by_hash.entry(*hash) {
             Entry::Vacant(_) => return Err(SessionError::NotFound),
@@ -154,16 +163,23 @@ impl<B: SessionBody> MemoryStore<B> {
                 Some(reason) => (occupied.remove(), reason),
                 None => {
                     let record = occupied.get_mut();
-                    let (id, created_at) = (record.session.id.clone(), record.session.created_at);
-                    if change(&mut record.session) {
-                        // The id and creation time are the store's: a
-                        // change may not move the session or rejuvenate it.
-                        record.session.id = id;
-                        record.session.created_at = created_at;
-                        let keys = record.session.body.index_keys();
-                        if keys != record.keys {
-                            self.reindex(*hash, &record.keys, &keys);
-                            record.keys = keys;
+                    match how {
+                        Use::Read => {}
+                        // The request path: no clone, no re-index.
+                        Use::Touch => record.session.record_activity(now),
+                        Use::Change(change) => {
+                            let (id, created_at) =
+                                (record.session.id.clone(), record.session.created_at);
+                            change(&mut record.session);
+                            // The id and creation time are the store's: a
+                            // change may not move the session or rejuvenate it.
+                            record.session.id = id;
+                            record.session.created_at = created_at;
+                            let keys = record.session.body.index_keys();
+                            if keys != record.keys {
+                                self.reindex(*hash, &record.keys, &keys);
+                                record.keys = keys;
+                            }
                         }
                     }
                     return Ok(record.session.clone());
@@ -323,12 +339,7 @@ impl<B: SessionBody> SessionStore<B> for MemoryStore<B> {
         hash: &'a SecretHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Result<Session<B>, SessionError>> {
-        Box::pin(async move {
-            self.live(hash, now, |session| {
-                session.record_activity(now);
-                false
-            })
-        })
+        Box::pin(async move { self.live(hash, now, Use::Touch) })
     }
 
     fn get<'a>(
@@ -338,7 +349,7 @@ impl<B: SessionBody> SessionStore<B> for MemoryStore<B> {
     ) -> StoreFuture<'a, Result<Session<B>, SessionError>> {
         Box::pin(async move {
             let hash = self.hash_of(id).ok_or(SessionError::NotFound)?;
-            self.live(&hash, now, |_| false)
+            self.live(&hash, now, Use::Read)
         })
     }
 
@@ -348,12 +359,7 @@ impl<B: SessionBody> SessionStore<B> for MemoryStore<B> {
         now: OffsetDateTime,
         change: SessionChange<'a, B>,
     ) -> StoreFuture<'a, Result<Session<B>, SessionError>> {
-        Box::pin(async move {
-            self.live(hash, now, |session| {
-                change(session);
-                true
-            })
-        })
+        Box::pin(async move { self.live(hash, now, Use::Change(change)) })
     }
 
     fn update_by_id<'a>(
@@ -364,10 +370,7 @@ impl<B: SessionBody> SessionStore<B> for MemoryStore<B> {
     ) -> StoreFuture<'a, Result<Session<B>, SessionError>> {
         Box::pin(async move {
             let hash = self.hash_of(id).ok_or(SessionError::NotFound)?;
-            self.live(&hash, now, |session| {
-                change(session);
-                true
-            })
+            self.live(&hash, now, Use::Change(change))
         })
     }
 

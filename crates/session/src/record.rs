@@ -85,6 +85,20 @@ impl<B> Session<B> {
     /// counts as dead, matching [`expires_at`](Self::expires_at) being the
     /// first instant it is no longer valid.
     pub fn end_reason_at(&self, now: OffsetDateTime) -> Option<EndReason> {
+        // Every use of a session asks this, so the common answer ("alive")
+        // takes two subtractions; only a session past a limit pays for the
+        // calendar additions that say which limit it was.
+        let within = |since: OffsetDateTime, limit: Duration| {
+            time::Duration::try_from(limit).map_or(true, |limit| now - since < limit)
+        };
+        let alive = within(self.last_activity, self.lifetime.idle)
+            && self
+                .lifetime
+                .max
+                .is_none_or(|max| within(self.created_at, max));
+        if alive {
+            return None;
+        }
         let (deadline, reason) = self.deadline();
         (now >= deadline).then_some(reason)
     }

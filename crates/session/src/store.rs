@@ -195,6 +195,19 @@ impl EndSignal {
         Self(Signal::Waiting(Box::pin(future)))
     }
 
+    /// The signal as a boxed future, in one allocation (boxing the signal
+    /// itself and then polling it would take two): what a caller that must
+    /// hand out `Pin<Box<dyn Future>>` should use.
+    pub fn boxed(self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        match self.0 {
+            Signal::Ended => Box::pin(std::future::ready(())),
+            Signal::Watch(mut receiver) => {
+                Box::pin(async move { while receiver.changed().await.is_ok() {} })
+            }
+            Signal::Waiting(future) => future,
+        }
+    }
+
     /// Whether the session is known to have ended, without waiting.
     pub fn is_ended(&self) -> bool {
         match &self.0 {
