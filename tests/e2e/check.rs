@@ -164,3 +164,37 @@ fn hash_password_prints_an_argon2id_hash() {
     let hash = String::from_utf8_lossy(&out.stdout);
     assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
 }
+
+#[test]
+fn problems_found_past_the_file_are_all_reported_too() {
+    // The file is valid, but what it names is not: each app's SP key is
+    // another key's pair (config can only see that each PEM loads; the SAML
+    // key check is the gateway's). Every app's problem is printed, not just
+    // the first one met.
+    let pki = Pki::new();
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let saml_app = |name: &str, url: &str| {
+        format!(
+            "[[app]]\nname = \"{name}\"\npublic_url = \"{url}\"\nupstream = \"builtin:echo\"\n\
+auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"{repo}/certs-dev/idp-signing-key.pem\"\n\
+sp_signing_cert = \"{repo}/certs-dev/sp-signing.pem\"\n"
+        )
+    };
+    let apps = format!(
+        "[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"{repo}/demo/users.toml\"\n\
+signing_key = \"{repo}/certs-dev/idp-signing-key.pem\"\nsigning_cert = \"{repo}/certs-dev/idp-signing.pem\"\n\n{}{}",
+        saml_app("one", "https://one.test/"),
+        saml_app("two", "https://two.test/"),
+    );
+    let (code, _, stderr) = check(&config_text(&pki, "", &apps));
+    assert_eq!(code, 2, "{stderr}");
+    for key in ["app[0].sp_signing_key", "app[1].sp_signing_key"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!(": {key}: ")) && l.contains("does not match")),
+            "missing {key} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+}

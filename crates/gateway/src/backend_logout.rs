@@ -23,19 +23,16 @@ use crate::session::{Session, Sessions};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One app's hook.
-pub(crate) struct BackendLogout {
-    app: String,
-    url: Uri,
-    /// Extra trust anchor for an https hook (the app's `upstream_ca`).
-    ca: Option<std::path::PathBuf>,
-}
+/// Every app's hook, ready to call: its URL and an HTTP client that
+/// trusts the app's upstream CA.
+pub(crate) struct Hooks(HashMap<String, (Uri, HookClient)>);
 
 type HookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-/// Every app's `backend_logout_url`, with the app's upstream CA.
-pub(crate) fn hooks(config: &Config) -> Result<Vec<BackendLogout>, Vec<BuildError>> {
-    let mut hooks = Vec::new();
+/// Every app's `backend_logout_url`, checked and given its client (used by
+/// `check` and `run` alike, so a bad URL or CA is reported before start).
+pub(crate) fn hooks(config: &Config) -> Result<Hooks, Vec<BuildError>> {
+    let mut hooks = HashMap::new();
     let mut errors = Vec::new();
     for (index, app) in config.apps.iter().enumerate() {
         let Some(url) = app
@@ -45,53 +42,46 @@ pub(crate) fn hooks(config: &Config) -> Result<Vec<BackendLogout>, Vec<BuildErro
         else {
             continue;
         };
-        let ca = match &app.upstream {
-            Upstream::Http(target) => target.ca.clone(),
-            Upstream::Builtin(_) => None,
+        let fail = |problem| BuildError {
+            app: app.name.clone(),
+            key: format!("app[{index}].backend_logout_url"),
+            problem,
         };
-        match url.parse() {
-            Ok(url) => hooks.push(BackendLogout {
-                app: app.name.clone(),
-                url,
-                ca,
-            }),
-            Err(source) => errors.push(BuildError {
-                app: app.name.clone(),
-                key: format!("app[{index}].backend_logout_url"),
-                problem: BuildProblem::BackendLogoutUrl {
+        let uri: Uri = match url.parse() {
+            Ok(uri) => uri,
+            Err(source) => {
+                errors.push(fail(BuildProblem::BackendLogoutUrl {
                     url: url.clone(),
                     source,
-                },
-            }),
+                }));
+                continue;
+            }
+        };
+        let ca = match &app.upstream {
+            Upstream::Http(target) => target.ca.as_deref(),
+            Upstream::Builtin(_) => None,
+        };
+        match portcullis_proxy::upstream_connector(&app.name, ca, None, CALL_TIMEOUT) {
+            Ok(connector) => {
+                let client = Client::builder(TokioExecutor::new()).build(connector);
+                hooks.insert(app.name.clone(), (uri, client));
+            }
+            Err(e) => errors.push(fail(BuildProblem::BackendLogoutClient(e))),
         }
     }
     if errors.is_empty() {
-        Ok(hooks)
+        Ok(Hooks(hooks))
     } else {
         Err(errors)
     }
 }
 
-/// Starts the background caller; returns at once.
-pub(crate) fn spawn(
-    sessions: &Sessions,
-    hooks: Vec<BackendLogout>,
-) -> Result<(), portcullis_proxy::Error> {
-    if hooks.is_empty() {
-        return Ok(());
+/// Starts the background caller on the current runtime; returns at once.
+pub(crate) fn spawn(sessions: &Sessions, hooks: Hooks) {
+    if hooks.0.is_empty() {
+        return;
     }
-    let mut by_app: HashMap<String, (Uri, HookClient)> = HashMap::new();
-    for hook in hooks {
-        let connector = portcullis_proxy::upstream_connector(
-            &hook.app,
-            hook.ca.as_deref(),
-            None,
-            CALL_TIMEOUT,
-        )?;
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        by_app.insert(hook.app, (hook.url, client));
-    }
-    let by_app = Arc::new(by_app);
+    let by_app = Arc::new(hooks.0);
     let mut ended = sessions.subscribe();
     tokio::spawn(async move {
         loop {
@@ -109,7 +99,6 @@ pub(crate) fn spawn(
             }
         }
     });
-    Ok(())
 }
 
 async fn call(url: Uri, client: HookClient, session: Session) {

@@ -39,6 +39,8 @@ pub struct Gateway {
     /// a restart.
     sps: HashMap<String, Arc<AppSp>>,
     shared: Arc<Shared>,
+    /// Taken by [`spawn_upkeep`](Self::spawn_upkeep).
+    hooks: std::sync::Mutex<Option<backend_logout::Hooks>>,
 }
 
 impl Gateway {
@@ -73,6 +75,13 @@ impl Gateway {
                 Err(problem) => errors.push(fail("universal_logout_jwks_file", problem)),
             }
         }
+        let hooks = match backend_logout::hooks(config) {
+            Ok(hooks) => Some(hooks),
+            Err(hook_errors) => {
+                errors.extend(hook_errors);
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -87,6 +96,7 @@ impl Gateway {
                 sessions,
                 one_time,
             }),
+            hooks: std::sync::Mutex::new(hooks),
         })
     }
 
@@ -119,16 +129,15 @@ impl Gateway {
     }
 
     /// Background upkeep on the caller's runtime: the session sweeper and
-    /// the backend logout hooks.
-    pub fn spawn_upkeep(&self, config: &Config) -> Result<(), Vec<BuildError>> {
-        let hooks = backend_logout::hooks(config)?;
-        backend_logout::spawn(&self.shared.sessions, hooks).map_err(|e| {
-            vec![BuildError {
-                app: String::new(),
-                key: "app".into(),
-                problem: BuildProblem::BackendLogoutClient(e),
-            }]
-        })?;
+    /// the backend logout hooks. Only the first call starts them.
+    pub fn spawn_upkeep(&self) {
+        let hooks = self
+            .hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(hooks) = hooks else { return };
+        backend_logout::spawn(&self.shared.sessions, hooks);
         let shared = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -151,7 +160,6 @@ impl Gateway {
                 }
             }
         });
-        Ok(())
     }
 
     fn plan(&self, config: &Config, app: &App) -> Result<AppPlan, BuildProblem> {

@@ -54,12 +54,7 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     if let Some(idp) = &parts.idp {
         crate::idp_service::spawn_upkeep(idp);
     }
-    if let Err(errors) = parts.gateway.spawn_upkeep(&config) {
-        for e in &errors {
-            tracing::error!(key = %e.key, error = %e, "gateway upkeep not started");
-        }
-        anyhow::bail!("{} gateway problem(s) at start", errors.len());
-    }
+    parts.gateway.spawn_upkeep();
     let services = Services {
         idp: parts
             .idp
