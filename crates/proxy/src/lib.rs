@@ -10,8 +10,8 @@
 //! the identity provider: an app's auth phase is handed in through
 //! [`AuthProvider`] and the IdP through [`LocalApp`], both by the binary.
 //!
-//! The request path lives in [`pipeline`]; see `REQUEST_PATH.md` beside this
-//! file for the lifecycle of a connection, a request and a reload.
+//! The request path lives in `pipeline`; `docs/architecture.md` has the
+//! lifecycle of a connection, a request, a session's end and a reload.
 
 mod admin;
 pub mod auth;

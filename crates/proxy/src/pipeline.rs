@@ -4,7 +4,7 @@
 //!
 //! Each phase either continues or ends the request with a response; every
 //! failure becomes exactly one response in [`crate::respond`]. The service is
-//! infallible at the hyper boundary. See `REQUEST_PATH.md` beside this file.
+//! infallible at the hyper boundary. See `docs/architecture.md`.
 
 use std::convert::Infallible;
 use std::sync::atomic::AtomicBool;

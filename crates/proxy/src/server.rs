@@ -1,5 +1,5 @@
 //! The running proxy: start, reload and drain. Owns the listeners, the worker threads and the
-//! connection tracker; see `REQUEST_PATH.md` for the lifecycle.
+//! connection tracker; see `docs/architecture.md` for the lifecycle.
 //!
 //! Thread-per-core: each worker is an OS thread running a single-threaded
 //! Tokio runtime with its own copy of the plan (and so its own upstream
