@@ -23,7 +23,7 @@ pub use model::{
     ErrorPage, ExternalIdp, Health, Idp, IdpSaml, InjectRule, InjectSource, InjectTarget,
     LoadBalancing, LogFormat, Logging, MultiValue, PublicUrl, Server, ServiceProviderConfig,
     SpNameIdFormat, Timeouts, TlsFiles, UniversalLogoutTrust, Upstream, UpstreamTarget,
-    ValueEncoding, DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES, IDP_SESSION_COOKIE,
-    SP_ATTRIBUTES,
+    ValueEncoding, DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES, IDP_COOKIE_PREFIX,
+    IDP_SESSION_COOKIE, SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

@@ -221,6 +221,10 @@ pub enum ErrorPage {
 /// The cookie the embedded IdP keeps its session in; no app may use it.
 pub const IDP_SESSION_COOKIE: &str = "pc_idp_sid";
 
+/// Every cookie of the embedded IdP starts with this; no app may use such a
+/// name, and no backend ever receives one.
+pub const IDP_COOKIE_PREFIX: &str = "pc_idp_";
+
 /// An app's SAML service provider and gateway-session settings.
 #[derive(Debug, Clone)]
 pub struct AppAuth {

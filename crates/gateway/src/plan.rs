@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_config::{App, AppAuth, Config};
+use portcullis_config::{App, AppAuth, Config, IDP_COOKIE_PREFIX};
 
 use crate::access::AccessRules;
 use crate::cookies::{AppCookie, SameSite};
@@ -114,9 +114,6 @@ impl AppPlan {
         name.starts_with(IDP_COOKIE_PREFIX) || self.gateway_cookies.iter().any(|g| g == name)
     }
 }
-
-/// The embedded IdP's cookies all start with this.
-const IDP_COOKIE_PREFIX: &str = "pc_idp_";
 
 fn gateway_cookie_names(config: &Config) -> Arc<[String]> {
     config

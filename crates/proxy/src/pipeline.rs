@@ -30,6 +30,7 @@ use crate::respond::{self, Failure};
 use crate::rewrite;
 use crate::tunnel;
 use crate::upstream::{SendError, Upstreamed};
+use portcullis_config::IDP_COOKIE_PREFIX;
 
 /// State shared by every connection; the plan is swapped on reload.
 pub struct Shared {
@@ -208,11 +209,6 @@ fn enhance(
     );
     Ok(())
 }
-
-/// The embedded IdP's cookies (`pc_idp_sid`, its CSRF cookie, …): a backend
-/// must never see a credential for the gateway, and browsers share cookies
-/// across the ports of one host.
-const IDP_COOKIE_PREFIX: &str = "pc_idp_";
 
 /// Phase: upstream, for a built-in service (the IdP): the whole body is
 /// read first, within [`LOCAL_BODY_LIMIT`].

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::locate::Step;
 use crate::model::{
     App, AppAuth, AppIdp, ExternalIdp, Idp, PublicUrl, ServiceProviderConfig, SpNameIdFormat,
-    UniversalLogoutTrust, IDP_SESSION_COOKIE,
+    UniversalLogoutTrust, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE,
 };
 use crate::raw::{RawAccess, RawApp, RawAppIdp, RawIdp};
 
@@ -250,7 +250,7 @@ impl Validator<'_, '_> {
             );
             return None;
         }
-        if session.starts_with("pc_idp_") || session == IDP_SESSION_COOKIE {
+        if session.starts_with(IDP_COOKIE_PREFIX) || session == IDP_SESSION_COOKIE {
             self.problem(
                 &path,
                 format!("`{session}`: names starting with pc_idp_ belong to the embedded IdP"),
