@@ -115,7 +115,15 @@ pub struct Server {
     pub https_redirect_port: u16,
     pub tls: TlsFiles,
     pub timeouts: Timeouts,
+    /// One request head's size limit, HTTP/1.1 and HTTP/2 alike (HTTP/2
+    /// heads are measured as their HTTP/1.1 form).
     pub max_header_bytes: usize,
+    /// One request head's header count limit, HTTP/1.1 and HTTP/2 alike.
+    pub max_headers: usize,
+    /// Open client connections on the public listeners beyond which new
+    /// ones are closed at once; `None` derives it from the descriptor limit
+    /// at start.
+    pub max_connections: Option<usize>,
     /// Worker threads, each a single-threaded event loop with its own
     /// upstream pools (thread-per-core, like nginx's worker processes).
     pub workers: usize,
@@ -141,8 +149,13 @@ pub struct Timeouts {
     /// A keep-alive connection with no request in flight is closed after this.
     pub idle: Duration,
     pub upstream_connect: Duration,
-    /// Time from sending the request upstream to receiving its response head.
-    pub upstream_response: Duration,
+    /// No byte in either direction between the gateway and an upstream for
+    /// this long fails the exchange: a 504 before the response head, a cut
+    /// body after it.
+    pub upstream_inactivity: Duration,
+    /// Optional cap on the time from sending the request upstream to
+    /// receiving its response head, upload included.
+    pub upstream_response: Option<Duration>,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown: Duration,
 }

@@ -16,9 +16,12 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub upstream_connect_timeout: Option<String>,
+    pub upstream_inactivity_timeout: Option<String>,
     pub upstream_response_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub max_header_bytes: Option<u64>,
+    pub max_headers: Option<u64>,
+    pub max_connections: Option<u64>,
     pub workers: Option<u64>,
     pub acs_per_minute: Option<u64>,
 }

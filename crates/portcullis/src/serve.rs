@@ -23,6 +23,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     logging::init(&config.log);
+    raise_descriptor_limit();
     // The proxy runs its own worker threads; this runtime only waits for
     // signals, drives reloads and the drain, and runs background upkeep.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -84,6 +85,9 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
             tracing::error!(error = %e, "System Log sync failed");
         }
     }
+    // The management listener answers `/readyz` 503 up to here; dropping
+    // the server stops it with the workers.
+    drop(server);
     if drained.abandoned > 0 {
         tracing::warn!(
             connections = drained.abandoned,
@@ -122,7 +126,23 @@ fn reload(path: &Path, server: &Server) -> Option<std::time::Duration> {
                 problems = problems.problems.len(),
                 "reload refused; still serving the previous configuration"
             );
+            server.reload_refused();
             None
         }
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one: a gateway holds two
+/// descriptors per proxied connection, and the common default soft limit
+/// of 1,024 runs out at a few hundred clients. The connection budget
+/// (`[server] max_connections`) is sized from the result.
+fn raise_descriptor_limit() {
+    match portcullis_proxy::descriptors::raise_limit() {
+        Ok(limit) => tracing::info!(
+            descriptors.soft = limit.soft,
+            descriptors.hard = limit.hard,
+            "file descriptor limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
     }
 }

@@ -13,17 +13,20 @@
 //! The request path lives in `pipeline`; `docs/architecture.md` has the
 //! lifecycle of a connection, a request, a session's end and a reload.
 
+mod access;
 mod admin;
 pub mod auth;
 mod balance;
 mod body;
 mod conn;
 pub mod cookie;
+pub mod descriptors;
 mod echo;
 mod error;
 mod forward;
 pub mod limit;
 mod local;
+mod log_rate;
 mod metrics;
 pub mod page;
 mod pipeline;

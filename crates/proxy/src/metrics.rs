@@ -52,6 +52,12 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `public` (TLS and plain-HTTP redirect listeners) or `admin`.
+    pub listener: &'static str,
+}
+
 /// Latency bucket count, not counting `+Inf`.
 const LATENCY_BUCKETS: usize = 15;
 
@@ -205,6 +211,9 @@ pub struct Metrics {
     pub latency: Family<AppLabels, ShardedHistogram, Shards>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub open_connections: Gauge,
+    pub connection_limit: Gauge,
+    pub connections_shed: Family<ListenerLabels, Counter>,
+    pub header_timeouts: Counter,
     pub reloads: Family<ReloadLabels, Counter>,
     pub target_requests: Family<TargetOutcomeLabels, Counter>,
     pub target_up: Family<TargetLabels, Gauge>,
@@ -219,6 +228,9 @@ impl Metrics {
         let latency = Family::new_with_constructor(shards);
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let open_connections = Gauge::default();
+        let connection_limit = Gauge::default();
+        let connections_shed = Family::<ListenerLabels, Counter>::default();
+        let header_timeouts = Counter::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         let target_requests = Family::<TargetOutcomeLabels, Counter>::default();
         let target_up = Family::<TargetLabels, Gauge>::default();
@@ -244,13 +256,28 @@ impl Metrics {
         );
         registry.register(
             "upstream_errors",
-            "Upstream failures by app and kind (connect, timeout, protocol)",
+            "Upstream failures by app and kind (connect, timeout, protocol; truncated: the response body broke off)",
             upstream_errors.clone(),
         );
         registry.register(
             "open_connections",
             "Client connections currently open on the public listeners",
             open_connections.clone(),
+        );
+        registry.register(
+            "connection_limit",
+            "Open connections on the public listeners beyond which new ones are shed",
+            connection_limit.clone(),
+        );
+        registry.register(
+            "connections_shed",
+            "Connections closed at once because their listener was at its limit",
+            connections_shed.clone(),
+        );
+        registry.register(
+            "header_timeouts",
+            "Client connections closed because a request head (or the TLS handshake) took longer than header_read_timeout",
+            header_timeouts.clone(),
         );
         registry.register(
             "config_reloads",
@@ -263,6 +290,9 @@ impl Metrics {
             latency,
             upstream_errors,
             open_connections,
+            connection_limit,
+            connections_shed,
+            header_timeouts,
             reloads,
             target_requests,
             target_up,

@@ -17,9 +17,10 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use crate::access::AccessEntry;
 use crate::auth::{Admission, EnhanceError, Gate, RequestFacts};
 use crate::balance::{Balancer, Picked};
-use crate::body::ProxyBody;
+use crate::body::{BodyEnd, BodyOutcome, EndSink, ProxyBody};
 use crate::echo;
 use crate::forward::{self, ClientInfo, X_PORTCULLIS_USER, X_REQUEST_ID};
 use crate::local::{LocalApp, LocalMeta, LOCAL_BODY_LIMIT};
@@ -47,6 +48,8 @@ struct Context<'a> {
     client: &'a ClientInfo,
     json: bool,
     plan: &'a Plan,
+    /// The same plan, for a streamed body to report its end to.
+    plan_arc: &'a Arc<Plan>,
 }
 
 /// What the access log needs of the request head; kept only when the log
@@ -65,6 +68,7 @@ pub async fn handle(
         client: &client,
         json: respond::wants_json(request.headers()),
         plan: &plan,
+        plan_arc: &plan,
     };
     let head = plan.access_log.then(|| {
         (
@@ -78,7 +82,7 @@ pub async fn handle(
     // and the request future is copied whole each time it moves.
     let (app, outcome) = match route(&plan, &request) {
         None => (None, Err(Failure::NoRoute)),
-        Some((app, host)) => {
+        Some((index, app, host)) => {
             // Phase: gate. An app with an auth phase decides here; others
             // continue as they came.
             let gated = match &app.auth {
@@ -102,17 +106,17 @@ pub async fn handle(
                     }
                 }
             };
-            (Some(app), outcome)
+            (Some((index, app)), outcome)
         }
     };
     let failure = outcome.as_ref().err().copied();
-    let response = respond(app, &ctx, outcome);
+    let mut response = respond(app.map(|(_, app)| app), &ctx, outcome);
     log(
         &shared,
         &ctx,
         app,
         head,
-        &response,
+        &mut response,
         failure,
         started.elapsed(),
     );
@@ -120,8 +124,11 @@ pub async fn handle(
 }
 
 /// Phase: route. Picks the app by host and longest path prefix, and returns
-/// the public host value to forward.
-fn route<'p>(plan: &'p Plan, request: &Request<Incoming>) -> Option<(&'p AppPlan, HeaderValue)> {
+/// its index, itself and the public host value to forward.
+fn route<'p>(
+    plan: &'p Plan,
+    request: &Request<Incoming>,
+) -> Option<(usize, &'p AppPlan, HeaderValue)> {
     // HTTP/2 carries the host in :authority; HTTP/1.1 in Host (or an
     // absolute-form target, which takes precedence per RFC 9112 §3.2.2).
     let host = match request.uri().authority() {
@@ -131,7 +138,7 @@ fn route<'p>(plan: &'p Plan, request: &Request<Incoming>) -> Option<(&'p AppPlan
     let index = plan
         .routes
         .lookup(host.to_str().ok()?, plan.default_port, request.uri().path())?;
-    Some((plan.apps.get(index)?, host))
+    Some((index, plan.apps.get(index)?, host))
 }
 
 /// Upgrades are an HTTP/1.1 mechanism, and only proxied apps relay them.
@@ -281,13 +288,25 @@ async fn upstream(
         }
         Err(SendError { error, .. }) => {
             picked.outcome(None);
-            tracing::warn!(
-                request.id = ctx.request_id.as_str(),
-                app = &*app.name,
-                upstream.addr = %picked.upstream().label,
-                error.kind = error.kind(),
-                "upstream request failed"
-            );
+            // An outage fails every request: one warning per interval says
+            // how many were left out; the metric counts each one.
+            match picked.upstream().failures.note() {
+                Some(left_out) => tracing::warn!(
+                    request.id = ctx.request_id.as_str(),
+                    app = &*app.name,
+                    upstream.addr = %picked.upstream().label,
+                    error.kind = error.kind(),
+                    left_out,
+                    "upstream request failed"
+                ),
+                None => tracing::debug!(
+                    request.id = ctx.request_id.as_str(),
+                    app = &*app.name,
+                    upstream.addr = %picked.upstream().label,
+                    error.kind = error.kind(),
+                    "upstream request failed"
+                ),
+            }
             return Err(error.into());
         }
     };
@@ -370,9 +389,12 @@ fn relay(
     if rewriter.as_ref().is_some_and(|r| !r.is_passthrough()) {
         rewrite::remove_content_length(response.headers_mut());
     }
+    let inactivity = picked.upstream().inactivity();
     let response = match ended {
-        Some(ended) => response.map(|body| ProxyBody::session_bound(body, lease, ended)),
-        None => response.map(|body| ProxyBody::upstream(body, lease)),
+        Some(ended) => {
+            response.map(|body| ProxyBody::session_bound(body, lease, inactivity, ended))
+        }
+        None => response.map(|body| ProxyBody::upstream(body, lease, inactivity)),
     };
     Ok(match rewriter {
         Some(rewriter) => response.map(|body| ProxyBody::rewritten(body, rewriter)),
@@ -417,20 +439,21 @@ fn respond(
 }
 
 /// Phase: log. Metrics (sharded by worker: no lock, no shared cache line)
-/// and one access-log event.
+/// and one access-log event: now, or, for a body streaming from an
+/// upstream, when that body ends ([`EndSink`]).
 fn log(
     shared: &Shared,
     ctx: &Context<'_>,
-    app: Option<&AppPlan>,
+    app: Option<(usize, &AppPlan)>,
     head: Option<Head>,
-    response: &Response<ProxyBody>,
+    response: &mut Response<ProxyBody>,
     failure: Option<Failure>,
     elapsed: Duration,
 ) {
     let status = response.status().as_u16();
     let shard = ctx.plan.shard;
     match app {
-        Some(app) => {
+        Some((_, app)) => {
             app.latency.observe(shard, elapsed.as_secs_f64());
             if let Some(kind) = failure.and_then(Failure::upstream_kind) {
                 shared
@@ -453,18 +476,56 @@ fn log(
             })
             .inc(shard),
     }
-    if let Some((method, uri, version)) = head {
-        tracing::info!(
-            target: "portcullis::access",
-            app = app.map_or("-", |a| &*a.name),
-            request.id = ctx.request_id.as_str(),
-            client.addr = %ctx.client.addr,
-            http.method = %method,
-            http.path = uri.path(),
-            http.version = ?version,
-            http.status = status,
-            error = failure.map(Failure::code),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-        );
+    let entry = head.map(|(method, uri, version)| AccessEntry {
+        request_id: ctx.request_id.clone(),
+        client: ctx.client.addr,
+        method,
+        uri,
+        version,
+        status,
+        error: failure.map(Failure::code),
+        elapsed,
+    });
+    let Some((index, app)) = app else {
+        if let Some(entry) = entry {
+            entry.write("-", None);
+        }
+        return;
+    };
+    // Only a proxied body can be cut short by its upstream: it reports when
+    // it ends. Anything else is written now.
+    let entry = match &app.truncated {
+        Some(_) => {
+            let end = BodyEnd {
+                sink: ctx.plan_arc.clone() as Arc<dyn EndSink>,
+                app: index,
+                entry: entry.map(Box::new),
+            };
+            response
+                .body_mut()
+                .report_end(end)
+                .and_then(|end| end.entry.map(|entry| *entry))
+        }
+        None => entry,
+    };
+    if let Some(entry) = entry {
+        entry.write(&app.name, None);
+    }
+}
+
+/// The plan a request started on hears how its streamed body ended.
+impl EndSink for Plan {
+    fn body_ended(&self, app: usize, entry: Option<Box<AccessEntry>>, outcome: BodyOutcome) {
+        let Some(app) = self.apps.get(app) else {
+            return;
+        };
+        if outcome.truncated() {
+            if let Some(truncated) = &app.truncated {
+                truncated.inc();
+            }
+        }
+        if let Some(entry) = entry {
+            entry.write(&app.name, outcome.code());
+        }
     }
 }

@@ -11,9 +11,12 @@ use crate::auth::AuthPhase;
 use crate::balance::Balancer;
 use crate::error::Error;
 use crate::local::{LocalApp, Services};
-use crate::metrics::{AppLabels, Metrics, RequestLabels, ShardedCounter, ShardedHistogram};
+use crate::metrics::{
+    AppLabels, Metrics, RequestLabels, ShardedCounter, ShardedHistogram, UpstreamErrorLabels,
+};
 use crate::route::RouteTable;
-use crate::upstream::HttpUpstream;
+use crate::upstream::{HttpUpstream, UpstreamTimeouts};
+use prometheus_client::metrics::counter::Counter;
 
 /// The compiled auth phase of every app that has one, by app name.
 pub type AuthPhases = HashMap<String, Arc<dyn AuthPhase>>;
@@ -48,6 +51,9 @@ pub struct AppPlan {
     pub rewrite_body: bool,
     /// `[app.error_pages]`, read at plan build.
     pub error_pages: Vec<(u16, crate::respond::CustomErrorPage)>,
+    /// `portcullis_upstream_errors{kind="truncated"}` for proxied apps:
+    /// response bodies the upstream broke off.
+    pub truncated: Option<Counter>,
 }
 
 pub enum UpstreamPlan {
@@ -72,6 +78,7 @@ impl AppPlan {
             upstream_host_header: false,
             rewrite_body: false,
             error_pages: Vec::new(),
+            truncated: None,
         }
     }
 
@@ -128,8 +135,11 @@ impl Plan {
                             &app.name,
                             target,
                             app.public.base_path(),
-                            timeouts.upstream_connect,
-                            timeouts.upstream_response,
+                            UpstreamTimeouts {
+                                connect: timeouts.upstream_connect,
+                                inactivity: timeouts.upstream_inactivity,
+                                total: timeouts.upstream_response,
+                            },
                         )?;
                         targets.push((upstream, target));
                     }
@@ -146,6 +156,17 @@ impl Plan {
                 }
             };
             let mut plan = AppPlan::new(&app.name, upstream, metrics);
+            if let UpstreamPlan::Http(_) = plan.upstream {
+                plan.truncated = Some(
+                    metrics
+                        .upstream_errors
+                        .get_or_create(&UpstreamErrorLabels {
+                            app: plan.name.clone(),
+                            kind: "truncated",
+                        })
+                        .clone(),
+                );
+            }
             plan.upstream_host_header = app.upstream_host_header;
             plan.rewrite_body = app.rewrite_body;
             for (status, page) in &app.error_pages {

@@ -20,6 +20,9 @@ pub enum Failure {
     BadRequest,
     /// The body is larger than a local service accepts.
     PayloadTooLarge,
+    /// An HTTP/2 request head over `max_headers` or `max_header_bytes`
+    /// (hyper answers HTTP/1.1 heads itself).
+    HeadersTooLarge,
     /// Connecting to the upstream failed or it closed without answering.
     UpstreamUnavailable,
     /// The upstream accepted the request but did not answer in time.
@@ -50,6 +53,7 @@ impl Failure {
             Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::BadRequest => StatusCode::BAD_REQUEST,
             Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Failure::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::IdentityTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -63,6 +67,7 @@ impl Failure {
             Failure::NoRoute => "no_route",
             Failure::BadRequest => "bad_request",
             Failure::PayloadTooLarge => "payload_too_large",
+            Failure::HeadersTooLarge => "headers_too_large",
             Failure::UpstreamUnavailable => "upstream_unavailable",
             Failure::UpstreamTimeout => "upstream_timeout",
             Failure::UpstreamProtocol => "upstream_protocol",
@@ -80,6 +85,7 @@ impl Failure {
             Failure::NoRoute
             | Failure::BadRequest
             | Failure::PayloadTooLarge
+            | Failure::HeadersTooLarge
             | Failure::IdentityTooLarge
             | Failure::IdentityUnavailable => None,
         }
@@ -90,6 +96,7 @@ impl Failure {
             Failure::NoRoute => "Not found",
             Failure::BadRequest => "Bad request",
             Failure::PayloadTooLarge => "Request too large",
+            Failure::HeadersTooLarge => "Request headers too large",
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => "Application unavailable",
             Failure::UpstreamTimeout => "Application did not respond in time",
             Failure::IdentityTooLarge => "Too much identity data",
@@ -102,6 +109,9 @@ impl Failure {
             Failure::NoRoute => "No application is published at this address.",
             Failure::BadRequest => "The request could not be understood by the gateway.",
             Failure::PayloadTooLarge => "The request body is larger than this service accepts.",
+            Failure::HeadersTooLarge => {
+                "The request carries more headers, or larger ones, than the gateway accepts."
+            }
             Failure::UpstreamUnavailable | Failure::UpstreamProtocol => {
                 "The gateway could not reach the application. Please try again in a moment."
             }

@@ -847,6 +847,11 @@ impl<B> RewritingBody<B> {
             done: false,
         }
     }
+
+    /// The body being rewritten.
+    pub(crate) fn inner_mut(self: Pin<&mut Self>) -> Pin<&mut B> {
+        self.project().inner
+    }
 }
 
 impl<B> Body for RewritingBody<B>

@@ -20,10 +20,12 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Notify};
 use tokio_rustls::TlsAcceptor;
 
-use crate::conn::{self, Limits, Role};
+use crate::conn::{self, Ended, Limits, Role};
+use crate::descriptors::{self, ADMIN_MAX_CONNECTIONS};
 use crate::error::Error;
 use crate::local::Services;
-use crate::metrics::{Metrics, ReloadLabels};
+use crate::log_rate::LogRate;
+use crate::metrics::{ListenerLabels, Metrics, ReloadLabels};
 use crate::pipeline::Shared;
 use crate::plan::{AuthPhases, Plan};
 use crate::tls;
@@ -39,7 +41,8 @@ pub struct ListenAddrs {
     pub admin: Option<SocketAddr>,
 }
 
-/// Counts open connections so a drain knows when it is done.
+/// Counts open connections so a drain knows when it is done, and so a
+/// listener knows when it is at its budget.
 struct Tracker {
     open: AtomicUsize,
     idle: Notify,
@@ -64,10 +67,18 @@ impl Tracker {
         Held(self.clone())
     }
 
-    fn enter(self: &Arc<Self>, metrics: &Arc<Metrics>) -> Tracked {
-        self.open.fetch_add(1, Ordering::AcqRel);
+    /// Counts a public connection; also returns how many are open with it.
+    fn enter(self: &Arc<Self>, metrics: &Arc<Metrics>) -> (Tracked, usize) {
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         metrics.open_connections.inc();
-        Tracked(self.clone(), metrics.clone())
+        (Tracked(self.clone(), metrics.clone()), open)
+    }
+
+    fn new() -> Arc<Self> {
+        Arc::new(Tracker {
+            open: AtomicUsize::new(0),
+            idle: Notify::new(),
+        })
     }
 }
 
@@ -97,17 +108,30 @@ pub struct Drained {
     pub abandoned: usize,
 }
 
-/// What every worker shares: certificate, limits, drain and stop signals.
+/// What every worker shares: certificate, limits, budgets, drain and stop
+/// signals.
 #[derive(Clone)]
 struct Common {
     acceptor: Arc<ArcSwap<TlsAcceptor>>,
     limits: Arc<ArcSwap<Limits>>,
+    /// Connections on the public listeners (TLS and redirect); the drain
+    /// waits for zero.
     tracker: Arc<Tracker>,
-    /// Accept loops still holding a listening socket; a drain waits for
-    /// zero so that "draining" really means new connections are refused.
+    /// Public connections beyond which new ones are shed; set on reload.
+    max_connections: Arc<AtomicUsize>,
+    /// Connections on the management listener: its own budget, outside the
+    /// drain, so it answers (`/readyz` 503) until the process exits.
+    admin: Arc<Tracker>,
+    /// Public accept loops still holding a listening socket; a drain waits
+    /// for zero so that "draining" really means new connections are refused.
     accepting: Arc<Tracker>,
     /// `true` once a drain begins: stop accepting, finish connections.
     draining: watch::Receiver<bool>,
+    /// `true` once the workers stop: the management listener closes.
+    stopping: watch::Receiver<bool>,
+    /// Shedding and failed accepts are logged once per interval.
+    shed_log: Arc<LogRate>,
+    accept_log: Arc<LogRate>,
 }
 
 /// A running proxy: its listeners, workers and plans.
@@ -129,6 +153,37 @@ fn limits(config: &Config) -> Limits {
         header_read: config.server.timeouts.header_read,
         idle: config.server.timeouts.idle,
         max_header_bytes: config.server.max_header_bytes,
+        max_headers: config.server.max_headers,
+    }
+}
+
+/// `[server] max_connections`, or what the descriptor limit allows. A
+/// configured budget the limit cannot hold is kept, with a warning: the
+/// operator may raise the limit without restarting us.
+fn max_connections(config: &Config) -> usize {
+    let limit = descriptors::current();
+    match (config.server.max_connections, limit) {
+        (Some(configured), Ok(limit)) => {
+            if descriptors::needed(configured) > limit.soft {
+                tracing::warn!(
+                    max_connections = configured,
+                    descriptors.soft = limit.soft,
+                    descriptors.needed = descriptors::needed(configured),
+                    "max_connections needs more file descriptors than the limit allows; raise LimitNOFILE"
+                );
+            }
+            configured
+        }
+        (Some(configured), Err(_)) => configured,
+        (None, Ok(limit)) => descriptors::budget(limit),
+        (None, Err(e)) => {
+            let fallback = descriptors::budget(descriptors::NofileLimit {
+                soft: 1024,
+                hard: 1024,
+            });
+            tracing::warn!(error = %e, max_connections = fallback, "cannot read the descriptor limit");
+            fallback
+        }
     }
 }
 
@@ -158,19 +213,22 @@ impl Server {
         let ready = Arc::new(AtomicBool::new(false));
         let server_tls = tls::server_config(&config.server.tls.cert, &config.server.tls.key)?;
         let (draining, draining_rx) = watch::channel(false);
-        let (stop, _) = watch::channel(false);
+        let (stop, stopping) = watch::channel(false);
+        let budget = max_connections(config);
+        metrics
+            .connection_limit
+            .set(i64::try_from(budget).unwrap_or(i64::MAX));
         let common = Common {
             acceptor: Arc::new(ArcSwap::from_pointee(TlsAcceptor::from(server_tls))),
             limits: Arc::new(ArcSwap::from_pointee(limits(config))),
-            tracker: Arc::new(Tracker {
-                open: AtomicUsize::new(0),
-                idle: Notify::new(),
-            }),
-            accepting: Arc::new(Tracker {
-                open: AtomicUsize::new(0),
-                idle: Notify::new(),
-            }),
+            tracker: Tracker::new(),
+            max_connections: Arc::new(AtomicUsize::new(budget)),
+            admin: Tracker::new(),
+            accepting: Tracker::new(),
             draining: draining_rx,
+            stopping,
+            shed_log: Arc::new(LogRate::default()),
+            accept_log: Arc::new(LogRate::default()),
         };
         let mut addrs = ListenAddrs {
             https: Vec::new(),
@@ -217,7 +275,13 @@ impl Server {
                         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
                     source,
                 })?;
-                own.push((copy, *role, common.accepting.hold()));
+                // The management listener stays open through a drain, so
+                // the drain does not wait for its accept loops.
+                let held = match role {
+                    Role::Admin => None,
+                    Role::Proxy | Role::Redirect { .. } => Some(common.accepting.hold()),
+                };
+                own.push((copy, *role, held));
             }
             spawn_worker(index, own, shared.clone(), common.clone(), stop.subscribe())?;
             workers.push(shared);
@@ -229,6 +293,7 @@ impl Server {
             admin = ?addrs.admin,
             apps = config.apps.len(),
             workers = config.server.workers,
+            max_connections = budget,
             "gateway listening"
         );
         Ok(Server {
@@ -258,12 +323,21 @@ impl Server {
     /// fixed at start and need a restart.
     pub fn reload(&self, config: &Config) -> Result<(), Error> {
         let result = self.try_reload(config);
-        let label = if result.is_ok() { "success" } else { "failure" };
+        self.count_reload(if result.is_ok() { "success" } else { "failure" });
+        result
+    }
+
+    /// A reload the binary refused before it reached the server (the file
+    /// did not load): counted as a failure like any other.
+    pub fn reload_refused(&self) {
+        self.count_reload("failure");
+    }
+
+    fn count_reload(&self, result: &'static str) {
         self.metrics
             .reloads
-            .get_or_create(&ReloadLabels { result: label })
+            .get_or_create(&ReloadLabels { result })
             .inc();
-        result
     }
 
     fn try_reload(&self, config: &Config) -> Result<(), Error> {
@@ -294,12 +368,19 @@ impl Server {
             .acceptor
             .store(Arc::new(TlsAcceptor::from(server_tls)));
         self.common.limits.store(Arc::new(limits(config)));
+        let budget = max_connections(config);
+        self.common.max_connections.store(budget, Ordering::Relaxed);
+        self.metrics
+            .connection_limit
+            .set(i64::try_from(budget).unwrap_or(i64::MAX));
         Ok(())
     }
 
-    /// Stops accepting, asks every connection to finish its in-flight
-    /// requests, waits up to `deadline` for them, then stops the workers.
-    pub async fn shutdown(self, deadline: Duration) -> Drained {
+    /// Stops accepting on the public listeners, asks every connection to
+    /// finish its in-flight requests and waits up to `deadline` for them.
+    /// The management listener keeps answering (`/readyz` 503) until the
+    /// `Server` is dropped, which stops the workers.
+    pub async fn shutdown(&self, deadline: Duration) -> Drained {
         self.ready.store(false, Ordering::Release);
         let _ = self.draining.send(true);
         let started = tokio::time::Instant::now();
@@ -314,7 +395,6 @@ impl Server {
         Drained {
             abandoned: tracker.open.load(Ordering::Acquire),
         }
-        // Dropping `self` stops the worker threads.
     }
 }
 
@@ -345,7 +425,7 @@ fn compile_auth(config: &Config, services: &Services) -> Result<AuthPhases, Erro
 
 fn spawn_worker(
     index: usize,
-    listeners: Vec<(std::net::TcpListener, Role, Held)>,
+    listeners: Vec<(std::net::TcpListener, Role, Option<Held>)>,
     shared: Arc<Shared>,
     common: Common,
     mut stop: watch::Receiver<bool>,
@@ -382,20 +462,25 @@ fn spawn_worker(
     Ok(())
 }
 
-/// Closes its socket and then releases `held` when a drain begins, so the
-/// drain knows this worker no longer accepts.
+/// Accepts until a drain begins (the management listener: until the
+/// workers stop), then closes its socket and releases `held`, so the drain
+/// knows this worker no longer accepts. A listener at its budget closes
+/// new connections at once.
 async fn accept_loop(
     listener: TcpListener,
     role: Role,
     shared: Arc<Shared>,
     common: Common,
-    held: Held,
+    held: Option<Held>,
 ) {
-    let mut draining = common.draining.clone();
+    let mut closed = match role {
+        Role::Admin => common.stopping.clone(),
+        Role::Proxy | Role::Redirect { .. } => common.draining.clone(),
+    };
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = draining.wait_for(|d| *d) => {
+            _ = closed.wait_for(|d| *d) => {
                 drop(listener);
                 drop(held);
                 return;
@@ -404,31 +489,90 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // Usually EMFILE: back off instead of spinning on the error.
-                tracing::warn!(error = %e, "accept failed");
+                // Usually EMFILE: back off instead of spinning on the error,
+                // and say so once per interval rather than per attempt.
+                if let Some(left_out) = common.accept_log.note() {
+                    tracing::warn!(error = %e, left_out, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let guard = common.tracker.enter(&shared.metrics);
         let shared = shared.clone();
         let limits = **common.limits.load();
-        let draining = common.draining.clone();
         match role {
-            Role::Proxy => {
+            Role::Proxy | Role::Redirect { .. } => {
+                let (guard, open) = common.tracker.enter(&shared.metrics);
+                let budget = common.max_connections.load(Ordering::Relaxed);
+                if open > budget {
+                    drop(guard);
+                    shed(&common, &shared.metrics, "public", budget, stream);
+                    continue;
+                }
+                let draining = common.draining.clone();
+                if let Role::Redirect { .. } = role {
+                    tokio::spawn(async move {
+                        conn::serve_plain(stream, peer, role, shared, limits, draining).await;
+                        drop(guard);
+                    });
+                    continue;
+                }
                 let acceptor = (**common.acceptor.load()).clone();
                 tokio::spawn(async move {
-                    conn::serve_tls(stream, peer, acceptor, shared, limits, draining).await;
+                    let metrics = shared.metrics.clone();
+                    let ended =
+                        conn::serve_tls(stream, peer, acceptor, shared, limits, draining).await;
+                    if ended == Ended::HeadTimeout {
+                        metrics.header_timeouts.inc();
+                    }
                     drop(guard);
                 });
             }
-            Role::Redirect { .. } | Role::Admin => {
+            Role::Admin => {
+                let held = common.admin.hold();
+                if common.admin.open.load(Ordering::Acquire) > ADMIN_MAX_CONNECTIONS {
+                    drop(held);
+                    shed(
+                        &common,
+                        &shared.metrics,
+                        "admin",
+                        ADMIN_MAX_CONNECTIONS,
+                        stream,
+                    );
+                    continue;
+                }
+                let stopping = common.stopping.clone();
                 tokio::spawn(async move {
-                    conn::serve_plain(stream, peer, role, shared, limits, draining).await;
-                    drop(guard);
+                    conn::serve_plain(stream, peer, role, shared, limits, stopping).await;
+                    drop(held);
                 });
             }
         }
+    }
+}
+
+/// Closes a connection over its listener's budget at once: cheaper for us
+/// than a TLS handshake, and clearer to a client than a hang. Counted
+/// every time, logged once per interval.
+fn shed(
+    common: &Common,
+    metrics: &Metrics,
+    listener: &'static str,
+    budget: usize,
+    stream: tokio::net::TcpStream,
+) {
+    drop(stream);
+    metrics
+        .connections_shed
+        .get_or_create(&ListenerLabels { listener })
+        .inc();
+    if let Some(left_out) = common.shed_log.note() {
+        tracing::warn!(
+            listener,
+            max_connections = budget,
+            left_out,
+            "connection limit reached; new connections are closed at once"
+        );
     }
 }

@@ -4,9 +4,23 @@
 //! Plain-HTTP upstreams use [`H1Pool`], a small pool of hyper HTTP/1.1
 //! connections owned by one worker. https upstreams keep hyper-util's pool
 //! with the rustls connector (private CA, fixed SNI).
+//!
+//! Timeouts follow nginx's model: the exchange fails when no byte has moved
+//! either way for `upstream_inactivity_timeout` (the request body going
+//! out counts, through [`Outgoing`]; so does the response body coming back,
+//! in [`crate::body`]), so a slow but moving upload or download succeeds
+//! however long it takes. `upstream_response_timeout`, when set, also caps
+//! the time from sending the request to its response head.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response};
@@ -21,9 +35,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::log_rate::LogRate;
 use crate::tls;
 
-type Pool = Client<HttpsConnector<HttpConnector>, Incoming>;
+type Pool = Client<HttpsConnector<HttpConnector>, Outgoing>;
 
 /// How long an idle pooled upstream connection is kept. Shorter than the
 /// common 60–75 s server keep-alive so the gateway closes first and never
@@ -38,8 +53,19 @@ pub struct HttpUpstream {
     base_path: String,
     /// Length of the public prefix to cut from request paths (0 for `/`).
     public_prefix_len: usize,
-    response_timeout: Duration,
+    timeouts: UpstreamTimeouts,
     pub label: String,
+    /// "upstream request failed" is logged once per interval per target
+    /// and worker: an outage fails every request.
+    pub failures: LogRate,
+}
+
+/// How long an upstream exchange may take; see the module comment.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    pub inactivity: Duration,
+    pub total: Option<Duration>,
 }
 
 enum Transport {
@@ -81,9 +107,9 @@ impl HttpUpstream {
         target: &UpstreamTarget,
         // The app's base path (`""` for `/`): what the public path loses.
         public_base_path: &str,
-        connect_timeout: Duration,
-        response_timeout: Duration,
+        timeouts: UpstreamTimeouts,
     ) -> Result<Self, Error> {
+        let connect_timeout = timeouts.connect;
         let app_error = |reason: String| Error::App {
             app: app.to_string(),
             reason,
@@ -113,8 +139,14 @@ impl HttpUpstream {
             authority,
             base_path: target.base_path.clone(),
             public_prefix_len: public_base_path.len(),
-            response_timeout,
+            timeouts,
+            failures: LogRate::default(),
         })
+    }
+
+    /// How long the upstream may send nothing while a response body waits.
+    pub fn inactivity(&self) -> Duration {
+        self.timeouts.inactivity
     }
 
     /// The upstream URI for a client request URI: public prefix replaced by
@@ -166,19 +198,35 @@ impl HttpUpstream {
 
     /// Sends upstream; a request that never left the gateway (no connection
     /// could be made) comes back in the error, so it can go to another
-    /// target.
+    /// target. Waits for the response head while bytes keep moving (see the
+    /// module comment).
     pub async fn send_or_return(
         &self,
         request: Request<Incoming>,
     ) -> Result<Upstreamed, SendError> {
+        let started = Instant::now();
+        // Only a request with a body can show progress while we wait.
+        let progress = (!request.body().is_end_stream()).then(|| Arc::new(Progress::new(started)));
+        let request = request.map(|body| Outgoing {
+            body,
+            progress: progress.clone(),
+        });
+        let timed_out = || SendError {
+            error: UpstreamError::Timeout,
+            unsent: None,
+        };
         match &self.transport {
             Transport::Plain(pool) => {
-                match tokio::time::timeout(self.response_timeout, pool.send(request)).await {
-                    Err(_) => Err(SendError {
-                        error: UpstreamError::Timeout,
-                        unsent: None,
+                match self
+                    .within(started, progress.as_deref(), pool.send(request))
+                    .await
+                {
+                    None => Err(timed_out()),
+                    Some(Ok(upstreamed)) => Ok(upstreamed),
+                    Some(Err((error, unsent))) => Err(SendError {
+                        error,
+                        unsent: unsent.map(|r| r.map(|o| o.body)),
                     }),
-                    Ok(result) => result,
                 }
             }
             Transport::Tls(pool) => {
@@ -186,17 +234,20 @@ impl HttpUpstream {
                     error,
                     unsent: None,
                 };
-                match tokio::time::timeout(self.response_timeout, pool.request(request)).await {
-                    Err(_) => Err(error(UpstreamError::Timeout)),
-                    Ok(Ok(response)) => Ok(Upstreamed {
+                match self
+                    .within(started, progress.as_deref(), pool.request(request))
+                    .await
+                {
+                    None => Err(timed_out()),
+                    Some(Ok(response)) => Ok(Upstreamed {
                         response,
                         lease: None,
                     }),
-                    Ok(Err(e)) if e.is_connect() => {
+                    Some(Err(e)) if e.is_connect() => {
                         tracing::debug!(error = %e, "upstream connect failed");
                         Err(error(UpstreamError::Connect))
                     }
-                    Ok(Err(e)) => {
+                    Some(Err(e)) => {
                         tracing::debug!(error = %e, "upstream request failed");
                         let source = std::error::Error::source(&e)
                             .and_then(|s| s.downcast_ref::<hyper::Error>());
@@ -205,6 +256,99 @@ impl HttpUpstream {
                 }
             }
         }
+    }
+
+    /// `exchange`'s output, or `None` once nothing has moved for the
+    /// inactivity timeout, or the optional total has passed.
+    async fn within<F: Future>(
+        &self,
+        started: Instant,
+        progress: Option<&Progress>,
+        exchange: F,
+    ) -> Option<F::Output> {
+        let total = self.timeouts.total.map(|total| started + total);
+        let inactivity = self.timeouts.inactivity;
+        let mut quiet_until = started + inactivity;
+        tokio::pin!(exchange);
+        loop {
+            let wake = total.map_or(quiet_until, |total| total.min(quiet_until));
+            tokio::select! {
+                output = &mut exchange => return Some(output),
+                () = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    if total.is_some_and(|total| now >= total) {
+                        return None;
+                    }
+                    // The deadline moves with the last byte the request
+                    // body handed over.
+                    match progress.map(|p| p.last_moved() + inactivity) {
+                        Some(next) if next > now => quiet_until = next,
+                        _ => return None,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// When the request body last handed a frame to the upstream connection;
+/// shared between the body (polled by that connection) and the wait. A
+/// clock read per frame, never per byte.
+struct Progress {
+    base: Instant,
+    moved_ns: AtomicU64,
+}
+
+impl Progress {
+    fn new(base: Instant) -> Self {
+        Progress {
+            base,
+            moved_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.moved_ns.store(ns, Ordering::Relaxed);
+    }
+
+    fn last_moved(&self) -> Instant {
+        self.base + Duration::from_nanos(self.moved_ns.load(Ordering::Relaxed))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client's request body on its way upstream, noting each frame it
+    /// hands over so that a slow but moving upload never looks inactive.
+    pub struct Outgoing {
+        #[pin]
+        body: Incoming,
+        progress: Option<Arc<Progress>>,
+    }
+}
+
+impl Body for Outgoing {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let result = this.body.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(progress)) = (&result, this.progress) {
+            progress.touch();
+        }
+        result
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -240,7 +384,10 @@ fn tls_pool(app: &str, target: &UpstreamTarget, connect_timeout: Duration) -> Re
         .build(connector))
 }
 
-type Sender = http1::SendRequest<Incoming>;
+type Sender = http1::SendRequest<Outgoing>;
+
+/// A pooled send that failed: why, and the request when no byte of it left.
+type PoolError = (UpstreamError, Option<Request<Outgoing>>);
 
 /// Keep-alive HTTP/1.1 connections to one plain-HTTP upstream, owned by one
 /// worker (each worker compiles its own plan), so the lock is never
@@ -268,12 +415,9 @@ impl H1Pool {
     /// retried, as hyper-util's pool does; one on a new connection is not.
     async fn send(
         self: &Arc<Self>,
-        mut request: Request<Incoming>,
-    ) -> Result<Upstreamed, SendError> {
-        let sent = |error| SendError {
-            error,
-            unsent: None,
-        };
+        mut request: Request<Outgoing>,
+    ) -> Result<Upstreamed, PoolError> {
+        let sent = |error| (error, None);
         while let Some(mut sender) = self.checkout() {
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.leased(response, sender)),
@@ -294,12 +438,7 @@ impl H1Pool {
         // would otherwise enlarge every request's future.
         let mut sender = match Box::pin(self.connect()).await {
             Ok(sender) => sender,
-            Err(error) => {
-                return Err(SendError {
-                    error,
-                    unsent: Some(request),
-                })
-            }
+            Err(error) => return Err((error, Some(request))),
         };
         match sender.send_request(request).await {
             Ok(response) => Ok(self.leased(response, sender)),
