@@ -743,7 +743,10 @@ fn h2_head_fits<B>(request: &Request<B>, limits: Limits) -> bool {
 
 /// Runs a connection to completion, with the head clock, the idle clock
 /// (an idle connection closes between one and two `idle` periods after its
-/// last request ended) and a graceful shutdown on drain.
+/// last request ended) and a graceful shutdown on drain. A client that does
+/// not complete a graceful close (an HTTP/2 client that never acknowledges
+/// the GOAWAY's PING) is dropped once nothing is in flight and
+/// `header_read` has passed.
 async fn drive<C: Graceful>(
     conn: C,
     activity: &Activity,
@@ -752,15 +755,20 @@ async fn drive<C: Graceful>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Ended {
     tokio::pin!(conn);
-    let mut closing = *shutdown.borrow();
-    if closing {
-        conn.as_mut().begin_shutdown();
+    let mut closing = false;
+    let mut check_at = Instant::now() + limits.idle;
+    let begin_close = |conn: Pin<&mut C>, closing: &mut bool, check_at: &mut Instant| {
+        *closing = true;
+        conn.begin_shutdown();
+        *check_at = Instant::now() + limits.header_read;
+    };
+    if *shutdown.borrow() {
+        begin_close(conn.as_mut(), &mut closing, &mut check_at);
     }
     let head_deadline = tokio::time::sleep_until(opened + limits.header_read);
     tokio::pin!(head_deadline);
     let mut head_armed = Some(FIRST_HEAD);
     let mut epoch = activity.epoch();
-    let mut idle_check = Instant::now() + limits.idle;
     loop {
         tokio::select! {
             // The connection first: what it has just read decides the head
@@ -775,19 +783,25 @@ async fn drive<C: Graceful>(
             () = std::future::poll_fn(|cx| {
                 poll_head(cx, activity, &mut head_armed, head_deadline.as_mut(), limits.header_read)
             }) => return Ended::HeadTimeout,
-            () = tokio::time::sleep_until(idle_check), if !closing => {
+            () = tokio::time::sleep_until(check_at) => {
+                if closing {
+                    if activity.in_flight.load(Ordering::Acquire) == 0 {
+                        return Ended::Finished;
+                    }
+                    check_at = Instant::now() + limits.header_read;
+                    continue;
+                }
                 let now_epoch = activity.epoch();
                 if now_epoch == epoch && activity.is_idle() {
-                    closing = true;
-                    conn.as_mut().begin_shutdown();
+                    begin_close(conn.as_mut(), &mut closing, &mut check_at);
+                } else {
+                    check_at = Instant::now() + limits.idle;
                 }
                 epoch = now_epoch;
-                idle_check = Instant::now() + limits.idle;
             }
             changed = shutdown.changed(), if !closing => {
                 if changed.is_err() || *shutdown.borrow() {
-                    closing = true;
-                    conn.as_mut().begin_shutdown();
+                    begin_close(conn.as_mut(), &mut closing, &mut check_at);
                 }
             }
         }

@@ -1,11 +1,12 @@
 //! Data-plane behaviour against real listeners on 127.0.0.1:0: a gateway
 //! started in-process, a real backend, TLS clients.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use http::{header, Request, StatusCode, Version};
-use portcullis_proxy::Server;
+use portcullis_proxy::{LocalApp, Server};
 use test_support::{Backend, Client, Pki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -15,11 +16,41 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
+/// How a test gateway differs from the plain one.
+#[derive(Default)]
+struct Setup<'a> {
+    server_extra: &'a str,
+    apps: &'a str,
+    access_log: bool,
+    /// An `[idp]` section is written, routed to this local service.
+    idp: Option<Arc<dyn LocalApp>>,
+}
+
 impl Harness {
     /// Starts a gateway with the given `[[app]]` tables and extra `[server]` keys.
     async fn start(server_extra: &str, apps: &str) -> Harness {
+        Harness::start_with(Setup {
+            server_extra,
+            apps,
+            ..Setup::default()
+        })
+        .await
+    }
+
+    async fn start_with(setup: Setup<'_>) -> Harness {
         let pki = Pki::new();
         let dir = tempfile::tempdir().expect("dir");
+        let idp = match setup.idp {
+            Some(_) => {
+                let users = dir.path().join("users.toml");
+                std::fs::write(&users, "").expect("write users");
+                format!(
+                    "[idp]\npublic_url = \"https://c.test/\"\nusers_file = \"{}\"\n",
+                    users.display()
+                )
+            }
+            None => String::new(),
+        };
         let text = format!(
             r#"
 [server]
@@ -33,18 +64,26 @@ tls_key = "{key}"
 listen = "127.0.0.1:0"
 
 [log]
-access_log = false
+access_log = {access_log}
 
+{idp}
 {apps}
 "#,
             cert = pki.cert_path().display(),
             key = pki.key_path().display(),
+            server_extra = setup.server_extra,
+            access_log = setup.access_log,
+            apps = setup.apps,
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).expect("write config");
         let config = portcullis_config::load(&path, &portcullis_config::NoMetadata)
             .unwrap_or_else(|p| panic!("{p}"));
-        let gateway = Server::start(&config, portcullis_proxy::Services::default())
+        let services = portcullis_proxy::Services {
+            idp: setup.idp,
+            auth: None,
+        };
+        let gateway = Server::start(&config, services)
             .await
             .expect("start gateway");
         Harness {
@@ -585,4 +624,709 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         1,
         "sequential requests share one upstream connection"
     );
+}
+
+// ---- Connection clocks, limits and budgets ---------------------------------
+
+/// GETs `path` from the management listener over plain HTTP/1.1: status
+/// line and body.
+async fn admin_get(gw: &Harness, path: &str) -> String {
+    let admin = gw.gateway.addrs().admin.expect("admin listener");
+    let mut stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("connect admin");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+/// Waits until `stream` is closed by the gateway (end of file, TLS
+/// close_notify or a reset), at most `within`; returns how long that took,
+/// or `None` when it was still open. Whatever the gateway sends is read.
+async fn closed_within<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const H2_HEADERS: u8 = 0x1;
+const H2_SETTINGS: u8 = 0x4;
+const H2_PING: u8 = 0x6;
+const H2_END_STREAM: u8 = 0x1;
+const H2_END_HEADERS: u8 = 0x4;
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("short payload");
+    let mut out = len.to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// HPACK for `GET https://app.test/`: indexed :method GET, :scheme https,
+/// :path /, and :authority as a literal.
+fn h2_get_block() -> Vec<u8> {
+    let mut block = vec![0x82, 0x87, 0x84, 0x41, 8];
+    block.extend_from_slice(b"app.test");
+    block
+}
+
+/// Reads frames until the gateway sends HEADERS on `stream` (a response).
+async fn h2_await_response<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, stream: u32) {
+    let wait = async {
+        loop {
+            let mut head = [0u8; 9];
+            reader.read_exact(&mut head).await.expect("frame header");
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            reader
+                .read_exact(&mut payload)
+                .await
+                .expect("frame payload");
+            let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            if head[3] == H2_HEADERS && id == stream {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("no response on the stream");
+}
+
+/// Writes `frame`'s bytes one at a time, every `pace`, until the connection
+/// breaks or `bytes` are out; runs on its own so the test can watch the
+/// other direction.
+fn trickle<W: tokio::io::AsyncWrite + Unpin + Send + 'static>(
+    mut writer: W,
+    bytes: Vec<u8>,
+    pace: Duration,
+) -> tokio::task::JoinHandle<W> {
+    tokio::spawn(async move {
+        for byte in bytes {
+            if writer.write_all(&[byte]).await.is_err() || writer.flush().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(pace).await;
+        }
+        writer
+    })
+}
+
+#[tokio::test]
+async fn http1_keep_alive_outlives_header_read_and_closes_at_idle() {
+    let gw = Harness::start(
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"2s\"",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let tls = gw.h1().raw_tls("app.test").await;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .expect("h1 handshake");
+    let mut connection = tokio::spawn(connection);
+    let get = || {
+        Request::get("/")
+            .header(header::HOST, "app.test")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request")
+    };
+    use http_body_util::BodyExt;
+    let response = sender.send_request(get()).await.expect("first response");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.expect("body");
+
+    // Idle for more than three header_read periods: still open.
+    let early = tokio::time::timeout(Duration::from_secs(1), &mut connection).await;
+    assert!(
+        early.is_err(),
+        "idle keep-alive connection closed at header_read_timeout"
+    );
+    let response = sender.send_request(get()).await.expect("second response");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.expect("body");
+    let idle_from = Instant::now();
+
+    // Then closed by the idle clock: between one and two idle periods.
+    let closed = tokio::time::timeout(Duration::from_secs(6), &mut connection).await;
+    assert!(closed.is_ok(), "idle connection still open after 6 s");
+    let idle = idle_from.elapsed();
+    assert!(idle >= Duration::from_millis(1900), "closed after {idle:?}");
+}
+
+#[tokio::test]
+async fn http2_header_trickle_is_cut_at_header_read() {
+    let gw = Harness::start(
+        "header_read_timeout = \"500ms\"\nidle_timeout = \"20s\"",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let tls = gw.h1().raw_tls_alpn("app.test", b"h2").await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let mut start = H2_PREFACE.to_vec();
+    start.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+    // A first request completes normally.
+    start.extend(h2_frame(
+        H2_HEADERS,
+        H2_END_HEADERS | H2_END_STREAM,
+        1,
+        &h2_get_block(),
+    ));
+    writer.write_all(&start).await.expect("write");
+    h2_await_response(&mut reader, 1).await;
+
+    // The next head trickles: a HEADERS frame of 200 bytes, one byte every
+    // 40 ms (8 s in all), PINGs and all bytes moving.
+    let slow = h2_frame(H2_HEADERS, H2_END_STREAM, 3, &[0x82; 200]);
+    let trickling = trickle(writer, slow, Duration::from_millis(40));
+    let closed = closed_within(&mut reader, Duration::from_secs(6)).await;
+    trickling.abort();
+    let after = closed.expect("trickling HTTP/2 head still open after 6 s");
+    assert!(
+        after >= Duration::from_millis(400) && after < Duration::from_secs(3),
+        "closed after {after:?}, header_read_timeout is 500ms"
+    );
+    let metrics = admin_get(&gw, "/metrics").await;
+    assert!(
+        metrics.contains("portcullis_header_timeouts_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn http2_connection_without_a_complete_head_is_cut_at_header_read() {
+    let gw = Harness::start(
+        "header_read_timeout = \"500ms\"\nidle_timeout = \"20s\"",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let tls = gw.h1().raw_tls_alpn("app.test", b"h2").await;
+    let opened = Instant::now();
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let mut start = H2_PREFACE.to_vec();
+    start.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+    writer.write_all(&start).await.expect("write");
+    // Then only PINGs, never a request.
+    let pings = tokio::spawn(async move {
+        for _ in 0..200 {
+            let ping = h2_frame(H2_PING, 0, 0, &[7; 8]);
+            if writer.write_all(&ping).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    });
+    let closed = closed_within(&mut reader, Duration::from_secs(6)).await;
+    pings.abort();
+    assert!(
+        closed.is_some(),
+        "HTTP/2 connection without a request still open after 6 s"
+    );
+    let after = opened.elapsed();
+    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+}
+
+#[tokio::test]
+async fn http2_pings_do_not_keep_an_idle_connection_open() {
+    let gw = Harness::start(
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"800ms\"",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let tls = gw.h1().raw_tls_alpn("app.test", b"h2").await;
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let mut start = H2_PREFACE.to_vec();
+    start.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+    start.extend(h2_frame(
+        H2_HEADERS,
+        H2_END_HEADERS | H2_END_STREAM,
+        1,
+        &h2_get_block(),
+    ));
+    writer.write_all(&start).await.expect("write");
+    h2_await_response(&mut reader, 1).await;
+    let pings = tokio::spawn(async move {
+        for _ in 0..200 {
+            let ping = h2_frame(H2_PING, 0, 0, &[7; 8]);
+            if writer.write_all(&ping).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    });
+    let closed = closed_within(&mut reader, Duration::from_secs(5)).await;
+    pings.abort();
+    let after = closed.expect("PINGs kept an idle HTTP/2 connection open");
+    assert!(
+        after >= Duration::from_millis(700),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn header_limits_are_the_same_on_http1_and_http2() {
+    let gw = Harness::start(
+        "max_headers = 40",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let with_headers = |count: usize, value: &str| {
+        let mut builder = Request::get("https://app.test/");
+        for i in 0..count {
+            builder = builder.header(format!("x-h-{i}"), value);
+        }
+        builder.body(Client::empty()).expect("request")
+    };
+    for (client, version) in [(gw.h1(), "h1"), (gw.h2(), "h2")] {
+        assert_eq!(
+            client.send(with_headers(30, "v")).await.status,
+            StatusCode::OK,
+            "{version}"
+        );
+        assert_eq!(
+            client.send(with_headers(45, "v")).await.status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "{version}: 45 headers over max_headers = 40"
+        );
+        // 20 headers of 1 KiB are under the count but over 16 KiB.
+        let kib = "k".repeat(1024);
+        assert_eq!(
+            client.send(with_headers(20, &kib)).await.status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "{version}: over max_header_bytes"
+        );
+        assert_eq!(
+            client.send(with_headers(12, &kib)).await.status,
+            StatusCode::OK,
+            "{version}: 12 KiB of headers"
+        );
+    }
+
+    // The default count is 100 on both protocols.
+    let gw = Harness::start("", &app("a", "https://app.test/", "builtin:echo")).await;
+    for (client, version) in [(gw.h1(), "h1"), (gw.h2(), "h2")] {
+        assert_eq!(
+            client.send(with_headers(95, "v")).await.status,
+            StatusCode::OK,
+            "{version}"
+        );
+        assert_eq!(
+            client.send(with_headers(200, "v")).await.status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "{version}"
+        );
+    }
+}
+
+/// A local service (where the gateway itself answers 413 over 64 KiB).
+struct Local;
+
+impl LocalApp for Local {
+    fn call(
+        &self,
+        _: Request<bytes::Bytes>,
+        _: portcullis_proxy::LocalMeta,
+    ) -> portcullis_proxy::LocalFuture {
+        Box::pin(async { http::Response::new(bytes::Bytes::from_static(b"local")) })
+    }
+}
+
+#[tokio::test]
+async fn a_413_reaches_an_http1_client_that_is_still_uploading() {
+    let gw = Harness::start_with(Setup {
+        idp: Some(Arc::new(Local)),
+        ..Setup::default()
+    })
+    .await;
+    // Like curl without Expect: the whole body is written, then the answer
+    // read. The gateway answers after 64 KiB; the rest must not make its
+    // kernel reset the connection under the answer.
+    for attempt in 0..3 {
+        let mut tls = gw.h1().raw_tls("c.test").await;
+        const BODY: usize = 8 * 1024 * 1024;
+        let head =
+            format!("POST /login HTTP/1.1\r\nHost: c.test\r\nContent-Length: {BODY}\r\n\r\n");
+        tls.write_all(head.as_bytes()).await.expect("head");
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..BODY / chunk.len() {
+            if tls.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = tls.flush().await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 413"),
+            "attempt {attempt}: {read:?} {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_431_reaches_an_http1_client_that_sends_more() {
+    let backend = Backend::start().await;
+    let gw = Harness::start(
+        "max_header_bytes = 8192",
+        &app("a", "https://app.test/", &backend.url()),
+    )
+    .await;
+    let mut tls = gw.h1().raw_tls("app.test").await;
+    let huge = "x".repeat(12 * 1024);
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: app.test\r\nX-Big: {huge}\r\nContent-Length: 4194304\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..64 {
+        if tls.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(backend.requests(), 0);
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_shed_and_admin_stays_reachable() {
+    let gw = Harness::start(
+        "max_connections = 3",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let log = captured_logs();
+    // Three clients that hold their connections (they have not even begun TLS).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            tokio::net::TcpStream::connect(gw.addr())
+                .await
+                .expect("connect"),
+        );
+    }
+    let mut open = String::new();
+    for _ in 0..100 {
+        open = admin_get(&gw, "/metrics").await;
+        if open.contains("portcullis_open_connections 3") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(open.contains("portcullis_open_connections 3"), "{open}");
+    assert!(open.contains("portcullis_connection_limit 3"), "{open}");
+
+    // Every further one is closed at once, and the management listener
+    // still answers.
+    for _ in 0..5 {
+        let mut extra = tokio::net::TcpStream::connect(gw.addr())
+            .await
+            .expect("connect");
+        let closed = closed_within(&mut extra, Duration::from_secs(2)).await;
+        assert!(closed.is_some(), "a connection over the budget was kept");
+    }
+    assert!(admin_get(&gw, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let metrics = admin_get(&gw, "/metrics").await;
+    assert!(
+        metrics.contains("portcullis_connections_shed_total{listener=\"public\"} 5"),
+        "{metrics}"
+    );
+    // Logged once, not once per connection.
+    let lines = log.lines_with("connection limit reached");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+
+    // Once one leaves, a new client is served again.
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..100 {
+        if admin_get(&gw, "/metrics")
+            .await
+            .contains("portcullis_open_connections 2")
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "the released slot was not freed");
+    assert_eq!(
+        gw.h1().get("https://app.test/").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn readyz_answers_503_through_a_drain_and_admin_survives_it() {
+    let backend = Backend::start().await;
+    let gw = Harness::start("", &app("a", "https://app.test/", &backend.url())).await;
+    assert!(admin_get(&gw, "/readyz").await.starts_with("HTTP/1.1 200"));
+    let slow_client = gw.h1();
+    let slow = tokio::spawn(async move { slow_client.get("https://app.test/slow?ms=800").await });
+    assert!(test_support::eventually(Duration::from_secs(2), || backend.requests() >= 1).await);
+    let drained = gw.gateway.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(drained.abandoned, 0);
+    assert_eq!(slow.await.expect("join").status, StatusCode::OK);
+    // Drained, not yet dropped: the public listener refuses, admin answers.
+    assert!(tokio::net::TcpStream::connect(gw.addr()).await.is_err());
+    let ready = admin_get(&gw, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(admin_get(&gw, "/healthz").await.starts_with("HTTP/1.1 200"));
+}
+
+// ---- Upstream inactivity and truncated bodies ------------------------------
+
+/// A request body of `chunks` chunks of 16 KiB, one every `pace`.
+fn paced_body(chunks: usize, pace: Duration) -> test_support::client::TestBody {
+    let stream = futures_util::stream::unfold(0, move |sent| async move {
+        if sent == chunks {
+            return None;
+        }
+        tokio::time::sleep(pace).await;
+        let frame = http_body::Frame::data(bytes::Bytes::from(vec![0u8; 16 * 1024]));
+        Some((Ok::<_, std::convert::Infallible>(frame), sent + 1))
+    });
+    Client::body(http_body_util::StreamBody::new(stream))
+}
+
+/// A bare HTTP/1.1 backend: reads a request head, writes `head` at once,
+/// then each of `chunks` after `pace`, then closes.
+async fn scripted_backend(
+    head: &'static [u8],
+    chunks: Vec<&'static [u8]>,
+    pace: Duration,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let chunks = chunks.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if stream.write_all(head).await.is_err() {
+                    return;
+                }
+                for part in chunks {
+                    tokio::time::sleep(pace).await;
+                    if stream.write_all(part).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_slow_but_moving_upload_and_download_outlast_the_inactivity_timeout() {
+    let backend = Backend::start().await;
+    let slow_source = scripted_backend(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        std::iter::repeat_n(&b"3\r\nabc\r\n"[..], 16)
+            .chain(std::iter::once(&b"0\r\n\r\n"[..]))
+            .collect(),
+        Duration::from_millis(100),
+    )
+    .await;
+    let apps = [
+        app("a", "https://app.test/", &backend.url()),
+        app("dl", "https://b.test/", &format!("http://{slow_source}")),
+    ]
+    .concat();
+    let gw = Harness::start("upstream_inactivity_timeout = \"400ms\"", &apps).await;
+    for (client, version) in [(gw.h1(), "h1"), (gw.h2(), "h2")] {
+        // 16 chunks, 100 ms apart: 1.6 s in all, four inactivity periods.
+        let started = Instant::now();
+        let upload = Request::post("https://app.test/sink")
+            .body(paced_body(16, Duration::from_millis(100)))
+            .expect("request");
+        let reply = client.send(upload).await;
+        assert_eq!(reply.status, StatusCode::OK, "{version}: {}", reply.text());
+        assert_eq!(reply.json()["bytes"], 16 * 16 * 1024, "{version}");
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+
+        let reply = client.get("https://b.test/").await;
+        assert_eq!(reply.status, StatusCode::OK, "{version}");
+        assert_eq!(reply.text(), "abc".repeat(16), "{version}");
+    }
+    // A silent upstream still gets its 504.
+    let reply = gw.h1().get("https://app.test/slow?ms=2000").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn a_truncated_or_stalled_upstream_body_is_an_error_in_the_log_and_a_metric() {
+    let log = captured_logs();
+    // 10 bytes of 1,000, then the connection closes.
+    let truncated = scripted_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly ten b",
+        Vec::new(),
+        Duration::ZERO,
+    )
+    .await;
+    // 10 bytes of 1,000, then nothing for 30 s.
+    let stalled = scripted_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nten, then ",
+        vec![&b"too late"[..]],
+        Duration::from_secs(30),
+    )
+    .await;
+    let apps = [
+        app(
+            "trunc-app",
+            "https://a.test/",
+            &format!("http://{truncated}"),
+        ),
+        app("stall-app", "https://b.test/", &format!("http://{stalled}")),
+    ]
+    .concat();
+    let gw = Harness::start_with(Setup {
+        server_extra: "upstream_inactivity_timeout = \"500ms\"",
+        apps: &apps,
+        access_log: true,
+        idp: None,
+    })
+    .await;
+    for url in ["https://a.test/", "https://b.test/"] {
+        let response = gw
+            .h1()
+            .send_streaming(Request::get(url).body(Client::empty()).expect("request"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        use http_body_util::BodyExt;
+        let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+            .await
+            .expect("body did not end");
+        assert!(body.is_err(), "{url}: a cut body read as complete");
+    }
+    let mut metrics = String::new();
+    let mut counted = false;
+    for _ in 0..100 {
+        metrics = admin_get(&gw, "/metrics").await;
+        counted = metrics
+            .contains("portcullis_upstream_errors_total{app=\"trunc-app\",kind=\"truncated\"} 1")
+            && metrics.contains(
+                "portcullis_upstream_errors_total{app=\"stall-app\",kind=\"truncated\"} 1",
+            );
+        if counted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counted, "{metrics}");
+    let access = log.lines_with("portcullis::access");
+    let trunc: Vec<_> = access.iter().filter(|l| l.contains("trunc-app")).collect();
+    assert_eq!(trunc.len(), 1, "{access:?}");
+    assert!(trunc[0].contains("upstream_truncated"), "{}", trunc[0]);
+    assert!(trunc[0].contains("\"http.status\":200"), "{}", trunc[0]);
+    let stall: Vec<_> = access.iter().filter(|l| l.contains("stall-app")).collect();
+    assert_eq!(stall.len(), 1, "{access:?}");
+    assert!(stall[0].contains("upstream_stalled"), "{}", stall[0]);
+}
+
+#[tokio::test]
+async fn repeated_upstream_failures_are_logged_once_per_interval() {
+    let log = captured_logs();
+    let closed = Backend::closed_addr();
+    let gw = Harness::start(
+        "workers = 1",
+        &app("outage-app", "https://a.test/", &format!("http://{closed}")),
+    )
+    .await;
+    let client = gw.h1();
+    for _ in 0..20 {
+        assert_eq!(
+            client.get("https://a.test/").await.status,
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    let metrics = admin_get(&gw, "/metrics").await;
+    assert!(
+        metrics
+            .contains("portcullis_upstream_errors_total{app=\"outage-app\",kind=\"connect\"} 20"),
+        "{metrics}"
+    );
+    let warned: Vec<_> = log
+        .lines_with("upstream request failed")
+        .into_iter()
+        .filter(|l| l.contains("outage-app") && l.contains("WARN"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+}
+
+/// Every log event of this test binary, as JSON lines (a global subscriber:
+/// the workers are threads of their own).
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[derive(Clone)]
+struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut out) = self.0.lock() {
+            out.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured_logs() -> Captured {
+    static BUFFER: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    let buffer = BUFFER.get_or_init(|| {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Sink(buffer.clone());
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || sink.clone())
+            .try_init();
+        buffer
+    });
+    Captured(buffer.clone())
 }
