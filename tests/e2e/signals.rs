@@ -60,3 +60,158 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
     assert_eq!(reply.status, StatusCode::OK, "in-flight request was cut");
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// `[server]` keys followed by a management listener on a free port.
+const WITH_ADMIN: &str = "shutdown_timeout = \"10s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"";
+
+/// The management listener's bound address, from `gateway listening`
+/// (`admin` is written as `Some(127.0.0.1:PORT)`).
+fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
+    let line = gw
+        .wait_for_log("gateway listening", Duration::from_secs(5))
+        .expect("listening line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    event["admin"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("Some("))
+        .and_then(|a| a.strip_suffix(')'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no admin address in {line}"))
+}
+
+/// `GET path` on the management listener: the status code, or `None` when
+/// nothing accepts the connection.
+async fn admin_get(admin: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    Some((status, out))
+}
+
+#[tokio::test]
+async fn a_refused_reload_is_counted_as_a_failure() {
+    let gw = Gateway::start(WITH_ADMIN, &app("a", "https://app.test/", "builtin:echo"));
+    let admin = admin_addr(&gw);
+    gw.rewrite_config("[server\nthis is not toml");
+    gw.signal("HUP");
+    assert!(gw
+        .wait_for_log("reload refused", Duration::from_secs(10))
+        .is_some());
+    let (status, metrics) = admin_get(admin, "/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("portcullis_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn readyz_answers_503_from_the_start_of_a_drain_until_exit() {
+    let backend = Backend::start().await;
+    let mut gw = Gateway::start(WITH_ADMIN, &app("a", "https://app.test/", &backend.url()));
+    let admin = admin_addr(&gw);
+    assert_eq!(admin_get(admin, "/readyz").await.map(|r| r.0), Some(200));
+    let client = Client::http1(&gw.pki, gw.https);
+    let slow = tokio::spawn(async move { client.get("https://app.test/slow?ms=2000").await });
+    assert!(test_support::eventually(Duration::from_secs(5), || backend.requests() == 1).await);
+    gw.signal("TERM");
+
+    // Every answer from the signal on is 503, until nothing answers; at
+    // least one comes while the request is still in flight.
+    // (status, whether the slow request was still in flight)
+    let mut answers = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while let Some((status, _)) = admin_get(admin, "/readyz").await {
+        answers.push((status, !slow.is_finished()));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "admin still answering"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Answers before the signal was handled may still be 200; none after.
+    let after_signal: Vec<_> = answers.iter().skip_while(|(s, _)| *s == 200).collect();
+    assert!(
+        after_signal.iter().all(|(s, _)| *s == 503),
+        "readyz after SIGTERM: {answers:?}"
+    );
+    assert!(
+        after_signal.iter().any(|(_, in_flight)| *in_flight),
+        "no 503 while the drain waited for the request: {answers:?}"
+    );
+    let reply = slow.await.expect("join");
+    assert_eq!(reply.status, StatusCode::OK, "in-flight request was cut");
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let pki = test_support::Pki::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        config_text(&pki, "", &app("a", "https://app.test/", "builtin:echo")),
+    )
+    .expect("write config");
+    // Started under a low soft limit, as the common default of 1,024 is.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 512 && exec \"$0\" run --config \"$1\"")
+        .arg(crate::process::BIN)
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn portcullis");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut limit_line = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(line) =
+        seen.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if line.contains("file descriptor limit") {
+            limit_line = Some(line.clone());
+        }
+        if line.contains("gateway listening") {
+            break;
+        }
+    }
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("proc limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    let open_files: Vec<u64> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line")
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(open_files.len(), 2, "{limits}");
+    assert_eq!(
+        open_files[0], open_files[1],
+        "soft limit not raised: {limits}"
+    );
+    let line = limit_line.expect("no `file descriptor limit` line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+    assert_eq!(
+        event["descriptors.soft"], event["descriptors.hard"],
+        "{line}"
+    );
+}
