@@ -129,8 +129,10 @@ struct Common {
     draining: watch::Receiver<bool>,
     /// `true` once the workers stop: the management listener closes.
     stopping: watch::Receiver<bool>,
-    /// Shedding and failed accepts are logged once per interval.
-    shed_log: Arc<LogRate>,
+    /// Shedding (per budget, so a public flood does not hide the admin
+    /// listener's) and failed accepts are logged once per interval.
+    shed_public_log: Arc<LogRate>,
+    shed_admin_log: Arc<LogRate>,
     accept_log: Arc<LogRate>,
 }
 
@@ -227,7 +229,8 @@ impl Server {
             accepting: Tracker::new(),
             draining: draining_rx,
             stopping,
-            shed_log: Arc::new(LogRate::default()),
+            shed_public_log: Arc::new(LogRate::default()),
+            shed_admin_log: Arc::new(LogRate::default()),
             accept_log: Arc::new(LogRate::default()),
         };
         let mut addrs = ListenAddrs {
@@ -507,7 +510,13 @@ async fn accept_loop(
                 let budget = common.max_connections.load(Ordering::Relaxed);
                 if open > budget {
                     drop(guard);
-                    shed(&common, &shared.metrics, "public", budget, stream);
+                    shed(
+                        &common.shed_public_log,
+                        &shared.metrics,
+                        "public",
+                        budget,
+                        stream,
+                    );
                     continue;
                 }
                 let draining = common.draining.clone();
@@ -534,7 +543,7 @@ async fn accept_loop(
                 if common.admin.open.load(Ordering::Acquire) > ADMIN_MAX_CONNECTIONS {
                     drop(held);
                     shed(
-                        &common,
+                        &common.shed_admin_log,
                         &shared.metrics,
                         "admin",
                         ADMIN_MAX_CONNECTIONS,
@@ -556,7 +565,7 @@ async fn accept_loop(
 /// than a TLS handshake, and clearer to a client than a hang. Counted
 /// every time, logged once per interval.
 fn shed(
-    common: &Common,
+    log: &LogRate,
     metrics: &Metrics,
     listener: &'static str,
     budget: usize,
@@ -567,7 +576,7 @@ fn shed(
         .connections_shed
         .get_or_create(&ListenerLabels { listener })
         .inc();
-    if let Some(left_out) = common.shed_log.note() {
+    if let Some(left_out) = log.note() {
         tracing::warn!(
             listener,
             max_connections = budget,

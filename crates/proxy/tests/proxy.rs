@@ -1077,6 +1077,64 @@ async fn connections_over_max_connections_are_shed_and_admin_stays_reachable() {
 }
 
 #[tokio::test]
+async fn the_management_listener_has_a_budget_of_its_own() {
+    let gw = Harness::start(
+        "max_connections = 1",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let admin = gw.gateway.addrs().admin.expect("admin listener");
+    // While a scrape may itself be shed, it answers `None`.
+    let get = |path: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.ok()?;
+        out.starts_with("HTTP/1.1 200").then_some(out)
+    };
+    // The public budget is full; the management listener answers.
+    let _public = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    assert!(get("/healthz").await.is_some());
+    // It takes 32 connections of its own, and closes the next at once.
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        held.push(
+            tokio::net::TcpStream::connect(admin)
+                .await
+                .expect("connect admin"),
+        );
+    }
+    let mut extra = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("connect admin");
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "a connection over the admin budget was kept"
+    );
+    drop(held);
+    let mut metrics = None;
+    for _ in 0..100 {
+        metrics = get("/metrics").await;
+        if metrics.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = metrics.expect("the admin listener did not come back");
+    let shed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_connections_shed_total{listener=\"admin\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(shed >= 1, "{metrics}");
+}
+
+#[tokio::test]
 async fn readyz_answers_503_through_a_drain_and_admin_survives_it() {
     let backend = Backend::start().await;
     let gw = Harness::start("", &app("a", "https://app.test/", &backend.url())).await;
