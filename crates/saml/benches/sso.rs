@@ -6,6 +6,12 @@
 //! Compared within one run because only the ratio between them is stable on
 //! a noisy machine.
 //!
+//! Beside them, the refusal of a hostile ACS post (issue 15): a ~250 KiB
+//! SAMLResponse whose assertion is signed by the attacker's own key and
+//! whose unsigned envelope carries ~27,000 junk attributes. Only the
+//! structural pre-scan may see it; its cost is reported as a ratio to the
+//! real verification above, from the same run.
+//!
 //! Run: `cargo bench -p portcullis-saml --bench sso`
 
 use std::time::Duration;
@@ -67,6 +73,8 @@ fn sso(c: &mut Criterion) {
         Some(REQ_ID.to_string()),
     );
     let body = base64::engine::general_purpose::STANDARD.encode(issue().xml);
+    let attacker = SigningKey::generate_self_signed("bench-attacker", 30).expect("key");
+    let hostile = hostile_response(&idp, &attacker, &attributes);
 
     let mut group = c.benchmark_group("sso");
     group.bench_function("idp_sign_response", |b| b.iter(issue));
@@ -75,7 +83,62 @@ fn sso(c: &mut Criterion) {
         // caller's one-time store (crates/session), outside this figure.
         b.iter(|| verify_response(&body, &expect, Utc::now()).expect("verified"))
     });
+    group.bench_function("acs_refuse_hostile_response", |b| {
+        b.iter(|| {
+            verify_response(&hostile, &expect, Utc::now()).expect_err("refused");
+        })
+    });
     group.finish();
+}
+
+/// The hostile post: a well-formed Response with an assertion signed by a
+/// key the SP does not trust, and unique junk attributes on the Response
+/// element until the base64 form is just under the 256 KiB ACS cap (so
+/// the size check lets it through to the XML checks).
+fn hostile_response(
+    idp: &IdpConfig,
+    attacker: &SigningKey,
+    attributes: &[(String, Vec<String>)],
+) -> String {
+    let now = Utc::now();
+    let params = ResponseParams {
+        sp_entity_id: SP,
+        acs_url: ACS,
+        in_response_to: Some(REQ_ID),
+        name_id: "mallory@example.com",
+        name_id_format: NameIdFormat::EmailAddress,
+        session_index: "forged",
+        authn_context: AuthnContextClass::PasswordProtectedTransport,
+        authn_instant: now,
+        attributes,
+        validity: Duration::from_secs(300),
+        now,
+        sign_assertion: true,
+        sign_response: false,
+    };
+    let xml = build_response(idp, attacker, &params)
+        .expect("response")
+        .xml;
+    let root = xml.find("<saml2p:Response ").expect("root") + "<saml2p:Response ".len();
+    let letters: Vec<char> = ('a'..='z').chain('A'..='Z').collect();
+    let mut junk = String::new();
+    let budget = 256 * 1024 / 4 * 3 - xml.len() - 64;
+    for i in 0.. {
+        let name: String = [i / (52 * 52), (i / 52) % 52, i % 52]
+            .iter()
+            .map(|&n| letters[n])
+            .collect();
+        if junk.len() + name.len() + 4 > budget {
+            break;
+        }
+        junk.push_str(&name);
+        junk.push_str("=\"\" ");
+    }
+    base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}{junk}{}",
+        &xml[..root],
+        &xml[root..]
+    ))
 }
 
 criterion_group!(benches, sso);
