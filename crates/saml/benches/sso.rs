@@ -10,7 +10,10 @@
 //! SAMLResponse whose assertion is signed by the attacker's own key and
 //! whose unsigned envelope carries ~27,000 junk attributes. Only the
 //! structural pre-scan may see it; its cost is reported as a ratio to the
-//! real verification above, from the same run.
+//! real verification above, from the same run. So is the worst document
+//! the limits still let through to samael and xmlsec (every element and
+//! attribute the limits allow, under the size cap, an attacker's
+//! signature): the most CPU one post can buy now.
 //!
 //! Run: `cargo bench -p portcullis-saml --bench sso`
 
@@ -20,8 +23,8 @@ use base64::Engine as _;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis_saml::{
-    build_response, verify_response, AuthnContextClass, Expectations, IdpConfig, NameIdFormat,
-    ResponseParams, SigningKey,
+    build_response, verify_response, AuthnContextClass, Error, Expectations, IdpConfig,
+    NameIdFormat, ResponseParams, SigningKey,
 };
 
 const IDP: &str = "https://idp.bench.test/sso/saml/metadata";
@@ -75,6 +78,12 @@ fn sso(c: &mut Criterion) {
     let body = base64::engine::general_purpose::STANDARD.encode(issue().xml);
     let attacker = SigningKey::generate_self_signed("bench-attacker", 30).expect("key");
     let hostile = hostile_response(&idp, &attacker, &attributes);
+    let worst = worst_within_limits(&idp, &attacker, &attributes);
+    // It must get as far as the signature check, or it measures nothing.
+    match verify_response(&worst, &expect, Utc::now()) {
+        Err(Error::Signature(_)) => {}
+        other => panic!("the worst document within the limits: {other:?}"),
+    }
 
     let mut group = c.benchmark_group("sso");
     group.bench_function("idp_sign_response", |b| b.iter(issue));
@@ -88,14 +97,15 @@ fn sso(c: &mut Criterion) {
             verify_response(&hostile, &expect, Utc::now()).expect_err("refused");
         })
     });
+    group.bench_function("acs_refuse_worst_within_limits", |b| {
+        b.iter(|| {
+            verify_response(&worst, &expect, Utc::now()).expect_err("refused");
+        })
+    });
     group.finish();
 }
 
-/// The hostile post: a well-formed Response with an assertion signed by a
-/// key the SP does not trust, and unique junk attributes on the Response
-/// element until the base64 form is just under the 256 KiB ACS cap (so
-/// the size check lets it through to the XML checks).
-fn hostile_response(
+fn attacker_response(
     idp: &IdpConfig,
     attacker: &SigningKey,
     attributes: &[(String, Vec<String>)],
@@ -116,24 +126,73 @@ fn hostile_response(
         sign_assertion: true,
         sign_response: false,
     };
-    let xml = build_response(idp, attacker, &params)
+    build_response(idp, attacker, &params)
         .expect("response")
-        .xml;
-    let root = xml.find("<saml2p:Response ").expect("root") + "<saml2p:Response ".len();
+        .xml
+}
+
+/// Unique three-letter attribute names, `="" ` after each.
+fn junk_attributes(count: usize) -> String {
     let letters: Vec<char> = ('a'..='z').chain('A'..='Z').collect();
-    let mut junk = String::new();
-    let budget = 256 * 1024 / 4 * 3 - xml.len() - 64;
-    for i in 0.. {
-        let name: String = [i / (52 * 52), (i / 52) % 52, i % 52]
-            .iter()
-            .map(|&n| letters[n])
-            .collect();
-        if junk.len() + name.len() + 4 > budget {
-            break;
-        }
-        junk.push_str(&name);
-        junk.push_str("=\"\" ");
+    (0..count)
+        .map(|i| {
+            let name: String = [i / (52 * 52), (i / 52) % 52, i % 52]
+                .iter()
+                .map(|&n| letters[n])
+                .collect();
+            format!("{name}=\"\" ")
+        })
+        .collect()
+}
+
+/// Within every structural limit but as costly as they allow: an
+/// Extensions element before the Status holding 511 elements with 32
+/// attributes each (the per-element and total attribute limits) and empty
+/// elements up to the element limit, under the size cap, around an
+/// assertion signed by the attacker.
+fn worst_within_limits(
+    idp: &IdpConfig,
+    attacker: &SigningKey,
+    attributes: &[(String, Vec<String>)],
+) -> String {
+    let limits = portcullis_saml::XmlLimits::RESPONSE;
+    let xml = attacker_response(idp, attacker, attributes);
+    let present = xml.matches('<').count() - xml.matches("</").count();
+    let present_attributes = xml.matches("=\"").count();
+    let with_attributes =
+        (limits.max_attributes - present_attributes) / limits.max_attributes_per_element;
+    let tag = format!(
+        "<x {}/>",
+        junk_attributes(limits.max_attributes_per_element)
+    );
+    let mut extensions = String::from("<saml2p:Extensions>");
+    for _ in 0..with_attributes {
+        extensions.push_str(&tag);
     }
+    for _ in 0..limits.max_elements - present - with_attributes - 1 {
+        extensions.push_str("<y/>");
+    }
+    extensions.push_str("</saml2p:Extensions>");
+    let status = xml.find("<saml2p:Status>").expect("status");
+    let doc = format!("{}{extensions}{}", &xml[..status], &xml[status..]);
+    assert!(doc.len() <= limits.max_bytes, "{} bytes", doc.len());
+    base64::engine::general_purpose::STANDARD.encode(doc)
+}
+
+/// The hostile post: a well-formed Response with an assertion signed by a
+/// key the SP does not trust, and unique junk attributes on the Response
+/// element until the base64 form is just under the 256 KiB ACS cap (so
+/// the size check lets it through to the XML checks).
+fn hostile_response(
+    idp: &IdpConfig,
+    attacker: &SigningKey,
+    attributes: &[(String, Vec<String>)],
+) -> String {
+    let xml = attacker_response(idp, attacker, attributes);
+    let root = xml.find("<saml2p:Response ").expect("root") + "<saml2p:Response ".len();
+    // Seven bytes per attribute: `abc="" `.
+    let count = (256 * 1024 / 4 * 3 - xml.len() - 64) / 7;
+    let junk = junk_attributes(count);
     base64::engine::general_purpose::STANDARD.encode(format!(
         "{}{junk}{}",
         &xml[..root],

@@ -22,7 +22,7 @@ pub mod sp;
 mod xml_guard;
 
 pub use binding::SIG_ALG_RSA_SHA256;
-pub use error::{ConditionFailure, Error, Result, SignatureFailure};
+pub use error::{ConditionFailure, Error, Result, SignatureFailure, XmlLimit};
 pub use idp::{
     build_response, build_status_response, idp_metadata_xml, parse_authn_request_post,
     parse_authn_request_redirect, post_request_is_signed, AuthnContextClass, IdpConfig,
@@ -42,3 +42,4 @@ pub use sp::{
     build_redirect_authn_request, sp_metadata_xml, verify_response, AuthnRequestParams,
     Expectations, RedirectRequest, SpConfig, VerifiedAssertion,
 };
+pub use xml_guard::XmlLimits;
