@@ -13,7 +13,9 @@
 //! real verification above, from the same run. So is the worst document
 //! the limits still let through to samael and xmlsec (every element and
 //! attribute the limits allow, under the size cap, an attacker's
-//! signature): the most CPU one post can buy now.
+//! signature): the most CPU one post can buy now. The `slo` group does the
+//! same for the small messages (logout and AuthnRequests) that the IdP and
+//! the SLO endpoints verify, held to the tighter `XmlLimits::MESSAGE`.
 //!
 //! Run: `cargo bench -p portcullis-saml --bench sso`
 
@@ -23,8 +25,9 @@ use base64::Engine as _;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis_saml::{
-    build_response, verify_response, AuthnContextClass, Error, Expectations, IdpConfig,
-    NameIdFormat, ResponseParams, SigningKey,
+    build_logout_request_post, build_response, parse_logout_request_post, verify_response,
+    AuthnContextClass, Error, Expectations, IdpConfig, LogoutRequestParams, NameIdFormat,
+    ResponseParams, SigningKey,
 };
 
 const IDP: &str = "https://idp.bench.test/sso/saml/metadata";
@@ -103,6 +106,66 @@ fn sso(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The IdP and SLO side verify small messages inline (the pre-scan holds
+    // them to `XmlLimits::MESSAGE`): the worst such message, signed by an
+    // attacker, bounds what one of them can cost a worker.
+    let worst_logout = worst_logout_request_within_limits(&attacker);
+    let certs = vec![key.cert_der().expect("cert")];
+    match parse_logout_request_post(&worst_logout, None, Some(&certs), 64 * 1024) {
+        Err(Error::Signature(_)) => {}
+        other => panic!("the worst logout request within the limits: {other:?}"),
+    }
+    let mut group = c.benchmark_group("slo");
+    group.bench_function("refuse_worst_logout_request_within_limits", |b| {
+        b.iter(|| {
+            parse_logout_request_post(&worst_logout, None, Some(&certs), 64 * 1024)
+                .expect_err("refused");
+        })
+    });
+    group.finish();
+}
+
+/// A POST LogoutRequest signed by the attacker, its Extensions filled to
+/// the small-message limits like [`worst_within_limits`].
+fn worst_logout_request_within_limits(attacker: &SigningKey) -> String {
+    let limits = portcullis_saml::XmlLimits::MESSAGE;
+    let now = Utc::now();
+    let message = build_logout_request_post(
+        &LogoutRequestParams {
+            issuer: IDP,
+            destination: "https://app.bench.test/_portcullis/saml/slo",
+            name_id: "mallory@example.com",
+            name_id_format: None,
+            session_index: Some("forged"),
+            relay_state: None,
+            now,
+            validity: Duration::from_secs(300),
+        },
+        attacker,
+    )
+    .expect("logout request");
+    let xml = message.xml;
+    let present = xml.matches('<').count() - xml.matches("</").count();
+    let present_attributes = xml.matches("=\"").count();
+    let with_attributes =
+        (limits.max_attributes - present_attributes) / limits.max_attributes_per_element;
+    let tag = format!(
+        "<x {}/>",
+        junk_attributes(limits.max_attributes_per_element)
+    );
+    let mut extensions = String::from("<samlp:Extensions>");
+    for _ in 0..with_attributes {
+        extensions.push_str(&tag);
+    }
+    for _ in 0..limits.max_elements - present - with_attributes - 1 {
+        extensions.push_str("<y/>");
+    }
+    extensions.push_str("</samlp:Extensions>");
+    let at = xml.find("<saml:NameID").expect("NameID");
+    let doc = format!("{}{extensions}{}", &xml[..at], &xml[at..]);
+    assert!(doc.len() <= limits.max_bytes, "{} bytes", doc.len());
+    base64::engine::general_purpose::STANDARD.encode(doc)
 }
 
 fn attacker_response(

@@ -204,18 +204,6 @@ impl Idp {
         response
     }
 
-    /// Every password slot and queue place is taken: try again shortly.
-    fn busy_page(wait: Wait) -> Response<Bytes> {
-        let secs = wait.retry_after_secs();
-        let mut response = respond::message_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in busy",
-            &format!("Too many people are signing in right now. Try again in {secs} seconds."),
-        );
-        respond::insert(&mut response, header::RETRY_AFTER, &secs.to_string());
-        response
-    }
-
     pub(crate) fn session_cookie(&self, secret: &SessionSecret, record: &SessionRecord) -> String {
         let mut cookie = format!(
             "{SESSION_COOKIE}={}; Path={}; Secure; HttpOnly; SameSite=Lax",
@@ -293,7 +281,13 @@ impl Idp {
             Err(PasswordRefused::Failed) => {
                 return self.login_form_with_from(request, &from, generic, StatusCode::UNAUTHORIZED)
             }
-            Err(PasswordRefused::Busy(wait)) => return Self::busy_page(wait),
+            Err(PasswordRefused::Busy(wait)) => {
+                return respond::busy_page(
+                    "Sign-in busy",
+                    "Too many people are signing in right now.",
+                    wait,
+                )
+            }
         };
         let decision = self.policies.evaluate_sign_on(&SignOnContext {
             groups: user.groups(),

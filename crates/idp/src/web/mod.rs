@@ -100,6 +100,9 @@ pub struct Idp {
     pub(crate) password_work: WorkLimit,
     /// argon2's working memory, one per running check, reused.
     pub(crate) password_memory: HashMemory,
+    /// Enveloped-signature checks of POST-binding AuthnRequests and logout
+    /// messages (libxml2 and xmlsec), off the worker threads and bounded.
+    pub(crate) saml_work: WorkLimit,
     pub(crate) saml: Option<sso::Saml>,
     /// Single Logout walks in progress.
     pub(crate) logouts: slo::Logouts,
@@ -120,6 +123,19 @@ fn password_work_bounds() -> WorkBounds {
         slots,
         queue: slots * 8,
         max_wait: Duration::from_secs(2),
+    }
+}
+
+/// Like the gateway's ACS pool: one slot per core, 16 waiting per slot,
+/// a second's wait. The pre-scan holds these messages to
+/// `XmlLimits::MESSAGE`, so one costs at most ~2 ms (the `slo` bench), but
+/// a flood of them is still answered 503 rather than run on the workers.
+fn saml_work_bounds() -> WorkBounds {
+    let slots = available_cores();
+    WorkBounds {
+        slots,
+        queue: slots * 16,
+        max_wait: Duration::from_secs(1),
     }
 }
 
@@ -164,6 +180,7 @@ impl Idp {
             api_limit: ClientLimit::per_minute(settings.api_per_minute),
             password_work: WorkLimit::new("password", password_work_bounds()),
             password_memory: HashMemory::default(),
+            saml_work: WorkLimit::new("idp_saml_verify", saml_work_bounds()),
             settings,
             directory,
             policies,

@@ -291,15 +291,14 @@ async fn sweep_ends_expired_sessions_into_the_system_log() {
     logger.abort();
 }
 
-/// A password pool with one slot, held by a job until the returned
-/// sender is used.
-async fn hold_the_password_slot(idp: &Arc<Idp>) -> std::sync::mpsc::Sender<()> {
+/// One slot of `pool` (a pool of `idp`'s), held by a job until the
+/// returned sender is used.
+async fn hold_a_slot(idp: &Arc<Idp>, pool: fn(&Idp) -> &WorkLimit) -> std::sync::mpsc::Sender<()> {
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let holder = Arc::clone(idp);
     tokio::spawn(async move {
-        holder
-            .password_work
+        pool(&holder)
             .run(move || {
                 let _ = started_tx.send(());
                 let _ = release_rx.recv();
@@ -313,6 +312,17 @@ async fn hold_the_password_slot(idp: &Arc<Idp>) -> std::sync::mpsc::Sender<()> {
     release_tx
 }
 
+fn one_slot(pool: &'static str) -> WorkLimit {
+    WorkLimit::new(
+        pool,
+        WorkBounds {
+            slots: 1,
+            queue: 0,
+            max_wait: Duration::ZERO,
+        },
+    )
+}
+
 /// A full password pool refuses a sign-in at once with `Retry-After`: the
 /// page for the browser's form (503), Okta's rate-limit error for the API
 /// (429 E0000047). Nothing was checked, so nothing is logged as a failed
@@ -320,16 +330,9 @@ async fn hold_the_password_slot(idp: &Arc<Idp>) -> std::sync::mpsc::Sender<()> {
 #[tokio::test]
 async fn a_saturated_password_pool_refuses_with_retry_after_and_counts_nothing() {
     let Fixture { idp, _dir } = fixture_with(IdpStores::memory(), |idp| {
-        idp.password_work = WorkLimit::new(
-            "password",
-            WorkBounds {
-                slots: 1,
-                queue: 0,
-                max_wait: Duration::ZERO,
-            },
-        );
+        idp.password_work = one_slot("password");
     });
-    let release = hold_the_password_slot(&idp).await;
+    let release = hold_a_slot(&idp, |idp| &idp.password_work).await;
 
     let api = send(
         &idp,
@@ -414,6 +417,30 @@ async fn a_saturated_password_pool_refuses_with_retry_after_and_counts_nothing()
     .expect("the slot frees");
     assert_eq!(checked.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(idp.system_log().query(&failures).events.len(), 1);
+}
+
+/// A full SAML pool: the message is refused unexamined with a 503 page
+/// and `Retry-After`, which the browser may simply send again.
+#[tokio::test]
+async fn a_saturated_saml_pool_is_a_503_page_with_retry_after() {
+    let Fixture { idp, _dir } = fixture_with(IdpStores::memory(), |idp| {
+        idp.saml_work = one_slot("idp_saml_verify");
+    });
+    let release = hold_a_slot(&idp, |idp| &idp.saml_work).await;
+    let cause = idp
+        .saml_work
+        .run(|| ())
+        .await
+        .expect_err("the pool is full");
+    let page = super::respond::saml_work_refused(&cause);
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(page.headers()[header::RETRY_AFTER], "1");
+    assert!(
+        text(&page).contains("Try again in a second"),
+        "{}",
+        text(&page)
+    );
+    release.send(()).expect("release");
 }
 
 /// A backend that is down: every call fails.
