@@ -558,6 +558,41 @@ async fn repeated_failures_lock_the_account() {
     assert_eq!(refused.len(), 2, "browser and API refusals: {refused:?}");
 }
 
+/// Locks are in the System Log file, so a restart does not lift them: the
+/// right password is still refused, and no second lock event is written.
+#[tokio::test]
+async fn a_lockout_survives_a_restart() {
+    let mut gw = start("lockout_failures = 3");
+    let c = client(&gw);
+    let wrong = json!({"username": "bob", "password": "not-bobs-password"}).to_string();
+    for _ in 0..3 {
+        assert_api_error(
+            &authn(&c, &wrong).await,
+            StatusCode::UNAUTHORIZED,
+            "E0000004",
+        );
+    }
+    gw.restart();
+    assert!(gw
+        .wait_for_log("account lockouts restored", Duration::from_secs(5))
+        .is_some());
+    let c = client(&gw);
+    let right = json!({"username": "bob", "password": "bob-demo-pass"}).to_string();
+    assert_api_error(
+        &authn(&c, &right).await,
+        StatusCode::UNAUTHORIZED,
+        "E0000004",
+    );
+    let refused = logs(
+        &c,
+        &filter("eventType eq \"user.session.start\" and outcome.reason eq \"LOCKED_OUT\""),
+    )
+    .await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let locks = logs(&c, &filter("eventType eq \"user.account.lock\"")).await;
+    assert_eq!(locks.len(), 1, "{locks:?}");
+}
+
 #[tokio::test]
 async fn sign_in_rate_limit_answers_429_with_retry_after() {
     let gw = start("sign_in_per_minute = 3");

@@ -23,6 +23,8 @@ use crate::session::{
     Amr, EndReason, NewSession, SessionError, SessionRecord, SessionSecret, SessionStatus,
     SessionsApiJson, StoreError,
 };
+use crate::syslog::{Query, MAX_LIMIT};
+use time::format_description::well_known::Rfc3339;
 
 /// Form fields of a urlencoded body, each taken once.
 struct Form(Vec<(String, String)>);
@@ -455,6 +457,47 @@ impl Idp {
                 }
                 Err(PasswordRefused::Failed)
             }
+        }
+    }
+
+    /// Puts back every lock still running from the System Log's
+    /// `user.account.lock` events (each carries `lockedUntil`), so a
+    /// restart does not lift a lockout. Only the log's in-memory ring is
+    /// read (its newest events, refilled from the file at open), and only
+    /// events from the last `lockout_duration`.
+    pub(crate) fn restore_lockouts(&self, now: OffsetDateTime) {
+        let Ok(mut query) = Query::from_params([("filter", "eventType eq \"user.account.lock\"")])
+        else {
+            return;
+        };
+        let window = time::Duration::try_from(self.settings.lockout.lockout_duration)
+            .unwrap_or(time::Duration::MAX);
+        query.since = now.checked_sub(window);
+        query.limit = MAX_LIMIT;
+        let mut restored = 0usize;
+        loop {
+            let page = self.log.query(&query);
+            for event in &page.events {
+                let until = event
+                    .debug_context
+                    .debug_data
+                    .get("lockedUntil")
+                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+                if let Some(until) = until.filter(|until| *until > now) {
+                    self.lockout.restore(&event.actor.id, until, now);
+                    restored += 1;
+                }
+            }
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        if restored > 0 {
+            tracing::info!(
+                accounts = restored,
+                "account lockouts restored from the System Log"
+            );
         }
     }
 

@@ -174,7 +174,7 @@ impl Idp {
         log: Arc<SystemLog>,
         stores: IdpStores,
     ) -> Idp {
-        Idp {
+        let idp = Idp {
             lockout: LockoutTracker::new(settings.lockout.clone()),
             sign_in_limit: ClientLimit::per_minute(settings.sign_in_per_minute),
             api_limit: ClientLimit::per_minute(settings.api_per_minute),
@@ -193,7 +193,9 @@ impl Idp {
             saml: None,
             logouts: slo::Logouts::default(),
             universal_logout: std::sync::OnceLock::new(),
-        }
+        };
+        idp.restore_lockouts(OffsetDateTime::now_utc());
+        idp
     }
 
     /// Enables Universal Logout dispatch (and `/oauth2/v1/keys`). Only the

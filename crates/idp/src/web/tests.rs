@@ -44,8 +44,18 @@ fn fixture(stores: IdpStores) -> Fixture {
 /// [`fixture`] with the IdP adjusted before it is shared.
 fn fixture_with(stores: IdpStores, adjust: impl FnOnce(&mut Idp)) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log =
-        SystemLog::open(SystemLogConfig::new(dir.path().join("events.jsonl"))).expect("System Log");
+    let mut idp = idp_on(dir.path(), stores);
+    adjust(&mut idp);
+    Fixture {
+        idp: Arc::new(idp),
+        _dir: dir,
+    }
+}
+
+/// An IdP whose System Log is in `dir` (a second one on the same `dir` is
+/// the same IdP after a restart).
+fn idp_on(dir: &std::path::Path, stores: IdpStores) -> Idp {
+    let log = SystemLog::open(SystemLogConfig::new(dir.join("events.jsonl"))).expect("System Log");
     let api_tokens = ApiTokens::new(vec![ApiToken {
         name: "admin".into(),
         sha256_hex: hash_token(API_TOKEN),
@@ -65,19 +75,14 @@ fn fixture_with(stores: IdpStores, adjust: impl FnOnce(&mut Idp)) -> Fixture {
             lockout_duration: Duration::from_secs(600),
         },
     };
-    let mut idp = Idp::with_stores(
+    Idp::with_stores(
         settings,
         Directory::load(DEMO_USERS).expect("demo users"),
         PolicySet::default(),
         api_tokens,
         Arc::new(log),
         stores,
-    );
-    adjust(&mut idp);
-    Fixture {
-        idp: Arc::new(idp),
-        _dir: dir,
-    }
+    )
 }
 
 fn caller() -> Caller {
@@ -441,6 +446,45 @@ async fn a_saturated_saml_pool_is_a_503_page_with_retry_after() {
         text(&page)
     );
     release.send(()).expect("release");
+}
+
+/// A lock is in the System Log, so it outlives the process: a new IdP on
+/// the same log refuses the right password until the lock ends.
+#[tokio::test]
+async fn a_lockout_survives_a_restart() {
+    let Fixture { idp, _dir } = fixture(IdpStores::memory());
+    let attempt = |password: &str| {
+        request(
+            Method::POST,
+            "/api/v1/authn",
+            &serde_json::json!({"username": "bob", "password": password}).to_string(),
+        )
+    };
+    for _ in 0..5 {
+        let reply = send(&idp, attempt("wrong")).await;
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locks =
+        Query::from_params([("filter", "eventType eq \"user.account.lock\"")]).expect("query");
+    assert_eq!(idp.system_log().query(&locks).events.len(), 1);
+    drop(idp);
+
+    let restarted = Arc::new(idp_on(_dir.path(), IdpStores::memory()));
+    let refused = send(&restarted, attempt("bob-demo-pass")).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        text(&refused)
+    );
+    let locked_out = Query::from_params([(
+        "filter",
+        "eventType eq \"user.session.start\" and outcome.reason eq \"LOCKED_OUT\"",
+    )])
+    .expect("query");
+    assert_eq!(restarted.system_log().query(&locked_out).events.len(), 1);
+    // No second lock event: the lock was put back, not taken anew.
+    assert_eq!(restarted.system_log().query(&locks).events.len(), 1);
 }
 
 /// A backend that is down: every call fails.
