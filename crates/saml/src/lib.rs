@@ -9,6 +9,10 @@
 //! `unsafe` FFI (forbidden here); we minimise it by rejecting malformed
 //! XML with quick-xml before libxml2 parses anything, and every failure
 //! is returned as a typed [`Error`] with the reason.
+//!
+//! Untrusted XML meets quick-xml's plain reader first, which holds it to
+//! [`XmlLimits`] (size, elements, attributes, depth, text): libxml2 is not
+//! linear in every shape, and no other parser sees a document over them.
 
 mod binding;
 pub mod error;
