@@ -558,6 +558,41 @@ async fn repeated_failures_lock_the_account() {
     assert_eq!(refused.len(), 2, "browser and API refusals: {refused:?}");
 }
 
+/// Locks are in the System Log file, so a restart does not lift them: the
+/// right password is still refused, and no second lock event is written.
+#[tokio::test]
+async fn a_lockout_survives_a_restart() {
+    let mut gw = start("lockout_failures = 3");
+    let c = client(&gw);
+    let wrong = json!({"username": "bob", "password": "not-bobs-password"}).to_string();
+    for _ in 0..3 {
+        assert_api_error(
+            &authn(&c, &wrong).await,
+            StatusCode::UNAUTHORIZED,
+            "E0000004",
+        );
+    }
+    gw.restart();
+    assert!(gw
+        .wait_for_log("account lockouts restored", Duration::from_secs(5))
+        .is_some());
+    let c = client(&gw);
+    let right = json!({"username": "bob", "password": "bob-demo-pass"}).to_string();
+    assert_api_error(
+        &authn(&c, &right).await,
+        StatusCode::UNAUTHORIZED,
+        "E0000004",
+    );
+    let refused = logs(
+        &c,
+        &filter("eventType eq \"user.session.start\" and outcome.reason eq \"LOCKED_OUT\""),
+    )
+    .await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let locks = logs(&c, &filter("eventType eq \"user.account.lock\"")).await;
+    assert_eq!(locks.len(), 1, "{locks:?}");
+}
+
 #[tokio::test]
 async fn sign_in_rate_limit_answers_429_with_retry_after() {
     let gw = start("sign_in_per_minute = 3");
@@ -1179,5 +1214,62 @@ async fn redirect_targets_with_a_tab_are_refused() {
         "sessionCookieRedirect: {:?}; /login fromURI: {:?}",
         reply.headers.get(header::LOCATION),
         signed_in.headers.get(header::LOCATION),
+    );
+}
+
+/// A password spray at high concurrency, every attempt within its
+/// per-address budget: password checks are bounded for the whole process,
+/// so the IdP answers each with 401 (checked) or 429 with `Retry-After`
+/// (the password pool was full) and resident memory stays far from the
+/// ~19 MiB of argon2 memory per concurrent check that 64 unbounded checks
+/// cost (1 GB).
+#[tokio::test]
+async fn a_password_spray_at_any_concurrency_keeps_memory_bounded() {
+    const CONCURRENT: usize = 64;
+    const ROUNDS: usize = 3;
+    const BOUND_KIB: u64 = 200 * 1024;
+    let gw = start("sign_in_per_minute = 100000");
+    let c = std::sync::Arc::new(client(&gw));
+    let (mut checked, mut refused) = (0, 0);
+    for round in 0..ROUNDS {
+        let attempts: Vec<_> = (0..CONCURRENT)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let body = json!({"username": format!("spray-{round}-{i}"), "password": "Winter2024!"});
+                    authn(&c, &body.to_string()).await
+                })
+            })
+            .collect();
+        for attempt in attempts {
+            let reply = tokio::time::timeout(Duration::from_secs(60), attempt)
+                .await
+                .expect("answered in time")
+                .expect("attempt");
+            match reply.status {
+                StatusCode::UNAUTHORIZED => {
+                    assert_api_error(&reply, StatusCode::UNAUTHORIZED, "E0000004");
+                    checked += 1;
+                }
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert_api_error(&reply, StatusCode::TOO_MANY_REQUESTS, "E0000047");
+                    assert_eq!(retry_after(&reply), 1);
+                    refused += 1;
+                }
+                other => panic!("{other}: {}", reply.text()),
+            }
+        }
+    }
+    assert!(checked > 0, "some attempts were checked");
+    let peak = gw.peak_rss_kib();
+    assert!(
+        peak < BOUND_KIB,
+        "peak RSS {peak} KiB after {checked} checked and {refused} refused sign-ins"
+    );
+    assert!(
+        gw.wait_for_log("work pool saturated", Duration::from_secs(5))
+            .is_some()
+            || refused == 0,
+        "saturation is logged"
     );
 }

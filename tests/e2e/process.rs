@@ -167,6 +167,20 @@ impl Gateway {
             .expect("VmHWM")
     }
 
+    /// CPU time the gateway process has used so far, user and system, all
+    /// threads (`/proc/<pid>/stat`, in the kernel's 100 Hz ticks).
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("proc stat");
+        // Fields after the parenthesised command name: state is the 3rd
+        // field of the whole line, utime the 14th and stime the 15th.
+        let after_name = stat.rsplit_once(')').expect("comm").1;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        Duration::from_millis(ticks * 10)
+    }
+
     pub fn rewrite_config(&self, text: &str) {
         write_atomically(&self.config, text);
     }

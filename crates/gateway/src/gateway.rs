@@ -17,7 +17,7 @@ use crate::gate::AppGate;
 use crate::plan::AppPlan;
 use crate::revocation::{RevocationTrust, Revocations};
 use crate::session::{log_ended, Sessions};
-use crate::shared::Shared;
+use crate::shared::{self, Shared};
 use crate::sp::AppSp;
 use portcullis_session::{EndReason, MemoryOneTime, DEFAULT_ONE_TIME_CAPACITY};
 
@@ -92,6 +92,7 @@ impl Gateway {
             sps,
             shared: Arc::new(Shared {
                 acs_limit: ClientLimit::per_minute(config.server.acs_per_minute),
+                saml_work: shared::saml_work(),
                 revocations: Revocations::new(trust, one_time.clone(), sessions.clone()),
                 sessions,
                 one_time,

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! no session, page navigation → 303 to the IdP (AuthnRequest), request-state cookie
-//! POST {prefix}/_portcullis/saml/acs → rate limit → body → verify → session → 303 to RelayState
+//! POST {prefix}/_portcullis/saml/acs → rate limit → body → verify (off the worker, bounded)
+//!                                    → replay → session → 303 to RelayState
 //! ```
 
 use bytes::Bytes;
@@ -126,9 +127,20 @@ pub(crate) async fn acs(
             "no request-state cookie",
         );
     }
-    let assertion = match plan.sp.verify(&saml_response, request_id.as_deref()) {
-        Ok(assertion) => assertion,
-        Err(e) => {
+    // Off the worker thread, on the bounded verification pool: this
+    // worker's other connections are served meanwhile, and a flood of
+    // posts is answered 503 instead of queueing. A busy answer leaves the
+    // request state alone (nothing was judged), so the post may be sent
+    // again.
+    let sp = plan.sp.clone();
+    let verified = plan
+        .shared
+        .saml_work
+        .run(move || sp.verify(&saml_response, request_id.as_deref()))
+        .await;
+    let assertion = match verified {
+        Ok(Ok(assertion)) => assertion,
+        Ok(Err(e)) => {
             return rejected(
                 plan,
                 facts,
@@ -137,6 +149,7 @@ pub(crate) async fn acs(
                 &e.to_string(),
             )
         }
+        Err(e) => return reply::work_refused(facts, &plan.name, "SAML response", &e),
     };
     // Replay last, so a response refused for any other reason consumes
     // nothing; the Response's and the Assertion's ids are used up together.

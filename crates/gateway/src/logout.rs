@@ -123,9 +123,8 @@ pub(crate) async fn slo(
         .read(request.headers())
         .map(str::to_string);
     // The endpoint table lets only GET (Redirect binding) and POST through.
-    let message = if request.method() == Method::GET {
-        let query = request.uri().query().unwrap_or("");
-        plan.sp.logout_message(LogoutBinding::Redirect { query })
+    let input = if request.method() == Method::GET {
+        SloInput::Redirect(request.uri().query().unwrap_or("").to_string())
     } else {
         let body = match read_form(request).await {
             Ok(body) => body,
@@ -136,16 +135,22 @@ pub(crate) async fn slo(
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.into_owned())
         };
-        let (saml_request, saml_response, relay_state) = (
-            field("SAMLRequest"),
-            field("SAMLResponse"),
-            field("RelayState"),
-        );
-        plan.sp.logout_message(LogoutBinding::Post {
-            saml_request: saml_request.as_deref(),
-            saml_response: saml_response.as_deref(),
-            relay_state: relay_state.as_deref(),
-        })
+        SloInput::Post {
+            saml_request: field("SAMLRequest"),
+            saml_response: field("SAMLResponse"),
+            relay_state: field("RelayState"),
+        }
+    };
+    // Verified on the bounded pool, off the worker thread, like the ACS.
+    let sp = plan.sp.clone();
+    let message = match plan
+        .shared
+        .saml_work
+        .run(move || sp.logout_message(input.binding()))
+        .await
+    {
+        Ok(message) => message,
+        Err(e) => return reply::work_refused(facts, &plan.name, "logout message", &e),
     };
     match message {
         Ok(LogoutMessage::Request(request)) => {
@@ -221,6 +226,35 @@ pub(crate) async fn slo(
             e.kind(),
             &e.to_string(),
         ),
+    }
+}
+
+/// An SLO message as it arrived, owned so it can move to the
+/// verification pool.
+enum SloInput {
+    /// The raw, still URL-encoded query string.
+    Redirect(String),
+    Post {
+        saml_request: Option<String>,
+        saml_response: Option<String>,
+        relay_state: Option<String>,
+    },
+}
+
+impl SloInput {
+    fn binding(&self) -> LogoutBinding<'_> {
+        match self {
+            SloInput::Redirect(query) => LogoutBinding::Redirect { query },
+            SloInput::Post {
+                saml_request,
+                saml_response,
+                relay_state,
+            } => LogoutBinding::Post {
+                saml_request: saml_request.as_deref(),
+                saml_response: saml_response.as_deref(),
+                relay_state: relay_state.as_deref(),
+            },
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use portcullis_proxy::{page, respond, ProxyBody, RequestFacts};
+use portcullis_proxy::{page, respond, ProxyBody, RequestFacts, WorkError};
 
 /// `303 See Other` to `location`, never cached, setting `cookies`.
 pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response<ProxyBody> {
@@ -55,6 +55,56 @@ pub(crate) fn store_unavailable(
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
+}
+
+/// The bounded verification pool did not check `what`: saturated, a 503
+/// with `Retry-After` (the pool itself logs saturation, once a second with
+/// a count, so a flood is not a flood of lines); lost, a 500. Nothing of
+/// the request was acted on, so the same request may be sent again.
+pub(crate) fn work_refused(
+    facts: &RequestFacts<'_>,
+    app: &str,
+    what: &'static str,
+    cause: &WorkError,
+) -> Response<ProxyBody> {
+    match cause {
+        WorkError::Busy { wait, .. } => {
+            tracing::debug!(
+                request.id = facts.request_id,
+                app,
+                saml.message = what,
+                "verification pool busy; request refused unexamined"
+            );
+            let mut response = error(
+                facts,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "Please try again",
+                "The gateway is busy checking sign-in messages. Please try again in a moment.",
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.retry_after_secs()),
+            );
+            response
+        }
+        WorkError::Failed { .. } => {
+            tracing::error!(
+                request.id = facts.request_id,
+                app,
+                saml.message = what,
+                error = %cause,
+                "SAML verification did not finish"
+            );
+            error(
+                facts,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong",
+                "The gateway could not check this message. Please try again.",
+            )
+        }
+    }
 }
 
 /// What the gateway was answering when it refused a SAML message.
@@ -156,5 +206,84 @@ pub(crate) fn set_cookies(response: &mut Response<ProxyBody>, cookies: &[String]
         if let Ok(value) = HeaderValue::from_str(cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use portcullis_proxy::{WorkBounds, WorkLimit};
+
+    use super::*;
+
+    /// A verification pool with one slot, held by a job until the returned
+    /// sender is used.
+    async fn saturated() -> (Arc<WorkLimit>, std::sync::mpsc::Sender<()>) {
+        let pool = Arc::new(WorkLimit::new(
+            "saml_verify",
+            WorkBounds {
+                slots: 1,
+                queue: 0,
+                max_wait: Duration::ZERO,
+            },
+        ));
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = pool.clone();
+        tokio::spawn(async move {
+            holder
+                .run(move || {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.recv();
+                })
+                .await
+        });
+        tokio::time::timeout(Duration::from_secs(10), started_rx)
+            .await
+            .expect("in time")
+            .expect("slot held");
+        (pool, release_tx)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_saturated_verification_pool_answers_503_with_retry_after() {
+        let (pool, release) = saturated().await;
+        let cause = pool.run(|| ()).await.expect_err("the pool is full");
+        for json in [false, true] {
+            let facts = RequestFacts {
+                request_id: "req-1",
+                client_ip: [192, 0, 2, 1].into(),
+                json,
+            };
+            let response = work_refused(&facts, "b", "SAML response", &cause);
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            let content_type = response.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .expect("ascii")
+                .to_string();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            let body = String::from_utf8_lossy(&body);
+            if json {
+                assert!(
+                    content_type.starts_with("application/json"),
+                    "{content_type}"
+                );
+                let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+                assert_eq!(value["errorCode"], "busy");
+            } else {
+                assert!(content_type.starts_with("text/html"), "{content_type}");
+                assert!(body.contains("Please try again"), "{body}");
+            }
+        }
+        release.send(()).expect("release");
     }
 }

@@ -47,7 +47,7 @@ pub use auth::{
 pub use body::ProxyBody;
 pub use error::Error;
 pub use forward::X_PORTCULLIS_USER;
-pub use limit::ClientLimit;
+pub use limit::{ClientLimit, WorkBounds, WorkError, WorkLimit};
 pub use local::{LocalApp, LocalFuture, LocalMeta, Services, LOCAL_BODY_LIMIT};
 pub use route::under;
 pub use server::{Drained, ListenAddrs, Server};

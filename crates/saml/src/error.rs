@@ -62,13 +62,42 @@ impl fmt::Display for ConditionFailure {
     }
 }
 
+/// Which structural limit of the XML pre-scan a document exceeded, with
+/// the limit (see `XmlLimits`). Checked before any other parser runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum XmlLimit {
+    Elements(usize),
+    AttributesPerElement(usize),
+    Attributes(usize),
+    Depth(usize),
+    TextBytes(usize),
+}
+
+impl fmt::Display for XmlLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Elements(n) => write!(f, "more than {n} elements"),
+            Self::AttributesPerElement(n) => write!(f, "more than {n} attributes on one element"),
+            Self::Attributes(n) => write!(f, "more than {n} attributes"),
+            Self::Depth(n) => write!(f, "nested deeper than {n} levels"),
+            Self::TextBytes(n) => write!(f, "a text or attribute value over {n} bytes"),
+        }
+    }
+}
+
 /// Every failure this crate reports.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Input larger than the configured cap (checked before decoding).
+    /// Input larger than a cap: the encoded form (checked before decoding)
+    /// or the XML text (checked before parsing).
     #[error("SAML message too large ({size} bytes, limit {limit})")]
     Size { size: usize, limit: usize },
+    /// Over a structural limit of the pre-scan (element or attribute count,
+    /// depth, text size), refused before any other XML parser saw it.
+    #[error("SAML XML over a structural limit: {0}")]
+    Limit(XmlLimit),
     /// Not well-formed, DOCTYPE/entities present, or not the expected shape.
     #[error("invalid SAML XML: {0}")]
     Xml(String),
@@ -107,6 +136,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Size { .. } => "size",
+            Self::Limit(_) => "xml_limit",
             Self::Xml(_) => "xml",
             Self::Binding(_) => "binding",
             Self::Signature(_) => "signature",

@@ -21,7 +21,7 @@ use crate::binding::{self, RawQuery};
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
 use crate::metadata;
-use crate::xml_guard;
+use crate::xml_guard::{self, XmlLimits};
 
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const CM_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
@@ -414,7 +414,7 @@ pub struct ParsedAuthnRequest {
 
 fn parse_authn_request_xml(xml: &str) -> Result<ParsedAuthnRequest> {
     xml_guard::refuse_doctype(xml)?;
-    let scan = xml_guard::scan(xml)?;
+    let scan = xml_guard::scan(xml, &XmlLimits::MESSAGE)?;
     if scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL) || scan.root_name != "AuthnRequest" {
         return Err(Error::xml("root element is not samlp:AuthnRequest"));
     }
@@ -511,7 +511,9 @@ pub fn parse_authn_request_post(
 pub fn post_request_is_signed(saml_request: &str, max_bytes: usize) -> Result<bool> {
     let xml = binding::base64_to_string(saml_request, max_bytes)?;
     xml_guard::refuse_doctype(&xml)?;
-    Ok(!xml_guard::scan(&xml)?.signatures.is_empty())
+    Ok(!xml_guard::scan(&xml, &XmlLimits::MESSAGE)?
+        .signatures
+        .is_empty())
 }
 
 /// Exactly one signature, on the root, referencing the root; checked for
@@ -527,7 +529,7 @@ pub(crate) fn verify_enveloped_root(
 ) -> Result<String> {
     use crate::error::SignatureFailure;
     xml_guard::refuse_doctype(xml)?;
-    let scan = xml_guard::scan(xml)?;
+    let scan = xml_guard::scan(xml, &XmlLimits::MESSAGE)?;
     // Refuse a different message type before any crypto: a valid signature
     // on an AuthnRequest must never be accepted as a LogoutRequest.
     if scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL) || scan.root_name != root_local {
@@ -569,7 +571,7 @@ pub(crate) fn verify_enveloped_root(
         tracing::debug!(reason = %e, root = root_local, "xmlsec enveloped signature verification failed");
         Error::Signature(SignatureFailure::Invalid)
     })?;
-    let reduced_scan = xml_guard::scan(&reduced)?;
+    let reduced_scan = xml_guard::scan(&reduced, &XmlLimits::MESSAGE)?;
     if reduced_scan.root_name != root_local || reduced_scan.root_id.as_deref() != Some(root_id) {
         return Err(Error::Signature(SignatureFailure::Wrapping(
             "verified subtree is not the message root",

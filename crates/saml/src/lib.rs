@@ -9,6 +9,10 @@
 //! `unsafe` FFI (forbidden here); we minimise it by rejecting malformed
 //! XML with quick-xml before libxml2 parses anything, and every failure
 //! is returned as a typed [`Error`] with the reason.
+//!
+//! Untrusted XML meets quick-xml's plain reader first, which holds it to
+//! [`XmlLimits`] (size, elements, attributes, depth, text): libxml2 is not
+//! linear in every shape, and no other parser sees a document over them.
 
 mod binding;
 pub mod error;
@@ -22,7 +26,7 @@ pub mod sp;
 mod xml_guard;
 
 pub use binding::SIG_ALG_RSA_SHA256;
-pub use error::{ConditionFailure, Error, Result, SignatureFailure};
+pub use error::{ConditionFailure, Error, Result, SignatureFailure, XmlLimit};
 pub use idp::{
     build_response, build_status_response, idp_metadata_xml, parse_authn_request_post,
     parse_authn_request_redirect, post_request_is_signed, AuthnContextClass, IdpConfig,
@@ -42,3 +46,4 @@ pub use sp::{
     build_redirect_authn_request, sp_metadata_xml, verify_response, AuthnRequestParams,
     Expectations, RedirectRequest, SpConfig, VerifiedAssertion,
 };
+pub use xml_guard::XmlLimits;

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::idp::{public_keys, signature_template, verify_enveloped_root};
 use crate::keys::SigningKey;
 use crate::sp::RedirectRequest;
-use crate::xml_guard::{self, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
+use crate::xml_guard::{self, XmlLimits, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
 
 const ENTITY_FORMAT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity";
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
@@ -484,11 +484,11 @@ fn finish_text(node: Node, text: &str, f: &mut Fields) {
 }
 
 /// Read a logout message whose root must be `samlp:{root_local}`. The
-/// DOCTYPE refusal and the structural scan (well-formedness, duplicate IDs)
-/// run before anything is read.
+/// DOCTYPE refusal, the structural limits and the scan (well-formedness,
+/// duplicate IDs) run before anything is read.
 fn read_fields(xml: &str, root_local: &str) -> Result<Fields> {
     xml_guard::refuse_doctype(xml)?;
-    let scan = xml_guard::scan(xml)?;
+    let scan = xml_guard::scan(xml, &XmlLimits::MESSAGE)?;
     if scan.root_ns.as_deref() != Some(NS_PROTOCOL) || scan.root_name != root_local {
         return Err(Error::Xml(format!(
             "root element is not samlp:{root_local}"

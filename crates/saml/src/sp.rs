@@ -16,7 +16,7 @@ use crate::binding;
 use crate::error::{ConditionFailure, Error, Result, SignatureFailure};
 use crate::keys::SigningKey;
 use crate::metadata::{self, HTTP_POST};
-use crate::xml_guard::{self, Scan};
+use crate::xml_guard::{self, Scan, XmlLimits};
 
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const CM_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
@@ -144,11 +144,14 @@ pub struct Expectations {
     pub clock_skew: Duration,
     /// Cap on the base64 body, checked before decoding.
     pub max_body_bytes: usize,
+    /// Structural limits on the decoded XML, checked before any parser
+    /// but the pre-scan sees it.
+    pub xml_limits: XmlLimits,
 }
 
 impl Expectations {
     /// Expectations with conservative defaults: assertion must be signed,
-    /// 15 min max validity, 90 s skew, 256 KiB body.
+    /// 15 min max validity, 90 s skew, 256 KiB body, [`XmlLimits::RESPONSE`].
     pub fn new(
         sp_entity_id: impl Into<String>,
         acs_url: impl Into<String>,
@@ -166,6 +169,7 @@ impl Expectations {
             max_assertion_validity: Duration::from_secs(15 * 60),
             clock_skew: Duration::from_secs(90),
             max_body_bytes: 256 * 1024,
+            xml_limits: XmlLimits::RESPONSE,
         }
     }
 }
@@ -277,8 +281,9 @@ fn verify_inner(
     let xml = binding::base64_to_string(base64_body, expect.max_body_bytes)?;
     xml_guard::refuse_doctype(&xml)?;
 
-    // 2. Structural census (well-formedness, duplicate IDs, assertion count).
-    let scan = xml_guard::scan(&xml)?;
+    // 2. Structural limits, then the census (well-formedness, duplicate
+    //    IDs, assertion count): quick-xml only, before samael or libxml2.
+    let scan = xml_guard::scan(&xml, &expect.xml_limits)?;
     if scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL) || scan.root_name != "Response" {
         return Err(Error::xml("root element is not samlp:Response"));
     }
@@ -332,7 +337,7 @@ fn verify_inner(
         tracing::debug!(reason = %e, "xmlsec verification failed");
         Error::Signature(SignatureFailure::Invalid)
     })?;
-    let reduced_scan = xml_guard::scan(&reduced)?;
+    let reduced_scan = xml_guard::scan(&reduced, &expect.xml_limits)?;
     let (assertion, verified_envelope): (Assertion, Option<Response>) = match (
         reduced_scan.root_ns.as_deref(),
         reduced_scan.root_name.as_str(),

@@ -1,17 +1,24 @@
 //! Structural pre-checks on untrusted SAML XML, run *before* the document
-//! reaches libxml2/xmlsec: DOCTYPE/entity refusal, well-formedness, a
-//! census of Assertions/EncryptedAssertions/IDs, and an inventory of every
+//! reaches libxml2/xmlsec: DOCTYPE/entity refusal, structural limits
+//! ([`XmlLimits`]: size, elements, attributes, depth, text), well-formedness,
+//! a census of Assertions/EncryptedAssertions/IDs, and an inventory of every
 //! `ds:Signature` with its algorithms and references. The verifier uses the
 //! inventory to refuse signature-wrapping shapes and weak algorithms
 //! independently of (and prior to) the cryptographic check.
+//!
+//! The limits exist because the parsers behind us are not linear in every
+//! shape: libxml2's duplicate-attribute check is quadratic in the
+//! attributes of one element, so a 190 KiB envelope with ~27,000 junk
+//! attributes cost seconds of CPU before the signature was even looked at.
+//! quick-xml's plain reader, which enforces them here, is linear.
 
 use std::collections::HashSet;
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
+use quick_xml::{NsReader, Reader};
 
-use crate::error::{Error, Result, SignatureFailure};
+use crate::error::{Error, Result, SignatureFailure, XmlLimit};
 
 pub(crate) const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 pub(crate) const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -44,6 +51,160 @@ pub(crate) const ALLOWED_TRANSFORMS: &[&str] = &[
     "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
     "http://www.w3.org/2006/12/xml-c14n11",
 ];
+
+/// Structural limits a document must stay within before any XML parser but
+/// quick-xml's plain reader sees it. Each bound is far above what real
+/// messages need (the figures in the constants' comments) and low enough
+/// that no parser behind it can be driven into super-linear work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XmlLimits {
+    /// Bytes of XML text (after transport decoding).
+    pub max_bytes: usize,
+    /// Elements in the whole document.
+    pub max_elements: usize,
+    /// Attributes, namespace declarations included, on one element: what
+    /// libxml2's duplicate check is quadratic in.
+    pub max_attributes_per_element: usize,
+    /// Attributes in the whole document.
+    pub max_attributes: usize,
+    /// Nesting depth (the root is depth 1).
+    pub max_depth: usize,
+    /// Bytes of one text run between tags, and of one attribute value.
+    pub max_text_bytes: usize,
+}
+
+impl XmlLimits {
+    /// A `samlp:Response` at the ACS.
+    ///
+    /// Real shapes, for scale: the embedded IdP, pysaml2, SimpleSAMLphp,
+    /// ADFS and Okta responses have 40–60 elements plus one per attribute
+    /// value, at most 8–10 attributes on one element (the Response root
+    /// with its namespace declarations; an `AttributeValue` carries up to
+    /// three: `xmlns:xs`, `xmlns:xsi`, `xsi:type`), 2–3 attributes per
+    /// element on average, a depth of 8 (Response › Assertion › Signature ›
+    /// SignedInfo › Reference › Transforms › Transform ›
+    /// InclusiveNamespaces), and no text run beyond a certificate (2–4 KiB).
+    /// The bulkiest real case is a multi-valued group attribute: ADFS
+    /// sends every group of a user, so 1,000 groups is 1,100 elements, and
+    /// the size cap itself (the ACS takes 256 KiB of base64) leaves room
+    /// for at most ~3,000 values of the shortest realistic form.
+    pub const RESPONSE: XmlLimits = XmlLimits {
+        // 256 KiB of base64, decoded: the ACS's own cap, repeated so the
+        // pre-scan is self-contained for every caller.
+        max_bytes: 192 * 1024,
+        // ~2.7× the most a real response can fit under the size cap.
+        max_elements: 8_192,
+        // 3× the largest real element; 32² is nothing even for a
+        // quadratic check, where 27,000² was seconds.
+        max_attributes_per_element: 32,
+        // 2 per allowed element: real documents average 2–3 per element
+        // but run far below the element limit.
+        max_attributes: 16_384,
+        // 4× the deepest real shape (an Advice with nested assertions
+        // adds 2–3 levels).
+        max_depth: 32,
+        // 16× a certificate; leaves room for an unusually long attribute
+        // value (a serialized entitlement, a small photo).
+        max_text_bytes: 64 * 1024,
+    };
+
+    /// AuthnRequests, LogoutRequests and LogoutResponses: small messages
+    /// (1–8 KiB with an enveloped signature and its certificate, 15–60
+    /// elements, depth ≤ 8), so every bound is tighter than a Response's,
+    /// the size cap included.
+    pub const MESSAGE: XmlLimits = XmlLimits {
+        // 4× a signed message that embeds its certificate.
+        max_bytes: 32 * 1024,
+        // 4× an AuthnRequest with eIDAS-style requested-attribute
+        // extensions (~60 elements).
+        max_elements: 256,
+        max_attributes_per_element: 32,
+        max_attributes: 1_024,
+        // 2× the deepest real shape.
+        max_depth: 16,
+        // 4× a certificate.
+        max_text_bytes: 16 * 1024,
+    };
+}
+
+/// Enforces `limits` in one linear pass with quick-xml's plain reader
+/// (no namespace resolution, no attribute de-duplication): the first
+/// parser any SAML document meets. Malformed markup it trips over is
+/// refused here too; what it lets through is checked again by [`scan`].
+pub(crate) fn check_limits(xml: &str, limits: &XmlLimits) -> Result<()> {
+    if xml.len() > limits.max_bytes {
+        return Err(Error::Size {
+            size: xml.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let mut reader = Reader::from_str(xml);
+    let (mut elements, mut attributes, mut depth, mut text) = (0usize, 0usize, 0usize, 0usize);
+    loop {
+        let (start, is_empty) = match reader.read_event().map_err(Error::xml)? {
+            Event::Start(s) => (s, false),
+            Event::Empty(s) => (s, true),
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                text = 0;
+                continue;
+            }
+            Event::Text(t) => {
+                text += t.len();
+                over(text, limits.max_text_bytes, XmlLimit::TextBytes)?;
+                continue;
+            }
+            Event::CData(t) => {
+                text += t.len();
+                over(text, limits.max_text_bytes, XmlLimit::TextBytes)?;
+                continue;
+            }
+            Event::GeneralRef(r) => {
+                // `&amp;` splits a text run into several events; the run
+                // is what counts.
+                text += r.len() + 2;
+                over(text, limits.max_text_bytes, XmlLimit::TextBytes)?;
+                continue;
+            }
+            Event::Eof => return Ok(()),
+            _ => continue,
+        };
+        text = 0;
+        elements += 1;
+        over(elements, limits.max_elements, XmlLimit::Elements)?;
+        // The element's own depth, whether or not it has content.
+        over(depth + 1, limits.max_depth, XmlLimit::Depth)?;
+        if !is_empty {
+            depth += 1;
+        }
+        // Counting stops one past the limit: a tag with 27,000 attributes
+        // costs 33 steps here.
+        let mut on_element = 0usize;
+        for a in start
+            .attributes()
+            .with_checks(false)
+            .take(limits.max_attributes_per_element + 1)
+        {
+            let a = a.map_err(Error::xml)?;
+            on_element += 1;
+            over(a.value.len(), limits.max_text_bytes, XmlLimit::TextBytes)?;
+        }
+        over(
+            on_element,
+            limits.max_attributes_per_element,
+            XmlLimit::AttributesPerElement,
+        )?;
+        attributes += on_element;
+        over(attributes, limits.max_attributes, XmlLimit::Attributes)?;
+    }
+}
+
+fn over(count: usize, limit: usize, which: fn(usize) -> XmlLimit) -> Result<()> {
+    if count > limit {
+        return Err(Error::Limit(which(limit)));
+    }
+    Ok(())
+}
 
 /// One `ds:Signature` found in the document.
 #[derive(Debug, Default)]
@@ -114,9 +275,11 @@ pub(crate) fn attr(start: &BytesStart<'_>, local: &[u8]) -> Result<Option<String
     Ok(None)
 }
 
-/// Scan `xml` (DOCTYPE already refused). Fails on malformed XML, on a
-/// DOCTYPE event, and on duplicate `ID`/`Id` values.
-pub(crate) fn scan(xml: &str) -> Result<Scan> {
+/// Scan `xml` (DOCTYPE already refused) after [`check_limits`]. Fails on
+/// a limit, on malformed XML, on a DOCTYPE event, and on duplicate
+/// `ID`/`Id` values.
+pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
+    check_limits(xml, limits)?;
     let mut reader = NsReader::from_str(xml);
     let mut out = Scan::default();
     let mut stack: Vec<Open> = Vec::new();
@@ -242,4 +405,93 @@ pub(crate) fn check_algorithms(scan: &Scan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIGHT: XmlLimits = XmlLimits {
+        max_bytes: 4096,
+        max_elements: 4,
+        max_attributes_per_element: 3,
+        max_attributes: 5,
+        max_depth: 3,
+        max_text_bytes: 8,
+    };
+
+    fn limit(xml: &str) -> Option<XmlLimit> {
+        match check_limits(xml, &TIGHT) {
+            Ok(()) => None,
+            Err(Error::Limit(which)) => Some(which),
+            Err(other) => panic!("not a limit: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_document_at_every_limit_passes() {
+        // 4 elements, depth 3, 3 attributes on one element and 5 in all,
+        // a text run and an attribute value of 8 bytes each.
+        let xml = r#"<a x="12345678" y="" z=""><b p="" q=""><c>abcdefgh</c></b><d/></a>"#;
+        assert_eq!(limit(xml), None);
+    }
+
+    #[test]
+    fn each_limit_is_enforced_one_past_it() {
+        let cases = [
+            ("<a><b/><b/><b/><b/></a>", XmlLimit::Elements(4)),
+            (
+                r#"<a w="" x="" y="" z=""/>"#,
+                XmlLimit::AttributesPerElement(3),
+            ),
+            (
+                r#"<a x="" y="" z=""><b p="" q="" r=""/></a>"#,
+                XmlLimit::Attributes(5),
+            ),
+            ("<a><b><c><d/></c></b></a>", XmlLimit::Depth(3)),
+            ("<a>abcdefghi</a>", XmlLimit::TextBytes(8)),
+            // A run split by references is still one run.
+            ("<a>abc&amp;def</a>", XmlLimit::TextBytes(8)),
+            ("<a><![CDATA[abcdefghi]]></a>", XmlLimit::TextBytes(8)),
+            (r#"<a x="abcdefghi"/>"#, XmlLimit::TextBytes(8)),
+        ];
+        for (xml, want) in cases {
+            assert_eq!(limit(xml), Some(want), "{xml}");
+        }
+    }
+
+    #[test]
+    fn text_runs_are_counted_between_tags_not_per_document() {
+        assert_eq!(limit("<a><b>abcdefgh</b><b>abcdefgh</b></a>"), None);
+    }
+
+    #[test]
+    fn the_size_cap_comes_before_the_reader() {
+        let xml = format!("<a>{}</a>", " ".repeat(5000));
+        assert!(matches!(
+            check_limits(&xml, &TIGHT),
+            Err(Error::Size { limit: 4096, .. })
+        ));
+    }
+
+    #[test]
+    fn thousands_of_attributes_on_one_element_are_refused_after_a_few() {
+        let junk: String = (0..27_000).map(|i| format!(" a{i}=\"\"")).collect();
+        let xml = format!("<samlp:Response{junk}/>");
+        let mut limits = XmlLimits::RESPONSE;
+        limits.max_bytes = xml.len();
+        assert!(matches!(
+            scan(&xml, &limits),
+            Err(Error::Limit(XmlLimit::AttributesPerElement(32)))
+        ));
+    }
+
+    #[test]
+    fn the_scan_checks_limits_first() {
+        // Malformed after the limit: the limit is what is reported.
+        assert!(matches!(
+            scan("<a><b><c><d></a>", &TIGHT),
+            Err(Error::Limit(XmlLimit::Depth(3)))
+        ));
+    }
 }

@@ -56,8 +56,10 @@ struct Entry {
     last_failure: OffsetDateTime,
 }
 
-/// Consecutive-failure counts and locks, per user id. Thread-safe; state is
-/// in memory only, so a restart clears locks (acceptable for the gateway).
+/// Consecutive-failure counts and locks, per user id. Thread-safe and in
+/// memory; the IdP puts the locks still running back at start from the
+/// System Log's `user.account.lock` events ([`restore`](Self::restore)),
+/// so a restart does not lift them. Counts below the threshold start over.
 #[derive(Debug)]
 pub struct LockoutTracker {
     policy: LockoutPolicy,
@@ -134,6 +136,26 @@ impl LockoutTracker {
                 remaining: max_failures - entry.failures,
             }
         }
+    }
+
+    /// Puts back a lock recorded before a restart; one that has already
+    /// ended is ignored. No lock event is due: it was written when the lock
+    /// began.
+    pub fn restore(&self, user_id: &str, until: OffsetDateTime, now: OffsetDateTime) {
+        if until <= now {
+            return;
+        }
+        let mut entries = self.lock();
+        if !entries.contains_key(user_id) {
+            Self::make_room(&mut entries, self.capacity, now);
+        }
+        let entry = entries.entry(user_id.to_owned()).or_insert(Entry {
+            failures: 0,
+            locked_until: None,
+            last_failure: now,
+        });
+        entry.failures = entry.failures.max(self.policy.max_failures.max(1));
+        entry.locked_until = Some(entry.locked_until.map_or(until, |u| u.max(until)));
     }
 
     /// A successful sign-in clears the failure count.
@@ -282,6 +304,24 @@ mod tests {
             FailureOutcome::LockedNow {
                 until: PrimitiveDateTime::MAX.assume_utc()
             }
+        );
+    }
+
+    #[test]
+    fn a_restored_lock_refuses_until_it_ends_and_an_ended_one_is_ignored() {
+        let tracker = LockoutTracker::new(policy(3, 60));
+        tracker.restore("u1", at(100), at(10));
+        assert_eq!(tracker.check("u1", at(50)), Err(Locked { until: at(100) }));
+        assert_eq!(
+            tracker.record_failure("u1", at(50)),
+            FailureOutcome::AlreadyLocked { until: at(100) }
+        );
+        assert_eq!(tracker.check("u1", at(100)), Ok(()));
+        tracker.restore("u2", at(5), at(10));
+        assert_eq!(tracker.check("u2", at(10)), Ok(()));
+        assert_eq!(
+            tracker.record_failure("u2", at(10)),
+            FailureOutcome::Counted { remaining: 2 }
         );
     }
 

@@ -5,7 +5,9 @@
 //!   every problem at once ([`Directory::load`], [`DirectoryError`]);
 //! - lookups by login (case-insensitive) and by stable id ([`Directory`]);
 //! - password verification against argon2id PHC hashes, with no timing or
-//!   status oracle for callers without the password ([`Directory::authenticate`]);
+//!   status oracle for callers without the password: one verification per
+//!   attempt whatever the case ([`Directory::authenticate`]), in working
+//!   memory that is reused ([`HashMemory`]);
 //! - RFC 6238 TOTP verification ([`verify_totp`]), and until when a matched
 //!   step stays replayable ([`totp_step_replayable_until`]: the one-time
 //!   store remembers it that long, as a per-user high-water mark);
@@ -31,7 +33,7 @@ mod test_hashes;
 pub use authenticate::AuthFailure;
 pub use error::{DirectoryError, ProblemKind, UserProblem};
 pub use lockout::{FailureOutcome, Locked, LockoutPolicy, LockoutTracker};
-pub use password::PasswordHashProblem;
+pub use password::{HashMemory, PasswordHashProblem, PooledVerifier, Verifier};
 pub use store::Directory;
 pub use totp::{
     hotp, totp_code_at, totp_step_replayable_until, totp_value, verify_totp, TotpSecret,

@@ -1,11 +1,12 @@
 //! Argon2id password hashes: checking PHC strings from the users file, and
-//! verifying passwords against them (including the dummy verification that
-//! hides whether a login exists).
+//! verifying passwords against them (including the dummy hash that hides
+//! whether a login exists), each verification in working memory that is
+//! kept and reused ([`HashMemory`]).
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, Params};
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// The only algorithm we accept: argon2i/argon2d are weaker against
 /// side-channel or GPU attacks respectively, and anything else is legacy.
@@ -41,9 +42,77 @@ pub(super) fn check_phc(phc: &str) -> Result<(), PasswordHashProblem> {
     Ok(())
 }
 
-/// True if `password` matches `phc`. The comparison of hash outputs inside
-/// `password-hash` is constant-time; parameters come from the PHC string.
-pub(super) fn verify(phc: &str, password: &str) -> bool {
+/// One argon2 verification: the seam through which sign-in pays for
+/// exactly one per attempt, whatever the outcome (tests count the calls).
+pub trait Verifier {
+    /// True if `password` matches `phc`.
+    fn verify(&mut self, phc: &str, password: &str) -> bool;
+}
+
+/// argon2's working memory (m KiB per verification: 19 MiB with the
+/// default parameters), kept between verifications instead of allocated
+/// for each. Freed 19 MiB blocks stay resident in whichever allocator
+/// arena the blocking thread used, so allocating per verification made
+/// resident memory grow with the number of threads that ever checked a
+/// password; here it is one block per concurrent check, and the caller
+/// bounds those.
+#[derive(Debug, Default)]
+pub struct HashMemory {
+    free: Mutex<Vec<Vec<Block>>>,
+}
+
+impl HashMemory {
+    /// A verifier holding one working memory until it is dropped.
+    pub fn verifier(&self) -> PooledVerifier<'_> {
+        let blocks = self
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        PooledVerifier { pool: self, blocks }
+    }
+
+    /// Working memories kept for reuse (for tests and diagnostics).
+    pub fn kept(&self) -> usize {
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// The real [`Verifier`], with working memory from a [`HashMemory`].
+pub struct PooledVerifier<'a> {
+    pool: &'a HashMemory,
+    blocks: Vec<Block>,
+}
+
+impl Verifier for PooledVerifier<'_> {
+    fn verify(&mut self, phc: &str, password: &str) -> bool {
+        verify_in(phc, password, &mut self.blocks)
+    }
+}
+
+impl Drop for PooledVerifier<'_> {
+    fn drop(&mut self) {
+        let blocks = std::mem::take(&mut self.blocks);
+        if !blocks.is_empty() {
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(blocks);
+        }
+    }
+}
+
+/// True if `password` matches `phc`, computed in `blocks` (grown to the
+/// hash's memory cost when smaller). What `argon2`'s own
+/// `verify_password` does, with the memory handed in: parameters, version
+/// and output length come from the PHC string, and the outputs are
+/// compared in constant time (`Output`'s `PartialEq`).
+pub(super) fn verify_in(phc: &str, password: &str, blocks: &mut Vec<Block>) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
@@ -52,14 +121,35 @@ pub(super) fn verify(phc: &str, password: &str) -> bool {
     if parsed.algorithm.as_str() != ARGON2ID {
         return false;
     }
-    Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    if blocks.len() < params.block_count() {
+        blocks.resize(params.block_count(), Block::default());
+    }
+    let argon2 = Argon2::new(Algorithm::Argon2id, version, params);
+    let computed = Output::init_with(expected.len(), |out| {
+        argon2
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut blocks[..])
+            .map_err(|_| argon2::password_hash::Error::Password)
+    });
+    computed.is_ok_and(|computed| computed == expected)
 }
 
 /// A hash with the default parameters (those `portcullis hash-password`
 /// uses), so a dummy verification costs about what a real one does.
-fn dummy_hash() -> Option<&'static str> {
+pub(super) fn dummy_hash() -> Option<&'static str> {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
     DUMMY
         .get_or_init(|| {
@@ -77,15 +167,6 @@ fn dummy_hash() -> Option<&'static str> {
 /// (by one hashing) than later ones.
 pub(super) fn warm_up() {
     let _ = dummy_hash();
-}
-
-/// Spends one argon2 verification for a login that doesn't exist, so that
-/// "unknown user" and "wrong password" take about the same time.
-pub(super) fn dummy_verify(password: &str) {
-    if let Some(phc) = dummy_hash() {
-        // The result is meaningless: only the time spent matters.
-        let _ = verify(phc, password);
-    }
 }
 
 #[cfg(test)]
@@ -127,9 +208,45 @@ mod tests {
 
     #[test]
     fn verifies_with_params_from_the_phc_string() {
+        let memory = HashMemory::default();
+        let mut verifier = memory.verifier();
         let phc = cheap_hash("correct horse");
-        assert!(verify(&phc, "correct horse"));
-        assert!(!verify(&phc, "correct horse "));
-        assert!(!verify("not a hash", "correct horse"));
+        assert!(verifier.verify(&phc, "correct horse"));
+        assert!(!verifier.verify(&phc, "correct horse "));
+        assert!(!verifier.verify("not a hash", "correct horse"));
+        let argon2i = "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$2nHd4DVZ0F6Eb3GDRUtb4Q";
+        assert!(!verifier.verify(argon2i, "password"));
+    }
+
+    #[test]
+    fn agrees_with_the_argon2_crate_on_a_default_cost_hash() {
+        // The PHC string from `accepts_argon2id_with_any_params`, made by
+        // the argon2 crate itself with the default parameters.
+        let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
+        let phc = Argon2::default()
+            .hash_password(b"s3cret", &salt)
+            .expect("hash")
+            .to_string();
+        let memory = HashMemory::default();
+        let mut verifier = memory.verifier();
+        assert!(verifier.verify(&phc, "s3cret"));
+        assert!(!verifier.verify(&phc, "s3cret!"));
+    }
+
+    #[test]
+    fn working_memory_is_kept_and_reused() {
+        let memory = HashMemory::default();
+        let phc = cheap_hash("pw");
+        {
+            let mut a = memory.verifier();
+            let mut b = memory.verifier();
+            assert!(a.verify(&phc, "pw") && b.verify(&phc, "pw"));
+        }
+        // One memory per verifier that was in use at once, no more.
+        assert_eq!(memory.kept(), 2);
+        for _ in 0..10 {
+            assert!(memory.verifier().verify(&phc, "pw"));
+        }
+        assert_eq!(memory.kept(), 2);
     }
 }

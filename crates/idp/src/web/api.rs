@@ -10,6 +10,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::events::{self, Origin};
+use super::login::PasswordRefused;
 use super::respond::{self, api_error, ApiError};
 use super::{query_param, user_agent, Caller, Idp};
 use portcullis_session::TicketError;
@@ -216,7 +217,14 @@ impl Idp {
             .await
         {
             Ok(user) => user,
-            Err(()) => return api_error(&ApiError::AuthenticationFailed),
+            Err(PasswordRefused::Failed) => return api_error(&ApiError::AuthenticationFailed),
+            // Okta answers its own concurrency limit with 429 E0000047,
+            // which API clients already back off from.
+            Err(PasswordRefused::Busy(wait)) => {
+                return api_error(&ApiError::RateLimited {
+                    retry_after_secs: wait.retry_after_secs(),
+                })
+            }
         };
         let mut decision = self.policies.evaluate_sign_on(&SignOnContext {
             groups: user.groups(),

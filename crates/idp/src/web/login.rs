@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use portcullis_proxy::limit::Wait;
+use portcullis_proxy::WorkError;
 use time::OffsetDateTime;
 
 use super::csrf::{Csrf, CSRF_COOKIE};
@@ -22,6 +23,8 @@ use crate::session::{
     Amr, EndReason, NewSession, SessionError, SessionRecord, SessionSecret, SessionStatus,
     SessionsApiJson, StoreError,
 };
+use crate::syslog::{Query, MAX_LIMIT};
+use time::format_description::well_known::Rfc3339;
 
 /// Form fields of a urlencoded body, each taken once.
 struct Form(Vec<(String, String)>);
@@ -49,6 +52,16 @@ impl Form {
 
 enum Notice<'a> {
     Error(&'a str),
+}
+
+/// Why [`Idp::verify_password`] let nobody in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PasswordRefused {
+    /// Show the generic failure (whatever the reason: see [`AuthFailure`]).
+    Failed,
+    /// The password pool is full; nothing was checked. 503 (429 for the
+    /// API) with `Retry-After`.
+    Busy(Wait),
 }
 
 impl Idp {
@@ -267,8 +280,15 @@ impl Idp {
         }
         let user = match self.verify_password(&login, password, now, &origin).await {
             Ok(user) => user,
-            Err(()) => {
+            Err(PasswordRefused::Failed) => {
                 return self.login_form_with_from(request, &from, generic, StatusCode::UNAUTHORIZED)
+            }
+            Err(PasswordRefused::Busy(wait)) => {
+                return respond::busy_page(
+                    "Sign-in busy",
+                    "Too many people are signing in right now.",
+                    wait,
+                )
             }
         };
         let decision = self.policies.evaluate_sign_on(&SignOnContext {
@@ -375,60 +395,109 @@ impl Idp {
         }
     }
 
-    /// Checks the password off the event loop (argon2 is deliberately slow),
-    /// with lockout and events. `Err` means "show the generic failure".
+    /// Checks the password off the event loop (argon2 is deliberately slow)
+    /// on the bounded password pool, with lockout and events. Every attempt
+    /// costs one argon2 verification, locked and unknown logins included
+    /// ([`Directory::authenticate`](crate::directory::Directory::authenticate)),
+    /// so the answer's timing tells nothing about the account.
     pub(crate) async fn verify_password(
         self: &Arc<Self>,
         login: &str,
         password: String,
         now: OffsetDateTime,
         origin: &Origin<'_>,
-    ) -> Result<&User, ()> {
-        let known = self.directory.by_login(login);
-        if let Some(user) = known {
-            if self.lockout.check(user.id(), now).is_err() {
-                self.emit(events::session_start_failed(
-                    login,
-                    Some(user),
-                    "LOCKED_OUT",
-                    origin,
-                ));
-                return Err(());
-            }
-        }
+    ) -> Result<&User, PasswordRefused> {
         let idp = self.clone();
         let login_owned = login.to_string();
-        let verdict = tokio::task::spawn_blocking(move || {
-            idp.directory
-                .authenticate(&login_owned, &password)
-                .map(|u| u.id().to_string())
-        })
-        .await;
+        let verdict = self
+            .password_work
+            .run(move || {
+                let mut verifier = idp.password_memory.verifier();
+                idp.directory
+                    .authenticate(
+                        &login_owned,
+                        &password,
+                        |user| idp.lockout.check(user.id(), now).is_err(),
+                        &mut verifier,
+                    )
+                    .map(|u| u.id().to_string())
+            })
+            .await;
         let verdict = match verdict {
-            Ok(v) => v,
-            Err(e) => {
+            Ok(verdict) => verdict,
+            Err(WorkError::Busy { wait, .. }) => {
+                // Nothing was checked or counted: no event, no lockout step.
+                tracing::debug!(client.addr = %origin.ip, "password pool busy; sign-in refused");
+                return Err(PasswordRefused::Busy(wait));
+            }
+            Err(e @ WorkError::Failed { .. }) => {
                 tracing::error!(error = %e, "password check task failed");
-                return Err(());
+                return Err(PasswordRefused::Failed);
             }
         };
+        let known = self.directory.by_login(login);
         match verdict {
             Ok(id) => {
-                let user = self.directory.by_id(&id).ok_or(())?;
+                let user = self.directory.by_id(&id).ok_or(PasswordRefused::Failed)?;
                 self.lockout.record_success(user.id());
                 Ok(user)
             }
             Err(failure) => {
                 let reason = match failure {
                     AuthFailure::UnknownUser | AuthFailure::BadPassword => "INVALID_CREDENTIALS",
+                    AuthFailure::LockedOut => "LOCKED_OUT",
                     AuthFailure::Suspended => "USER_SUSPENDED",
                     AuthFailure::Deprovisioned => "USER_DEPROVISIONED",
                 };
                 self.emit(events::session_start_failed(login, known, reason, origin));
+                // A locked account's attempts do not count (nor extend the
+                // lock): only a wrong password for an unlocked one does.
                 if let (Some(user), AuthFailure::BadPassword) = (known, failure) {
                     self.count_failure(user, now, origin);
                 }
-                Err(())
+                Err(PasswordRefused::Failed)
             }
+        }
+    }
+
+    /// Puts back every lock still running from the System Log's
+    /// `user.account.lock` events (each carries `lockedUntil`), so a
+    /// restart does not lift a lockout. Only the log's in-memory ring is
+    /// read (its newest events, refilled from the file at open), and only
+    /// events from the last `lockout_duration`.
+    pub(crate) fn restore_lockouts(&self, now: OffsetDateTime) {
+        let Ok(mut query) = Query::from_params([("filter", "eventType eq \"user.account.lock\"")])
+        else {
+            return;
+        };
+        let window = time::Duration::try_from(self.settings.lockout.lockout_duration)
+            .unwrap_or(time::Duration::MAX);
+        query.since = now.checked_sub(window);
+        query.limit = MAX_LIMIT;
+        let mut restored = 0usize;
+        loop {
+            let page = self.log.query(&query);
+            for event in &page.events {
+                let until = event
+                    .debug_context
+                    .debug_data
+                    .get("lockedUntil")
+                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+                if let Some(until) = until.filter(|until| *until > now) {
+                    self.lockout.restore(&event.actor.id, until, now);
+                    restored += 1;
+                }
+            }
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        if restored > 0 {
+            tracing::info!(
+                accounts = restored,
+                "account lockouts restored from the System Log"
+            );
         }
     }
 

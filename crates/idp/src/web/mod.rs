@@ -19,11 +19,12 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use portcullis_proxy::ClientLimit;
+use portcullis_proxy::limit::available_cores;
+use portcullis_proxy::{ClientLimit, WorkBounds, WorkLimit};
 use portcullis_session::{MemoryOneTime, MemoryTickets, OneTimeStore, TicketStore};
 
 use crate::api_token::ApiTokens;
-use crate::directory::{Directory, LockoutPolicy, LockoutTracker};
+use crate::directory::{Directory, HashMemory, LockoutPolicy, LockoutTracker};
 use crate::policy::PolicySet;
 use crate::session::{IdpSessions, PendingSignIn};
 use crate::syslog::{Event, SystemLog};
@@ -94,11 +95,48 @@ pub struct Idp {
     pub(crate) csrf: csrf::Csrf,
     pub(crate) sign_in_limit: ClientLimit,
     pub(crate) api_limit: ClientLimit,
+    /// Password checks (`/login`, `/api/v1/authn`), off the worker threads
+    /// and bounded for the whole process.
+    pub(crate) password_work: WorkLimit,
+    /// argon2's working memory, one per running check, reused.
+    pub(crate) password_memory: HashMemory,
+    /// Enveloped-signature checks of POST-binding AuthnRequests and logout
+    /// messages (libxml2 and xmlsec), off the worker threads and bounded.
+    pub(crate) saml_work: WorkLimit,
     pub(crate) saml: Option<sso::Saml>,
     /// Single Logout walks in progress.
     pub(crate) logouts: slo::Logouts,
     /// Set once at start-up, after the gateway it dispatches to exists.
     pub(crate) universal_logout: std::sync::OnceLock<Arc<UniversalLogout>>,
+}
+
+/// Password checks at once: one per core, at most 4. Each holds argon2's
+/// working memory (19 MiB with the default parameters, kept for reuse),
+/// so the cap bounds it to ~76 MiB whatever the concurrency of a password
+/// spray (64 unbounded checks took 1 GB), while 4 checks of 30–80 ms are
+/// still 50–130 sign-ins a second. 8 waiting per slot is under a second of
+/// backlog; past it, or after 2 s of waiting, a sign-in is answered 503
+/// (429 for the API) rather than queued.
+fn password_work_bounds() -> WorkBounds {
+    let slots = available_cores().clamp(1, 4);
+    WorkBounds {
+        slots,
+        queue: slots * 8,
+        max_wait: Duration::from_secs(2),
+    }
+}
+
+/// Like the gateway's ACS pool: one slot per core, 16 waiting per slot,
+/// a second's wait. The pre-scan holds these messages to
+/// `XmlLimits::MESSAGE`, so one costs at most ~2 ms (the `slo` bench), but
+/// a flood of them is still answered 503 rather than run on the workers.
+fn saml_work_bounds() -> WorkBounds {
+    let slots = available_cores();
+    WorkBounds {
+        slots,
+        queue: slots * 16,
+        max_wait: Duration::from_secs(1),
+    }
 }
 
 /// Facts about the caller that do not come from HTTP itself.
@@ -136,10 +174,13 @@ impl Idp {
         log: Arc<SystemLog>,
         stores: IdpStores,
     ) -> Idp {
-        Idp {
+        let idp = Idp {
             lockout: LockoutTracker::new(settings.lockout.clone()),
             sign_in_limit: ClientLimit::per_minute(settings.sign_in_per_minute),
             api_limit: ClientLimit::per_minute(settings.api_per_minute),
+            password_work: WorkLimit::new("password", password_work_bounds()),
+            password_memory: HashMemory::default(),
+            saml_work: WorkLimit::new("idp_saml_verify", saml_work_bounds()),
             settings,
             directory,
             policies,
@@ -152,7 +193,9 @@ impl Idp {
             saml: None,
             logouts: slo::Logouts::default(),
             universal_logout: std::sync::OnceLock::new(),
-        }
+        };
+        idp.restore_lockouts(OffsetDateTime::now_utc());
+        idp
     }
 
     /// Enables Universal Logout dispatch (and `/oauth2/v1/keys`). Only the

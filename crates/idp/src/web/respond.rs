@@ -185,6 +185,46 @@ pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response<
     )
 }
 
+/// A bounded work pool (password checks, SAML signature checks) was full:
+/// a 503 page with `Retry-After`. Nothing of the request was acted on, so
+/// the browser may simply send it again.
+pub fn busy_page(title: &str, what: &str, wait: portcullis_proxy::limit::Wait) -> Response<Bytes> {
+    let secs = wait.retry_after_secs();
+    let mut response = message_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        title,
+        &match secs {
+            1 => format!("{what} Try again in a second."),
+            _ => format!("{what} Try again in {secs} seconds."),
+        },
+    );
+    insert(&mut response, header::RETRY_AFTER, &secs.to_string());
+    response
+}
+
+/// The bounded SAML pool did not check a message: busy, [`busy_page`];
+/// the check was lost (it panicked), a 500 page.
+pub fn saml_work_refused(cause: &portcullis_proxy::WorkError) -> Response<Bytes> {
+    match cause {
+        portcullis_proxy::WorkError::Busy { wait, .. } => {
+            tracing::debug!("SAML pool busy; message refused unexamined");
+            busy_page(
+                "Try again later",
+                "The identity provider is busy checking sign-in messages.",
+                *wait,
+            )
+        }
+        portcullis_proxy::WorkError::Failed { .. } => {
+            tracing::error!(error = %cause, "SAML signature check did not finish");
+            message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The identity provider could not check this message. Please try again.",
+            )
+        }
+    }
+}
+
 /// The page for a browser whose request needed a store that could not
 /// answer (sessions, tokens, one-time uses). Logged here, once, with what
 /// was being done; the user is told to retry, never sent to sign in again

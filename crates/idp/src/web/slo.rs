@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use portcullis_proxy::{WorkError, WorkLimit};
 use portcullis_saml::{self as saml, LogoutStatus, NameIdFormat};
 use time::OffsetDateTime;
 
@@ -125,6 +126,38 @@ type RedirectParser<T> = fn(&str, Option<&[Vec<u8>]>, usize) -> saml::Result<T>;
 type PostParser<T> = fn(&str, Option<&str>, Option<&[Vec<u8>]>, usize) -> saml::Result<T>;
 
 impl Incoming<'_> {
+    /// [`parse`](Self::parse) with `certs` (a signature required). The
+    /// POST binding's enveloped signature goes through libxml2 and xmlsec,
+    /// so it runs on the bounded SAML pool, off the worker thread; the
+    /// Redirect binding's query signature is one RSA check, done here.
+    async fn verify<T: Send + 'static>(
+        &self,
+        pool: &WorkLimit,
+        certs: &[Vec<u8>],
+        redirect: RedirectParser<T>,
+        post: PostParser<T>,
+    ) -> Result<saml::Result<T>, WorkError> {
+        match self {
+            Incoming::Redirect(query) => Ok(redirect(query, Some(certs), MAX_MESSAGE_BYTES)),
+            Incoming::Post {
+                message,
+                relay_state,
+            } => {
+                let (message, relay_state, certs) =
+                    (message.clone(), relay_state.clone(), certs.to_vec());
+                pool.run(move || {
+                    post(
+                        &message,
+                        relay_state.as_deref(),
+                        Some(&certs),
+                        MAX_MESSAGE_BYTES,
+                    )
+                })
+                .await
+            }
+        }
+    }
+
     /// Parses with the binding's parser; `certs` makes a signature mandatory.
     fn parse<T>(
         &self,
@@ -186,7 +219,7 @@ impl Idp {
                 self.logout_request_from_sp(request, caller, &incoming(message))
                     .await
             }
-            (None, Some(message)) => self.logout_response_from_sp(&incoming(message)),
+            (None, Some(message)) => self.logout_response_from_sp(&incoming(message)).await,
             _ => logout_error("The sign-out message is missing or ambiguous."),
         }
     }
@@ -309,12 +342,22 @@ impl Idp {
             );
         };
         // A forged LogoutRequest would sign users out: only signed ones count.
-        let parsed = match parse(Some(&sp.signing_certs_der)) {
-            Ok(parsed) => parsed,
-            Err(e) => {
+        let verified = incoming
+            .verify(
+                &self.saml_work,
+                &sp.signing_certs_der,
+                saml::parse_logout_request_redirect,
+                saml::parse_logout_request_post,
+            )
+            .await;
+        let parsed = match verified {
+            Ok(Ok(parsed)) => parsed,
+            Ok(Err(e)) => {
                 tracing::warn!(sp = %sp.name, error = %e, "LogoutRequest refused");
                 return logout_error("The application's sign-out request is not correctly signed.");
             }
+            // Nothing was acted on: the SP's page may send it again.
+            Err(e) => return respond::saml_work_refused(&e),
         };
         if let Err(e) = parsed.check_time(chrono::Utc::now(), CLOCK_SKEW) {
             tracing::warn!(sp = %sp.name, error = %e, "LogoutRequest refused");
@@ -401,7 +444,7 @@ impl Idp {
             .map(|(_, record)| record))
     }
 
-    fn logout_response_from_sp(&self, incoming: &Incoming<'_>) -> Response<Bytes> {
+    async fn logout_response_from_sp(&self, incoming: &Incoming<'_>) -> Response<Bytes> {
         let Some(saml) = &self.saml else {
             return logout_error("Single Logout is not enabled.");
         };
@@ -430,12 +473,32 @@ impl Idp {
             // Expired or unknown walk: the IdP session is gone already.
             return signed_out_page(true);
         };
-        let verified = saml
+        let sender = saml
             .settings
             .service_providers
             .iter()
-            .find(|sp| Some(sp.entity_id.as_str()) == unverified.issuer.as_deref())
-            .and_then(|sp| parse(Some(&sp.signing_certs_der)).ok().map(|p| (sp, p)));
+            .find(|sp| Some(sp.entity_id.as_str()) == unverified.issuer.as_deref());
+        // An answer that cannot be checked (not signed by the SP, or the
+        // pool is full) counts as no answer: the walk goes on, partial.
+        let verified = match sender {
+            Some(sp) => match incoming
+                .verify(
+                    &self.saml_work,
+                    &sp.signing_certs_der,
+                    saml::parse_logout_response_redirect,
+                    saml::parse_logout_response_post,
+                )
+                .await
+            {
+                Ok(Ok(parsed)) => Some((sp, parsed)),
+                Ok(Err(_)) => None,
+                Err(e) => {
+                    tracing::warn!(sp = %sp.name, error = %e, "LogoutResponse not checked; logout is partial");
+                    None
+                }
+            },
+            None => None,
+        };
         match (&tx.waiting, verified) {
             (Some((want_id, want_sp)), Some((sp, parsed)))
                 if sp.name == *want_sp && parsed.in_response_to.as_deref() == Some(want_id) =>

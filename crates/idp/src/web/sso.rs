@@ -484,14 +484,28 @@ impl Idp {
         };
         let signed = saml::post_request_is_signed(encoded, MAX_REQUEST_BYTES).unwrap_or(false);
         let parsed = if sp.must_verify(signed) {
-            match saml::parse_authn_request_post(
-                encoded,
-                field("RelayState"),
-                Some(&sp.signing_certs_der),
-                MAX_REQUEST_BYTES,
-            ) {
-                Ok(parsed) => parsed,
-                Err(e) => return self.badly_signed(sp, &e, &origin),
+            // The enveloped signature goes through libxml2 and xmlsec: on
+            // the bounded pool, off the worker thread.
+            let (encoded, relay_state, certs) = (
+                encoded.to_owned(),
+                field("RelayState").map(str::to_owned),
+                sp.signing_certs_der.clone(),
+            );
+            let verified = self
+                .saml_work
+                .run(move || {
+                    saml::parse_authn_request_post(
+                        &encoded,
+                        relay_state.as_deref(),
+                        Some(&certs),
+                        MAX_REQUEST_BYTES,
+                    )
+                })
+                .await;
+            match verified {
+                Ok(Ok(parsed)) => parsed,
+                Ok(Err(e)) => return self.badly_signed(sp, &e, &origin),
+                Err(e) => return respond::saml_work_refused(&e),
             }
         } else {
             unverified

@@ -25,6 +25,7 @@ use crate::directory::{totp_code_at, Directory, LockoutPolicy, TotpSecret, TOTP_
 use crate::policy::{PolicySet, SessionLimits};
 use crate::session::{Amr, IdpSession, IdpSessions, NewSession, PendingSignIn, SessionRecord};
 use crate::syslog::{Query, SystemLog, SystemLogConfig};
+use portcullis_proxy::{WorkBounds, WorkLimit};
 
 const DEMO_USERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/users.toml");
 const ALICE_TOTP: &str = "MFWGSY3FFVSGK3LPFV2G65DQFVVWK6JB";
@@ -37,9 +38,24 @@ struct Fixture {
 }
 
 fn fixture(stores: IdpStores) -> Fixture {
+    fixture_with(stores, |_| {})
+}
+
+/// [`fixture`] with the IdP adjusted before it is shared.
+fn fixture_with(stores: IdpStores, adjust: impl FnOnce(&mut Idp)) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log =
-        SystemLog::open(SystemLogConfig::new(dir.path().join("events.jsonl"))).expect("System Log");
+    let mut idp = idp_on(dir.path(), stores);
+    adjust(&mut idp);
+    Fixture {
+        idp: Arc::new(idp),
+        _dir: dir,
+    }
+}
+
+/// An IdP whose System Log is in `dir` (a second one on the same `dir` is
+/// the same IdP after a restart).
+fn idp_on(dir: &std::path::Path, stores: IdpStores) -> Idp {
+    let log = SystemLog::open(SystemLogConfig::new(dir.join("events.jsonl"))).expect("System Log");
     let api_tokens = ApiTokens::new(vec![ApiToken {
         name: "admin".into(),
         sha256_hex: hash_token(API_TOKEN),
@@ -59,18 +75,14 @@ fn fixture(stores: IdpStores) -> Fixture {
             lockout_duration: Duration::from_secs(600),
         },
     };
-    let idp = Idp::with_stores(
+    Idp::with_stores(
         settings,
         Directory::load(DEMO_USERS).expect("demo users"),
         PolicySet::default(),
         api_tokens,
         Arc::new(log),
         stores,
-    );
-    Fixture {
-        idp: Arc::new(idp),
-        _dir: dir,
-    }
+    )
 }
 
 fn caller() -> Caller {
@@ -282,6 +294,197 @@ async fn sweep_ends_expired_sessions_into_the_system_log() {
         Some(stale.id.as_str())
     );
     logger.abort();
+}
+
+/// One slot of `pool` (a pool of `idp`'s), held by a job until the
+/// returned sender is used.
+async fn hold_a_slot(idp: &Arc<Idp>, pool: fn(&Idp) -> &WorkLimit) -> std::sync::mpsc::Sender<()> {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = Arc::clone(idp);
+    tokio::spawn(async move {
+        pool(&holder)
+            .run(move || {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+            })
+            .await
+    });
+    tokio::time::timeout(DEADLINE, started_rx)
+        .await
+        .expect("in time")
+        .expect("slot held");
+    release_tx
+}
+
+fn one_slot(pool: &'static str) -> WorkLimit {
+    WorkLimit::new(
+        pool,
+        WorkBounds {
+            slots: 1,
+            queue: 0,
+            max_wait: Duration::ZERO,
+        },
+    )
+}
+
+/// A full password pool refuses a sign-in at once with `Retry-After`: the
+/// page for the browser's form (503), Okta's rate-limit error for the API
+/// (429 E0000047). Nothing was checked, so nothing is logged as a failed
+/// sign-in and no lockout step is counted.
+#[tokio::test]
+async fn a_saturated_password_pool_refuses_with_retry_after_and_counts_nothing() {
+    let Fixture { idp, _dir } = fixture_with(IdpStores::memory(), |idp| {
+        idp.password_work = one_slot("password");
+    });
+    let release = hold_a_slot(&idp, |idp| &idp.password_work).await;
+
+    let api = send(
+        &idp,
+        request(
+            Method::POST,
+            "/api/v1/authn",
+            r#"{"username":"bob","password":"wrong"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        api.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        text(&api)
+    );
+    assert_eq!(api.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(json(&api)["errorCode"], "E0000047");
+
+    let form = send(&idp, request(Method::GET, "/login", "")).await;
+    let page = text(&form);
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+    let csrf_cookie = form
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("pc_idp_csrf="))
+        .and_then(|rest| rest.split(';').next())
+        .expect("csrf cookie")
+        .to_owned();
+    let mut post = request(
+        Method::POST,
+        "/login",
+        &format!("csrf={csrf}&fromURI=%2F&username=bob&password=wrong"),
+    );
+    post.headers_mut().insert(
+        header::COOKIE,
+        format!("pc_idp_csrf={csrf_cookie}")
+            .parse()
+            .expect("header"),
+    );
+    let busy = send(&idp, post).await;
+    assert_eq!(
+        busy.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        text(&busy)
+    );
+    assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+    assert!(text(&busy).contains("Sign-in busy"), "{}", text(&busy));
+    assert_eq!(idp.password_work.refused(), 2);
+
+    release.send(()).expect("release");
+    let failures =
+        Query::from_params([("filter", "eventType eq \"user.session.start\"")]).expect("query");
+    assert!(idp.system_log().query(&failures).events.is_empty());
+    // Once a slot is free the same attempt is checked (and fails) as usual.
+    let checked = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let reply = send(
+                &idp,
+                request(
+                    Method::POST,
+                    "/api/v1/authn",
+                    r#"{"username":"bob","password":"wrong"}"#,
+                ),
+            )
+            .await;
+            if reply.status() != StatusCode::TOO_MANY_REQUESTS {
+                return reply;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the slot frees");
+    assert_eq!(checked.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(idp.system_log().query(&failures).events.len(), 1);
+}
+
+/// A full SAML pool: the message is refused unexamined with a 503 page
+/// and `Retry-After`, which the browser may simply send again.
+#[tokio::test]
+async fn a_saturated_saml_pool_is_a_503_page_with_retry_after() {
+    let Fixture { idp, _dir } = fixture_with(IdpStores::memory(), |idp| {
+        idp.saml_work = one_slot("idp_saml_verify");
+    });
+    let release = hold_a_slot(&idp, |idp| &idp.saml_work).await;
+    let cause = idp
+        .saml_work
+        .run(|| ())
+        .await
+        .expect_err("the pool is full");
+    let page = super::respond::saml_work_refused(&cause);
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(page.headers()[header::RETRY_AFTER], "1");
+    assert!(
+        text(&page).contains("Try again in a second"),
+        "{}",
+        text(&page)
+    );
+    release.send(()).expect("release");
+}
+
+/// A lock is in the System Log, so it outlives the process: a new IdP on
+/// the same log refuses the right password until the lock ends.
+#[tokio::test]
+async fn a_lockout_survives_a_restart() {
+    let Fixture { idp, _dir } = fixture(IdpStores::memory());
+    let attempt = |password: &str| {
+        request(
+            Method::POST,
+            "/api/v1/authn",
+            &serde_json::json!({"username": "bob", "password": password}).to_string(),
+        )
+    };
+    for _ in 0..5 {
+        let reply = send(&idp, attempt("wrong")).await;
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locks =
+        Query::from_params([("filter", "eventType eq \"user.account.lock\"")]).expect("query");
+    assert_eq!(idp.system_log().query(&locks).events.len(), 1);
+    drop(idp);
+
+    let restarted = Arc::new(idp_on(_dir.path(), IdpStores::memory()));
+    let refused = send(&restarted, attempt("bob-demo-pass")).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        text(&refused)
+    );
+    let locked_out = Query::from_params([(
+        "filter",
+        "eventType eq \"user.session.start\" and outcome.reason eq \"LOCKED_OUT\"",
+    )])
+    .expect("query");
+    assert_eq!(restarted.system_log().query(&locked_out).events.len(), 1);
+    // No second lock event: the lock was put back, not taken anew.
+    assert_eq!(restarted.system_log().query(&locks).events.len(), 1);
 }
 
 /// A backend that is down: every call fails.

@@ -506,3 +506,40 @@ fn foreign_prefixes_and_character_references_are_read() {
         Err(Error::Xml(_))
     ));
 }
+
+/// Logout messages are small, so their structural limits are tight: the
+/// IdP-facing parsers refuse oversize shapes before libxml2 or xmlsec
+/// parse them, signed or not, over either binding.
+#[test]
+fn logout_messages_over_the_structural_limits_are_refused_before_parsing() {
+    let m = build_logout_request_post(&req_params(Utc::now()), key()).expect("built");
+    let root = m.xml.find("<samlp:LogoutRequest ").expect("root") + "<samlp:LogoutRequest ".len();
+    let junk: String = (0..2_000).map(|i| format!("j{i}=\"\" ")).collect();
+    let stuffed = format!("{}{junk}{}", &m.xml[..root], &m.xml[root..]);
+    for certs in [None, Some(certs())] {
+        match parse_logout_request_post(&b64().encode(&stuffed), None, certs.as_deref(), LIMIT) {
+            Err(Error::Limit(XmlLimit::AttributesPerElement(32))) => {}
+            other => panic!("not refused by the attribute limit: {other:?}"),
+        }
+    }
+    // 300 SessionIndexes: a real request names one or a few.
+    let close = m.xml.rfind("</samlp:LogoutRequest>").expect("close");
+    let many = "<samlp:SessionIndex>s</samlp:SessionIndex>".repeat(300);
+    let long = format!("{}{many}{}", &m.xml[..close], &m.xml[close..]);
+    let e = parse_logout_request_post(&b64().encode(&long), None, Some(&certs()), LIMIT)
+        .expect_err("refused");
+    assert!(matches!(e, Error::Limit(XmlLimit::Elements(256))), "{e}");
+    assert_eq!(e.kind(), "xml_limit");
+    // A message over the tighter size cap for small messages, even within
+    // the caller's encoded cap.
+    let padded = format!(
+        "{}{}{}",
+        &m.xml[..close],
+        " ".repeat(40 * 1024),
+        &m.xml[close..]
+    );
+    assert!(matches!(
+        parse_logout_request_post(&b64().encode(&padded), None, None, LIMIT),
+        Err(Error::Size { limit, .. }) if limit == XmlLimits::MESSAGE.max_bytes
+    ));
+}

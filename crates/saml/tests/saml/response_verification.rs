@@ -596,3 +596,82 @@ fn signed_no_passive_status_is_reported_with_its_second_level_code() {
         other => panic!("expected a Status error, got {other:?}"),
     }
 }
+
+/// Issue 15's hostile ACS post: an assertion signed with the attacker's
+/// own key and unique junk attributes on the unsigned Response element up
+/// to just under the 256 KiB base64 cap. The pre-scan's attribute limit
+/// refuses it; libxml2 (quadratic in one element's attributes) never sees
+/// it.
+#[test]
+fn junk_attributes_on_the_envelope_are_refused_by_the_structural_limits() {
+    let r = issue(Opts {
+        key: foreign_key(),
+        ..opts()
+    });
+    let root = r.xml.find("<saml2p:Response ").expect("root") + "<saml2p:Response ".len();
+    let budget = 256 * 1024 / 4 * 3 - r.xml.len() - 64;
+    let mut junk = String::new();
+    for i in 0.. {
+        let attribute = format!("j{i:x}=\"\" ");
+        if junk.len() + attribute.len() > budget {
+            break;
+        }
+        junk.push_str(&attribute);
+    }
+    assert!(junk.matches("=\"\"").count() > 20_000);
+    let hostile = b64(&format!("{}{junk}{}", &r.xml[..root], &r.xml[root..]));
+    assert!(
+        hostile.len() <= expect().max_body_bytes,
+        "under the size cap"
+    );
+    let e = verify_response(&hostile, &expect(), Utc::now()).expect_err("refused");
+    assert!(
+        matches!(e, Error::Limit(XmlLimit::AttributesPerElement(32))),
+        "{e}"
+    );
+    assert_eq!(e.kind(), "xml_limit");
+}
+
+/// The bulkiest real shape, well inside the limits: 40 single-valued
+/// attributes and a group attribute with 1,000 values (ADFS sends every
+/// group of the user; each value here carries `xmlns:xs` and `xmlns:xsi`,
+/// as Okta and pysaml2 send them), response and assertion both signed.
+#[test]
+fn a_response_with_a_thousand_groups_passes_the_structural_limits() {
+    let mut attributes: Vec<(String, Vec<String>)> = (0..40)
+        .map(|i| (format!("attribute{i}"), vec![format!("value {i}")]))
+        .collect();
+    attributes.push((
+        "groups".into(),
+        (0..1_000).map(|i| format!("group-{i:04}")).collect(),
+    ));
+    let now = Utc::now();
+    let r = build_response(
+        &idp_cfg(),
+        idp_key(),
+        &ResponseParams {
+            sp_entity_id: SP,
+            acs_url: ACS,
+            in_response_to: Some(REQ_ID),
+            name_id: "alice@example.test",
+            name_id_format: NameIdFormat::EmailAddress,
+            session_index: "sess-42",
+            authn_context: AuthnContextClass::PasswordProtectedTransport,
+            authn_instant: now,
+            attributes: &attributes,
+            validity: Duration::from_secs(300),
+            now,
+            sign_assertion: true,
+            sign_response: true,
+        },
+    )
+    .expect("build response");
+    let v = verify_response(&r.post_form_value(), &expect(), Utc::now()).expect("accepted");
+    let groups = v
+        .attributes
+        .iter()
+        .find(|(n, _)| n == "groups")
+        .expect("groups");
+    assert_eq!(groups.1.len(), 1_000);
+    assert_eq!(v.attributes.len(), 41);
+}
