@@ -1098,22 +1098,25 @@ async fn the_management_listener_has_a_budget_of_its_own() {
         .await
         .expect("connect");
     assert!(get("/healthz").await.is_some());
-    // It takes 32 connections of its own, and closes the next at once.
+    // It takes 32 connections of its own, and closes one more at once.
+    // Which one is the workers' race (two accept loops share the count);
+    // that one of the 33 is closed is not.
     let mut held = Vec::new();
-    for _ in 0..32 {
+    for _ in 0..33 {
         held.push(
             tokio::net::TcpStream::connect(admin)
                 .await
                 .expect("connect admin"),
         );
     }
-    let mut extra = tokio::net::TcpStream::connect(admin)
-        .await
-        .expect("connect admin");
+    let closed = futures_util::future::select_all(
+        held.iter_mut()
+            .map(|stream| Box::pin(closed_within(stream, Duration::from_secs(2)))),
+    )
+    .await
+    .0;
     assert!(
-        closed_within(&mut extra, Duration::from_secs(2))
-            .await
-            .is_some(),
+        closed.is_some(),
         "a connection over the admin budget was kept"
     );
     drop(held);
