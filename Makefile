@@ -17,7 +17,7 @@ PYSAML2_VERSION := 7.5.5
 PYENV := target/pyenv
 export PORTCULLIS_PYTHON := $(CURDIR)/$(PYENV)/bin/python
 
-.PHONY: run test build deps test-deps lint bench certs toolchain
+.PHONY: run test build deps test-deps lint bench certs toolchain fuzz fuzz-deps fuzz-seeds
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "portcullis: cargo not found; install Rust from https://rustup.rs (stable 1.85 or newer)" >&2; exit 1; }
@@ -58,3 +58,20 @@ bench: build
 	bash benches/load.sh
 	cargo bench -p portcullis --bench sso_roundtrip
 	cargo bench -p portcullis-saml --bench sso
+
+# Fuzzing (fuzz/README.md): every target for FUZZ_SECONDS each, one at a
+# time, one line of figures per target; exits 1 on a finding. Needs nightly
+# and cargo-fuzz, installed here when missing. `make test` replays the
+# seeds and every past finding on stable.
+FUZZ_SECONDS ?= 10
+
+fuzz-deps: deps
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz
+
+fuzz: fuzz-deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
+
+# Rewrites fuzz/seeds/ from the crates' own builders.
+fuzz-seeds: deps
+	$(CARGO) run -q -p portcullis-fuzz-entries --bin fuzz-seeds

@@ -36,5 +36,6 @@ mod state;
 pub use error::{BuildError, BuildProblem};
 pub use gateway::{EmbeddedIssuer, Gateway};
 pub use identity::{IdentityConfigError, IdentityPlan, IdentitySigner};
+pub use login::relay_state_is_safe;
 pub use revocation::{RevocationError, Revocations, TrustError};
 pub use session::{GatewaySession, Session, Sessions, Subject};

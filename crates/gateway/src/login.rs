@@ -196,7 +196,7 @@ pub(crate) async fn acs(
     let target = match &plan.login_landing {
         Some(landing) => landing.clone(),
         None => relay_state
-            .filter(|rs| safe_relay_state(plan, rs))
+            .filter(|rs| relay_state_is_safe(&plan.base_path, rs))
             .unwrap_or_else(|| plan.root()),
     };
     see_other(
@@ -208,9 +208,17 @@ pub(crate) async fn acs(
     )
 }
 
-/// RelayState is followed only when it is a path on this app: no scheme or
-/// authority (`//host`), no backslashes or control characters, under the prefix.
-fn safe_relay_state(plan: &AppPlan, relay_state: &str) -> bool {
+/// The RelayState rule: a value is followed only when it is a path on the
+/// app whose base path is `base_path` (`""` for an app at `/`, else its
+/// prefix such as `/wiki`): no scheme or authority (`//host`), no
+/// backslashes, control characters or whitespace, no dot segments, at most
+/// 2 KiB, under the prefix. Public so the fuzz target (`fuzz/`) checks the
+/// very rule the ACS applies; the gateway itself calls it only from the ACS.
+///
+/// Dot segments because a browser resolves them before it asks:
+/// `/wiki/../admin` and `/wiki/.%2e/admin` are under `/wiki` as text but
+/// land on `/admin` (found by the relay_state fuzz target).
+pub fn relay_state_is_safe(base_path: &str, relay_state: &str) -> bool {
     let path = relay_state.split(['?', '#']).next().unwrap_or_default();
     relay_state.len() <= MAX_RELAY_STATE
         && relay_state.starts_with('/')
@@ -219,7 +227,14 @@ fn safe_relay_state(plan: &AppPlan, relay_state: &str) -> bool {
         && !relay_state
             .chars()
             .any(|c| c.is_control() || c.is_whitespace())
-        && (plan.base_path.is_empty() || under(path, &plan.base_path))
+        && !path.split('/').any(is_dot_segment)
+        && (base_path.is_empty() || under(path, base_path))
+}
+
+/// `.` or `..`, also percent-encoded (`%2e`), as URL parsers read them.
+fn is_dot_segment(segment: &str) -> bool {
+    let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+    segment == "." || segment == ".."
 }
 
 fn form_fields(body: &Bytes) -> (Option<String>, Option<String>) {
@@ -246,4 +261,35 @@ fn rejected(
     let mut response = reply::refused(facts, &plan.name, Refused::SignIn, status, kind, detail);
     reply::set_cookies(&mut response, &[state::clear(plan)]);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relay_state_is_safe;
+
+    #[test]
+    fn relay_state_stays_on_the_app() {
+        for (base, followed) in [
+            ("", "/"),
+            ("", "/deep/page?x=1#top"),
+            ("/wiki", "/wiki"),
+            ("/wiki", "/wiki/page?next=/../x"),
+            ("/wiki", "/wiki/a..b/.hidden"),
+        ] {
+            assert!(relay_state_is_safe(base, followed), "{base} {followed}");
+        }
+        for (base, refused) in [
+            ("", "https://evil.test/"),
+            ("", "//evil.test/"),
+            ("", "/\\evil.test"),
+            ("", "/\tx"),
+            ("/wiki", "/wikipedia"),
+            ("/wiki", "/wiki/../admin"),
+            ("/wiki", "/wiki/.%2e/admin"),
+            ("/wiki", "/wiki/%2E%2E"),
+            ("", "/./x"),
+        ] {
+            assert!(!relay_state_is_safe(base, refused), "{base} {refused}");
+        }
+    }
 }

@@ -327,10 +327,24 @@ fn verify_inner(
         .cloned()
         .map(CertificateDer::from)
         .collect();
+    // With the Response signed, the verified subtree is the document root.
+    // With the Assertion alone signed, samael 0.0.22's reducing modes
+    // re-root the document at the Assertion and leak the old root: the
+    // whole unsigned envelope, with whatever a sender padded it with, on
+    // every Response that verifies (replays included, since the one-time
+    // check comes later). Pre-digest mode returns xmlsec's canonical bytes
+    // of the one signed reference instead: exactly what was signed, and
+    // nothing re-rooted. Found by the saml_response fuzz target (leak
+    // sanitizer); kept as fuzz/regressions/saml_response/leak-*.
+    let mode = if signed.response {
+        ReduceMode::ValidateAndMarkNoAncestors
+    } else {
+        ReduceMode::PreDigest
+    };
     let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         &xml,
         &certs,
-        ReduceMode::ValidateAndMarkNoAncestors,
+        mode,
         Some(SAMAEL_ALLOWED),
     )
     .map_err(|e| {

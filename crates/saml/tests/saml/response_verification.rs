@@ -165,6 +165,23 @@ fn accepts_when_response_and_assertion_both_signed() {
     assert_eq!(v.name_id, "alice@example.test");
 }
 
+/// A comment inside signed text is not signed content (exclusive c14n
+/// drops it), so it must not cut the value short (CVE-2017-11427's shape):
+/// the identity comes from the signed bytes, or the Response is refused.
+#[test]
+fn a_comment_in_signed_text_does_not_truncate_the_identity() {
+    let r = issue(opts());
+    let xml = patch(
+        &r.xml,
+        "alice@example.test</saml2:NameID>",
+        "alice@example<!---->.test</saml2:NameID>",
+    );
+    match verify_xml(&xml, &expect()) {
+        Ok(v) => assert_eq!(v.name_id, "alice@example.test"),
+        Err(e) => assert!(matches!(e, Error::Signature(_)), "{e}"),
+    }
+}
+
 #[test]
 fn signed_response_with_unsigned_assertion_needs_opt_in() {
     let r = issue(Opts {
