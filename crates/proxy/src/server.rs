@@ -571,7 +571,8 @@ fn shed(
     budget: usize,
     stream: tokio::net::TcpStream,
 ) {
-    drop(stream);
+    // Counted before the close: whoever sees the connection closed (a
+    // scrape, a test) must find it counted.
     metrics
         .connections_shed
         .get_or_create(&ListenerLabels { listener })
@@ -584,4 +585,5 @@ fn shed(
             "connection limit reached; new connections are closed at once"
         );
     }
+    drop(stream);
 }

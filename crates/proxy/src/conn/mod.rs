@@ -26,30 +26,34 @@
 //! answer in the client's receive buffer.
 
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Request;
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
 use crate::forward::ClientInfo;
+
+mod clocks;
+mod h2_frames;
+
 use crate::pipeline::{self, Shared};
 use crate::request_id::RequestId;
 use crate::respond::{self, Failure};
+use clocks::{Activity, Counted, HeadTimer, InFlight, Socket, FIRST_HEAD};
+use h2_frames::H2Frames;
 
 /// Connection-level limits, copied from the plan at accept time.
 #[derive(Clone, Copy)]
@@ -72,444 +76,6 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 const LINGER_TIME: Duration = Duration::from_secs(5);
 const LINGER_QUIET: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 16 * 1024 * 1024;
-
-/// The generation of a connection's first head wait, which counts from the
-/// accept rather than from its first byte.
-const FIRST_HEAD: u64 = 1;
-
-/// What the clocks of one connection watch. Written by the socket, the
-/// frame scanner, hyper's head timer and the request guards; read by
-/// [`drive`]. No clock is read on the I/O path: a head's deadline is set
-/// once, when `drive` first sees it under way.
-pub struct Activity {
-    /// Socket reads that returned bytes: an HTTP/1.1 head wait has begun
-    /// once this moves past the count its wait started at.
-    reads: AtomicU64,
-    /// Bumped when a request starts and when its response ends.
-    epoch: AtomicU64,
-    /// Requests whose response has not ended: the handler is running or the
-    /// body is still streaming.
-    in_flight: AtomicUsize,
-    head: HeadWait,
-    /// The client closed its side (a read returned end of file).
-    peer_closed: AtomicBool,
-    /// hyper shut our write side down (a graceful close).
-    closed_write: AtomicBool,
-    /// The socket, handed back for a lingering close.
-    lingering: Mutex<Option<TcpStream>>,
-}
-
-/// The head clock's state. A wait that is already running keeps its start
-/// when asked to begin again, so the first head on either protocol counts
-/// from the accept.
-struct HeadWait {
-    generation: AtomicU64,
-    waiting: AtomicBool,
-    /// Its first byte is known to have arrived (or it counts from the accept).
-    started: AtomicBool,
-    /// `reads` when the wait began: any later read is the head's first byte.
-    reads_at: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Arc<Self> {
-        Arc::new(Activity {
-            reads: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            head: HeadWait {
-                generation: AtomicU64::new(FIRST_HEAD),
-                waiting: AtomicBool::new(true),
-                started: AtomicBool::new(true),
-                reads_at: AtomicU64::new(0),
-            },
-            peer_closed: AtomicBool::new(false),
-            closed_write: AtomicBool::new(false),
-            lingering: Mutex::new(None),
-        })
-    }
-
-    fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Relaxed)
-    }
-
-    /// A head wait begins: `started` when its first byte is already known
-    /// to be here (HTTP/2 sees the frame), else from the next read.
-    fn begin_head(&self, started: bool) -> u64 {
-        let head = &self.head;
-        if head.waiting.load(Ordering::Relaxed) {
-            return head.generation.load(Ordering::Relaxed);
-        }
-        let generation = head.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        head.reads_at
-            .store(self.reads.load(Ordering::Relaxed), Ordering::Relaxed);
-        head.started.store(started, Ordering::Relaxed);
-        head.waiting.store(true, Ordering::Relaxed);
-        generation
-    }
-
-    /// The head is complete. `generation` is that of the wait that ends,
-    /// or `None` for whichever is running.
-    fn end_head(&self, generation: Option<u64>) {
-        let head = &self.head;
-        if generation.is_none_or(|g| g == head.generation.load(Ordering::Relaxed)) {
-            head.waiting.store(false, Ordering::Relaxed);
-        }
-    }
-
-    /// The running head wait, if any: its generation and whether its first
-    /// byte has arrived.
-    fn head_under_way(&self) -> Option<(u64, bool)> {
-        let head = &self.head;
-        if !head.waiting.load(Ordering::Relaxed) {
-            return None;
-        }
-        let started = head.started.load(Ordering::Relaxed)
-            || self.reads.load(Ordering::Relaxed) > head.reads_at.load(Ordering::Relaxed);
-        Some((head.generation.load(Ordering::Relaxed), started))
-    }
-
-    /// Nothing in flight and no head arriving.
-    fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
-            && !self.head_under_way().is_some_and(|(_, started)| started)
-    }
-
-    fn take_lingering(&self) -> Option<TcpStream> {
-        self.lingering.lock().ok()?.take()
-    }
-}
-
-/// Holds a request's place in the in-flight count until its response has
-/// ended (hyper drops the response body) or the request is abandoned.
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn enter(activity: &Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        activity.epoch.fetch_add(1, Ordering::Relaxed);
-        InFlight(activity.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.epoch.fetch_add(1, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps its request in flight until it has been
-    /// sent (or dropped), so a streaming download is never taken for an
-    /// idle connection.
-    pub struct Counted<B> {
-        #[pin]
-        body: B,
-        in_flight: InFlight,
-    }
-}
-
-impl<B: Body> Body for Counted<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        self.project().body.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// The client's TCP socket. It counts reads for the head clock, notes who
-/// closed first, and, dropped after hyper shut its write side while the
-/// client had not closed, hands itself back for a lingering close.
-pub struct Socket {
-    stream: Option<TcpStream>,
-    activity: Arc<Activity>,
-}
-
-impl Socket {
-    fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
-        Socket {
-            stream: Some(stream),
-            activity,
-        }
-    }
-
-    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
-        match self.stream.as_mut() {
-            Some(stream) => Ok(Pin::new(stream)),
-            None => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = this.stream()?.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            if buf.filled().len() > before {
-                this.activity.reads.fetch_add(1, Ordering::Relaxed);
-            } else {
-                this.activity.peer_closed.store(true, Ordering::Relaxed);
-            }
-        }
-        result
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().stream()?.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().stream()?.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream()?.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let result = this.stream()?.poll_shutdown(cx);
-        if let Poll::Ready(Ok(())) = result {
-            this.activity.closed_write.store(true, Ordering::Relaxed);
-        }
-        result
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        let activity = &self.activity;
-        if activity.closed_write.load(Ordering::Relaxed)
-            && !activity.peer_closed.load(Ordering::Relaxed)
-        {
-            if let (Some(stream), Ok(mut slot)) = (self.stream.take(), activity.lingering.lock()) {
-                *slot = Some(stream);
-            }
-        }
-    }
-}
-
-/// HTTP/1.1's window on hyper: hyper asks its timer for a sleep exactly
-/// when it starts waiting for a request head and drops it once the head is
-/// parsed. The sleep never fires by itself; it only marks the wait, and
-/// [`drive`] enforces the deadline from the head's first byte.
-#[derive(Clone)]
-struct HeadTimer(Arc<Activity>);
-
-impl hyper::rt::Timer for HeadTimer {
-    fn sleep(&self, _: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(HeadSleep::begin(&self.0))
-    }
-
-    fn sleep_until(&self, _: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(HeadSleep::begin(&self.0))
-    }
-
-    /// The same wait goes on: its deadline is `drive`'s to keep.
-    fn reset(&self, _: &mut Pin<Box<dyn hyper::rt::Sleep>>, _: std::time::Instant) {}
-}
-
-struct HeadSleep {
-    activity: Arc<Activity>,
-    generation: u64,
-}
-
-impl HeadSleep {
-    fn begin(activity: &Arc<Activity>) -> Self {
-        HeadSleep {
-            generation: activity.begin_head(false),
-            activity: activity.clone(),
-        }
-    }
-}
-
-impl Future for HeadSleep {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        Poll::Pending
-    }
-}
-
-impl hyper::rt::Sleep for HeadSleep {}
-
-impl Drop for HeadSleep {
-    fn drop(&mut self) {
-        self.activity.end_head(Some(self.generation));
-    }
-}
-
-/// HTTP/2 frame types and flags the head clock follows (RFC 9113 §6).
-const FRAME_HEADERS: u8 = 0x1;
-const FRAME_CONTINUATION: u8 = 0x9;
-const FLAG_END_HEADERS: u8 = 0x4;
-const FRAME_HEADER_LEN: usize = 9;
-const CLIENT_PREFACE_LEN: usize = 24;
-
-/// Where the client's byte stream stands in HTTP/2 framing. Payloads are
-/// skipped by length, so the cost is per frame, not per byte.
-struct FrameScan {
-    preface_left: usize,
-    header: [u8; FRAME_HEADER_LEN],
-    header_filled: usize,
-    payload_left: usize,
-    kind: u8,
-    flags: u8,
-}
-
-impl FrameScan {
-    fn new() -> Self {
-        FrameScan {
-            preface_left: CLIENT_PREFACE_LEN,
-            header: [0; FRAME_HEADER_LEN],
-            header_filled: 0,
-            payload_left: 0,
-            kind: 0,
-            flags: 0,
-        }
-    }
-
-    fn scan(&mut self, mut bytes: &[u8], activity: &Activity) {
-        while !bytes.is_empty() {
-            if self.preface_left > 0 {
-                let n = self.preface_left.min(bytes.len());
-                self.preface_left -= n;
-                bytes = bytes.get(n..).unwrap_or_default();
-            } else if self.payload_left > 0 {
-                let n = self.payload_left.min(bytes.len());
-                self.payload_left -= n;
-                bytes = bytes.get(n..).unwrap_or_default();
-                if self.payload_left == 0 {
-                    self.frame_ended(activity);
-                }
-            } else {
-                let n = (FRAME_HEADER_LEN - self.header_filled).min(bytes.len());
-                let (taken, rest) = bytes.split_at(n);
-                if let Some(slot) = self
-                    .header
-                    .get_mut(self.header_filled..self.header_filled + n)
-                {
-                    slot.copy_from_slice(taken);
-                }
-                self.header_filled += n;
-                bytes = rest;
-                if self.header_filled == FRAME_HEADER_LEN {
-                    self.header_filled = 0;
-                    let [l0, l1, l2, kind, flags, ..] = self.header;
-                    self.payload_left =
-                        usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
-                    self.kind = kind;
-                    self.flags = flags;
-                    if kind == FRAME_HEADERS {
-                        activity.begin_head(true);
-                    }
-                    if self.payload_left == 0 {
-                        self.frame_ended(activity);
-                    }
-                }
-            }
-        }
-    }
-
-    fn frame_ended(&self, activity: &Activity) {
-        if matches!(self.kind, FRAME_HEADERS | FRAME_CONTINUATION)
-            && self.flags & FLAG_END_HEADERS != 0
-        {
-            activity.end_head(None);
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The decrypted HTTP/2 stream, followed frame by frame on the way in.
-    struct H2Frames<T> {
-        #[pin]
-        inner: T,
-        activity: Arc<Activity>,
-        scan: FrameScan,
-    }
-}
-
-impl<T: AsyncRead> AsyncRead for H2Frames<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let result = this.inner.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            if let Some(read) = buf.filled().get(before..) {
-                this.scan.scan(read, this.activity);
-            }
-        }
-        result
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for H2Frames<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
 
 /// A hyper connection that can be asked to finish gracefully.
 trait Graceful: Future<Output = Result<(), hyper::Error>> {
@@ -621,11 +187,7 @@ pub async fn serve_tls(
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(h2_header_list_size(limits));
-        let io = TokioIo::new(H2Frames {
-            inner: tls,
-            activity: activity.clone(),
-            scan: FrameScan::new(),
-        });
+        let io = TokioIo::new(H2Frames::new(tls, activity.clone()));
         drive(
             builder.serve_connection(io, service),
             &activity,
@@ -860,6 +422,8 @@ async fn drain(mut stream: TcpStream) {
 
 #[cfg(test)]
 mod tests {
+    use super::clocks::HeadSleep;
+    use super::h2_frames::{FrameScan, FLAG_END_HEADERS, FRAME_CONTINUATION, FRAME_HEADERS};
     use super::*;
 
     fn limits() -> Limits {
