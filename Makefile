@@ -12,7 +12,7 @@ CONFIG ?= gateway.toml.example
 # xmlsec1 and a venv with pysaml2 run the third-party SP of the interop
 # test (tests/e2e/interop.rs, tests/interop/pysaml2_sp.py).
 BUILD_PACKAGES := build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev clang
-TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv
+TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv openssl
 PYSAML2_VERSION := 7.5.5
 PYENV := target/pyenv
 export PORTCULLIS_PYTHON := $(CURDIR)/$(PYENV)/bin/python

@@ -770,3 +770,96 @@ async fn a_hostile_acs_post_is_refused_cheaply_and_does_not_stall_other_requests
     }
     assert_eq!(refused(), POSTERS * POSTS_EACH, "{:?}", f.gw.logs());
 }
+
+/// `portcullis_library_log_events_total{source}` from the management
+/// listener (0 before the first event).
+async fn library_log_events(admin: std::net::SocketAddr, source: &str) -> u64 {
+    let (status, metrics) = crate::process::admin_get(admin, "/metrics")
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200, "{metrics}");
+    let series = format!("portcullis_library_log_events_total{{source=\"{source}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Output a client provokes in libraries — xmlsec's line per failed
+/// signature check, rustls's warning per client that sends an IP address
+/// as SNI — is counted in a metric, reaches the log as at most one event
+/// per source and interval, and never reaches stderr raw (xmlsec wrote
+/// one unstructured line per refused post).
+#[tokio::test]
+async fn library_output_a_client_provokes_is_counted_and_written_once() {
+    const POSTS: u64 = 12;
+    const HANDSHAKES: u64 = 4;
+    let f = start_with(crate::process::WITH_ADMIN, &[]);
+    let admin = f.gw.admin_addr();
+    let b = f.gw.browser();
+    for i in 0..POSTS {
+        // Signed by the IdP, then altered: xmlsec finds the digest wrong.
+        let id = format!("_tampered{i}");
+        let genuine = base64::engine::general_purpose::STANDARD
+            .decode(forged(&f.idp_key, &id, |_| {}))
+            .expect("base64");
+        let tampered = String::from_utf8(genuine)
+            .expect("utf8")
+            .replace("mallory@example.com", "mallorx@example.com");
+        b.set_cookie("pc_b_rs", &id);
+        let post = base64::engine::general_purpose::STANDARD.encode(tampered);
+        let reply = post_acs(&b, B_ACS, &post, "/").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    }
+    for _ in 0..HANDSHAKES {
+        let status = std::process::Command::new("openssl")
+            .args(["s_client", "-brief", "-connect"])
+            .arg(f.gw.https.to_string())
+            .args(["-servername", "127.0.0.1"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl s_client (Debian package openssl)");
+        assert!(status.success(), "handshake with an IP address as SNI");
+    }
+
+    // Every line was produced and counted (lines arrive through a pipe).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (xmlsec, rustls) = (
+            library_log_events(admin, "xmlsec").await,
+            library_log_events(admin, "rustls").await,
+        );
+        if xmlsec >= POSTS && rustls >= HANDSHAKES {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counted {xmlsec} xmlsec lines of {POSTS} posts and {rustls} rustls warnings \
+             of {HANDSHAKES} handshakes; stderr: {:?}",
+            f.gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stderr = f.gw.stderr();
+    assert!(
+        !stderr.iter().any(|l| l.contains("xmlSec")),
+        "raw xmlsec output on stderr: {stderr:?}"
+    );
+    let logs = f.gw.logs();
+    let written = |target: &str| {
+        logs.iter()
+            .filter(|l| l.contains(&format!("\"target\":\"{target}")))
+            .count()
+    };
+    // One per 10 s interval: two if the test straddles an interval's end.
+    assert!((1..=2).contains(&written("portcullis::xmlsec")), "{logs:?}");
+    assert!((1..=2).contains(&written("rustls")), "{logs:?}");
+    let refused = logs
+        .iter()
+        .filter(|l| l.contains("no session created"))
+        .count();
+    assert_eq!(refused as u64, POSTS, "each post has its own outcome line");
+}

@@ -17,6 +17,7 @@ pub struct Gateway {
     pub pki: Pki,
     pub config: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -46,13 +47,14 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("dir");
         let config = dir.path().join("gateway.toml");
         std::fs::write(&config, text(&pki)).expect("write config");
-        let (child, logs) = spawn(&config);
+        let (child, logs, stderr) = spawn(&config);
         let mut gateway = Gateway {
             child,
             https: "0.0.0.0:0".parse().expect("addr"),
             pki,
             config,
             logs,
+            stderr,
             _dir: dir,
         };
         gateway.await_listening();
@@ -76,9 +78,10 @@ impl Gateway {
             "gateway did not exit cleanly on SIGTERM; logs: {:?}",
             self.logs()
         );
-        let (child, logs) = spawn(&self.config);
+        let (child, logs, stderr) = spawn(&self.config);
         self.child = child;
         self.logs = logs;
+        self.stderr = stderr;
         self.await_listening();
     }
 
@@ -86,14 +89,12 @@ impl Gateway {
         let line = self
             .wait_for_log("gateway listening", Duration::from_secs(20))
             .unwrap_or_else(|| {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    let _ = self.child.kill();
-                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-                }
+                let _ = self.child.kill();
+                let _ = self.child.wait();
                 panic!(
-                    "gateway did not start; logs: {:?}; stderr: {stderr}",
-                    self.logs()
+                    "gateway did not start; logs: {:?}; stderr: {:?}",
+                    self.logs(),
+                    self.stderr()
                 )
             });
         let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
@@ -117,6 +118,28 @@ impl Gateway {
 
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("logs").clone()
+    }
+
+    /// What the process wrote to stderr (problems found at start; nothing
+    /// once it serves, when stderr becomes log events).
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().expect("stderr").clone()
+    }
+
+    /// The management listener's bound address, from `gateway listening`
+    /// (`admin` is written as `Some(127.0.0.1:PORT)`); the config needs
+    /// an `[admin]` listener (see [`WITH_ADMIN`]).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_for_log("gateway listening", Duration::from_secs(5))
+            .expect("listening line");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        event["admin"]
+            .as_str()
+            .and_then(|a| a.strip_prefix("Some("))
+            .and_then(|a| a.strip_suffix(')'))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no admin address in {line}"))
     }
 
     /// The first log line containing `needle`, waiting up to `within`.
@@ -186,8 +209,27 @@ impl Gateway {
     }
 }
 
-/// Starts `portcullis run --config <config>` with its stdout captured.
-fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
+/// `[server]` keys followed by a management listener on a free port.
+pub const WITH_ADMIN: &str = "shutdown_timeout = \"10s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"";
+
+/// `GET path` on the management listener: the status code, or `None` when
+/// nothing accepts the connection.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    Some((status, out))
+}
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// Starts `portcullis run --config <config>` with its stdout (the log)
+/// and stderr captured, line by line.
+fn spawn(config: &Path) -> (Child, Lines, Lines) {
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(config)
@@ -196,15 +238,20 @@ fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn portcullis");
-    let stdout = child.stdout.take().expect("stdout");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let sink = logs.clone();
+    let logs = collect_lines(child.stdout.take().expect("stdout"));
+    let stderr = collect_lines(child.stderr.take().expect("stderr"));
+    (child, logs, stderr)
+}
+
+fn collect_lines(pipe: impl std::io::Read + Send + 'static) -> Lines {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().expect("logs").push(line);
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().expect("lines").push(line);
         }
     });
-    (child, logs)
+    lines
 }
 
 fn write_atomically(path: &Path, text: &str) {

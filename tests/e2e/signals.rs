@@ -3,7 +3,7 @@ use std::time::Duration;
 use http::StatusCode;
 use test_support::{Backend, Client};
 
-use crate::process::{app, config_text, Gateway};
+use crate::process::{admin_get, app, config_text, Gateway, WITH_ADMIN};
 
 #[tokio::test]
 async fn sighup_with_a_broken_file_keeps_serving_and_a_good_one_applies() {
@@ -61,41 +61,10 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
 }
 
-/// `[server]` keys followed by a management listener on a free port.
-const WITH_ADMIN: &str = "shutdown_timeout = \"10s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"";
-
-/// The management listener's bound address, from `gateway listening`
-/// (`admin` is written as `Some(127.0.0.1:PORT)`).
-fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
-    let line = gw
-        .wait_for_log("gateway listening", Duration::from_secs(5))
-        .expect("listening line");
-    let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-    event["admin"]
-        .as_str()
-        .and_then(|a| a.strip_prefix("Some("))
-        .and_then(|a| a.strip_suffix(')'))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no admin address in {line}"))
-}
-
-/// `GET path` on the management listener: the status code, or `None` when
-/// nothing accepts the connection.
-async fn admin_get(admin: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.ok()?;
-    let status = out.get(9..12)?.parse().ok()?;
-    Some((status, out))
-}
-
 #[tokio::test]
 async fn a_refused_reload_is_counted_as_a_failure() {
     let gw = Gateway::start(WITH_ADMIN, &app("a", "https://app.test/", "builtin:echo"));
-    let admin = admin_addr(&gw);
+    let admin = gw.admin_addr();
     gw.rewrite_config("[server\nthis is not toml");
     gw.signal("HUP");
     assert!(gw
@@ -113,7 +82,7 @@ async fn a_refused_reload_is_counted_as_a_failure() {
 async fn readyz_answers_503_from_the_start_of_a_drain_until_exit() {
     let backend = Backend::start().await;
     let mut gw = Gateway::start(WITH_ADMIN, &app("a", "https://app.test/", &backend.url()));
-    let admin = admin_addr(&gw);
+    let admin = gw.admin_addr();
     assert_eq!(admin_get(admin, "/readyz").await.map(|r| r.0), Some(200));
     let client = Client::http1(&gw.pki, gw.https);
     let slow = tokio::spawn(async move { client.get("https://app.test/slow?ms=2000").await });

@@ -66,6 +66,9 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     let server = Server::start(&config, services)
         .await
         .context("starting the gateway")?;
+    if let Err(e) = logging::capture_stderr() {
+        tracing::warn!(error = %e, "cannot capture stderr; library output stays unstructured");
+    }
     let mut shutdown_timeout = config.server.timeouts.shutdown;
     loop {
         tokio::select! {

@@ -8,7 +8,7 @@
 //! every request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -56,6 +56,24 @@ pub struct ReloadLabels {
 pub struct ListenerLabels {
     /// `public` (TLS and plain-HTTP redirect listeners) or `admin`.
     pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LogSourceLabels {
+    /// `h2`, `rustls`, `xmlsec` or `stderr` (anything else a C library
+    /// wrote).
+    pub source: &'static str,
+}
+
+/// Log events a client can provoke in libraries (h2 and rustls warnings,
+/// xmlsec's and libxml2's lines on stderr), every one counted while at
+/// most one per source and interval is written. Process-wide and not a
+/// [`Metrics`] field: the logging layer that counts them is installed
+/// before any server exists, and every server's registry shows the same
+/// family.
+pub fn library_log_events() -> &'static Family<LogSourceLabels, Counter> {
+    static EVENTS: OnceLock<Family<LogSourceLabels, Counter>> = OnceLock::new();
+    EVENTS.get_or_init(Family::default)
 }
 
 /// Latency bucket count, not counting `+Inf`.
@@ -283,6 +301,11 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads by result",
             reloads.clone(),
+        );
+        registry.register(
+            "library_log_events",
+            "Log events from libraries that clients can provoke (h2, rustls warnings; xmlsec and other stderr output), all counted; at most one per source per 10 s is written",
+            library_log_events().clone(),
         );
         Arc::new(Metrics {
             registry,
