@@ -17,12 +17,15 @@ use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use tokio::sync::{Semaphore, TryAcquireError};
+
+use crate::log_rate::LogRate;
+use crate::metrics::{work_refused, PoolLabels};
 
 /// Past this many remembered clients, idle ones are forgotten on the next
 /// check, so the map stays bounded even without a periodic sweep.
@@ -119,11 +122,7 @@ pub struct WorkLimit {
     slots: Arc<Semaphore>,
     queue: Semaphore,
     refused: AtomicU64,
-    /// `refused` as of the last saturation warning.
-    refused_logged: AtomicU64,
-    /// When the next warning may be written, in ms since `epoch`.
-    next_log_ms: AtomicU64,
-    epoch: Instant,
+    busy_log: LogRate,
 }
 
 impl WorkLimit {
@@ -139,9 +138,7 @@ impl WorkLimit {
             slots: Arc::new(Semaphore::new(bounds.slots)),
             queue: Semaphore::new(bounds.queue),
             refused: AtomicU64::new(0),
-            refused_logged: AtomicU64::new(0),
-            next_log_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
+            busy_log: LogRate::new(BUSY_LOG_EVERY),
         }
     }
 
@@ -193,26 +190,15 @@ impl WorkLimit {
 
     fn busy(&self) -> WorkError {
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let next = self.next_log_ms.load(Ordering::Relaxed);
-        let every = u64::try_from(BUSY_LOG_EVERY.as_millis()).unwrap_or(u64::MAX);
-        if now_ms >= next
-            && self
-                .next_log_ms
-                .compare_exchange(
-                    next,
-                    now_ms.saturating_add(every),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            let before = self.refused_logged.swap(refused, Ordering::Relaxed);
+        work_refused()
+            .get_or_create(&PoolLabels { pool: self.pool })
+            .inc();
+        if let Some(left_out) = self.busy_log.note() {
             tracing::warn!(
                 pool = self.pool,
                 slots = self.bounds.slots,
                 queue = self.bounds.queue,
-                refused = refused.saturating_sub(before),
+                left_out,
                 refused.total = refused,
                 "work pool saturated; requests refused with 503"
             );
@@ -226,6 +212,8 @@ impl WorkLimit {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]
@@ -312,6 +300,13 @@ mod tests {
             "no waiting without a queue place"
         );
         assert_eq!(limit.refused(), 1);
+        assert!(
+            work_refused()
+                .get_or_create(&PoolLabels { pool: "test" })
+                .get()
+                >= 1,
+            "counted in portcullis_work_refused_total"
+        );
         release.send(()).expect("release");
         blocker.await.expect("blocker");
         limit.run(|| ()).await.expect("a free slot is used again");

@@ -76,6 +76,22 @@ pub fn library_log_events() -> &'static Family<LogSourceLabels, Counter> {
     EVENTS.get_or_init(Family::default)
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// The [`WorkLimit`](crate::WorkLimit)'s name: `saml_verify`,
+    /// `idp_saml_verify`, `password`.
+    pub pool: &'static str,
+}
+
+/// Jobs a [`WorkLimit`](crate::WorkLimit) refused (every slot and queue
+/// place taken): each a 503 or 429 with `Retry-After`. Process-wide like
+/// [`library_log_events`]: the pools are built by the gateway and the
+/// IdP, outside any server's [`Metrics`].
+pub fn work_refused() -> &'static Family<PoolLabels, Counter> {
+    static REFUSED: OnceLock<Family<PoolLabels, Counter>> = OnceLock::new();
+    REFUSED.get_or_init(Family::default)
+}
+
 /// Latency bucket count, not counting `+Inf`.
 const LATENCY_BUCKETS: usize = 15;
 
@@ -306,6 +322,11 @@ impl Metrics {
             "library_log_events",
             "Log events from libraries that clients can provoke (h2, rustls warnings; xmlsec and other stderr output), all counted; at most one per source per 10 s is written",
             library_log_events().clone(),
+        );
+        registry.register(
+            "work_refused",
+            "Jobs a bounded work pool (saml_verify, idp_saml_verify, password) refused because every slot and queue place was taken; each answered 503 or 429 with Retry-After",
+            work_refused().clone(),
         );
         Arc::new(Metrics {
             registry,
