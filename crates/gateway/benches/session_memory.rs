@@ -75,14 +75,14 @@ fn fields(i: usize) -> Fields {
 }
 
 fn body(app: &str, f: Fields) -> GatewaySession {
-    GatewaySession {
-        app: app.to_owned(),
-        user: f.name_id,
-        attributes: f.attributes,
-        session_index: Some(f.session_index),
-        authn_context: Some(f.authn_context),
-        client_ip: f.ip,
-    }
+    GatewaySession::new(
+        app,
+        f.name_id,
+        f.attributes,
+        Some(f.session_index),
+        Some(f.authn_context),
+        f.ip,
+    )
 }
 
 /// String bytes of the body, the key digest and the address: what any

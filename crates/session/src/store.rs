@@ -38,7 +38,8 @@ pub type SessionFilter<'a, B> = Box<dyn Fn(&Session<B>) -> bool + Send + Sync + 
 pub trait SessionBody: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// Secondary index keys this session is found by (e.g. "user:00u1",
     /// "idp-session:102…"). Recomputed after every update, so a body whose
-    /// keys change is re-indexed.
+    /// keys change is re-indexed. Must depend on the body alone: a backend
+    /// may recompute the keys instead of storing them.
     fn index_keys(&self) -> Vec<String>;
 }
 
