@@ -280,11 +280,7 @@ fn compile(rule: &InjectRule) -> Result<Rule, IdentityConfigError> {
 fn resolve(rule: &Rule, session: &Session) -> Option<String> {
     let values: Vec<String> = match &rule.value {
         Value::NameId => vec![session.body.user.to_string()],
-        Value::Attribute(name) => session
-            .body
-            .values(name)
-            .map(str::to_owned)
-            .collect(),
+        Value::Attribute(name) => session.body.values(name).map(str::to_owned).collect(),
         Value::AuthTime => vec![rfc3339_seconds(session.created_at)],
         Value::Amr => vec![match session.body.authn_context.as_deref() {
             Some(c) if c.ends_with(":MultiFactor") || c.contains("mfa") => "mfa".into(),

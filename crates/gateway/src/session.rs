@@ -496,8 +496,9 @@ mod tests {
     #[test]
     fn the_stored_form_serialises_as_the_plain_one() {
         let mut session = body("b", "_s1");
-        session.authn_context =
-            Some(Name::new("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"));
+        session.authn_context = Some(Name::new(
+            "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+        ));
         let plain = serde_json::json!({
             "app": "b",
             "user": "Bob@Example.com",
@@ -509,7 +510,10 @@ mod tests {
         assert_eq!(serde_json::to_value(&session).expect("serialises"), plain);
         let back: GatewaySession = serde_json::from_value(plain).expect("deserialises");
         assert_eq!(back, session);
-        assert_eq!(back.values("email").collect::<Vec<_>>(), ["bob@example.com"]);
+        assert_eq!(
+            back.values("email").collect::<Vec<_>>(),
+            ["bob@example.com"]
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! Three maps, one authoritative:
 //! - by slot (the first 8 bytes of the cookie hash) → the record (the full
-//!   cookie hash, the session, and the sending half of its end signal,
-//!   created only once somebody waits for the end);
+//!   cookie hash, the session, and the token its end signals watch,
+//!   created only once somebody asks for one);
 //! - by a keyed hash of the public id → slot;
 //! - by a keyed hash of each index key → the slots filed under it.
 //!
@@ -16,6 +16,12 @@
 //! so every lookup through them re-checks the record itself: the full
 //! cookie hash, the public id, or the index keys recomputed from the body.
 //! A collision therefore costs a wasted look, never a wrong session.
+//!
+//! End signals share [`WAKE_BUCKETS`] watch channels instead of having one
+//! each (a tokio watch channel is some 350 bytes, and the gateway asks for
+//! a signal on every proxied request, so a channel per used session would
+//! cost more than the session): ending a session drops its token, then
+//! wakes the signals of its bucket, which check their own token.
 //!
 //! A record enters `by_hash` last (its id and index entries exist first) and
 //! leaves it first: whichever caller takes it out of `by_hash` is the only
@@ -29,7 +35,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -48,6 +54,11 @@ use crate::store::{
 /// Session-ended notifications buffered per subscriber. A subscriber that
 /// falls further behind gets `RecvError::Lagged` and loses the oldest ones.
 pub const DEFAULT_ENDED_CAPACITY: usize = 1_024;
+
+/// Wake-up channels shared by the end signals of all sessions: an end wakes
+/// the open signals of 1/`WAKE_BUCKETS` of the sessions, each of which
+/// then makes one atomic load. A fixed ~90 KB per store.
+pub const WAKE_BUCKETS: usize = 256;
 
 /// Where a record lives in `by_hash`: the first 8 bytes of its cookie hash.
 /// The store generates every secret, so nobody can aim two at one slot;
@@ -80,11 +91,10 @@ enum Which<'a> {
 struct Record<B> {
     hash: SecretHash,
     session: Session<B>,
-    /// Created by the first [`EndSignal`] asked for; never sent on:
-    /// dropping it with the record is what wakes every signal of the
-    /// session. Most sessions never open a tunnel or a stream, so most
-    /// never pay for a channel.
-    end: OnceLock<watch::Sender<()>>,
+    /// What the session's [`EndSignal`]s hold weakly, created by the first
+    /// one asked for: dropping it with the record (then waking the bucket)
+    /// is what ends them.
+    alive: OnceLock<Arc<()>>,
 }
 
 impl<B> Record<B> {
@@ -173,6 +183,9 @@ pub struct MemoryStore<B: SessionBody> {
     /// carry outside input (names, emails), and nobody outside should be
     /// able to pile sessions onto one number.
     keyed: RandomState,
+    /// Never sent a value that matters: a send means "some session of this
+    /// bucket ended, check your token".
+    wake: Box<[watch::Sender<()>]>,
     ended: broadcast::Sender<SessionEnded<B>>,
 }
 
@@ -197,6 +210,7 @@ impl<B: SessionBody> MemoryStore<B> {
             by_id: DashMap::new(),
             by_index: DashMap::new(),
             keyed: RandomState::new(),
+            wake: (0..WAKE_BUCKETS).map(|_| watch::channel(()).0).collect(),
             ended: broadcast::channel(ended_capacity.max(1)).0,
         }
     }
@@ -208,6 +222,11 @@ impl<B: SessionBody> MemoryStore<B> {
             index_keys: self.by_index.len(),
             index_entries: self.by_index.iter().map(|postings| postings.len()).sum(),
         }
+    }
+
+    fn wake_of(&self, slot: Slot) -> &watch::Sender<()> {
+        // Slots are uniform (they are digest bytes), so buckets fill evenly.
+        &self.wake[(slot % self.wake.len() as u64) as usize]
     }
 
     fn id_key(&self, id: &SessionId) -> u64 {
@@ -262,7 +281,7 @@ impl<B: SessionBody> MemoryStore<B> {
             vacant.insert(Box::new(Record {
                 hash,
                 session: session.clone(),
-                end: OnceLock::new(),
+                alive: OnceLock::new(),
             }));
             tracing::debug!(session = %hash.short(), "session created");
             return (secret, session);
@@ -321,7 +340,9 @@ impl<B: SessionBody> MemoryStore<B> {
     }
 
     fn remove(&self, slot: Slot, which: Which<'_>, reason: EndReason) -> Option<Session<B>> {
-        let (slot, record) = self.by_hash.remove_if(&slot, |_, record| record.is(which))?;
+        let (slot, record) = self
+            .by_hash
+            .remove_if(&slot, |_, record| record.is(which))?;
         Some(self.finish(slot, record, reason))
     }
 
@@ -335,8 +356,8 @@ impl<B: SessionBody> MemoryStore<B> {
     }
 
     /// Everything after a record left `by_hash`; only its remover gets here,
-    /// hence the only publisher. Dropping the record at the end drops its
-    /// watch sender, if it has one, which wakes the session's end signals.
+    /// hence the only publisher. The record's token goes before the wake-up,
+    /// so every signal woken finds it gone.
     fn finish(&self, slot: Slot, record: Box<Record<B>>, reason: EndReason) -> Session<B> {
         self.by_id
             .remove_if(&self.id_key(&record.session.id), |_, s| *s == slot);
@@ -349,8 +370,10 @@ impl<B: SessionBody> MemoryStore<B> {
             session: record.session.clone(),
             reason,
         });
-        let Record { session, end, .. } = *record;
-        drop(end);
+        let Record { session, alive, .. } = *record;
+        if alive.into_inner().is_some() {
+            self.wake_of(slot).send_replace(());
+        }
         session
     }
 
@@ -487,9 +510,9 @@ impl<B: SessionBody> SessionStore<B> for MemoryStore<B> {
         now: OffsetDateTime,
         change: SessionChange<'a, B>,
     ) -> StoreFuture<'a, Result<Session<B>, SessionError>> {
-        Box::pin(async move {
-            self.live(slot_of(hash), Which::Hash(hash), now, Use::Change(change))
-        })
+        Box::pin(
+            async move { self.live(slot_of(hash), Which::Hash(hash), now, Use::Change(change)) },
+        )
     }
 
     fn update_by_id<'a>(
@@ -550,14 +573,16 @@ impl<B: SessionBody> SessionStore<B> for MemoryStore<B> {
     }
 
     fn ended(&self, hash: &SecretHash) -> EndSignal {
-        match self.by_hash.get(&slot_of(hash)) {
-            // Created under the shard lock that removal also takes, so a
-            // sender made here is dropped with the record like any other.
-            Some(record) if record.hash == *hash => EndSignal::from_watch(
-                record
-                    .end
-                    .get_or_init(|| watch::channel(()).0)
-                    .subscribe(),
+        let slot = slot_of(hash);
+        // Subscribed before the lookup: an end after it bumps the version
+        // this receiver has not seen yet.
+        let wake = self.wake_of(slot).subscribe();
+        match self.by_hash.get(&slot) {
+            // Made under the shard lock that removal also takes, so a token
+            // made here goes with the record like any other.
+            Some(record) if record.hash == *hash => EndSignal::from_token(
+                Arc::downgrade(record.alive.get_or_init(|| Arc::new(()))),
+                wake,
             ),
             _ => EndSignal::ended(),
         }
@@ -620,7 +645,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_session_nobody_waits_on_has_no_channel() {
+    async fn a_session_nobody_waits_on_has_no_token() {
         let store = MemoryStore::<TestBody>::new();
         let (secret, _) = store
             .create(TestBody::new("u1"), lifetime(), T0)
@@ -631,7 +656,7 @@ mod tests {
             store
                 .by_hash
                 .get(&slot)
-                .map(|record| record.end.get().is_some())
+                .map(|record| record.alive.get().is_some())
         };
         assert_eq!(has_channel(), Some(false));
         let signal = store.ended(&secret.hash());
@@ -670,6 +695,43 @@ mod tests {
             store.get(&session.id, T0).await.expect("still live").id,
             session.id
         );
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_leaves_its_bucket_neighbours_open() {
+        let store = MemoryStore::<TestBody>::new();
+        let mut by_bucket = std::collections::HashMap::new();
+        let (first, second) = loop {
+            let (secret, _) = store
+                .create(TestBody::new("u1"), lifetime(), T0)
+                .await
+                .expect("created");
+            let bucket = slot_of(&secret.hash()) % WAKE_BUCKETS as u64;
+            if let Some(earlier) = by_bucket.insert(bucket, secret.hash()) {
+                break (earlier, secret.hash());
+            }
+        };
+        let mut ended = store.ended(&first);
+        let mut neighbour = store.ended(&second);
+        assert!(poll_once(&mut ended).is_pending());
+        assert!(poll_once(&mut neighbour).is_pending());
+        store.end(&first, EndReason::SignOut).await.expect("ended");
+        assert!(poll_once(&mut ended).is_ready());
+        assert!(poll_once(&mut neighbour).is_pending(), "woken, still live");
+        assert!(!neighbour.is_ended());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_store_ends_its_signals() {
+        let store = MemoryStore::<TestBody>::new();
+        let (secret, _) = store
+            .create(TestBody::new("u1"), lifetime(), T0)
+            .await
+            .expect("created");
+        let mut signal = store.ended(&secret.hash());
+        assert!(poll_once(&mut signal).is_pending());
+        drop(store);
+        assert!(poll_once(&mut signal).is_ready());
     }
 
     #[test]

@@ -133,7 +133,10 @@ mod tests {
     fn serialises_as_the_plain_string() {
         let name = Name::new("firstName");
         let json = serde_json::to_string(&name).expect("serialises");
-        assert_eq!(json, serde_json::to_string("firstName").expect("serialises"));
+        assert_eq!(
+            json,
+            serde_json::to_string("firstName").expect("serialises")
+        );
         let back: Name = serde_json::from_str(&json).expect("deserialises");
         assert!(Arc::ptr_eq(&back.0, &name.0), "deserialising interns too");
         assert_eq!(format!("{name:?} {name}"), "\"firstName\" firstName");
