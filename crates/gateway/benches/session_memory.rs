@@ -30,8 +30,11 @@ use time::OffsetDateTime;
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn live_heap() -> isize {
+    // `stats_alloc` already books a realloc's growth under allocated and
+    // its shrinking under deallocated; `bytes_reallocated` repeats that
+    // net change, so adding it would count reallocs twice.
     let stats = GLOBAL.stats();
-    stats.bytes_allocated as isize - stats.bytes_deallocated as isize + stats.bytes_reallocated
+    stats.bytes_allocated as isize - stats.bytes_deallocated as isize
 }
 
 /// Resident set size in bytes, if the platform says.
