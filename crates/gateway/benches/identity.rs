@@ -75,19 +75,19 @@ fn identity(c: &mut Criterion) {
     .expect("plan");
     let session = Session::new(
         SessionId::generate(),
-        GatewaySession {
-            app: "bench".into(),
-            user: "bob@example.com".into(),
-            attributes: vec![
+        GatewaySession::new(
+            "bench",
+            "bob@example.com".into(),
+            vec![
                 ("email".into(), vec!["bob@example.com".into()]),
                 ("firstName".into(), vec!["Bob".into()]),
                 ("lastName".into(), vec!["Baker".into()]),
                 ("groups".into(), vec!["staff".into(), "support".into()]),
             ],
-            session_index: Some("102abc".into()),
-            authn_context: None,
-            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-        },
+            Some("102abc".into()),
+            None,
+            std::net::IpAddr::from([127, 0, 0, 1]),
+        ),
         Lifetime::new(Duration::from_secs(3600), Some(Duration::from_secs(3600))),
         time::OffsetDateTime::now_utc(),
     );

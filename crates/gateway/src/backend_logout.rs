@@ -88,7 +88,7 @@ pub(crate) fn spawn(sessions: &Sessions, hooks: Hooks) {
             match ended.recv().await {
                 Ok(ended) => {
                     let session = ended.session;
-                    if let Some((url, client)) = by_app.get(&session.body.app) {
+                    if let Some((url, client)) = by_app.get(session.body.app.as_str()) {
                         tokio::spawn(call(url.clone(), client.clone(), session));
                     }
                 }

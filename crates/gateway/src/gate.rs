@@ -135,7 +135,7 @@ impl Admission for Admitted {
     }
 
     fn user(&self) -> Option<&str> {
-        self.session.as_ref().map(|(s, _)| s.body.user.as_str())
+        self.session.as_ref().map(|(s, _)| &*s.body.user)
     }
 }
 

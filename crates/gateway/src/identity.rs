@@ -279,20 +279,19 @@ fn compile(rule: &InjectRule) -> Result<Rule, IdentityConfigError> {
 
 fn resolve(rule: &Rule, session: &Session) -> Option<String> {
     let values: Vec<String> = match &rule.value {
-        Value::NameId => vec![session.body.user.clone()],
-        Value::Attribute(name) => session
-            .body
-            .attributes
-            .iter()
-            .filter(|(n, _)| n == name)
-            .flat_map(|(_, values)| values.iter().cloned())
-            .collect(),
+        Value::NameId => vec![session.body.user.to_string()],
+        Value::Attribute(name) => session.body.values(name).map(str::to_owned).collect(),
         Value::AuthTime => vec![rfc3339_seconds(session.created_at)],
         Value::Amr => vec![match session.body.authn_context.as_deref() {
             Some(c) if c.ends_with(":MultiFactor") || c.contains("mfa") => "mfa".into(),
             _ => "pwd".into(),
         }],
-        Value::IdpSession => session.body.session_index.iter().cloned().collect(),
+        Value::IdpSession => session
+            .body
+            .session_index
+            .iter()
+            .map(|index| index.to_string())
+            .collect(),
         Value::Fixed(value) => vec![value.clone()],
     };
     match &rule.multi {

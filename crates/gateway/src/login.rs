@@ -170,14 +170,14 @@ pub(crate) async fn acs(
         };
         return rejected(plan, facts, StatusCode::BAD_REQUEST, kind, &e.to_string());
     }
-    let body = GatewaySession {
-        app: plan.name.to_string(),
-        user: assertion.name_id.clone(),
-        attributes: assertion.attributes,
-        session_index: assertion.session_index,
-        authn_context: assertion.authn_context_class,
-        client_ip: facts.client_ip,
-    };
+    let body = GatewaySession::new(
+        &plan.name,
+        assertion.name_id.clone(),
+        assertion.attributes,
+        assertion.session_index,
+        assertion.authn_context_class,
+        facts.client_ip,
+    );
     let token = match plan
         .shared
         .sessions

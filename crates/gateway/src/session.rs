@@ -13,39 +13,78 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_session::{
-    EndReason, EndSignal, Lifetime, MemoryStore, SecretHash, SessionBody, SessionEnded,
+    EndReason, EndSignal, Lifetime, MemoryStore, Name, SecretHash, SessionBody, SessionEnded,
     SessionError, SessionSecret, SessionStore, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
+/// Assertion attributes as a session keeps them: names interned (every
+/// session of an IdP repeats the same few), values in exact-size boxes.
+pub type Attributes = Box<[(Name, Box<[Box<str>]>)]>;
+
 /// What the gateway knows about a signed-in browser for one app.
+///
+/// Tens of thousands of these live in one process, so the strings every
+/// session repeats are interned ([`Name`]) and the rest sit in exact-size
+/// boxes. Serialises exactly as the plain `String`/`Vec` form would.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewaySession {
-    pub app: String,
+    pub app: Name,
     /// The assertion's NameID.
-    pub user: String,
+    pub user: Box<str>,
     /// Assertion attributes (`groups`, `email`, …), in assertion order.
-    pub attributes: Vec<(String, Vec<String>)>,
+    pub attributes: Attributes,
     /// The IdP's SessionIndex, for Single Logout.
-    pub session_index: Option<String>,
-    /// The assertion's AuthnContextClassRef.
-    pub authn_context: Option<String>,
+    pub session_index: Option<Box<str>>,
+    /// The assertion's AuthnContextClassRef (a handful of URIs: interned).
+    pub authn_context: Option<Name>,
     pub client_ip: IpAddr,
 }
 
 impl GatewaySession {
+    /// A session body from what a verified assertion carries.
+    pub fn new(
+        app: &str,
+        user: String,
+        attributes: Vec<(String, Vec<String>)>,
+        session_index: Option<String>,
+        authn_context: Option<String>,
+        client_ip: IpAddr,
+    ) -> Self {
+        GatewaySession {
+            app: Name::new(app),
+            user: user.into_boxed_str(),
+            attributes: compact(attributes),
+            session_index: session_index.map(String::into_boxed_str),
+            authn_context: authn_context.as_deref().map(Name::new),
+            client_ip,
+        }
+    }
+
     pub fn groups(&self) -> impl Iterator<Item = &str> {
         self.values("groups")
     }
 
-    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> {
+    /// Every value of attribute `name`, in assertion order.
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> {
         self.attributes
             .iter()
-            .filter(move |(n, _)| n == name)
-            .flat_map(|(_, values)| values.iter().map(String::as_str))
+            .filter(move |(n, _)| n.as_str() == name)
+            .flat_map(|(_, values)| values.iter().map(|v| &**v))
     }
+}
+
+/// Attributes in their stored form.
+pub fn compact(attributes: Vec<(String, Vec<String>)>) -> Attributes {
+    attributes
+        .into_iter()
+        .map(|(name, values)| {
+            let values: Box<[Box<str>]> = values.into_iter().map(String::into_boxed_str).collect();
+            (Name::new(&name), values)
+        })
+        .collect()
 }
 
 const USER: &str = "user:";
@@ -133,7 +172,7 @@ impl Sessions {
         // means a cookie replayed across apps; it gets no access (its own
         // cookie already grants it at its app).
         match self.store.touch(&hash, now).await {
-            Ok(session) if session.body.app == app => Ok(Some((session, hash))),
+            Ok(session) if session.body.app.as_str() == app => Ok(Some((session, hash))),
             Ok(_) => Ok(None),
             Err(SessionError::Store(e)) => Err(e),
             Err(
@@ -164,7 +203,7 @@ impl Sessions {
         name_id: &str,
         session_indexes: &[String],
     ) -> Result<Vec<Session>, StoreError> {
-        let ours = |s: &Session| s.body.app == app && s.body.user == name_id;
+        let ours = |s: &Session| s.body.app.as_str() == app && *s.body.user == *name_id;
         if session_indexes.is_empty() {
             let key = format!("{USER}{}", name_id.to_lowercase());
             return self
@@ -218,7 +257,7 @@ impl Sessions {
                     .end_indexed(
                         &format!("{USER}{}", sub.to_lowercase()),
                         reason,
-                        Box::new(|s: &Session| s.body.user == *sub),
+                        Box::new(|s: &Session| *s.body.user == **sub),
                     )
                     .await
             }
@@ -258,17 +297,17 @@ mod tests {
     use super::*;
 
     fn body(app: &str, index: &str) -> GatewaySession {
-        GatewaySession {
-            app: app.into(),
-            user: "Bob@Example.com".into(),
-            attributes: vec![
+        GatewaySession::new(
+            app,
+            "Bob@Example.com".into(),
+            vec![
                 ("groups".into(), vec!["staff".into()]),
                 ("email".into(), vec!["bob@example.com".into()]),
             ],
-            session_index: Some(index.into()),
-            authn_context: None,
-            client_ip: IpAddr::from([127, 0, 0, 1]),
-        }
+            Some(index.into()),
+            None,
+            IpAddr::from([127, 0, 0, 1]),
+        )
     }
 
     const IDLE: Duration = Duration::from_secs(60);
@@ -452,5 +491,38 @@ mod tests {
             sub: "00u1".into(),
         };
         assert!(sessions.end_subject(&sub).await.expect("end").is_empty());
+    }
+
+    #[test]
+    fn the_stored_form_serialises_as_the_plain_one() {
+        let mut session = body("b", "_s1");
+        session.authn_context = Some(Name::new(
+            "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+        ));
+        let plain = serde_json::json!({
+            "app": "b",
+            "user": "Bob@Example.com",
+            "attributes": [["groups", ["staff"]], ["email", ["bob@example.com"]]],
+            "session_index": "_s1",
+            "authn_context": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+            "client_ip": "127.0.0.1",
+        });
+        assert_eq!(serde_json::to_value(&session).expect("serialises"), plain);
+        let back: GatewaySession = serde_json::from_value(plain).expect("deserialises");
+        assert_eq!(back, session);
+        assert_eq!(
+            back.values("email").collect::<Vec<_>>(),
+            ["bob@example.com"]
+        );
+    }
+
+    #[test]
+    fn sessions_of_one_app_share_its_names() {
+        let (a, b) = (body("wiki", "_s1"), body("wiki", "_s2"));
+        assert!(std::ptr::eq(a.app.as_str(), b.app.as_str()));
+        assert!(std::ptr::eq(
+            a.attributes[0].0.as_str(),
+            b.attributes[0].0.as_str()
+        ));
     }
 }

@@ -108,7 +108,7 @@ impl fmt::Debug for SecretHash {
 /// as the session's cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct SessionId(String);
+pub struct SessionId(Box<str>);
 
 impl SessionId {
     /// "102" followed by 22 random base62 characters.
@@ -121,13 +121,13 @@ impl SessionId {
                 .take(SESSION_ID_RANDOM_CHARS)
                 .map(char::from),
         );
-        Self(id)
+        Self(id.into_boxed_str())
     }
 
     /// The id named in an API request path. Any string will do: unknown
     /// ids are simply not found.
     pub fn from_public(id: &str) -> Self {
-        Self(id.to_owned())
+        Self(id.into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -139,13 +139,13 @@ impl SessionId {
 /// simply are not found.
 impl From<&str> for SessionId {
     fn from(id: &str) -> Self {
-        Self(id.to_owned())
+        Self(id.into())
     }
 }
 
 impl From<String> for SessionId {
     fn from(id: String) -> Self {
-        Self(id)
+        Self(id.into_boxed_str())
     }
 }
 

@@ -20,6 +20,7 @@
 //! - one-time-use caches ([`OneTimeStore`], [`MemoryOneTime`]: assertion
 //!   ids, JWT ids, TOTP steps) and one-time tickets carrying a value
 //!   ([`TicketStore`], [`MemoryTickets`]);
+//! - interned names ([`Name`]) for the strings thousands of bodies repeat;
 //! - with the `conformance` feature, the suites every backend runs
 //!   ([`conformance`]), so memory and Redis are held to the same tests.
 //!
@@ -39,6 +40,7 @@ mod end;
 mod error;
 mod id;
 mod memory;
+mod name;
 mod one_time;
 mod record;
 mod store;
@@ -51,6 +53,7 @@ pub use end::EndReason;
 pub use error::{SessionError, StoreError};
 pub use id::{SecretHash, SessionId, SessionSecret, SECRET_BYTES, SECRET_LEN};
 pub use memory::{Footprint, MemoryStore, DEFAULT_ENDED_CAPACITY};
+pub use name::{Name, MAX_INTERNED};
 pub use one_time::{
     MemoryOneTime, OneTimeError, OneTimeKind, OneTimeStore, DEFAULT_ONE_TIME_CAPACITY,
 };

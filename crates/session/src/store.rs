@@ -10,6 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Weak;
 use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
@@ -38,7 +39,8 @@ pub type SessionFilter<'a, B> = Box<dyn Fn(&Session<B>) -> bool + Send + Sync + 
 pub trait SessionBody: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// Secondary index keys this session is found by (e.g. "user:00u1",
     /// "idp-session:102…"). Recomputed after every update, so a body whose
-    /// keys change is re-indexed.
+    /// keys change is re-indexed. Must depend on the body alone: a backend
+    /// may recompute the keys instead of storing them.
     fn index_keys(&self) -> Vec<String>;
 }
 
@@ -172,6 +174,12 @@ enum Signal {
     /// The session's watch channel; nothing is ever sent on it, so
     /// `changed()` returns only when the sender is dropped with the record.
     Watch(watch::Receiver<()>),
+    /// A token that lives as long as the session, and a wake-up the
+    /// backend shares among many sessions: ended once the token is gone.
+    Token {
+        alive: Weak<()>,
+        wake: watch::Receiver<()>,
+    },
     /// Being awaited: the receiver moved into its `changed()` loop. Boxed
     /// only once someone actually waits, so asking is allocation-free.
     Waiting(Pin<Box<dyn Future<Output = ()> + Send>>),
@@ -189,6 +197,16 @@ impl EndSignal {
         Self(Signal::Watch(receiver))
     }
 
+    /// Fires once `alive` can no longer be upgraded, checked again each
+    /// time `wake` changes and when its sender is dropped. For backends
+    /// that keep one wake-up for many sessions instead of a channel each:
+    /// the ender drops the session's token first, then sends on `wake`;
+    /// `wake` must be subscribed before `alive` is taken, so no end in
+    /// between goes unseen.
+    pub fn from_token(alive: Weak<()>, wake: watch::Receiver<()>) -> Self {
+        Self(Signal::Token { alive, wake })
+    }
+
     /// Fires when `future` completes, for backends that learn of ends some
     /// other way (e.g. pub/sub).
     pub fn from_future(future: impl Future<Output = ()> + Send + 'static) -> Self {
@@ -204,6 +222,7 @@ impl EndSignal {
             Signal::Watch(mut receiver) => {
                 Box::pin(async move { while receiver.changed().await.is_ok() {} })
             }
+            Signal::Token { alive, wake } => Box::pin(token_gone(alive, wake)),
             Signal::Waiting(future) => future,
         }
     }
@@ -214,7 +233,18 @@ impl EndSignal {
             Signal::Ended => true,
             // `has_changed` fails exactly when the sender is gone.
             Signal::Watch(receiver) => receiver.has_changed().is_err(),
+            Signal::Token { alive, .. } => alive.strong_count() == 0,
             Signal::Waiting(_) => false,
+        }
+    }
+}
+
+/// Returns once `alive` is gone (or the wake-up's sender is, which means
+/// the store itself is).
+async fn token_gone(alive: Weak<()>, mut wake: watch::Receiver<()>) {
+    while alive.strong_count() > 0 {
+        if wake.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -238,6 +268,18 @@ impl Future for EndSignal {
                         while receiver.changed().await.is_ok() {}
                     }));
                 }
+                Signal::Token { alive, .. } if alive.strong_count() == 0 => {
+                    self.0 = Signal::Ended;
+                    return Poll::Ready(());
+                }
+                Signal::Token { .. } => {
+                    let Signal::Token { alive, wake } =
+                        std::mem::replace(&mut self.0, Signal::Ended)
+                    else {
+                        continue;
+                    };
+                    self.0 = Signal::Waiting(Box::pin(token_gone(alive, wake)));
+                }
                 Signal::Waiting(future) => {
                     let ready = future.as_mut().poll(cx);
                     if ready.is_ready() {
@@ -254,7 +296,7 @@ impl fmt::Debug for EndSignal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.0 {
             Signal::Ended => "ended",
-            Signal::Watch(_) | Signal::Waiting(_) => "live",
+            Signal::Watch(_) | Signal::Token { .. } | Signal::Waiting(_) => "live",
         };
         f.debug_tuple("EndSignal").field(&state).finish()
     }
