@@ -48,6 +48,7 @@ use crate::forward::ClientInfo;
 
 mod clocks;
 mod h2_frames;
+mod park;
 
 use crate::pipeline::{self, Shared};
 use crate::request_id::RequestId;
@@ -94,6 +95,12 @@ where
     }
 }
 
+impl<C: Graceful> Graceful for Pin<Box<C>> {
+    fn begin_shutdown(self: Pin<&mut Self>) {
+        self.get_mut().as_mut().begin_shutdown();
+    }
+}
+
 impl<I, S> Graceful for http2::Connection<I, S, TokioExecutor>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
@@ -107,6 +114,18 @@ where
         self.graceful_shutdown();
     }
 }
+
+/// What the proxy service answers a request with, boxed (see [`serve_tls`]).
+type RequestFuture = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    http::Response<Counted<crate::body::ProxyBody>>,
+                    std::convert::Infallible,
+                >,
+            > + Send,
+    >,
+>;
 
 /// Which service a listener runs.
 #[derive(Clone, Copy)]
@@ -170,7 +189,10 @@ pub async fn serve_tls(
                     respond::wants_json(request.headers()),
                 )
             });
-            async move {
+            // Boxed: hyper's HTTP/1.1 dispatcher keeps a slot the size of
+            // this future for the whole connection, idle or not; boxed, the
+            // pipeline's state exists only while a request runs.
+            let handled: RequestFuture = Box::pin(async move {
                 let response = match refused {
                     Some(response) => response,
                     None => match pipeline::handle(shared, client, request).await {
@@ -178,8 +200,9 @@ pub async fn serve_tls(
                         Err(never) => match never {},
                     },
                 };
-                Ok::<_, std::convert::Infallible>(response.map(|body| Counted { body, in_flight }))
-            }
+                Ok(response.map(|body| Counted { body, in_flight }))
+            });
+            handled
         })
     };
     let ended = if h2 {
@@ -188,8 +211,11 @@ pub async fn serve_tls(
             .timer(TokioTimer::new())
             .max_header_list_size(h2_header_list_size(limits));
         let io = TokioIo::new(H2Frames::new(tls, activity.clone()));
+        // Boxed: inline, the HTTP/2 connection would size every
+        // connection's task, HTTP/1.1 ones included (a parked HTTP/1.1
+        // connection needs far less).
         drive(
-            builder.serve_connection(io, service),
+            Box::pin(builder.serve_connection(io, service)),
             &activity,
             limits,
             opened,
@@ -197,9 +223,12 @@ pub async fn serve_tls(
         )
         .await
     } else {
-        let conn = h1_builder(limits, &activity)
-            .serve_connection(TokioIo::new(tls), service)
-            .with_upgrades();
+        let conn = park::Parking::new(
+            h1_builder(limits, &activity),
+            tls,
+            service,
+            activity.clone(),
+        );
         drive(conn, &activity, limits, opened, shutdown).await
     };
     if ended == Ended::HeadTimeout {
