@@ -95,12 +95,6 @@ where
     }
 }
 
-impl<C: Graceful> Graceful for Pin<Box<C>> {
-    fn begin_shutdown(self: Pin<&mut Self>) {
-        self.get_mut().as_mut().begin_shutdown();
-    }
-}
-
 impl<I, S> Graceful for http2::Connection<I, S, TokioExecutor>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
@@ -200,7 +194,11 @@ pub async fn serve_tls(
                         Err(never) => match never {},
                     },
                 };
-                Ok(response.map(|body| Counted { body, in_flight }))
+                let mut response = response.map(|body| Counted { body, in_flight });
+                if h2 {
+                    detach_header_values(response.headers_mut());
+                }
+                Ok(response)
             });
             handled
         })
@@ -214,21 +212,15 @@ pub async fn serve_tls(
         // Boxed: inline, the HTTP/2 connection would size every
         // connection's task, HTTP/1.1 ones included (a parked HTTP/1.1
         // connection needs far less).
-        drive(
-            Box::pin(builder.serve_connection(io, service)),
-            &activity,
-            limits,
-            opened,
-            shutdown,
-        )
-        .await
+        let mut conn = Box::pin(builder.serve_connection(io, service));
+        drive(conn.as_mut(), &activity, limits, opened, shutdown).await
     } else {
-        let conn = park::Parking::new(
+        let conn = std::pin::pin!(park::Parking::new(
             h1_builder(limits, &activity),
             tls,
             service,
             activity.clone(),
-        );
+        ));
         drive(conn, &activity, limits, opened, shutdown).await
     };
     if ended == Ended::HeadTimeout {
@@ -267,9 +259,9 @@ pub async fn serve_plain(
         })
     };
     tracing::trace!(client.addr = %peer, "plain connection");
-    let conn = h1_builder(limits, &activity)
+    let conn = std::pin::pin!(h1_builder(limits, &activity)
         .serve_connection(io, service)
-        .with_upgrades();
+        .with_upgrades());
     let ended = drive(conn, &activity, limits, opened, shutdown).await;
     linger(&activity).await;
     ended
@@ -287,6 +279,27 @@ fn h1_builder(limits: Limits, activity: &Arc<Activity>) -> http1::Builder {
         builder.max_headers(limits.max_headers);
     }
     builder
+}
+
+/// Moves every header value into one allocation of the response's own.
+/// The HPACK encoder keeps the values it indexes for the connection's
+/// lifetime, and a value parsed from an upstream response is a slice of
+/// that upstream connection's whole read buffer: indexed as it is, it would
+/// keep 8 KiB or more alive per idle HTTP/2 client.
+fn detach_header_values(headers: &mut http::HeaderMap) {
+    let total = headers.values().map(|v| v.len()).sum();
+    let mut all = bytes::BytesMut::with_capacity(total);
+    for value in headers.values() {
+        all.extend_from_slice(value.as_bytes());
+    }
+    let mut all = all.freeze();
+    for value in headers.values_mut() {
+        let own = all.split_to(value.len().min(all.len()));
+        if let Ok(mut copy) = http::HeaderValue::from_maybe_shared(own) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
 }
 
 /// SETTINGS_MAX_HEADER_LIST_SIZE: h2 refuses a larger block before it is
@@ -338,14 +351,16 @@ fn h2_head_fits<B>(request: &Request<B>, limits: Limits) -> bool {
 /// not complete a graceful close (an HTTP/2 client that never acknowledges
 /// the GOAWAY's PING) is dropped once nothing is in flight and
 /// `header_read` has passed.
+///
+/// The connection is pinned by the caller: taken by value, it would be
+/// stored twice in this future (argument and pinned local).
 async fn drive<C: Graceful>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     activity: &Activity,
     limits: Limits,
     opened: Instant,
     mut shutdown: watch::Receiver<bool>,
 ) -> Ended {
-    tokio::pin!(conn);
     let mut closing = false;
     let mut check_at = Instant::now() + limits.idle;
     let begin_close = |conn: Pin<&mut C>, closing: &mut bool, check_at: &mut Instant| {
