@@ -9,6 +9,14 @@
 //! dropped. The parked connection waits for the socket to become readable,
 //! without a buffer, and is then handed to a new hyper connection. An
 //! idle connection costs its TLS session, its socket and its clocks.
+//!
+//! A new hyper connection costs about as many instructions as a small
+//! proxied request, so a connection is not parked the moment it goes idle
+//! but at a check [`PARK_CHECK`] after it went idle, if it is idle then (a
+//! connection busy at the check is checked again [`PARK_CHECK`] after it
+//! next goes idle): a client sending one request after another rarely
+//! pays for a new hyper connection, and one that has gone quiet gives up
+//! its buffers within a second.
 
 use std::future::Future;
 use std::io;
@@ -25,8 +33,14 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
 
+use tokio::time::Sleep;
+
 use super::clocks::{Activity, Socket};
 use super::Graceful;
+
+/// How long after it first goes idle a connection is checked for parking
+/// (again once it next goes idle, if it was busy at the check).
+const PARK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The TLS stream as hyper sees it: it notes in [`Activity`] whether
 /// everything written has been flushed, and replays bytes hyper had read
@@ -127,6 +141,10 @@ pub(super) struct Parking<S: HttpService<Incoming>> {
     builder: http1::Builder,
     activity: Arc<Activity>,
     closing: bool,
+    /// The park check, running since the connection went idle. Boxed: a
+    /// sleep cannot move once polled, and the rest of this can.
+    check: Pin<Box<Sleep>>,
+    check_running: bool,
     /// `reads` when hyper was handed bytes it had read but not parsed: it
     /// is not parked again before the client sends more, or it would be
     /// parked with the same bytes over and over.
@@ -152,6 +170,8 @@ where
             builder,
             activity,
             closing: false,
+            check: Box::pin(tokio::time::sleep(PARK_CHECK)),
+            check_running: false,
             replayed_at: None,
         };
         parking.stage = parking.serve(io, service);
@@ -202,8 +222,23 @@ where
                         return Poll::Ready(result);
                     }
                     if !this.parkable() {
+                        if this.check_running && this.check.is_elapsed() {
+                            // Busy at the check: the next one counts from
+                            // when it next goes idle.
+                            this.check_running = false;
+                        }
                         return Poll::Pending;
                     }
+                    if !this.check_running {
+                        this.check
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + PARK_CHECK);
+                        this.check_running = true;
+                    }
+                    if this.check.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.check_running = false;
                     let Stage::Serving(conn) = std::mem::replace(&mut this.stage, Stage::Done)
                     else {
                         return Poll::Pending;
