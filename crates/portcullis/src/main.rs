@@ -17,7 +17,10 @@ use clap::{Parser, Subcommand};
 
 /// A proxy allocates and frees many small buffers per request across
 /// threads; mimalloc handles that pattern markedly better than glibc malloc
-/// (measured with `benches/load.sh`).
+/// (measured with `benches/load.sh`). The `system-allocator` feature leaves
+/// it out, so that heaptrack or valgrind, which see only malloc, can say
+/// where memory goes.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -68,13 +68,23 @@ impl ClientInfo {
     fn forwarded(&self, host: &HeaderValue) -> Option<HeaderValue> {
         let (cached_host, cached) = self
             .forwarded_first_host
-            .get_or_init(|| (host.clone(), forwarded_value(self, host)));
+            .get_or_init(|| (own_copy(host), forwarded_value(self, host)));
         if cached_host == host {
             cached.clone()
         } else {
             forwarded_value(self, host)
         }
     }
+}
+
+/// A header value in an allocation of its own. A value parsed from a
+/// request shares the connection's whole read buffer (hyper's 8 KiB on
+/// HTTP/1.1, the frame buffer on HTTP/2); kept for the connection's
+/// lifetime, a clone would keep that buffer too.
+fn own_copy(value: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+    copy.set_sensitive(value.is_sensitive());
+    copy
 }
 
 /// True when the request asks to switch protocols (`Connection: upgrade`

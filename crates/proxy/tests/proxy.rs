@@ -772,6 +772,48 @@ async fn http1_keep_alive_outlives_header_read_and_closes_at_idle() {
     assert!(idle >= Duration::from_millis(1900), "closed after {idle:?}");
 }
 
+/// An idle keep-alive connection leaves hyper between requests (about a
+/// second after it goes idle); whatever the client sends next is still
+/// read whole: a head split across writes after a pause, a pipelined head
+/// that arrived with the previous request, and a request after a pause.
+#[tokio::test]
+async fn an_idle_http1_connection_reads_every_next_request_whole() {
+    let gw = Harness::start(
+        "header_read_timeout = \"5s\"\nidle_timeout = \"10s\"",
+        &app("a", "https://app.test/", "builtin:echo"),
+    )
+    .await;
+    let mut tls = gw.h1().raw_tls("app.test").await;
+    let get = "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n";
+    let pause = || tokio::time::sleep(Duration::from_millis(1500));
+    tls.write_all(get.as_bytes()).await.expect("first");
+    pause().await;
+    // The second head's first bytes come with nothing else.
+    tls.write_all(b"GET / HTTP/1.1\r\nHo")
+        .await
+        .expect("second, start");
+    pause().await;
+    // Its end, with the start of a third in the same write.
+    tls.write_all(b"st: app.test\r\n\r\nGET / HT")
+        .await
+        .expect("second, end");
+    pause().await;
+    tls.write_all(b"TP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .expect("third, end");
+    pause().await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("last");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out))
+        .await
+        .expect("the connection closes after the last request")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 4, "{text}");
+}
+
 #[tokio::test]
 async fn http2_header_trickle_is_cut_at_header_read() {
     let gw = Harness::start(

@@ -40,6 +40,10 @@ pub(super) struct Activity {
     closed_write: AtomicBool,
     /// The socket, handed back for a lingering close.
     lingering: Mutex<Option<TcpStream>>,
+    /// HTTP/1.1 over TLS: something was written since the last completed
+    /// flush, so hyper may still hold bytes and the connection must not be
+    /// parked ([`super::park`]).
+    pub(super) unflushed: AtomicBool,
 }
 
 /// The head clock's state. A wait that is already running keeps its start
@@ -69,6 +73,7 @@ impl Activity {
             peer_closed: AtomicBool::new(false),
             closed_write: AtomicBool::new(false),
             lingering: Mutex::new(None),
+            unflushed: AtomicBool::new(false),
         })
     }
 
@@ -186,6 +191,15 @@ impl Socket {
         Socket {
             stream: Some(stream),
             activity,
+        }
+    }
+
+    /// Ready once the socket has something to read (or has closed or
+    /// failed): what a parked connection waits for, without a buffer.
+    pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.stream {
+            Some(stream) => stream.poll_read_ready(cx).map(|_| ()),
+            None => Poll::Ready(()),
         }
     }
 

@@ -48,6 +48,7 @@ use crate::forward::ClientInfo;
 
 mod clocks;
 mod h2_frames;
+mod park;
 
 use crate::pipeline::{self, Shared};
 use crate::request_id::RequestId;
@@ -107,6 +108,18 @@ where
         self.graceful_shutdown();
     }
 }
+
+/// What the proxy service answers a request with, boxed (see [`serve_tls`]).
+type RequestFuture = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    http::Response<Counted<crate::body::ProxyBody>>,
+                    std::convert::Infallible,
+                >,
+            > + Send,
+    >,
+>;
 
 /// Which service a listener runs.
 #[derive(Clone, Copy)]
@@ -170,7 +183,10 @@ pub async fn serve_tls(
                     respond::wants_json(request.headers()),
                 )
             });
-            async move {
+            // Boxed: hyper's HTTP/1.1 dispatcher keeps a slot the size of
+            // this future for the whole connection, idle or not; boxed, the
+            // pipeline's state exists only while a request runs.
+            let handled: RequestFuture = Box::pin(async move {
                 let response = match refused {
                     Some(response) => response,
                     None => match pipeline::handle(shared, client, request).await {
@@ -178,8 +194,13 @@ pub async fn serve_tls(
                         Err(never) => match never {},
                     },
                 };
-                Ok::<_, std::convert::Infallible>(response.map(|body| Counted { body, in_flight }))
-            }
+                let mut response = response.map(|body| Counted { body, in_flight });
+                if h2 {
+                    detach_header_values(response.headers_mut());
+                }
+                Ok(response)
+            });
+            handled
         })
     };
     let ended = if h2 {
@@ -188,18 +209,18 @@ pub async fn serve_tls(
             .timer(TokioTimer::new())
             .max_header_list_size(h2_header_list_size(limits));
         let io = TokioIo::new(H2Frames::new(tls, activity.clone()));
-        drive(
-            builder.serve_connection(io, service),
-            &activity,
-            limits,
-            opened,
-            shutdown,
-        )
-        .await
+        // Boxed: inline, the HTTP/2 connection would size every
+        // connection's task, HTTP/1.1 ones included (a parked HTTP/1.1
+        // connection needs far less).
+        let mut conn = Box::pin(builder.serve_connection(io, service));
+        drive(conn.as_mut(), &activity, limits, opened, shutdown).await
     } else {
-        let conn = h1_builder(limits, &activity)
-            .serve_connection(TokioIo::new(tls), service)
-            .with_upgrades();
+        let conn = std::pin::pin!(park::Parking::new(
+            h1_builder(limits, &activity),
+            tls,
+            service,
+            activity.clone(),
+        ));
         drive(conn, &activity, limits, opened, shutdown).await
     };
     if ended == Ended::HeadTimeout {
@@ -238,9 +259,9 @@ pub async fn serve_plain(
         })
     };
     tracing::trace!(client.addr = %peer, "plain connection");
-    let conn = h1_builder(limits, &activity)
+    let conn = std::pin::pin!(h1_builder(limits, &activity)
         .serve_connection(io, service)
-        .with_upgrades();
+        .with_upgrades());
     let ended = drive(conn, &activity, limits, opened, shutdown).await;
     linger(&activity).await;
     ended
@@ -258,6 +279,27 @@ fn h1_builder(limits: Limits, activity: &Arc<Activity>) -> http1::Builder {
         builder.max_headers(limits.max_headers);
     }
     builder
+}
+
+/// Moves every header value into one allocation of the response's own.
+/// The HPACK encoder keeps the values it indexes for the connection's
+/// lifetime, and a value parsed from an upstream response is a slice of
+/// that upstream connection's whole read buffer: indexed as it is, it would
+/// keep 8 KiB or more alive per idle HTTP/2 client.
+fn detach_header_values(headers: &mut http::HeaderMap) {
+    let total = headers.values().map(|v| v.len()).sum();
+    let mut all = bytes::BytesMut::with_capacity(total);
+    for value in headers.values() {
+        all.extend_from_slice(value.as_bytes());
+    }
+    let mut all = all.freeze();
+    for value in headers.values_mut() {
+        let own = all.split_to(value.len().min(all.len()));
+        if let Ok(mut copy) = http::HeaderValue::from_maybe_shared(own) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
 }
 
 /// SETTINGS_MAX_HEADER_LIST_SIZE: h2 refuses a larger block before it is
@@ -309,14 +351,16 @@ fn h2_head_fits<B>(request: &Request<B>, limits: Limits) -> bool {
 /// not complete a graceful close (an HTTP/2 client that never acknowledges
 /// the GOAWAY's PING) is dropped once nothing is in flight and
 /// `header_read` has passed.
+///
+/// The connection is pinned by the caller: taken by value, it would be
+/// stored twice in this future (argument and pinned local).
 async fn drive<C: Graceful>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     activity: &Activity,
     limits: Limits,
     opened: Instant,
     mut shutdown: watch::Receiver<bool>,
 ) -> Ended {
-    tokio::pin!(conn);
     let mut closing = false;
     let mut check_at = Instant::now() + limits.idle;
     let begin_close = |conn: Pin<&mut C>, closing: &mut bool, check_at: &mut Instant| {
