@@ -120,44 +120,9 @@ fi
 # --------------------------------------------------------------------------
 # Temp dir, process tracking, cleanup
 # --------------------------------------------------------------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-idle.XXXXXX")
-chmod 755 "$WORK"
-PIDS=()
-
-stop_pid() { # pid signal timeout_seconds
-    local pid=$1 sig=$2 timeout=$3 children i
-    kill -0 "$pid" 2>/dev/null || return 0
-    children=$(pgrep -P "$pid" 2>/dev/null || true)
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < timeout * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not exit after SIG$sig within ${timeout}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    for c in $children; do kill -KILL "$c" 2>/dev/null || true; done
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${PIDS[$i]}" TERM 30
-    done
-    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
-        log "temp dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=benches/processes.sh
+source "$SCRIPT_DIR/processes.sh"
+bench_workdir idle
 
 read -r BACKEND_PORT PROXY_PORT < <(python3 - <<'EOF'
 import socket
