@@ -49,42 +49,9 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 # --------------------------------------------------------------------------
 # Dependencies: nginx, curl, python3 (standard library only)
 # --------------------------------------------------------------------------
-find_nginx() {
-    if [[ -n "${NGINX_BIN:-}" ]]; then echo "$NGINX_BIN"; return; fi
-    if command -v nginx >/dev/null 2>&1; then command -v nginx; return; fi
-    if [[ -x /usr/sbin/nginx ]]; then echo /usr/sbin/nginx; return; fi
-    echo ""
-}
-
-apt_install() {
-    local sudo=""
-    if [[ "$(id -u)" != 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "need root or sudo to apt-get install $*"
-        sudo="sudo"
-    fi
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not available; install $* manually"
-    log "installing $* with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! $sudo apt-get install -y "$@"; then
-        $sudo apt-get update
-        $sudo apt-get install -y "$@"
-    fi
-}
-
-NGINX=$(find_nginx)
-missing=()
-[[ -n "$NGINX" && -x "$NGINX" ]] || missing+=(nginx-light)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-if ((${#missing[@]})); then
-    if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
-        apt_install "${missing[@]}" || apt_install "${missing[@]/nginx-light/nginx}"
-    else
-        apt_install "${missing[@]}"
-    fi
-    NGINX=$(find_nginx)
-    [[ -n "$NGINX" && -x "$NGINX" ]] || die "nginx still not found after install"
-fi
+# shellcheck source=benches/harness.sh
+source "$SCRIPT_DIR/harness.sh"
+bench_require curl:curl python3:python3
 
 resolve_bin() { # path
     local b=$1
@@ -120,8 +87,6 @@ fi
 # --------------------------------------------------------------------------
 # Temp dir, process tracking, cleanup
 # --------------------------------------------------------------------------
-# shellcheck source=benches/processes.sh
-source "$SCRIPT_DIR/processes.sh"
 bench_workdir idle
 
 read -r BACKEND_PORT PROXY_PORT < <(python3 - <<'EOF'
