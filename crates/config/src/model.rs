@@ -27,6 +27,8 @@ pub struct Idp {
     pub public: PublicUrl,
     pub users_file: PathBuf,
     pub policy_file: Option<PathBuf>,
+    /// IP→ASN database (MaxMind `.mmdb` or TSV) for session contexts.
+    pub asn_database: Option<PathBuf>,
     pub system_log_file: PathBuf,
     pub system_log_max_bytes: u64,
     pub system_log_keep_files: usize,

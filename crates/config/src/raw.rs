@@ -134,6 +134,7 @@ pub struct RawIdp {
     pub public_url: Option<String>,
     pub users_file: Option<String>,
     pub policy_file: Option<String>,
+    pub asn_database: Option<String>,
     pub system_log_file: Option<String>,
     pub system_log_max_bytes: Option<u64>,
     pub system_log_keep_files: Option<u64>,

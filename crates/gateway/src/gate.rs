@@ -25,6 +25,7 @@ use crate::cookies::backend_cookie_expiry;
 use crate::endpoints;
 use crate::login;
 use crate::plan::AppPlan;
+use crate::post_auth;
 use crate::reply;
 use crate::session::Session;
 use portcullis_session::SecretHash;
@@ -61,6 +62,16 @@ async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFac
         }
         None => None,
     };
+    let check = plan.shared.context.get().filter(|_| plan.on_embedded_idp);
+    let session = match (session, check) {
+        (Some((session, hash)), Some(check)) => {
+            match post_auth::evaluate(plan, &**check, &request, &facts, session, hash).await {
+                Ok(kept) => Some(kept),
+                Err(response) => return Gate::Respond(response),
+            }
+        }
+        (session, _) => session,
+    };
     match (policy, session) {
         (AccessPolicy::Public, session) => admit(plan, request, session),
         (_, Some((session, _))) if !groups_allow(policy, session.body.groups()) => {
@@ -69,7 +80,7 @@ async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFac
         (_, Some(session)) => admit(plan, request, Some(session)),
         (_, None) => {
             let mut response = if navigation(request.headers(), facts.json) {
-                login::start(plan, &facts, &request)
+                login::start(plan, &facts, &request, false)
             } else {
                 reply::error(
                     &facts,
@@ -141,7 +152,7 @@ impl Admission for Admitted {
 
 /// A page navigation gets redirected to sign in; XHR, fetch and API calls
 /// get 401 instead (a redirect to an IdP page is useless to them).
-fn navigation(headers: &HeaderMap, json: bool) -> bool {
+pub(crate) fn navigation(headers: &HeaderMap, json: bool) -> bool {
     let is = |name: &HeaderName, value: &str| {
         headers
             .get(name)

@@ -15,6 +15,7 @@ use crate::backend_logout;
 use crate::error::{BuildError, BuildProblem};
 use crate::gate::AppGate;
 use crate::plan::AppPlan;
+use crate::post_auth::ContextCheck;
 use crate::revocation::{RevocationTrust, Revocations};
 use crate::session::{log_ended, Sessions};
 use crate::shared::{self, Shared};
@@ -96,6 +97,7 @@ impl Gateway {
                 revocations: Revocations::new(trust, one_time.clone(), sessions.clone()),
                 sessions,
                 one_time,
+                context: std::sync::OnceLock::new(),
             }),
             hooks: std::sync::Mutex::new(hooks),
         })
@@ -121,6 +123,12 @@ impl Gateway {
         } else {
             Err(errors)
         }
+    }
+
+    /// Enables post-auth evaluation of gateway sessions. Only the first
+    /// call takes effect; the checker swaps its own settings on reload.
+    pub fn set_context_check(&self, check: Arc<dyn ContextCheck>) {
+        let _ = self.shared.context.set(check);
     }
 
     /// Universal Logout verification, for the embedded IdP's in-process

@@ -34,9 +34,10 @@ pub(crate) fn start(
     plan: &AppPlan,
     facts: &RequestFacts<'_>,
     request: &Request<Incoming>,
+    force_authn: bool,
 ) -> Response<ProxyBody> {
     let relay_state = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    match plan.sp.authn_request(relay_state) {
+    match plan.sp.authn_request(relay_state, force_authn) {
         Ok(redirect) => see_other(
             &redirect.url,
             &[state::begin(plan, &redirect.request_id, state::SIGN_IN_TTL)],
@@ -81,6 +82,13 @@ pub(crate) async fn acs(
         return response;
     }
     let request_id = state::presented(plan, request.headers());
+    let context = plan.shared.capture(
+        facts.client_ip,
+        request
+            .headers()
+            .get(header::USER_AGENT)
+            .map(HeaderValue::as_bytes),
+    );
     let body = match Limited::new(request.into_body(), ACS_BODY_LIMIT)
         .collect()
         .await
@@ -176,7 +184,7 @@ pub(crate) async fn acs(
         assertion.attributes,
         assertion.session_index,
         assertion.authn_context_class,
-        facts.client_ip,
+        context,
     );
     let token = match plan
         .shared

@@ -41,6 +41,9 @@ pub(crate) struct AppPlan {
     pub(crate) urls: Urls,
     pub(crate) sp: Arc<AppSp>,
     pub(crate) shared: Arc<Shared>,
+    /// Post-auth evaluation is the embedded IdP's policy: it covers the
+    /// apps that sign in there.
+    pub(crate) on_embedded_idp: bool,
 }
 
 /// The app's own gateway URLs.
@@ -96,6 +99,7 @@ impl AppPlan {
             base_path,
             sp,
             shared,
+            on_embedded_idp: auth.idp == portcullis_config::AppIdp::Embedded,
         })
     }
 

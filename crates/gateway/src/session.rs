@@ -8,10 +8,10 @@
 //! subject by email) and by the IdP's SessionIndex (Single Logout), so no
 //! logout walks every session.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_context::SessionContext;
 use portcullis_session::{
     EndReason, EndSignal, Lifetime, MemoryStore, Name, SecretHash, SessionBody, SessionEnded,
     SessionError, SessionSecret, SessionStore, StoreError,
@@ -40,7 +40,9 @@ pub struct GatewaySession {
     pub session_index: Option<Box<str>>,
     /// The assertion's AuthnContextClassRef (a handful of URIs: interned).
     pub authn_context: Option<Name>,
-    pub client_ip: IpAddr,
+    /// Where and on what the browser signed in; after a change that
+    /// post-auth evaluation let through, where it is now.
+    pub context: SessionContext,
 }
 
 impl GatewaySession {
@@ -51,7 +53,7 @@ impl GatewaySession {
         attributes: Vec<(String, Vec<String>)>,
         session_index: Option<String>,
         authn_context: Option<String>,
-        client_ip: IpAddr,
+        context: SessionContext,
     ) -> Self {
         GatewaySession {
             app: Name::new(app),
@@ -59,7 +61,7 @@ impl GatewaySession {
             attributes: compact(attributes),
             session_index: session_index.map(String::into_boxed_str),
             authn_context: authn_context.as_deref().map(Name::new),
-            client_ip,
+            context,
         }
     }
 
@@ -181,6 +183,34 @@ impl Sessions {
         }
     }
 
+    /// Records the context post-auth evaluation let through.
+    pub(crate) async fn record_context(
+        &self,
+        hash: &SecretHash,
+        context: SessionContext,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self
+            .store
+            .update(hash, now, Box::new(move |s| s.body.context = context))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SessionError::Store(e)) => Err(e),
+            // Ended meanwhile: the request's own check already passed.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Ends one session (post-auth evaluation's verdict).
+    pub(crate) async fn end_hash(
+        &self,
+        hash: &SecretHash,
+        reason: EndReason,
+    ) -> Result<Option<Session>, StoreError> {
+        self.store.end(hash, reason).await
+    }
+
     /// Ends the session behind `cookie` in `app` (this browser's logout).
     pub async fn end(
         &self,
@@ -223,9 +253,15 @@ impl Sessions {
         Ok(ended)
     }
 
-    /// Ends the subject's sessions in every app (Universal Logout).
-    pub async fn end_subject(&self, subject: &Subject) -> Result<Vec<Session>, StoreError> {
-        let reason = EndReason::UniversalLogout;
+    /// Ends the subject's sessions in `app` (Universal Logout: each app's
+    /// revocation endpoint speaks for that app).
+    pub async fn end_subject(
+        &self,
+        app: &str,
+        subject: &Subject,
+        reason: EndReason,
+    ) -> Result<Vec<Session>, StoreError> {
+        let in_app = |s: &Session| s.body.app.as_str() == app;
         match subject {
             Subject::Email(email) => {
                 let lower = email.to_lowercase();
@@ -234,7 +270,9 @@ impl Sessions {
                     .end_indexed(
                         &format!("{USER}{lower}"),
                         reason,
-                        Box::new(|s: &Session| s.body.user.eq_ignore_ascii_case(email)),
+                        Box::new(|s: &Session| {
+                            in_app(s) && s.body.user.eq_ignore_ascii_case(email)
+                        }),
                     )
                     .await?;
                 ended.extend(
@@ -243,9 +281,10 @@ impl Sessions {
                             &format!("{EMAIL}{lower}"),
                             reason,
                             Box::new(|s: &Session| {
-                                s.body
-                                    .values("email")
-                                    .any(|e| e.eq_ignore_ascii_case(email))
+                                in_app(s)
+                                    && s.body
+                                        .values("email")
+                                        .any(|e| e.eq_ignore_ascii_case(email))
                             }),
                         )
                         .await?,
@@ -257,7 +296,7 @@ impl Sessions {
                     .end_indexed(
                         &format!("{USER}{}", sub.to_lowercase()),
                         reason,
-                        Box::new(|s: &Session| *s.body.user == **sub),
+                        Box::new(|s: &Session| in_app(s) && *s.body.user == **sub),
                     )
                     .await
             }
@@ -306,7 +345,7 @@ mod tests {
             ],
             Some(index.into()),
             None,
-            IpAddr::from([127, 0, 0, 1]),
+            portcullis_context::ContextSource::default().capture([127, 0, 0, 1].into(), None),
         )
     }
 
@@ -462,7 +501,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn universal_logout_finds_the_subject_by_name_id_or_email_in_every_app() {
+    async fn universal_logout_finds_the_subject_by_name_id_or_email_in_its_app_only() {
         let sessions = Sessions::memory();
         let t0 = OffsetDateTime::now_utc();
         sessions
@@ -479,18 +518,29 @@ mod tests {
             .create(by_email, IDLE, MAX, t0)
             .await
             .expect("create");
-        let ended = sessions
-            .end_subject(&Subject::Email("BOB@example.com".into()))
-            .await
-            .expect("end");
-        let mut apps: Vec<&str> = ended.iter().map(|s| s.body.app.as_str()).collect();
-        apps.sort();
-        assert_eq!(apps, ["b", "c", "d"]);
+        let bob = Subject::Email("BOB@example.com".into());
+        let mut apps = Vec::new();
+        for app in ["b", "d", "c"] {
+            let ended = sessions
+                .end_subject(app, &bob, EndReason::UniversalLogout)
+                .await
+                .expect("end");
+            assert_eq!(ended.len(), 1, "{app}");
+            apps.push(ended[0].body.app.to_string());
+            // The other apps' sessions are still there for their own
+            // revocations.
+            assert_eq!(sessions.store.len().await.expect("len"), 3 - apps.len());
+        }
+        assert_eq!(apps, ["b", "d", "c"]);
         let sub = Subject::IssSub {
             iss: "https://idp.test".into(),
             sub: "00u1".into(),
         };
-        assert!(sessions.end_subject(&sub).await.expect("end").is_empty());
+        assert!(sessions
+            .end_subject("d", &sub, EndReason::UniversalLogout)
+            .await
+            .expect("end")
+            .is_empty());
     }
 
     #[test]
@@ -505,7 +555,7 @@ mod tests {
             "attributes": [["groups", ["staff"]], ["email", ["bob@example.com"]]],
             "session_index": "_s1",
             "authn_context": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
-            "client_ip": "127.0.0.1",
+            "context": serde_json::to_value(&session.context).expect("context serialises"),
         });
         assert_eq!(serde_json::to_value(&session).expect("serialises"), plain);
         let back: GatewaySession = serde_json::from_value(plain).expect("deserialises");

@@ -9,6 +9,7 @@ use portcullis_proxy::limit::available_cores;
 use portcullis_proxy::{ClientLimit, WorkBounds, WorkLimit};
 use portcullis_session::OneTimeStore;
 
+use crate::post_auth::ContextCheck;
 use crate::revocation::Revocations;
 use crate::session::Sessions;
 
@@ -22,6 +23,23 @@ pub(crate) struct Shared {
     /// threads and bounded for the whole process.
     pub(crate) saml_work: WorkLimit,
     pub(crate) revocations: Revocations,
+    /// Post-auth evaluation, when the binary enables it.
+    pub(crate) context: std::sync::OnceLock<Arc<dyn ContextCheck>>,
+}
+
+impl Shared {
+    /// A new session's context: through post-auth evaluation when it is
+    /// enabled (ASN, zones), else the address and device alone.
+    pub(crate) fn capture(
+        &self,
+        ip: std::net::IpAddr,
+        user_agent: Option<&[u8]>,
+    ) -> portcullis_context::SessionContext {
+        match self.context.get() {
+            Some(check) => check.capture(ip, user_agent),
+            None => portcullis_context::ContextSource::default().capture(ip, user_agent),
+        }
+    }
 }
 
 /// One verification slot per core: a real Response costs 1–2 ms and the

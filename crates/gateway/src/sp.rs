@@ -95,14 +95,20 @@ impl AppSp {
     }
 
     /// A signed HTTP-Redirect AuthnRequest carrying `relay_state`.
-    pub(crate) fn authn_request(&self, relay_state: &str) -> Result<RedirectRequest, Error> {
+    /// `force_authn`: the IdP must authenticate the user afresh, whatever
+    /// session it holds (post-auth re-authentication).
+    pub(crate) fn authn_request(
+        &self,
+        relay_state: &str,
+        force_authn: bool,
+    ) -> Result<RedirectRequest, Error> {
         build_redirect_authn_request(
             &self.config,
             &self.key,
             &AuthnRequestParams {
                 idp_sso_url: &self.idp_sso_url,
                 relay_state: Some(relay_state),
-                force_authn: false,
+                force_authn,
                 name_id_format: None,
                 now: chrono::Utc::now(),
             },

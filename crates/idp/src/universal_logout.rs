@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis_saml::SigningKey;
+use portcullis_session::EndReason;
 
 /// Attempts per target before giving up.
 const ATTEMPTS: u32 = 5;
@@ -126,8 +127,26 @@ impl UniversalLogout {
     /// Signs `email` out of every target, in the background. `why` names
     /// the trigger in the log.
     pub fn dispatch(self: &Arc<Self>, email: &str, why: &'static str) {
-        let body = serde_json::json!({"sub_id": {"format": "email", "email": email}}).to_string();
-        for target in self.targets.clone() {
+        self.dispatch_to(email, why, None, |_| true);
+    }
+
+    /// Signs `email` out of the targets `include` names, in the background.
+    /// `reason` travels in the body (`"reason"`, beside `sub_id`) for a
+    /// Portcullis gateway to end the sessions with; other receivers ignore
+    /// members they do not know.
+    pub fn dispatch_to(
+        self: &Arc<Self>,
+        email: &str,
+        why: &'static str,
+        reason: Option<EndReason>,
+        include: impl Fn(&str) -> bool,
+    ) {
+        let mut body = serde_json::json!({"sub_id": {"format": "email", "email": email}});
+        if let Some(reason) = reason {
+            body["reason"] = serde_json::Value::from(reason.as_str());
+        }
+        let body = body.to_string();
+        for target in self.targets.iter().filter(|t| include(&t.app)).cloned() {
             let this = Arc::clone(self);
             let body = body.clone();
             let email = email.to_string();

@@ -70,6 +70,7 @@ pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
             if let Some(dispatch) = dispatch {
                 idp.set_universal_logout(dispatch);
             }
+            gateway.set_context_check(Arc::new(crate::post_auth::GatewaySessions(idp.clone())));
             Some(idp)
         }
         None => None,

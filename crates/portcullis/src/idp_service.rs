@@ -35,6 +35,22 @@ pub struct IdpFiles {
     pub api_tokens: ApiTokens,
     /// `None` when `[idp]` has no SAML signing key.
     pub saml: Option<SamlSettings>,
+    pub post_auth: portcullis_idp::post_auth::Settings,
+}
+
+/// The policy file, compiled (the default policies without one).
+pub fn load_policies(idp: &portcullis_config::Idp) -> Result<PolicySet, Vec<String>> {
+    let Some(path) = &idp.policy_file else {
+        return Ok(PolicySet::default());
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    PolicySet::from_toml_str(&text).map_err(|errors| {
+        errors
+            .iter()
+            .map(|error| format!("{}: {error}", path.display()))
+            .collect()
+    })
 }
 
 /// The IdP's SAML key and its service providers, from `[idp]`.
@@ -90,22 +106,14 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
     let directory = Directory::load(&idp.users_file)
         .map_err(|e| problems.push(format!("{}: {e}", idp.users_file.display())))
         .ok();
-    let policies = match &idp.policy_file {
-        None => Some(PolicySet::default()),
-        Some(path) => match std::fs::read_to_string(path) {
-            Err(e) => {
-                problems.push(format!("{}: {e}", path.display()));
-                None
-            }
-            Ok(text) => PolicySet::from_toml_str(&text)
-                .map_err(|errors| {
-                    for error in errors {
-                        problems.push(format!("{}: {error}", path.display()));
-                    }
-                })
-                .ok(),
-        },
-    };
+    let policies = load_policies(idp)
+        .map_err(|lines| problems.extend(lines))
+        .ok();
+    let post_auth = policies.as_ref().and_then(|policies| {
+        crate::post_auth::load_settings(idp, policies)
+            .map_err(|lines| problems.extend(lines))
+            .ok()
+    });
     let mut tokens = Vec::new();
     for token in &idp.api_tokens {
         let mut scopes = Vec::new();
@@ -125,13 +133,16 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
         .map_err(|e| problems.push(format!("[idp] api_token: {e}")))
         .ok();
     let saml = load_saml(idp, &mut problems);
-    match (directory, policies, api_tokens) {
-        (Some(directory), Some(policies), Some(api_tokens)) if problems.is_empty() => {
+    match (directory, policies, api_tokens, post_auth) {
+        (Some(directory), Some(policies), Some(api_tokens), Some(post_auth))
+            if problems.is_empty() =>
+        {
             Ok(IdpFiles {
                 directory,
                 policies,
                 api_tokens,
                 saml,
+                post_auth,
             })
         }
         _ => Err(problems),
@@ -177,6 +188,7 @@ pub fn start(config: &Config, files: IdpFiles) -> anyhow::Result<Arc<Idp>> {
         files.api_tokens,
         Arc::new(log),
     );
+    idp.post_auth().replace(files.post_auth);
     if let Some(saml) = files.saml {
         idp = idp
             .with_saml(saml)

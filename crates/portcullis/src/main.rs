@@ -7,6 +7,7 @@ mod idp_service;
 mod logging;
 mod metadata;
 mod password;
+mod post_auth;
 mod serve;
 mod universal_logout;
 

@@ -73,8 +73,11 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                if let Some(timeout) = reload(path, &server) {
+                if let Some((timeout, config)) = reload(path, &server) {
                     shutdown_timeout = timeout;
+                    if let Some(idp) = &parts.idp {
+                        crate::post_auth::reload(&config, idp);
+                    }
                 }
             }
             _ = terminate.recv() => break,
@@ -104,12 +107,15 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
 
 /// SIGHUP: a new plan from the file, or the old one kept with every reason
 /// logged. Returns the new shutdown timeout when the reload took.
-fn reload(path: &Path, server: &Server) -> Option<std::time::Duration> {
+fn reload(
+    path: &Path,
+    server: &Server,
+) -> Option<(std::time::Duration, portcullis_config::Config)> {
     match portcullis_config::load(path, &metadata::SamlMetadata) {
         Ok(new) => match server.reload(&new) {
             Ok(()) => {
                 tracing::info!(config = %path.display(), apps = new.apps.len(), "configuration reloaded");
-                Some(new.server.timeouts.shutdown)
+                Some((new.server.timeouts.shutdown, new))
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload failed; still serving the previous configuration");

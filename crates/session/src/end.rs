@@ -26,11 +26,14 @@ pub enum EndReason {
     SingleLogout,
     /// A global token revocation ended it (Universal Logout).
     UniversalLogout,
+    /// Post-auth evaluation ended it: its context changed in a way the
+    /// policy does not allow (a likely stolen cookie).
+    PostAuthViolation,
 }
 
 impl EndReason {
     /// Every reason, for exhaustive tests and metrics labels.
-    pub const ALL: [EndReason; 9] = [
+    pub const ALL: [EndReason; 10] = [
         Self::SignOut,
         Self::Revoked,
         Self::UserRevoked,
@@ -40,6 +43,7 @@ impl EndReason {
         Self::Replaced,
         Self::SingleLogout,
         Self::UniversalLogout,
+        Self::PostAuthViolation,
     ];
 
     /// Stable snake_case text for tracing fields and metrics.
@@ -54,6 +58,7 @@ impl EndReason {
             Self::Replaced => "replaced",
             Self::SingleLogout => "single_logout",
             Self::UniversalLogout => "universal_logout",
+            Self::PostAuthViolation => "post_auth_violation",
         }
     }
 
@@ -70,6 +75,7 @@ impl EndReason {
             Self::Replaced => "REPLACED",
             Self::SingleLogout => "SINGLE_LOGOUT",
             Self::UniversalLogout => "UNIVERSAL_LOGOUT",
+            Self::PostAuthViolation => "POST_AUTH_VIOLATION",
         }
     }
 

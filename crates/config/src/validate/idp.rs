@@ -54,6 +54,10 @@ impl Validator<'_, '_> {
             .policy_file
             .as_deref()
             .map(|f| self.file(&at("policy_file"), f));
+        let asn_database = raw
+            .asn_database
+            .as_deref()
+            .map(|f| self.file(&at("asn_database"), f));
         let system_log = self.system_log(&raw);
         let api_tokens = self.api_tokens(std::mem::take(&mut raw.api_token));
         let limits = self.idp_limits(&raw);
@@ -76,6 +80,7 @@ impl Validator<'_, '_> {
             public: public?,
             users_file: users_file?,
             policy_file,
+            asn_database,
             system_log_file: system_log.file,
             system_log_max_bytes: system_log.max_bytes,
             system_log_keep_files: system_log.keep_files,

@@ -115,6 +115,10 @@ struct Claims {
 #[derive(Deserialize)]
 struct Body {
     sub_id: serde_json::Value,
+    /// Portcullis's own member: why the IdP revokes (the embedded IdP's
+    /// post-auth logout action says `post_auth_violation`).
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 fn unix_now() -> u64 {
@@ -183,9 +187,20 @@ fn verify_token(
 }
 
 /// Parses the revocation body.
-fn parse_subject(body: &[u8]) -> Result<Subject, RevocationError> {
+/// The subject, and the reason its sessions end with.
+fn parse_subject(body: &[u8]) -> Result<(Subject, EndReason), RevocationError> {
     let body: Body =
         serde_json::from_slice(body).map_err(|e| RevocationError::Body(e.to_string()))?;
+    let reason = match body.reason.as_deref() {
+        Some(reason) if reason == EndReason::PostAuthViolation.as_str() => {
+            EndReason::PostAuthViolation
+        }
+        _ => EndReason::UniversalLogout,
+    };
+    subject(&body).map(|subject| (subject, reason))
+}
+
+fn subject(body: &Body) -> Result<Subject, RevocationError> {
     let field = |name: &str| {
         body.sub_id
             .get(name)
@@ -208,15 +223,17 @@ fn parse_subject(body: &[u8]) -> Result<Subject, RevocationError> {
     }
 }
 
-/// Verifies, then ends the subject's sessions in every app; returns them.
+/// Verifies, then ends the subject's sessions in `app`; returns them and
+/// the reason they ended with.
 async fn revoke(
+    app: &str,
     trust: Option<&RevocationTrust>,
     authorization: Option<&str>,
     audience: &str,
     body: &[u8],
     one_time: &dyn OneTimeStore,
     sessions: &Sessions,
-) -> Result<Vec<Session>, RevocationError> {
+) -> Result<(Vec<Session>, EndReason), RevocationError> {
     let trust = trust.ok_or(RevocationError::NotEnabled)?;
     let token = verify_token(trust, authorization, audience)?;
     let now = time::OffsetDateTime::now_utc();
@@ -232,7 +249,7 @@ async fn revoke(
             OneTimeError::Full => RevocationError::ReplayCacheFull,
             OneTimeError::Store(e) => RevocationError::Store(e),
         })?;
-    let subject = parse_subject(body)?;
+    let (subject, reason) = parse_subject(body)?;
     if let Subject::IssSub { iss, .. } = &subject {
         if *iss != trust.issuer {
             return Err(RevocationError::Subject(format!(
@@ -241,13 +258,13 @@ async fn revoke(
         }
     }
     let ended = sessions
-        .end_subject(&subject)
+        .end_subject(app, &subject, reason)
         .await
         .map_err(RevocationError::Store)?;
     if ended.is_empty() {
         return Err(RevocationError::UnknownSubject);
     }
-    Ok(ended)
+    Ok((ended, reason))
 }
 
 /// What revocation needs across apps: whom each app trusts, the `jti`s
@@ -285,6 +302,7 @@ impl Revocations {
     ) -> Result<usize, RevocationError> {
         let trust = self.trust.get(app).map(|t| &**t);
         let outcome = revoke(
+            app,
             trust,
             authorization,
             audience,
@@ -294,9 +312,9 @@ impl Revocations {
         )
         .await;
         match outcome {
-            Ok(ended) => {
+            Ok((ended, reason)) => {
                 for session in &ended {
-                    log_ended(session, EndReason::UniversalLogout, request_id);
+                    log_ended(session, reason, request_id);
                 }
                 tracing::info!(
                     request.id = request_id,
@@ -328,16 +346,29 @@ mod tests {
     fn subjects_parse_and_bad_ones_get_their_status() {
         assert_eq!(
             parse_subject(br#"{"sub_id":{"format":"email","email":"a@b.c"}}"#).expect("email"),
-            Subject::Email("a@b.c".into())
+            (Subject::Email("a@b.c".into()), EndReason::UniversalLogout)
         );
         assert_eq!(
             parse_subject(br#"{"sub_id":{"format":"iss_sub","iss":"i","sub":"s"}}"#)
                 .expect("iss_sub"),
-            Subject::IssSub {
-                iss: "i".into(),
-                sub: "s".into()
-            }
+            (
+                Subject::IssSub {
+                    iss: "i".into(),
+                    sub: "s".into()
+                },
+                EndReason::UniversalLogout
+            )
         );
+        // The embedded IdP's post-auth logout says why; any other reason
+        // (or none) is a plain Universal Logout.
+        for (reason, expected) in [
+            ("post_auth_violation", EndReason::PostAuthViolation),
+            ("sign_out", EndReason::UniversalLogout),
+        ] {
+            let body =
+                format!(r#"{{"sub_id":{{"format":"email","email":"a@b.c"}},"reason":"{reason}"}}"#);
+            assert_eq!(parse_subject(body.as_bytes()).expect("parses").1, expected);
+        }
         for (body, status) in [
             (&b"not json"[..], StatusCode::BAD_REQUEST),
             (br#"{"sub":"x"}"#, StatusCode::BAD_REQUEST),

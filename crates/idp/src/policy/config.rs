@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::PolicyError;
+use crate::post_auth::RawPostAuth;
 
 /// The whole policy section: zones, global session policies, app policies.
 /// Whether a rule lets the user in.
@@ -28,6 +29,9 @@ pub struct RawPolicyConfig {
     /// Keyed by app id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub app_policy: BTreeMap<String, RawAppPolicy>,
+    /// What a session's context change means after sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_auth: Option<RawPostAuth>,
 }
 
 impl RawPolicyConfig {

@@ -7,6 +7,7 @@ use super::config::RawPolicyConfig;
 use super::error::PolicyError;
 use super::session_policy::{self, SessionPolicy, SignOnContext, SignOnDecision};
 use super::zone::{self, Zone};
+use crate::post_auth::PostAuthPolicy;
 
 /// Compiled zones, session policies (sorted by priority) and app policies.
 /// `PolicySet::default()` has no policies: every sign-in gets the default rule
@@ -17,6 +18,7 @@ pub struct PolicySet {
     session_policies: Vec<SessionPolicy>,
     app_policies: BTreeMap<String, AppAuthPolicy>,
     default_app_policy: AppAuthPolicy,
+    post_auth: PostAuthPolicy,
 }
 
 impl PolicySet {
@@ -32,6 +34,11 @@ impl PolicySet {
                 app_policies.insert(app.clone(), policy);
             }
         }
+        let post_auth = raw
+            .post_auth
+            .as_ref()
+            .map(|raw| PostAuthPolicy::compile(raw, &mut errors))
+            .unwrap_or_default();
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -40,6 +47,7 @@ impl PolicySet {
             session_policies,
             app_policies,
             default_app_policy: AppAuthPolicy::default(),
+            post_auth,
         })
     }
 
@@ -68,6 +76,11 @@ impl PolicySet {
 
     pub fn zones(&self) -> impl Iterator<Item = &Zone> {
         self.zones.values()
+    }
+
+    /// `[post_auth]`: off unless the file says otherwise.
+    pub fn post_auth(&self) -> &PostAuthPolicy {
+        &self.post_auth
     }
 
     /// Session policies in evaluation order.

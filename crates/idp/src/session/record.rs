@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use portcullis_context::{Asn, Device, SessionContext};
 use portcullis_session::{Lifetime, Session, SessionBody, SessionId};
 use serde::{Deserialize, Serialize, Serializer};
 use time::macros::format_description;
@@ -67,6 +68,8 @@ pub struct NewSession {
     pub rule: String,
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// Where and on what the user signed in (post-auth evaluation).
+    pub context: Option<SessionContext>,
     /// Sign-in time: becomes `createdAt` and `lastPasswordVerification`.
     pub now: OffsetDateTime,
 }
@@ -83,6 +86,10 @@ pub struct IdpSession {
     pub idp: IdpRef,
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// The context the session last saw: at sign-in, then after each
+    /// change post-auth evaluation let through.
+    #[serde(default)]
+    pub context: Option<SessionContext>,
     /// Global session policy and rule that set the limits, for the System Log.
     pub policy: String,
     pub rule: String,
@@ -115,6 +122,7 @@ impl IdpSession {
             rule,
             client_ip,
             user_agent,
+            context,
             now,
         } = new;
         // Every session starts from a password check (hence the non-null
@@ -145,6 +153,7 @@ impl IdpSession {
             },
             client_ip,
             user_agent,
+            context,
             policy,
             rule,
             persistent_cookie: limits.persistent_cookie,
@@ -199,6 +208,7 @@ impl SessionsApiJson for SessionRecord {
             last_factor_verification: self.body.last_factor_verification,
             amr: &self.body.amr,
             idp: &self.body.idp,
+            context: self.body.context.as_ref().map(ApiContext::of),
         };
         // Serialising can only fail on a timestamp outside years 0..=9999,
         // which no clock reading plus a policy duration reaches.
@@ -228,6 +238,30 @@ struct ApiView<'a> {
     last_factor_verification: Option<OffsetDateTime>,
     amr: &'a [Amr],
     idp: &'a IdpRef,
+    /// Beyond Okta's fields: the session's context (post-auth evaluation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<ApiContext<'a>>,
+}
+
+/// A session's context as the API shows it (not the user-agent hash).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiContext<'a> {
+    ip: IpAddr,
+    asn: Option<&'a Asn>,
+    zones: &'a [portcullis_session::Name],
+    device: Device,
+}
+
+impl<'a> ApiContext<'a> {
+    fn of(context: &'a SessionContext) -> Self {
+        ApiContext {
+            ip: context.ip,
+            asn: context.asn.as_ref(),
+            zones: &context.zones,
+            device: context.device,
+        }
+    }
 }
 
 /// `2026-11-24T05:15:10.193Z`: UTC, milliseconds, as Okta emits.
@@ -279,6 +313,7 @@ mod tests {
             rule: "Default Rule".into(),
             client_ip: Some("192.0.2.7".parse().expect("ip")),
             user_agent: Some("curl/8".into()),
+            context: None,
             now: T0,
         }
     }

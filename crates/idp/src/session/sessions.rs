@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use portcullis_context::SessionContext;
 use portcullis_session::{
     EndReason, MemoryStore, SessionEnded, SessionError, SessionId, SessionSecret, SessionStore,
     StoreError,
@@ -104,16 +105,22 @@ impl IdpSessions {
 
     /// The user re-entered their password in this session (app policy
     /// re-authentication).
+    /// The re-authentication happened where `context` says: the session
+    /// records it, so post-auth evaluation starts again from there.
     pub async fn mark_password_verified(
         &self,
         secret: &SessionSecret,
         now: OffsetDateTime,
+        context: SessionContext,
     ) -> Result<SessionRecord, SessionError> {
         self.store
             .update(
                 &secret.hash(),
                 now,
-                Box::new(move |s| record_password(s, now)),
+                Box::new(move |s| {
+                    record_password(s, now);
+                    s.body.context = Some(context);
+                }),
             )
             .await
     }

@@ -37,6 +37,7 @@ fn new_session(user: &str, now: OffsetDateTime) -> NewSession {
         rule: "Default Rule".into(),
         client_ip: Some("192.0.2.7".parse().expect("ip")),
         user_agent: Some("curl/8".into()),
+        context: None,
         now,
     }
 }
@@ -226,11 +227,15 @@ async fn password_marking_updates_verification_time() {
     let store = store();
     let (secret, _) = create(&store, new_session("u1", T0)).await;
     let at = T0 + secs(600);
+    let elsewhere = portcullis_context::ContextSource::default()
+        .capture([198, 51, 100, 7].into(), Some(b"curl/8.11"));
     let record = store
-        .mark_password_verified(&secret, at)
+        .mark_password_verified(&secret, at, elsewhere.clone())
         .await
         .expect("alive");
     assert_eq!(record.body.last_password_verification, at);
+    // The re-authentication is where post-auth evaluation starts again.
+    assert_eq!(record.body.context, Some(elsewhere));
     assert_eq!(record.created_at, T0);
     assert_eq!(record.last_activity, at);
     assert_eq!(record.body.amr, vec![Amr::Pwd]);

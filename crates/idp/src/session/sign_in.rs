@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use portcullis_context::SessionContext;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -34,6 +35,7 @@ impl PendingSignIn {
         self,
         client_ip: Option<IpAddr>,
         user_agent: Option<String>,
+        context: Option<SessionContext>,
         now: OffsetDateTime,
     ) -> NewSession {
         let amr = if self.mfa_verified {
@@ -51,6 +53,7 @@ impl PendingSignIn {
             rule: self.rule,
             client_ip,
             user_agent,
+            context,
             now,
         }
     }
@@ -82,7 +85,7 @@ mod tests {
     #[test]
     fn pending_sign_in_becomes_an_active_session() {
         let ip: IpAddr = "192.0.2.7".parse().expect("ip");
-        let new = sign_in("u1").into_new_session(Some(ip), Some("curl/8".into()), T0);
+        let new = sign_in("u1").into_new_session(Some(ip), Some("curl/8".into()), None, T0);
         assert_eq!(new.amr, vec![Amr::Pwd]);
         assert!(!new.mfa_pending);
         assert_eq!(new.client_ip, Some(ip));
@@ -91,7 +94,7 @@ mod tests {
             mfa_verified: true,
             ..sign_in("u1")
         };
-        let new = mfa.into_new_session(None, None, T0);
+        let new = mfa.into_new_session(None, None, None, T0);
         assert_eq!(new.amr, vec![Amr::Pwd, Amr::Otp, Amr::Mfa]);
         assert_eq!(
             (new.policy.as_str(), new.rule.as_str()),

@@ -364,11 +364,17 @@ impl Idp {
         };
         let created = self
             .sessions
-            .create(pending.into_new_session(
-                Some(caller.ip),
-                user_agent(request).map(str::to_string),
-                now,
-            ))
+            .create(
+                pending.into_new_session(
+                    Some(caller.ip),
+                    user_agent(request).map(str::to_string),
+                    Some(
+                        self.post_auth
+                            .capture(caller.ip, super::user_agent_bytes(request)),
+                    ),
+                    now,
+                ),
+            )
             .await;
         let (secret, record) = match created {
             Ok(created) => created,
@@ -416,5 +422,67 @@ impl Idp {
             respond::insert(&mut response, header::LINK, &link);
         }
         response
+    }
+}
+
+/// Latest violations listed by default, and at most.
+const REPORT_LATEST: usize = 20;
+const REPORT_LATEST_MAX: usize = 100;
+/// The window when `since` is not given.
+const REPORT_WINDOW: time::Duration = time::Duration::hours(24);
+
+impl Idp {
+    /// `GET /api/v1/post-auth/report?since=&until=&limit=`: violations
+    /// counted by user, app, attribute and outcome over the window (the
+    /// last 24 hours by default), plus the latest ones.
+    pub(crate) fn post_auth_report(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
+        if let Err(response) = self.api_guard(request, caller, Scope::LogsRead) {
+            return *response;
+        }
+        let invalid = |field: &str, summary: String| {
+            api_error(&ApiError::Validation {
+                field: field.to_string(),
+                summary,
+            })
+        };
+        let time_param = |name: &str| -> Result<Option<OffsetDateTime>, Response<Bytes>> {
+            query_param(request, name)
+                .map(|text| {
+                    OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                        .map_err(|_| invalid(name, format!("{name}: not an RFC 3339 time")))
+                })
+                .transpose()
+        };
+        let until = match time_param("until") {
+            Ok(until) => until.unwrap_or_else(OffsetDateTime::now_utc),
+            Err(response) => return response,
+        };
+        let since = match time_param("since") {
+            Ok(since) => since.unwrap_or(until - REPORT_WINDOW),
+            Err(response) => return response,
+        };
+        if since > until {
+            return invalid("since", "since: after until".into());
+        }
+        let latest = match query_param(request, "limit").map(|l| l.parse::<usize>()) {
+            None => REPORT_LATEST,
+            Some(Ok(n)) if n <= REPORT_LATEST_MAX => n,
+            Some(_) => {
+                return invalid(
+                    "limit",
+                    format!("limit: a number from 0 to {REPORT_LATEST_MAX}"),
+                )
+            }
+        };
+        self.post_auth
+            .report
+            .summarise(since, until, latest, |summary| {
+                let body = serde_json::to_value(summary).unwrap_or_else(|_| json!({}));
+                respond::json_response(StatusCode::OK, &body)
+            })
     }
 }

@@ -3,7 +3,10 @@
 
 use std::net::IpAddr;
 
+use portcullis_context::{Attribute, SessionContext};
+
 use crate::directory::User;
+use crate::post_auth::{Decision, SessionKind, Verdict, Violation, ViolationSession};
 use crate::syslog::{Actor, Entity, Event, OutcomeResult, Severity, Target};
 
 /// Who and where, for every event of one request.
@@ -193,4 +196,161 @@ pub fn sso(
         event = event.reason(reason);
     }
     event
+}
+
+fn session_target(session: &ViolationSession) -> Target {
+    let kind = match session.kind {
+        SessionKind::Idp => "Session",
+        SessionKind::Gateway => "GatewaySession",
+    };
+    let target = Target::new(session.id.clone(), kind);
+    match &session.app {
+        Some(app) => target.display_name(app.clone()),
+        None => target,
+    }
+}
+
+/// `user.session.context.change`: one attribute of a session's context
+/// changed (old → new in `debugContext`).
+pub fn context_change(
+    user: &User,
+    session: &ViolationSession,
+    attribute: Attribute,
+    old: &SessionContext,
+    new: &SessionContext,
+    origin: &Origin<'_>,
+) -> Event {
+    let mut event = base(
+        "user.session.context.change",
+        "User session context changed",
+        Severity::Info,
+        OutcomeResult::Success,
+        origin,
+    )
+    .actor(user_actor(user))
+    .target(session_target(session))
+    .debug("attribute", attribute.as_str())
+    .debug("oldValue", attribute.show(old))
+    .debug("newValue", attribute.show(new));
+    if session.kind == SessionKind::Idp {
+        event = event.session(session.id.clone());
+    }
+    event
+}
+
+fn violation_event(
+    event_type: &str,
+    message: &str,
+    result: OutcomeResult,
+    user: &User,
+    violation: &Violation,
+    origin: &Origin<'_>,
+) -> Event {
+    let attributes: Vec<&str> = violation.attributes.iter().map(|a| a.as_str()).collect();
+    base(event_type, message, Severity::Warn, result, origin)
+        .actor(user_actor(user))
+        .target(session_target(&violation.session))
+        .debug("violationId", violation.id.clone())
+        .debug("attributes", attributes.join(","))
+        .debug("mode", violation.policy.mode.clone())
+        .debug("action", violation.policy.action.clone())
+}
+
+/// `security.session.detect_client_roaming`: a bound attribute changed.
+/// ALLOW under monitoring (nothing happens to the user), else what the
+/// enforcement does.
+pub fn client_roaming(
+    user: &User,
+    violation: &Violation,
+    verdict: Verdict,
+    origin: &Origin<'_>,
+) -> Event {
+    let result = match verdict {
+        Verdict::Record | Verdict::Reevaluate | Verdict::Workflow => OutcomeResult::Allow,
+        Verdict::Reauthenticate => OutcomeResult::Challenge,
+        Verdict::Logout => OutcomeResult::Deny,
+    };
+    violation_event(
+        "security.session.detect_client_roaming",
+        "Session roaming detected",
+        result,
+        user,
+        violation,
+        origin,
+    )
+    .debug("outcome", verdict.as_str())
+}
+
+/// `policy.auth_reevaluate.enforce`: enforcement acted on a violation.
+pub fn auth_reevaluate_enforce(
+    user: &User,
+    violation: &Violation,
+    decision: Decision,
+    origin: &Origin<'_>,
+) -> Event {
+    let result = match decision {
+        Decision::Reauthenticate | Decision::StepUpMfa => OutcomeResult::Challenge,
+        Decision::Deny | Decision::SignedOut => OutcomeResult::Deny,
+        Decision::Continue => OutcomeResult::Allow,
+    };
+    let event = violation_event(
+        "policy.auth_reevaluate.enforce",
+        "Session re-evaluated after a context change",
+        result,
+        user,
+        violation,
+        origin,
+    )
+    .debug("decision", decision.as_str());
+    if decision == Decision::SignedOut {
+        event.reason("POST_AUTH_VIOLATION")
+    } else {
+        event
+    }
+}
+
+/// `policy.auth_reevaluate.fail`: the policies, evaluated again against a
+/// session's new context, refuse the user.
+pub fn auth_reevaluate_fail(
+    user: &User,
+    session: &ViolationSession,
+    policy: &str,
+    rule: &str,
+    origin: &Origin<'_>,
+) -> Event {
+    base(
+        "policy.auth_reevaluate.fail",
+        "Session no longer meets the policy after a context change",
+        Severity::Warn,
+        OutcomeResult::Deny,
+        origin,
+    )
+    .actor(user_actor(user))
+    .target(session_target(session))
+    .debug("policy", policy)
+    .debug("rule", rule)
+}
+
+/// `policy.auth_reevaluate.enforce` without a violation: the new context
+/// needs a fresh password or a second factor.
+pub fn auth_reevaluate_challenge(
+    user: &User,
+    session: &ViolationSession,
+    decision: Decision,
+    policy: &str,
+    rule: &str,
+    origin: &Origin<'_>,
+) -> Event {
+    base(
+        "policy.auth_reevaluate.enforce",
+        "Session re-evaluated after a context change",
+        Severity::Info,
+        OutcomeResult::Challenge,
+        origin,
+    )
+    .actor(user_actor(user))
+    .target(session_target(session))
+    .debug("decision", decision.as_str())
+    .debug("policy", policy)
+    .debug("rule", rule)
 }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::csrf::{Csrf, CSRF_COOKIE};
 use super::events::{self, Origin};
 use super::respond::{self, escape};
-use super::{cookie, query_param, user_agent, Caller, Idp, SESSION_COOKIE};
+use super::{cookie, query_param, user_agent, user_agent_bytes, Caller, Idp, SESSION_COOKIE};
 use portcullis_session::{OneTimeError, OneTimeKind};
 
 use crate::directory::{
@@ -343,7 +343,15 @@ impl Idp {
                     if record.body.user_id == user.id()
                         && record.body.status == SessionStatus::Active
                     {
-                        match self.sessions.mark_password_verified(&existing, now).await {
+                        match self
+                            .sessions
+                            .mark_password_verified(
+                                &existing,
+                                now,
+                                self.post_auth.capture(caller.ip, user_agent_bytes(request)),
+                            )
+                            .await
+                        {
                             Ok(_) => return respond::redirect(&self.destination(Some(&from))),
                             Err(SessionError::Store(e)) => {
                                 return respond::store_unavailable(
@@ -369,6 +377,7 @@ impl Idp {
                     rule: decision.rule.clone(),
                     client_ip: Some(caller.ip),
                     user_agent: origin.user_agent.map(str::to_string),
+                    context: Some(self.post_auth.capture(caller.ip, user_agent_bytes(request))),
                     now,
                 });
                 let (secret, record) = match created.await {
@@ -661,9 +670,9 @@ impl Idp {
         respond::redirect(&self.destination(Some(&from)))
     }
 
-    pub(crate) async fn home(&self, request: &Request<Bytes>) -> Response<Bytes> {
+    pub(crate) async fn home(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
         let now = OffsetDateTime::now_utc();
-        match self.current_session(request, now).await {
+        match self.current_session_checked(request, caller, now).await {
             Ok(Some((_, record))) if record.body.status == SessionStatus::Active => {
                 let name = self
                     .directory
@@ -683,7 +692,7 @@ impl Idp {
                 )
             }
             Ok(_) => respond::redirect(&self.path("/login")),
-            Err(e) => respond::store_unavailable(&e, "reading the IdP session"),
+            Err(response) => response,
         }
     }
 }

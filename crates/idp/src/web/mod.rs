@@ -4,8 +4,9 @@
 //! binary mounts it on the proxy's `[idp] public_url`.
 
 mod api;
+mod context_check;
 mod csrf;
-mod events;
+pub(crate) mod events;
 mod login;
 mod respond;
 mod slo;
@@ -108,6 +109,9 @@ pub struct Idp {
     pub(crate) logouts: slo::Logouts,
     /// Set once at start-up, after the gateway it dispatches to exists.
     pub(crate) universal_logout: std::sync::OnceLock<Arc<UniversalLogout>>,
+    /// Post-auth session evaluation: the policy, how contexts are told, the
+    /// violations report.
+    pub(crate) post_auth: crate::post_auth::PostAuth,
 }
 
 /// Password checks at once: one per core, at most 4. Each holds argon2's
@@ -193,6 +197,7 @@ impl Idp {
             saml: None,
             logouts: slo::Logouts::default(),
             universal_logout: std::sync::OnceLock::new(),
+            post_auth: crate::post_auth::PostAuth::default(),
         };
         idp.restore_lockouts(OffsetDateTime::now_utc());
         idp
@@ -214,6 +219,10 @@ impl Idp {
             ul.dispatch(user.email(), why);
         }
         true
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
     }
 
     /// The IdP's sessions (their backend is [`IdpSessions::store`]).
@@ -312,7 +321,7 @@ impl Idp {
             (Method::GET, ["login", "sessionCookieRedirect"]) => {
                 self.session_cookie_redirect(&request, &caller).await
             }
-            (Method::GET, [""]) => self.home(&request).await,
+            (Method::GET, [""]) => self.home(&request, &caller).await,
             (Method::GET, ["sso", "saml", "metadata"]) => self.saml_metadata(),
             (Method::GET, ["sso", "saml"]) => self.sso_redirect(&request, &caller).await,
             (Method::POST, ["sso", "saml"]) => self.sso_post(&request, &caller).await,
@@ -338,6 +347,9 @@ impl Idp {
                 self.clear_user_sessions(&request, &caller, user_id).await
             }
             (Method::GET, ["api", "v1", "logs"]) => self.logs(&request, &caller),
+            (Method::GET, ["api", "v1", "post-auth", "report"]) => {
+                self.post_auth_report(&request, &caller)
+            }
             (Method::POST, ["api", "v1", "users", user_id, "universal-logout"]) => {
                 self.universal_logout_api(&request, &caller, user_id)
             }
@@ -401,6 +413,14 @@ pub(crate) fn query_param(request: &Request<Bytes>, name: &str) -> Option<String
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// The raw header, for the session context (compared byte for byte).
+pub(crate) fn user_agent_bytes(request: &Request<Bytes>) -> Option<&[u8]> {
+    request
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| v.as_bytes())
 }
 
 pub(crate) fn user_agent(request: &Request<Bytes>) -> Option<&str> {

@@ -258,7 +258,7 @@ impl Idp {
         self.with_cleared_session(self.advance(tx, now))
     }
 
-    fn with_cleared_session(&self, mut response: Response<Bytes>) -> Response<Bytes> {
+    pub(crate) fn with_cleared_session(&self, mut response: Response<Bytes>) -> Response<Bytes> {
         respond::append(
             &mut response,
             http::header::SET_COOKIE,

@@ -646,11 +646,11 @@ impl Idp {
     ) -> Response<Bytes> {
         let origin = self.origin(request, caller);
         let now = OffsetDateTime::now_utc();
-        let session = match self.current_session(request, now).await {
+        let session = match self.current_session_checked(request, caller, now).await {
             Ok(session) => {
                 session.filter(|(_, record)| record.body.status == SessionStatus::Active)
             }
-            Err(e) => return respond::store_unavailable(&e, "reading the IdP session"),
+            Err(response) => return response,
         };
         let Some((_, record)) = session else {
             if ask.is_passive {

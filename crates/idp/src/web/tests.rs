@@ -149,6 +149,7 @@ fn new_session(user_id: &str, login: &str, now: OffsetDateTime) -> NewSession {
         rule: "Default Rule".into(),
         client_ip: None,
         user_agent: None,
+        context: None,
         now,
     }
 }
