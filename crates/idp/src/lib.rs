@@ -10,6 +10,7 @@ pub mod api_token;
 pub mod directory;
 pub mod policy;
 pub mod session;
+pub mod signed_token;
 pub mod syslog;
 pub mod universal_logout;
 pub mod web;
