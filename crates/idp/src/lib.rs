@@ -9,6 +9,7 @@
 pub mod api_token;
 pub mod directory;
 pub mod policy;
+pub mod post_auth;
 pub mod session;
 pub mod signed_token;
 pub mod syslog;
