@@ -62,8 +62,10 @@ const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// An HMAC key shorter than the hash's output is weaker than SHA-256.
 pub const MIN_SECRET_BYTES: usize = 32;
-/// A token outlives its retries (about 3 s of backoff plus 5 timeouts) but
-/// not by much, so a captured one is soon worthless.
+/// The token is signed once, so it must outlive its retries: the last
+/// attempt starts at most four timeouts and 3 s of backoff after signing
+/// (243 s at the 60 s maximum). Not much longer, so a captured token is
+/// soon worthless.
 const TOKEN_LIFETIME: u64 = 300;
 
 /// `X-Portcullis-Signature` of HMAC mode.
@@ -315,22 +317,33 @@ impl Workflow {
             return;
         };
         shared.stats.send_modify(|s| s.pending += 1);
-        if let Err(error) = queue.try_send(violation) {
-            shared.stats.send_modify(|s| {
-                s.pending -= 1;
-                s.dropped += 1;
-            });
-            if let Some(left_out) = self.handle.full.note() {
-                let violation = error.into_inner();
-                tracing::warn!(
-                    violation.id = %violation.id,
-                    user = %violation.user.login,
-                    outcome = "dropped",
-                    capacity = QUEUE_CAPACITY,
-                    left_out,
-                    "workflow queue full; violation dropped"
-                );
+        let Err(error) = queue.try_send(violation) else {
+            return;
+        };
+        shared.stats.send_modify(|s| {
+            s.pending -= 1;
+            s.dropped += 1;
+        });
+        match error {
+            mpsc::error::TrySendError::Full(violation) => {
+                if let Some(left_out) = self.handle.full.note() {
+                    tracing::warn!(
+                        violation.id = %violation.id,
+                        user = %violation.user.login,
+                        outcome = "dropped",
+                        capacity = QUEUE_CAPACITY,
+                        left_out,
+                        "workflow queue full; violation dropped"
+                    );
+                }
             }
+            // The runtime that ran the queue's task has shut down.
+            mpsc::error::TrySendError::Closed(violation) => tracing::error!(
+                violation.id = %violation.id,
+                user = %violation.user.login,
+                outcome = "dropped",
+                "workflow queue closed; violation dropped"
+            ),
         }
     }
 
