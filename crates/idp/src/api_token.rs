@@ -229,7 +229,7 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         // Writing to a String cannot fail.

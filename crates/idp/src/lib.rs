@@ -11,6 +11,7 @@ pub mod directory;
 pub mod policy;
 pub mod post_auth;
 pub mod session;
+pub mod signed_token;
 pub mod syslog;
 pub mod universal_logout;
 pub mod web;

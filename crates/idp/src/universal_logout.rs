@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis_saml::SigningKey;
 use portcullis_session::EndReason;
+
+use crate::signed_token::TokenSigner;
 
 /// Attempts per target before giving up.
 const ATTEMPTS: u32 = 5;
@@ -63,9 +64,7 @@ pub enum UniversalLogoutError {
 
 pub struct UniversalLogout {
     issuer: String,
-    key: EncodingKey,
-    kid: String,
-    jwks: serde_json::Value,
+    signer: TokenSigner,
     targets: Vec<LogoutTarget>,
     sink: Arc<dyn RevocationSink>,
 }
@@ -81,13 +80,9 @@ impl UniversalLogout {
         targets: Vec<LogoutTarget>,
         sink: Arc<dyn RevocationSink>,
     ) -> Result<UniversalLogout, UniversalLogoutError> {
-        let jwks = signing_key.jwks()?;
-        let der = signing_key.rsa_key_der()?;
         Ok(UniversalLogout {
             issuer: issuer.into(),
-            key: EncodingKey::from_rsa_der(&der),
-            kid: jwks.kid,
-            jwks: jwks.document,
+            signer: TokenSigner::new(signing_key)?,
             targets,
             sink,
         })
@@ -95,7 +90,7 @@ impl UniversalLogout {
 
     /// The JWKS document served at `/oauth2/v1/keys`.
     pub fn jwks(&self) -> &serde_json::Value {
-        &self.jwks
+        self.signer.jwks()
     }
 
     pub fn issuer(&self) -> &str {
@@ -119,9 +114,7 @@ impl UniversalLogout {
             "exp": now + TOKEN_LIFETIME,
             "jti": b64url(&jti),
         });
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
+        Ok(self.signer.sign(&claims)?)
     }
 
     /// Signs `email` out of every target, in the background. `why` names

@@ -109,11 +109,7 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
     let policies = load_policies(idp)
         .map_err(|lines| problems.extend(lines))
         .ok();
-    let post_auth = policies.as_ref().and_then(|policies| {
-        crate::post_auth::load_settings(idp, policies)
-            .map_err(|lines| problems.extend(lines))
-            .ok()
-    });
+
     let mut tokens = Vec::new();
     for token in &idp.api_tokens {
         let mut scopes = Vec::new();
@@ -133,6 +129,12 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
         .map_err(|e| problems.push(format!("[idp] api_token: {e}")))
         .ok();
     let saml = load_saml(idp, &mut problems);
+    let post_auth = policies.as_ref().and_then(|policies| {
+        let signing = saml.as_ref().map(|saml| &saml.signing_key);
+        crate::post_auth::load_settings(idp, policies, signing)
+            .map_err(|lines| problems.extend(lines))
+            .ok()
+    });
     match (directory, policies, api_tokens, post_auth) {
         (Some(directory), Some(policies), Some(api_tokens), Some(post_auth))
             if problems.is_empty() =>

@@ -13,15 +13,31 @@ use portcullis_gateway::{ContextCheck, ContextVerdict, GatewayChange};
 use portcullis_idp::directory::User;
 use portcullis_idp::policy::PolicySet;
 use portcullis_idp::post_auth::{ContextChange, Decision, SessionKind, Settings, ViolationSession};
+use portcullis_idp::post_auth::workflow::Workflow;
 use portcullis_idp::web::Idp;
+use portcullis_saml::SigningKey;
 
 /// The settings `[idp]` and its policy file describe; every problem as one
 /// line.
 pub fn load_settings(
     idp: &portcullis_config::Idp,
     policies: &PolicySet,
+    signing: Option<&SigningKey>,
 ) -> Result<Settings, Vec<String>> {
     let mut problems = Vec::new();
+    let policy = policies.post_auth();
+    let workflow = policy.workflow.as_ref().and_then(|raw| {
+        // The webhook's files sit beside the policy file that names them.
+        let base = idp
+            .policy_file
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .unwrap_or(std::path::Path::new("."));
+        Workflow::compile(raw, base, signing, &idp.public.url())
+            .map(Arc::new)
+            .map_err(|e| problems.push(format!("[post_auth.workflow]: {e}")))
+            .ok()
+    });
     let asn = match &idp.asn_database {
         None => None,
         Some(path) => match AsnDatabase::open(path) {
@@ -36,9 +52,9 @@ pub fn load_settings(
         return Err(problems);
     }
     Ok(Settings {
-        policy: policies.post_auth().clone(),
+        policy: policy.clone(),
         source: ContextSource::new(asn, policies.zones().cloned().collect()),
-        workflow: None,
+        workflow,
     })
 }
 
@@ -50,7 +66,8 @@ pub fn reload(config: &Config, idp: &Idp) {
         Ok(policies) => policies,
         Err(problems) => return refused(&problems),
     };
-    match load_settings(section, &policies) {
+    let signing = idp.saml_signing_key();
+    match load_settings(section, &policies, signing) {
         Ok(settings) => {
             tracing::info!(
                 mode = settings.policy.mode.as_str(),

@@ -143,6 +143,9 @@ pub struct PostAuthPolicy {
     pub action: Action,
     pub logout_apps: Selection,
     pub logout_idp: bool,
+    /// `[post_auth.workflow]`, compiled by whoever knows the IdP's signing
+    /// key and where the policy file is ([`super::workflow::Workflow::compile`]).
+    pub workflow: Option<RawWorkflow>,
 }
 
 /// What one context change amounts to.
@@ -230,6 +233,7 @@ impl PostAuthPolicy {
             action: raw.action,
             logout_apps,
             logout_idp: raw.logout_idp,
+            workflow: raw.workflow.clone(),
         }
     }
 }

@@ -221,6 +221,12 @@ impl Idp {
         true
     }
 
+    /// The SAML signing key, which also signs Universal Logout tokens and
+    /// workflow webhooks.
+    pub fn saml_signing_key(&self) -> Option<&portcullis_saml::SigningKey> {
+        self.saml.as_ref().map(|saml| &saml.settings.signing_key)
+    }
+
     pub fn directory(&self) -> &Directory {
         &self.directory
     }
