@@ -43,6 +43,16 @@ pub(crate) const ADMIN_TOKEN: &str = "e2e-gateway-admin-token";
 /// [`start`] with extra `[server]` keys and extra SAML apps on the
 /// embedded IdP: `(name, origin, upstream, extra app keys)`.
 pub(crate) fn start_with(server_extra: &str, extra_apps: &[(&str, &str, &str, &str)]) -> Fixture {
+    start_with_idp_files(server_extra, &[], extra_apps)
+}
+
+/// [`start_with`] plus files the `[idp]` section names:
+/// `(key, file name, contents)`, e.g. a policy file.
+pub(crate) fn start_with_idp_files(
+    server_extra: &str,
+    idp_files: &[(&str, &str, &str)],
+    extra_apps: &[(&str, &str, &str, &str)],
+) -> Fixture {
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
         let path = keys.path().join(name);
@@ -66,9 +76,13 @@ auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"{sp_key_path}\"\nsp_sign
         .iter()
         .map(|(name, url, upstream, keys)| saml_app_on(name, url, upstream) + keys + "\n")
         .collect();
+    let idp_file_keys: String = idp_files
+        .iter()
+        .map(|(key, name, contents)| format!("{key} = \"{}\"\n", write(name, contents.as_bytes())))
+        .collect();
     let config = format!(
         "[idp]
-public_url = \"{IDP}/\"
+{idp_file_keys}public_url = \"{IDP}/\"
 users_file = \"{USERS}\"
 system_log_file = \"system-log.jsonl\"
 signing_key = \"{idp_key_path}\"

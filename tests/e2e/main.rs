@@ -11,6 +11,7 @@ mod gateway_sso;
 mod identity;
 mod idp;
 mod interop;
+mod post_auth;
 mod process;
 mod rewrite;
 mod signals;

@@ -253,15 +253,15 @@ impl Sessions {
         Ok(ended)
     }
 
-    /// Ends the subject's sessions in `app` (Universal Logout: each app's
-    /// revocation endpoint speaks for that app).
+    /// Ends the subject's sessions (Universal Logout): in every app, or in
+    /// `only` (the post-auth logout action names each impacted app).
     pub async fn end_subject(
         &self,
-        app: &str,
+        only: Option<&str>,
         subject: &Subject,
         reason: EndReason,
     ) -> Result<Vec<Session>, StoreError> {
-        let in_app = |s: &Session| s.body.app.as_str() == app;
+        let in_app = |s: &Session| only.is_none_or(|app| s.body.app.as_str() == app);
         match subject {
             Subject::Email(email) => {
                 let lower = email.to_lowercase();
@@ -501,7 +501,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn universal_logout_finds_the_subject_by_name_id_or_email_in_its_app_only() {
+    async fn universal_logout_finds_the_subject_by_name_id_or_email_in_every_app_or_one() {
         let sessions = Sessions::memory();
         let t0 = OffsetDateTime::now_utc();
         sessions
@@ -520,9 +520,9 @@ mod tests {
             .expect("create");
         let bob = Subject::Email("BOB@example.com".into());
         let mut apps = Vec::new();
-        for app in ["b", "d", "c"] {
+        for app in ["b", "d"] {
             let ended = sessions
-                .end_subject(app, &bob, EndReason::UniversalLogout)
+                .end_subject(Some(app), &bob, EndReason::PostAuthViolation)
                 .await
                 .expect("end");
             assert_eq!(ended.len(), 1, "{app}");
@@ -531,13 +531,19 @@ mod tests {
             // revocations.
             assert_eq!(sessions.store.len().await.expect("len"), 3 - apps.len());
         }
-        assert_eq!(apps, ["b", "d", "c"]);
+        assert_eq!(apps, ["b", "d"]);
+        let rest = sessions
+            .end_subject(None, &bob, EndReason::UniversalLogout)
+            .await
+            .expect("end");
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].body.app.as_str(), "c");
         let sub = Subject::IssSub {
             iss: "https://idp.test".into(),
             sub: "00u1".into(),
         };
         assert!(sessions
-            .end_subject("d", &sub, EndReason::UniversalLogout)
+            .end_subject(None, &sub, EndReason::UniversalLogout)
             .await
             .expect("end")
             .is_empty());

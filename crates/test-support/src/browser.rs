@@ -121,6 +121,15 @@ impl Browser {
             .insert(name.to_string(), value.to_string());
     }
 
+    /// Another browser holding this one's cookies, connecting through
+    /// `client`: the same session replayed from another address or device.
+    pub fn replayed_through(&self, client: Client) -> Browser {
+        Browser {
+            client,
+            jar: Mutex::new(self.jar.lock().expect("jar").clone()),
+        }
+    }
+
     pub fn remove_cookie(&self, name: &str) {
         self.jar.lock().expect("jar").remove(name);
     }

@@ -223,8 +223,8 @@ fn subject(body: &Body) -> Result<Subject, RevocationError> {
     }
 }
 
-/// Verifies, then ends the subject's sessions in `app`; returns them and
-/// the reason they ended with.
+/// Verifies, then ends the subject's sessions; returns them and the
+/// reason they ended with.
 async fn revoke(
     app: &str,
     trust: Option<&RevocationTrust>,
@@ -258,7 +258,14 @@ async fn revoke(
         }
     }
     let ended = sessions
-        .end_subject(app, &subject, reason)
+        // A plain revocation signs the subject out of every app (the
+        // gateway is one relying party); the post-auth logout action
+        // names each impacted app and must end only that one.
+        .end_subject(
+            (reason == EndReason::PostAuthViolation).then_some(app),
+            &subject,
+            reason,
+        )
         .await
         .map_err(RevocationError::Store)?;
     if ended.is_empty() {
