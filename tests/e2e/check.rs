@@ -198,3 +198,23 @@ signing_key = \"{repo}/certs-dev/idp-signing-key.pem\"\nsigning_cert = \"{repo}/
     }
     assert!(stderr.contains("2 problem(s) found"), "{stderr}");
 }
+
+#[test]
+fn every_bad_trusted_proxy_is_printed_with_its_line() {
+    let pki = Pki::new();
+    let text = config_text(
+        &pki,
+        "trusted_proxies = [\n  \"10.0.0.0/8\",\n  \"10.0.0.0/33\",\n  \"lb.internal\",\n]",
+        &app("a", "https://app.test/", "builtin:echo"),
+    );
+    let (code, _, stderr) = check(&text);
+    assert_eq!(code, 2, "{stderr}");
+    for (entry, index) in [("10.0.0.0/33", 1), ("lb.internal", 2)] {
+        assert!(
+            stderr.contains(&format!("server.trusted_proxies[{index}]"))
+                && stderr.contains(&format!("`{entry}` is not an IP address or CIDR")),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("trusted_proxies[0]"), "{stderr}");
+}

@@ -7,6 +7,7 @@ mod balancing;
 mod behaviors;
 mod browser;
 mod check;
+mod client_ip;
 mod gateway_sso;
 mod identity;
 mod idp;

@@ -16,6 +16,9 @@ mod problem;
 mod raw;
 mod validate;
 
+/// The CIDR type of `[server] trusted_proxies`, re-exported so that
+/// consumers compile against the same version.
+pub use ipnet::IpNet;
 pub use load::{load, parse};
 pub use metadata::{IdpMetadata, MetadataError, MetadataReader, NoMetadata, SpMetadata};
 pub use model::{

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::metadata::IdpMetadata;
 
 #[derive(Debug, Clone)]
@@ -131,6 +133,10 @@ pub struct Server {
     pub workers: usize,
     /// SAML ACS posts accepted per client IP per minute (all apps together).
     pub acs_per_minute: u32,
+    /// `trusted_proxies`: the peers whose `Forwarded` / `X-Forwarded-For`
+    /// are believed. Host bits cleared; IPv4-mapped IPv6 networks stored as
+    /// IPv4, so one entry matches a client however the listener reports it.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Default `[server] acs_per_minute`: far above what one browser needs, low

@@ -24,6 +24,8 @@ pub struct RawServer {
     pub max_connections: Option<u64>,
     pub workers: Option<u64>,
     pub acs_per_minute: Option<u64>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,10 +18,6 @@
 //! builder change cannot quietly leave the fuzzer stuck in front of the
 //! signature check.
 //!
-//! Not here: `X-Forwarded-For` and `Forwarded`. The proxy only writes them
-//! and parses no value a client sends (trusted proxies are a separate
-//! issue); the parser that reads them will get a target here.
-
 pub mod fixtures;
 
 use std::path::Path;
@@ -55,7 +51,16 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("cookie_header", cookie_header),
     ("relay_state", relay_state),
     ("session_cookie", session_cookie),
+    ("client_ip", client_ip),
 ];
+
+/// The `client_ip` entry's peers, by its first byte: a trusted proxy, the
+/// same as a dual-stack listener reports it, a trusted IPv6 proxy, and a
+/// peer that is no proxy.
+pub const CLIENT_IP_PEERS: [&str; 4] =
+    ["10.0.0.5", "::ffff:10.0.0.5", "2001:db8::1", "198.51.100.9"];
+/// The `client_ip` entry's `[server] trusted_proxies`.
+pub const CLIENT_IP_TRUSTED: [&str; 3] = ["10.0.0.0/8", "2001:db8::/32", "127.0.0.2/32"];
 
 /// The RelayState entry's choice of app base path, by its first byte.
 pub const RELAY_STATE_BASES: [&str; 3] = ["", "/wiki", "/a/b"];
@@ -274,6 +279,86 @@ pub fn cookie_header(data: &[u8]) -> bool {
         stripped.get(COOKIE)
     );
     !names.is_empty()
+}
+
+/// The client address behind trusted proxies: the first byte picks the
+/// peer from [`CLIENT_IP_PEERS`], then one header line per input line,
+/// `f…` a `Forwarded` value and `x…` an `X-Forwarded-For` value. Whatever
+/// the chain says: a peer that is no proxy is the client; a walk that
+/// stopped at a bad hop names a trusted proxy; the address is never
+/// IPv4-mapped; and what lies left of the client's hop changes nothing.
+pub fn client_ip(data: &[u8]) -> bool {
+    use portcullis_proxy::client_ip::{resolve, ChainHeader, TrustedProxies, MAX_BYTES};
+    let Some((first, rest)) = data.split_first() else {
+        return false;
+    };
+    let peers = CLIENT_IP_PEERS.map(|p| p.parse::<std::net::IpAddr>().expect("fixture peer"));
+    let peer = peers[usize::from(*first) % peers.len()];
+    let trusted = TrustedProxies::new(
+        CLIENT_IP_TRUSTED.map(|t| t.parse::<portcullis_config::IpNet>().expect("fixture net")),
+    );
+    let mut headers = HeaderMap::new();
+    for line in rest.split(|b| *b == b'\n') {
+        let Some((kind, value)) = line.split_first() else {
+            continue;
+        };
+        let name = match kind {
+            b'f' => "forwarded",
+            b'x' => "x-forwarded-for",
+            _ => continue,
+        };
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.append(name, value);
+        }
+    }
+    let resolved = resolve(peer, &headers, &trusted);
+    assert!(
+        !matches!(resolved.ip, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()),
+        "{resolved:?}"
+    );
+    if !trusted.contains(peer) {
+        assert_eq!(resolved.header, None);
+        assert_eq!(resolved.ip.to_canonical(), peer.to_canonical());
+        return false;
+    }
+    if resolved.error.is_some() {
+        assert!(
+            trusted.contains(resolved.ip),
+            "stopped at an untrusted hop: {resolved:?}"
+        );
+        return false;
+    }
+    let found = !trusted.contains(resolved.ip);
+    let Some(header) = resolved.header.filter(|_| found) else {
+        return false;
+    };
+    let name = header.name();
+    let size: usize = headers.get_all(name).iter().map(|v| v.len() + 1).sum();
+    if size < MAX_BYTES / 2 {
+        // The sender controls everything left of its own hop, an open
+        // quote included: none of it may change who the client is.
+        let padding: &[u8] = match header {
+            ChainHeader::Forwarded => b"for=\"192.0.2.66, for=192.0.2.66, ",
+            ChainHeader::XForwardedFor => b"\"192.0.2.66, 192.0.2.66, ",
+        };
+        let mut lines = headers.get_all(name).iter();
+        let first = lines.next().map(|v| [padding, v.as_bytes()].concat());
+        let others: Vec<HeaderValue> = lines.cloned().collect();
+        let mut padded = headers.clone();
+        padded.remove(name);
+        if let Some(Ok(first)) = first.as_deref().map(HeaderValue::from_bytes) {
+            padded.append(name, first);
+            for other in others {
+                padded.append(name, other);
+            }
+            assert_eq!(
+                resolve(peer, &padded, &trusted),
+                resolved,
+                "padded on the left"
+            );
+        }
+    }
+    true
 }
 
 /// The ACS's RelayState rule: the first byte picks the app's base path

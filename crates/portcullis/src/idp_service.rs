@@ -20,7 +20,7 @@ impl LocalApp for IdpService {
         let idp = self.0.clone();
         Box::pin(async move {
             let caller = Caller {
-                ip: meta.client_addr.ip(),
+                ip: meta.client_ip,
                 request_id: meta.request_id,
             };
             idp.handle(request, caller).await

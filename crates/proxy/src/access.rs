@@ -4,7 +4,7 @@
 //! client left, the session ended) shows as an error rather than a clean
 //! 200; everything else is logged as soon as its head is ready.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::{Method, Uri, Version};
@@ -15,7 +15,11 @@ use crate::request_id::RequestId;
 /// ready. Built only while the access log is on.
 pub struct AccessEntry {
     pub request_id: RequestId,
+    /// The socket peer.
     pub client: SocketAddr,
+    /// The client behind the peer, when the peer is a trusted proxy; the
+    /// peer's own address otherwise.
+    pub client_ip: IpAddr,
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
@@ -35,6 +39,7 @@ impl AccessEntry {
             app,
             request.id = self.request_id.as_str(),
             client.addr = %self.client,
+            client.ip = %self.client_ip,
             http.method = %self.method,
             http.path = self.uri.path(),
             http.version = ?self.version,

@@ -120,31 +120,62 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Rewrites a client request's headers for the upstream: hop-by-hop gone,
-/// client-supplied forwarding headers replaced by the gateway's own (a
-/// client must not be able to claim another address), `Host` set to the
-/// public host the client asked for, and the request id attached.
+/// the forwarding headers set by the gateway, `Host` set to the public host
+/// the client asked for, and the request id attached.
+///
+/// `peer_trusted`: the peer is one of `[server] trusted_proxies`, so the
+/// `X-Forwarded-For` and `Forwarded` chains it sent go on with the peer
+/// appended, as every proxy in a chain does. Any other client's chains are
+/// replaced by its own address: it must not be able to claim another.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     client: &ClientInfo,
+    peer_trusted: bool,
     public_host: &HeaderValue,
     request_id: &RequestId,
     upgrade: Option<&HeaderValue>,
 ) {
     strip_hop_by_hop(headers);
-    headers.remove(&FORWARDED);
     headers.remove(&X_REAL_IP);
-    headers.insert(X_FORWARDED_FOR.clone(), client.x_forwarded_for.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    headers.insert(X_FORWARDED_HOST.clone(), public_host.clone());
-    if let Some(forwarded) = client.forwarded(public_host) {
+    let x_forwarded_for = match peer_trusted {
+        true => chained(headers, &X_FORWARDED_FOR, &client.x_forwarded_for),
+        false => client.x_forwarded_for.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), x_forwarded_for);
+    let forwarded = client.forwarded(public_host).map(|own| match peer_trusted {
+        true => chained(headers, &FORWARDED, &own),
+        false => own,
+    });
+    headers.remove(&FORWARDED);
+    if let Some(forwarded) = forwarded {
         headers.insert(FORWARDED.clone(), forwarded);
     }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_HOST.clone(), public_host.clone());
     headers.insert(header::HOST, public_host.clone());
     headers.insert(X_REQUEST_ID.clone(), request_id.header_value());
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
+}
+
+/// Every `name` line the request carries and then `own`, as one
+/// comma-separated value: many backends read only the first line.
+fn chained(headers: &HeaderMap, name: &HeaderName, own: &HeaderValue) -> HeaderValue {
+    let received = headers.get_all(name);
+    let mut joined = Vec::new();
+    for line in received.iter().filter(|line| !line.is_empty()) {
+        joined.extend_from_slice(line.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    if joined.is_empty() {
+        return own.clone();
+    }
+    joined.extend_from_slice(own.as_bytes());
+    // Joined valid values with ", " are a valid value; should that ever
+    // fail, the peer alone is still the truth about this hop.
+    HeaderValue::from_bytes(&joined).unwrap_or_else(|_| own.clone())
 }
 
 fn forwarded_value(client: &ClientInfo, host: &HeaderValue) -> Option<HeaderValue> {
@@ -200,7 +231,7 @@ mod tests {
         ]);
         let client = ClientInfo::new("[2001:db8::1]:4000".parse().expect("addr"));
         let host = HeaderValue::from_static("app.test:8443");
-        prepare_request(&mut h, &client, &host, &RequestId::new(), None);
+        prepare_request(&mut h, &client, false, &host, &RequestId::new(), None);
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.test:8443");
@@ -213,6 +244,30 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_proxys_chains_go_on_with_the_proxy_appended() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("forwarded", "for=203.0.113.7;proto=https"),
+            ("x-real-ip", "192.0.2.1"),
+        ]);
+        let client = ClientInfo::new("10.0.0.5:4000".parse().expect("addr"));
+        let host = HeaderValue::from_static("app.test");
+        prepare_request(&mut h, &client, true, &host, &RequestId::new(), None);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 203.0.113.7, 10.0.0.5");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.7;proto=https, for=10.0.0.5;proto=https;host=\"app.test\""
+        );
+        assert!(!h.contains_key("x-real-ip"));
+        // Without a chain of its own, the proxy is the only hop.
+        let mut h = HeaderMap::new();
+        prepare_request(&mut h, &client, true, &host, &RequestId::new(), None);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.5");
+    }
+
+    #[test]
     fn upgrade_is_detected_and_preserved() {
         let h = headers(&[
             ("connection", "keep-alive, Upgrade"),
@@ -222,7 +277,14 @@ mod tests {
         let mut h2 = h.clone();
         let client = ClientInfo::new("127.0.0.1:1".parse().expect("addr"));
         let host = HeaderValue::from_static("a.test");
-        prepare_request(&mut h2, &client, &host, &RequestId::new(), Some(&upgrade));
+        prepare_request(
+            &mut h2,
+            &client,
+            false,
+            &host,
+            &RequestId::new(),
+            Some(&upgrade),
+        );
         assert_eq!(h2["connection"], "upgrade");
         assert_eq!(h2["upgrade"], "websocket");
         assert!(upgrade_requested(&headers(&[("upgrade", "websocket")])).is_none());

@@ -18,6 +18,7 @@ mod admin;
 pub mod auth;
 mod balance;
 mod body;
+pub mod client_ip;
 mod conn;
 pub mod cookie;
 pub mod descriptors;
@@ -45,6 +46,7 @@ pub use auth::{
     Admission, AuthPhase, AuthProvider, EnhanceError, Gate, GateFuture, RequestFacts, SessionEnd,
 };
 pub use body::ProxyBody;
+pub use client_ip::{ClientIp, TrustedProxies};
 pub use error::Error;
 pub use forward::X_PORTCULLIS_USER;
 pub use limit::{ClientLimit, WorkBounds, WorkError, WorkLimit};

@@ -4,7 +4,7 @@
 //! plane never depends on the IdP crate.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -14,7 +14,11 @@ use http::{Request, Response};
 /// What a local service may know about the request beyond HTTP itself.
 #[derive(Debug, Clone)]
 pub struct LocalMeta {
+    /// The socket peer: a load balancer, when one is in front.
     pub client_addr: SocketAddr,
+    /// The client, behind `[server] trusted_proxies` when the peer is one:
+    /// what rate limits, sessions and the System Log must use.
+    pub client_ip: IpAddr,
     pub request_id: String,
 }
 

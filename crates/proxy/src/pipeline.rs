@@ -21,6 +21,7 @@ use crate::access::AccessEntry;
 use crate::auth::{Admission, EnhanceError, Gate, RequestFacts};
 use crate::balance::{Balancer, Picked};
 use crate::body::{BodyEnd, BodyOutcome, EndSink, ProxyBody};
+use crate::client_ip::{self, ClientIp};
 use crate::echo;
 use crate::forward::{self, ClientInfo, X_PORTCULLIS_USER, X_REQUEST_ID};
 use crate::local::{LocalApp, LocalMeta, LOCAL_BODY_LIMIT};
@@ -46,6 +47,9 @@ pub struct Shared {
 struct Context<'a> {
     request_id: RequestId,
     client: &'a ClientInfo,
+    /// Who the client is behind `[server] trusted_proxies`: resolved once,
+    /// used by every phase that asks for the client's address.
+    client_ip: ClientIp,
     json: bool,
     plan: &'a Plan,
     /// The same plan, for a streamed body to report its end to.
@@ -63,9 +67,13 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let plan = shared.plan.load_full();
+    let request_id = RequestId::new();
+    let client_ip = client_ip::resolve(client.addr.ip(), request.headers(), &plan.trusted_proxies);
+    client_ip::note(&client_ip, client.addr.ip(), request_id.as_str());
     let ctx = Context {
-        request_id: RequestId::new(),
+        request_id,
         client: &client,
+        client_ip,
         json: respond::wants_json(request.headers()),
         plan: &plan,
         plan_arc: &plan,
@@ -153,7 +161,7 @@ fn upgrade(app: &AppPlan, request: &Request<Incoming>) -> Option<HeaderValue> {
 fn facts<'a>(ctx: &'a Context<'_>) -> RequestFacts<'a> {
     RequestFacts {
         request_id: ctx.request_id.as_str(),
-        client_ip: ctx.client.addr.ip(),
+        client_ip: ctx.client_ip.ip,
         json: ctx.json,
     }
 }
@@ -210,6 +218,7 @@ fn enhance(
     forward::prepare_request(
         request.headers_mut(),
         ctx.client,
+        ctx.client_ip.peer_trusted,
         host,
         &ctx.request_id,
         upgrade,
@@ -232,6 +241,7 @@ async fn local(
     };
     let meta = LocalMeta {
         client_addr: ctx.client.addr,
+        client_ip: ctx.client_ip.ip,
         request_id: ctx.request_id.as_str().to_string(),
     };
     let response = service.call(Request::from_parts(parts, body), meta).await;
@@ -479,6 +489,7 @@ fn log(
     let entry = head.map(|(method, uri, version)| AccessEntry {
         request_id: ctx.request_id.clone(),
         client: ctx.client.addr,
+        client_ip: ctx.client_ip.ip,
         method,
         uri,
         version,

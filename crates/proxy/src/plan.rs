@@ -9,6 +9,7 @@ use portcullis_config::{Builtin, Config, Upstream};
 
 use crate::auth::AuthPhase;
 use crate::balance::Balancer;
+use crate::client_ip::TrustedProxies;
 use crate::error::Error;
 use crate::local::{LocalApp, Services};
 use crate::metrics::{
@@ -32,6 +33,9 @@ pub struct Plan {
     pub gateway_cookies: Vec<String>,
     /// This plan's worker: its slot in the sharded metrics.
     pub shard: usize,
+    /// `[server] trusted_proxies`: part of the plan so that a reload
+    /// changes whom the gateway believes.
+    pub trusted_proxies: TrustedProxies,
 }
 
 pub struct AppPlan {
@@ -218,6 +222,7 @@ impl Plan {
             default_port: 443,
             gateway_cookies,
             shard: worker,
+            trusted_proxies: TrustedProxies::new(config.server.trusted_proxies.iter().copied()),
         })
     }
 }

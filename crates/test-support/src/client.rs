@@ -1,7 +1,7 @@
 //! TLS clients that trust the test CA: an HTTP/1.1 or HTTP/2 request client
 //! and raw TLS sockets for tests that must misbehave on purpose.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -107,11 +107,22 @@ impl Client {
         Client::build(pki, gateway, true)
     }
 
+    /// HTTP/1.1 client whose sockets are bound to `source` before they
+    /// connect: a load balancer on 127.0.0.2, a stranger on 127.0.0.3.
+    pub fn http1_from(pki: &Pki, gateway: SocketAddr, source: IpAddr) -> Client {
+        Client::build_from(pki, gateway, false, Some(source))
+    }
+
     fn build(pki: &Pki, gateway: SocketAddr, h2: bool) -> Client {
+        Client::build_from(pki, gateway, h2, None)
+    }
+
+    fn build_from(pki: &Pki, gateway: SocketAddr, h2: bool, source: Option<IpAddr>) -> Client {
         // hyper-rustls sets ALPN itself from the enabled versions.
         let tls = pki.client_config(&[]);
         let mut http = HttpConnector::new_with_resolver(PinnedResolver(gateway));
         http.enforce_http(false);
+        http.set_local_address(source);
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_or_http();

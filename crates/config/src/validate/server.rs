@@ -2,8 +2,10 @@
 //! limits), `[admin]` (the management listener) and `[log]`.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::locate::Step;
 use crate::model::{Admin, LogFormat, Logging, Server, Timeouts, TlsFiles, DEFAULT_ACS_PER_MINUTE};
@@ -82,6 +84,7 @@ impl Validator<'_, '_> {
             .https_redirect_port
             .or_else(|| https.first().map(|a| a.port()))
             .unwrap_or(443);
+        let trusted_proxies = self.trusted_proxies(&raw.trusted_proxies);
         Some(Server {
             https,
             http,
@@ -93,7 +96,26 @@ impl Validator<'_, '_> {
             max_connections,
             workers,
             acs_per_minute,
+            trusted_proxies,
         })
+    }
+
+    /// `trusted_proxies`: every entry that parses, one problem per entry
+    /// that does not.
+    fn trusted_proxies(&mut self, raw: &[String]) -> Vec<IpNet> {
+        let mut nets = Vec::with_capacity(raw.len());
+        for (i, entry) in raw.iter().enumerate() {
+            match proxy_net(entry) {
+                Some(net) => nets.push(net),
+                None => self.problem(
+                    &[SERVER, Step::Key("trusted_proxies"), Step::Index(i)],
+                    format!(
+                        "`{entry}` is not an IP address or CIDR such as 10.0.0.0/8, 192.0.2.10 or 2001:db8::/32"
+                    ),
+                ),
+            }
+        }
+        nets
     }
 
     /// `https` or `http`: the addresses that parse.
@@ -212,6 +234,28 @@ impl Validator<'_, '_> {
     }
 }
 
+/// One `trusted_proxies` entry: a CIDR, or a bare address meaning one host.
+/// Host bits are cleared ("10.1.2.3/8" means 10.0.0.0/8), as the IdP's
+/// network zones and most firewalls read it. An IPv4-mapped IPv6 network
+/// becomes its IPv4 form: a dual-stack listener reports an IPv4 peer as
+/// `::ffff:a.b.c.d`, and the proxy compares peers in their IPv4 form.
+fn proxy_net(entry: &str) -> Option<IpNet> {
+    let entry = entry.trim();
+    let net = match entry.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => IpNet::from(entry.parse::<IpAddr>().ok()?),
+    };
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(len)) = (
+            v6.network().to_ipv4_mapped(),
+            v6.prefix_len().checked_sub(96),
+        ) {
+            return Ipv4Net::new(v4, len).ok().map(IpNet::V4);
+        }
+    }
+    Some(net)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -295,5 +339,56 @@ mod tests {
         ));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].key, "server.upstream_connect_timeout");
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none() {
+        let config = parse(&with_server("")).expect("valid");
+        assert!(config.server.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_take_cidrs_and_bare_addresses() {
+        let config = parse(&with_server(
+            "trusted_proxies = [\"10.1.2.3/8\", \"127.0.0.2\", \"2001:db8::/32\", \"::ffff:192.0.2.0/120\", \"::1\"]",
+        ))
+        .expect("valid");
+        let nets: Vec<String> = config
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            nets,
+            [
+                "10.0.0.0/8",
+                "127.0.0.2/32",
+                "2001:db8::/32",
+                "192.0.2.0/24",
+                "::1/128"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_bad_trusted_proxy_is_a_located_problem() {
+        let problems = problems(&with_server(
+            "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\", \"lb.example\", \"\"]",
+        ));
+        let found: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            found,
+            [
+                "server.trusted_proxies[1]",
+                "server.trusted_proxies[2]",
+                "server.trusted_proxies[3]"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[1]
+            .message
+            .contains("`lb.example` is not an IP address or CIDR"));
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
     }
 }

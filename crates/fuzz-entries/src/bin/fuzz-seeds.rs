@@ -412,6 +412,29 @@ fn headers(out: &mut Seeds) -> Result<(), Failure> {
         out.put("relay_state", name, value)?;
     }
 
+    // First byte: the peer, CLIENT_IP_PEERS[byte % 4] ('0' → 10.0.0.5,
+    // '1' → ::ffff:10.0.0.5, '2' → 2001:db8::1, '3' → 198.51.100.9).
+    let chains = [
+        ("accepted-x-forwarded-for.txt", "0x203.0.113.7"),
+        (
+            "accepted-chain-with-ports.txt",
+            "1x192.0.2.1, 203.0.113.7:4711\nx[2001:db9::7]:443, 10.1.1.1",
+        ),
+        (
+            "accepted-forwarded.txt",
+            "2fFor=\"[2001:db9::7]:4711\";proto=https;host=\"a,b\", for=10.1.1.1:80\nfby=x;for=2001:db8::2",
+        ),
+        ("all-trusted.txt", "0x10.9.9.9, 10.1.1.1"),
+        ("unknown.txt", "0ffor=unknown, for=10.1.1.1"),
+        ("obfuscated.txt", "0ffor=_hidden;proto=http"),
+        ("malformed.txt", "0x203.0.113.7, not-an-ip, 10.1.1.1"),
+        ("open-quote.txt", "2ffor=\"192.0.2.1, for=203.0.113.7"),
+        ("untrusted-peer.txt", "3x203.0.113.7"),
+    ];
+    for (name, value) in chains {
+        out.put("client_ip", name, value)?;
+    }
+
     out.put(
         "session_cookie",
         "accepted-issued.txt",

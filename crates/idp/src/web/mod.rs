@@ -146,6 +146,9 @@ fn saml_work_bounds() -> WorkBounds {
 /// Facts about the caller that do not come from HTTP itself.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The client, resolved through `[server] trusted_proxies` by the
+    /// proxy: the key of the rate limits, the session's sign-in context and
+    /// the System Log's `client.ipAddress`.
     pub ip: IpAddr,
     pub request_id: String,
 }
