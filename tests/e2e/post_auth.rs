@@ -174,7 +174,7 @@ async fn enforced_reauthenticates_on_a_bound_change_and_lets_an_unbound_one_thro
     let elsewhere = b.replayed_through(client_from(&f, "127.0.0.200"));
     let reply = api_get(&elsewhere, &format!("{B}/page"), None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
-    assert_eq!(reply.json()["error"], "reauthentication_required", "{}", reply.text());
+    assert_eq!(reply.json()["errorCode"], "reauthentication_required", "{}", reply.text());
     assert_eq!(
         api_get(&b, &format!("{B}/page"), None).await.status,
         StatusCode::UNAUTHORIZED,
