@@ -28,6 +28,11 @@
 #                   gateway session (bob, obtained with curl through real SSO)
 #                   on every request and five injected identity headers;
 #                   nginx stays a plain proxy
+#   POST_AUTH=1     with AUTH=1: the portcullis under test evaluates every
+#                   request's session context (post-auth, enforced, bound
+#                   to ip, asn and device, an ASN database and a zone); the
+#                   baseline does not. Use with BASELINE_BIN set to the same
+#                   binary to read the feature's cost as portcullis/baseline
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,6 +48,8 @@ THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-$(nproc)}
 WARMUP=${WARMUP:-2s}
 AUTH=${AUTH:-0}
+POST_AUTH=${POST_AUTH:-0}
+[[ "$POST_AUTH" == 0 || "$AUTH" == 1 ]] || { printf '[load] ERROR: POST_AUTH=1 needs AUTH=1\n' >&2; exit 1; }
 CALLGRIND=${CALLGRIND:-0}
 REQUESTS=${REQUESTS:-2000}
 if [[ "$CALLGRIND" == 1 ]]; then
@@ -250,6 +257,22 @@ system_log_file = "$d/system-log.jsonl"
 signing_key = "$REPO/certs-dev/idp-signing-key.pem"
 signing_cert = "$REPO/certs-dev/idp-signing.pem"
 EOF
+        if [[ "$POST_AUTH" == 1 && "$d" == "$WORK/portcullis" ]]; then
+            printf '127.0.0.0\t127.255.255.255\t64500\tZZ\tBench Loopback\n' >"$d/asn.tsv"
+            cat >"$d/policy.toml" <<EOF
+[[zone]]
+name = "loopback"
+cidrs = ["127.0.0.0/8"]
+
+[post_auth]
+mode = "enforced"
+bind = ["ip", "asn", "device"]
+EOF
+            cat <<EOF
+policy_file = "$d/policy.toml"
+asn_database = "$d/asn.tsv"
+EOF
+        fi
     fi
 }
 portcullis_config "$WORK/portcullis" "$PORTCULLIS_PORT" >"$WORK/portcullis/portcullis.toml"
@@ -305,7 +328,9 @@ wait_ready() { # name pid url [curl args...]
 # AUTH=1: bob signs in through the real SAML flow with curl; sets SESSION_TOKEN.
 sign_in_through_sso() { # name port
     local base="https://127.0.0.1:$2" jar="$WORK/$1/cookies.txt" i
-    local c=(curl -sS --cacert "$CA" -c "$jar" -b "$jar" --max-time 120)
+    # No User-Agent, like wrk: the session's device is the load's (POST_AUTH=1
+    # binds it).
+    local c=(curl -sS -A "" --cacert "$CA" -c "$jar" -b "$jar" --max-time 120)
     for ((i = 0; i < READY_TRIES; i++)); do
         [[ "$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/idp/login" 2>/dev/null || true)" == 200 ]] && break
         sleep 0.1
@@ -376,7 +401,7 @@ keep_alive_requests() {
     done
     local extra=()
     [[ -n "${COOKIE[$name]:-}" ]] && extra=(-H "Cookie: ${COOKIE[$name]}")
-    curl -sS --http1.1 --cacert "$CA" --fail "${extra[@]}" -K "$list" || die "$name: a request failed"
+    curl -sS -A "" --http1.1 --cacert "$CA" --fail "${extra[@]}" -K "$list" || die "$name: a request failed"
 }
 
 if [[ "$CALLGRIND" == 1 ]]; then
@@ -397,6 +422,7 @@ if [[ "$CALLGRIND" == 1 ]]; then
         echo "Portcullis instructions per request (valgrind --tool=callgrind, 1 worker) - $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
         echo "$REQUESTS keep-alive HTTP/1.1 GET / over TLS after 50 warm-up requests; counters zeroed between"
         [[ "$AUTH" == 1 ]] && echo "AUTH=1: a SAML gateway session checked and 5 identity headers injected per request"
+        [[ "$POST_AUTH" == 1 ]] && echo "POST_AUTH=1: portcullis evaluates each request's session context (enforced; ip, asn, device bound); baseline does not"
         for name in "${NAMES[@]:1}"; do
             printf '%-12s %12s instructions/request  (%s)\n' "$name" "${IR[$name]}" "${BINARY[$name]}"
         done
@@ -518,6 +544,7 @@ SUMMARY=$(
     echo "wrk $WRK_VERSION: -t$THREADS -c$CONNECTIONS -d$DURATION --latency, HTTP/1.1 over TLS, GET /, $ROUNDS round(s) alternating $(IFS=/; echo "${NAMES[*]}") after ${WARMUP} warm-up each"
     if [[ "$AUTH" == 1 ]]; then
         echo "AUTH=1: portcullis checks a SAML gateway session and injects 5 identity headers on every request; nginx is a plain proxy"
+        [[ "$POST_AUTH" == 1 ]] && echo "POST_AUTH=1: portcullis also evaluates each request's session context (enforced; ip, asn, device bound); baseline does not"
     fi
     echo "backend: nginx $NGINX_VERSION, 1 worker, return 200 \"hello from backend\\n\""
     echo "nginx:      $NGINX_VERSION, $WORKERS workers, upstream keepalive 128    TLS: ${NGINX_TLS:-?}"
