@@ -86,7 +86,7 @@ fn identity(c: &mut Criterion) {
             ],
             Some("102abc".into()),
             None,
-            std::net::IpAddr::from([127, 0, 0, 1]),
+            portcullis_context::ContextSource::default().capture([127, 0, 0, 1].into(), None),
         ),
         Lifetime::new(Duration::from_secs(3600), Some(Duration::from_secs(3600))),
         time::OffsetDateTime::now_utc(),

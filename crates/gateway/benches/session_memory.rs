@@ -80,6 +80,25 @@ fn fields(i: usize) -> Fields {
     }
 }
 
+/// How contexts are told in the bench: one zone over the sessions'
+/// addresses, no ASN database (its organisation names are interned like
+/// the zone's), a browser's user agent.
+fn context(ip: IpAddr) -> portcullis_context::SessionContext {
+    static SOURCE: std::sync::OnceLock<portcullis_context::ContextSource> =
+        std::sync::OnceLock::new();
+    let source = SOURCE.get_or_init(|| {
+        let office = portcullis_context::Zone::new(
+            "office",
+            [portcullis_context::parse_cidr("10.0.0.0/8").expect("cidr")],
+        );
+        portcullis_context::ContextSource::new(None, vec![office])
+    });
+    source.capture(
+        ip,
+        Some(b"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"),
+    )
+}
+
 fn body(app: &str, f: Fields) -> GatewaySession {
     GatewaySession::new(
         app,
@@ -87,7 +106,7 @@ fn body(app: &str, f: Fields) -> GatewaySession {
         f.attributes,
         Some(f.session_index),
         Some(f.authn_context),
-        f.ip,
+        context(f.ip),
     )
 }
 

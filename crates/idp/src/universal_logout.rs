@@ -139,7 +139,8 @@ impl UniversalLogout {
             body["reason"] = serde_json::Value::from(reason.as_str());
         }
         let body = body.to_string();
-        for target in self.targets.iter().filter(|t| include(&t.app)).cloned() {
+        for target in self.targets.iter().filter(|t| include(&t.app)) {
+            let target = target.clone();
             let this = Arc::clone(self);
             let body = body.clone();
             let email = email.to_string();

@@ -449,21 +449,23 @@ impl Idp {
                 summary,
             })
         };
-        let time_param = |name: &str| -> Result<Option<OffsetDateTime>, Response<Bytes>> {
+        // `Err` names the parameter that is not a time.
+        let time_param = |name: &'static str| -> Result<Option<OffsetDateTime>, &'static str> {
             query_param(request, name)
                 .map(|text| {
                     OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-                        .map_err(|_| invalid(name, format!("{name}: not an RFC 3339 time")))
+                        .map_err(|_| name)
                 })
                 .transpose()
         };
+        let not_a_time = |name: &str| invalid(name, format!("{name}: not an RFC 3339 time"));
         let until = match time_param("until") {
             Ok(until) => until.unwrap_or_else(OffsetDateTime::now_utc),
-            Err(response) => return response,
+            Err(name) => return not_a_time(name),
         };
         let since = match time_param("since") {
             Ok(since) => since.unwrap_or(until - REPORT_WINDOW),
-            Err(response) => return response,
+            Err(name) => return not_a_time(name),
         };
         if since > until {
             return invalid("since", "since: after until".into());
