@@ -29,6 +29,13 @@ pub(crate) struct Fixture {
     _keys: tempfile::TempDir,
 }
 
+impl Fixture {
+    /// Where the fixture's files (keys, `idp_files`) are.
+    pub(crate) fn file(&self, name: &str) -> std::path::PathBuf {
+        self._keys.path().join(name)
+    }
+}
+
 /// The gateway with the embedded IdP on `a.test` and SAML apps `b.test`
 /// (with `/public`, `/admin` for admins and `/closed` rules) and `c.test`.
 /// Also used by the real-browser test (`browser.rs`).
@@ -47,7 +54,8 @@ pub(crate) fn start_with(server_extra: &str, extra_apps: &[(&str, &str, &str, &s
 }
 
 /// [`start_with`] plus files the `[idp]` section names:
-/// `(key, file name, contents)`, e.g. a policy file.
+/// `(key, file name, contents)`, e.g. a policy file; an empty key writes
+/// the file only.
 pub(crate) fn start_with_idp_files(
     server_extra: &str,
     idp_files: &[(&str, &str, &str)],
@@ -78,7 +86,15 @@ auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"{sp_key_path}\"\nsp_sign
         .collect();
     let idp_file_keys: String = idp_files
         .iter()
-        .map(|(key, name, contents)| format!("{key} = \"{}\"\n", write(name, contents.as_bytes())))
+        .map(|(key, name, contents)| {
+            let path = write(name, contents.as_bytes());
+            // No key: a file another file names (beside it).
+            if key.is_empty() {
+                String::new()
+            } else {
+                format!("{key} = \"{path}\"\n")
+            }
+        })
         .collect();
     let config = format!(
         "[idp]

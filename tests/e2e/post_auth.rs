@@ -260,3 +260,141 @@ async fn users_outside_the_groups_impacted_are_not_evaluated() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert!(events(&f, "user.session.context.change", 0).await.is_empty());
 }
+
+/// A webhook receiver: every request's headers and body, in order.
+struct Receiver {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, bytes::Bytes)>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use http_body_util::BodyExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/violations", listener.local_addr().expect("addr"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let journal = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let journal = journal.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let journal = journal.clone();
+                            async move {
+                                let (head, body) = request.into_parts();
+                                let body = body.collect().await.map(|b| b.to_bytes());
+                                let body = body.unwrap_or_default();
+                                journal.lock().expect("journal").push((head.headers, body));
+                                http::Response::builder()
+                                    .status(StatusCode::NO_CONTENT)
+                                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver { url, seen }
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<(http::HeaderMap, bytes::Bytes)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = self.seen.lock().expect("journal").clone();
+            if seen.len() >= count || Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+const HOOK_SECRET: &str = "e2e-workflow-secret-of-at-least-32-bytes";
+
+fn hmac_hex(secret: &str, message: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(message);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_workflow_action_signs_one_webhook_per_violation_without_holding_the_user() {
+    let receiver = Receiver::start().await;
+    let policy = format!(
+        "[[zone]]\nname = \"low\"\ncidrs = [\"127.0.0.0/25\"]\n\n[post_auth]\nmode = \"enforced\"\n\
+         bind = [\"asn\"]\naction = \"workflow\"\n[post_auth.workflow]\nurl = \"{}\"\n\
+         secret_file = \"hook.key\"\n",
+        receiver.url
+    );
+    let f = start_with_idp_files(
+        "",
+        &[
+            ("policy_file", "policy.toml", &policy),
+            ("asn_database", "asn.tsv", ASN_TSV),
+            ("", "hook.key", HOOK_SECRET),
+        ],
+        &[],
+    );
+    let b = bob_signed_in(&f, &[B]).await;
+    let elsewhere = b.replayed_through(client_from(&f, "127.0.0.200"));
+    let reply = api_get(&elsewhere, &format!("{B}/page"), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    let seen = receiver.wait_for(1).await;
+    assert_eq!(seen.len(), 1, "one delivery for one violation");
+    let (headers, body) = &seen[0];
+    let signature = headers["x-portcullis-signature"].to_str().expect("ascii");
+    let (t, v1) = signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+        .expect("t=…,v1=…");
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(body);
+    assert_eq!(v1, hmac_hex(HOOK_SECRET, &signed), "HMAC over t.body");
+    let violation: Value = serde_json::from_slice(body).expect("JSON body");
+    assert_eq!(headers["idempotency-key"], violation["id"].as_str().expect("id"));
+    assert_eq!(violation["user"]["login"], "bob");
+    assert_eq!(violation["session"]["kind"], "gateway");
+    assert_eq!(violation["session"]["app"], "b");
+    assert_eq!(violation["attributes"], serde_json::json!(["asn"]));
+    assert_eq!(violation["old"]["asn"]["number"], 64500);
+    assert_eq!(violation["new"]["asn"]["number"], 64501);
+    assert_eq!(violation["policy"]["action"], "workflow");
+}
+
+#[tokio::test]
+async fn a_broken_asn_database_on_reload_leaves_the_last_good_one_running() {
+    let f = start("[post_auth]\nmode = \"monitoring\"\nbind = [\"asn\"]\n");
+    std::fs::write(f.file("asn.tsv"), "not\ta database\n").expect("write");
+    f.gw.signal("HUP");
+    assert!(
+        f.gw
+            .wait_for_log("post-auth reload refused", Duration::from_secs(10))
+            .is_some(),
+        "the reload is refused and says so"
+    );
+    let b = bob_signed_in(&f, &[B]).await;
+    let elsewhere = b.replayed_through(client_from(&f, "127.0.0.200"));
+    let reply = api_get(&elsewhere, &format!("{B}/page"), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let changes = events(&f, "user.session.context.change", 3).await;
+    let asn = changes
+        .iter()
+        .find(|e| e["debugContext"]["debugData"]["attribute"] == "asn")
+        .expect("the old database still tells the networks apart");
+    assert_eq!(
+        asn["debugContext"]["debugData"]["newValue"],
+        "AS64501 Example Loopback High"
+    );
+}
