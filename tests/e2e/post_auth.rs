@@ -59,7 +59,8 @@ async fn api_get(b: &Browser, url: &str, user_agent: Option<&str>) -> Reply {
     if let Some(ua) = user_agent {
         request = request.header(header::USER_AGENT, ua);
     }
-    b.send(request.body(Client::empty()).expect("request")).await
+    b.send(request.body(Client::empty()).expect("request"))
+        .await
 }
 
 async fn admin_api(f: &Fixture, path: &str) -> Reply {
@@ -105,7 +106,10 @@ fn changed_attributes(events: &[Value]) -> Vec<String> {
 async fn monitoring_records_each_change_once_and_the_user_notices_nothing() {
     let f = start("[post_auth]\nmode = \"monitoring\"\nbind = [\"asn\"]\n");
     let b = bob_signed_in(&f, &[B]).await;
-    assert_eq!(api_get(&b, &format!("{B}/page"), None).await.status, StatusCode::OK);
+    assert_eq!(
+        api_get(&b, &format!("{B}/page"), None).await.status,
+        StatusCode::OK
+    );
 
     // The same cookie from the other network, twice: served both times, one
     // event per changed attribute (the second request is no new change).
@@ -115,7 +119,11 @@ async fn monitoring_records_each_change_once_and_the_user_notices_nothing() {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     }
     let changes = events(&f, "user.session.context.change", 3).await;
-    assert_eq!(changed_attributes(&changes), ["asn", "ip", "zone"], "{changes:?}");
+    assert_eq!(
+        changed_attributes(&changes),
+        ["asn", "ip", "zone"],
+        "{changes:?}"
+    );
     let asn = changes
         .iter()
         .find(|e| e["debugContext"]["debugData"]["attribute"] == "asn")
@@ -148,6 +156,11 @@ async fn monitoring_records_each_change_once_and_the_user_notices_nothing() {
 
     // The Sessions API shows where the IdP session was signed in.
     let started = events(&f, "user.session.start", 1).await;
+    assert_eq!(
+        started[0]["debugContext"]["debugData"]["context.asn"],
+        "AS64500 Example Loopback Low",
+        "the System Log shows where the session started"
+    );
     let id = started[0]["authenticationContext"]["externalSessionId"]
         .as_str()
         .expect("the IdP session's id");
@@ -174,7 +187,12 @@ async fn enforced_reauthenticates_on_a_bound_change_and_lets_an_unbound_one_thro
     let elsewhere = b.replayed_through(client_from(&f, "127.0.0.200"));
     let reply = api_get(&elsewhere, &format!("{B}/page"), None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
-    assert_eq!(reply.json()["errorCode"], "reauthentication_required", "{}", reply.text());
+    assert_eq!(
+        reply.json()["errorCode"],
+        "reauthentication_required",
+        "{}",
+        reply.text()
+    );
     assert_eq!(
         api_get(&b, &format!("{B}/page"), None).await.status,
         StatusCode::UNAUTHORIZED,
@@ -187,7 +205,12 @@ async fn enforced_reauthenticates_on_a_bound_change_and_lets_an_unbound_one_thro
     let b = bob_signed_in(&f, &[B]).await;
     let elsewhere = b.replayed_through(client_from(&f, "127.0.0.200"));
     let navigation = elsewhere.get(&format!("{B}/deep/link?q=1")).await;
-    assert_eq!(navigation.status, StatusCode::SEE_OTHER, "{}", navigation.text());
+    assert_eq!(
+        navigation.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        navigation.text()
+    );
     assert!(
         navigation
             .location()
@@ -209,6 +232,16 @@ async fn enforced_reauthenticates_on_a_bound_change_and_lets_an_unbound_one_thro
         device["debugContext"]["debugData"]["newValue"],
         "Chrome on Windows"
     );
+
+    // The IdP session itself, replayed from the other network, ends as
+    // well: its next use asks for the password, in either browser.
+    let b = bob_signed_in(&f, &[B]).await;
+    let thief = b.replayed_through(client_from(&f, "127.0.0.200"));
+    for browser in [&thief, &b] {
+        let home = browser.get(&format!("{IDP}/")).await;
+        assert_eq!(home.status, StatusCode::SEE_OTHER, "{}", home.text());
+        assert!(home.location().ends_with("/login"), "{}", home.location());
+    }
 }
 
 #[tokio::test]
@@ -258,7 +291,9 @@ async fn users_outside_the_groups_impacted_are_not_evaluated() {
     let elsewhere = b.replayed_through(client_from(&f, "127.0.0.200"));
     let reply = api_get(&elsewhere, &format!("{B}/page"), None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    assert!(events(&f, "user.session.context.change", 0).await.is_empty());
+    assert!(events(&f, "user.session.context.change", 0)
+        .await
+        .is_empty());
 }
 
 /// A webhook receiver: every request's headers and body, in order.
@@ -363,7 +398,10 @@ async fn the_workflow_action_signs_one_webhook_per_violation_without_holding_the
     signed.extend_from_slice(body);
     assert_eq!(v1, hmac_hex(HOOK_SECRET, &signed), "HMAC over t.body");
     let violation: Value = serde_json::from_slice(body).expect("JSON body");
-    assert_eq!(headers["idempotency-key"], violation["id"].as_str().expect("id"));
+    assert_eq!(
+        headers["idempotency-key"],
+        violation["id"].as_str().expect("id")
+    );
     assert_eq!(violation["user"]["login"], "bob");
     assert_eq!(violation["session"]["kind"], "gateway");
     assert_eq!(violation["session"]["app"], "b");
@@ -379,8 +417,7 @@ async fn a_broken_asn_database_on_reload_leaves_the_last_good_one_running() {
     std::fs::write(f.file("asn.tsv"), "not\ta database\n").expect("write");
     f.gw.signal("HUP");
     assert!(
-        f.gw
-            .wait_for_log("post-auth reload refused", Duration::from_secs(10))
+        f.gw.wait_for_log("post-auth reload refused", Duration::from_secs(10))
             .is_some(),
         "the reload is refused and says so"
     );

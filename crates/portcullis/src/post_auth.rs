@@ -12,8 +12,8 @@ use portcullis_context::{AsnDatabase, ContextSource, Observed, SessionContext};
 use portcullis_gateway::{ContextCheck, ContextVerdict, GatewayChange};
 use portcullis_idp::directory::User;
 use portcullis_idp::policy::PolicySet;
-use portcullis_idp::post_auth::{ContextChange, Decision, SessionKind, Settings, ViolationSession};
 use portcullis_idp::post_auth::workflow::Workflow;
+use portcullis_idp::post_auth::{ContextChange, Decision, SessionKind, Settings, ViolationSession};
 use portcullis_idp::web::Idp;
 use portcullis_saml::SigningKey;
 

@@ -384,7 +384,12 @@ impl Idp {
             ip: caller.ip,
             user_agent: user_agent(request),
         };
-        self.emit(events::session_start(user, record.id.as_str(), &origin));
+        self.emit(events::session_start(
+            user,
+            record.id.as_str(),
+            record.body.context.as_ref(),
+            &origin,
+        ));
         let mut response = respond::redirect(&target);
         respond::append(
             &mut response,

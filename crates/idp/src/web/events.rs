@@ -31,8 +31,15 @@ fn base(
     Event::new(event_type, message, severity, result).client(Some(origin.ip), origin.user_agent)
 }
 
-pub fn session_start(user: &User, session_id: &str, origin: &Origin<'_>) -> Event {
-    base(
+/// A session started, with the context post-auth evaluation compares
+/// later requests with.
+pub fn session_start(
+    user: &User,
+    session_id: &str,
+    context: Option<&SessionContext>,
+    origin: &Origin<'_>,
+) -> Event {
+    let event = base(
         "user.session.start",
         "User login to Okta",
         Severity::Info,
@@ -40,7 +47,13 @@ pub fn session_start(user: &User, session_id: &str, origin: &Origin<'_>) -> Even
         origin,
     )
     .actor(user_actor(user))
-    .session(session_id)
+    .session(session_id);
+    match context {
+        None => event,
+        Some(context) => Attribute::ALL.into_iter().fold(event, |event, attribute| {
+            event.debug(format!("context.{attribute}"), attribute.show(context))
+        }),
+    }
 }
 
 /// A failed sign-in; `login` is what was typed (the user may not exist).

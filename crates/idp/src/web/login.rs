@@ -390,7 +390,12 @@ impl Idp {
                         .finish();
                     format!("{}?{query}", self.path("/login/mfa"))
                 } else {
-                    self.emit(events::session_start(user, record.id.as_str(), &origin));
+                    self.emit(events::session_start(
+                        user,
+                        record.id.as_str(),
+                        record.body.context.as_ref(),
+                        &origin,
+                    ));
                     self.destination(Some(&from))
                 };
                 let mut response = respond::redirect(&target);
@@ -665,7 +670,12 @@ impl Idp {
             &origin,
         ));
         if !step_up {
-            self.emit(events::session_start(user, record.id.as_str(), &origin));
+            self.emit(events::session_start(
+                user,
+                record.id.as_str(),
+                record.body.context.as_ref(),
+                &origin,
+            ));
         }
         respond::redirect(&self.destination(Some(&from)))
     }
