@@ -28,6 +28,8 @@ pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts<'a> {
     pub request_id: &'a str,
+    /// The client, behind `[server] trusted_proxies` when the peer is one
+    /// (`client_ip::resolve`): the key of rate limits and session context.
     pub client_ip: IpAddr,
     /// The client asked for JSON: errors go out in the JSON error shape.
     pub json: bool,
