@@ -157,8 +157,7 @@ async fn monitoring_records_each_change_once_and_the_user_notices_nothing() {
     // The Sessions API shows where the IdP session was signed in.
     let started = events(&f, "user.session.start", 1).await;
     assert_eq!(
-        started[0]["debugContext"]["debugData"]["context.asn"],
-        "AS64500 Example Loopback Low",
+        started[0]["debugContext"]["debugData"]["context.asn"], "AS64500 Example Loopback Low",
         "the System Log shows where the session started"
     );
     let id = started[0]["authenticationContext"]["externalSessionId"]

@@ -38,6 +38,6 @@ pub use error::{BuildError, BuildProblem};
 pub use gateway::{EmbeddedIssuer, Gateway};
 pub use identity::{IdentityConfigError, IdentityPlan, IdentitySigner};
 pub use login::relay_state_is_safe;
-pub use post_auth::{ContextCheck, ContextVerdict, GatewayChange};
+pub use post_auth::{ContextCheck, ContextVerdict, GatewayChange, SessionEnding};
 pub use revocation::{RevocationError, Revocations, TrustError};
 pub use session::{GatewaySession, Session, Sessions, Subject};

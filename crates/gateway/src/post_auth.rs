@@ -55,10 +55,19 @@ pub struct GatewayChange<'a> {
 /// What the session's gate does with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextVerdict {
+    /// Go on; the session records the new context.
     Continue,
+    /// The session ends here.
+    End(SessionEnding),
+}
+
+/// Why a change ends the session, which says what the user is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnding {
     /// Sign in again at the IdP (ForceAuthn), which also steps up to MFA
     /// when the new context's policy asks for it.
     Reauthenticate,
+    /// The policies refuse the new context.
     Deny,
     /// The logout action ended the user's sessions.
     SignedOut,
@@ -93,39 +102,40 @@ pub(crate) async fn evaluate(
         })
     };
     let sessions = &plan.shared.sessions;
-    if verdict == ContextVerdict::Continue {
-        let now = time::OffsetDateTime::now_utc();
-        return match sessions.record_context(&hash, observed.current, now).await {
-            Ok(()) => Ok((session, hash)),
-            Err(e) => Err(reply::store_unavailable(facts, &plan.name, &e)),
-        };
-    }
+    let ending = match verdict {
+        ContextVerdict::End(ending) => ending,
+        ContextVerdict::Continue => {
+            let now = time::OffsetDateTime::now_utc();
+            return match sessions.record_context(&hash, observed.current, now).await {
+                Ok(()) => Ok((session, hash)),
+                Err(e) => Err(reply::store_unavailable(facts, &plan.name, &e)),
+            };
+        }
+    };
     match sessions.end_hash(&hash, EndReason::PostAuthViolation).await {
         Ok(Some(ended)) => log_ended(&ended, EndReason::PostAuthViolation, Some(facts.request_id)),
         Ok(None) => {}
         Err(e) => return Err(reply::store_unavailable(facts, &plan.name, &e)),
     }
-    let mut response = match verdict {
-        ContextVerdict::Continue | ContextVerdict::Reauthenticate
-            if navigation(request.headers(), facts.json) =>
-        {
+    let mut response = match ending {
+        SessionEnding::Reauthenticate if navigation(request.headers(), facts.json) => {
             login::start(plan, facts, request, true)
         }
-        ContextVerdict::Continue | ContextVerdict::Reauthenticate => reply::error(
+        SessionEnding::Reauthenticate => reply::error(
             facts,
             StatusCode::UNAUTHORIZED,
             "reauthentication_required",
             "Sign-in required again",
             "Your session's network or device changed; sign in again in a browser to continue.",
         ),
-        ContextVerdict::Deny => reply::error(
+        SessionEnding::Deny => reply::error(
             facts,
             StatusCode::FORBIDDEN,
             "access_denied",
             "Access denied",
             "Your organisation's policy does not allow this application from your current network or device.",
         ),
-        ContextVerdict::SignedOut => reply::error(
+        SessionEnding::SignedOut => reply::error(
             facts,
             StatusCode::UNAUTHORIZED,
             "signed_out",

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use portcullis_config::Config;
 use portcullis_context::{AsnDatabase, ContextSource, Observed, SessionContext};
-use portcullis_gateway::{ContextCheck, ContextVerdict, GatewayChange};
+use portcullis_gateway::{ContextCheck, ContextVerdict, GatewayChange, SessionEnding};
 use portcullis_idp::directory::User;
 use portcullis_idp::policy::PolicySet;
 use portcullis_idp::post_auth::workflow::Workflow;
@@ -157,9 +157,11 @@ impl ContextCheck for GatewaySessions {
         });
         match decision {
             Decision::Continue => ContextVerdict::Continue,
-            Decision::Reauthenticate | Decision::StepUpMfa => ContextVerdict::Reauthenticate,
-            Decision::Deny => ContextVerdict::Deny,
-            Decision::SignedOut => ContextVerdict::SignedOut,
+            Decision::Reauthenticate | Decision::StepUpMfa => {
+                ContextVerdict::End(SessionEnding::Reauthenticate)
+            }
+            Decision::Deny => ContextVerdict::End(SessionEnding::Deny),
+            Decision::SignedOut => ContextVerdict::End(SessionEnding::SignedOut),
         }
     }
 }
