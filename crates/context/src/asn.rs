@@ -404,7 +404,9 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, AsnError> {
 }
 
 fn is_mmdb(bytes: &[u8]) -> bool {
-    let tail = bytes.len().saturating_sub(MMDB_METADATA_MAX + MMDB_MARKER.len());
+    let tail = bytes
+        .len()
+        .saturating_sub(MMDB_METADATA_MAX + MMDB_MARKER.len());
     bytes
         .get(tail..)
         .is_some_and(|tail| tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER))
@@ -578,7 +580,10 @@ mod tests {
             })
             .collect();
         let random = AsnDatabase::from_bytes(path, noise.clone()).expect_err("noise");
-        assert!(matches!(random, AsnError::UnknownFormat { .. }), "{random:?}");
+        assert!(
+            matches!(random, AsnError::UnknownFormat { .. }),
+            "{random:?}"
+        );
         // Noise with the marker and no valid metadata after it.
         let mut fake = noise;
         fake.extend_from_slice(MMDB_MARKER);
@@ -592,7 +597,10 @@ mod tests {
         let good = std::fs::read(fixture("asn.mmdb")).expect("fixture");
         for cut in 0..good.len() {
             let bytes = good.get(..cut).expect("in bounds").to_vec();
-            assert!(AsnDatabase::from_bytes(Path::new("cut.mmdb"), bytes).is_err(), "cut at {cut}");
+            assert!(
+                AsnDatabase::from_bytes(Path::new("cut.mmdb"), bytes).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 
