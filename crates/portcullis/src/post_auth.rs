@@ -12,8 +12,8 @@ use portcullis_context::{AsnDatabase, ContextSource, Observed, SessionContext};
 use portcullis_gateway::{ContextCheck, ContextVerdict, GatewayChange};
 use portcullis_idp::directory::User;
 use portcullis_idp::policy::PolicySet;
-use portcullis_idp::post_auth::{ContextChange, Decision, SessionKind, Settings, ViolationSession};
 use portcullis_idp::post_auth::workflow::Workflow;
+use portcullis_idp::post_auth::{ContextChange, Decision, SessionKind, Settings, ViolationSession};
 use portcullis_idp::web::Idp;
 use portcullis_saml::SigningKey;
 
@@ -72,6 +72,10 @@ pub fn reload(config: &Config, idp: &Idp) {
             tracing::info!(
                 mode = settings.policy.mode.as_str(),
                 asn_ranges = settings.source.asn_database().map_or(0, AsnDatabase::len),
+                asn_format = settings
+                    .source
+                    .asn_database()
+                    .map_or("none", |db| db.format().as_str()),
                 "post-auth settings reloaded"
             );
             idp.post_auth().replace(settings);
