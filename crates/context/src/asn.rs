@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use maxminddb::{geoip2, MaxMindDbError, Reader};
+use maxminddb::{geoip2, LookupResult, MaxMindDbError, PathElement, Reader};
 use portcullis_session::Name;
 use serde::{Deserialize, Serialize};
 
@@ -139,12 +139,16 @@ struct MaxMind {
     decode_warnings: RateLimited,
 }
 
-/// The part of a record `lookup_number` reads: the organisation is skipped,
-/// not decoded.
+/// The part of a record the load checks: the organisation is skipped, not
+/// decoded.
 #[derive(Deserialize)]
 struct NumberOnly {
     autonomous_system_number: Option<u32>,
 }
+
+/// What `lookup_number` reads: the one key, found by the reader without a
+/// map deserialiser around it.
+const NUMBER: &[PathElement<'static>] = &[PathElement::Key("autonomous_system_number")];
 
 impl AsnDatabase {
     /// Reads the database at `path`, whichever format its content is.
@@ -284,8 +288,7 @@ impl AsnDatabase {
         match &self.table {
             Table::Tsv(ranges) => range(ranges, ip).map(|r| r.number),
             Table::MaxMind(db) => db
-                .decode::<NumberOnly>(&self.path, ip)?
-                .autonomous_system_number
+                .find(&self.path, ip, |found| found.decode_path::<u32>(NUMBER))
                 .filter(|n| *n != 0),
         }
     }
@@ -297,7 +300,7 @@ impl AsnDatabase {
                 organization: r.organization.clone(),
             }),
             Table::MaxMind(db) => {
-                let record = db.decode::<geoip2::Asn<'_>>(&self.path, ip)?;
+                let record = db.find(&self.path, ip, |found| found.decode::<geoip2::Asn<'_>>())?;
                 Some(Asn {
                     number: record.autonomous_system_number.filter(|n| *n != 0)?,
                     organization: Name::new(record.autonomous_system_organization.unwrap_or("")),
@@ -308,7 +311,14 @@ impl AsnDatabase {
 }
 
 impl MaxMind {
-    fn decode<'a, T: Deserialize<'a>>(&'a self, path: &Path, ip: IpAddr) -> Option<T> {
+    /// `read`'s answer for the record of `ip`; None for an address no
+    /// network of the database holds.
+    fn find<'a, T>(
+        &'a self,
+        path: &Path,
+        ip: IpAddr,
+        read: impl FnOnce(LookupResult<'a, Vec<u8>>) -> Result<Option<T>, MaxMindDbError>,
+    ) -> Option<T> {
         // The reader finds IPv4 networks for IPv4 addresses (and through the
         // IPv4-compatible ::/96 subtree), not for ::ffff:a.b.c.d, which is
         // how a dual-stack listener reports an IPv4 client.
@@ -319,7 +329,7 @@ impl MaxMind {
         if ip.is_ipv6() && !self.ipv6 {
             return None;
         }
-        match self.reader.lookup(ip).and_then(|found| found.decode::<T>()) {
+        match self.reader.lookup(ip).and_then(read) {
             Ok(record) => record,
             Err(error) => {
                 // Verified at load, so this is a reader limit or a bug, not a
