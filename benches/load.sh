@@ -312,7 +312,7 @@ wait_ready() { # name pid url [curl args...]
             tail -n 30 "$WORK/$name"/*.log >&2 2>/dev/null || true
             die "$name failed to start"
         fi
-        code=$(curl -sS -o "$WORK/$name/probe.body" -w '%{http_code}' --max-time 2 "$@" "$url" 2>/dev/null || true)
+        code=$(curl -sS -A "" -o "$WORK/$name/probe.body" -w '%{http_code}' --max-time 2 "$@" "$url" 2>/dev/null || true)
         if [[ "$code" == 200 ]]; then
             grep -qx 'hello from backend' "$WORK/$name/probe.body" \
                 || die "$name answered 200 but not with the backend's body: $(head -c 200 "$WORK/$name/probe.body")"

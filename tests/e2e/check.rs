@@ -218,3 +218,53 @@ fn every_bad_trusted_proxy_is_printed_with_its_line() {
     }
     assert!(!stderr.contains("trusted_proxies[0]"), "{stderr}");
 }
+
+/// A config with the embedded IdP, whose `[idp] asn_database` is `asn`.
+fn with_asn_database(pki: &Pki, asn: &std::path::Path) -> String {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let idp = format!(
+        "[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"{repo}/demo/users.toml\"\n\
+signing_key = \"{repo}/certs-dev/idp-signing-key.pem\"\nsigning_cert = \"{repo}/certs-dev/idp-signing.pem\"\n\
+asn_database = \"{}\"\n\n{}",
+        asn.display(),
+        app("a", "https://app.test/", "builtin:echo"),
+    );
+    config_text(pki, "", &idp)
+}
+
+fn asn_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/asn")
+        .join(name)
+}
+
+#[test]
+fn an_asn_database_in_either_format_passes() {
+    let pki = Pki::new();
+    for name in ["asn.mmdb", "asn.tsv"] {
+        let (code, stdout, stderr) = check(&with_asn_database(&pki, &asn_fixture(name)));
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert!(stdout.contains("ok (1 app)"), "{name}: {stdout}");
+    }
+}
+
+#[test]
+fn a_missing_or_unusable_asn_database_is_a_problem_naming_the_file() {
+    let pki = Pki::new();
+    for (name, reason) in [
+        ("no-such-database.mmdb", "No such file"),
+        ("corrupt.mmdb", "not a valid MaxMind DB"),
+        ("truncated.mmdb", "neither a MaxMind DB"),
+        ("not-asn.mmdb", "holds no ASN records"),
+    ] {
+        let (code, _, stderr) = check(&with_asn_database(&pki, &asn_fixture(name)));
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("asn_database") && l.contains(name) && l.contains(reason)),
+            "{name}: no line naming the file and `{reason}` in:\n{stderr}"
+        );
+        assert!(stderr.contains("1 problem(s) found"), "{name}: {stderr}");
+    }
+}

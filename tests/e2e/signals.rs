@@ -184,3 +184,49 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn sighup_with_a_corrupt_asn_database_keeps_the_last_good_one() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/asn");
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let dir = tempfile::tempdir().expect("dir");
+    let database = dir.path().join("asn.mmdb");
+    let install = |fixture: &str| {
+        // As an operator's updater does: a new file renamed into place.
+        let staged = dir.path().join("asn.mmdb.new");
+        std::fs::copy(format!("{fixtures}/{fixture}"), &staged).expect("copy fixture");
+        std::fs::rename(&staged, &database).expect("rename");
+    };
+    install("asn.mmdb");
+    let idp = format!(
+        "[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"{repo}/demo/users.toml\"\n\
+signing_key = \"{repo}/certs-dev/idp-signing-key.pem\"\nsigning_cert = \"{repo}/certs-dev/idp-signing.pem\"\n\
+system_log_file = \"{}\"\nasn_database = \"{}\"\n\n{}",
+        dir.path().join("system.log").display(),
+        database.display(),
+        app("a", "https://app.test/", "builtin:echo"),
+    );
+    let gw = Gateway::start_with_text(|pki| config_text(pki, "", &idp));
+
+    install("corrupt.mmdb");
+    gw.signal("HUP");
+    let problem = gw
+        .wait_for_log("post-auth settings not reloaded", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no refusal logged: {:?}", gw.logs()));
+    assert!(
+        problem.contains("asn.mmdb") && problem.contains("not a valid MaxMind DB"),
+        "{problem}"
+    );
+    assert!(gw
+        .wait_for_log("the previous settings stay", Duration::from_secs(5))
+        .is_some());
+    let client = Client::http1(&gw.pki, gw.https);
+    assert_eq!(client.get("https://app.test/").await.status, StatusCode::OK);
+
+    install("asn.tsv");
+    gw.signal("HUP");
+    let reloaded = gw
+        .wait_for_log("post-auth settings reloaded", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no reload logged: {:?}", gw.logs()));
+    assert!(reloaded.contains("\"asn_ranges\":4"), "{reloaded}");
+}

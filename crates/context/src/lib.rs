@@ -13,7 +13,7 @@ mod context;
 pub mod device;
 pub mod zone;
 
-pub use asn::{Asn, AsnDatabase, AsnError};
+pub use asn::{Asn, AsnDatabase, AsnError, AsnFormat};
 pub use context::{Attribute, Changes, ContextSource, Observed, SessionContext};
 pub use device::{Browser, Device, Os};
 pub use zone::{parse_cidr, Zone};

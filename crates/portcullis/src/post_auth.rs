@@ -72,6 +72,10 @@ pub fn reload(config: &Config, idp: &Idp) {
             tracing::info!(
                 mode = settings.policy.mode.as_str(),
                 asn_ranges = settings.source.asn_database().map_or(0, AsnDatabase::len),
+                asn_format = settings
+                    .source
+                    .asn_database()
+                    .map_or("none", |db| db.format().as_str()),
                 "post-auth settings reloaded"
             );
             idp.post_auth().replace(settings);
