@@ -434,3 +434,34 @@ async fn a_broken_asn_database_on_reload_leaves_the_last_good_one_running() {
         "AS64501 Example Loopback High"
     );
 }
+
+#[tokio::test]
+async fn enforced_evaluates_the_session_policy_again_in_a_new_zone() {
+    let f = start(
+        "[[session_policy]]\nname = \"Low network only\"\npriority = 1\ngroups = [\"Everyone\"]\n\
+         [[session_policy.rule]]\nname = \"Outside low\"\npriority = 1\nzones_exclude = [\"low\"]\naccess = \"DENY\"\n\
+         [[session_policy.rule]]\nname = \"Inside low\"\npriority = 2\naccess = \"ALLOW\"\n\n\
+         [post_auth]\nmode = \"enforced\"\nbind = [\"device\"]\n",
+    );
+    let b = bob_signed_in(&f, &[B]).await;
+    // A new address in the same zone: the rule still allows.
+    let same_zone = b.replayed_through(client_from(&f, "127.0.0.2"));
+    let reply = api_get(&same_zone, &format!("{B}/page"), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    // Outside the zone the policy denies: the session ends with a 403.
+    let outside = b.replayed_through(client_from(&f, "127.0.0.200"));
+    let reply = api_get(&outside, &format!("{B}/page"), None).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    assert_eq!(reply.json()["errorCode"], "access_denied");
+    let failed = events(&f, "policy.auth_reevaluate.fail", 1).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        failed[0]["debugContext"]["debugData"]["rule"],
+        "Outside low"
+    );
+    assert_eq!(
+        api_get(&b, &format!("{B}/page"), None).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the session ended"
+    );
+}
