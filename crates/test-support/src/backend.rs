@@ -32,9 +32,6 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
 use crate::body::ZeroBody;
 
 type BackendBody = Either<Full<Bytes>, ZeroBody>;
@@ -56,18 +53,8 @@ impl Backend {
     /// The same backend behind TLS with `pki`'s certificate (valid for
     /// localhost, 127.0.0.1 and the test hosts).
     pub async fn start_tls(pki: &crate::Pki) -> Backend {
-        let certs = vec![CertificateDer::from_pem_file(pki.cert_path()).expect("cert")];
-        let key = PrivateKeyDer::from_pem_file(pki.key_path()).expect("key");
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server config");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Backend::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        let config = pki.server_config(&[b"http/1.1"]);
+        Backend::serve(Some(tokio_rustls::TlsAcceptor::from(config))).await
     }
 
     async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {

@@ -8,8 +8,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Names the test certificate is valid for; tests publish apps on these.
 pub const HOSTS: &[&str] = &[
@@ -80,6 +81,22 @@ impl Pki {
                 .expect("versions")
                 .with_root_certificates(roots)
                 .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// A server config with the test certificate, offering the given ALPN
+    /// ids: what a test's own TLS backend or webhook receiver serves.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        let certs = vec![CertificateDer::from_pem_file(self.cert_path()).expect("cert")];
+        let key = PrivateKeyDer::from_pem_file(self.key_path()).expect("key");
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server config");
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }

@@ -9,8 +9,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis_context::{Attribute, ContextSource};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use test_support::{Backend, Pki};
 use tokio::net::TcpListener;
 
@@ -60,18 +58,7 @@ struct Receiver {
 
 impl Receiver {
     async fn start(pki: &Pki, script: Vec<Answer>, secret: Option<&str>) -> Receiver {
-        let certs = vec![CertificateDer::from_pem_file(pki.cert_path()).expect("cert")];
-        let key = PrivateKeyDer::from_pem_file(pki.key_path()).expect("key");
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server config");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(&[b"http/1.1"]));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!(
             "https://127.0.0.1:{}/violations",
