@@ -543,6 +543,115 @@ async fn idle_http2_connection_is_closed() {
     );
 }
 
+/// The patched h2 and rustls (vendor/README.md) give a connection's buffers
+/// back whenever it has nothing pending and size them again when it wakes.
+/// One HTTP/2 connection that goes idle between exchanges must still carry
+/// each of them whole: headers the client's HPACK encoder indexed (decoded
+/// from the gateway's dynamic table from the second round on), an upload and
+/// a download larger than any buffer, and concurrent streams.
+#[tokio::test]
+async fn one_http2_connection_carries_every_exchange_across_idle_gaps() {
+    use http_body_util::{BodyExt, Full};
+
+    let backend = Backend::start().await;
+    let gw = Harness::start("", &app("a", "https://app.test/", &backend.url())).await;
+    let tls = gw.h1().raw_tls_alpn("app.test", b"h2").await;
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+
+    let custom: Vec<(String, String)> = (0..24)
+        .map(|i| {
+            (
+                format!("x-test-{i}"),
+                format!("value {i} {}", "abcxyz".repeat(24)),
+            )
+        })
+        .collect();
+    let send = |request: Request<Full<bytes::Bytes>>| {
+        let mut sender = sender.clone();
+        async move {
+            let exchange = async {
+                let response = sender.send_request(request).await.expect("response");
+                let status = response.status();
+                let body = response.into_body().collect().await.expect("body");
+                (status, body.to_bytes())
+            };
+            // A buffer that is never sized again stalls the connection.
+            tokio::time::timeout(Duration::from_secs(30), exchange)
+                .await
+                .expect("exchange finished within 30 s")
+        }
+    };
+
+    for round in 0..3 {
+        let mut request = Request::get("https://app.test/echo");
+        for (name, value) in &custom {
+            request = request.header(name, value);
+        }
+        let (status, body) = send(request.body(Full::default()).expect("request")).await;
+        assert_eq!(status, StatusCode::OK, "round {round}");
+        let echoed: serde_json::Value = serde_json::from_slice(&body).expect("echo json");
+        for (name, value) in &custom {
+            assert_eq!(
+                echoed["headers"][name.as_str()],
+                serde_json::json!([value]),
+                "round {round}: {name}"
+            );
+        }
+
+        let upload = bytes::Bytes::from(vec![7u8; 3 << 20]);
+        let (status, body) = send(
+            Request::post("https://app.test/sink")
+                .body(Full::new(upload))
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "round {round}");
+        let sunk: serde_json::Value = serde_json::from_slice(&body).expect("sink json");
+        assert_eq!(sunk["bytes"], 3 << 20, "round {round}");
+
+        let (status, body) = send(
+            Request::get("https://app.test/source?bytes=5000000")
+                .body(Full::default())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "round {round}");
+        assert_eq!(body.len(), 5_000_000, "round {round}");
+    }
+
+    let concurrent = (0..16).map(|i| {
+        send(
+            Request::get(format!("https://app.test/together/{i}"))
+                .header("x-test-0", &custom[0].1)
+                .body(Full::default())
+                .expect("request"),
+        )
+    });
+    for (i, (status, body)) in futures_util::future::join_all(concurrent)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(status, StatusCode::OK);
+        let echoed: serde_json::Value = serde_json::from_slice(&body).expect("echo json");
+        assert_eq!(echoed["path"], format!("/together/{i}"));
+        assert_eq!(
+            echoed["headers"]["x-test-0"],
+            serde_json::json!([custom[0].1])
+        );
+    }
+    assert!(
+        !connection.is_finished(),
+        "the connection stayed open throughout"
+    );
+}
+
 /// A bare HTTP/1.1 backend that counts the connections it accepts. Each
 /// request gets a fixed answer chosen by its path: a `Content-Length` body,
 /// a chunked body, or a 204.

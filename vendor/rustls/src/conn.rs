@@ -439,6 +439,14 @@ pub struct ConnectionCommon<Data> {
 }
 
 impl<Data> ConnectionCommon<Data> {
+    /// Portcullis patch: gives back the TLS record read buffer (4 KiB or more
+    /// once used) if no partial record is in it, for a caller that knows the
+    /// connection has gone idle. The next `read_tls` sizes it again. Upstream
+    /// keeps the buffer for the connection's life.
+    pub fn release_read_buffer(&mut self) {
+        self.deframer_buffer.release_if_empty();
+    }
+
     /// Processes any new packets read by a previous call to
     /// [`Connection::read_tls`].
     ///

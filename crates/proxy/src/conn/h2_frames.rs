@@ -3,14 +3,18 @@
 //! §6.2, §6.10) without parsing HPACK: a trickled header block can be cut
 //! while DATA moves as slowly as it likes.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+use tokio_rustls::server::TlsStream;
 
 use super::clocks::Activity;
+use super::park::PARK_CHECK;
 
 /// HTTP/2 frame types and flags the head clock follows (RFC 9113 §6).
 pub(super) const FRAME_HEADERS: u8 = 0x1;
@@ -95,11 +99,18 @@ impl FrameScan {
 
 pin_project_lite::pin_project! {
     /// The decrypted HTTP/2 stream, followed frame by frame on the way in.
+    /// It also gives back the TLS read buffer once the connection has been
+    /// idle at a check [`PARK_CHECK`] after it went idle, as a parked
+    /// HTTP/1.1 connection does (park.rs): sizing that buffer again costs
+    /// a 4 KiB fill, too much to pay between every two requests.
     pub(super) struct H2Frames<T> {
         #[pin]
         inner: T,
         activity: Arc<Activity>,
         scan: FrameScan,
+        // Boxed: hyper needs the stream to be `Unpin`.
+        release_check: Pin<Box<Sleep>>,
+        check_armed: bool,
     }
 }
 
@@ -109,23 +120,58 @@ impl<T> H2Frames<T> {
             inner,
             activity,
             scan: FrameScan::new(),
+            release_check: Box::pin(tokio::time::sleep(PARK_CHECK)),
+            check_armed: false,
         }
     }
 }
 
-impl<T: AsyncRead> AsyncRead for H2Frames<T> {
+/// A transport whose read buffer can be given back while nothing is
+/// half-received: the TLS stream, through the patched rustls
+/// (vendor/README.md).
+pub(super) trait ReleaseReadBuffer {
+    fn release_read_buffer(self: Pin<&mut Self>);
+}
+
+impl<IO: Unpin> ReleaseReadBuffer for TlsStream<IO> {
+    fn release_read_buffer(self: Pin<&mut Self>) {
+        self.get_mut().get_mut().1.release_read_buffer();
+    }
+}
+
+impl<T: AsyncRead + ReleaseReadBuffer> AsyncRead for H2Frames<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.project();
+        let mut this = self.project();
         let before = buf.filled().len();
-        let result = this.inner.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            if let Some(read) = buf.filled().get(before..) {
-                this.scan.scan(read, this.activity);
+        let result = this.inner.as_mut().poll_read(cx, buf);
+        match result {
+            Poll::Ready(Ok(())) => {
+                if let Some(read) = buf.filled().get(before..) {
+                    this.scan.scan(read, this.activity);
+                    if !read.is_empty() && *this.check_armed && this.release_check.is_elapsed() {
+                        // Awake again after a check: the next idle spell
+                        // gets a check of its own.
+                        *this.check_armed = false;
+                    }
+                }
             }
+            Poll::Pending if this.activity.is_idle() => {
+                if !*this.check_armed {
+                    let at = tokio::time::Instant::now() + PARK_CHECK;
+                    this.release_check.as_mut().reset(at);
+                    *this.check_armed = true;
+                }
+                // Ready at the check and on every idle read after it (each
+                // read sizes the buffer again) until the peer writes.
+                if this.release_check.as_mut().poll(cx).is_ready() {
+                    this.inner.release_read_buffer();
+                }
+            }
+            _ => {}
         }
         result
     }

@@ -155,18 +155,21 @@ pub async fn serve_tls(
     // The handshake counts against the first head's deadline: a client that
     // opens a socket and never finishes TLS is the same slowloris as one
     // that never finishes its headers.
-    let tls =
-        match tokio::time::timeout_at(opened + limits.header_read, acceptor.accept(socket)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed");
-                return Ended::Finished;
-            }
-            Err(_) => {
-                tracing::debug!(client.addr = %peer, "TLS handshake timed out");
-                return Ended::HeadTimeout;
-            }
-        };
+    // Boxed, like both connection kinds below: the handshake's state (a
+    // whole rustls connection) would otherwise size this task for the
+    // connection's life, long after the handshake is over.
+    let handshake = Box::pin(acceptor.accept(socket));
+    let tls = match tokio::time::timeout_at(opened + limits.header_read, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed");
+            return Ended::Finished;
+        }
+        Err(_) => {
+            tracing::debug!(client.addr = %peer, "TLS handshake timed out");
+            return Ended::HeadTimeout;
+        }
+    };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let client = Arc::new(ClientInfo::new(peer));
     let service = {
@@ -210,18 +213,17 @@ pub async fn serve_tls(
             .max_header_list_size(h2_header_list_size(limits));
         let io = TokioIo::new(H2Frames::new(tls, activity.clone()));
         // Boxed: inline, the HTTP/2 connection would size every
-        // connection's task, HTTP/1.1 ones included (a parked HTTP/1.1
-        // connection needs far less).
+        // connection's task, HTTP/1.1 ones included.
         let mut conn = Box::pin(builder.serve_connection(io, service));
         drive(conn.as_mut(), &activity, limits, opened, shutdown).await
     } else {
-        let conn = std::pin::pin!(park::Parking::new(
+        let mut conn = Box::pin(park::Parking::new(
             h1_builder(limits, &activity),
             tls,
             service,
             activity.clone(),
         ));
-        drive(conn, &activity, limits, opened, shutdown).await
+        drive(conn.as_mut(), &activity, limits, opened, shutdown).await
     };
     if ended == Ended::HeadTimeout {
         tracing::debug!(client.addr = %peer, h2, "request head not received in time; connection closed");

@@ -40,7 +40,7 @@ use super::Graceful;
 
 /// How long after it first goes idle a connection is checked for parking
 /// (again once it next goes idle, if it was busy at the check).
-const PARK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const PARK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The TLS stream as hyper sees it: it notes in [`Activity`] whether
 /// everything written has been flushed, and replays bytes hyper had read
@@ -249,6 +249,10 @@ where
                     };
                     let mut io = parts.io.into_inner();
                     if parts.read_buf.is_empty() && io.replay.is_empty() {
+                        // Parked, the connection waits for readiness on the
+                        // socket and reads nothing, so the TLS read buffer
+                        // stays given back until hyper reads again.
+                        io.tls.get_mut().1.release_read_buffer();
                         this.stage = Stage::Parked {
                             io,
                             service: parts.service,

@@ -93,7 +93,10 @@ where
             final_flush_done: false,
             encoder: Encoder {
                 hpack: hpack::Encoder::default(),
-                buf: Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY)),
+                // Portcullis patch: allocated by the first frame buffered and
+                // released once everything is written (`unset_frame`), so an
+                // idle connection holds no write buffer.
+                buf: Cursor::new(BytesMut::new()),
                 next: None,
                 last_data_frame: None,
                 max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
@@ -206,6 +209,7 @@ where
             Some(Next::Data(frame)) => {
                 self.last_data_frame = Some(frame);
                 debug_assert!(self.is_empty());
+                self.release_buffer();
                 ControlFlow::Break
             }
             Some(Next::Continuation(frame)) => {
@@ -216,13 +220,31 @@ where
                 }
                 ControlFlow::Continue
             }
-            None => ControlFlow::Break,
+            None => {
+                self.release_buffer();
+                ControlFlow::Break
+            }
+        }
+    }
+
+    /// Portcullis patch: everything buffered has been written; give the
+    /// allocation back rather than keep 16 KiB per idle connection.
+    fn release_buffer(&mut self) {
+        debug_assert!(self.buf.get_ref().is_empty());
+        *self.buf.get_mut() = BytesMut::new();
+    }
+
+    /// Portcullis patch: the buffer is allocated when a frame is buffered.
+    fn reserve_buffer(&mut self) {
+        if self.buf.get_ref().capacity() == 0 {
+            self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
         }
     }
 
     fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
+        self.reserve_buffer();
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);
         let _e = span.enter();
 
@@ -307,9 +329,11 @@ where
     }
 
     fn has_capacity(&self) -> bool {
+        // A released buffer (capacity 0) is empty: `buffer` allocates it.
         self.next.is_none()
-            && (self.buf.get_ref().capacity() - self.buf.get_ref().len()
-                >= self.min_buffer_capacity)
+            && (self.buf.get_ref().capacity() == 0
+                || self.buf.get_ref().capacity() - self.buf.get_ref().len()
+                    >= self.min_buffer_capacity)
     }
 
     fn is_empty(&self) -> bool {

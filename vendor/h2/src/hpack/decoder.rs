@@ -19,7 +19,6 @@ pub struct Decoder {
     max_size_update: Option<usize>,
     last_max_update: usize,
     table: Table,
-    buffer: BytesMut,
 }
 
 /// Represents all errors that can be encountered while performing the decoding
@@ -158,7 +157,6 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
         }
     }
 
@@ -214,8 +212,10 @@ impl Decoder {
                     can_resize = false;
                     let entry = self.decode_literal(src, true)?;
 
-                    // Insert the header into the table
-                    self.table.insert(entry.clone());
+                    // Insert the header into the table. Portcullis patch: as a
+                    // copy that owns its bytes, so the table does not keep the
+                    // frame's whole read buffer alive for the connection's life.
+                    self.table.insert(entry.detached());
                     consume(src);
 
                     if f(entry).is_break() {
@@ -335,7 +335,10 @@ impl Decoder {
         if huff {
             let ret = {
                 let raw = &buf.chunk()[..len];
-                huffman::decode(raw, &mut self.buffer).map(|buf| StringMarker {
+                // Portcullis patch: a fresh, exact-size buffer per string. A
+                // shared scratch buffer would make every decoded value (and
+                // so the dynamic table) keep the whole scratch allocation.
+                huffman::decode(raw, &mut BytesMut::new()).map(|buf| StringMarker {
                     offset,
                     len,
                     string: Some(BytesMut::freeze(buf)),

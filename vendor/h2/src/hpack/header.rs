@@ -61,6 +61,33 @@ impl Header<Option<HeaderName>> {
 }
 
 impl Header {
+    /// Portcullis patch: the same header, in allocations of its own rather
+    /// than slices of a larger buffer (such as a frame's read buffer).
+    pub fn detached(&self) -> Header {
+        use self::Header::*;
+
+        match self {
+            Field { name, value } => {
+                let name = HeaderName::from_bytes(name.as_str().as_bytes())
+                    .unwrap_or_else(|_| name.clone());
+                let value = match HeaderValue::from_bytes(value.as_bytes()) {
+                    Ok(mut copy) => {
+                        copy.set_sensitive(value.is_sensitive());
+                        copy
+                    }
+                    Err(_) => value.clone(),
+                };
+                Field { name, value }
+            }
+            Authority(v) => Authority(BytesStr::from(v.as_str())),
+            Method(v) => Method(v.clone()),
+            Scheme(v) => Scheme(BytesStr::from(v.as_str())),
+            Path(v) => Path(BytesStr::from(v.as_str())),
+            Protocol(v) => Protocol(crate::ext::Protocol::from(v.as_str())),
+            Status(v) => Status(*v),
+        }
+    }
+
     pub fn new(name: Bytes, value: Bytes) -> Result<Header, DecoderError> {
         if name.is_empty() {
             return Err(DecoderError::NeedMore(NeedMore::UnexpectedEndOfStream));

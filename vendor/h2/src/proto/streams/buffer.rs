@@ -82,6 +82,11 @@ impl Deque {
         match self.indices {
             Some(mut idxs) => {
                 let mut slot = buf.slab.remove(idxs.head);
+                if buf.slab.is_empty() {
+                    // Portcullis patch: no frame is buffered for any stream,
+                    // so no index is live; an idle connection keeps no slab.
+                    buf.slab.shrink_to_fit();
+                }
 
                 if idxs.head == idxs.tail {
                     assert!(slot.next.is_none());

@@ -406,6 +406,12 @@ impl<'a> Ptr<'a> {
         // Remove the stream state
         let stream = self.store.slab.remove(self.key.index.0 as usize);
         assert_eq!(stream.id, self.key.stream_id);
+        if self.store.slab.is_empty() {
+            // Portcullis patch: with no stream left, no key into the slab
+            // or the id map is live; an idle connection keeps neither table.
+            self.store.slab.shrink_to_fit();
+            self.store.ids.shrink_to_fit();
+        }
         stream.id
     }
 

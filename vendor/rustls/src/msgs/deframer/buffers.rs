@@ -184,6 +184,14 @@ impl DeframerVecBuffer {
         }
     }
 
+    /// Portcullis patch: frees the buffer if nothing half-received is in
+    /// it; `prepare_read` sizes it again for the next read.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.used == 0 {
+            self.buf = Vec::new();
+        }
+    }
+
     pub(crate) fn filled_mut(&mut self) -> &mut [u8] {
         &mut self.buf[..self.used]
     }
