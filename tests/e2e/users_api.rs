@@ -19,6 +19,7 @@ use crate::gateway_sso::{start_with_idp_files, Fixture, ADMIN_TOKEN, SESSIONS_TO
 use crate::universal_logout::{bob_in_b_and_c, until_signed_out};
 
 const USERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/users.toml");
+const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/policies.toml");
 const IDP: &str = "https://a.test";
 const B: &str = "https://b.test";
 const C: &str = "https://c.test";
@@ -574,4 +575,57 @@ async fn sighup_reloads_an_edited_users_file_and_refuses_a_broken_one() {
     f.gw.signal("HUP");
     wait_for_logs(&f, "users file reloaded", 2);
     assert_eq!(status(&f, "bob").await, "ACTIVE");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_file_or_keeps_the_running_policies() {
+    let users = std::fs::read_to_string(USERS).expect("demo users");
+    let policies = std::fs::read_to_string(POLICIES).expect("demo policies");
+    let f = start_with_idp_files(
+        "",
+        &[
+            ("users_file", "users.toml", &users),
+            ("policy_file", "policies.toml", &policies),
+        ],
+        &[],
+    );
+    assert_eq!(
+        authn(&f, "bob", "bob-demo-pass").await.status,
+        StatusCode::OK
+    );
+
+    // Staff on this machine are now denied.
+    let path = f.file("policies.toml");
+    let denying = policies.replacen(
+        "zones_include = [\"loopback\"]\n  access = \"ALLOW\"",
+        "zones_include = [\"loopback\"]\n  access = \"DENY\"",
+        1,
+    );
+    assert_ne!(denying, policies);
+    let tmp = path.with_extension("edit");
+    std::fs::write(&tmp, &denying).expect("write");
+    std::fs::rename(&tmp, &path).expect("rename");
+    f.gw.signal("HUP");
+    wait_for_logs(&f, "IdP policies reloaded", 1);
+    assert_api_error(
+        &authn(&f, "bob", "bob-demo-pass").await,
+        StatusCode::UNAUTHORIZED,
+        "E0000004",
+    );
+
+    // A broken policy file is refused; the running (denying) policies stay.
+    std::fs::write(&tmp, "[[session_policy]]\nname = \n").expect("write");
+    std::fs::rename(&tmp, &path).expect("rename");
+    f.gw.signal("HUP");
+    wait_for_logs(
+        &f,
+        "post-auth reload refused; the previous settings stay",
+        1,
+    );
+    assert_eq!(wait_for_logs(&f, "IdP policies reloaded", 1).len(), 1);
+    assert_api_error(
+        &authn(&f, "bob", "bob-demo-pass").await,
+        StatusCode::UNAUTHORIZED,
+        "E0000004",
+    );
 }

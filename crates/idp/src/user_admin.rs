@@ -86,16 +86,19 @@ impl Idp {
             ip,
             user_agent: by.user_agent.as_deref(),
         });
-        self.emit(
-            events::user_lifecycle(
-                op,
-                by.actor.clone(),
-                &applied.after,
-                applied.before.status(),
-                origin.as_ref(),
-            )
-            .debug("wasLocked", if was_locked { "true" } else { "false" }),
+        let event = events::user_lifecycle(
+            op,
+            by.actor.clone(),
+            &applied.after,
+            applied.before.status(),
+            origin.as_ref(),
         );
+        self.emit(match op {
+            Lifecycle::Unlock => {
+                event.debug("wasLocked", if was_locked { "true" } else { "false" })
+            }
+            _ => event,
+        });
         let sessions_ended = if op.ends_sessions() {
             self.sign_out_everywhere(&applied.after, true).await
         } else {

@@ -249,11 +249,6 @@ impl Idp {
         self.directory.current()
     }
 
-    /// The directory with its edits and reloads.
-    pub fn live_directory(&self) -> &Arc<LiveDirectory> {
-        &self.directory
-    }
-
     /// The sign-on and app policies in force.
     pub fn policies(&self) -> Arc<PolicySet> {
         self.policies.load_full()
