@@ -2,7 +2,8 @@
 //! search and paging, one user by id or login, every lifecycle call with
 //! its status codes and scopes, what a suspension does to a signed-in
 //! user (IdP session, app sessions through Universal Logout, sign-in),
-//! changes that survive a restart, and SIGHUP reloads of the users file.
+//! changes that survive a restart, and SIGHUP reloads of the users file
+//! (a status changed or a user removed by hand) and of the policy file.
 //!
 //! Each test runs on its own copy of `demo/users.toml` (alice ACTIVE with
 //! TOTP, bob ACTIVE, carol SUSPENDED), which the gateway edits.
@@ -628,4 +629,32 @@ async fn sighup_reloads_the_policy_file_or_keeps_the_running_policies() {
         StatusCode::UNAUTHORIZED,
         "E0000004",
     );
+}
+
+#[tokio::test]
+async fn a_user_removed_from_the_file_is_signed_out_everywhere_on_sighup() {
+    let f = start();
+    let b = bob_in_b_and_c(&f).await;
+    let original = std::fs::read_to_string(users_file(&f)).expect("read");
+    let start_of_bob = original.find("[[user]]\nid = \"00u2bob\"").expect("bob");
+    let end_of_bob = start_of_bob
+        + 1
+        + original[start_of_bob + 1..]
+            .find("[[user]]")
+            .expect("carol follows");
+    let without_bob = format!("{}{}", &original[..start_of_bob], &original[end_of_bob..]);
+    rewrite_users(&f, &without_bob);
+    f.gw.signal("HUP");
+    let reloaded = wait_for_logs(&f, "users file reloaded", 1);
+    assert!(reloaded[0].contains("\"users\":2"), "{reloaded:?}");
+    assert!(reloaded[0].contains("\"signed_out\":1"), "{reloaded:?}");
+    // Universal Logout reaches the apps although bob is no longer in the
+    // directory, and his IdP session is gone.
+    for app in [B, C] {
+        until_signed_out(&b, &format!("{app}/page")).await;
+    }
+    let location = next_sso_at_idp(&b, &format!("{B}/page")).await;
+    assert!(location.starts_with("/login?"), "{location}");
+    let gone = admin(&f, Method::GET, "/api/v1/users/00u2bob").await;
+    assert_api_error(&gone, StatusCode::NOT_FOUND, "E0000007");
 }
