@@ -1,8 +1,8 @@
 //! The IdP's HTTP face: sign-in pages, the Sessions API, the Users API,
 //! `/api/v1/authn`, the session-cookie redirect and the System Log API.
-//! Transport-agnostic:
-//! it takes a buffered `http::Request<Bytes>` and returns a response; the
-//! binary mounts it on the proxy's `[idp] public_url`.
+//! Transport-agnostic: it takes a buffered `http::Request<Bytes>` and
+//! returns a response; the binary mounts it on the proxy's
+//! `[idp] public_url`.
 
 mod api;
 mod context_check;
