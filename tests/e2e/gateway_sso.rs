@@ -44,8 +44,10 @@ pub(crate) fn start() -> Fixture {
 }
 
 /// The embedded IdP's admin API token in every fixture (sessions manage,
-/// logs read).
+/// logs read, users manage).
 pub(crate) const ADMIN_TOKEN: &str = "e2e-gateway-admin-token";
+/// A token with `okta.sessions.manage` alone: no Users API.
+pub(crate) const SESSIONS_TOKEN: &str = "e2e-gateway-sessions-token";
 
 /// [`start`] with extra `[server]` keys and extra SAML apps on the
 /// embedded IdP: `(name, origin, upstream, extra app keys)`.
@@ -55,7 +57,8 @@ pub(crate) fn start_with(server_extra: &str, extra_apps: &[(&str, &str, &str, &s
 
 /// [`start_with`] plus files the `[idp]` section names:
 /// `(key, file name, contents)`, e.g. a policy file; an empty key writes
-/// the file only.
+/// the file only. A `users_file` here replaces the demo users (a copy
+/// the test may change).
 pub(crate) fn start_with_idp_files(
     server_extra: &str,
     idp_files: &[(&str, &str, &str)],
@@ -96,11 +99,15 @@ auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"{sp_key_path}\"\nsp_sign
             }
         })
         .collect();
+    let users = if idp_files.iter().any(|(key, ..)| *key == "users_file") {
+        String::new()
+    } else {
+        format!("users_file = \"{USERS}\"\n")
+    };
     let config = format!(
         "[idp]
 {idp_file_keys}public_url = \"{IDP}/\"
-users_file = \"{USERS}\"
-system_log_file = \"system-log.jsonl\"
+{users}system_log_file = \"system-log.jsonl\"
 signing_key = \"{idp_key_path}\"
 signing_cert = \"{idp_cert_path}\"
 
@@ -113,7 +120,12 @@ acs_url = \"https://legacy.test/acs\"
 [[idp.api_token]]
 name = \"e2e-admin\"
 sha256 = \"{admin}\"
-scopes = [\"okta.sessions.manage\", \"okta.logs.read\"]
+scopes = [\"okta.sessions.manage\", \"okta.logs.read\", \"okta.users.manage\"]
+
+[[idp.api_token]]
+name = \"e2e-sessions\"
+sha256 = \"{sessions}\"
+scopes = [\"okta.sessions.manage\"]
 
 {b}
 [[app.access]]
@@ -131,6 +143,7 @@ policy = \"deny\"
         b = saml_app("b", B),
         c = saml_app("c", C) + "\n" + &extra,
         admin = portcullis_idp::session::hash_token(ADMIN_TOKEN),
+        sessions = portcullis_idp::session::hash_token(SESSIONS_TOKEN),
     );
     Fixture {
         gw: Gateway::start(server_extra, &config),

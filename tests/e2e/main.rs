@@ -1,7 +1,7 @@
 //! The `portcullis` binary as an operator runs it: `check` on good and bad
 //! files, SIGHUP reloads, SIGTERM drains, memory while streaming large
-//! bodies, and the embedded IdP's HTTP endpoints. Every test starts its own
-//! process on 127.0.0.1:0.
+//! bodies, the embedded IdP's HTTP endpoints and its Users API. Every test
+//! starts its own process on 127.0.0.1:0.
 
 mod balancing;
 mod behaviors;
@@ -20,3 +20,4 @@ mod slo;
 mod sso;
 mod streaming;
 mod universal_logout;
+mod users_api;

@@ -25,7 +25,7 @@ const C_GTR: &str = "https://c.test/_portcullis/global-token-revocation";
 const BOB: &str = "bob@example.com";
 
 /// bob signs in to b (password at the IdP) and c (SSO, no password).
-async fn bob_in_b_and_c(f: &Fixture) -> test_support::browser::Browser {
+pub(crate) async fn bob_in_b_and_c(f: &Fixture) -> test_support::browser::Browser {
     let b = f.gw.browser();
     for (app, acs) in [
         (B, "https://b.test/_portcullis/saml/acs"),
@@ -123,7 +123,7 @@ async fn admin(f: &Fixture, method: Method, path: &str) -> Reply {
 
 /// Polls `url` until it no longer answers 200 for this browser; returns
 /// how long that took.
-async fn until_signed_out(b: &test_support::browser::Browser, url: &str) -> Duration {
+pub(crate) async fn until_signed_out(b: &test_support::browser::Browser, url: &str) -> Duration {
     let started = Instant::now();
     loop {
         let reply = get_json(b, url).await;

@@ -25,6 +25,10 @@ pub enum Scope {
     SessionsManage,
     /// `okta.logs.read`
     LogsRead,
+    /// `okta.users.read`
+    UsersRead,
+    /// `okta.users.manage` (implies read)
+    UsersManage,
 }
 
 impl Scope {
@@ -33,12 +37,26 @@ impl Scope {
             Self::SessionsRead => "okta.sessions.read",
             Self::SessionsManage => "okta.sessions.manage",
             Self::LogsRead => "okta.logs.read",
+            Self::UsersRead => "okta.users.read",
+            Self::UsersManage => "okta.users.manage",
         }
     }
 
+    pub const ALL: [Scope; 5] = [
+        Self::SessionsRead,
+        Self::SessionsManage,
+        Self::LogsRead,
+        Self::UsersRead,
+        Self::UsersManage,
+    ];
+
     /// Whether holding `self` permits an operation that needs `required`.
     pub fn grants(self, required: Scope) -> bool {
-        self == required || (self == Self::SessionsManage && required == Self::SessionsRead)
+        self == required
+            || matches!(
+                (self, required),
+                (Self::SessionsManage, Self::SessionsRead) | (Self::UsersManage, Self::UsersRead)
+            )
     }
 }
 
@@ -52,7 +70,7 @@ impl FromStr for Scope {
     type Err = ApiTokenError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::SessionsRead, Self::SessionsManage, Self::LogsRead]
+        Self::ALL
             .into_iter()
             .find(|scope| scope.as_str() == s)
             .ok_or_else(|| ApiTokenError::UnknownScope {
@@ -107,7 +125,7 @@ pub enum ApiTokenError {
     DuplicateHash { first: String, second: String },
     #[error(
         "unknown API token scope {scope:?}; expected okta.sessions.read, \
-         okta.sessions.manage or okta.logs.read"
+         okta.sessions.manage, okta.logs.read, okta.users.read or okta.users.manage"
     )]
     UnknownScope { scope: String },
 }
@@ -309,15 +327,22 @@ mod tests {
 
     #[test]
     fn scopes_parse_from_okta_names() {
-        for scope in [Scope::SessionsRead, Scope::SessionsManage, Scope::LogsRead] {
+        for scope in Scope::ALL {
             assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
         }
         assert_eq!(
-            "okta.users.read".parse::<Scope>(),
+            "okta.apps.read".parse::<Scope>(),
             Err(ApiTokenError::UnknownScope {
-                scope: "okta.users.read".into()
+                scope: "okta.apps.read".into()
             })
         );
+        assert!(
+            Scope::UsersManage.grants(Scope::UsersRead),
+            "manage implies read"
+        );
+        assert!(!Scope::UsersRead.grants(Scope::UsersManage));
+        assert!(!Scope::SessionsManage.grants(Scope::UsersRead));
+        assert!(!Scope::UsersManage.grants(Scope::SessionsRead));
     }
 
     #[test]

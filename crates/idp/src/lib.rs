@@ -3,10 +3,12 @@
 //! Owns the directory of users and how they prove who they are, the global
 //! session and per-app authentication policies, the IdP's sessions (on
 //! `portcullis-session`'s store, whichever backend the binary picks), the
-//! `SSWS` API tokens, and the System Log. It has no HTTP server code: the
+//! `SSWS` API tokens, the System Log, and what administrators do to users
+//! at runtime ([`user_admin`]). It has no HTTP server code: the
 //! binary mounts its endpoints on the proxy.
 
 pub mod api_token;
+pub mod atomic_file;
 pub mod directory;
 pub mod policy;
 pub mod post_auth;
@@ -14,4 +16,5 @@ pub mod session;
 pub mod signed_token;
 pub mod syslog;
 pub mod universal_logout;
+pub mod user_admin;
 pub mod web;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use portcullis_config::{Config, SpNameIdFormat};
 use portcullis_idp::api_token::{ApiToken, ApiTokens, Scope};
-use portcullis_idp::directory::{Directory, LockoutPolicy};
+use portcullis_idp::directory::{Directory, DirectoryError, LockoutPolicy};
 use portcullis_idp::policy::PolicySet;
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
+use portcullis_idp::user_admin::UserAdminError;
 use portcullis_idp::web::{Caller, Idp, SamlSettings, ServiceProvider, WebSettings};
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
 use portcullis_saml::{NameIdFormat, SigningKey};
@@ -197,6 +198,39 @@ pub fn start(config: &Config, files: IdpFiles) -> anyhow::Result<Arc<Idp>> {
             .context("building the IdP's SAML metadata")?;
     }
     Ok(Arc::new(idp))
+}
+
+/// SIGHUP: the users file named by the (new) configuration, read again.
+/// A file with a problem keeps the running users, every problem logged;
+/// users who were ACTIVE and no longer are lose their sessions (with
+/// Universal Logout to the apps).
+pub async fn reload_users(config: &Config, idp: &Idp) {
+    let Some(section) = &config.idp else { return };
+    let file = section.users_file.display().to_string();
+    match idp.reload_directory(&section.users_file).await {
+        Ok(reload) => tracing::info!(
+            file = %file,
+            users = reload.users,
+            signed_out = reload.signed_out,
+            "users file reloaded"
+        ),
+        Err(e) => {
+            let problems: Vec<String> = match &e {
+                UserAdminError::Load(DirectoryError::Invalid { problems, .. }) => {
+                    problems.iter().map(ToString::to_string).collect()
+                }
+                other => vec![other.to_string()],
+            };
+            for problem in &problems {
+                tracing::error!(file = %file, problem = %problem, "users file not reloaded");
+            }
+            tracing::error!(
+                file = %file,
+                problems = problems.len(),
+                "users file not reloaded; the running users stay"
+            );
+        }
+    }
 }
 
 /// Background upkeep on the caller's runtime: the session-end logger and a

@@ -58,8 +58,9 @@ pub fn load_settings(
     })
 }
 
-/// SIGHUP: the policy file's post-auth table and zones and the ASN
-/// database, read again.
+/// SIGHUP: the policy file (its sign-on and app policies, its post-auth
+/// table and zones) and the ASN database, read again. All of it is
+/// replaced, or none: the policies stay as one file describes them.
 pub fn reload(config: &Config, idp: &Idp) {
     let Some(section) = &config.idp else { return };
     let policies = match crate::idp_service::load_policies(section) {
@@ -79,6 +80,14 @@ pub fn reload(config: &Config, idp: &Idp) {
                 "post-auth settings reloaded"
             );
             idp.post_auth().replace(settings);
+            idp.replace_policies(policies);
+            tracing::info!(
+                policy_file = %section
+                    .policy_file
+                    .as_deref()
+                    .map_or_else(|| "(defaults)".into(), |p| p.display().to_string()),
+                "IdP policies reloaded"
+            );
         }
         Err(problems) => refused(&problems),
     }
@@ -90,6 +99,7 @@ fn refused(problems: &[String]) {
     }
     tracing::error!(
         problems = problems.len(),
+        policies = "kept",
         "post-auth reload refused; the previous settings stay"
     );
 }
@@ -100,17 +110,16 @@ pub struct GatewaySessions(pub Arc<Idp>);
 impl GatewaySessions {
     /// The directory user a gateway session names: its NameID is the
     /// user's id, login or email, by the SP's NameID format.
-    fn user(&self, name_id: &str) -> Option<&User> {
+    fn user(&self, name_id: &str) -> Option<Arc<User>> {
         let directory = self.0.directory();
         directory
-            .by_id(name_id)
-            .or_else(|| directory.by_login(name_id))
+            .by_id_or_login(name_id)
             .or_else(|| {
                 directory
-                    .users()
-                    .iter()
+                    .users_by_id()
                     .find(|u| u.email().eq_ignore_ascii_case(name_id))
             })
+            .cloned()
     }
 }
 
@@ -151,7 +160,7 @@ impl ContextCheck for GatewaySessions {
                 kind: SessionKind::Gateway,
                 app: Some(session.body.app.to_string()),
             },
-            user,
+            user: &user,
             recorded: &session.body.context,
             observed: change.observed,
             user_agent: change.user_agent,

@@ -77,6 +77,7 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
                     shutdown_timeout = timeout;
                     if let Some(idp) = &parts.idp {
                         crate::post_auth::reload(&config, idp);
+                        crate::idp_service::reload_users(&config, idp).await;
                     }
                 }
             }

@@ -88,3 +88,26 @@ pub enum ProblemKind {
     #[error("`totp_secret`: {0}")]
     TotpSecret(TotpSecretError),
 }
+
+/// An administrator's change to a user did not happen; the users file and
+/// the directory in force are unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("no user with id {id:?}")]
+    UnknownUser { id: String },
+    /// The user's status does not allow the operation.
+    #[error(transparent)]
+    Transition(#[from] super::lifecycle::TransitionError),
+    #[error(transparent)]
+    Edit(#[from] super::file_edit::FileEditError),
+    /// The edited text does not load (which an edit of one status or one
+    /// secret should never cause).
+    #[error("the edited users file would not load: {0}")]
+    Invalid(DirectoryError),
+    /// The edited text loads, but the user's entry does not say what the
+    /// edit wrote (e.g. the key is set twice in ways the editor missed).
+    #[error("the edit of user {id:?} did not take in the users file")]
+    NotApplied { id: String },
+    #[error(transparent)]
+    Write(#[from] crate::atomic_file::AtomicWriteError),
+}

@@ -163,6 +163,24 @@ impl LockoutTracker {
         self.lock().remove(user_id);
     }
 
+    /// An administrator lifts the lock and the failure count; `true` when
+    /// a lock was still running.
+    pub fn unlock(&self, user_id: &str, now: OffsetDateTime) -> bool {
+        self.lock()
+            .remove(user_id)
+            .and_then(|e| e.locked_until)
+            .is_some_and(|until| until > now)
+    }
+
+    /// Until when the account is locked, without counting as an attempt
+    /// (what the Users API shows as `LOCKED_OUT`).
+    pub fn locked_until(&self, user_id: &str, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.lock()
+            .get(user_id)
+            .and_then(|e| e.locked_until)
+            .filter(|until| *until > now)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // Each update leaves entries consistent, so a poisoned lock is usable.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
@@ -323,6 +341,24 @@ mod tests {
             tracker.record_failure("u2", at(10)),
             FailureOutcome::Counted { remaining: 2 }
         );
+    }
+
+    #[test]
+    fn unlock_lifts_a_running_lock_and_the_count() {
+        let tracker = LockoutTracker::new(policy(2, 60));
+        tracker.record_failure("u1", at(0));
+        tracker.record_failure("u1", at(0));
+        assert_eq!(tracker.locked_until("u1", at(10)), Some(at(60)));
+        assert!(tracker.unlock("u1", at(10)));
+        assert_eq!(tracker.check("u1", at(10)), Ok(()));
+        assert_eq!(tracker.locked_until("u1", at(10)), None);
+        assert_eq!(
+            tracker.record_failure("u1", at(11)),
+            FailureOutcome::Counted { remaining: 1 },
+            "counting starts over"
+        );
+        assert!(!tracker.unlock("u1", at(12)), "not locked: nothing lifted");
+        assert!(!tracker.unlock("nobody", at(12)));
     }
 
     #[test]

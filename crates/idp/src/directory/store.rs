@@ -1,21 +1,32 @@
 //! The loaded directory: users indexed by login and by id.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::DirectoryError;
 use super::password;
 use super::user::User;
 use super::users_file;
 
-/// All users from one users file. Immutable once loaded: reloading builds a
-/// new `Directory` (which callers can swap in atomically).
-#[derive(Debug)]
+/// All users from one users file. Immutable once loaded: an edit or a
+/// reload builds a new `Directory`, which
+/// [`LiveDirectory`](super::LiveDirectory) swaps in whole.
+///
+/// Users are shared (`Arc`) so a request can keep the one it signs in
+/// while the directory it came from is replaced.
 pub struct Directory {
     source: PathBuf,
-    users: Vec<User>,
+    /// The text the users were parsed from: what an edit changes, so the
+    /// operator's comments and layout survive it.
+    text: String,
+    users: Vec<Arc<User>>,
     by_login: HashMap<String, usize>,
     by_id: HashMap<String, usize>,
+    /// Positions in `users`, ordered by id: the order of the Users API's
+    /// pages, which a removed user cannot shift.
+    id_order: Vec<usize>,
 }
 
 impl Directory {
@@ -38,13 +49,14 @@ impl Directory {
         Ok(directory)
     }
 
-    /// Parses users file text; `path_for_messages` only appears in errors.
-    pub fn from_str(
-        text: &str,
-        path_for_messages: impl AsRef<Path>,
-    ) -> Result<Self, DirectoryError> {
-        let source = path_for_messages.as_ref().to_path_buf();
-        let users = users_file::parse(text, &source)?;
+    /// Parses users file text; `path` appears in errors and is where
+    /// edits are written.
+    pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<Self, DirectoryError> {
+        let source = path.as_ref().to_path_buf();
+        let users: Vec<Arc<User>> = users_file::parse(text, &source)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         // Validation guarantees ids and logins are unique, so these maps are
         // one-to-one.
         let by_login = users
@@ -57,11 +69,15 @@ impl Directory {
             .enumerate()
             .map(|(i, u)| (u.id().to_owned(), i))
             .collect();
+        let mut id_order: Vec<usize> = (0..users.len()).collect();
+        id_order.sort_by(|&a, &b| users[a].id().cmp(users[b].id()));
         Ok(Self {
             source,
+            text: text.to_owned(),
             users,
             by_login,
             by_id,
+            id_order,
         })
     }
 
@@ -70,21 +86,46 @@ impl Directory {
         &self.source
     }
 
+    /// The text it was parsed from.
+    pub(super) fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Finds a user by login, ignoring case.
     pub fn by_login(&self, login: &str) -> Option<&User> {
         self.by_login
             .get(&users_file::login_key(login))
             .and_then(|&i| self.users.get(i))
+            .map(|u| &**u)
     }
 
     /// Finds a user by stable id (exact match).
     pub fn by_id(&self, id: &str) -> Option<&User> {
+        self.shared(id).map(|u| &**u)
+    }
+
+    /// The user with this id, to keep beyond this directory's life.
+    pub fn shared(&self, id: &str) -> Option<&Arc<User>> {
         self.by_id.get(id).and_then(|&i| self.users.get(i))
     }
 
+    /// By id, else by login: what Okta's `/api/v1/users/{id}` accepts.
+    pub fn by_id_or_login(&self, key: &str) -> Option<&Arc<User>> {
+        self.shared(key).or_else(|| {
+            self.by_login
+                .get(&users_file::login_key(key))
+                .and_then(|&i| self.users.get(i))
+        })
+    }
+
     /// All users, in file order.
-    pub fn users(&self) -> &[User] {
-        &self.users
+    pub fn users(&self) -> impl ExactSizeIterator<Item = &User> {
+        self.users.iter().map(|u| &**u)
+    }
+
+    /// All users, ordered by id.
+    pub fn users_by_id(&self) -> impl Iterator<Item = &Arc<User>> {
+        self.id_order.iter().filter_map(|&i| self.users.get(i))
     }
 
     pub fn len(&self) -> usize {
@@ -93,6 +134,16 @@ impl Directory {
 
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+}
+
+/// The text holds every hash and secret: only the counts are shown.
+impl fmt::Debug for Directory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Directory")
+            .field("source", &self.source)
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -71,6 +71,11 @@ impl User {
         &self.email
     }
 
+    /// Every custom profile attribute with its values, by name.
+    pub fn profile_attributes(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.profile.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
     /// A custom profile attribute's values (empty when unset).
     pub fn profile(&self, name: &str) -> &[String] {
         self.profile.get(name).map_or(&[], Vec::as_slice)

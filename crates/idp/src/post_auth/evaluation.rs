@@ -197,7 +197,7 @@ impl Idp {
         let user = change.user;
         let now = OffsetDateTime::now_utc();
         let mfa_verified = change.last_factor_verification.is_some();
-        let policies = &self.policies;
+        let policies = self.policies();
         let sign_on = policies.evaluate_sign_on(&SignOnContext {
             groups: user.groups(),
             ip: change.observed.current.ip,

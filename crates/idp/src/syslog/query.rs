@@ -255,7 +255,7 @@ fn collect_page<'a>(mut events: impl Iterator<Item = &'a Event>, limit: usize) -
 pub fn next_link<'a>(
     base_url: &str,
     params: impl IntoIterator<Item = (&'a str, &'a str)>,
-    cursor: &Cursor,
+    cursor: &impl fmt::Display,
 ) -> String {
     let mut out = String::with_capacity(base_url.len() + 128);
     out.push('<');

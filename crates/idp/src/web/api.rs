@@ -40,7 +40,7 @@ struct AuthnBody {
 
 impl Idp {
     /// Token check and per-client API rate limit; `Err` is the response.
-    fn api_guard(
+    pub(super) fn api_guard(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -97,7 +97,7 @@ impl Idp {
             (Method::POST, Some(_)) => self.sessions.refresh(&session_id, now).await,
             _ => match self.sessions.revoke(&session_id, EndReason::Revoked).await {
                 Ok(Some(record)) => {
-                    if let Some(user) = self.directory.by_id(&record.body.user_id) {
+                    if let Some(user) = self.directory().by_id(&record.body.user_id) {
                         let origin = Origin {
                             ip: caller.ip,
                             user_agent: user_agent(request),
@@ -140,7 +140,8 @@ impl Idp {
                 summary: "user id is malformed".into(),
             });
         }
-        let Some(user) = self.directory.by_id(user_id) else {
+        let directory = self.directory();
+        let Some(user) = directory.by_id(user_id) else {
             return api_error(&ApiError::NotFound(format!("{user_id} (User)")));
         };
         let ended = match self
@@ -226,7 +227,8 @@ impl Idp {
                 })
             }
         };
-        let mut decision = self.policies.evaluate_sign_on(&SignOnContext {
+        let user: &crate::directory::User = &user;
+        let mut decision = self.policies().evaluate_sign_on(&SignOnContext {
             groups: user.groups(),
             ip: caller.ip,
             mfa_verified: false,
@@ -259,7 +261,7 @@ impl Idp {
                 return api_error(&ApiError::AuthenticationFailed);
             }
             mfa_verified = true;
-            decision = self.policies.evaluate_sign_on(&SignOnContext {
+            decision = self.policies().evaluate_sign_on(&SignOnContext {
                 groups: user.groups(),
                 ip: caller.ip,
                 mfa_verified: true,
@@ -355,7 +357,13 @@ impl Idp {
                 "This sign-in link is invalid, expired or was already used. Please sign in again.",
             ),
         };
-        let Some(user) = self.directory.by_id(&pending.user_id) else {
+        let directory = self.directory();
+        // The token was issued before an administrator may have suspended
+        // the user: the status in force decides.
+        let Some(user) = directory
+            .by_id(&pending.user_id)
+            .filter(|u| u.status() == crate::directory::UserStatus::Active)
+        else {
             return respond::message_page(
                 StatusCode::UNAUTHORIZED,
                 "Link expired",

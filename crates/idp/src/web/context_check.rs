@@ -50,7 +50,8 @@ impl Idp {
         else {
             return Ok(Some((secret, record)));
         };
-        let decision = match self.directory.by_id(&record.body.user_id) {
+        let directory = self.directory();
+        let decision = match directory.by_id(&record.body.user_id) {
             Some(user) if !observed.changes.is_empty() => self.context_changed(&ContextChange {
                 session: ViolationSession {
                     id: record.id.as_str().to_string(),

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use portcullis_context::{Attribute, SessionContext};
 
-use crate::directory::User;
+use crate::directory::{Lifecycle, User, UserStatus};
 use crate::post_auth::{Decision, SessionKind, Verdict, Violation, ViolationSession};
 use crate::syslog::{Actor, Entity, Event, OutcomeResult, Severity, Target};
 
@@ -141,6 +141,44 @@ pub fn account_lock(user: &User, until: &str, origin: &Origin<'_>) -> Event {
     .debug("lockedUntil", until)
 }
 
+/// The actor of an API call: its token, by name.
+pub fn api_token_actor(name: &str) -> Actor {
+    Entity::new(name, "ApiToken").display_name(name)
+}
+
+/// An administrator's lifecycle operation on `user` (`user.lifecycle.*`,
+/// `user.account.unlock`, `user.mfa.factor.reset_all`); `user` is as it is
+/// afterwards. `client` is the caller's, when the change came over HTTP.
+pub fn user_lifecycle(
+    op: Lifecycle,
+    actor: Actor,
+    user: &User,
+    previous: UserStatus,
+    client: Option<&Origin<'_>>,
+) -> Event {
+    let message = match op {
+        Lifecycle::Suspend => "Suspend Okta user",
+        Lifecycle::Unsuspend => "Unsuspend Okta user",
+        Lifecycle::Deactivate => "Deactivate Okta user",
+        Lifecycle::Unlock => "Unlock Okta user",
+        Lifecycle::ResetFactors => "Reset all factors for user",
+    };
+    let event = Event::new(
+        op.event_type(),
+        message,
+        Severity::Info,
+        OutcomeResult::Success,
+    )
+    .actor(actor)
+    .target(user_actor(user))
+    .debug("previousStatus", previous.as_str())
+    .debug("status", user.status().as_str());
+    match client {
+        Some(origin) => event.client(Some(origin.ip), origin.user_agent),
+        None => event,
+    }
+}
+
 /// Sessions revoked through the API; `token` is the API token's name.
 pub fn session_clear(
     token: &str,
@@ -155,7 +193,7 @@ pub fn session_clear(
         OutcomeResult::Success,
         origin,
     )
-    .actor(Entity::new(token, "ApiToken").display_name(token))
+    .actor(api_token_actor(token))
     .target(user_actor(user));
     for id in session_ids {
         event = event.target(Target::new(id.clone(), "Session"));

@@ -16,7 +16,7 @@ use super::{cookie, query_param, user_agent, user_agent_bytes, Caller, Idp, SESS
 use portcullis_session::{OneTimeError, OneTimeKind};
 
 use crate::directory::{
-    totp_step_replayable_until, verify_totp, AuthFailure, FailureOutcome, User,
+    totp_step_replayable_until, verify_totp, AuthFailure, FailureOutcome, User, UserStatus,
 };
 use crate::policy::{Outcome, SignOnContext};
 use crate::session::{
@@ -291,7 +291,8 @@ impl Idp {
                 )
             }
         };
-        let decision = self.policies.evaluate_sign_on(&SignOnContext {
+        let user: &User = &user;
+        let decision = self.policies().evaluate_sign_on(&SignOnContext {
             groups: user.groups(),
             ip: caller.ip,
             mfa_verified: false,
@@ -420,14 +421,14 @@ impl Idp {
         password: String,
         now: OffsetDateTime,
         origin: &Origin<'_>,
-    ) -> Result<&User, PasswordRefused> {
+    ) -> Result<Arc<User>, PasswordRefused> {
         let idp = self.clone();
         let login_owned = login.to_string();
         let verdict = self
             .password_work
             .run(move || {
                 let mut verifier = idp.password_memory.verifier();
-                idp.directory
+                idp.directory()
                     .authenticate(
                         &login_owned,
                         &password,
@@ -449,10 +450,17 @@ impl Idp {
                 return Err(PasswordRefused::Failed);
             }
         };
-        let known = self.directory.by_login(login);
+        // The version in force now: an administrator may have suspended
+        // the user while their password was being checked.
+        let directory = self.directory();
+        let known = directory.by_login(login);
         match verdict {
             Ok(id) => {
-                let user = self.directory.by_id(&id).ok_or(PasswordRefused::Failed)?;
+                let user = directory
+                    .shared(&id)
+                    .filter(|u| u.status() == UserStatus::Active)
+                    .cloned()
+                    .ok_or(PasswordRefused::Failed)?;
                 self.lockout.record_success(user.id());
                 Ok(user)
             }
@@ -480,8 +488,12 @@ impl Idp {
     /// read (its newest events, refilled from the file at open), and only
     /// events from the last `lockout_duration`.
     pub(crate) fn restore_lockouts(&self, now: OffsetDateTime) {
-        let Ok(mut query) = Query::from_params([("filter", "eventType eq \"user.account.lock\"")])
-        else {
+        // Unlocks too, oldest first, so an administrator's unlock after a
+        // lock lifts it again after the restart.
+        let Ok(mut query) = Query::from_params([(
+            "filter",
+            "eventType eq \"user.account.lock\" or eventType eq \"user.account.unlock\"",
+        )]) else {
             return;
         };
         let window = time::Duration::try_from(self.settings.lockout.lockout_duration)
@@ -492,6 +504,12 @@ impl Idp {
         loop {
             let page = self.log.query(&query);
             for event in &page.events {
+                if event.event_type == "user.account.unlock" {
+                    for target in event.target.iter().filter(|t| t.kind == "User") {
+                        self.lockout.unlock(&target.id, now);
+                    }
+                    continue;
+                }
                 let until = event
                     .debug_context
                     .debug_data
@@ -602,7 +620,8 @@ impl Idp {
         if record.body.status != SessionStatus::MfaRequired && !step_up {
             return respond::redirect(&self.destination(Some(&from)));
         }
-        let Some(user) = self.directory.by_id(&record.body.user_id) else {
+        let directory = self.directory();
+        let Some(user) = directory.by_id(&record.body.user_id) else {
             return respond::redirect(&self.path("/login"));
         };
         if self.lockout.check(user.id(), now).is_err() {
@@ -685,7 +704,7 @@ impl Idp {
         match self.current_session_checked(request, caller, now).await {
             Ok(Some((_, record))) if record.body.status == SessionStatus::Active => {
                 let name = self
-                    .directory
+                    .directory()
                     .by_id(&record.body.user_id)
                     .map(|u| u.display_name())
                     .unwrap_or_else(|| record.body.login.clone());

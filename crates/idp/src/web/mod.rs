@@ -1,7 +1,8 @@
-//! The IdP's HTTP face: sign-in pages, the Sessions API, `/api/v1/authn`,
-//! the session-cookie redirect and the System Log API. Transport-agnostic:
-//! it takes a buffered `http::Request<Bytes>` and returns a response; the
-//! binary mounts it on the proxy's `[idp] public_url`.
+//! The IdP's HTTP face: sign-in pages, the Sessions API, the Users API,
+//! `/api/v1/authn`, the session-cookie redirect and the System Log API.
+//! Transport-agnostic: it takes a buffered `http::Request<Bytes>` and
+//! returns a response; the binary mounts it on the proxy's
+//! `[idp] public_url`.
 
 mod api;
 mod context_check;
@@ -11,11 +12,13 @@ mod login;
 mod respond;
 mod slo;
 mod sso;
+mod users_api;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use time::OffsetDateTime;
@@ -25,7 +28,7 @@ use portcullis_proxy::{ClientLimit, WorkBounds, WorkLimit};
 use portcullis_session::{MemoryOneTime, MemoryTickets, OneTimeStore, TicketStore};
 
 use crate::api_token::ApiTokens;
-use crate::directory::{Directory, HashMemory, LockoutPolicy, LockoutTracker};
+use crate::directory::{Directory, HashMemory, LiveDirectory, LockoutPolicy, LockoutTracker, User};
 use crate::policy::PolicySet;
 use crate::session::{IdpSessions, PendingSignIn};
 use crate::syslog::{Event, SystemLog};
@@ -83,8 +86,11 @@ impl IdpStores {
 /// The embedded IdP with all its state. Shared by every worker thread.
 pub struct Idp {
     pub(crate) settings: WebSettings,
-    pub(crate) directory: Directory,
-    pub(crate) policies: PolicySet,
+    /// Swapped whole by lifecycle edits and reloads; a request takes one
+    /// version ([`Idp::directory`]) and keeps it.
+    pub(crate) directory: Arc<LiveDirectory>,
+    /// Swapped whole on SIGHUP.
+    pub(crate) policies: ArcSwap<PolicySet>,
     pub(crate) sessions: IdpSessions,
     /// One-time session tokens from `/api/v1/authn`.
     pub(crate) tokens: Arc<dyn TicketStore<PendingSignIn>>,
@@ -189,8 +195,8 @@ impl Idp {
             password_memory: HashMemory::default(),
             saml_work: WorkLimit::new("idp_saml_verify", saml_work_bounds()),
             settings,
-            directory,
-            policies,
+            directory: Arc::new(LiveDirectory::new(directory)),
+            policies: ArcSwap::from_pointee(policies),
             sessions: stores.sessions,
             tokens: stores.tickets,
             api_tokens,
@@ -215,13 +221,20 @@ impl Idp {
     /// Signs `user_id`'s user out of every logout-enabled app, in the
     /// background; `false` when the user is unknown.
     pub(crate) fn dispatch_universal_logout(&self, user_id: &str, why: &'static str) -> bool {
-        let Some(user) = self.directory.by_id(user_id) else {
+        let directory = self.directory();
+        let Some(user) = directory.by_id(user_id) else {
             return false;
         };
+        self.universal_logout_for(user, why);
+        true
+    }
+
+    /// [`dispatch_universal_logout`](Self::dispatch_universal_logout) for a
+    /// user already in hand, also one no longer in the directory.
+    pub(crate) fn universal_logout_for(&self, user: &User, why: &'static str) {
         if let Some(ul) = self.universal_logout.get() {
             ul.dispatch(user.email(), why);
         }
-        true
     }
 
     /// The SAML signing key, which also signs Universal Logout tokens and
@@ -230,8 +243,20 @@ impl Idp {
         self.saml.as_ref().map(|saml| &saml.settings.signing_key)
     }
 
-    pub fn directory(&self) -> &Directory {
-        &self.directory
+    /// The directory in force. One reference count: keep it for the whole
+    /// request rather than asking again per lookup.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.current()
+    }
+
+    /// The sign-on and app policies in force.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.load_full()
+    }
+
+    /// Takes effect for the next evaluation (SIGHUP).
+    pub fn replace_policies(&self, policies: PolicySet) {
+        self.policies.store(Arc::new(policies));
     }
 
     /// The IdP's sessions (their backend is [`IdpSessions::store`]).
@@ -362,6 +387,14 @@ impl Idp {
             (Method::POST, ["api", "v1", "users", user_id, "universal-logout"]) => {
                 self.universal_logout_api(&request, &caller, user_id)
             }
+            (Method::GET, ["api", "v1", "users"]) => self.users_list(&request, &caller),
+            (_, ["api", "v1", "users"]) => respond::method_not_allowed("GET"),
+            (Method::GET, ["api", "v1", "users", key]) => self.user_get(&request, &caller, key),
+            (_, ["api", "v1", "users", _]) => respond::method_not_allowed("GET"),
+            (Method::POST, ["api", "v1", "users", key, "lifecycle", op]) => {
+                self.user_lifecycle_api(&request, &caller, key, op).await
+            }
+            (_, ["api", "v1", "users", _, "lifecycle", _]) => respond::method_not_allowed("POST"),
             (Method::GET, ["oauth2", "v1", "keys"]) => match self.universal_logout.get() {
                 Some(ul) => respond::json_response(StatusCode::OK, ul.jwks()),
                 None => respond::api_error(&ApiError::NotFound(relative.clone())),

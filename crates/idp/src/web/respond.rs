@@ -25,6 +25,10 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     /// E0000022: method not allowed on this path.
     MethodNotAllowed,
+    /// E0000009 as 500: the IdP failed at something that is not the
+    /// caller's fault (e.g. the users file could not be written); nothing
+    /// was changed.
+    Internal,
     /// E0000009 as 503: a store the IdP needs (sessions, tokens, one-time
     /// uses) could not answer; nothing was changed, the call may be retried.
     Unavailable,
@@ -73,6 +77,11 @@ impl ApiError {
                 "E0000022",
                 "The endpoint does not support the provided HTTP method".into(),
             ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "E0000009",
+                "Internal Server Error".into(),
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "E0000009",
@@ -113,6 +122,15 @@ pub fn api_error(error: &ApiError) -> Response<Bytes> {
             &retry_after_secs.to_string(),
         );
     }
+    response
+}
+
+/// 405 with the methods the path does take (RFC 9110 §15.5.6).
+pub fn method_not_allowed(allow: &'static str) -> Response<Bytes> {
+    let mut response = api_error(&ApiError::MethodNotAllowed);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 

@@ -278,7 +278,8 @@ impl Idp {
         let Some(saml) = &self.saml else {
             return (VecDeque::new(), false);
         };
-        let Some(user) = self.directory.by_id(user_id) else {
+        let directory = self.directory();
+        let Some(user) = directory.by_id(user_id) else {
             return (VecDeque::new(), false);
         };
         let names = lock(&saml.participants)
@@ -377,7 +378,7 @@ impl Idp {
             .await
         {
             Ok(record) => record.filter(|record| {
-                self.directory
+                self.directory()
                     .by_id(&record.body.user_id)
                     .is_some_and(|user| name_id_for(sp, user) == parsed.name_id)
             }),

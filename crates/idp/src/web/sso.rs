@@ -41,7 +41,7 @@ use super::events::{self, Origin};
 use super::login::STEP_UP_PARAM;
 use super::respond::{self, escape};
 use super::{query_param, Caller, Idp};
-use crate::directory::User;
+use crate::directory::{User, UserStatus};
 use crate::policy::{AppDecision, SessionFacts};
 use crate::session::{Amr, SessionRecord, SessionStatus};
 
@@ -658,7 +658,13 @@ impl Idp {
             }
             return self.to_login(&ask.return_to);
         };
-        let Some(user) = self.directory.by_id(&record.body.user_id) else {
+        // A session outliving its user's suspension (a reload racing the
+        // sign-in) is worth nothing: the status in force decides.
+        let directory = self.directory();
+        let Some(user) = directory
+            .by_id(&record.body.user_id)
+            .filter(|u| u.status() == UserStatus::Active)
+        else {
             return self.to_login(&ask.return_to);
         };
         let nonce = query_param(request, REAUTH_PARAM);
@@ -675,7 +681,8 @@ impl Idp {
             password_verified_this_request: asked_at
                 .is_some_and(|at| record.body.last_password_verification > at),
         };
-        match self.policies.app_policy(&sp.name).evaluate(&facts) {
+        let decision = self.policies().app_policy(&sp.name).evaluate(&facts);
+        match decision {
             AppDecision::Allow => {
                 if let Some(n) = nonce {
                     lock(&saml.reauth).remove(&n);

@@ -236,7 +236,8 @@ async fn authn_token_becomes_a_session_the_sessions_api_manages() {
 #[tokio::test]
 async fn a_totp_code_is_accepted_once_and_older_ones_never_again() {
     let Fixture { idp, _dir } = fixture(IdpStores::memory());
-    let alice = idp.directory.by_id("00u1alice").expect("alice");
+    let directory = idp.directory();
+    let alice = directory.by_id("00u1alice").expect("alice");
     let secret = TotpSecret::from_base32(ALICE_TOTP).expect("secret");
     let now = OffsetDateTime::now_utc();
     let previous = now - time::Duration::seconds(TOTP_STEP_SECONDS as i64);
