@@ -177,6 +177,24 @@ async fn browser_journey_deep_link_sso_second_app_forbidden_page_and_single_logo
     assert!(text.contains("x-portcullis-user"), "{text}");
     assert!(text.contains(EMAIL), "{text}");
     assert!(text.contains("/deep/page?x=1"), "{text}");
+    // The echo page leads with who is signed in, then the identity headers.
+    assert!(
+        text.starts_with(&format!("Signed in as {EMAIL}")),
+        "the page does not lead with the user: {text}"
+    );
+    let identity = c
+        .find(Locator::Css("table#identity"))
+        .await
+        .expect("the identity table")
+        .text()
+        .await
+        .expect("identity text");
+    assert!(identity.contains("x-portcullis-user"), "{identity}");
+    c.find(Locator::XPath(
+        "//form[@method='post']/button[text()='Sign out']",
+    ))
+    .await
+    .expect("a sign-out button");
 
     // The second app: SSO via the IdP session, no password.
     c.goto("https://c.test/").await.expect("goto");
@@ -202,6 +220,11 @@ async fn browser_journey_deep_link_sso_second_app_forbidden_page_and_single_logo
         .await
         .expect("the 403 page");
     assert_eq!(c.title().await.expect("title"), "403 Access denied");
+    let text = body_text(&c).await;
+    assert!(
+        text.contains(&format!("You are signed in as {EMAIL}")) && text.contains("\"admins\""),
+        "the 403 page does not say who is signed in and what the path needs: {text}"
+    );
     assert_eq!(
         c.current_url().await.expect("url"),
         url("https://b.test/admin/")

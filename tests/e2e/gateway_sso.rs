@@ -665,11 +665,8 @@ async fn forged_responses_get_a_400_page_a_reason_in_the_log_and_no_session() {
         );
     }
     let rejected =
-        f.gw.logs()
-            .iter()
-            .filter(|l| l.contains("no session created"))
-            .count();
-    assert_eq!(rejected, cases.len());
+        f.gw.wait_for_logs("no session created", cases.len(), Duration::from_secs(10));
+    assert_eq!(rejected.len(), cases.len(), "{rejected:?}");
     // The genuine article, for contrast: the same forge with the IdP's key
     // and nothing changed is accepted.
     let b = f.gw.browser();

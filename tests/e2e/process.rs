@@ -156,6 +156,23 @@ impl Gateway {
         }
     }
 
+    /// The log lines containing `needle`, once there are at least `count`
+    /// of them, waiting up to `within` (lines are written after responses).
+    pub fn wait_for_logs(&self, needle: &str, count: usize, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let lines: Vec<String> = self
+                .logs()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect();
+            if lines.len() >= count || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))

@@ -10,7 +10,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{header, Method, Request, StatusCode};
 use serde_json::{json, Value};
@@ -113,23 +113,13 @@ async fn events(f: &Fixture, event_type: &str) -> Vec<Value> {
 
 /// Waits until `needle` has been logged `count` times.
 fn wait_for_logs(f: &Fixture, needle: &str, count: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let lines: Vec<String> =
-            f.gw.logs()
-                .into_iter()
-                .filter(|l| l.contains(needle))
-                .collect();
-        if lines.len() >= count {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} not logged {count} time(s); logs: {:?}",
-            f.gw.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let lines = f.gw.wait_for_logs(needle, count, Duration::from_secs(15));
+    assert!(
+        lines.len() >= count,
+        "{needle:?} not logged {count} time(s); logs: {:?}",
+        f.gw.logs()
+    );
+    lines
 }
 
 /// Replaces the users file the way an editor that renames does.

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use portcullis_config::AccessPolicy;
 use portcullis_proxy::{
     Admission, AuthPhase, EnhanceError, Gate, GateFuture, ProxyBody, RequestFacts, SessionEnd,
+    ShownIdentity,
 };
 
 use crate::access::groups_allow;
@@ -49,7 +50,7 @@ async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFac
     }
     let policy = plan.access.policy(path);
     if *policy == AccessPolicy::Deny {
-        return Gate::Respond(forbidden(plan, &facts, None, path));
+        return Gate::Respond(forbidden(plan, &facts, None, policy, path));
     }
     let token = plan.session_cookie.read(request.headers());
     let session = match token {
@@ -74,9 +75,9 @@ async fn gate(plan: &Arc<AppPlan>, request: Request<Incoming>, facts: RequestFac
     };
     match (policy, session) {
         (AccessPolicy::Public, session) => admit(plan, request, session),
-        (_, Some((session, _))) if !groups_allow(policy, session.body.groups()) => {
-            Gate::Respond(forbidden(plan, &facts, Some(&session.body.user), path))
-        }
+        (_, Some((session, _))) if !groups_allow(policy, session.body.groups()) => Gate::Respond(
+            forbidden(plan, &facts, Some(&session.body.user), policy, path),
+        ),
         (_, Some(session)) => admit(plan, request, Some(session)),
         (_, None) => {
             let mut response = if navigation(request.headers(), facts.json) {
@@ -148,6 +149,12 @@ impl Admission for Admitted {
     fn user(&self) -> Option<&str> {
         self.session.as_ref().map(|(s, _)| &*s.body.user)
     }
+
+    fn shown_identity(&self) -> Option<ShownIdentity> {
+        let (session, _) = self.session.as_ref()?;
+        let sign_out = format!("{}{}logout", self.plan.base_path, endpoints::PREFIX);
+        Some(self.plan.identity.shown(&session.body.user, sign_out))
+    }
 }
 
 /// A page navigation gets redirected to sign in; XHR, fetch and API calls
@@ -169,6 +176,7 @@ fn forbidden(
     plan: &AppPlan,
     facts: &RequestFacts<'_>,
     user: Option<&str>,
+    policy: &AccessPolicy,
     path: &str,
 ) -> Response<ProxyBody> {
     tracing::warn!(
@@ -183,14 +191,54 @@ fn forbidden(
         StatusCode::FORBIDDEN,
         "access_denied",
         "Access denied",
-        "You are signed in, but this part of the application is not available to you.",
+        &refusal_detail(&plan.name, user, policy),
     )
+}
+
+/// Who is signed in and what this path needs — the rule that matched and
+/// nothing of the app's other rules.
+fn refusal_detail(app: &str, user: Option<&str>, policy: &AccessPolicy) -> String {
+    let needs = match policy {
+        AccessPolicy::Groups(groups) => match groups.as_slice() {
+            [one] => format!("This part of {app} needs membership in the group \"{one}\"."),
+            many => format!(
+                "This part of {app} needs membership in one of the groups {}.",
+                many.iter()
+                    .map(|g| format!("\"{g}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        AccessPolicy::Deny => format!("This part of {app} is closed to everyone."),
+        AccessPolicy::Public | AccessPolicy::Protected => {
+            format!("This part of {app} is not available to you.")
+        }
+    };
+    match user {
+        Some(user) => format!("You are signed in as {user}. {needs} Ask the application's administrator for access, or sign in as someone else."),
+        None => needs,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn a_refusal_names_the_user_and_only_the_rule_that_matched() {
+        let groups = AccessPolicy::Groups(vec!["finance".into(), "auditors".into()]);
+        let text = refusal_detail("Books", Some("bob@example.com"), &groups);
+        assert!(text.contains("signed in as bob@example.com"), "{text}");
+        assert!(
+            text.contains("one of the groups \"finance\", \"auditors\""),
+            "{text}"
+        );
+        let one = AccessPolicy::Groups(vec!["admins".into()]);
+        assert!(refusal_detail("Books", Some("bob"), &one).contains("the group \"admins\""));
+        let closed = refusal_detail("Books", None, &AccessPolicy::Deny);
+        assert_eq!(closed, "This part of Books is closed to everyone.");
+    }
 
     #[test]
     fn navigation_is_told_from_api_calls() {

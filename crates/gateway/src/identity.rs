@@ -156,6 +156,29 @@ impl IdentityPlan {
         })
     }
 
+    /// The headers and cookies this plan injects, for the echo backend.
+    pub fn shown(&self, user: &str, sign_out: String) -> portcullis_proxy::ShownIdentity {
+        let sent = || self.rules.iter().filter(|r| r.send);
+        let mut headers = vec![X_PORTCULLIS_USER.clone()];
+        headers.extend(sent().filter_map(|r| match (&r.header, r.target) {
+            (Some(name), InjectTarget::Header) => Some(name.clone()),
+            _ => None,
+        }));
+        let jwt_header = self.jwt.as_ref().map(|(name, _)| name.clone());
+        headers.extend(jwt_header.clone());
+        let cookies = sent()
+            .filter(|r| !matches!((&r.header, r.target), (Some(_), InjectTarget::Header)))
+            .map(|r| r.name.clone())
+            .collect();
+        portcullis_proxy::ShownIdentity {
+            user: user.to_string(),
+            sign_out,
+            headers,
+            cookies,
+            jwt_header,
+        }
+    }
+
     /// Strips what the client may not send, then injects the session's
     /// identity (nothing but the strip without a session).
     pub fn apply(

@@ -67,6 +67,25 @@ pub trait Admission: Send + Sync {
 
     /// Who the request runs as, for the proxy's own log lines.
     fn user(&self) -> Option<&str>;
+
+    /// What the built-in echo backend leads with; `None` outside a session.
+    fn shown_identity(&self) -> Option<ShownIdentity> {
+        None
+    }
+}
+
+/// A signed-in request as the echo backend presents it: who, how to sign
+/// out, and which of the request's headers and cookies carry the identity
+/// (the app's injection rules name them; the echo cannot tell otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShownIdentity {
+    pub user: String,
+    /// Where a POST signs out of this app.
+    pub sign_out: String,
+    pub headers: Vec<http::header::HeaderName>,
+    pub cookies: Vec<String>,
+    /// The header that carries the identity JWT, decoded on the page.
+    pub jwt_header: Option<http::header::HeaderName>,
 }
 
 /// An app's auth phase, compiled from its configuration.

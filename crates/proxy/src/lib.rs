@@ -44,6 +44,7 @@ mod upstream;
 
 pub use auth::{
     Admission, AuthPhase, AuthProvider, EnhanceError, Gate, GateFuture, RequestFacts, SessionEnd,
+    ShownIdentity,
 };
 pub use body::ProxyBody;
 pub use client_ip::{ClientIp, TrustedProxies};

@@ -264,7 +264,9 @@ async fn upstream(
         UpstreamPlan::Local(service) => {
             return Box::pin(local(service.as_ref(), ctx, request)).await
         }
-        UpstreamPlan::Echo => return Ok(echo::respond(&request)),
+        UpstreamPlan::Echo => {
+            return Ok(echo::respond(&request, admission.shown_identity().as_ref()))
+        }
         UpstreamPlan::Http(balancer) => balancer,
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
