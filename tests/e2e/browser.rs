@@ -272,3 +272,82 @@ async fn browser_journey_deep_link_sso_second_app_forbidden_page_and_single_logo
 
     c.close().await.expect("close the session");
 }
+
+/// Types `text` into whatever has the keyboard focus.
+async fn type_keys(c: &Client, text: &str) {
+    c.active_element()
+        .await
+        .expect("a focused element")
+        .send_keys(text)
+        .await
+        .expect("type");
+}
+
+const TAB: &str = "\u{e004}";
+const ENTER: &str = "\u{e007}";
+
+#[tokio::test]
+async fn browser_journey_admin_console_by_keyboard_revokes_bobs_session() {
+    let f = start_with("", &[]);
+    let bob = crate::universal_logout::bob_in_b_and_c(&f).await;
+    let driver = Driver::start();
+    let tmp = tempfile::tempdir().expect("dir");
+    let c = chromium(&driver, f.gw.https.port(), &tmp.path().join("profile")).await;
+
+    // The console sends a browser without a session to sign-in; the
+    // keyboard alone gets alice through it (autofocus, Tab, Enter).
+    c.goto("https://a.test/admin").await.expect("goto");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .expect("the sign-in form");
+    type_keys(&c, &format!("alice{TAB}alice-demo-pass{ENTER}")).await;
+    // A new admin session needs a fresh second factor.
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=code]"))
+        .await
+        .expect("the authenticator code form");
+    let secret =
+        portcullis_idp::directory::TotpSecret::from_base32("MFWGSY3FFVSGK3LPFV2G65DQFVVWK6JB")
+            .expect("demo secret");
+    let code = portcullis_idp::directory::totp_code_at(&secret, time::OffsetDateTime::now_utc())
+        .expect("code");
+    type_keys(&c, &format!("{code}{ENTER}")).await;
+    let figure = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#active-sessions"))
+        .await
+        .expect("the dashboard");
+    assert_eq!(figure.text().await.expect("text"), "2");
+    assert!(body_text(&c).await.contains("Signed in as alice"));
+
+    c.goto("https://a.test/admin/sessions?user=bob")
+        .await
+        .expect("goto");
+    let revoke = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//tr[@data-user='bob']//button[text()='Revoke']",
+        ))
+        .await
+        .expect("bob's session with a Revoke button");
+    revoke.send_keys(ENTER).await.expect("press Revoke");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//p[@id='session-count' and starts-with(text(), '0 of 1')]",
+        ))
+        .await
+        .expect("the list without bob's session");
+    crate::universal_logout::until_signed_out(&bob, "https://b.test/page").await;
+
+    // Framed nowhere, cached nowhere, no script but none needed.
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(tmp.path().join("sessions.png"), &png).expect("write screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    c.close().await.expect("close the session");
+}

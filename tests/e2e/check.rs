@@ -268,3 +268,49 @@ fn a_missing_or_unusable_asn_database_is_a_problem_naming_the_file() {
         assert!(stderr.contains("1 problem(s) found"), "{name}: {stderr}");
     }
 }
+
+#[test]
+fn the_admin_console_takes_two_factors_and_check_says_what_falls_back() {
+    let pki = Pki::new();
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let dir = tempfile::tempdir().expect("dir");
+    let policy = dir.path().join("policies.toml");
+    std::fs::write(
+        &policy,
+        "[[session_policy]]\nname = \"Everyone\"\npriority = 1\ngroups = [\"Everyone\"]\n\
+         [[session_policy.rule]]\nname = \"Password is enough\"\npriority = 1\naccess = \"ALLOW\"\n",
+    )
+    .expect("write");
+    let idp = |admin: &str| {
+        format!(
+            "[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"{repo}/demo/users.toml\"\n\
+policy_file = \"{}\"\n{admin}\n{}",
+            policy.display(),
+            app("a", "https://app.test/", "builtin:echo"),
+        )
+    };
+    // One factor for the console is refused.
+    let (code, _, stderr) = check(&config_text(&pki, "", &idp("[idp.admin]\nfactors = 1\n")));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("idp.admin.factors") && stderr.contains("only 2 is accepted"),
+        "{stderr}"
+    );
+    // The defaults pass, with a note for the one-factor sign-on rule that
+    // admins get and for ASN binding without an ASN database.
+    let (code, stdout, stderr) = check(&config_text(&pki, "", &idp("")));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("note: ")
+            && l.contains(
+                "“Password is enough” lets administrator alice sign in to the IdP without MFA"
+            )),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("note: [idp.admin] bind:") && l.contains("client IP")),
+        "{stdout}"
+    );
+}

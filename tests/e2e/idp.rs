@@ -455,6 +455,22 @@ async fn mfa_step_accepts_the_current_code_once() {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.text());
+    // The deep link survives a wrong code, the field says it is wrong, and
+    // the page says who is signing in.
+    let again = wrong.text();
+    assert_eq!(
+        input_value(&again, "fromURI").as_deref(),
+        Some(from.as_str()),
+        "{again}"
+    );
+    assert!(
+        again.contains("aria-invalid=\"true\" aria-describedby=\"mfa-error\""),
+        "{again}"
+    );
+    assert!(
+        again.contains("<strong id=\"mfa-user\">Alice Anders</strong>"),
+        "{again}"
+    );
 
     let issued = OffsetDateTime::now_utc();
     let code = totp_code_at(&secret, issued).expect("code");
@@ -1272,4 +1288,59 @@ async fn a_password_spray_at_any_concurrency_keeps_memory_bounded() {
             || refused == 0,
         "saturation is logged"
     );
+}
+
+#[tokio::test]
+async fn not_you_on_the_mfa_page_starts_over_for_the_same_destination() {
+    let gw = start("");
+    let from = format!("{APP}/deep?x=1");
+    let b = gw.browser();
+    let password_ok = sign_in(&b, "alice", "alice-demo-pass", &from).await;
+    let mfa = b.get(&format!("{IDP}{}", password_ok.location())).await;
+    let html = mfa.text();
+    assert!(html.contains("id=\"not-you\""), "{html}");
+    let csrf = input_value(&html, "csrf").expect("csrf");
+    let switched = b
+        .post_form(
+            &format!("{IDP}/login/mfa"),
+            &[("csrf", &csrf), ("fromURI", &from), ("switch", "1")],
+        )
+        .await;
+    assert_eq!(
+        switched.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        switched.text()
+    );
+    assert_eq!(
+        switched.location(),
+        format!("/login?fromURI={}", url_encode(&from))
+    );
+    assert!(set_cookie(&switched, SESSION_COOKIE).is_some_and(|c| c.deletes()));
+    // bob signs in instead and lands on the same deep link.
+    let bob = sign_in(&b, "bob", "bob-demo-pass", &from).await;
+    assert_eq!(bob.status, StatusCode::SEE_OTHER, "{}", bob.text());
+    assert_eq!(bob.location(), from);
+}
+
+#[tokio::test]
+async fn the_429_page_keeps_the_deep_link() {
+    let gw = start("sign_in_per_minute = 1");
+    let from = format!("{APP}/deep?x=1");
+    let b = gw.browser();
+    let first = sign_in(&b, "bob", "wrong-password", &from).await;
+    assert_eq!(first.status, StatusCode::UNAUTHORIZED);
+    let limited = sign_in(&b, "bob", "bob-demo-pass", &from).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.text()
+    );
+    let html = limited.text();
+    let link = format!(
+        "href=\"/login?fromURI={}\"",
+        url_encode(&from).replace('&', "&amp;")
+    );
+    assert!(html.contains(&link), "{link} not in {html}");
 }

@@ -8,6 +8,7 @@ mod behaviors;
 mod browser;
 mod check;
 mod client_ip;
+mod console;
 mod gateway_sso;
 mod identity;
 mod idp;

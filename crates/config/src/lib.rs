@@ -22,11 +22,11 @@ pub use ipnet::IpNet;
 pub use load::{load, parse};
 pub use metadata::{IdpMetadata, MetadataError, MetadataReader, NoMetadata, SpMetadata};
 pub use model::{
-    AccessPolicy, AccessRule, Admin, ApiTokenConfig, App, AppAuth, AppIdp, Builtin, Config,
-    ErrorPage, ExternalIdp, Health, Idp, IdpSaml, InjectRule, InjectSource, InjectTarget,
-    LoadBalancing, LogFormat, Logging, MultiValue, PublicUrl, Server, ServiceProviderConfig,
-    SpNameIdFormat, Timeouts, TlsFiles, UniversalLogoutTrust, Upstream, UpstreamTarget,
-    ValueEncoding, DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES, IDP_COOKIE_PREFIX,
-    IDP_SESSION_COOKIE, SP_ATTRIBUTES,
+    AccessPolicy, AccessRule, Admin, AdminBind, ApiTokenConfig, App, AppAuth, AppIdp, Builtin,
+    Config, ErrorPage, ExternalIdp, Health, Idp, IdpAdmin, IdpSaml, InjectRule, InjectSource,
+    InjectTarget, LoadBalancing, LogFormat, Logging, MultiValue, PublicUrl, Server,
+    ServiceProviderConfig, SpNameIdFormat, Timeouts, TlsFiles, UniversalLogoutTrust, Upstream,
+    UpstreamTarget, ValueEncoding, DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES,
+    IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE, SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

@@ -48,6 +48,35 @@ pub struct Idp {
     pub saml: Option<IdpSaml>,
     /// `[[idp.service_provider]]`: the SAML SPs allowed to use the IdP.
     pub service_providers: Vec<ServiceProviderConfig>,
+    /// Members of any of these groups may use the admin console
+    /// (default `["admins"]`).
+    pub admin_groups: Vec<String>,
+    /// `[idp.admin]`: how admin console sessions are kept.
+    pub admin: IdpAdmin,
+}
+
+/// What an admin console session is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminBind {
+    Ip,
+    Asn,
+}
+
+/// `[idp.admin]`, validated. The console always requires password + TOTP
+/// (`factors = 2`, the only value accepted).
+#[derive(Debug, Clone)]
+pub struct IdpAdmin {
+    pub max_lifetime: Duration,
+    pub max_idle: Duration,
+    /// In force: `asn` was replaced by `ip` when there is no ASN database
+    /// (see [`IdpAdmin::asn_fallback`]).
+    pub bind: Vec<AdminBind>,
+    /// `bind` asked for `asn` but `[idp] asn_database` is not set, so
+    /// admin sessions are bound to the client IP instead (`check` notes it).
+    pub asn_fallback: bool,
+    /// A protected action asks for password + TOTP again when the last
+    /// verification is older than this; zero is every time.
+    pub protected_action_reauth: Duration,
 }
 
 /// The embedded IdP's SAML identity.
@@ -101,6 +130,11 @@ pub struct ServiceProviderConfig {
     pub attributes: Vec<String>,
     /// Sign the Response as well as the (always signed) Assertion.
     pub sign_response: bool,
+    /// Where a person starts signing in to it: a gateway app's public URL
+    /// (its sign-in is SP-initiated: it refuses an unsolicited assertion).
+    /// `None` for `[[idp.service_provider]]`s, which the launcher signs in
+    /// IdP-initiated.
+    pub sign_in_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]

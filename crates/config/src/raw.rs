@@ -154,6 +154,21 @@ pub struct RawIdp {
     pub entity_id: Option<String>,
     #[serde(default)]
     pub service_provider: Vec<RawServiceProvider>,
+    /// Groups whose members may use the admin console.
+    pub admin_groups: Option<Vec<String>>,
+    /// `[idp.admin]`: the admin console's sessions.
+    pub admin: Option<RawIdpAdmin>,
+}
+
+/// `[idp.admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdpAdmin {
+    pub max_lifetime: Option<String>,
+    pub max_idle: Option<String>,
+    pub bind: Option<Vec<String>>,
+    pub protected_action_reauth: Option<String>,
+    pub factors: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

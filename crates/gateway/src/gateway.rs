@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use portcullis_config::{App, AppIdp, Config};
 use portcullis_proxy::auth::CompileError;
 use portcullis_proxy::{AuthPhase, AuthProvider, ClientLimit};
@@ -129,6 +131,16 @@ impl Gateway {
     /// call takes effect; the checker swaps its own settings on reload.
     pub fn set_context_check(&self, check: Arc<dyn ContextCheck>) {
         let _ = self.shared.context.set(check);
+    }
+
+    /// Live gateway sessions per app name (the admin console's figures).
+    pub async fn sessions_per_app(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, usize>, portcullis_session::StoreError> {
+        self.shared
+            .sessions
+            .count_per_app(OffsetDateTime::now_utc())
+            .await
     }
 
     /// Universal Logout verification, for the embedded IdP's in-process

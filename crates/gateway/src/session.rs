@@ -141,6 +141,18 @@ impl Sessions {
         Sessions::new(Arc::new(MemoryStore::<GatewaySession>::new()))
     }
 
+    /// Live sessions per app name, for the admin console.
+    pub async fn count_per_app(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+        self.store
+            .count_by(now, &|session: &GatewaySession| {
+                session.app.as_str().to_owned()
+            })
+            .await
+    }
+
     /// Starts a session; the secret goes in the app's cookie.
     pub async fn create(
         &self,

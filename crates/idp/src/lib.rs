@@ -9,6 +9,7 @@
 
 pub mod api_token;
 pub mod atomic_file;
+pub mod console;
 pub mod directory;
 pub mod policy;
 pub mod post_auth;

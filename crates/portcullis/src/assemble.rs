@@ -65,6 +65,9 @@ pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
     };
     let idp = match files {
         Some(files) => {
+            for note in &files.notes {
+                tracing::warn!(note = %note, "configuration note");
+            }
             let dispatch = universal_logout::dispatcher(config, &files, gateway.clone())?;
             let idp = idp_service::start(config, files)?;
             if let Some(dispatch) = dispatch {

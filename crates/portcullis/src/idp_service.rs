@@ -37,6 +37,51 @@ pub struct IdpFiles {
     /// `None` when `[idp]` has no SAML signing key.
     pub saml: Option<SamlSettings>,
     pub post_auth: portcullis_idp::post_auth::Settings,
+    /// What `check` prints without failing (admin console notes).
+    pub notes: Vec<String>,
+}
+
+/// `[idp] admin_groups` and `[idp.admin]` as the console applies them.
+fn admin_settings(idp: &portcullis_config::Idp) -> portcullis_idp::console::AdminSettings {
+    use portcullis_config::AdminBind;
+    use portcullis_context::Attribute;
+    portcullis_idp::console::AdminSettings {
+        groups: idp.admin_groups.clone(),
+        max_lifetime: idp.admin.max_lifetime,
+        max_idle: idp.admin.max_idle,
+        bind: idp
+            .admin
+            .bind
+            .iter()
+            .map(|b| match b {
+                AdminBind::Ip => Attribute::Ip,
+                AdminBind::Asn => Attribute::Asn,
+            })
+            .collect(),
+        protected_action_reauth: idp.admin.protected_action_reauth,
+    }
+}
+
+/// The admin console's `check` notes.
+fn admin_notes(
+    idp: &portcullis_config::Idp,
+    directory: &Directory,
+    policies: &PolicySet,
+) -> Vec<String> {
+    let mut notes: Vec<String> = portcullis_idp::console::admin_check::one_factor_admin_paths(
+        policies,
+        directory,
+        &idp.admin_groups,
+    )
+    .into_iter()
+    .map(|n| format!("[idp] admin console: {n}"))
+    .collect();
+    if idp.admin.asn_fallback {
+        notes.push(
+            "[idp.admin] bind: no [idp] asn_database, so admin console sessions are bound to the client IP instead of its ASN".to_string(),
+        );
+    }
+    notes
 }
 
 /// The policy file, compiled (the default policies without one).
@@ -92,6 +137,7 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
             slo_url: sp.slo_url.clone(),
             attributes: sp.attributes.clone(),
             sign_response: sp.sign_response,
+            sign_in_url: sp.sign_in_url.clone(),
         });
     }
     Some(SamlSettings {
@@ -136,6 +182,10 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
             .map_err(|lines| problems.extend(lines))
             .ok()
     });
+    let notes = match (&directory, &policies) {
+        (Some(directory), Some(policies)) => admin_notes(idp, directory, policies),
+        _ => Vec::new(),
+    };
     match (directory, policies, api_tokens, post_auth) {
         (Some(directory), Some(policies), Some(api_tokens), Some(post_auth))
             if problems.is_empty() =>
@@ -146,6 +196,7 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
                 api_tokens,
                 saml,
                 post_auth,
+                notes,
             })
         }
         _ => Err(problems),
@@ -183,6 +234,7 @@ pub fn start(config: &Config, files: IdpFiles) -> anyhow::Result<Arc<Idp>> {
             max_failures: idp.lockout_failures,
             lockout_duration: idp.lockout_duration,
         },
+        admin: admin_settings(idp),
     };
     let mut idp = Idp::new(
         settings,

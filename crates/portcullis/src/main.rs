@@ -2,6 +2,7 @@
 //! only crate that knows every other one.
 
 mod assemble;
+mod console_view;
 mod dev_certs;
 mod idp_service;
 mod logging;
@@ -65,7 +66,10 @@ const EXIT_INVALID_CONFIG: u8 = 2;
 fn check(path: &std::path::Path) -> ExitCode {
     let problems = match portcullis_config::load(path, &metadata::SamlMetadata) {
         Ok(config) => match assemble::build(&config) {
-            Ok(_) => {
+            Ok((files, _)) => {
+                for note in files.iter().flat_map(|files| &files.notes) {
+                    println!("note: {note}");
+                }
                 println!(
                     "{}: ok ({} app{})",
                     path.display(),

@@ -66,6 +66,13 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
     let server = Server::start(&config, services)
         .await
         .context("starting the gateway")?;
+    if let Some(idp) = &parts.idp {
+        idp.set_gateway_view(Arc::new(crate::console_view::ConsoleView::new(
+            &config,
+            parts.gateway.clone(),
+            server.metrics(),
+        )));
+    }
     if let Err(e) = logging::capture_stderr() {
         tracing::warn!(error = %e, "cannot capture stderr; library output stays unstructured");
     }

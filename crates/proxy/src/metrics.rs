@@ -343,6 +343,18 @@ impl Metrics {
         })
     }
 
+    /// The last health check of an upstream target (`target` as
+    /// [`crate::upstream::target_label`] writes it); `None` for a target
+    /// no worker has set up.
+    pub fn target_up(&self, app: &str, target: &str) -> Option<bool> {
+        self.target_up
+            .get(&TargetLabels {
+                app: Arc::from(app),
+                target: target.to_owned(),
+            })
+            .map(|gauge| gauge.get() != 0)
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

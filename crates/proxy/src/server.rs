@@ -316,6 +316,11 @@ impl Server {
         })
     }
 
+    /// The counters and gauges every worker writes (one set per process).
+    pub fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.workers.first().map(|w| w.metrics.clone())
+    }
+
     pub fn addrs(&self) -> &ListenAddrs {
         &self.addrs
     }

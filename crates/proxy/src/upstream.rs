@@ -133,7 +133,7 @@ impl HttpUpstream {
             Scheme::HTTP
         };
         Ok(HttpUpstream {
-            label: format!("{}://{}", scheme, target.authority),
+            label: target_label(target),
             transport,
             scheme,
             authority,
@@ -556,4 +556,11 @@ impl Drop for Lease {
             }
         }
     }
+}
+
+/// How a target is named in metrics and on the admin console:
+/// `scheme://host:port`.
+pub fn target_label(target: &UpstreamTarget) -> String {
+    let scheme = if target.tls { "https" } else { "http" };
+    format!("{scheme}://{}", target.authority)
 }

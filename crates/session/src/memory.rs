@@ -594,6 +594,22 @@ impl<B: SessionBody> SessionStore<B> for MemoryStore<B> {
     fn len(&self) -> StoreFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move { Ok(self.by_hash.len()) })
     }
+
+    fn count_by<'a>(
+        &'a self,
+        now: OffsetDateTime,
+        group: &'a (dyn Fn(&B) -> String + Send + Sync),
+    ) -> StoreFuture<'a, Result<std::collections::BTreeMap<String, usize>, StoreError>> {
+        Box::pin(async move {
+            let mut counts = std::collections::BTreeMap::new();
+            for record in self.by_hash.iter() {
+                if record.session.end_reason_at(now).is_none() {
+                    *counts.entry(group(&record.session.body)).or_default() += 1;
+                }
+            }
+            Ok(counts)
+        })
+    }
 }
 
 /// Shows counts and digest prefixes only: never a secret, never a body.

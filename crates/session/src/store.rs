@@ -140,6 +140,15 @@ pub trait SessionStore<B: SessionBody>: Send + Sync {
     /// receiver).
     fn ended(&self, hash: &SecretHash) -> EndSignal;
 
+    /// Live sessions counted by `group` (the admin console's sessions per
+    /// app). Walks every session without ending any: for an operator's
+    /// page, never for a request path.
+    fn count_by<'a>(
+        &'a self,
+        now: OffsetDateTime,
+        group: &'a (dyn Fn(&B) -> String + Send + Sync),
+    ) -> StoreFuture<'a, Result<std::collections::BTreeMap<String, usize>, StoreError>>;
+
     /// Sessions held, including any past their limits not yet noticed.
     fn len(&self) -> StoreFuture<'_, Result<usize, StoreError>>;
 

@@ -43,7 +43,7 @@ impl SetCookie {
             .any(|a| a.eq_ignore_ascii_case(attribute))
     }
 
-    fn deletes(&self) -> bool {
+    pub fn deletes(&self) -> bool {
         self.attributes.iter().any(|a| {
             a.split_once('=').is_some_and(|(k, v)| {
                 k.trim().eq_ignore_ascii_case("max-age") && v.trim().starts_with(['0', '-'])

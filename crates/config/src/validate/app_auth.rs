@@ -337,7 +337,7 @@ impl Validator<'_, '_> {
                 // `[idp]` was refused; its own problems say why.
                 (EmbeddedIdp::WithKeys, None) => {}
                 (EmbeddedIdp::WithKeys, Some(idp)) => {
-                    if let Some(sp) = self.gateway_sp(&at, idp, &app.name, auth) {
+                    if let Some(sp) = self.gateway_sp(&at, idp, app, auth) {
                         idp.service_providers.push(sp);
                     }
                 }
@@ -350,9 +350,10 @@ impl Validator<'_, '_> {
         &mut self,
         at: &[Step<'_>],
         idp: &Idp,
-        name: &str,
+        app: &App,
         auth: &AppAuth,
     ) -> Option<ServiceProviderConfig> {
+        let name = app.name.as_str();
         // With both keys set, a missing SAML identity (a bad entity_id)
         // was reported at [idp].
         idp.saml.as_ref()?;
@@ -386,6 +387,7 @@ impl Validator<'_, '_> {
             slo_url: Some(auth.slo_url.clone()),
             attributes: DEFAULT_SP_ATTRIBUTES.map(String::from).to_vec(),
             sign_response: false,
+            sign_in_url: Some(app.public.url()),
         })
     }
 }

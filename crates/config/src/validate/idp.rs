@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::locate::Step;
-use crate::model::{ApiTokenConfig, App, Idp, IdpSaml, PublicUrl};
-use crate::raw::{RawApiToken, RawIdp};
+use crate::model::{AdminBind, ApiTokenConfig, App, Idp, IdpAdmin, IdpSaml, PublicUrl};
+use crate::raw::{RawApiToken, RawIdp, RawIdpAdmin};
 
 use super::url::parse_public_url;
 use super::{PemKind, Validator};
@@ -67,6 +67,8 @@ impl Validator<'_, '_> {
             raw.signing_cert.as_deref(),
             raw.entity_id.as_deref(),
         );
+        let admin_groups = self.admin_groups(raw.admin_groups.take());
+        let admin = self.idp_admin(raw.admin.take().unwrap_or_default(), asn_database.is_some());
         let keys = has_signing_pair(&raw);
         let wants_sps = !raw.service_provider.is_empty();
         let service_providers = self.service_providers(raw.service_provider);
@@ -93,7 +95,107 @@ impl Validator<'_, '_> {
             api_tokens,
             saml,
             service_providers,
+            admin_groups,
+            admin,
         })
+    }
+
+    fn admin_groups(&mut self, raw: Option<Vec<String>>) -> Vec<String> {
+        let Some(groups) = raw else {
+            return vec!["admins".to_string()];
+        };
+        if groups.is_empty() {
+            self.problem(
+                &at("admin_groups"),
+                "must name at least one group (nobody could use the admin console)",
+            );
+        }
+        for group in &groups {
+            if group.trim().is_empty() || group.len() > 256 {
+                self.problem(&at("admin_groups"), "group names are 1 to 256 characters");
+            }
+        }
+        groups
+    }
+
+    /// `[idp.admin]`. `has_asn`: `[idp] asn_database` is set.
+    fn idp_admin(&mut self, raw: RawIdpAdmin, has_asn: bool) -> IdpAdmin {
+        let key = |k: &'static str| [IDP, Step::Key("admin"), Step::Key(k)];
+        let max_lifetime = self.duration(
+            &key("max_lifetime"),
+            raw.max_lifetime.as_deref(),
+            Duration::from_secs(12 * 3600),
+            "12h",
+        );
+        let max_idle = self.duration(
+            &key("max_idle"),
+            raw.max_idle.as_deref(),
+            Duration::from_secs(15 * 60),
+            "15m",
+        );
+        if max_idle > max_lifetime {
+            self.problem(&key("max_idle"), "must not be longer than max_lifetime");
+        }
+        // Zero is allowed here (every time), unlike `duration`.
+        let protected_action_reauth = match raw.protected_action_reauth.as_deref() {
+            None => Duration::ZERO,
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if d <= max_lifetime => d,
+                Ok(_) => {
+                    self.problem(
+                        &key("protected_action_reauth"),
+                        "must not be longer than max_lifetime",
+                    );
+                    Duration::ZERO
+                }
+                Err(e) => {
+                    self.problem(
+                        &key("protected_action_reauth"),
+                        format!("`{text}` is not a duration such as 0s or 5m: {e}"),
+                    );
+                    Duration::ZERO
+                }
+            },
+        };
+        if let Some(factors) = raw.factors {
+            if factors != 2 {
+                self.problem(
+                    &key("factors"),
+                    "the admin console requires two factors (password and TOTP); only 2 is accepted",
+                );
+            }
+        }
+        let mut bind = Vec::new();
+        for name in raw.bind.unwrap_or_else(|| vec!["asn".to_string()]) {
+            let attribute = match name.as_str() {
+                "ip" => AdminBind::Ip,
+                "asn" => AdminBind::Asn,
+                other => {
+                    self.problem(
+                        &key("bind"),
+                        format!("`{other}` is not one of \"ip\", \"asn\""),
+                    );
+                    continue;
+                }
+            };
+            if !bind.contains(&attribute) {
+                bind.push(attribute);
+            }
+        }
+        let asn_fallback = !has_asn && bind.contains(&AdminBind::Asn);
+        if asn_fallback {
+            bind.retain(|b| *b != AdminBind::Asn);
+            if !bind.contains(&AdminBind::Ip) {
+                bind.push(AdminBind::Ip);
+            }
+        }
+        IdpAdmin {
+            max_lifetime,
+            max_idle,
+            bind,
+            asn_fallback,
+            protected_action_reauth,
+        }
     }
 
     fn system_log(&mut self, raw: &RawIdp) -> SystemLog {

@@ -109,6 +109,7 @@ impl Validator<'_, '_> {
             slo_url: signing.slo_url,
             attributes,
             sign_response: sp.sign_response.unwrap_or(false),
+            sign_in_url: None,
         })
     }
 

@@ -37,7 +37,7 @@ mod users_file;
 #[cfg(test)]
 mod demo_file_tests;
 #[cfg(test)]
-mod test_hashes;
+pub(crate) mod test_hashes;
 
 pub use authenticate::AuthFailure;
 pub use error::{DirectoryError, EditError, ProblemKind, UserProblem};

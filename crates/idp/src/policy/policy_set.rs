@@ -70,6 +70,11 @@ impl PolicySet {
             .unwrap_or(&self.default_app_policy)
     }
 
+    /// Every configured `[app_policy.<app>]`, by app name.
+    pub fn app_policies(&self) -> impl Iterator<Item = (&str, &AppAuthPolicy)> {
+        self.app_policies.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     pub fn zone(&self, name: &str) -> Option<&Zone> {
         self.zones.get(name)
     }

@@ -189,6 +189,28 @@ impl SessionRule {
         self.session
     }
 
+    /// The rule's conditions, for showing the policy (admin console).
+    pub fn groups_include(&self) -> &[String] {
+        &self.groups_include
+    }
+
+    pub fn groups_exclude(&self) -> &[String] {
+        &self.groups_exclude
+    }
+
+    pub fn zones_include(&self) -> &[Zone] {
+        &self.zones_include
+    }
+
+    pub fn zones_exclude(&self) -> &[Zone] {
+        &self.zones_exclude
+    }
+
+    /// Whether the rule can match whatever the client's address.
+    pub fn ignores_network(&self) -> bool {
+        self.zones_include.is_empty() && self.zones_exclude.is_empty()
+    }
+
     /// All conditions hold; an empty include list is "no condition".
     pub fn matches(&self, ctx: &SignOnContext<'_>) -> bool {
         (self.groups_include.is_empty() || in_any(ctx.groups, &self.groups_include))

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::events::{self, Origin};
 use super::login::PasswordRefused;
 use super::respond::{self, api_error, ApiError};
-use super::{query_param, user_agent, Caller, Idp};
+use super::{query_pairs, query_param, user_agent, Caller, Idp};
 use portcullis_session::TicketError;
 
 use crate::api_token::{ApiAuthError, ApiToken, Scope};
@@ -21,7 +21,7 @@ use crate::session::{EndReason, PendingSignIn, SessionError, SessionId, Sessions
 use crate::syslog::Query;
 
 /// Session ids are short opaque tokens; anything else is a client mistake.
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
@@ -103,7 +103,7 @@ impl Idp {
                             user_agent: user_agent(request),
                         };
                         self.emit(events::session_clear(
-                            &token.name,
+                            events::api_token_actor(&token.name),
                             user,
                             &[id.to_string()],
                             &origin,
@@ -157,7 +157,12 @@ impl Idp {
             ip: caller.ip,
             user_agent: user_agent(request),
         };
-        self.emit(events::session_clear(&token.name, user, &ids, &origin));
+        self.emit(events::session_clear(
+            events::api_token_actor(&token.name),
+            user,
+            &ids,
+            &origin,
+        ));
         respond::empty(StatusCode::NO_CONTENT)
     }
 
@@ -412,11 +417,7 @@ impl Idp {
         if let Err(response) = self.api_guard(request, caller, Scope::LogsRead) {
             return *response;
         }
-        let params: Vec<(String, String)> = request
-            .uri()
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let params = query_pairs(request);
         let query = match Query::from_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
             Ok(query) => query,
             Err(e) => {

@@ -179,9 +179,10 @@ pub fn user_lifecycle(
     }
 }
 
-/// Sessions revoked through the API; `token` is the API token's name.
+/// Sessions revoked by an administrator: through the API (`actor` is
+/// [`api_token_actor`]) or the admin console (the admin user).
 pub fn session_clear(
-    token: &str,
+    actor: Actor,
     user: &User,
     session_ids: &[String],
     origin: &Origin<'_>,
@@ -193,7 +194,7 @@ pub fn session_clear(
         OutcomeResult::Success,
         origin,
     )
-    .actor(api_token_actor(token))
+    .actor(actor)
     .target(user_actor(user));
     for id in session_ids {
         event = event.target(Target::new(id.clone(), "Session"));
@@ -404,4 +405,91 @@ pub fn auth_reevaluate_challenge(
     .debug("decision", decision.as_str())
     .debug("policy", policy)
     .debug("rule", rule)
+}
+
+/// `user.session.access_admin_app`: an administrator entered the admin
+/// console (SUCCESS, a new admin session) or was refused (FAILURE, with
+/// the reason: not an administrator, no second factor enrolled).
+pub fn admin_access(
+    user: &User,
+    admin_session_id: Option<&str>,
+    refused: Option<&str>,
+    origin: &Origin<'_>,
+) -> Event {
+    let result = match refused {
+        None => OutcomeResult::Success,
+        Some(_) => OutcomeResult::Failure,
+    };
+    let event = base(
+        "user.session.access_admin_app",
+        "User accessing Okta admin app",
+        Severity::Info,
+        result,
+        origin,
+    )
+    .actor(user_actor(user));
+    let event = match admin_session_id {
+        Some(id) => event.target(Target::new(id, "AdminSession")),
+        None => event,
+    };
+    match refused {
+        Some(reason) => event.reason(reason),
+        None => event,
+    }
+}
+
+/// `security.session.detect_client_roaming` for an admin console session:
+/// a bound attribute changed, and the admin session was revoked (DENY).
+pub fn admin_client_roaming(
+    user: &User,
+    admin_session_id: &str,
+    changed: &[Attribute],
+    old: &SessionContext,
+    new: &SessionContext,
+    origin: &Origin<'_>,
+) -> Event {
+    let names: Vec<&str> = changed.iter().map(|a| a.as_str()).collect();
+    let mut event = base(
+        "security.session.detect_client_roaming",
+        "Session roaming detected",
+        Severity::Warn,
+        OutcomeResult::Deny,
+        origin,
+    )
+    .actor(user_actor(user))
+    .target(Target::new(admin_session_id, "AdminSession"))
+    .debug("sessionKind", "admin")
+    .debug("attributes", names.join(","))
+    .debug("outcome", "logout");
+    for attribute in changed {
+        event = event
+            .debug(format!("old.{attribute}"), attribute.show(old))
+            .debug(format!("new.{attribute}"), attribute.show(new));
+    }
+    event
+}
+
+/// `user.authentication.verify`: a protected console action asked the
+/// administrator for password + TOTP (CHALLENGE), and how that went
+/// (SUCCESS, or FAILURE with which part failed).
+pub fn protected_action_verify(
+    user: &User,
+    action: &str,
+    result: OutcomeResult,
+    failure: Option<&str>,
+    origin: &Origin<'_>,
+) -> Event {
+    let event = base(
+        "user.authentication.verify",
+        "Verify user identity for a protected action",
+        Severity::Info,
+        result,
+        origin,
+    )
+    .actor(user_actor(user))
+    .debug("protectedAction", action);
+    match failure {
+        Some(reason) => event.reason(reason),
+        None => event,
+    }
 }

@@ -27,14 +27,58 @@ use crate::syslog::{Query, MAX_LIMIT};
 use time::format_description::well_known::Rfc3339;
 
 /// Form fields of a urlencoded body, each taken once.
-struct Form(Vec<(String, String)>);
+pub(crate) struct Form(Vec<(String, String)>);
 
 /// Query/form flag on `/login/mfa`: verify a second factor for a session
 /// that is already ACTIVE (MFA step-up for an app).
 pub(crate) const STEP_UP_PARAM: &str = "stepup";
 
+/// Query/form field naming the service provider being signed in to, so
+/// the sign-in and MFA pages can say so. Only known SP names are used.
+pub(crate) const APP_PARAM: &str = "app";
+
+/// Form flag on `/login/mfa`: "not you?" — drop the half-signed-in
+/// session and sign in again.
+const SWITCH_PARAM: &str = "switch";
+
+/// The alert paragraph for `notice`, and the attributes that tie the
+/// form's fields to it.
+fn error_notice(notice: Option<&str>, id: &str) -> (String, String) {
+    match notice {
+        Some(text) => (
+            format!(
+                "<p class=\"error\" id=\"{id}\" role=\"alert\">{}</p>",
+                escape(text)
+            ),
+            format!(" aria-invalid=\"true\" aria-describedby=\"{id}\""),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// "to {app}" under a sign-in page's heading.
+fn app_line(app: Option<&str>) -> String {
+    app.map(|a| {
+        format!(
+            "<p class=\"id\" id=\"signing-in-to\">to <strong>{}</strong></p>",
+            escape(a)
+        )
+    })
+    .unwrap_or_default()
+}
+
+fn app_field(app: Option<&str>) -> String {
+    app.map(|a| {
+        format!(
+            "<input type=\"hidden\" name=\"{APP_PARAM}\" value=\"{}\">",
+            escape(a)
+        )
+    })
+    .unwrap_or_default()
+}
+
 impl Form {
-    fn parse(request: &Request<Bytes>) -> Form {
+    pub(crate) fn parse(request: &Request<Bytes>) -> Form {
         Form(
             form_urlencoded::parse(request.body())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -42,7 +86,7 @@ impl Form {
         )
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -118,7 +162,7 @@ impl Idp {
     }
 
     /// The CSRF cookie the browser already has, or a new one to set.
-    fn csrf_cookie(request: &Request<Bytes>) -> (String, bool) {
+    pub(crate) fn csrf_cookie(request: &Request<Bytes>) -> (String, bool) {
         match cookie(request, CSRF_COOKIE) {
             Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 (v.to_string(), false)
@@ -127,7 +171,7 @@ impl Idp {
         }
     }
 
-    fn with_csrf_cookie(
+    pub(crate) fn with_csrf_cookie(
         &self,
         mut response: Response<Bytes>,
         value: &str,
@@ -156,18 +200,19 @@ impl Idp {
     ) -> Response<Bytes> {
         let (csrf_cookie, new) = Self::csrf_cookie(request);
         let from = query_param(request, "fromURI").unwrap_or_default();
-        let error = notice
-            .map(|n| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(n)))
-            .unwrap_or_default();
+        let app = self.known_app(query_param(request, APP_PARAM).as_deref());
+        let (error, invalid) = error_notice(notice, "sign-in-error");
         let body = format!(
-            "<h1>Sign in</h1>{error}<form method=\"post\" action=\"{action}\">\
+            "<h1>Sign in</h1>{to_app}{error}<form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">\
+<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">{app_field}\
 <label for=\"username\">Username</label>\
-<input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\
+<input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus{invalid}>\
 <label for=\"password\">Password</label>\
-<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{invalid}>\
 <button type=\"submit\">Sign in</button></form>",
+            to_app = app_line(app.as_deref()),
+            app_field = app_field(app.as_deref()),
             action = escape(&self.path("/login")),
             csrf = self.csrf.field_for(&csrf_cookie),
             from = escape(&from),
@@ -185,22 +230,69 @@ impl Idp {
         // Re-render keeping the original destination from the posted form.
         let mut rebuilt = Request::new(Bytes::new());
         *rebuilt.headers_mut() = request.headers().clone();
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("fromURI", from)
-            .finish();
-        if let Ok(uri) = format!("{}?{query}", self.path("/login")).parse() {
+        let app = Form::parse(request).get(APP_PARAM).map(str::to_owned);
+        if let Ok(uri) = self
+            .login_page_path("/login", from, app.as_deref(), false)
+            .parse()
+        {
             *rebuilt.uri_mut() = uri;
         }
         let Notice::Error(message) = error;
         self.login_form(&rebuilt, Some(message), status)
     }
 
-    fn rate_limited_page(wait: Wait) -> Response<Bytes> {
+    /// `/login` or `/login/mfa` with the destination (and the app being
+    /// signed in to) carried along.
+    pub(crate) fn login_page_path(
+        &self,
+        page: &str,
+        from: &str,
+        app: Option<&str>,
+        step_up: bool,
+    ) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("fromURI", from);
+        if let Some(app) = self.known_app(app) {
+            query.append_pair(APP_PARAM, &app);
+        }
+        if step_up {
+            query.append_pair(STEP_UP_PARAM, "1");
+        }
+        format!("{}?{}", self.path(page), query.finish())
+    }
+
+    /// `app` when it names one of the IdP's service providers (the page
+    /// then says what is being signed in to); anything else is dropped.
+    pub(crate) fn known_app(&self, app: Option<&str>) -> Option<String> {
+        let app = app?;
+        self.saml
+            .as_ref()?
+            .settings
+            .service_providers
+            .iter()
+            .find(|sp| sp.name == app)
+            .map(|sp| sp.name.clone())
+    }
+
+    /// 429 for a posted sign-in or MFA form; its "try again" link keeps
+    /// where the browser was going.
+    fn rate_limited_page(&self, request: &Request<Bytes>, wait: Wait) -> Response<Bytes> {
         let secs = wait.retry_after_secs();
-        let mut response = respond::message_page(
+        let form = Form::parse(request);
+        let again = self.login_page_path(
+            "/login",
+            form.get("fromURI").unwrap_or(""),
+            form.get(APP_PARAM),
+            false,
+        );
+        let mut response = respond::page(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts",
-            &format!("Too many sign-in attempts from your network. Try again in {secs} seconds."),
+            &format!(
+                "<h1>Too many attempts</h1><p role=\"alert\">Too many sign-in attempts from your \
+network. Try again in {secs} seconds.</p><p><a id=\"try-again\" href=\"{}\">Sign in</a></p>",
+                escape(&again)
+            ),
         );
         respond::insert(&mut response, header::RETRY_AFTER, &secs.to_string());
         response
@@ -260,7 +352,7 @@ impl Idp {
         let origin = self.origin(request, caller);
         let (form, csrf_ok) = match self.posted_form(request, caller) {
             Ok(checked) => checked,
-            Err(wait) => return Self::rate_limited_page(wait),
+            Err(wait) => return self.rate_limited_page(request, wait),
         };
         let from = form.get("fromURI").unwrap_or("").to_string();
         if !csrf_ok {
@@ -386,10 +478,7 @@ impl Idp {
                     Err(e) => return respond::store_unavailable(&e, "creating an IdP session"),
                 };
                 let target = if mfa_pending {
-                    let query: String = form_urlencoded::Serializer::new(String::new())
-                        .append_pair("fromURI", &from)
-                        .finish();
-                    format!("{}?{query}", self.path("/login/mfa"))
+                    self.login_page_path("/login/mfa", &from, form.get(APP_PARAM), false)
                 } else {
                     self.emit(events::session_start(
                         user,
@@ -554,10 +643,13 @@ impl Idp {
         // app's policy (see sso.rs); otherwise only a sign-in waiting for
         // its second factor gets the form.
         let step_up = query_param(request, STEP_UP_PARAM).as_deref() == Some("1");
-        match self.current_session(request, now).await {
+        let record = match self.current_session(request, now).await {
             Ok(Some((_, record)))
                 if record.body.status == SessionStatus::MfaRequired
-                    || (step_up && record.body.status == SessionStatus::Active) => {}
+                    || (step_up && record.body.status == SessionStatus::Active) =>
+            {
+                record
+            }
             Ok(Some(_)) => {
                 return respond::redirect(
                     &self.destination(query_param(request, "fromURI").as_deref()),
@@ -565,22 +657,49 @@ impl Idp {
             }
             Ok(None) => return respond::redirect(&self.path("/login")),
             Err(e) => return respond::store_unavailable(&e, "reading the IdP session"),
-        }
+        };
         let (csrf_cookie, new) = Self::csrf_cookie(request);
         let from = query_param(request, "fromURI").unwrap_or_default();
-        let error = notice
-            .map(|n| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(n)))
-            .unwrap_or_default();
+        let app = self.known_app(query_param(request, APP_PARAM).as_deref());
+        let (error, invalid) = error_notice(notice, "mfa-error");
+        let name = self
+            .directory()
+            .by_id(&record.body.user_id)
+            .map(|u| u.display_name())
+            .unwrap_or_else(|| record.body.login.clone());
+        let csrf = self.csrf.field_for(&csrf_cookie);
+        // "Not you?": a half-signed-in session is simply dropped and the
+        // sign-in form comes back for the same destination; a signed-in
+        // one (step-up) is a full sign-out.
+        let not_you = if step_up {
+            format!(
+                "<a id=\"not-you\" href=\"{}\">Not you? Sign out</a>",
+                escape(&self.path("/logout"))
+            )
+        } else {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"{action}\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">{app_field}\
+<button type=\"submit\" class=\"link\" id=\"not-you\" name=\"{SWITCH_PARAM}\" value=\"1\">Not you?</button></form>",
+                action = escape(&self.path("/login/mfa")),
+                from = escape(&from),
+                app_field = app_field(app.as_deref()),
+            )
+        };
         let body = format!(
-            "<h1>Verify it's you</h1>{error}<p>Enter the 6-digit code from your authenticator app.</p>\
+            "<h1>Verify it's you</h1>{to_app}<p class=\"id\">Signed in as <strong id=\"mfa-user\">{name}</strong> · {not_you}</p>\
+{error}<p>Enter the 6-digit code from your authenticator app.</p>\
 <form method=\"post\" action=\"{action}\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">{step_up_field}\
+<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">{step_up_field}{app_field}\
 <label for=\"code\">Verification code</label>\
-<input id=\"code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus>\
+<input id=\"code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus{invalid}>\
 <button type=\"submit\">Verify</button></form>",
+            to_app = app_line(app.as_deref()),
+            name = escape(&name),
+            app_field = app_field(app.as_deref()),
             action = escape(&self.path("/login/mfa")),
-            csrf = self.csrf.field_for(&csrf_cookie),
             from = escape(&from),
             step_up_field = if step_up {
                 format!("<input type=\"hidden\" name=\"{STEP_UP_PARAM}\" value=\"1\">")
@@ -599,7 +718,7 @@ impl Idp {
         let origin = self.origin(request, caller);
         let (form, csrf_ok) = match self.posted_form(request, caller) {
             Ok(checked) => checked,
-            Err(wait) => return Self::rate_limited_page(wait),
+            Err(wait) => return self.rate_limited_page(request, wait),
         };
         let from = form.get("fromURI").unwrap_or("").to_string();
         if !csrf_ok {
@@ -617,6 +736,23 @@ impl Idp {
         };
         let step_up =
             form.get(STEP_UP_PARAM) == Some("1") && record.body.status == SessionStatus::Active;
+        if form.get(SWITCH_PARAM) == Some("1") && record.body.status == SessionStatus::MfaRequired {
+            if let Err(e) = self.sessions.end(&secret, EndReason::SignOut).await {
+                return respond::store_unavailable(&e, "ending a half-signed-in session");
+            }
+            let mut response = respond::redirect(&self.login_page_path(
+                "/login",
+                &from,
+                form.get(APP_PARAM),
+                false,
+            ));
+            respond::append(
+                &mut response,
+                header::SET_COOKIE,
+                &self.clear_session_cookie(),
+            );
+            return response;
+        }
         if record.body.status != SessionStatus::MfaRequired && !step_up {
             return respond::redirect(&self.destination(Some(&from)));
         }
@@ -655,17 +791,11 @@ impl Idp {
             self.count_failure(user, now, &origin);
             let mut rebuilt = Request::new(Bytes::new());
             *rebuilt.headers_mut() = request.headers().clone();
-            *rebuilt.uri_mut() = if step_up {
-                let query: String = form_urlencoded::Serializer::new(String::new())
-                    .append_pair("fromURI", &from)
-                    .append_pair(STEP_UP_PARAM, "1")
-                    .finish();
-                format!("{}?{query}", self.path("/login/mfa"))
-                    .parse()
-                    .unwrap_or_else(|_| request.uri().clone())
-            } else {
-                request.uri().clone()
-            };
+            // The form comes back for the same destination.
+            *rebuilt.uri_mut() = self
+                .login_page_path("/login/mfa", &from, form.get(APP_PARAM), step_up)
+                .parse()
+                .unwrap_or_else(|_| request.uri().clone());
             return self
                 .mfa_form(
                     &rebuilt,

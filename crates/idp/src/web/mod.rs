@@ -4,12 +4,12 @@
 //! returns a response; the binary mounts it on the proxy's
 //! `[idp] public_url`.
 
-mod api;
+pub(crate) mod api;
 mod context_check;
-mod csrf;
+pub(crate) mod csrf;
 pub(crate) mod events;
-mod login;
-mod respond;
+pub(crate) mod login;
+pub(crate) mod respond;
 mod slo;
 mod sso;
 mod users_api;
@@ -34,6 +34,7 @@ use crate::session::{IdpSessions, PendingSignIn};
 use crate::syslog::{Event, SystemLog};
 use crate::universal_logout::UniversalLogout;
 
+pub(crate) use login::STEP_UP_PARAM;
 pub use respond::ApiError;
 
 #[cfg(test)]
@@ -60,6 +61,8 @@ pub struct WebSettings {
     /// the IdP's own origin.
     pub redirect_allow: Vec<String>,
     pub lockout: LockoutPolicy,
+    /// The admin console's access and sessions.
+    pub admin: crate::console::AdminSettings,
 }
 
 /// Where the IdP keeps what must survive a request: sessions, one-time
@@ -118,6 +121,13 @@ pub struct Idp {
     /// Post-auth session evaluation: the policy, how contexts are told, the
     /// violations report.
     pub(crate) post_auth: crate::post_auth::PostAuth,
+    /// Admin console sessions (this process's memory).
+    pub(crate) admin_sessions: crate::console::AdminSessions,
+    /// IdP sessions whose admin session roamed (a new factor is needed).
+    pub(crate) admin_roamed: crate::console::Roamed,
+    /// Set once at start-up by the binary: the gateway as the console
+    /// shows it.
+    pub(crate) gateway_view: std::sync::OnceLock<Arc<dyn crate::console::GatewayView>>,
 }
 
 /// Password checks at once: one per core, at most 4. Each holds argon2's
@@ -207,6 +217,9 @@ impl Idp {
             logouts: slo::Logouts::default(),
             universal_logout: std::sync::OnceLock::new(),
             post_auth: crate::post_auth::PostAuth::default(),
+            admin_sessions: crate::console::memory_store(),
+            admin_roamed: crate::console::Roamed::default(),
+            gateway_view: std::sync::OnceLock::new(),
         };
         idp.restore_lockouts(OffsetDateTime::now_utc());
         idp
@@ -356,6 +369,7 @@ impl Idp {
                 self.session_cookie_redirect(&request, &caller).await
             }
             (Method::GET, [""]) => self.home(&request, &caller).await,
+            (_, ["admin", rest @ ..]) => self.console(&request, &caller, rest).await,
             (Method::GET, ["sso", "saml", "metadata"]) => self.saml_metadata(),
             (Method::GET, ["sso", "saml"]) => self.sso_redirect(&request, &caller).await,
             (Method::POST, ["sso", "saml"]) => self.sso_post(&request, &caller).await,
@@ -448,6 +462,15 @@ fn prefix_is_boundary(prefix: &str, target: &str) -> bool {
 /// proxy's one rule: a planted duplicate counts as no cookie).
 pub(crate) fn cookie<'a>(request: &'a Request<Bytes>, name: &str) -> Option<&'a str> {
     portcullis_proxy::cookie::get(request.headers(), name)
+}
+
+/// Every decoded query parameter, in order (repeats kept).
+pub(crate) fn query_pairs(request: &Request<Bytes>) -> Vec<(String, String)> {
+    request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }
 
 pub(crate) fn query_param(request: &Request<Bytes>, name: &str) -> Option<String> {

@@ -182,8 +182,18 @@ pub use portcullis_proxy::page::escape;
 /// nothing from elsewhere, forms posting only to the IdP itself. `body` is
 /// trusted markup built with [`escape`] applied to every value.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Bytes> {
+    page_with(status, title, body, portcullis_proxy::page::Width::Narrow)
+}
+
+/// [`page`] in the given width (the admin console's tables are wide).
+pub fn page_with(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    width: portcullis_proxy::page::Width,
+) -> Response<Bytes> {
     use portcullis_proxy::page;
-    let html = page::render(&format!("{title} · Portcullis"), body, page::Width::Narrow);
+    let html = page::render(&format!("{title} · Portcullis"), body, width);
     let mut response = Response::new(Bytes::from(html));
     *response.status_mut() = status;
     page::set_headers(response.headers_mut());

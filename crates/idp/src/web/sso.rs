@@ -38,7 +38,6 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::events::{self, Origin};
-use super::login::STEP_UP_PARAM;
 use super::respond::{self, escape};
 use super::{query_param, Caller, Idp};
 use crate::directory::{User, UserStatus};
@@ -81,6 +80,10 @@ pub struct ServiceProvider {
     /// displayName, groups (multi-valued).
     pub attributes: Vec<String>,
     pub sign_response: bool,
+    /// Where the launcher sends a person: the app itself for an SP that
+    /// signs in SP-initiated only (a gateway app); `None` links to
+    /// IdP-initiated sign-in.
+    pub sign_in_url: Option<String>,
 }
 
 impl ServiceProvider {
@@ -314,9 +317,14 @@ impl Idp {
             .service_providers
             .iter()
             .map(|sp| {
+                let href = sp
+                    .sign_in_url
+                    .clone()
+                    .unwrap_or_else(|| self.path(&format!("/app/{}/sso/saml", sp.name)));
                 format!(
-                    "<li><a href=\"{}\">{}</a></li>",
-                    escape(&self.path(&format!("/app/{}/sso/saml", sp.name))),
+                    "<li><a href=\"{}\" data-app=\"{}\">{}</a></li>",
+                    escape(&href),
+                    escape(&sp.name),
                     escape(&sp.name)
                 )
             })
@@ -575,6 +583,11 @@ impl Idp {
         let Some(sp) = saml.sp_by_name(name) else {
             return not_found();
         };
+        // A gateway app refuses an assertion it did not ask for: start its
+        // own (SP-initiated) sign-in instead of sending one.
+        if let Some(url) = &sp.sign_in_url {
+            return respond::redirect(url);
+        }
         let ask = Ask {
             sp: sp.name.clone(),
             in_response_to: None,
@@ -587,11 +600,8 @@ impl Idp {
         self.sso_flow(request, caller, saml, sp, ask).await
     }
 
-    fn to_login(&self, return_to: &str) -> Response<Bytes> {
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("fromURI", return_to)
-            .finish();
-        respond::redirect(&format!("{}?{query}", self.path("/login")))
+    fn to_login(&self, return_to: &str, sp: &str) -> Response<Bytes> {
+        respond::redirect(&self.login_page_path("/login", return_to, Some(sp), false))
     }
 
     /// IsPassive could not be honoured: the SP gets a signed Response with
@@ -656,7 +666,7 @@ impl Idp {
             if ask.is_passive {
                 return self.no_passive(saml, sp, None, &ask, &origin);
             }
-            return self.to_login(&ask.return_to);
+            return self.to_login(&ask.return_to, &sp.name);
         };
         // A session outliving its user's suspension (a reload racing the
         // sign-in) is worth nothing: the status in force decides.
@@ -665,7 +675,7 @@ impl Idp {
             .by_id(&record.body.user_id)
             .filter(|u| u.status() == UserStatus::Active)
         else {
-            return self.to_login(&ask.return_to);
+            return self.to_login(&ask.return_to, &sp.name);
         };
         let nonce = query_param(request, REAUTH_PARAM);
         let asked_at = nonce
@@ -712,7 +722,10 @@ impl Idp {
                 } else {
                     '?'
                 };
-                self.to_login(&format!("{}{sep}{REAUTH_PARAM}={nonce}", ask.return_to))
+                self.to_login(
+                    &format!("{}{sep}{REAUTH_PARAM}={nonce}", ask.return_to),
+                    &sp.name,
+                )
             }
             AppDecision::StepUpMfa if user.has_totp() => {
                 if ask.is_passive {
@@ -720,11 +733,12 @@ impl Idp {
                 }
                 // Verify a fresh factor in this session, then come back to
                 // the same request; the policy then sees it.
-                let query: String = form_urlencoded::Serializer::new(String::new())
-                    .append_pair("fromURI", &ask.return_to)
-                    .append_pair(STEP_UP_PARAM, "1")
-                    .finish();
-                respond::redirect(&format!("{}?{query}", self.path("/login/mfa")))
+                respond::redirect(&self.login_page_path(
+                    "/login/mfa",
+                    &ask.return_to,
+                    Some(&sp.name),
+                    true,
+                ))
             }
             AppDecision::StepUpMfa => {
                 self.sso_failure(

@@ -74,6 +74,7 @@ fn idp_on(dir: &std::path::Path, stores: IdpStores) -> Idp {
             max_failures: 5,
             lockout_duration: Duration::from_secs(600),
         },
+        admin: crate::console::AdminSettings::default(),
     };
     Idp::with_stores(
         settings,
@@ -574,6 +575,13 @@ impl SessionStore<IdpSession> for Down {
         EndSignal::from_future(std::future::pending())
     }
     fn len(&self) -> StoreFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async { Err(down()) })
+    }
+    fn count_by<'a>(
+        &'a self,
+        _: OffsetDateTime,
+        _: &'a (dyn Fn(&IdpSession) -> String + Send + Sync),
+    ) -> StoreFuture<'a, Result<std::collections::BTreeMap<String, usize>, StoreError>> {
         Box::pin(async { Err(down()) })
     }
 }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::events;
 use super::respond::{self, api_error, ApiError};
-use super::{user_agent, Caller, Idp};
+use super::{query_pairs, user_agent, Caller, Idp};
 use crate::api_token::Scope;
 use crate::directory::{EditError, Lifecycle, User, UserQuery, UserStatus};
 use crate::syslog::next_link;
@@ -27,11 +27,7 @@ impl Idp {
         if let Err(response) = self.api_guard(request, caller, Scope::UsersRead) {
             return *response;
         }
-        let params: Vec<(String, String)> = request
-            .uri()
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let params = query_pairs(request);
         let query =
             match UserQuery::from_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
                 Ok(query) => query,
@@ -143,7 +139,7 @@ impl Idp {
 
     /// The status the API shows: Okta's `LOCKED_OUT` for an ACTIVE user
     /// whose lockout is running.
-    fn api_status(&self, user: &User, now: OffsetDateTime) -> &'static str {
+    pub(crate) fn api_status(&self, user: &User, now: OffsetDateTime) -> &'static str {
         if user.status() == UserStatus::Active && self.is_locked_out(user.id(), now) {
             "LOCKED_OUT"
         } else {
