@@ -91,6 +91,23 @@ async fn at_idp(b: &Browser, path: &str) -> Reply {
     b.get(&format!("{IDP}{path}")).await
 }
 
+/// Posts alice's next TOTP code on the MFA form; it must be accepted.
+async fn post_code(b: &Browser, csrf: &str, from: &str, step_up: bool, codes: &mut Codes) -> Reply {
+    let code = codes.next().await;
+    let mut fields = vec![("csrf", csrf), ("fromURI", from), ("code", code.as_str())];
+    if step_up {
+        fields.push(("stepup", "1"));
+    }
+    let verified = b.post_form(&format!("{IDP}/login/mfa"), &fields).await;
+    assert_eq!(
+        verified.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        verified.text()
+    );
+    verified
+}
+
 /// alice opens the console: sent to sign-in, password, TOTP, back to the
 /// console, which starts her admin session.
 async fn alice_in_console(b: &Browser, codes: &mut Codes) {
@@ -125,23 +142,7 @@ async fn alice_in_console(b: &Browser, codes: &mut Codes) {
     let form = at_idp(b, &mfa).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.text());
     let csrf = input_value(&form.text(), "csrf").expect("csrf");
-    let code = codes.next().await;
-    let verified = b
-        .post_form(
-            &format!("{IDP}/login/mfa"),
-            &[
-                ("csrf", &csrf),
-                ("fromURI", "/admin/sessions"),
-                ("code", &code),
-            ],
-        )
-        .await;
-    assert_eq!(
-        verified.status,
-        StatusCode::SEE_OTHER,
-        "{}",
-        verified.text()
-    );
+    let verified = post_code(b, &csrf, "/admin/sessions", false, codes).await;
     assert_eq!(verified.location(), "/admin/sessions");
     let entered = at_idp(b, "/admin/sessions").await;
     assert_eq!(entered.status, StatusCode::SEE_OTHER, "{}", entered.text());
@@ -458,24 +459,7 @@ async fn an_admin_session_used_from_another_asn_is_revoked_and_needs_a_new_facto
     // A new factor from the original network opens the console again.
     let mfa = at_idp(&alice, "/login/mfa?fromURI=%2Fadmin&stepup=1").await;
     let csrf = input_value(&mfa.text(), "csrf").expect("csrf");
-    let code = codes.next().await;
-    let verified = alice
-        .post_form(
-            &format!("{IDP}/login/mfa"),
-            &[
-                ("csrf", &csrf),
-                ("fromURI", "/admin"),
-                ("stepup", "1"),
-                ("code", &code),
-            ],
-        )
-        .await;
-    assert_eq!(
-        verified.status,
-        StatusCode::SEE_OTHER,
-        "{}",
-        verified.text()
-    );
+    post_code(&alice, &csrf, "/admin", true, &mut codes).await;
     assert_eq!(at_idp(&alice, "/admin").await.status, StatusCode::SEE_OTHER);
     assert_eq!(at_idp(&alice, "/admin").await.status, StatusCode::OK);
     let roaming = events(&alice, "security.session.detect_client_roaming", 1).await;

@@ -54,14 +54,7 @@ impl Filters {
                 .as_deref()
                 .is_none_or(|n| haystack.to_lowercase().contains(&n.to_lowercase()))
         };
-        let context = |attribute: Attribute| {
-            record
-                .body
-                .context
-                .as_ref()
-                .map(|c| attribute.show(c))
-                .unwrap_or_default()
-        };
+        let context = |attribute: Attribute| shown(record, attribute).unwrap_or_default();
         let ip = record
             .body
             .client_ip
@@ -80,6 +73,12 @@ impl Filters {
                 .min_age_minutes
                 .is_none_or(|m| (now - record.created_at).whole_minutes() >= m)
     }
+}
+
+/// One attribute of the session's recorded context, as the System Log
+/// writes it; `None` for a session without a context.
+fn shown(record: &SessionRecord, attribute: Attribute) -> Option<String> {
+    record.body.context.as_ref().map(|c| attribute.show(c))
 }
 
 impl Idp {
@@ -163,14 +162,8 @@ impl Idp {
         apps: &[String],
         back: &str,
     ) -> String {
-        let context = |attribute: Attribute| {
-            record
-                .body
-                .context
-                .as_ref()
-                .map(|c| attribute.show(c))
-                .unwrap_or_else(|| "unknown".into())
-        };
+        let context =
+            |attribute: Attribute| shown(record, attribute).unwrap_or_else(|| "unknown".into());
         let id = record.id.as_str();
         let status = match record.body.status {
             SessionStatus::Active => "ACTIVE",
