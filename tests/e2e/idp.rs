@@ -1344,3 +1344,39 @@ async fn the_429_page_keeps_the_deep_link() {
     );
     assert!(html.contains(&link), "{link} not in {html}");
 }
+
+#[tokio::test]
+async fn the_signed_out_pages_sign_in_link_comes_back_to_the_app() {
+    let gw = start("");
+    let from = format!("{APP}/deep?x=1");
+    let b = gw.browser();
+    let signed_in = sign_in(&b, "bob", "bob-demo-pass", &from).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.text()
+    );
+    let out = b
+        .get(&format!("{IDP}/logout?fromURI={}", url_encode(&from)))
+        .await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.text());
+    let link = format!(
+        "id=\"sign-in\" href=\"/login?fromURI={}\"",
+        url_encode(&from)
+    );
+    assert!(out.text().contains(&link), "{link} not in {}", out.text());
+    // Signed out already, and a destination sign-in may not send a
+    // browser to: a plain link.
+    let elsewhere = b
+        .get(&format!(
+            "{IDP}/logout?fromURI={}",
+            url_encode("https://evil.example/")
+        ))
+        .await;
+    assert!(
+        elsewhere.text().contains("id=\"sign-in\" href=\"/login\""),
+        "{}",
+        elsewhere.text()
+    );
+}

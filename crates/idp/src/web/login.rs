@@ -672,9 +672,13 @@ network. Try again in {secs} seconds.</p><p><a id=\"try-again\" href=\"{}\">Sign
         // sign-in form comes back for the same destination; a signed-in
         // one (step-up) is a full sign-out.
         let not_you = if step_up {
+            let logout: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("fromURI", &from)
+                .finish();
             format!(
-                "<a id=\"not-you\" href=\"{}\">Not you? Sign out</a>",
-                escape(&self.path("/logout"))
+                "<a id=\"not-you\" href=\"{}?{}\">Not you? Sign out</a>",
+                escape(&self.path("/logout")),
+                escape(&logout)
             )
         } else {
             format!(

@@ -59,6 +59,9 @@ pub(crate) struct LogoutTx {
     waiting: Option<(String, String)>,
     partial: bool,
     started: OffsetDateTime,
+    /// Where the signed-out page's "Sign in" link goes back to (the
+    /// `fromURI` of `/logout`, when allowed).
+    sign_in_again: Option<String>,
 }
 
 /// Logout transactions by id.
@@ -98,14 +101,40 @@ fn name_id_for(sp: &ServiceProvider, user: &crate::directory::User) -> String {
     .to_string()
 }
 
-fn signed_out_page(partial: bool) -> Response<Bytes> {
-    let detail = if partial {
-        "You are signed out of the identity provider, but some applications could not confirm \
-         the sign-out. Close your browser to end those sessions too."
-    } else {
-        "You are signed out of the identity provider and every application you used."
-    };
-    respond::message_page(StatusCode::OK, "Signed out", detail)
+impl Idp {
+    /// `/logout`'s `fromURI` (query or form), when it is a place sign-in
+    /// may send a browser.
+    fn logout_from(&self, request: &Request<Bytes>) -> Option<String> {
+        let from = query_param(request, "fromURI").or_else(|| {
+            form_urlencoded::parse(request.body())
+                .find(|(k, _)| k == "fromURI")
+                .map(|(_, v)| v.into_owned())
+        })?;
+        self.allowed_redirect(&from)
+    }
+
+    /// The end of a sign-out: its "Sign in" link comes back to `from`.
+    fn signed_out_page(&self, partial: bool, from: Option<&str>) -> Response<Bytes> {
+        let detail = if partial {
+            "You are signed out of the identity provider, but some applications could not confirm \
+             the sign-out. Close your browser to end those sessions too."
+        } else {
+            "You are signed out of the identity provider and every application you used."
+        };
+        let sign_in = match from {
+            Some(from) => self.login_page_path("/login", from, None, false),
+            None => self.path("/login"),
+        };
+        respond::page(
+            StatusCode::OK,
+            "Signed out",
+            &format!(
+                "<h1>Signed out</h1><p id=\"signed-out\">{}</p><p><a id=\"sign-in\" href=\"{}\">Sign in</a></p>",
+                respond::escape(detail),
+                respond::escape(&sign_in)
+            ),
+        )
+    }
 }
 
 fn logout_error(message: &str) -> Response<Bytes> {
@@ -234,7 +263,11 @@ impl Idp {
         let now = OffsetDateTime::now_utc();
         let (secret, record) = match self.current_session(request, now).await {
             Ok(Some(current)) => current,
-            Ok(None) => return self.with_cleared_session(signed_out_page(false)),
+            Ok(None) => {
+                return self.with_cleared_session(
+                    self.signed_out_page(false, self.logout_from(request).as_deref()),
+                )
+            }
             Err(e) => return respond::store_unavailable(&e, "reading the IdP session"),
         };
         tracing::info!(
@@ -254,6 +287,7 @@ impl Idp {
             waiting: None,
             partial: notices.1,
             started: now,
+            sign_in_again: self.logout_from(request),
         };
         self.with_cleared_session(self.advance(tx, now))
     }
@@ -414,6 +448,7 @@ impl Idp {
             waiting: None,
             partial: unreachable,
             started: now,
+            sign_in_again: None,
         };
         self.with_cleared_session(self.advance(tx, now))
     }
@@ -472,7 +507,7 @@ impl Idp {
             .and_then(|id| self.logouts.take(id, now))
         else {
             // Expired or unknown walk: the IdP session is gone already.
-            return signed_out_page(true);
+            return self.signed_out_page(true, None);
         };
         let sender = saml
             .settings
@@ -521,7 +556,7 @@ impl Idp {
     /// Sends the browser to the next SP, or finishes the walk.
     fn advance(&self, mut tx: LogoutTx, now: OffsetDateTime) -> Response<Bytes> {
         let Some(saml) = &self.saml else {
-            return signed_out_page(tx.partial);
+            return self.signed_out_page(tx.partial, tx.sign_in_again.as_deref());
         };
         while let Some(notice) = tx.pending.pop_front() {
             let Some(sp) = saml.sp_by_name(&notice.sp) else {
@@ -561,13 +596,13 @@ impl Idp {
             }
         }
         let Some(initiator) = tx.initiator else {
-            return signed_out_page(tx.partial);
+            return self.signed_out_page(tx.partial, tx.sign_in_again.as_deref());
         };
         let Some(sp) = saml.sp_by_name(&initiator.sp) else {
-            return signed_out_page(tx.partial);
+            return self.signed_out_page(tx.partial, None);
         };
         let Some(slo_url) = &sp.slo_url else {
-            return signed_out_page(tx.partial);
+            return self.signed_out_page(tx.partial, None);
         };
         let params = saml::LogoutResponseParams {
             issuer: &saml.settings.entity_id,
@@ -585,7 +620,7 @@ impl Idp {
             Ok(url) => respond::redirect(&url),
             Err(e) => {
                 tracing::error!(sp = %sp.name, error = %e, "building the LogoutResponse failed");
-                signed_out_page(true)
+                self.signed_out_page(true, None)
             }
         }
     }
