@@ -64,13 +64,6 @@ pub fn respond<B>(request: &Request<B>, identity: Option<&ShownIdentity>) -> Res
     response
 }
 
-/// Long values (the JWT above all) wrap instead of widening the page.
-const STYLE: &str = "<style>td{overflow-wrap:anywhere;word-break:break-all}\
-.signed-in{display:flex;gap:.5rem;align-items:baseline;flex-wrap:wrap}\
-.signed-in form{display:inline;margin:0}\
-.signed-in button{width:auto;margin:0;padding:.25rem .75rem}\
-pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f5f7fa;padding:.5rem;border-radius:.25rem}</style>";
-
 fn html<B>(
     request: &Request<B>,
     identity: Option<&ShownIdentity>,
@@ -86,7 +79,7 @@ fn html<B>(
     let (identity_cookies, other_cookies): (Vec<_>, Vec<_>) =
         cookies.iter().partition(|(k, _)| is_identity_cookie(k));
 
-    let mut main = String::from(STYLE);
+    let mut main = String::new();
     match identity {
         Some(identity) => main.push_str(&format!(
             "<div class=\"signed-in\"><p>Signed in as <strong>{}</strong></p>\

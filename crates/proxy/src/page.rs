@@ -18,57 +18,70 @@ pub enum Width {
     Full,
 }
 
-/// Forms post only to the page's own origin; pages that post elsewhere
-/// (the IdP's SAML POST binding) replace this header.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Every page's one style element (no `style` attributes anywhere), so
+/// the CSP allows exactly it by hash rather than any inline style.
+const STYLE: &str = include_str!("../templates/page.css");
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f5f7fa;color:#1f2933;margin:0}\
-main{margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}\
-main.narrow{max-width:24rem}main.wide{max-width:60rem;overflow-wrap:anywhere}\
-main.full{max-width:96rem;margin:1rem auto}main.full table{display:block;overflow-x:auto;margin-bottom:1rem}\
-h1{font-size:1.4rem;margin-top:0}label{display:block;margin:.75rem 0 .25rem;font-weight:600}\
-input,select{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem;border:1px solid #7b8794;border-radius:.25rem;background:#fff}\
-:focus-visible,input:focus,select:focus{outline:3px solid #2680c2;outline-offset:1px}\
-a{color:#0b5a8c}\
-button{margin-top:1.25rem;width:100%;padding:.6rem;font-size:1rem;background:#0b69a3;color:#fff;border:0;border-radius:.25rem;cursor:pointer}\
-.error{background:#ffe3e3;color:#8a041a;padding:.5rem .75rem;border-radius:.25rem}\
-.id{color:#52606d;font-size:.875rem}\
-table{border-collapse:collapse}th,td{border:1px solid #cbd2d9;padding:.25rem .5rem;text-align:left;\
-font-family:ui-monospace,monospace;font-size:.875rem;vertical-align:top}\
-nav{margin-bottom:1rem;border-bottom:1px solid #cbd2d9;padding-bottom:.5rem}nav a{margin-right:1rem}\
-nav a[aria-current]{font-weight:700}\
-.badge{display:inline-block;padding:.1rem .5rem;border-radius:1rem;background:#e4e7eb;color:#1f2933;font-size:.8rem}\
-.badge.ok{background:#e3f9e5;color:#0e5814}.badge.warn{background:#fff3c4;color:#5c4813}\
-.badge.bad{background:#ffe3e3;color:#8a041a}\
-ul.tiles{display:flex;flex-wrap:wrap;gap:1rem;list-style:none;padding:0}\
-ul.tiles li{border:1px solid #cbd2d9;border-radius:.5rem;padding:.75rem 1rem;min-width:10rem}\
-.figure{display:block;font-size:1.75rem;font-weight:700}ul.plain{list-style:none;margin:0;padding:0}\
-td.num{text-align:right}.hint{color:#52606d;font-size:.875rem}\
-.check{display:flex;gap:.5rem;align-items:center}.check input{width:auto}\
-button.link{display:inline;width:auto;margin:0;padding:0;background:none;color:#0b5a8c;text-decoration:underline;font-size:inherit}\
-form.inline{display:inline}form.inline button,form.filters button{width:auto;margin:0;padding:.25rem .75rem}\
-form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin-bottom:1rem}\
-form.filters label{margin:0}form.filters input,form.filters select{width:10rem}\
-form.filters .wide input{width:28rem;max-width:100%}form.filters .narrow input{width:5rem}\
-input[aria-invalid=true]{border-color:#8a041a}";
+/// `'sha256-…'` of [`STYLE`]: the `style-src` of every page's CSP.
+pub fn style_src() -> &'static str {
+    static SOURCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(STYLE.as_bytes());
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    });
+    &SOURCE
+}
+
+/// Forms post only to the page's own origin, nothing loads from anywhere,
+/// no script runs and only the shell's own styles apply. Pages that post
+/// elsewhere (the IdP's SAML POST binding) replace this header.
+pub fn content_security_policy() -> &'static HeaderValue {
+    static POLICY: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+        let policy = format!(
+            "default-src 'none'; style-src {}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            style_src()
+        );
+        HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'none'"))
+    });
+    &POLICY
+}
+
+/// The shell every page shares (`templates/page.html`, its styles in
+/// `templates/page.css`).
+#[derive(askama::Template)]
+#[template(path = "page.html")]
+struct Shell<'a> {
+    title: &'a str,
+    style: &'static str,
+    width: &'static str,
+    /// Trusted markup: the caller escaped every value in it.
+    main: &'a str,
+}
 
 /// A whole document: `title` is the document title as text (escaped
 /// here), `main` is trusted markup the caller built with [`escape`] applied
 /// to every value in it.
 pub fn render(title: &str, main: &str, width: Width) -> String {
-    let class = match width {
+    let width = match width {
         Width::Narrow => "narrow",
         Width::Wide => "wide",
         Width::Full => "full",
     };
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>{title}</title><style>{STYLE}</style></head>\
-<body><main class=\"{class}\">{main}</main></body></html>\n",
-        title = escape(title),
-    )
+    let shell = Shell {
+        title,
+        style: STYLE,
+        width,
+        main,
+    };
+    askama::Template::render(&shell).unwrap_or_else(|e| {
+        // Only a failing `fmt::Write` into a String gets here.
+        tracing::error!(error = %e, "rendering the page shell failed");
+        format!("<!doctype html><title>Portcullis</title>{main}")
+    })
 }
 
 /// The headers every page goes out with.
@@ -80,7 +93,7 @@ pub fn set_headers(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        content_security_policy().clone(),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
@@ -97,7 +110,8 @@ mod tests {
     #[test]
     fn title_is_escaped_and_markup_is_kept() {
         let html = render("<x>", "<h1>Hi</h1>", Width::Narrow);
-        assert!(html.contains("<title>&lt;x&gt;</title>"), "{html}");
+        assert!(!html.contains("<x>"), "{html}");
+        assert!(html.contains("<title>&#60;x&#62;</title>"), "{html}");
         assert!(
             html.contains("<main class=\"narrow\"><h1>Hi</h1></main>"),
             "{html}"
@@ -110,6 +124,29 @@ mod tests {
             escape("<a href='x'>&</a>"),
             "&lt;a href=&#x27;x&#x27;&gt;&amp;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn the_csp_allows_exactly_the_style_element_the_page_has() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let html = render("t", "<p>x</p>", Width::Full);
+        let style = html
+            .split_once("<style>")
+            .and_then(|(_, rest)| rest.split_once("</style>"))
+            .map(|(style, _)| style)
+            .expect("one style element");
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+        let mut h = HeaderMap::new();
+        set_headers(&mut h);
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().expect("text");
+        assert!(
+            csp.contains(&format!("style-src 'sha256-{hash}';")),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(html.matches("<style>").count(), 1);
+        assert!(!html.contains("style=\""));
     }
 
     #[test]

@@ -881,7 +881,8 @@ fn post_form(acs_url: &str, saml_response: &str, relay_state: Option<&str>) -> R
         &mut response,
         header::CONTENT_SECURITY_POLICY,
         &format!(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; form-action {}; frame-ancestors 'none'",
+            "default-src 'none'; style-src {}; script-src 'sha256-{hash}'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+            portcullis_proxy::page::style_src(),
             url_origin(acs_url)
         ),
     );
