@@ -40,16 +40,7 @@ pub fn one_factor_admin_paths(
         };
         let mut covered = false;
         for rule in policy.rules() {
-            let groups_ok = (rule.groups_include().is_empty()
-                || rule
-                    .groups_include()
-                    .iter()
-                    .any(|g| g == crate::policy::EVERYONE || user.groups().contains(g)))
-                && !rule
-                    .groups_exclude()
-                    .iter()
-                    .any(|g| g == crate::policy::EVERYONE || user.groups().contains(g));
-            if !groups_ok {
+            if !rule.admits_groups(user.groups()) {
                 continue;
             }
             if rule.access() == Access::Allow

@@ -13,8 +13,8 @@ use super::shell::{self, param, Section};
 use super::Admin;
 use crate::directory::{User, UserStatus};
 use crate::policy::{
-    AppAuthPolicy, MfaRequirement, PolicySet, Reauth, SessionLimits, SessionRule, SignOnContext,
-    EVERYONE,
+    AppAuthPolicy, MfaRequirement, PolicySet, Reauth, RuleMiss, SessionLimits, SessionRule,
+    SignOnContext, EVERYONE,
 };
 use crate::web::{respond::escape, Idp};
 
@@ -102,29 +102,17 @@ fn app_policy_text(policy: &AppAuthPolicy) -> (String, String, String) {
 
 /// Why a rule did or did not match the sign-in.
 fn rule_verdict(rule: &SessionRule, ctx: &SignOnContext<'_>) -> Result<(), String> {
-    let in_any = |listed: &[String]| {
-        listed
-            .iter()
-            .any(|g| g == EVERYONE || ctx.groups.contains(g))
-    };
-    if !rule.groups_include().is_empty() && !in_any(rule.groups_include()) {
-        return Err("the user is in none of its groups".into());
-    }
-    if in_any(rule.groups_exclude()) {
-        return Err("the user is in an excluded group".into());
-    }
-    if !rule.zones_include().is_empty() && !rule.zones_include().iter().any(|z| z.contains(ctx.ip))
-    {
-        return Err(format!("{} is in none of its zones", ctx.ip));
-    }
-    if let Some(zone) = rule.zones_exclude().iter().find(|z| z.contains(ctx.ip)) {
-        return Err(format!(
+    match rule.miss(ctx) {
+        None => Ok(()),
+        Some(RuleMiss::NotInGroups) => Err("the user is in none of its groups".into()),
+        Some(RuleMiss::ExcludedGroup) => Err("the user is in an excluded group".into()),
+        Some(RuleMiss::OutsideZones) => Err(format!("{} is in none of its zones", ctx.ip)),
+        Some(RuleMiss::ExcludedZone(zone)) => Err(format!(
             "{} is in the excluded zone {}",
             ctx.ip,
             zone.name()
-        ));
+        )),
     }
-    Ok(())
 }
 
 impl Idp {
@@ -387,11 +375,7 @@ value=\"{}\" placeholder=\"{}\" required{attrs}>{note}</div>",
         if let Some(app) = app {
             let policy = policies.app_policy(app);
             let (reauth, mfa_text, groups) = app_policy_text(policy);
-            let allowed = policy.groups_allowed.is_empty()
-                || policy
-                    .groups_allowed
-                    .iter()
-                    .any(|g| g == EVERYONE || user.groups().contains(g));
+            let allowed = policy.allows_groups(user.groups());
             steps.push(format!(
                 "App “{app}”: groups allowed {groups} — {}; MFA {mfa_text}; re-authenticate {reauth}.",
                 if allowed { "the user is allowed" } else { "the user is NOT allowed (403 at the IdP)" }

@@ -107,8 +107,13 @@ pub enum AppDecision {
 impl AppAuthPolicy {
     /// Group check, then password freshness, then MFA. Verification times in
     /// the future (clock skew between nodes) count as "now", never as stale.
+    /// Whether a user with `groups` may use the app at all.
+    pub fn allows_groups(&self, groups: &[String]) -> bool {
+        self.groups_allowed.is_empty() || in_any(groups, &self.groups_allowed)
+    }
+
     pub fn evaluate(&self, facts: &SessionFacts<'_>) -> AppDecision {
-        if !self.groups_allowed.is_empty() && !in_any(facts.groups, &self.groups_allowed) {
+        if !self.allows_groups(facts.groups) {
             return AppDecision::Deny {
                 reason: AppDenyReason::NotInAllowedGroups,
             };

@@ -37,7 +37,7 @@ pub use duration::{parse_duration, DurationError, MAX_DURATION};
 pub use error::PolicyError;
 pub use policy_set::PolicySet;
 pub use session_policy::{
-    Outcome, SessionLimits, SessionPolicy, SessionRule, SignOnContext, SignOnDecision,
+    Outcome, RuleMiss, SessionLimits, SessionPolicy, SessionRule, SignOnContext, SignOnDecision,
     DEFAULT_MAX_IDLE, DEFAULT_POLICY_NAME, DEFAULT_RULE_MAX_LIFETIME, DEFAULT_RULE_NAME, EVERYONE,
 };
 pub use zone::{parse_cidr, Zone};

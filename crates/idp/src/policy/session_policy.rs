@@ -154,6 +154,19 @@ impl SessionPolicy {
     }
 }
 
+/// Why a [`SessionRule`] does not match a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleMiss<'r> {
+    /// The user is in none of `groups_include`.
+    NotInGroups,
+    /// The user is in one of `groups_exclude`.
+    ExcludedGroup,
+    /// The address is in none of `zones_include`.
+    OutsideZones,
+    /// The address is in this zone of `zones_exclude`.
+    ExcludedZone(&'r Zone),
+}
+
 /// A compiled rule of a [`SessionPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRule {
@@ -213,11 +226,33 @@ impl SessionRule {
 
     /// All conditions hold; an empty include list is "no condition".
     pub fn matches(&self, ctx: &SignOnContext<'_>) -> bool {
-        (self.groups_include.is_empty() || in_any(ctx.groups, &self.groups_include))
-            && !in_any(ctx.groups, &self.groups_exclude)
-            && (self.zones_include.is_empty()
-                || self.zones_include.iter().any(|z| z.contains(ctx.ip)))
-            && !self.zones_exclude.iter().any(|z| z.contains(ctx.ip))
+        self.miss(ctx).is_none()
+    }
+
+    /// The first condition that fails for this sign-in, `None` when the
+    /// rule matches (the admin console's "explain" says which).
+    pub fn miss(&self, ctx: &SignOnContext<'_>) -> Option<RuleMiss<'_>> {
+        if !self.groups_include.is_empty() && !in_any(ctx.groups, &self.groups_include) {
+            return Some(RuleMiss::NotInGroups);
+        }
+        if in_any(ctx.groups, &self.groups_exclude) {
+            return Some(RuleMiss::ExcludedGroup);
+        }
+        if !self.zones_include.is_empty() && !self.zones_include.iter().any(|z| z.contains(ctx.ip))
+        {
+            return Some(RuleMiss::OutsideZones);
+        }
+        self.zones_exclude
+            .iter()
+            .find(|z| z.contains(ctx.ip))
+            .map(RuleMiss::ExcludedZone)
+    }
+
+    /// Whether the group conditions let a user with `groups` match, from
+    /// some network.
+    pub fn admits_groups(&self, groups: &[String]) -> bool {
+        (self.groups_include.is_empty() || in_any(groups, &self.groups_include))
+            && !in_any(groups, &self.groups_exclude)
     }
 
     /// The outcome for a subject this rule matched.
