@@ -351,3 +351,106 @@ async fn browser_journey_admin_console_by_keyboard_revokes_bobs_session() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     c.close().await.expect("close the session");
 }
+
+/// alice's TOTP code for a step after `last` (the IdP takes each step
+/// once): the current step or the next one, waiting when both are used.
+async fn fresh_code(last: &mut Option<i64>) -> String {
+    let secret =
+        portcullis_idp::directory::TotpSecret::from_base32("MFWGSY3FFVSGK3LPFV2G65DQFVVWK6JB")
+            .expect("demo secret");
+    let deadline = Instant::now() + Duration::from_secs(65);
+    loop {
+        let current = time::OffsetDateTime::now_utc().unix_timestamp() / 30;
+        if let Some(step) = [current, current + 1]
+            .into_iter()
+            .find(|s| last.is_none_or(|l| *s > l))
+        {
+            *last = Some(step);
+            let at = time::OffsetDateTime::from_unix_timestamp(step * 30).expect("time");
+            return portcullis_idp::directory::totp_code_at(&secret, at).expect("code");
+        }
+        assert!(Instant::now() < deadline, "no fresh TOTP step");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn browser_journey_a_protected_action_asks_again_and_a_non_admin_is_refused() {
+    let users = include_str!("../../demo/users.toml");
+    let f =
+        crate::gateway_sso::start_with_idp_files("", &[("users_file", "users.toml", users)], &[]);
+    let bob = crate::universal_logout::bob_in_b_and_c(&f).await;
+    let driver = Driver::start();
+
+    // bob, in a browser of his own, is not an administrator: 403.
+    let tmp = tempfile::tempdir().expect("dir");
+    let c = chromium(&driver, f.gw.https.port(), &tmp.path().join("profile")).await;
+    c.goto("https://a.test/admin").await.expect("goto");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .expect("the sign-in form");
+    type_keys(&c, &format!("bob{TAB}bob-demo-pass{ENTER}")).await;
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//h1[text()='Not allowed']"))
+        .await
+        .expect("the console's 403 page");
+    assert!(body_text(&c)
+        .await
+        .contains("not in an administrator group"));
+    c.close().await.expect("close the session");
+
+    let tmp = tempfile::tempdir().expect("dir");
+    let c = chromium(&driver, f.gw.https.port(), &tmp.path().join("profile")).await;
+    let mut last = None;
+    c.goto("https://a.test/admin/users").await.expect("goto");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .expect("the sign-in form");
+    type_keys(&c, &format!("alice{TAB}alice-demo-pass{ENTER}")).await;
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=code]"))
+        .await
+        .expect("the authenticator code form");
+    type_keys(&c, &format!("{}{ENTER}", fresh_code(&mut last).await)).await;
+    let suspend = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//tr[@data-user='bob']//button[text()='Suspend']",
+        ))
+        .await
+        .expect("bob's row with a Suspend button");
+    suspend.click().await.expect("click Suspend");
+    // Suspending is protected: password and a code again, nothing done yet.
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#reauth"))
+        .await
+        .expect("the re-authentication prompt");
+    assert_eq!(
+        crate::gateway_sso::get_json(&bob, "https://b.test/page")
+            .await
+            .status,
+        http::StatusCode::OK
+    );
+    type_keys(
+        &c,
+        &format!("alice-demo-pass{TAB}{}{ENTER}", fresh_code(&mut last).await),
+    )
+    .await;
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//tr[@data-user='bob' and @data-status='SUSPENDED']",
+        ))
+        .await
+        .expect("bob suspended on the users page");
+    crate::universal_logout::until_signed_out(&bob, "https://b.test/page").await;
+    c.close().await.expect("close the session");
+}
