@@ -11,29 +11,33 @@ use super::shell::{self, when, Section};
 use super::Admin;
 use crate::post_auth::{Action, Mode};
 use crate::session::SessionStatus;
-use crate::syslog::{Query, MAX_LIMIT};
+use crate::syslog::{OutcomeResult, Query, MAX_LIMIT};
 use crate::web::{respond::escape, Idp};
 
 /// The dashboard's window.
 const WINDOW: time::Duration = time::Duration::hours(24);
-/// Events counted per figure at most (20 pages of the log's maximum):
+/// Events walked for the sign-in figures at most (20 pages of the log's maximum):
 /// more is shown as "at least".
 const MAX_COUNTED: usize = 20 * MAX_LIMIT;
 /// Latest violations in the widget.
 const LATEST_VIOLATIONS: usize = 5;
 
-/// A count of System Log events, and whether it stopped at [`MAX_COUNTED`].
-struct Counted {
-    n: usize,
+/// The 24-hour sign-in figures, from one walk over the System Log;
+/// `capped` when the walk stopped at [`MAX_COUNTED`] events.
+#[derive(Default)]
+struct SignInFigures {
+    sign_ins: usize,
+    failures: usize,
+    lockouts: usize,
     capped: bool,
 }
 
-impl Counted {
-    fn show(&self) -> String {
+impl SignInFigures {
+    fn show(&self, n: usize) -> String {
         if self.capped {
-            format!("≥{}", self.n)
+            format!("≥{n}")
         } else {
-            self.n.to_string()
+            n.to_string()
         }
     }
 }
@@ -49,30 +53,42 @@ pub(super) fn post_auth_badge(mode: Mode, action: Action) -> (&'static str, &'st
 }
 
 impl Idp {
-    /// Events matching `filter` since `since`, paging through the log.
-    fn count_events(&self, filter: &str, since: OffsetDateTime) -> Counted {
+    /// Sign-ins, failed sign-ins and lockouts since `since`, paging
+    /// through the log once.
+    fn sign_in_figures(&self, since: OffsetDateTime) -> SignInFigures {
         let since = since
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         let limit = MAX_LIMIT.to_string();
+        let mut figures = SignInFigures::default();
         let Ok(mut query) = Query::from_params([
-            ("filter", filter),
+            (
+                "filter",
+                "eventType eq \"user.session.start\" or eventType eq \"user.account.lock\"",
+            ),
             ("since", since.as_str()),
             ("limit", limit.as_str()),
         ]) else {
-            return Counted {
-                n: 0,
-                capped: false,
-            };
+            return figures;
         };
-        let mut n = 0;
+        let mut walked = 0;
         loop {
             let page = self.log.query(&query);
-            n += page.events.len();
+            walked += page.events.len();
+            for event in &page.events {
+                match (event.event_type.as_str(), event.outcome.result) {
+                    ("user.account.lock", _) => figures.lockouts += 1,
+                    (_, OutcomeResult::Success) => figures.sign_ins += 1,
+                    _ => figures.failures += 1,
+                }
+            }
             match page.next {
-                Some(cursor) if n < MAX_COUNTED => query.after = Some(cursor),
-                Some(_) => return Counted { n, capped: true },
-                None => return Counted { n, capped: false },
+                Some(cursor) if walked < MAX_COUNTED => query.after = Some(cursor),
+                Some(_) => {
+                    figures.capped = true;
+                    return figures;
+                }
+                None => return figures,
             }
         }
     }
@@ -97,15 +113,7 @@ impl Idp {
                 ("unknown".into(), "unknown".into())
             }
         };
-        let sign_ins = self.count_events(
-            "eventType eq \"user.session.start\" and outcome.result eq \"SUCCESS\"",
-            since,
-        );
-        let failures = self.count_events(
-            "eventType eq \"user.session.start\" and outcome.result ne \"SUCCESS\"",
-            since,
-        );
-        let lockouts = self.count_events("eventType eq \"user.account.lock\"", since);
+        let figures = self.sign_in_figures(since);
         let directory = self.directory();
         let locked_now = directory
             .users()
@@ -137,9 +145,9 @@ impl Idp {
 <li><span class=\"figure\" id=\"sign-in-failures\">{failures}</span> failed sign-ins (24 h)</li>\
 <li><span class=\"figure\" id=\"lockouts\">{lockouts}</span> lockouts (24 h), <span id=\"locked-now\">{locked_now}</span> locked now</li>\
 </ul>",
-            sign_ins = sign_ins.show(),
-            failures = failures.show(),
-            lockouts = lockouts.show(),
+            sign_ins = figures.show(figures.sign_ins),
+            failures = figures.show(figures.failures),
+            lockouts = figures.show(figures.lockouts),
         );
         let body = format!(
             "{tiles}<section aria-labelledby=\"gw-h\"><h2 id=\"gw-h\">Gateway sessions per app</h2>{gateway}</section>{widget}",
