@@ -286,6 +286,29 @@ async fn type_keys(c: &Client, text: &str) {
 const TAB: &str = "\u{e004}";
 const ENTER: &str = "\u{e007}";
 
+/// Opens `url` (which sends a browser without a session to sign-in) and
+/// gets through the sign-in form with the keyboard alone: autofocus, Tab,
+/// Enter.
+async fn keyboard_sign_in(c: &Client, url: &str, login: &str, password: &str) {
+    c.goto(url).await.expect("goto");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .expect("the sign-in form");
+    type_keys(c, &format!("{login}{TAB}{password}{ENTER}")).await;
+}
+
+/// Types the next code into the authenticator form once it shows.
+async fn keyboard_code(c: &Client, codes: &mut crate::console::Codes) {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=code]"))
+        .await
+        .expect("the authenticator code form");
+    type_keys(c, &format!("{}{ENTER}", codes.next().await)).await;
+}
+
 #[tokio::test]
 async fn browser_journey_admin_console_by_keyboard_revokes_bobs_session() {
     let f = start_with("", &[]);
@@ -296,25 +319,9 @@ async fn browser_journey_admin_console_by_keyboard_revokes_bobs_session() {
 
     // The console sends a browser without a session to sign-in; the
     // keyboard alone gets alice through it (autofocus, Tab, Enter).
-    c.goto("https://a.test/admin").await.expect("goto");
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("input[name=username]"))
-        .await
-        .expect("the sign-in form");
-    type_keys(&c, &format!("alice{TAB}alice-demo-pass{ENTER}")).await;
+    keyboard_sign_in(&c, "https://a.test/admin", "alice", "alice-demo-pass").await;
     // A new admin session needs a fresh second factor.
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("input[name=code]"))
-        .await
-        .expect("the authenticator code form");
-    let secret =
-        portcullis_idp::directory::TotpSecret::from_base32("MFWGSY3FFVSGK3LPFV2G65DQFVVWK6JB")
-            .expect("demo secret");
-    let code = portcullis_idp::directory::totp_code_at(&secret, time::OffsetDateTime::now_utc())
-        .expect("code");
-    type_keys(&c, &format!("{code}{ENTER}")).await;
+    keyboard_code(&c, &mut crate::console::Codes::alice()).await;
     let figure = c
         .wait()
         .at_most(WAIT)
@@ -352,28 +359,6 @@ async fn browser_journey_admin_console_by_keyboard_revokes_bobs_session() {
     c.close().await.expect("close the session");
 }
 
-/// alice's TOTP code for a step after `last` (the IdP takes each step
-/// once): the current step or the next one, waiting when both are used.
-async fn fresh_code(last: &mut Option<i64>) -> String {
-    let secret =
-        portcullis_idp::directory::TotpSecret::from_base32("MFWGSY3FFVSGK3LPFV2G65DQFVVWK6JB")
-            .expect("demo secret");
-    let deadline = Instant::now() + Duration::from_secs(65);
-    loop {
-        let current = time::OffsetDateTime::now_utc().unix_timestamp() / 30;
-        if let Some(step) = [current, current + 1]
-            .into_iter()
-            .find(|s| last.is_none_or(|l| *s > l))
-        {
-            *last = Some(step);
-            let at = time::OffsetDateTime::from_unix_timestamp(step * 30).expect("time");
-            return portcullis_idp::directory::totp_code_at(&secret, at).expect("code");
-        }
-        assert!(Instant::now() < deadline, "no fresh TOTP step");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn browser_journey_a_protected_action_asks_again_and_a_non_admin_is_refused() {
     let users = include_str!("../../demo/users.toml");
@@ -385,13 +370,7 @@ async fn browser_journey_a_protected_action_asks_again_and_a_non_admin_is_refuse
     // bob, in a browser of his own, is not an administrator: 403.
     let tmp = tempfile::tempdir().expect("dir");
     let c = chromium(&driver, f.gw.https.port(), &tmp.path().join("profile")).await;
-    c.goto("https://a.test/admin").await.expect("goto");
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("input[name=username]"))
-        .await
-        .expect("the sign-in form");
-    type_keys(&c, &format!("bob{TAB}bob-demo-pass{ENTER}")).await;
+    keyboard_sign_in(&c, "https://a.test/admin", "bob", "bob-demo-pass").await;
     c.wait()
         .at_most(WAIT)
         .for_element(Locator::XPath("//h1[text()='Not allowed']"))
@@ -404,20 +383,9 @@ async fn browser_journey_a_protected_action_asks_again_and_a_non_admin_is_refuse
 
     let tmp = tempfile::tempdir().expect("dir");
     let c = chromium(&driver, f.gw.https.port(), &tmp.path().join("profile")).await;
-    let mut last = None;
-    c.goto("https://a.test/admin/users").await.expect("goto");
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("input[name=username]"))
-        .await
-        .expect("the sign-in form");
-    type_keys(&c, &format!("alice{TAB}alice-demo-pass{ENTER}")).await;
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("input[name=code]"))
-        .await
-        .expect("the authenticator code form");
-    type_keys(&c, &format!("{}{ENTER}", fresh_code(&mut last).await)).await;
+    let mut codes = crate::console::Codes::alice();
+    keyboard_sign_in(&c, "https://a.test/admin/users", "alice", "alice-demo-pass").await;
+    keyboard_code(&c, &mut codes).await;
     let suspend = c
         .wait()
         .at_most(WAIT)
@@ -441,7 +409,7 @@ async fn browser_journey_a_protected_action_asks_again_and_a_non_admin_is_refuse
     );
     type_keys(
         &c,
-        &format!("alice-demo-pass{TAB}{}{ENTER}", fresh_code(&mut last).await),
+        &format!("alice-demo-pass{TAB}{}{ENTER}", codes.next().await),
     )
     .await;
     c.wait()

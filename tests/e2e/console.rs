@@ -52,21 +52,22 @@ fn browser_from(f: &Fixture, source: &str) -> Browser {
 }
 
 /// alice's TOTP codes, each from a step later than the last one used (the
-/// IdP accepts a step once), waiting for the next step when needed.
-struct Codes {
+/// IdP accepts a step once), waiting for the next step when needed. Also
+/// the Chromium journeys' (`browser.rs`).
+pub(crate) struct Codes {
     secret: TotpSecret,
     last: Option<i64>,
 }
 
 impl Codes {
-    fn alice() -> Codes {
+    pub(crate) fn alice() -> Codes {
         Codes {
             secret: TotpSecret::from_base32(ALICE_TOTP).expect("demo secret"),
             last: None,
         }
     }
 
-    async fn next(&mut self) -> String {
+    pub(crate) async fn next(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(65);
         loop {
             let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -234,6 +235,10 @@ async fn an_admin_signs_in_with_mfa_sees_bobs_session_and_revokes_it() {
         html.contains("id=\"post-auth-status\">post-auth evaluation off<"),
         "{html}"
     );
+    // bob's and alice's sign-ins, no failure, no lockout.
+    assert!(html.contains("id=\"sign-ins\">2</span>"), "{html}");
+    assert!(html.contains("id=\"sign-in-failures\">0</span>"), "{html}");
+    assert!(html.contains("id=\"lockouts\">0</span>"), "{html}");
 
     let list = at_idp(&alice, "/admin/sessions?user=bob").await;
     let html = list.text();
