@@ -84,6 +84,17 @@ pub fn render(title: &str, main: &str, width: Width) -> String {
     })
 }
 
+/// A page body from its template (each crate keeps its own under
+/// `templates/`, escaping every value it is given), ready for [`render`].
+pub fn body(template: &impl askama::Template) -> String {
+    template.render().unwrap_or_else(|e| {
+        // Only a failing `fmt::Write` into a String, or a template's own
+        // `Display` impl failing, gets here.
+        tracing::error!(error = %e, "rendering a page body failed");
+        String::from("<h1>Something went wrong</h1>")
+    })
+}
+
 /// The headers every page goes out with.
 pub fn set_headers(headers: &mut HeaderMap) {
     headers.insert(
