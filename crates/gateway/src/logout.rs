@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use portcullis_proxy::page::escape;
+use portcullis_proxy::page;
 use portcullis_proxy::{ProxyBody, RequestFacts};
 use portcullis_saml::{LogoutBinding, LogoutMessage};
 use portcullis_session::EndReason;
@@ -86,6 +86,14 @@ pub(crate) async fn logout(
     }
 }
 
+/// The gateway's signed-out page.
+#[derive(askama::Template)]
+#[template(path = "signed_out.html")]
+struct SignedOutPage {
+    detail: &'static str,
+    sign_in_again: String,
+}
+
 /// `GET {prefix}/_portcullis/logged-out`.
 pub(crate) fn logged_out(plan: &AppPlan, request: &Request<Incoming>) -> Response<ProxyBody> {
     if let Some(url) = &plan.post_logout_url {
@@ -103,11 +111,10 @@ pub(crate) fn logged_out(plan: &AppPlan, request: &Request<Incoming>) -> Respons
     };
     reply::page(
         "Signed out",
-        &format!(
-            "<h1>Signed out</h1><p id=\"signed-out\">{}</p><p><a href=\"{}\">Sign in again</a></p>",
-            escape(detail),
-            escape(&plan.root()),
-        ),
+        &page::body(&SignedOutPage {
+            detail,
+            sign_in_again: plan.root(),
+        }),
     )
 }
 

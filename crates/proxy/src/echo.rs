@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::ShownIdentity;
 use crate::body::ProxyBody;
-use crate::page::{self, escape};
+use crate::page;
 use crate::respond::wants_json;
 
 pub fn respond<B>(request: &Request<B>, identity: Option<&ShownIdentity>) -> Response<ProxyBody> {
@@ -64,6 +64,29 @@ pub fn respond<B>(request: &Request<B>, identity: Option<&ShownIdentity>) -> Res
     response
 }
 
+/// The echo page: who is signed in, what the backend received, identity
+/// first.
+#[derive(askama::Template)]
+#[template(path = "echo.html")]
+struct EchoPage<'a> {
+    identity: Option<&'a ShownIdentity>,
+    method: &'a str,
+    uri: String,
+    identity_headers: Vec<&'a (String, String)>,
+    identity_cookies: Vec<&'a (String, String)>,
+    jwt: Option<DecodedJwt<'a>>,
+    other_headers: Vec<&'a (String, String)>,
+    other_cookies: Vec<&'a (String, String)>,
+}
+
+/// The identity JWT's header and claims, pretty-printed; the signature is
+/// left out (the backend verifies it, the page only shows what it says).
+struct DecodedJwt<'a> {
+    header_name: &'a str,
+    header: String,
+    claims: String,
+}
+
 fn html<B>(
     request: &Request<B>,
     identity: Option<&ShownIdentity>,
@@ -78,85 +101,42 @@ fn html<B>(
         headers.iter().partition(|(k, _)| is_identity_header(k));
     let (identity_cookies, other_cookies): (Vec<_>, Vec<_>) =
         cookies.iter().partition(|(k, _)| is_identity_cookie(k));
-
-    let mut main = String::new();
-    match identity {
-        Some(identity) => main.push_str(&format!(
-            "<div class=\"signed-in\"><p>Signed in as <strong>{}</strong></p>\
-<form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form></div>",
-            escape(&identity.user),
-            escape(&identity.sign_out),
-        )),
-        None => main.push_str("<p>Not signed in.</p>"),
-    }
-    main.push_str(&format!(
-        "<h1>What the backend received</h1><p><code>{} {}</code></p>",
-        escape(request.method().as_str()),
-        escape(&request.uri().to_string()),
-    ));
-    if identity.is_some() {
-        main.push_str("<h2>Identity</h2><table id=\"identity\">");
-        main.push_str(&rows(&identity_headers, "no identity header"));
-        main.push_str("</table>");
-        if !identity_cookies.is_empty() {
-            main.push_str("<h2>Identity cookies</h2><table id=\"identity-cookies\">");
-            main.push_str(&rows(&identity_cookies, ""));
-            main.push_str("</table>");
-        }
-        let jwt = identity
-            .and_then(|i| i.jwt_header.as_ref())
-            .and_then(|name| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k == name.as_str())
-                    .map(|(_, v)| (name, v))
-            });
-        if let Some((name, token)) = jwt {
-            main.push_str(&format!(
-                "<h2>Identity JWT (<code>{}</code>), decoded</h2>",
-                escape(name.as_str())
-            ));
-            main.push_str(&decoded_jwt(token));
-        }
-    }
-    main.push_str("<h2>Headers</h2><table id=\"headers\">");
-    main.push_str(&rows(&other_headers, "none"));
-    main.push_str("</table><h2>Cookies</h2><table id=\"cookies\">");
-    main.push_str(&rows(&other_cookies, "none"));
-    main.push_str("</table>");
+    let jwt = identity
+        .and_then(|i| i.jwt_header.as_ref())
+        .and_then(|name| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name.as_str())
+                .map(|(_, token)| decoded_jwt(name.as_str(), token))
+        });
+    let main = page::body(&EchoPage {
+        identity,
+        method: request.method().as_str(),
+        uri: request.uri().to_string(),
+        identity_headers,
+        identity_cookies,
+        jwt,
+        other_headers,
+        other_cookies,
+    });
     page::render("Portcullis echo", &main, page::Width::Wide)
 }
 
-fn rows(pairs: &[&(String, String)], when_empty: &str) -> String {
-    if pairs.is_empty() {
-        return format!("<tr><td colspan=\"2\">{}</td></tr>", escape(when_empty));
-    }
-    pairs
-        .iter()
-        .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v)))
-        .collect()
-}
-
-/// The token's header and claims, pretty-printed; the signature is left
-/// out (the backend verifies it, the page only shows what it says).
-fn decoded_jwt(token: &str) -> String {
+fn decoded_jwt<'a>(header_name: &'a str, token: &str) -> DecodedJwt<'a> {
     let mut parts = token.split('.');
-    let decoded: Vec<String> = [parts.next(), parts.next()]
-        .into_iter()
-        .map(|part| {
-            part.and_then(|p| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(p)
-                    .ok()
-            })
-            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-            .and_then(|value| serde_json::to_string_pretty(&value).ok())
-            .unwrap_or_else(|| "(not readable as JSON)".to_string())
+    let mut decoded = [parts.next(), parts.next()].into_iter().map(|part| {
+        part.and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
         })
-        .collect();
-    format!(
-        "<pre id=\"jwt-header\">{}</pre><pre id=\"jwt-claims\">{}</pre>",
-        escape(decoded.first().map_or("", String::as_str)),
-        escape(decoded.get(1).map_or("", String::as_str)),
-    )
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| "(not readable as JSON)".to_string())
+    });
+    DecodedJwt {
+        header_name,
+        header: decoded.next().unwrap_or_default(),
+        claims: decoded.next().unwrap_or_default(),
+    }
 }

@@ -7,7 +7,6 @@ use http::{Response, StatusCode};
 
 use crate::body::ProxyBody;
 use crate::forward::X_REQUEST_ID;
-use crate::page::escape;
 use crate::request_id::RequestId;
 use crate::upstream::UpstreamError;
 
@@ -252,16 +251,24 @@ pub fn custom_error(
     custom
 }
 
-/// The error page's main content, in the one page shell.
+/// An error page's main content.
+#[derive(askama::Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    detail: &'a str,
+    code: u16,
+    request_id: &'a str,
+}
+
+/// The error page, in the one page shell.
 pub fn page(status: StatusCode, title: &str, detail: &str, request_id: &str) -> String {
-    let main = format!(
-        "<h1>{title}</h1><p>{detail}</p>\
-<p class=\"id\">Error {code} &middot; request id <code>{id}</code></p>",
-        code = status.as_u16(),
-        title = escape(title),
-        detail = escape(detail),
-        id = escape(request_id),
-    );
+    let main = crate::page::body(&ErrorPage {
+        title,
+        detail,
+        code: status.as_u16(),
+        request_id,
+    });
     crate::page::render(
         &format!("{} {title}", status.as_u16()),
         &main,

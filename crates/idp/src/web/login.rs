@@ -6,12 +6,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use portcullis_proxy::limit::Wait;
+use portcullis_proxy::page;
 use portcullis_proxy::WorkError;
 use time::OffsetDateTime;
 
 use super::csrf::{Csrf, CSRF_COOKIE};
 use super::events::{self, Origin};
-use super::respond::{self, escape};
+use super::respond;
 use super::{cookie, query_param, user_agent, user_agent_bytes, Caller, Idp, SESSION_COOKIE};
 use portcullis_session::{OneTimeError, OneTimeKind};
 
@@ -39,42 +40,57 @@ pub(crate) const APP_PARAM: &str = "app";
 
 /// Form flag on `/login/mfa`: "not you?" — drop the half-signed-in
 /// session and sign in again.
-const SWITCH_PARAM: &str = "switch";
+pub(crate) const SWITCH_PARAM: &str = "switch";
 
-/// The alert paragraph for `notice`, and the attributes that tie the
-/// form's fields to it.
-fn error_notice(notice: Option<&str>, id: &str) -> (String, String) {
-    match notice {
-        Some(text) => (
-            format!(
-                "<p class=\"error\" id=\"{id}\" role=\"alert\">{}</p>",
-                escape(text)
-            ),
-            format!(" aria-invalid=\"true\" aria-describedby=\"{id}\""),
-        ),
-        None => (String::new(), String::new()),
-    }
+/// `/login`.
+#[derive(askama::Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage<'a> {
+    action: String,
+    csrf: String,
+    from: &'a str,
+    app: Option<String>,
+    notice: Option<&'a str>,
 }
 
-/// "to {app}" under a sign-in page's heading.
-fn app_line(app: Option<&str>) -> String {
-    app.map(|a| {
-        format!(
-            "<p class=\"id\" id=\"signing-in-to\">to <strong>{}</strong></p>",
-            escape(a)
-        )
-    })
-    .unwrap_or_default()
+/// `/login/mfa`.
+#[derive(askama::Template)]
+#[template(path = "mfa.html")]
+struct MfaPage<'a> {
+    action: String,
+    csrf: String,
+    from: &'a str,
+    app: Option<String>,
+    notice: Option<&'a str>,
+    name: String,
+    step_up: bool,
+    not_you: NotYou,
 }
 
-fn app_field(app: Option<&str>) -> String {
-    app.map(|a| {
-        format!(
-            "<input type=\"hidden\" name=\"{APP_PARAM}\" value=\"{}\">",
-            escape(a)
-        )
-    })
-    .unwrap_or_default()
+/// "Not you?" on the MFA page: a half-signed-in session is simply dropped
+/// and the sign-in form comes back for the same destination; a signed-in
+/// one (step-up) is a full sign-out.
+enum NotYou {
+    Switch,
+    SignOut(String),
+}
+
+/// 429 for the sign-in forms.
+#[derive(askama::Template)]
+#[template(path = "rate_limited.html")]
+struct RateLimitedPage {
+    secs: u64,
+    again: String,
+}
+
+/// The signed-in home page with the app launcher.
+#[derive(askama::Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    name: String,
+    expires: String,
+    apps: Vec<super::sso::LauncherLink>,
+    sign_out: String,
 }
 
 impl Form {
@@ -201,22 +217,13 @@ impl Idp {
         let (csrf_cookie, new) = Self::csrf_cookie(request);
         let from = query_param(request, "fromURI").unwrap_or_default();
         let app = self.known_app(query_param(request, APP_PARAM).as_deref());
-        let (error, invalid) = error_notice(notice, "sign-in-error");
-        let body = format!(
-            "<h1>Sign in</h1>{to_app}{error}<form method=\"post\" action=\"{action}\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">{app_field}\
-<label for=\"username\">Username</label>\
-<input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus{invalid}>\
-<label for=\"password\">Password</label>\
-<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{invalid}>\
-<button type=\"submit\">Sign in</button></form>",
-            to_app = app_line(app.as_deref()),
-            app_field = app_field(app.as_deref()),
-            action = escape(&self.path("/login")),
-            csrf = self.csrf.field_for(&csrf_cookie),
-            from = escape(&from),
-        );
+        let body = page::body(&SignInPage {
+            action: self.path("/login"),
+            csrf: self.csrf.field_for(&csrf_cookie),
+            from: &from,
+            app,
+            notice,
+        });
         self.with_csrf_cookie(respond::page(status, "Sign in", &body), &csrf_cookie, new)
     }
 
@@ -288,11 +295,7 @@ impl Idp {
         let mut response = respond::page(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts",
-            &format!(
-                "<h1>Too many attempts</h1><p role=\"alert\">Too many sign-in attempts from your \
-network. Try again in {secs} seconds.</p><p><a id=\"try-again\" href=\"{}\">Sign in</a></p>",
-                escape(&again)
-            ),
+            &page::body(&RateLimitedPage { secs, again }),
         );
         respond::insert(&mut response, header::RETRY_AFTER, &secs.to_string());
         response
@@ -661,56 +664,29 @@ network. Try again in {secs} seconds.</p><p><a id=\"try-again\" href=\"{}\">Sign
         let (csrf_cookie, new) = Self::csrf_cookie(request);
         let from = query_param(request, "fromURI").unwrap_or_default();
         let app = self.known_app(query_param(request, APP_PARAM).as_deref());
-        let (error, invalid) = error_notice(notice, "mfa-error");
         let name = self
             .directory()
             .by_id(&record.body.user_id)
             .map(|u| u.display_name())
             .unwrap_or_else(|| record.body.login.clone());
-        let csrf = self.csrf.field_for(&csrf_cookie);
-        // "Not you?": a half-signed-in session is simply dropped and the
-        // sign-in form comes back for the same destination; a signed-in
-        // one (step-up) is a full sign-out.
         let not_you = if step_up {
             let logout: String = form_urlencoded::Serializer::new(String::new())
                 .append_pair("fromURI", &from)
                 .finish();
-            format!(
-                "<a id=\"not-you\" href=\"{}?{}\">Not you? Sign out</a>",
-                escape(&self.path("/logout")),
-                escape(&logout)
-            )
+            NotYou::SignOut(format!("{}?{logout}", self.path("/logout")))
         } else {
-            format!(
-                "<form class=\"inline\" method=\"post\" action=\"{action}\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">{app_field}\
-<button type=\"submit\" class=\"link\" id=\"not-you\" name=\"{SWITCH_PARAM}\" value=\"1\">Not you?</button></form>",
-                action = escape(&self.path("/login/mfa")),
-                from = escape(&from),
-                app_field = app_field(app.as_deref()),
-            )
+            NotYou::Switch
         };
-        let body = format!(
-            "<h1>Verify it's you</h1>{to_app}<p class=\"id\">Signed in as <strong id=\"mfa-user\">{name}</strong> · {not_you}</p>\
-{error}<p>Enter the 6-digit code from your authenticator app.</p>\
-<form method=\"post\" action=\"{action}\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"fromURI\" value=\"{from}\">{step_up_field}{app_field}\
-<label for=\"code\">Verification code</label>\
-<input id=\"code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required autofocus{invalid}>\
-<button type=\"submit\">Verify</button></form>",
-            to_app = app_line(app.as_deref()),
-            name = escape(&name),
-            app_field = app_field(app.as_deref()),
-            action = escape(&self.path("/login/mfa")),
-            from = escape(&from),
-            step_up_field = if step_up {
-                format!("<input type=\"hidden\" name=\"{STEP_UP_PARAM}\" value=\"1\">")
-            } else {
-                String::new()
-            },
-        );
+        let body = page::body(&MfaPage {
+            action: self.path("/login/mfa"),
+            csrf: self.csrf.field_for(&csrf_cookie),
+            from: &from,
+            app,
+            notice,
+            name,
+            step_up,
+            not_you,
+        });
         self.with_csrf_cookie(respond::page(status, "Verify", &body), &csrf_cookie, new)
     }
 
@@ -845,13 +821,12 @@ network. Try again in {secs} seconds.</p><p><a id=\"try-again\" href=\"{}\">Sign
                 respond::page(
                     StatusCode::OK,
                     "Signed in",
-                    &format!(
-                        "<h1>Signed in</h1><p>You are signed in as <strong id=\"user\">{}</strong>.</p><p>Session expires {}.</p>{}<p><a id=\"sign-out\" href=\"{}\">Sign out of everything</a></p>",
-                        escape(&name),
-                        escape(&record.expires_at_rfc3339()),
-                        self.app_launcher_html(),
-                        escape(&self.path("/logout")),
-                    ),
+                    &page::body(&HomePage {
+                        name,
+                        expires: record.expires_at_rfc3339(),
+                        apps: self.app_launcher(),
+                        sign_out: self.path("/logout"),
+                    }),
                 )
             }
             Ok(_) => respond::redirect(&self.path("/login")),

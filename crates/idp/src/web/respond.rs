@@ -201,15 +201,19 @@ pub fn page_with(
 }
 
 /// A one-paragraph page for an error a browser user hit.
+#[derive(askama::Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// A one-paragraph page for an error a browser user hit.
 pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response<Bytes> {
     page(
         status,
         title,
-        &format!(
-            "<h1>{}</h1><p>{}</p><p><a href=\"login\">Sign in</a></p>",
-            escape(title),
-            escape(message)
-        ),
+        &portcullis_proxy::page::body(&MessagePage { title, message }),
     )
 }
 

@@ -128,13 +128,17 @@ impl Idp {
         respond::page(
             StatusCode::OK,
             "Signed out",
-            &format!(
-                "<h1>Signed out</h1><p id=\"signed-out\">{}</p><p><a id=\"sign-in\" href=\"{}\">Sign in</a></p>",
-                respond::escape(detail),
-                respond::escape(&sign_in)
-            ),
+            &portcullis_proxy::page::body(&SignedOutPage { detail, sign_in }),
         )
     }
+}
+
+/// The IdP's signed-out page.
+#[derive(askama::Template)]
+#[template(path = "signed_out.html")]
+struct SignedOutPage {
+    detail: &'static str,
+    sign_in: String,
 }
 
 fn logout_error(message: &str) -> Response<Bytes> {

@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::events::{self, Origin};
-use super::respond::{self, escape};
+use super::respond;
 use super::{query_param, Caller, Idp};
 use crate::directory::{User, UserStatus};
 use crate::policy::{AppDecision, SessionFacts};
@@ -304,32 +304,24 @@ impl Idp {
         response
     }
 
-    /// Links to IdP-initiated SSO for every SP, for the signed-in home page.
-    pub(crate) fn app_launcher_html(&self) -> String {
+    /// Where each SP is signed in to from the signed-in home page: its
+    /// own sign-in URL when it has one (a gateway app starts SP-initiated
+    /// sign-in itself), else IdP-initiated SSO.
+    pub(crate) fn app_launcher(&self) -> Vec<LauncherLink> {
         let Some(saml) = &self.saml else {
-            return String::new();
+            return Vec::new();
         };
-        if saml.settings.service_providers.is_empty() {
-            return String::new();
-        }
-        let items: String = saml
-            .settings
+        saml.settings
             .service_providers
             .iter()
-            .map(|sp| {
-                let href = sp
+            .map(|sp| LauncherLink {
+                href: sp
                     .sign_in_url
                     .clone()
-                    .unwrap_or_else(|| self.path(&format!("/app/{}/sso/saml", sp.name)));
-                format!(
-                    "<li><a href=\"{}\" data-app=\"{}\">{}</a></li>",
-                    escape(&href),
-                    escape(&sp.name),
-                    escape(&sp.name)
-                )
+                    .unwrap_or_else(|| self.path(&format!("/app/{}/sso/saml", sp.name))),
+                name: sp.name.clone(),
             })
-            .collect();
-        format!("<h2>Your apps</h2><ul id=\"apps\">{items}</ul>")
+            .collect()
     }
 
     /// An AuthnRequest whose signature failed: logged as an SSO failure,
@@ -853,27 +845,31 @@ impl Idp {
     }
 }
 
+/// One app on the signed-in home page.
+pub(crate) struct LauncherLink {
+    pub(crate) href: String,
+    pub(crate) name: String,
+}
+
+/// The HTTP-POST binding page.
+#[derive(askama::Template)]
+#[template(path = "saml_post.html")]
+struct SamlPostPage<'a> {
+    acs: &'a str,
+    saml_response: &'a str,
+    relay_state: Option<&'a str>,
+    auto_submit: &'static str,
+}
+
 /// The HTTP-POST binding page: auto-submits with JavaScript, with a visible
 /// button for browsers without it. Its CSP allows posting to the ACS origin.
 fn post_form(acs_url: &str, saml_response: &str, relay_state: Option<&str>) -> Response<Bytes> {
-    let relay = relay_state
-        .map(|rs| {
-            format!(
-                "<input type=\"hidden\" name=\"RelayState\" value=\"{}\">",
-                escape(rs)
-            )
-        })
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>Signing you in…</h1>\
-<form id=\"saml-post\" method=\"post\" action=\"{acs}\">\
-<input type=\"hidden\" name=\"SAMLResponse\" value=\"{response}\">{relay}\
-<p>If nothing happens, press Continue.</p>\
-<button type=\"submit\">Continue</button></form>\
-<script>{AUTO_SUBMIT}</script>",
-        acs = escape(acs_url),
-        response = escape(saml_response),
-    );
+    let body = portcullis_proxy::page::body(&SamlPostPage {
+        acs: acs_url,
+        saml_response,
+        relay_state,
+        auto_submit: AUTO_SUBMIT,
+    });
     let mut response = respond::page(StatusCode::OK, "Signing in", &body);
     let hash =
         base64::engine::general_purpose::STANDARD.encode(Sha256::digest(AUTO_SUBMIT.as_bytes()));
@@ -919,7 +915,7 @@ mod tests {
         assert!(csp.contains("form-action https://sp.test;"), "{csp}");
         let html = String::from_utf8_lossy(page.body()).into_owned();
         assert!(html.contains("value=\"PHg+\""), "{html}");
-        assert!(html.contains("a&quot;b"), "{html}");
+        assert!(html.contains("value=\"a&#34;b\""), "{html}");
         assert!(html.contains("<button type=\"submit\">"), "{html}");
     }
 }
