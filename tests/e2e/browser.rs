@@ -421,4 +421,31 @@ async fn browser_journey_a_protected_action_asks_again_and_a_non_admin_is_refuse
         .expect("bob suspended on the users page");
     crate::universal_logout::until_signed_out(&bob, "https://b.test/page").await;
     c.close().await.expect("close the session");
+
+    // A suspended bob, in a fresh browser, is turned away at sign-in with
+    // the same words as a wrong password: the page names no account state.
+    let tmp = tempfile::tempdir().expect("dir");
+    let c = chromium(&driver, f.gw.https.port(), &tmp.path().join("profile")).await;
+    keyboard_sign_in(&c, "https://b.test/page", "bob", "bob-demo-pass").await;
+    let refusal = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#sign-in-error"))
+        .await
+        .expect("the sign-in form again, with its error");
+    let said = refusal.text().await.expect("text");
+    assert!(!said.to_lowercase().contains("suspend"), "{said}");
+    let field = c
+        .find(Locator::Css("#username"))
+        .await
+        .expect("username field");
+    assert_eq!(
+        field
+            .attr("aria-describedby")
+            .await
+            .expect("attr")
+            .as_deref(),
+        Some("sign-in-error")
+    );
+    c.close().await.expect("close the session");
 }
