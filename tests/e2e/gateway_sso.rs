@@ -231,6 +231,12 @@ pub(crate) async fn sso(b: &Browser, rs_cookie: &str, url: &str, acs: &str) -> P
     }
 }
 
+/// The AuthnRequest id a request-state cookie carries (before its expiry
+/// and MAC).
+pub(crate) fn request_id_in(state: &str) -> &str {
+    state.rsplitn(3, '.').nth(2).expect("id.expiry.mac")
+}
+
 pub(crate) async fn post_acs(b: &Browser, acs: &str, response: &str, relay_state: &str) -> Reply {
     b.post_form(
         acs,
@@ -418,15 +424,19 @@ async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_red
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
     b.remove_cookie("pc_b");
 
-    // (e) Replay, even with the original request state restored.
+    // (e) Replay, even with the original request state restored: that
+    // AuthnRequest has had its answer.
     b.set_cookie("pc_b_rs", &posted.request_state);
     let replay = post_acs(&b, B_ACS, &posted.saml_response, &posted.relay_state).await;
     assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.text());
     assert!(replay.text().contains("Sign-in failed"));
     assert!(set_cookie(&replay, "pc_b").is_none());
     assert!(
-        f.gw.wait_for_log("\"error.kind\":\"replay\"", Duration::from_secs(5))
-            .is_some(),
+        f.gw.wait_for_log(
+            "\"error.kind\":\"request_already_answered\"",
+            Duration::from_secs(5)
+        )
+        .is_some(),
         "{:?}",
         f.gw.logs()
     );
@@ -454,9 +464,15 @@ async fn the_acs_refuses_replays_unsolicited_and_tampered_responses_and_open_red
         refused.text()
     );
     assert!(set_cookie(&refused, "pc_b").is_none());
-    assert!(b.cookie("pc_b_rs").is_none(), "request state is single-use");
     let still_out = get_json(&b, &format!("{B}/second")).await;
     assert_eq!(still_out.status, StatusCode::UNAUTHORIZED);
+    // The refused post consumed nothing: the genuine answer still lands,
+    // and only once.
+    assert!(b.cookie("pc_b_rs").is_some(), "request state kept");
+    let genuine = post_acs(&b, B_ACS, &fresh.saml_response, &fresh.relay_state).await;
+    assert_eq!(genuine.status, StatusCode::SEE_OTHER, "{}", genuine.text());
+    assert!(b.cookie("pc_b_rs").is_none(), "request state is single-use");
+    b.remove_cookie("pc_b");
 
     // (g) An off-site RelayState lands on the app root instead.
     let posted = sso(&b, "pc_b_rs", &format!("{B}/third"), B_ACS).await;
@@ -635,8 +651,8 @@ async fn forged_responses_get_a_400_page_a_reason_in_the_log_and_no_session() {
         let b = f.gw.browser();
         let start = b.get(&format!("{B}/private")).await;
         assert_eq!(start.status, StatusCode::SEE_OTHER, "{name}");
-        let request_id = b.cookie("pc_b_rs").expect("request state");
-        let reply = post_acs(&b, B_ACS, &make(&request_id), "/private").await;
+        let state = b.cookie("pc_b_rs").expect("request state");
+        let reply = post_acs(&b, B_ACS, &make(request_id_in(&state)), "/private").await;
         assert_eq!(
             reply.status,
             StatusCode::BAD_REQUEST,
@@ -671,15 +687,74 @@ async fn forged_responses_get_a_400_page_a_reason_in_the_log_and_no_session() {
     // and nothing changed is accepted.
     let b = f.gw.browser();
     b.get(&format!("{B}/private")).await;
-    let request_id = b.cookie("pc_b_rs").expect("request state");
+    let state = b.cookie("pc_b_rs").expect("request state");
     let ok = post_acs(
         &b,
         B_ACS,
-        &forged(&f.idp_key, &request_id, |_| {}),
+        &forged(&f.idp_key, request_id_in(&state), |_| {}),
         "/private",
     )
     .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text());
+}
+
+/// Request state is proof that this gateway issued the AuthnRequest: a
+/// cookie forged with any id (here with a response the IdP's key really
+/// signed for that id) is refused before any XML is read, and one
+/// AuthnRequest is answered once, however many well-signed responses to it
+/// arrive.
+#[tokio::test]
+async fn forged_request_state_and_a_second_response_to_one_request_are_refused() {
+    let f = start();
+    let b = f.gw.browser();
+    b.set_cookie("pc_b_rs", "_forged");
+    let forged_state = post_acs(&b, B_ACS, &forged(&f.idp_key, "_forged", |_| {}), "/").await;
+    assert_eq!(
+        forged_state.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        forged_state.text()
+    );
+    assert!(forged_state.text().contains("Sign-in failed"));
+    assert!(set_cookie(&forged_state, "pc_b").is_none());
+    assert!(
+        f.gw.wait_for_log(
+            "\"error.kind\":\"request_state_invalid\"",
+            Duration::from_secs(5)
+        )
+        .is_some(),
+        "{:?}",
+        f.gw.logs()
+    );
+    b.remove_cookie("pc_b_rs");
+
+    // A genuine request, two distinct responses to it, both well signed.
+    let start = b.get(&format!("{B}/private")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER);
+    let state = b.cookie("pc_b_rs").expect("request state");
+    let first = forged(&f.idp_key, request_id_in(&state), |_| {});
+    let second = forged(&f.idp_key, request_id_in(&state), |_| {});
+    assert_ne!(first, second, "distinct responses");
+    let landed = post_acs(&b, B_ACS, &first, "/private").await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    let other = f.gw.browser();
+    other.set_cookie("pc_b_rs", &state);
+    let again = post_acs(&other, B_ACS, &second, "/private").await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.text());
+    assert!(set_cookie(&again, "pc_b").is_none());
+    assert!(
+        f.gw.wait_for_log(
+            "\"error.kind\":\"request_already_answered\"",
+            Duration::from_secs(5)
+        )
+        .is_some(),
+        "{:?}",
+        f.gw.logs()
+    );
+    assert_eq!(
+        get_json(&other, &format!("{B}/private")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// Issue 15's hostile ACS post: a Response whose assertion is signed by
@@ -725,15 +800,16 @@ async fn a_hostile_acs_post_is_refused_cheaply_and_does_not_stall_other_requests
     let f = start();
     let attacker = SigningKey::generate_self_signed("attacker", 1).expect("key");
     let hostile = std::sync::Arc::new(hostile_post(&attacker));
-    // The request-state cookie can hold any value; each poster its own
-    // connection.
-    let posters: Vec<Browser> = (0..POSTERS)
-        .map(|_| {
-            let b = f.gw.browser();
-            b.set_cookie("pc_b_rs", "_anything");
-            b
-        })
-        .collect();
+    // Each poster its own connection and a genuine request state (a forged
+    // one is refused before any XML is read).
+    let mut posters: Vec<Browser> = Vec::new();
+    for _ in 0..POSTERS {
+        let b = f.gw.browser();
+        let start = b.get(&format!("{B}/private")).await;
+        assert_eq!(start.status, StatusCode::SEE_OTHER);
+        assert!(b.cookie("pc_b_rs").is_some());
+        posters.push(b);
+    }
     let bystander = f.gw.browser();
     let warm = get_json(&bystander, &format!("{B}/public/info")).await;
     assert_eq!(warm.status, StatusCode::OK, "{}", warm.text());
@@ -752,7 +828,6 @@ async fn a_hostile_acs_post_is_refused_cheaply_and_does_not_stall_other_requests
         tasks.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
             for _ in 0..POSTS_EACH {
-                b.set_cookie("pc_b_rs", "_anything");
                 let reply = post_acs(&b, B_ACS, &hostile, "/").await;
                 assert!(reply.text().contains("Sign-in failed"), "{}", reply.text());
                 statuses.push(reply.status);
@@ -838,16 +913,17 @@ async fn library_output_a_client_provokes_is_counted_and_written_once() {
     let f = start_with(crate::process::WITH_ADMIN, &[]);
     let admin = f.gw.admin_addr();
     let b = f.gw.browser();
-    for i in 0..POSTS {
+    // One genuine request state: refused posts leave it in place.
+    b.get(&format!("{B}/private")).await;
+    let state = b.cookie("pc_b_rs").expect("request state");
+    for _ in 0..POSTS {
         // Signed by the IdP, then altered: xmlsec finds the digest wrong.
-        let id = format!("_tampered{i}");
         let genuine = base64::engine::general_purpose::STANDARD
-            .decode(forged(&f.idp_key, &id, |_| {}))
+            .decode(forged(&f.idp_key, request_id_in(&state), |_| {}))
             .expect("base64");
         let tampered = String::from_utf8(genuine)
             .expect("utf8")
             .replace("mallory@example.com", "mallorx@example.com");
-        b.set_cookie("pc_b_rs", &id);
         let post = base64::engine::general_purpose::STANDARD.encode(tampered);
         let reply = post_acs(&b, B_ACS, &post, "/").await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());

@@ -505,6 +505,7 @@ auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp
 
     // The gateway verifies pysaml2's signature with the metadata's
     // certificate and starts a session; the browser lands on the deep link.
+    let request_state = b.cookie("pc_b_rs").expect("request state");
     let acs = b
         .post_form(
             &format!("{APP_B}/_portcullis/saml/acs"),
@@ -525,7 +526,7 @@ auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp
 
     // The same response again is a replay.
     let again = gw.browser();
-    again.set_cookie("pc_b_rs", answer["request_id"].as_str().expect("id"));
+    again.set_cookie("pc_b_rs", &request_state);
     let replay = again
         .post_form(
             &format!("{APP_B}/_portcullis/saml/acs"),
@@ -633,8 +634,10 @@ auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp
         .filter(|l| l.contains("no session created"))
         .collect();
     assert_eq!(rejections.len(), 2, "{rejections:?}");
+    // Replayed with the browser's request state: that AuthnRequest has
+    // been answered.
     assert!(
-        rejections[0].contains("\"error.kind\":\"replay\""),
+        rejections[0].contains("\"error.kind\":\"request_already_answered\""),
         "{rejections:?}"
     );
     assert!(

@@ -21,7 +21,7 @@ use portcullis_session::{OneTimeError, OneTimeKind};
 use crate::plan::AppPlan;
 use crate::reply::{self, see_other, Refused};
 use crate::session::GatewaySession;
-use crate::state;
+use crate::state::{self, Purpose};
 
 /// Largest ACS body read (a SAMLResponse is verified against its own,
 /// smaller cap by the SP; this only bounds buffering).
@@ -40,7 +40,7 @@ pub(crate) fn start(
     match plan.sp.authn_request(relay_state, force_authn) {
         Ok(redirect) => see_other(
             &redirect.url,
-            &[state::begin(plan, &redirect.request_id, state::SIGN_IN_TTL)],
+            &[state::begin(plan, Purpose::SignIn, &redirect.request_id)],
         ),
         Err(e) => {
             reply::build_failed(facts, &plan.name, "AuthnRequest", &e);
@@ -81,7 +81,23 @@ pub(crate) async fn acs(
         );
         return response;
     }
-    let request_id = state::presented(plan, request.headers());
+    let pending = match state::presented(
+        plan,
+        Purpose::SignIn,
+        request.headers(),
+        time::OffsetDateTime::now_utc(),
+    ) {
+        Ok(pending) => pending,
+        Err(refused) => {
+            return rejected(
+                plan,
+                facts,
+                StatusCode::BAD_REQUEST,
+                refused.kind(),
+                &refused.to_string(),
+            )
+        }
+    };
     let context = plan.shared.capture(
         facts.client_ip,
         request
@@ -126,7 +142,7 @@ pub(crate) async fn acs(
     // Unsolicited responses (IdP-initiated, or replays from another
     // browser) have no request state here; only apps that opted in take
     // them, and then only responses that answer no request at all.
-    if request_id.is_none() && !plan.allow_idp_initiated {
+    if pending.is_none() && !plan.allow_idp_initiated {
         return rejected(
             plan,
             facts,
@@ -141,6 +157,7 @@ pub(crate) async fn acs(
     // request state alone (nothing was judged), so the post may be sent
     // again.
     let sp = plan.sp.clone();
+    let request_id = pending.as_ref().map(|p| p.request_id.clone());
     let verified = plan
         .shared
         .saml_work
@@ -160,8 +177,30 @@ pub(crate) async fn acs(
         Err(e) => return reply::work_refused(facts, &plan.name, "SAML response", &e),
     };
     // Replay last, so a response refused for any other reason consumes
-    // nothing; the Response's and the Assertion's ids are used up together.
+    // nothing. The AuthnRequest is answered once: a second response to it,
+    // however well signed, is refused. Then the Response's and the
+    // Assertion's ids are used up together.
     let now = time::OffsetDateTime::now_utc();
+    if let Some(pending) = &pending {
+        if let Err(e) = plan
+            .shared
+            .one_time
+            .first_use(
+                OneTimeKind::RequestId,
+                &one_time_request_key(plan, &pending.request_id),
+                pending.expires,
+                now,
+            )
+            .await
+        {
+            let kind = match e {
+                OneTimeError::Replayed => "request_already_answered",
+                OneTimeError::Full => "replay_cache_full",
+                OneTimeError::Store(_) => "store",
+            };
+            return rejected(plan, facts, StatusCode::BAD_REQUEST, kind, &e.to_string());
+        }
+    }
     let ids: Vec<&str> = assertion.one_time_ids.iter().map(String::as_str).collect();
     let until = time::OffsetDateTime::from_unix_timestamp(assertion.remember_until.timestamp())
         .unwrap_or(now + time::Duration::days(1));
@@ -257,8 +296,14 @@ fn form_fields(body: &Bytes) -> (Option<String>, Option<String>) {
     (response, relay_state)
 }
 
-/// ACS failure: a 4xx page, a warn event with the reason, no session, and
-/// the request state cleared (a request id is good for one attempt).
+/// The one-time key of an AuthnRequest id: apps' ids never collide.
+fn one_time_request_key(plan: &AppPlan, request_id: &str) -> String {
+    format!("{}\n{request_id}", plan.name)
+}
+
+/// ACS failure: a 4xx page, a warn event with the reason, no session. The
+/// request state stays: a post that was refused (forged, mangled, for
+/// another request) must not spoil the genuine answer still on its way.
 fn rejected(
     plan: &AppPlan,
     facts: &RequestFacts<'_>,
@@ -266,9 +311,7 @@ fn rejected(
     kind: &str,
     detail: &str,
 ) -> Response<ProxyBody> {
-    let mut response = reply::refused(facts, &plan.name, Refused::SignIn, status, kind, detail);
-    reply::set_cookies(&mut response, &[state::clear(plan)]);
-    response
+    reply::refused(facts, &plan.name, Refused::SignIn, status, kind, detail)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use portcullis_session::EndReason;
 use crate::plan::AppPlan;
 use crate::reply::{self, see_other, Refused};
 use crate::session::log_ended;
-use crate::state;
+use crate::state::{self, Purpose};
 
 /// SLO messages are small; a POST body over this is refused unread.
 const SLO_BODY_LIMIT: usize = 256 * 1024;
@@ -75,7 +75,7 @@ pub(crate) async fn logout(
             &redirect.url,
             &[
                 clear_session,
-                state::begin(plan, &redirect.request_id, state::LOGOUT_TTL),
+                state::begin(plan, Purpose::Logout, &redirect.request_id),
             ],
         ),
         Err(e) => {
@@ -124,7 +124,17 @@ pub(crate) async fn slo(
     facts: &RequestFacts<'_>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let logout_state = state::presented(plan, request.headers());
+    // A cookie that is not ours (or too old) places no answer; the
+    // LogoutResponse is then logged as answering nothing of this browser.
+    let logout_state = state::presented(
+        plan,
+        Purpose::Logout,
+        request.headers(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .ok()
+    .flatten()
+    .map(|pending| pending.request_id);
     let browser_session = plan
         .session_cookie
         .read(request.headers())

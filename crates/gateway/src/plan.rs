@@ -14,6 +14,7 @@ use crate::error::BuildProblem;
 use crate::identity::{IdentityPlan, IdentitySigner};
 use crate::shared::Shared;
 use crate::sp::AppSp;
+use crate::state::StateKey;
 
 pub(crate) struct AppPlan {
     pub(crate) name: Arc<str>,
@@ -23,6 +24,8 @@ pub(crate) struct AppPlan {
     /// Binds an AuthnRequest (or our LogoutRequest) to the browser that
     /// started it.
     pub(crate) request_state: AppCookie,
+    /// What request-state cookies are MAC'd with.
+    pub(crate) request_state_key: StateKey,
     /// Every app's session and request-state cookie names: never expired
     /// as a backend's cookies.
     pub(crate) gateway_cookies: Arc<[String]>,
@@ -66,6 +69,11 @@ impl AppPlan {
         } else {
             base_path.clone()
         };
+        let request_state_key =
+            StateKey::derive(&sp.key().rsa_key_der().map_err(|source| BuildProblem::Key {
+                what: "sp_signing_key (request state)",
+                source,
+            })?);
         let identity = IdentityPlan::new(auth, app.public.url(), || IdentitySigner::new(sp.key()))?;
         Ok(AppPlan {
             name: Arc::from(app.name.as_str()),
@@ -75,6 +83,7 @@ impl AppPlan {
                 SameSite::Lax,
             ),
             request_state: AppCookie::new(auth.request_cookie.clone(), cookie_path, SameSite::None),
+            request_state_key,
             gateway_cookies: gateway_cookie_names(config),
             idle: auth.session_idle,
             max: auth.session_max,
