@@ -576,6 +576,15 @@ struct Forge {
     signed: bool,
 }
 
+/// A base64 SAMLResponse with `suffix` after its XML.
+fn with_xml_suffix(response: String, suffix: &str) -> String {
+    let mut xml = base64::engine::general_purpose::STANDARD
+        .decode(response)
+        .expect("base64");
+    xml.extend_from_slice(suffix.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(xml)
+}
+
 /// Every way a Response can be wrong, over HTTP: each gets the 400 page, a
 /// log event naming why, and no session.
 #[tokio::test]
@@ -646,6 +655,20 @@ async fn forged_responses_get_a_400_page_a_reason_in_the_log_and_no_session() {
             Box::new(|id| forged(&f.idp_key, id, |v| v.in_response_to = format!("{id}x"))),
         ),
         ("wrapped", "signature", Box::new(wrapped)),
+        // Strict XML: the genuine signed response with something after
+        // its root, which a recovering parser would read past.
+        (
+            "trailing content",
+            "xml",
+            Box::new(|id| with_xml_suffix(forged(&f.idp_key, id, |_| {}), "<x/>")),
+        ),
+        (
+            "a second XML declaration",
+            "xml",
+            Box::new(|id| {
+                with_xml_suffix(forged(&f.idp_key, id, |_| {}), "<?xml version=\"1.0\"?>")
+            }),
+        ),
     ];
     for (name, kind, make) in &cases {
         let b = f.gw.browser();

@@ -285,9 +285,12 @@ pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
     let mut stack: Vec<Open> = Vec::new();
     let mut seen_ids: HashSet<String> = HashSet::new();
     let mut root_seen = false;
+    let mut first_event = true;
 
     loop {
         let (ns, event) = reader.read_resolved_event().map_err(Error::xml)?;
+        let at_start = std::mem::replace(&mut first_event, false);
+        let outside_root = stack.is_empty();
         let (start, is_empty) = match event {
             Event::Start(s) => (s, false),
             Event::Empty(s) => (s, true),
@@ -296,6 +299,19 @@ pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
                 continue;
             }
             Event::DocType(_) => return Err(Error::xml("DOCTYPE is not allowed")),
+            // Strict XML: one declaration, first; no processing
+            // instructions (SAML has none, and a parser might act on
+            // them); nothing but whitespace and comments around the root.
+            Event::Decl(_) if !at_start => {
+                return Err(Error::xml("an XML declaration after the start"))
+            }
+            Event::PI(_) => return Err(Error::xml("processing instructions are not allowed")),
+            Event::Text(t) if outside_root && !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err(Error::xml("text outside the root element"))
+            }
+            Event::CData(_) | Event::GeneralRef(_) if outside_root => {
+                return Err(Error::xml("text outside the root element"))
+            }
             Event::Eof => break,
             _ => continue,
         };
@@ -493,5 +509,34 @@ mod tests {
             scan("<a><b><c><d></a>", &TIGHT),
             Err(Error::Limit(XmlLimit::Depth(3)))
         ));
+    }
+
+    #[test]
+    fn only_one_leading_declaration_a_root_and_whitespace_or_comments_around_it_pass() {
+        let limits = XmlLimits::MESSAGE;
+        for fine in [
+            "<a/>",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<a/>\n",
+            "<!-- before --><a>x</a><!-- after -->  ",
+        ] {
+            assert!(scan(fine, &limits).is_ok(), "{fine}");
+        }
+        for strict in [
+            "<a/><?xml version=\"1.0\"?>",
+            "<a><?xml version=\"1.0\"?></a>",
+            " <?xml version=\"1.0\"?><a/>",
+            "<?xml-stylesheet href=\"x\"?><a/>",
+            "<a><?pi x?></a>",
+            "<a/>trailing",
+            "leading<a/>",
+            "<a/><![CDATA[x]]>",
+            "<a/>&amp;",
+            "<a/><b/>",
+        ] {
+            assert!(
+                matches!(scan(strict, &limits), Err(Error::Xml(_))),
+                "accepted: {strict}"
+            );
+        }
     }
 }
