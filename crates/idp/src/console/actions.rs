@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use super::shell::{self, csrf_field};
+use super::shell::{self, csrf_field, Markup, Notice};
 use super::Admin;
 use crate::directory::{EditError, Lifecycle};
 use crate::session::{EndReason, SessionId};
@@ -120,8 +120,11 @@ impl Idp {
                 None,
                 StatusCode::FORBIDDEN,
                 "Form expired",
-                "<p id=\"csrf-refused\">This form could not be verified (it expired or did not \
-                 come from the console). Go back, reload the page and try again.</p>",
+                &Notice {
+                    id: Some("csrf-refused"),
+                    text: "This form could not be verified (it expired or did not come from the \
+                           console). Go back, reload the page and try again.",
+                },
             );
         }
         let Some(action) = Action::parse(
@@ -134,7 +137,7 @@ impl Idp {
                 None,
                 StatusCode::BAD_REQUEST,
                 "Unknown action",
-                "<p>The console does not know this action.</p>",
+                &Notice::new("The console does not know this action."),
             );
         };
         let back = self.console_return(form.get("return"));
@@ -220,7 +223,7 @@ your authenticator app.</p>{notice}\
             target = escape(action.target()),
             back = escape(back),
         );
-        shell::page(self, admin, None, status, "Confirm it's you", &body)
+        shell::page(self, admin, None, status, "Confirm it's you", &Markup(body))
     }
 
     /// Checks password + TOTP for the admin; `Err` is the page to answer
@@ -333,11 +336,11 @@ your authenticator app.</p>{notice}\
                 None,
                 status,
                 "Action not done",
-                &format!(
+                &Markup(format!(
                     "<p class=\"error\" role=\"alert\" id=\"action-error\">{}</p><p><a href=\"{}\">Back</a></p>",
                     escape(message),
                     escape(back)
-                ),
+                )),
             )
         };
         match action {

@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use portcullis_session::StoreError;
 use time::OffsetDateTime;
 
-use super::shell::{self, Section};
+use super::shell::{self, Markup, Section};
 use super::Admin;
 use crate::web::{respond::escape, Idp};
 
@@ -173,7 +173,7 @@ impl Idp {
             Some(Section::Apps),
             StatusCode::OK,
             "Apps",
-            &body,
+            &Markup(body),
         )
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use super::shell::{self, when, Section};
+use super::shell::{self, when, Markup, Section};
 use super::Admin;
 use crate::post_auth::{Action, Mode};
 use crate::session::SessionStatus;
@@ -159,7 +159,7 @@ impl Idp {
             Some(Section::Dashboard),
             StatusCode::OK,
             "Dashboard",
-            &body,
+            &Markup(body),
         )
     }
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
-use super::shell::{self, when, Section};
+use super::shell::{self, when, Markup, Section};
 use super::Admin;
 use crate::syslog::{Event, Query};
 use crate::web::{query_pairs, respond, respond::escape, Idp};
@@ -159,7 +159,7 @@ Times are RFC 3339 (<code>2026-12-01T00:00:00Z</code>).</p>\
             Some(Section::Logs),
             status,
             "System Log",
-            &body,
+            &Markup(body),
         )
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
-use super::shell::{self, param, Section};
+use super::shell::{self, param, Markup, Section};
 use super::Admin;
 use crate::directory::{User, UserStatus};
 use crate::policy::{
@@ -219,7 +219,7 @@ lifetime {life}, idle {idle}; bound to {bind}; protected actions re-verify {reau
             Some(Section::Policies),
             status,
             "Policies",
-            &body,
+            &Markup(body),
         )
     }
 

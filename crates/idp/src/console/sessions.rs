@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use portcullis_context::Attribute;
 use time::OffsetDateTime;
 
-use super::shell::{self, action_button, param, when, Section};
+use super::shell::{self, action_button, param, when, Markup, Notice, Section};
 use super::Admin;
 use crate::session::{SessionId, SessionRecord, SessionStatus, SessionsApiJson};
 use crate::syslog::Query;
@@ -151,7 +151,7 @@ impl Idp {
             Some(Section::Sessions),
             StatusCode::OK,
             "Sessions",
-            &body,
+            &Markup(body),
         )
     }
 
@@ -208,7 +208,7 @@ impl Idp {
                 Some(Section::Sessions),
                 StatusCode::NOT_FOUND,
                 "Session not found",
-                "<p>There is no live session with this id.</p>",
+                &Notice::new("There is no live session with this id."),
             )
         };
         if !valid_id(id) {
@@ -248,7 +248,7 @@ impl Idp {
             Some(Section::Sessions),
             StatusCode::OK,
             &format!("Session {id}"),
-            &body,
+            &Markup(body),
         )
     }
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use super::shell::{self, action_button, param, when, Section};
+use super::shell::{self, action_button, param, when, Markup, Section};
 use super::Admin;
 use crate::directory::{User, UserStatus};
 use crate::web::{respond::escape, Idp};
@@ -86,7 +86,7 @@ impl Idp {
             Some(Section::Users),
             StatusCode::OK,
             "Users",
-            &body,
+            &Markup(body),
         )
     }
 
