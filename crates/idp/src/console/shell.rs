@@ -156,6 +156,66 @@ pub(super) fn action_button(
     )
 }
 
+/// Where every console form posts and the CSRF field it must carry
+/// (`console/forms.html`).
+#[derive(Debug, Clone)]
+pub(super) struct PostTo {
+    pub(super) action: String,
+    pub(super) csrf: String,
+}
+
+impl PostTo {
+    /// `/admin/action`, with the field matching this admin's CSRF cookie.
+    pub(super) fn console_action(idp: &Idp, admin: &Admin) -> PostTo {
+        PostTo {
+            action: idp.console_path("/action"),
+            csrf: idp.csrf.field_for(&admin.csrf_cookie.0),
+        }
+    }
+}
+
+/// A one-button form posting `action` on `target` to `/admin/action`,
+/// coming back to `back` (`console/forms.html`).
+#[derive(Debug, Clone)]
+pub(super) struct ActionButton {
+    pub(super) post: PostTo,
+    pub(super) action: &'static str,
+    pub(super) target: String,
+    pub(super) back: String,
+    pub(super) label: &'static str,
+}
+
+/// The action buttons of one page: each posts with the admin's CSRF field
+/// and comes back to the page.
+pub(super) struct Buttons {
+    post: PostTo,
+    back: String,
+}
+
+impl Buttons {
+    pub(super) fn new(idp: &Idp, admin: &Admin, back: &str) -> Buttons {
+        Buttons {
+            post: PostTo::console_action(idp, admin),
+            back: back.to_string(),
+        }
+    }
+
+    pub(super) fn button(
+        &self,
+        action: &'static str,
+        target: &str,
+        label: &'static str,
+    ) -> ActionButton {
+        ActionButton {
+            post: self.post.clone(),
+            action,
+            target: target.to_string(),
+            back: self.back.clone(),
+            label,
+        }
+    }
+}
+
 pub(super) fn not_found(idp: &Idp, _request: &Request<Bytes>, admin: &Admin) -> Response<Bytes> {
     page(
         idp,
