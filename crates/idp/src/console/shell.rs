@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 use portcullis_proxy::page::Width;
 
 use super::Admin;
-use crate::web::{respond, respond::escape, Idp};
+use crate::web::{respond, Idp};
 
 /// The console's sections, in the navigation bar's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,31 +128,6 @@ pub(super) fn csrf_field(idp: &Idp, admin: &Admin) -> String {
     format!(
         "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
         idp.csrf.field_for(&admin.csrf_cookie.0)
-    )
-}
-
-/// A one-button form posting `action` on `target` to `/admin/action`,
-/// coming back to `back`.
-pub(super) fn action_button(
-    idp: &Idp,
-    admin: &Admin,
-    action: &str,
-    target: &str,
-    back: &str,
-    label: &str,
-) -> String {
-    format!(
-        "<form class=\"inline\" method=\"post\" action=\"{post}\">{csrf}\
-<input type=\"hidden\" name=\"action\" value=\"{action}\">\
-<input type=\"hidden\" name=\"target\" value=\"{target}\">\
-<input type=\"hidden\" name=\"return\" value=\"{back}\">\
-<button type=\"submit\" name=\"go\" value=\"{action}\" data-target=\"{target}\">{label}</button></form>",
-        post = escape(&idp.console_path("/action")),
-        csrf = csrf_field(idp, admin),
-        action = escape(action),
-        target = escape(target),
-        back = escape(back),
-        label = escape(label),
     )
 }
 
