@@ -117,20 +117,6 @@ impl Notice {
     }
 }
 
-/// A page body still built as markup, every value in it escaped; goes
-/// once each page is a template.
-#[derive(Template)]
-#[template(source = "{{ self.0|safe }}", ext = "html")]
-pub(super) struct Markup(pub(super) String);
-
-/// The hidden CSRF field of every console form.
-pub(super) fn csrf_field(idp: &Idp, admin: &Admin) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        idp.csrf.field_for(&admin.csrf_cookie.0)
-    )
-}
-
 /// Where every console form posts and the CSRF field it must carry
 /// (`console/forms.html`).
 #[derive(Debug, Clone)]
