@@ -14,11 +14,12 @@
 
 use std::sync::Arc;
 
+use askama::Template;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use super::shell::{self, csrf_field};
+use super::shell::{self, Notice, PostTo};
 use super::Admin;
 use crate::directory::{EditError, Lifecycle};
 use crate::session::{EndReason, SessionId};
@@ -28,7 +29,7 @@ use crate::web::api::valid_id;
 use crate::web::csrf::CSRF_COOKIE;
 use crate::web::events::{self, Origin};
 use crate::web::login::{Form, PasswordRefused};
-use crate::web::{cookie, respond, respond::escape, user_agent, Caller, Idp};
+use crate::web::{cookie, respond, user_agent, Caller, Idp};
 
 /// One console action on its target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +102,26 @@ impl Action {
     }
 }
 
+/// The password + TOTP prompt for a protected action, re-posting it.
+#[derive(Template)]
+#[template(path = "console/reauth.html")]
+struct ReauthPrompt<'a> {
+    what: String,
+    post: PostTo,
+    action: String,
+    target: &'a str,
+    back: &'a str,
+    /// Why the last try was refused.
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "console/action_failed.html")]
+struct ActionFailed<'a> {
+    message: &'a str,
+    back: &'a str,
+}
+
 impl Idp {
     pub(super) async fn console_action(
         self: &Arc<Self>,
@@ -120,8 +141,11 @@ impl Idp {
                 None,
                 StatusCode::FORBIDDEN,
                 "Form expired",
-                "<p id=\"csrf-refused\">This form could not be verified (it expired or did not \
-                 come from the console). Go back, reload the page and try again.</p>",
+                &Notice {
+                    id: Some("csrf-refused"),
+                    text: "This form could not be verified (it expired or did not come from the \
+                           console). Go back, reload the page and try again.",
+                },
             );
         }
         let Some(action) = Action::parse(
@@ -134,7 +158,7 @@ impl Idp {
                 None,
                 StatusCode::BAD_REQUEST,
                 "Unknown action",
-                "<p>The console does not know this action.</p>",
+                &Notice::new("The console does not know this action."),
             );
         };
         let back = self.console_return(form.get("return"));
@@ -190,36 +214,14 @@ impl Idp {
         error: Option<&str>,
         status: StatusCode,
     ) -> Response<Bytes> {
-        let (notice, invalid) = match error {
-            Some(message) => (
-                format!(
-                    "<p class=\"error\" id=\"reauth-error\" role=\"alert\">{}</p>",
-                    escape(message)
-                ),
-                " aria-invalid=\"true\" aria-describedby=\"reauth-error\"",
-            ),
-            None => (String::new(), ""),
+        let body = ReauthPrompt {
+            what: action.describe(),
+            post: PostTo::console_action(self, admin),
+            action: action.name(),
+            target: action.target(),
+            back,
+            error,
         };
-        let body = format!(
-            "<p id=\"reauth\">To {what}, confirm it's you: enter your password and a code from \
-your authenticator app.</p>{notice}\
-<form method=\"post\" action=\"{post}\">{csrf}\
-<input type=\"hidden\" name=\"action\" value=\"{action}\">\
-<input type=\"hidden\" name=\"target\" value=\"{target}\">\
-<input type=\"hidden\" name=\"return\" value=\"{back}\">\
-<label for=\"password\">Password</label>\
-<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required autofocus{invalid}>\
-<label for=\"code\">Verification code</label>\
-<input id=\"code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required{invalid}>\
-<button type=\"submit\">Confirm and continue</button></form>\
-<p><a href=\"{back}\">Cancel</a></p>",
-            what = escape(&action.describe()),
-            post = escape(&self.console_path("/action")),
-            csrf = csrf_field(self, admin),
-            action = escape(&action.name()),
-            target = escape(action.target()),
-            back = escape(back),
-        );
         shell::page(self, admin, None, status, "Confirm it's you", &body)
     }
 
@@ -333,11 +335,7 @@ your authenticator app.</p>{notice}\
                 None,
                 status,
                 "Action not done",
-                &format!(
-                    "<p class=\"error\" role=\"alert\" id=\"action-error\">{}</p><p><a href=\"{}\">Back</a></p>",
-                    escape(message),
-                    escape(back)
-                ),
+                &ActionFailed { message, back },
             )
         };
         match action {
@@ -426,6 +424,47 @@ your authenticator app.</p>{notice}\
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prompt_reposts_the_action_with_its_csrf_field_and_marks_a_failed_try() {
+        let prompt = |error| ReauthPrompt {
+            what: "suspend 00u2bob".into(),
+            post: PostTo {
+                action: "/admin/action".into(),
+                csrf: "c5rf".into(),
+            },
+            action: "user.suspend".into(),
+            target: "00u2bob",
+            back: "/admin/users",
+            error,
+        };
+        let first = prompt(None).render().expect("renders");
+        for field in [
+            "name=\"csrf\" value=\"c5rf\"",
+            "name=\"action\" value=\"user.suspend\"",
+            "name=\"target\" value=\"00u2bob\"",
+            "name=\"return\" value=\"/admin/users\"",
+        ] {
+            assert!(first.contains(field), "{field}: {first}");
+        }
+        assert!(
+            first.contains("<p id=\"reauth\">To suspend 00u2bob,"),
+            "{first}"
+        );
+        assert!(!first.contains("aria-invalid"), "{first}");
+        let again = prompt(Some("That didn't work.")).render().expect("renders");
+        assert_eq!(
+            again
+                .matches(" aria-invalid=\"true\" aria-describedby=\"reauth-error\"")
+                .count(),
+            2,
+            "{again}"
+        );
+        assert!(
+            again.contains("id=\"reauth-error\" role=\"alert\">That didn&#39;t work.</p>"),
+            "{again}"
+        );
+    }
 
     #[test]
     fn actions_parse_only_known_names_and_safe_targets() {

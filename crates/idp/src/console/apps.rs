@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use askama::Template;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use portcullis_session::StoreError;
@@ -17,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::shell::{self, Section};
 use super::Admin;
-use crate::web::{respond::escape, Idp};
+use crate::web::Idp;
 
 /// One gateway app as the console shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,43 @@ pub trait GatewayView: Send + Sync + 'static {
     fn apps(&self) -> Vec<GatewayApp>;
     /// Live gateway sessions per app name.
     fn sessions_per_app(&self) -> CountFuture<'_>;
+}
+
+/// A gateway app's upstream target as its list item shows it.
+struct TargetRow {
+    url: String,
+    class: &'static str,
+    state: &'static str,
+}
+
+/// A gateway app as its row shows it.
+struct AppRow {
+    name: String,
+    public_url: String,
+    sign_in: &'static str,
+    sp_metadata_url: Option<String>,
+    sessions: String,
+    /// Empty for an app whose upstream is built in.
+    targets: Vec<TargetRow>,
+}
+
+/// A SAML SP of the IdP as its row shows it.
+struct ServiceProviderRow {
+    name: String,
+    entity_id: String,
+    acs_url: String,
+    signed_requests: &'static str,
+    single_logout: String,
+    idp_sessions: usize,
+}
+
+#[derive(Template)]
+#[template(path = "console/apps.html")]
+struct AppsPage {
+    /// `None` when this IdP is not serving a gateway.
+    gateway_apps: Option<Vec<AppRow>>,
+    service_providers: Vec<ServiceProviderRow>,
+    idp_metadata: String,
 }
 
 impl Idp {
@@ -88,85 +126,61 @@ impl Idp {
     ) -> Response<Bytes> {
         let gateway_sessions = self.gateway_sessions().await;
         let idp_sessions = self.idp_sessions_per_sp().await;
-        let mut body = String::from("<h2>Gateway apps</h2>");
-        match self.gateway_view.get() {
-            None => body.push_str("<p>This IdP is not serving a gateway.</p>"),
-            Some(view) => {
-                body.push_str(
-                    "<table id=\"gateway-apps\"><thead><tr><th>App</th><th>Public address</th>\
-<th>Sign-in</th><th>SP metadata</th><th>Gateway sessions</th><th>Upstream targets</th></tr></thead><tbody>",
-                );
-                for app in view.apps() {
-                    let sessions = match &gateway_sessions {
+        let gateway_apps = self.gateway_view.get().map(|view| {
+            view.apps()
+                .into_iter()
+                .map(|app| AppRow {
+                    sessions: match &gateway_sessions {
                         Some(counts) => counts.get(&app.name).copied().unwrap_or(0).to_string(),
                         None => "unknown".into(),
-                    };
-                    let metadata = match &app.sp_metadata_url {
-                        Some(url) => format!("<a href=\"{0}\">{0}</a>", escape(url)),
-                        None => "—".into(),
-                    };
-                    let targets: String = if app.targets.is_empty() {
-                        "built in".into()
-                    } else {
-                        let items: String = app
-                            .targets
-                            .iter()
-                            .map(|t| {
-                                let (class, state) = match t.up {
-                                    Some(true) => ("ok", "up"),
-                                    Some(false) => ("bad", "down"),
-                                    None => ("unknown", "not checked"),
-                                };
-                                format!(
-                                    "<li>{} <span class=\"badge {class}\">{state}</span></li>",
-                                    escape(&t.url)
-                                )
-                            })
-                            .collect();
-                        format!("<ul class=\"plain\">{items}</ul>")
-                    };
-                    body.push_str(&format!(
-                        "<tr data-app=\"{name}\"><td>{name}</td><td>{url}</td><td>{sign_in}</td><td>{metadata}</td>\
-<td class=\"num\">{sessions}</td><td>{targets}</td></tr>",
-                        name = escape(&app.name),
-                        url = escape(&app.public_url),
-                        sign_in = app.sign_in.unwrap_or("none"),
-                    ));
-                }
-                body.push_str("</tbody></table>");
-            }
-        }
-        body.push_str("<h2>SAML service providers of the IdP</h2>");
-        let sps = self
+                    },
+                    targets: app
+                        .targets
+                        .into_iter()
+                        .map(|t| {
+                            let (class, state) = match t.up {
+                                Some(true) => ("ok", "up"),
+                                Some(false) => ("bad", "down"),
+                                None => ("unknown", "not checked"),
+                            };
+                            TargetRow {
+                                url: t.url,
+                                class,
+                                state,
+                            }
+                        })
+                        .collect(),
+                    sign_in: app.sign_in.unwrap_or("none"),
+                    name: app.name,
+                    public_url: app.public_url,
+                    sp_metadata_url: app.sp_metadata_url,
+                })
+                .collect()
+        });
+        let service_providers = self
             .saml
             .as_ref()
             .map(|s| s.settings.service_providers.as_slice())
-            .unwrap_or_default();
-        if sps.is_empty() {
-            body.push_str("<p>No service provider is configured.</p>");
-        } else {
-            body.push_str(
-                "<table id=\"service-providers\"><thead><tr><th>Name</th><th>Entity ID</th><th>ACS</th>\
-<th>Signed requests</th><th>Single Logout</th><th>IdP sessions</th></tr></thead><tbody>",
-            );
-            for sp in sps {
-                body.push_str(&format!(
-                    "<tr data-sp=\"{name}\"><td>{name}</td><td>{entity}</td><td>{acs}</td><td>{signed}</td>\
-<td>{slo}</td><td class=\"num\">{count}</td></tr>",
-                    name = escape(&sp.name),
-                    entity = escape(&sp.entity_id),
-                    acs = escape(&sp.acs_url),
-                    signed = if sp.require_signed_requests { "required" } else { "optional" },
-                    slo = escape(sp.slo_url.as_deref().unwrap_or("—")),
-                    count = idp_sessions.get(&sp.name).copied().unwrap_or(0),
-                ));
-            }
-            body.push_str("</tbody></table>");
-        }
-        body.push_str(&format!(
-            "<p>IdP metadata: <a href=\"{0}\">{0}</a></p>",
-            escape(&self.path("/sso/saml/metadata"))
-        ));
+            .unwrap_or_default()
+            .iter()
+            .map(|sp| ServiceProviderRow {
+                name: sp.name.clone(),
+                entity_id: sp.entity_id.clone(),
+                acs_url: sp.acs_url.clone(),
+                signed_requests: if sp.require_signed_requests {
+                    "required"
+                } else {
+                    "optional"
+                },
+                single_logout: sp.slo_url.clone().unwrap_or_else(|| "—".into()),
+                idp_sessions: idp_sessions.get(&sp.name).copied().unwrap_or(0),
+            })
+            .collect();
+        let body = AppsPage {
+            gateway_apps,
+            service_providers,
+            idp_metadata: self.path("/sso/saml/metadata"),
+        };
         shell::page(
             self,
             admin,

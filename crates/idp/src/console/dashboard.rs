@@ -3,6 +3,9 @@
 //! last 24 hours, and the post-auth violations widget with its status
 //! badge.
 
+use std::collections::BTreeMap;
+
+use askama::Template;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use time::OffsetDateTime;
@@ -12,7 +15,7 @@ use super::Admin;
 use crate::post_auth::{Action, Mode};
 use crate::session::SessionStatus;
 use crate::syslog::{OutcomeResult, Query, MAX_LIMIT};
-use crate::web::{respond::escape, Idp};
+use crate::web::Idp;
 
 /// The dashboard's window.
 const WINDOW: time::Duration = time::Duration::hours(24);
@@ -39,6 +42,62 @@ impl SignInFigures {
         } else {
             n.to_string()
         }
+    }
+}
+
+/// One of the latest post-auth violations.
+struct ViolationRow {
+    time: String,
+    login: String,
+    app: String,
+    changed: String,
+    outcome: &'static str,
+}
+
+/// The widget's figures while post-auth evaluation is on.
+struct Evaluation {
+    bound: String,
+    action: &'static str,
+    total: usize,
+    by_attribute: String,
+    by_outcome: String,
+    latest: Vec<ViolationRow>,
+    report_api: String,
+}
+
+/// The post-auth violations widget.
+struct PostAuthWidget {
+    class: &'static str,
+    badge: &'static str,
+    /// `None` while evaluation is off.
+    evaluation: Option<Evaluation>,
+}
+
+#[derive(Template)]
+#[template(path = "console/dashboard.html")]
+struct DashboardPage {
+    active: String,
+    pending: String,
+    sign_ins: String,
+    failures: String,
+    lockouts: String,
+    locked_now: usize,
+    /// Per app; `None` when they could not be counted or there is no
+    /// gateway.
+    gateway_sessions: Option<BTreeMap<String, usize>>,
+    post_auth: PostAuthWidget,
+}
+
+/// `app 2, idp 1`, or `none`.
+fn counts_text(counts: &BTreeMap<&'static str, usize>) -> String {
+    if counts.is_empty() {
+        "none".to_string()
+    } else {
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -119,40 +178,16 @@ impl Idp {
             .users()
             .filter(|u| self.lockout.locked_until(u.id(), now).is_some())
             .count();
-        let gateway = match self.gateway_sessions().await {
-            Some(counts) if counts.is_empty() => "<p>No gateway sessions.</p>".to_string(),
-            Some(counts) => {
-                let rows: String = counts
-                    .iter()
-                    .map(|(app, n)| {
-                        format!(
-                            "<tr data-app=\"{0}\"><td>{0}</td><td class=\"num\">{n}</td></tr>",
-                            escape(app)
-                        )
-                    })
-                    .collect();
-                format!(
-                    "<table id=\"gateway-sessions\"><thead><tr><th>App</th><th>Sessions</th></tr></thead><tbody>{rows}</tbody></table>"
-                )
-            }
-            None => "<p>Gateway sessions are not available.</p>".to_string(),
+        let body = DashboardPage {
+            active,
+            pending,
+            sign_ins: figures.show(figures.sign_ins),
+            failures: figures.show(figures.failures),
+            lockouts: figures.show(figures.lockouts),
+            locked_now,
+            gateway_sessions: self.gateway_sessions().await,
+            post_auth: self.post_auth_widget(since, now),
         };
-        let tiles = format!(
-            "<ul class=\"tiles\">\
-<li><span class=\"figure\" id=\"active-sessions\">{active}</span> active IdP sessions</li>\
-<li><span class=\"figure\" id=\"pending-sessions\">{pending}</span> waiting for a second factor</li>\
-<li><span class=\"figure\" id=\"sign-ins\">{sign_ins}</span> sign-ins (24 h)</li>\
-<li><span class=\"figure\" id=\"sign-in-failures\">{failures}</span> failed sign-ins (24 h)</li>\
-<li><span class=\"figure\" id=\"lockouts\">{lockouts}</span> lockouts (24 h), <span id=\"locked-now\">{locked_now}</span> locked now</li>\
-</ul>",
-            sign_ins = figures.show(figures.sign_ins),
-            failures = figures.show(figures.failures),
-            lockouts = figures.show(figures.lockouts),
-        );
-        let body = format!(
-            "{tiles}<section aria-labelledby=\"gw-h\"><h2 id=\"gw-h\">Gateway sessions per app</h2>{gateway}</section>{widget}",
-            widget = self.post_auth_widget(since, now),
-        );
         shell::page(
             self,
             admin,
@@ -165,65 +200,55 @@ impl Idp {
 
     /// The post-auth violations widget: the badge, 24-hour counts and the
     /// latest violations, from the same report as the API.
-    fn post_auth_widget(&self, since: OffsetDateTime, now: OffsetDateTime) -> String {
+    fn post_auth_widget(&self, since: OffsetDateTime, now: OffsetDateTime) -> PostAuthWidget {
         let settings = self.post_auth.settings();
         let (class, badge) = post_auth_badge(settings.policy.mode, settings.policy.action);
-        let head = format!(
-            "<h2 id=\"pa-h\">Post-auth session violations <span class=\"badge {class}\" id=\"post-auth-status\">{badge}</span></h2>"
-        );
         if !settings.policy.is_on() {
-            return format!(
-                "<section aria-labelledby=\"pa-h\" id=\"post-auth\">{head}<p>Sessions are not \
-re-evaluated when their IP, ASN or device changes. Set <code>[post_auth] mode</code> in the \
-policy file to monitor or enforce it.</p></section>"
-            );
+            return PostAuthWidget {
+                class,
+                badge,
+                evaluation: None,
+            };
         }
         let bound: Vec<&str> = settings.policy.bind.iter().map(|a| a.as_str()).collect();
-        let summary = self
-            .post_auth
-            .report
-            .summarise(since, now, LATEST_VIOLATIONS, |summary| {
-                let by = |map: &std::collections::BTreeMap<&'static str, usize>| {
-                    if map.is_empty() {
-                        "none".to_string()
-                    } else {
-                        map.iter()
-                            .map(|(k, v)| format!("{k} {v}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
-                };
-                let latest: String = summary
-                    .latest
-                    .iter()
-                    .map(|l| {
-                        let attributes: Vec<&str> =
-                            l.violation.attributes.iter().map(|a| a.as_str()).collect();
-                        format!(
-                            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                            escape(&when(l.violation.published)),
-                            escape(&l.violation.user.login),
-                            escape(l.violation.session.app.as_deref().unwrap_or("idp")),
-                            escape(&attributes.join(", ")),
-                            l.outcome,
-                        )
-                    })
-                    .collect();
-                format!(
-                    "<p><span class=\"figure\" id=\"violations\">{total}</span> violations in 24 h · by attribute: {attrs} · by outcome: {outcomes}</p>\
-<table id=\"latest-violations\"><thead><tr><th>Time</th><th>User</th><th>App</th><th>Changed</th><th>Outcome</th></tr></thead><tbody>{latest}</tbody></table>",
-                    total = summary.total,
-                    attrs = escape(&by(&summary.by_attribute)),
-                    outcomes = escape(&by(&summary.by_outcome)),
-                )
-            });
-        format!(
-            "<section aria-labelledby=\"pa-h\" id=\"post-auth\">{head}<p>Bound to: {bound}; action: {action}.</p>{summary}\
-<p>The full report: <code>GET {api}</code></p></section>",
-            bound = escape(&bound.join(", ")),
-            action = settings.policy.action.as_str(),
-            api = escape(&self.path("/api/v1/post-auth/report")),
-        )
+        let evaluation =
+            self.post_auth
+                .report
+                .summarise(since, now, LATEST_VIOLATIONS, |summary| Evaluation {
+                    bound: bound.join(", "),
+                    action: settings.policy.action.as_str(),
+                    total: summary.total,
+                    by_attribute: counts_text(&summary.by_attribute),
+                    by_outcome: counts_text(&summary.by_outcome),
+                    latest: summary
+                        .latest
+                        .iter()
+                        .map(|l| ViolationRow {
+                            time: when(l.violation.published),
+                            login: l.violation.user.login.clone(),
+                            app: l
+                                .violation
+                                .session
+                                .app
+                                .clone()
+                                .unwrap_or_else(|| "idp".into()),
+                            changed: l
+                                .violation
+                                .attributes
+                                .iter()
+                                .map(|a| a.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            outcome: l.outcome,
+                        })
+                        .collect(),
+                    report_api: self.path("/api/v1/post-auth/report"),
+                });
+        PostAuthWidget {
+            class,
+            badge,
+            evaluation: Some(evaluation),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! a time range, paging by cursor, and the same page as JSON
 //! (`format=json`, a download).
 
+use askama::Template;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -10,52 +11,78 @@ use http::{Request, Response, StatusCode};
 use super::shell::{self, when, Section};
 use super::Admin;
 use crate::syslog::{Event, Query};
-use crate::web::{query_pairs, respond, respond::escape, Idp};
+use crate::web::{query_pairs, respond, Idp};
 
 /// Events on one page unless `limit` says otherwise.
 const PAGE_SIZE: &str = "50";
 
-/// The events as a table, newest first as given.
-pub(super) fn events_table(events: &[Event]) -> String {
-    if events.is_empty() {
-        return "<p class=\"empty\">No events.</p>".into();
-    }
-    let mut rows = String::new();
-    for event in events {
-        let targets: Vec<String> = event
-            .target
-            .iter()
-            .map(|t| {
-                let name = t.alternate_id.as_deref().unwrap_or(&t.id);
-                format!("{} ({})", name, t.kind)
-            })
-            .collect();
-        let outcome = match &event.outcome.reason {
-            Some(reason) => format!("{} · {}", event.outcome.result.as_str(), reason),
-            None => event.outcome.result.as_str().to_string(),
-        };
-        let actor = event
-            .actor
-            .alternate_id
-            .as_deref()
-            .unwrap_or(&event.actor.id);
-        rows.push_str(&format!(
-            "<tr data-event-type=\"{kind}\"><td>{time}</td><td><code>{kind}</code><br>{message}</td>\
-<td>{severity}</td><td>{outcome}</td><td>{actor}</td><td>{targets}</td><td>{ip}</td></tr>",
-            time = escape(&when(event.published)),
-            kind = escape(&event.event_type),
-            message = escape(&event.display_message),
-            severity = event.severity.as_str(),
-            outcome = escape(&outcome),
-            actor = escape(actor),
-            targets = escape(&targets.join(", ")),
-            ip = escape(event.client.ip_address.as_deref().unwrap_or("")),
-        ));
-    }
-    format!(
-        "<table class=\"events\"><thead><tr><th>Time</th><th>Event</th><th>Severity</th>\
-<th>Outcome</th><th>Actor</th><th>Targets</th><th>Client IP</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+/// One System Log event as a row of `console/events.html` shows it.
+pub(super) struct EventRow {
+    pub(super) time: String,
+    pub(super) kind: String,
+    pub(super) message: String,
+    pub(super) severity: &'static str,
+    pub(super) outcome: String,
+    pub(super) actor: String,
+    pub(super) targets: String,
+    pub(super) ip: String,
+}
+
+/// The events as rows, newest first as given.
+pub(super) fn event_rows(events: &[Event]) -> Vec<EventRow> {
+    events
+        .iter()
+        .map(|event| {
+            let targets: Vec<String> = event
+                .target
+                .iter()
+                .map(|t| {
+                    let name = t.alternate_id.as_deref().unwrap_or(&t.id);
+                    format!("{} ({})", name, t.kind)
+                })
+                .collect();
+            EventRow {
+                time: when(event.published),
+                kind: event.event_type.clone(),
+                message: event.display_message.clone(),
+                severity: event.severity.as_str(),
+                outcome: match &event.outcome.reason {
+                    Some(reason) => format!("{} · {}", event.outcome.result.as_str(), reason),
+                    None => event.outcome.result.as_str().to_string(),
+                },
+                actor: event
+                    .actor
+                    .alternate_id
+                    .clone()
+                    .unwrap_or_else(|| event.actor.id.clone()),
+                targets: targets.join(", "),
+                ip: event.client.ip_address.clone().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// A field of the query form, with what was asked.
+struct QueryField {
+    value: String,
+    /// The query error is about this field.
+    invalid: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/logs.html")]
+struct LogsPage {
+    action: String,
+    filter: QueryField,
+    since: QueryField,
+    until: QueryField,
+    limit: QueryField,
+    page_size: &'static str,
+    error: Option<String>,
+    export_query: String,
+    /// The page of events; `None` when the query was not understood.
+    events: Option<Vec<EventRow>>,
+    next_query: Option<String>,
 }
 
 impl Idp {
@@ -89,65 +116,35 @@ impl Idp {
                 ),
             };
         }
-        let invalid = |param: &str| match &error {
-            Some((p, _)) if *p == param => {
-                " aria-invalid=\"true\" aria-describedby=\"query-error\"".to_string()
+        let field = |name: &str| QueryField {
+            value: value(name).to_string(),
+            invalid: error.as_ref().is_some_and(|(p, _)| *p == name),
+        };
+        let next_query = page.as_ref().and_then(|page| page.next).map(|cursor| {
+            let mut link = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in params.iter().filter(|(k, _)| k != "after") {
+                link.append_pair(k, v);
             }
-            _ => String::new(),
-        };
-        let field = |name: &str, label: &str, hint: &str, class: &str| {
-            format!(
-                "<div class=\"{class}\"><label for=\"q-{name}\">{label}</label>\
-<input id=\"q-{name}\" name=\"{name}\" value=\"{}\" placeholder=\"{}\"{}></div>",
-                escape(value(name)),
-                escape(hint),
-                invalid(name),
-            )
-        };
-        let notice = match &error {
-            Some((_, message)) => format!(
-                "<p class=\"error\" id=\"query-error\" role=\"alert\">{}</p>",
-                escape(message)
-            ),
-            None => String::new(),
-        };
-        let (table, next) = match &page {
-            Some(page) => {
-                let next = page.next.map(|cursor| {
-                    let mut link = form_urlencoded::Serializer::new(String::new());
-                    for (k, v) in params.iter().filter(|(k, _)| k != "after") {
-                        link.append_pair(k, v);
-                    }
-                    link.append_pair("after", &cursor.to_string());
-                    format!(
-                        "<p><a id=\"next-page\" href=\"{}?{}\">Next page</a></p>",
-                        escape(&self.console_path("/logs")),
-                        escape(&link.finish())
-                    )
-                });
-                (events_table(&page.events), next.unwrap_or_default())
-            }
-            None => (String::new(), String::new()),
-        };
+            link.append_pair("after", &cursor.to_string());
+            link.finish()
+        });
         let mut export_link = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &params {
             export_link.append_pair(k, v);
         }
         export_link.append_pair("format", "json");
-        let body = format!(
-            "<form class=\"filters\" method=\"get\" action=\"{action}\">{filter}{since}{until}{limit}\
-<button type=\"submit\">Search</button></form>{notice}\
-<p class=\"hint\">Filters use the System Log API's language: <code>eventType eq \"user.session.start\"</code>, \
-<code>outcome.result eq \"FAILURE\"</code>, <code>actor.alternateId sw \"alice\"</code>, joined with <code>and</code>/<code>or</code>. \
-Times are RFC 3339 (<code>2026-12-01T00:00:00Z</code>).</p>\
-<p><a id=\"export\" href=\"{action}?{export}\">Export this page as JSON</a></p>{table}{next}",
-            action = escape(&self.console_path("/logs")),
-            filter = field("filter", "Filter", "eventType eq \"user.session.start\"", "wide"),
-            since = field("since", "Since", "2026-12-01T00:00:00Z", ""),
-            until = field("until", "Until", "", ""),
-            limit = field("limit", "Per page", PAGE_SIZE, "narrow"),
-            export = escape(&export_link.finish()),
-        );
+        let body = LogsPage {
+            action: self.console_path("/logs"),
+            filter: field("filter"),
+            since: field("since"),
+            until: field("until"),
+            limit: field("limit"),
+            page_size: PAGE_SIZE,
+            error: error.as_ref().map(|(_, message)| message.clone()),
+            export_query: export_link.finish(),
+            events: page.as_ref().map(|page| event_rows(&page.events)),
+            next_query,
+        };
         let status = if error.is_some() {
             StatusCode::BAD_REQUEST
         } else {

@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use askama::Template;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
@@ -16,7 +17,7 @@ use crate::policy::{
     AppAuthPolicy, MfaRequirement, PolicySet, Reauth, RuleMiss, SessionLimits, SessionRule,
     SignOnContext, EVERYONE,
 };
-use crate::web::{respond::escape, Idp};
+use crate::web::Idp;
 
 /// `8h`, `30m`, `1h30m`, `45s`: the policy file's own spelling.
 fn duration(d: Duration) -> String {
@@ -115,104 +116,183 @@ fn rule_verdict(rule: &SessionRule, ctx: &SignOnContext<'_>) -> Result<(), Strin
     }
 }
 
+/// A text field of the explain form: what was asked, and why it could not
+/// be used.
+struct ExplainInput {
+    value: String,
+    error: Option<&'static str>,
+}
+
+/// A choice of the explain form's app list.
+struct AppOption {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+/// The explain form, and its answer when it was filled in.
+struct Explain {
+    action: String,
+    user: ExplainInput,
+    ip: ExplainInput,
+    apps: Vec<AppOption>,
+    mfa: bool,
+    /// How the sign-in is decided, step by step.
+    steps: Option<Vec<String>>,
+}
+
+struct RuleRow {
+    priority: u32,
+    name: String,
+    conditions: String,
+    access: String,
+    mfa: &'static str,
+    session: String,
+}
+
+struct SessionPolicyView {
+    priority: u32,
+    name: String,
+    groups: String,
+    rules: Vec<RuleRow>,
+}
+
+struct AppPolicyRow {
+    app: String,
+    reauthenticate: String,
+    mfa: String,
+    groups: String,
+}
+
+impl AppPolicyRow {
+    fn new(app: &str, policy: &AppAuthPolicy) -> AppPolicyRow {
+        let (reauthenticate, mfa, groups) = app_policy_text(policy);
+        AppPolicyRow {
+            app: app.to_string(),
+            reauthenticate,
+            mfa,
+            groups,
+        }
+    }
+}
+
+struct ZoneView {
+    name: String,
+    nets: String,
+}
+
+struct PostAuthView {
+    mode: &'static str,
+    bound: String,
+    action: &'static str,
+    groups: String,
+    logout_apps: String,
+    logout_idp: bool,
+}
+
+/// How admin console sessions are entered and kept.
+struct ConsoleView {
+    groups: String,
+    lifetime: String,
+    idle: String,
+    bound: String,
+    reauth: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/policies.html")]
+struct PoliciesPage {
+    explain: Explain,
+    session_policies: Vec<SessionPolicyView>,
+    app_policies: Vec<AppPolicyRow>,
+    /// What an app without a policy of its own gets.
+    default_app_policy: AppPolicyRow,
+    zones: Vec<ZoneView>,
+    post_auth: PostAuthView,
+    console: ConsoleView,
+}
+
 impl Idp {
     pub(super) fn policies_page(&self, request: &Request<Bytes>, admin: &Admin) -> Response<Bytes> {
         let policies = self.policies.load();
-        let mut body = String::new();
-        let (explained, status) = self.explain(request, &policies);
-        body.push_str(&explained);
-        body.push_str("<h2>Global session policies</h2>");
-        body.push_str(
-            "<p class=\"hint\">The first policy (by priority) naming one of the user's groups applies; \
-then its first matching rule. A user no policy names, or whose policy has no matching rule, gets the \
-built-in Default Rule (allow, one factor).</p>",
-        );
-        if policies.session_policies().is_empty() {
-            body.push_str("<p>None configured: everyone gets the Default Rule.</p>");
-        }
-        for policy in policies.session_policies() {
-            let rows: String = policy
-                .rules()
-                .iter()
-                .map(|rule| {
-                    format!(
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        rule.priority(),
-                        escape(rule.name()),
-                        escape(&conditions(rule)),
-                        escape(&format!("{:?}", rule.access()).to_uppercase()),
-                        if rule.require_mfa() { "yes" } else { "no" },
-                        escape(&limits(&rule.session())),
-                    )
-                })
-                .collect();
-            body.push_str(&format!(
-                "<h3>{priority}. {name} <small>for {groups}</small></h3>\
-<table class=\"policy\"><thead><tr><th>Priority</th><th>Rule</th><th>When</th><th>Access</th><th>MFA</th>\
-<th>Session</th></tr></thead><tbody>{rows}</tbody></table>",
-                priority = policy.priority(),
-                name = escape(policy.name()),
-                groups = escape(&policy.groups().join(", ")),
-            ));
-        }
-        body.push_str(
-            "<h2>App sign-on policies</h2><table id=\"app-policies\"><thead><tr><th>App</th>\
-<th>Re-authenticate</th><th>MFA</th><th>Groups allowed</th></tr></thead><tbody>",
-        );
-        for (app, policy) in policies.app_policies() {
-            let (reauth, mfa, groups) = app_policy_text(policy);
-            body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(app),
-                escape(&reauth),
-                escape(&mfa),
-                escape(&groups)
-            ));
-        }
-        let (reauth, mfa, groups) = app_policy_text(&AppAuthPolicy::default());
-        body.push_str(&format!(
-            "<tr><td><em>any other app</em></td><td>{}</td><td>{}</td><td>{}</td></tr></tbody></table>",
-            escape(&reauth),
-            escape(&mfa),
-            escape(&groups)
-        ));
-        body.push_str("<h2>Network zones</h2><ul>");
-        for zone in policies.zones() {
-            let nets: Vec<String> = zone.nets().iter().map(ToString::to_string).collect();
-            body.push_str(&format!(
-                "<li><strong>{}</strong>: {}</li>",
-                escape(zone.name()),
-                escape(&nets.join(", "))
-            ));
-        }
-        body.push_str("</ul>");
+        let (explain, status) = self.explain(request, &policies);
+        let session_policies = policies
+            .session_policies()
+            .iter()
+            .map(|policy| SessionPolicyView {
+                priority: policy.priority(),
+                name: policy.name().to_string(),
+                groups: policy.groups().join(", "),
+                rules: policy
+                    .rules()
+                    .iter()
+                    .map(|rule| RuleRow {
+                        priority: rule.priority(),
+                        name: rule.name().to_string(),
+                        conditions: conditions(rule),
+                        access: format!("{:?}", rule.access()).to_uppercase(),
+                        mfa: if rule.require_mfa() { "yes" } else { "no" },
+                        session: limits(&rule.session()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let app_policies = policies
+            .app_policies()
+            .map(|(app, policy)| AppPolicyRow::new(app, policy))
+            .collect();
+        let zones = policies
+            .zones()
+            .map(|zone| ZoneView {
+                name: zone.name().to_string(),
+                nets: zone
+                    .nets()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+            .collect();
         let post_auth = policies.post_auth();
-        let bound: Vec<&str> = post_auth.bind.iter().map(|a| a.as_str()).collect();
-        body.push_str(&format!(
-            "<h2>Post-auth session evaluation</h2><p id=\"post-auth-policy\">Mode {mode}; bound to {bound}; \
-action {action}; groups {groups}; logout reaches {apps}{idp}.</p>",
-            mode = post_auth.mode.as_str(),
-            bound = escape(&bound.join(", ")),
-            action = post_auth.action.as_str(),
-            groups = escape(&list_or(post_auth.groups.listed(), "all")),
-            apps = escape(&list_or(post_auth.logout_apps.listed(), "every app")),
-            idp = if post_auth.logout_idp { " and the IdP session" } else { "" },
-        ));
+        let post_auth = PostAuthView {
+            mode: post_auth.mode.as_str(),
+            bound: post_auth
+                .bind
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            action: post_auth.action.as_str(),
+            groups: list_or(post_auth.groups.listed(), "all"),
+            logout_apps: list_or(post_auth.logout_apps.listed(), "every app"),
+            logout_idp: post_auth.logout_idp,
+        };
         let admin_settings = &self.settings.admin;
-        let admin_bind: Vec<&str> = admin_settings.bind.iter().map(|a| a.as_str()).collect();
-        body.push_str(&format!(
-            "<h2>Admin console sessions</h2><p>Groups {groups}; password and authenticator code always; \
-lifetime {life}, idle {idle}; bound to {bind}; protected actions re-verify {reauth}.</p>",
-            groups = escape(&admin_settings.groups.join(", ")),
-            life = duration(admin_settings.max_lifetime),
-            idle = duration(admin_settings.max_idle),
-            bind = escape(&admin_bind.join(", ")),
-            reauth = if admin_settings.protected_action_reauth.is_zero() {
+        let console = ConsoleView {
+            groups: admin_settings.groups.join(", "),
+            lifetime: duration(admin_settings.max_lifetime),
+            idle: duration(admin_settings.max_idle),
+            bound: admin_settings
+                .bind
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            reauth: if admin_settings.protected_action_reauth.is_zero() {
                 "every time".to_string()
             } else {
                 format!("after {}", duration(admin_settings.protected_action_reauth))
             },
-        ));
+        };
+        let body = PoliciesPage {
+            explain,
+            session_policies,
+            app_policies,
+            default_app_policy: AppPolicyRow::new("", &AppAuthPolicy::default()),
+            zones,
+            post_auth,
+            console,
+        };
         shell::page(
             self,
             admin,
@@ -224,7 +304,7 @@ lifetime {life}, idle {idle}; bound to {bind}; protected actions re-verify {reau
     }
 
     /// The explain form, and its answer when it was filled in.
-    fn explain(&self, request: &Request<Bytes>, policies: &PolicySet) -> (String, StatusCode) {
+    fn explain(&self, request: &Request<Bytes>, policies: &PolicySet) -> (Explain, StatusCode) {
         let login = param(request, "user");
         let ip_text = param(request, "ip");
         let app = param(request, "app");
@@ -245,73 +325,47 @@ lifetime {life}, idle {idle}; bound to {bind}; protected actions re-verify {reau
             .as_deref()
             .and_then(|l| directory.by_id_or_login(l).cloned());
         let ip: Option<IpAddr> = ip_text.as_deref().and_then(|t| t.parse().ok());
-        let mut errors = Vec::new();
-        if login.is_some() && user.is_none() {
-            errors.push(("user", "There is no user with this login or id."));
-        }
-        if ip_text.is_some() && ip.is_none() {
-            errors.push(("ip", "This is not an IP address."));
-        }
-        let error_of = |field: &str| errors.iter().find(|(f, _)| *f == field).map(|(_, m)| *m);
-        let input = |field: &str, label: &str, value: &Option<String>, hint: &str| {
-            let (attrs, note) = match error_of(field) {
-                Some(message) => (
-                    format!(" aria-invalid=\"true\" aria-describedby=\"x-{field}-error\""),
-                    format!(
-                        "<span class=\"error\" id=\"x-{field}-error\">{}</span>",
-                        escape(message)
-                    ),
-                ),
-                None => (String::new(), String::new()),
-            };
-            format!(
-                "<div><label for=\"x-{field}\">{label}</label><input id=\"x-{field}\" name=\"{field}\" \
-value=\"{}\" placeholder=\"{}\" required{attrs}>{note}</div>",
-                escape(value.as_deref().unwrap_or("")),
-                escape(hint)
-            )
-        };
-        let options: String = std::iter::once(String::new())
-            .chain(apps.iter().cloned())
-            .map(|name| {
-                let selected = if app.as_deref() == Some(name.as_str()) {
-                    " selected"
-                } else {
-                    ""
-                };
-                let label = if name.is_empty() {
-                    "(IdP sign-in only)".to_string()
-                } else {
-                    name.clone()
-                };
-                format!(
-                    "<option value=\"{}\"{selected}>{}</option>",
-                    escape(&name),
-                    escape(&label)
-                )
-            })
-            .collect();
-        let mut html = format!(
-            "<section aria-labelledby=\"explain-h\" id=\"explain\"><h2 id=\"explain-h\">Explain a sign-in</h2>\
-<form class=\"filters\" method=\"get\" action=\"{action}\">{user}{ip}\
-<div><label for=\"x-app\">App</label><select id=\"x-app\" name=\"app\">{options}</select></div>\
-<div class=\"check\"><input type=\"checkbox\" id=\"x-mfa\" name=\"mfa\" value=\"1\"{checked}><label for=\"x-mfa\">Second factor verified</label></div>\
-<button type=\"submit\">Explain</button></form>",
-            action = escape(&self.console_path("/policies")),
-            user = input("user", "User", &login, "alice"),
-            ip = input("ip", "From IP", &ip_text, "203.0.113.7"),
-            checked = if mfa { " checked" } else { "" },
-        );
-        let status = if errors.is_empty() {
+        let user_error = (login.is_some() && user.is_none())
+            .then_some("There is no user with this login or id.");
+        let ip_error = (ip_text.is_some() && ip.is_none()).then_some("This is not an IP address.");
+        let status = if user_error.is_none() && ip_error.is_none() {
             StatusCode::OK
         } else {
             StatusCode::BAD_REQUEST
         };
-        if let (Some(user), Some(ip)) = (&user, ip) {
-            html.push_str(&self.explanation(policies, user, ip, app.as_deref(), mfa));
-        }
-        html.push_str("</section>");
-        (html, status)
+        let options = std::iter::once(String::new())
+            .chain(apps)
+            .map(|name| AppOption {
+                selected: app.as_deref() == Some(name.as_str()),
+                label: if name.is_empty() {
+                    "(IdP sign-in only)".to_string()
+                } else {
+                    name.clone()
+                },
+                value: name,
+            })
+            .collect();
+        let steps = match (&user, ip) {
+            (Some(user), Some(ip)) => {
+                Some(self.explanation(policies, user, ip, app.as_deref(), mfa))
+            }
+            _ => None,
+        };
+        let explain = Explain {
+            action: self.console_path("/policies"),
+            user: ExplainInput {
+                value: login.unwrap_or_default(),
+                error: user_error,
+            },
+            ip: ExplainInput {
+                value: ip_text.unwrap_or_default(),
+                error: ip_error,
+            },
+            apps: options,
+            mfa,
+            steps,
+        };
+        (explain, status)
     }
 
     fn explanation(
@@ -321,7 +375,7 @@ value=\"{}\" placeholder=\"{}\" required{attrs}>{note}</div>",
         ip: IpAddr,
         app: Option<&str>,
         mfa: bool,
-    ) -> String {
+    ) -> Vec<String> {
         let mut steps: Vec<String> = Vec::new();
         if user.status() != UserStatus::Active {
             steps.push(format!(
@@ -396,10 +450,6 @@ value=\"{}\" placeholder=\"{}\" required{attrs}>{note}</div>",
                 }
             ));
         }
-        let items: String = steps
-            .iter()
-            .map(|s| format!("<li>{}</li>", escape(s)))
-            .collect();
-        format!("<ol id=\"explanation\">{items}</ol>")
+        steps
     }
 }

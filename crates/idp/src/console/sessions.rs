@@ -7,17 +7,19 @@
 //! user. This process is the only node a single-mode gateway has, so
 //! there is no node column.
 
+use askama::Template;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use portcullis_context::Attribute;
 use time::OffsetDateTime;
 
-use super::shell::{self, action_button, param, when, Section};
+use super::logs::{event_rows, EventRow};
+use super::shell::{self, param, when, ActionButton, Buttons, Notice, Section};
 use super::Admin;
 use crate::session::{SessionId, SessionRecord, SessionStatus, SessionsApiJson};
 use crate::syslog::Query;
 use crate::web::api::valid_id;
-use crate::web::{respond, respond::escape, Idp};
+use crate::web::{respond, Idp};
 
 /// At most this many sessions are listed on one page.
 const MAX_LISTED: usize = 500;
@@ -81,6 +83,52 @@ fn shown(record: &SessionRecord, attribute: Attribute) -> Option<String> {
     record.body.context.as_ref().map(|c| attribute.show(c))
 }
 
+/// A field of the list page's filter form.
+struct FilterField {
+    name: &'static str,
+    label: &'static str,
+    value: String,
+}
+
+/// One session as its row shows it.
+struct SessionRow {
+    id: String,
+    detail: String,
+    login: String,
+    status: &'static str,
+    apps: String,
+    ip: String,
+    asn: String,
+    zone: String,
+    device: String,
+    created: String,
+    last_activity: String,
+    expires: String,
+    actions: Vec<ActionButton>,
+}
+
+#[derive(Template)]
+#[template(path = "console/sessions.html")]
+struct SessionsPage {
+    filter_action: String,
+    filters: Vec<FilterField>,
+    shown: usize,
+    total: usize,
+    rows: Vec<SessionRow>,
+}
+
+#[derive(Template)]
+#[template(path = "console/session.html")]
+struct SessionPage {
+    login: String,
+    apps: String,
+    json: String,
+    actions: Vec<ActionButton>,
+    /// The session's System Log events; `None` when they could not be
+    /// asked for.
+    timeline: Option<Vec<EventRow>>,
+}
+
 impl Idp {
     /// Every live IdP session, user by user.
     pub(super) async fn all_sessions(
@@ -111,40 +159,36 @@ impl Idp {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
-        let mut rows = String::new();
-        let mut shown = 0usize;
+        let buttons = Buttons::new(self, admin, &back);
+        let mut rows = Vec::new();
         for record in &sessions {
             let apps = self.sso_participants(record.id.as_str());
-            if !filters.matches(record, &apps, now) || shown >= MAX_LISTED {
+            if !filters.matches(record, &apps, now) || rows.len() >= MAX_LISTED {
                 continue;
             }
-            shown += 1;
-            rows.push_str(&self.session_row(admin, record, &apps, &back));
+            rows.push(self.session_row(&buttons, record, &apps));
         }
-        let field = |name: &str, label: &str, value: &Option<String>| {
-            format!(
-                "<div><label for=\"f-{name}\">{label}</label><input id=\"f-{name}\" name=\"{name}\" value=\"{}\"></div>",
-                escape(value.as_deref().unwrap_or(""))
-            )
+        let filter = |name, label, value: &Option<String>| FilterField {
+            name,
+            label,
+            value: value.clone().unwrap_or_default(),
         };
         let age = filters.min_age_minutes.map(|m| m.to_string());
-        let body = format!(
-            "<form class=\"filters\" method=\"get\" action=\"{action}\">{}{}{}{}{}{}{}\
-<button type=\"submit\">Filter</button></form>\
-<p id=\"session-count\">{shown} of {total} session(s)</p>\
-<table id=\"sessions\"><thead><tr><th>Session</th><th>User</th><th>Status</th><th>Apps</th>\
-<th>IP</th><th>ASN</th><th>Zone</th><th>Device</th><th>Started</th><th>Last activity</th>\
-<th>Expires</th><th>Actions</th></tr></thead><tbody>{rows}</tbody></table>",
-            field("user", "User", &filters.user),
-            field("app", "App", &filters.app),
-            field("ip", "IP", &filters.ip),
-            field("asn", "ASN", &filters.asn),
-            field("zone", "Zone", &filters.zone),
-            field("device", "Device", &filters.device),
-            field("min_age", "Older than (min)", &age),
-            action = escape(&self.console_path("/sessions")),
-            total = sessions.len(),
-        );
+        let body = SessionsPage {
+            filter_action: self.console_path("/sessions"),
+            filters: vec![
+                filter("user", "User", &filters.user),
+                filter("app", "App", &filters.app),
+                filter("ip", "IP", &filters.ip),
+                filter("asn", "ASN", &filters.asn),
+                filter("zone", "Zone", &filters.zone),
+                filter("device", "Device", &filters.device),
+                filter("min_age", "Older than (min)", &age),
+            ],
+            shown: rows.len(),
+            total: sessions.len(),
+            rows,
+        };
         shell::page(
             self,
             admin,
@@ -157,42 +201,38 @@ impl Idp {
 
     fn session_row(
         &self,
-        admin: &Admin,
+        buttons: &Buttons,
         record: &SessionRecord,
         apps: &[String],
-        back: &str,
-    ) -> String {
+    ) -> SessionRow {
         let context =
             |attribute: Attribute| shown(record, attribute).unwrap_or_else(|| "unknown".into());
         let id = record.id.as_str();
-        let status = match record.body.status {
-            SessionStatus::Active => "ACTIVE",
-            SessionStatus::MfaRequired => "MFA_REQUIRED",
-        };
-        format!(
-            "<tr data-session=\"{id}\" data-user=\"{login}\"><td><a href=\"{detail}\">{id}</a></td><td>{login}</td><td>{status}</td><td>{apps}</td>\
-<td>{ip}</td><td>{asn}</td><td>{zone}</td><td>{device}</td><td>{created}</td><td>{last}</td><td>{expires}</td><td>{revoke} {all}</td></tr>",
-            id = escape(id),
-            detail = escape(&self.console_path(&format!("/sessions/{id}"))),
-            login = escape(&record.body.login),
-            apps = escape(&apps.join(", ")),
-            ip = escape(&context(Attribute::Ip)),
-            asn = escape(&context(Attribute::Asn)),
-            zone = escape(&context(Attribute::Zone)),
-            device = escape(&context(Attribute::Device)),
-            created = escape(&when(record.created_at)),
-            last = escape(&when(record.last_activity)),
-            expires = escape(&record.expires_at_rfc3339()),
-            revoke = action_button(self, admin, "session.revoke", id, back, "Revoke"),
-            all = action_button(
-                self,
-                admin,
-                "user.sessions.revoke",
-                &record.body.user_id,
-                back,
-                "Revoke all of user's"
-            ),
-        )
+        SessionRow {
+            id: id.to_string(),
+            detail: self.console_path(&format!("/sessions/{id}")),
+            login: record.body.login.clone(),
+            status: match record.body.status {
+                SessionStatus::Active => "ACTIVE",
+                SessionStatus::MfaRequired => "MFA_REQUIRED",
+            },
+            apps: apps.join(", "),
+            ip: context(Attribute::Ip),
+            asn: context(Attribute::Asn),
+            zone: context(Attribute::Zone),
+            device: context(Attribute::Device),
+            created: when(record.created_at),
+            last_activity: when(record.last_activity),
+            expires: record.expires_at_rfc3339(),
+            actions: vec![
+                buttons.button("session.revoke", id, "Revoke"),
+                buttons.button(
+                    "user.sessions.revoke",
+                    &record.body.user_id,
+                    "Revoke all of user's",
+                ),
+            ],
+        }
     }
 
     pub(super) async fn session_detail_page(
@@ -208,7 +248,7 @@ impl Idp {
                 Some(Section::Sessions),
                 StatusCode::NOT_FOUND,
                 "Session not found",
-                "<p>There is no live session with this id.</p>",
+                &Notice::new("There is no live session with this id."),
             )
         };
         if !valid_id(id) {
@@ -228,20 +268,25 @@ impl Idp {
         // The id passed `valid_id`: nothing in it can break the filter.
         let filter =
             format!("authenticationContext.externalSessionId eq \"{id}\" or target.id eq \"{id}\"");
-        let timeline = match Query::from_params([("filter", filter.as_str()), ("limit", "200")]) {
-            Ok(query) => super::logs::events_table(&self.log.query(&query).events),
-            Err(_) => String::new(),
+        let timeline = Query::from_params([("filter", filter.as_str()), ("limit", "200")])
+            .ok()
+            .map(|query| event_rows(&self.log.query(&query).events));
+        let buttons = Buttons::new(self, admin, &back);
+        let body = SessionPage {
+            login: record.body.login.clone(),
+            apps: self.sso_participants(id).join(", "),
+            json,
+            actions: vec![
+                buttons.button("session.revoke", id, "Revoke this session"),
+                buttons.button(
+                    "user.sessions.revoke",
+                    &user_id,
+                    "Revoke all of user's sessions",
+                ),
+                buttons.button("user.universal_logout", &user_id, "Universal Logout"),
+            ],
+            timeline,
         };
-        let body = format!(
-            "<p>User <strong>{login}</strong>; apps: {apps}</p><pre id=\"session-json\">{json}</pre>\
-<p>{revoke} {all} {ul}</p><h2>Timeline</h2>{timeline}",
-            login = escape(&record.body.login),
-            apps = escape(&self.sso_participants(id).join(", ")),
-            json = escape(&json),
-            revoke = action_button(self, admin, "session.revoke", id, &back, "Revoke this session"),
-            all = action_button(self, admin, "user.sessions.revoke", &user_id, &back, "Revoke all of user's sessions"),
-            ul = action_button(self, admin, "user.universal_logout", &user_id, &back, "Universal Logout"),
-        );
         shell::page(
             self,
             admin,

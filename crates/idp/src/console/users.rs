@@ -2,14 +2,15 @@
 //! filterable by status, with each account's lockout, second factor,
 //! live sessions and the lifecycle buttons (through [`super::actions`]).
 
+use askama::Template;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use time::OffsetDateTime;
 
-use super::shell::{self, action_button, param, when, Section};
+use super::shell::{self, param, when, ActionButton, Buttons, Section};
 use super::Admin;
 use crate::directory::{User, UserStatus};
-use crate::web::{respond::escape, Idp};
+use crate::web::Idp;
 
 /// At most this many users are listed on one page.
 const MAX_LISTED: usize = 500;
@@ -22,6 +23,40 @@ fn matches(user: &User, search: Option<&str>, status: Option<&str>) -> bool {
             .any(|field| field.to_lowercase().contains(&needle))
     });
     found && status.is_none_or(|s| user.status().as_str().eq_ignore_ascii_case(s))
+}
+
+/// A choice of the status filter.
+struct StatusOption {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+/// One account as its row shows it.
+struct UserRow {
+    login: String,
+    name: String,
+    email: String,
+    id: String,
+    status: &'static str,
+    status_class: &'static str,
+    groups: String,
+    factor: &'static str,
+    locked: String,
+    sessions: String,
+    sessions_link: String,
+    actions: Vec<ActionButton>,
+}
+
+#[derive(Template)]
+#[template(path = "console/users.html")]
+struct UsersPage {
+    search_action: String,
+    search: String,
+    status_options: Vec<StatusOption>,
+    shown: usize,
+    total: usize,
+    rows: Vec<UserRow>,
 }
 
 impl Idp {
@@ -38,48 +73,40 @@ impl Idp {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
+        let buttons = Buttons::new(self, admin, &back);
         let directory = self.directory();
-        let mut rows = String::new();
-        let mut shown = 0usize;
+        let mut rows = Vec::new();
         for user in directory.users() {
-            if shown >= MAX_LISTED || !matches(user, search.as_deref(), status.as_deref()) {
+            if rows.len() >= MAX_LISTED || !matches(user, search.as_deref(), status.as_deref()) {
                 continue;
             }
-            shown += 1;
             let sessions = self
                 .sessions
                 .sessions_of(user.id(), now)
                 .await
                 .map(|s| s.len().to_string())
                 .unwrap_or_else(|_| "unknown".into());
-            rows.push_str(&self.user_row(admin, user, &sessions, now, &back));
+            rows.push(self.user_row(&buttons, user, sessions, now));
         }
-        let options: String = ["", "ACTIVE", "SUSPENDED", "DEPROVISIONED"]
-            .iter()
-            .map(|s| {
-                let selected = if status.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(s))
-                    || (s.is_empty() && status.is_none())
-                {
-                    " selected"
-                } else {
-                    ""
-                };
-                let label = if s.is_empty() { "Any" } else { s };
-                format!("<option value=\"{s}\"{selected}>{label}</option>")
+        let status_options = ["", "ACTIVE", "SUSPENDED", "DEPROVISIONED"]
+            .into_iter()
+            .map(|value| StatusOption {
+                value,
+                label: if value.is_empty() { "Any" } else { value },
+                selected: match status.as_deref() {
+                    Some(chosen) => chosen.eq_ignore_ascii_case(value),
+                    None => value.is_empty(),
+                },
             })
             .collect();
-        let body = format!(
-            "<form class=\"filters\" method=\"get\" action=\"{action}\">\
-<div class=\"wide\"><label for=\"f-q\">Search</label><input id=\"f-q\" name=\"q\" value=\"{q}\" placeholder=\"login, name or email\"></div>\
-<div><label for=\"f-status\">Status</label><select id=\"f-status\" name=\"status\">{options}</select></div>\
-<button type=\"submit\">Search</button></form>\
-<p id=\"user-count\">{shown} of {total} user(s)</p>\
-<table id=\"users\"><thead><tr><th>User</th><th>Status</th><th>Groups</th><th>Second factor</th>\
-<th>Locked</th><th>Sessions</th><th>Actions</th></tr></thead><tbody>{rows}</tbody></table>",
-            action = escape(&self.console_path("/users")),
-            q = escape(search.as_deref().unwrap_or("")),
-            total = directory.len(),
-        );
+        let body = UsersPage {
+            search_action: self.console_path("/users"),
+            search: search.unwrap_or_default(),
+            status_options,
+            shown: rows.len(),
+            total: directory.len(),
+            rows,
+        };
         shell::page(
             self,
             admin,
@@ -92,16 +119,14 @@ impl Idp {
 
     fn user_row(
         &self,
-        admin: &Admin,
+        buttons: &Buttons,
         user: &User,
-        sessions: &str,
+        sessions: String,
         now: OffsetDateTime,
-        back: &str,
-    ) -> String {
+    ) -> UserRow {
         let id = user.id();
         let locked = self.lockout.locked_until(id, now);
-        let button =
-            |action: &str, label: &str| action_button(self, admin, action, id, back, label);
+        let button = |action, label| buttons.button(action, id, label);
         let mut actions = Vec::new();
         match user.status() {
             UserStatus::Active => {
@@ -126,31 +151,101 @@ impl Idp {
         if self.universal_logout.get().is_some() && user.status() != UserStatus::Deprovisioned {
             actions.push(button("user.universal_logout", "Universal Logout"));
         }
-        format!(
-            "<tr data-user=\"{login}\" data-status=\"{status}\"><td><strong>{login}</strong><br>{name} · {email}<br><small>{id}</small></td>\
-<td><span class=\"badge {class}\">{status}</span></td><td>{groups}</td><td>{factor}</td><td>{locked}</td>\
-<td class=\"num\"><a href=\"{sessions_link}\">{sessions}</a></td><td>{actions}</td></tr>",
-            login = escape(user.login()),
-            name = escape(&user.display_name()),
-            email = escape(user.email()),
-            id = escape(id),
-            status = user.status().as_str(),
-            class = match user.status() {
+        UserRow {
+            login: user.login().to_string(),
+            name: user.display_name(),
+            email: user.email().to_string(),
+            id: id.to_string(),
+            status: user.status().as_str(),
+            status_class: match user.status() {
                 UserStatus::Active => "ok",
                 UserStatus::Suspended => "warn",
                 UserStatus::Deprovisioned => "bad",
             },
-            groups = escape(&user.groups().join(", ")),
-            factor = if user.has_totp() { "TOTP" } else { "none" },
-            locked = locked
-                .map(|until| format!("until {}", escape(&when(until))))
+            groups: user.groups().join(", "),
+            factor: if user.has_totp() { "TOTP" } else { "none" },
+            locked: locked
+                .map(|until| format!("until {}", when(until)))
                 .unwrap_or_else(|| "no".into()),
-            sessions_link = escape(&format!(
+            sessions_link: format!(
                 "{}?user={}",
                 self.console_path("/sessions"),
                 form_urlencoded::byte_serialize(user.login().as_bytes()).collect::<String>()
-            )),
-            actions = actions.join(" "),
-        )
+            ),
+            sessions,
+            actions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::shell::PostTo;
+
+    fn row(login: &str, actions: Vec<ActionButton>) -> UserRow {
+        UserRow {
+            login: login.to_string(),
+            name: "Mallory".into(),
+            email: "m@example.com".into(),
+            id: "00u9m".into(),
+            status: "ACTIVE",
+            status_class: "ok",
+            groups: "staff".into(),
+            factor: "none",
+            locked: "no".into(),
+            sessions: "1".into(),
+            sessions_link: "/admin/sessions?user=m".into(),
+            actions,
+        }
+    }
+
+    #[test]
+    fn a_row_escapes_what_users_typed_and_every_button_posts_the_csrf_field() {
+        let post = PostTo {
+            action: "/admin/action".into(),
+            csrf: "c5rf".into(),
+        };
+        let button = |action, label| ActionButton {
+            post: post.clone(),
+            action,
+            target: "00u9m".into(),
+            back: "/admin/users?q=a&b".into(),
+            label,
+        };
+        let page = UsersPage {
+            search_action: "/admin/users".into(),
+            search: "\"><b>".into(),
+            status_options: Vec::new(),
+            shown: 1,
+            total: 1,
+            rows: vec![row(
+                "<i>m</i>",
+                vec![
+                    button("user.suspend", "Suspend"),
+                    button("user.deactivate", "Deactivate"),
+                ],
+            )],
+        };
+        let html = page.render().expect("renders");
+        assert!(!html.contains("<i>") && !html.contains("\"><b>"), "{html}");
+        assert!(
+            html.contains("<p id=\"user-count\">1 of 1 user(s)</p>"),
+            "{html}"
+        );
+        assert!(html.contains("data-status=\"ACTIVE\""), "{html}");
+        assert_eq!(
+            html.matches("<input type=\"hidden\" name=\"csrf\" value=\"c5rf\">")
+                .count(),
+            2,
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<button type=\"submit\" name=\"go\" value=\"user.suspend\" data-target=\"00u9m\">Suspend</button></form> <form"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("value=\"/admin/users?q=a&#38;b\""), "{html}");
     }
 }
