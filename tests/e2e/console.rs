@@ -247,6 +247,28 @@ async fn an_admin_signs_in_with_mfa_sees_bobs_session_and_revokes_it() {
         "{html}"
     );
     let id = session_row_id(&html, "bob").expect("bob's session is listed");
+    // Each session names the node it started on: this host.
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let here = at_idp(
+        &alice,
+        &format!("/admin/sessions?user=bob&node={}", node.trim()),
+    )
+    .await;
+    assert!(
+        here.text()
+            .contains("<p id=\"session-count\">1 of 2 session(s)</p>"),
+        "{}",
+        here.text()
+    );
+    assert!(here.text().contains(&format!("<td>{}</td>", node.trim())));
+    let elsewhere = at_idp(&alice, "/admin/sessions?node=no-such-node").await;
+    assert!(
+        elsewhere
+            .text()
+            .contains("<p id=\"session-count\">0 of 2 session(s)</p>"),
+        "{}",
+        elsewhere.text()
+    );
     let detail = at_idp(&alice, &format!("/admin/sessions/{id}")).await;
     assert_eq!(detail.status, StatusCode::OK);
     assert!(

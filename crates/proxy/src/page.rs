@@ -58,13 +58,13 @@ struct Shell<'a> {
     title: &'a str,
     style: &'static str,
     width: &'static str,
-    /// Trusted markup: the caller escaped every value in it.
+    /// Trusted markup: rendered from a template that escaped every value.
     main: &'a str,
 }
 
 /// A whole document: `title` is the document title as text (escaped
-/// here), `main` is trusted markup the caller built with [`escape`] applied
-/// to every value in it.
+/// here), `main` is trusted markup: a body rendered by [`body`] from a
+/// template that escaped every value in it.
 pub fn render(title: &str, main: &str, width: Width) -> String {
     let width = match width {
         Width::Narrow => "narrow",
@@ -109,11 +109,6 @@ pub fn set_headers(headers: &mut HeaderMap) {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(text: &str) -> String {
-    html_escape::encode_quoted_attribute(text).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,14 +121,6 @@ mod tests {
         assert!(
             html.contains("<main class=\"narrow\"><h1>Hi</h1></main>"),
             "{html}"
-        );
-    }
-
-    #[test]
-    fn escape_neutralises_markup() {
-        assert_eq!(
-            escape("<a href='x'>&</a>"),
-            "&lt;a href=&#x27;x&#x27;&gt;&amp;&lt;/a&gt;"
         );
     }
 

@@ -1,11 +1,10 @@
 //! `/admin/sessions`: every live IdP session, filterable by user, app,
-//! IP, ASN, zone, device and age; `/admin/sessions/{id}`: one session and
+//! IP, ASN, zone, device, node and age; `/admin/sessions/{id}`: one session and
 //! its System Log timeline. Revoking goes through [`super::actions`].
 //!
 //! Sessions are found per user of the directory (the store's user index),
 //! so the list is exactly what the Sessions API would return for each
-//! user. This process is the only node a single-mode gateway has, so
-//! there is no node column.
+//! user. Each shows the node it started on.
 
 use askama::Template;
 use bytes::Bytes;
@@ -33,6 +32,7 @@ struct Filters {
     asn: Option<String>,
     zone: Option<String>,
     device: Option<String>,
+    node: Option<String>,
     /// Only sessions at least this many minutes old.
     min_age_minutes: Option<i64>,
 }
@@ -46,6 +46,7 @@ impl Filters {
             asn: param(request, "asn"),
             zone: param(request, "zone"),
             device: param(request, "device"),
+            node: param(request, "node"),
             min_age_minutes: param(request, "min_age").and_then(|v| v.parse().ok()),
         }
     }
@@ -71,6 +72,10 @@ impl Filters {
             && contains(&context(Attribute::Asn), &self.asn)
             && contains(&context(Attribute::Zone), &self.zone)
             && contains(&context(Attribute::Device), &self.device)
+            && self
+                .node
+                .as_deref()
+                .is_none_or(|node| record.body.node.eq_ignore_ascii_case(node))
             && self
                 .min_age_minutes
                 .is_none_or(|m| (now - record.created_at).whole_minutes() >= m)
@@ -101,6 +106,7 @@ struct SessionRow {
     asn: String,
     zone: String,
     device: String,
+    node: String,
     created: String,
     last_activity: String,
     expires: String,
@@ -183,6 +189,7 @@ impl Idp {
                 filter("asn", "ASN", &filters.asn),
                 filter("zone", "Zone", &filters.zone),
                 filter("device", "Device", &filters.device),
+                filter("node", "Node", &filters.node),
                 filter("min_age", "Older than (min)", &age),
             ],
             shown: rows.len(),
@@ -221,6 +228,7 @@ impl Idp {
             asn: context(Attribute::Asn),
             zone: context(Attribute::Zone),
             device: context(Attribute::Device),
+            node: record.body.node.clone(),
             created: when(record.created_at),
             last_activity: when(record.last_activity),
             expires: record.expires_at_rfc3339(),

@@ -95,6 +95,10 @@ pub struct IdpSession {
     pub rule: String,
     /// The policy asked for a cookie that outlives the browser session.
     pub persistent_cookie: bool,
+    /// The node the session started on (the admin console lists it):
+    /// this host's name.
+    #[serde(default)]
+    pub node: String,
 }
 
 /// The index key of a user's sessions.
@@ -110,8 +114,8 @@ impl SessionBody for IdpSession {
 
 impl IdpSession {
     /// The body and limits of a session a sign-in asks for; `idp_id` is
-    /// reported as `idp.id`.
-    pub fn start(new: NewSession, idp_id: &str) -> (Self, Lifetime) {
+    /// reported as `idp.id`, `node` is where it starts.
+    pub fn start(new: NewSession, idp_id: &str, node: &str) -> (Self, Lifetime) {
         let NewSession {
             user_id,
             login,
@@ -157,6 +161,7 @@ impl IdpSession {
             policy,
             rule,
             persistent_cookie: limits.persistent_cookie,
+            node: node.to_owned(),
         };
         (body, limits.lifetime())
     }
@@ -298,7 +303,7 @@ mod tests {
     /// A record as the store would create it, with a chosen id.
     fn new_record(id: &str, idp_id: &str, new: NewSession) -> SessionRecord {
         let now = new.now;
-        let (body, lifetime) = IdpSession::start(new, idp_id);
+        let (body, lifetime) = IdpSession::start(new, idp_id, "node-a");
         Session::new(SessionId::from(id), body, lifetime, now)
     }
 

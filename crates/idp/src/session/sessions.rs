@@ -22,6 +22,7 @@ pub const DEFAULT_IDP_ID: &str = "00oPortcullisIdP0001";
 pub struct IdpSessions {
     store: Arc<dyn SessionStore<IdpSession>>,
     idp_id: String,
+    node: String,
 }
 
 impl IdpSessions {
@@ -30,12 +31,18 @@ impl IdpSessions {
         Self {
             store,
             idp_id: idp_id.into(),
+            node: local_node_name(),
         }
     }
 
     /// An in-memory store reporting [`DEFAULT_IDP_ID`].
     pub fn memory() -> Self {
         Self::new(Arc::new(MemoryStore::<IdpSession>::new()), DEFAULT_IDP_ID)
+    }
+
+    /// The node sessions started here are stamped with.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The backend, for callers that need the generic operations.
@@ -55,7 +62,7 @@ impl IdpSessions {
         new: NewSession,
     ) -> Result<(SessionSecret, SessionRecord), StoreError> {
         let now = new.now;
-        let (body, lifetime) = IdpSession::start(new, &self.idp_id);
+        let (body, lifetime) = IdpSession::start(new, &self.idp_id, &self.node);
         self.store.create(body, lifetime, now).await
     }
 
@@ -186,6 +193,7 @@ impl std::fmt::Debug for IdpSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdpSessions")
             .field("idp_id", &self.idp_id)
+            .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
@@ -193,3 +201,14 @@ impl std::fmt::Debug for IdpSessions {
 #[cfg(test)]
 #[path = "sessions_tests.rs"]
 mod tests;
+
+/// This host's name, what sessions started here are stamped with; `local`
+/// where the kernel does not say.
+fn local_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| "local".to_string())
+}

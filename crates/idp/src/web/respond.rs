@@ -176,11 +176,9 @@ pub fn redirect(location: &str) -> Response<Bytes> {
     response
 }
 
-pub use portcullis_proxy::page::escape;
-
 /// A page in the one page shell: never cached, never framed, loading
 /// nothing from elsewhere, forms posting only to the IdP itself. `body` is
-/// trusted markup built with [`escape`] applied to every value.
+/// trusted markup rendered from a template (`portcullis_proxy::page::body`).
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Bytes> {
     page_with(status, title, body, portcullis_proxy::page::Width::Narrow)
 }
