@@ -538,7 +538,10 @@ fn forged(key: &SigningKey, in_response_to: &str, vary: impl FnOnce(&mut Forge))
         signed: true,
     };
     vary(&mut forge);
-    let attributes = vec![("groups".to_string(), vec!["admins".to_string()])];
+    let attributes = [portcullis_saml::ReleasedAttribute::basic(
+        "groups",
+        vec!["admins".to_string()],
+    )];
     let idp = portcullis_saml::IdpConfig {
         entity_id: format!("{IDP}/sso/saml/metadata"),
         sso_redirect_url: format!("{IDP}/sso/saml"),

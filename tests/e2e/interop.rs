@@ -203,7 +203,8 @@ signing_cert = \"{}\"
 name = \"pysaml2\"
 metadata_file = \"{}\"
 name_id_format = \"emailAddress\"
-attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.department\"]
+attribute_preset = \"oid\"
+attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.department\", {{ name = \"urn:oid:2.5.4.11\", source = \"profile.department\", friendly_name = \"ou\" }}]
 ",
         idp_key_path.display(),
         idp_cert_path.display(),
@@ -298,6 +299,35 @@ attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.depa
     );
     let groups = attrs["groups"].as_array().expect("groups");
     assert!(groups.contains(&json!("staff")), "{v}");
+    // The oid preset and a rule of our own, as pysaml2's stock
+    // urn:oid attribute map reads them (NameFormat uri).
+    let ava = &v["ava"];
+    assert_eq!(ava["uid"], json!(["bob"]), "{v}");
+    assert_eq!(ava["mail"], json!(["bob@example.com"]), "{v}");
+    assert_eq!(ava["givenName"], json!(["Bob"]), "{v}");
+    assert_eq!(ava["sn"], json!(["Baker"]), "{v}");
+    assert_eq!(
+        ava["eduPersonPrincipalName"],
+        json!(["bob@example.com"]),
+        "{v}"
+    );
+    assert_eq!(ava["ou"], json!(["Support"]), "{v}");
+    assert!(
+        ava["isMemberOf"]
+            .as_array()
+            .is_some_and(|g| g.contains(&json!("staff"))),
+        "{v}"
+    );
+    let formats = &v["name_formats"];
+    assert_eq!(
+        formats["urn:oid:0.9.2342.19200300.100.1.1"],
+        "urn:oasis:names:tc:SAML:2.0:attrname-format:uri",
+        "{v}"
+    );
+    assert_eq!(
+        formats["email"], "urn:oasis:names:tc:SAML:2.0:attrname-format:basic",
+        "{v}"
+    );
     assert_eq!(
         v["authn_context"], "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
         "{v}"

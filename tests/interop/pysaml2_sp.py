@@ -15,6 +15,7 @@ Four sub-commands, each a one-shot process (no server):
   parse-response --config CONFIG --saml-response FILE --request-id ID
       Verifies the base64 SAMLResponse in FILE as an answer to request ID
       (HTTP-POST binding) and prints {"name_id", "issuer", "attributes",
+      "name_formats", "ava" (pysaml2's own attribute mapping),
       "authn_context", "session_index"}. Any pysaml2 error exits non-zero
       with the message on stderr.
 
@@ -122,16 +123,19 @@ def parse_response(args):
             raise ValueError("pysaml2 returned no response")
         assertion = resp.assertion
         attributes = {}
+        name_formats = {}
         for statement in assertion.attribute_statement:
             for attribute in statement.attribute:
                 values = attributes.setdefault(attribute.name, [])
                 values.extend(v.text for v in attribute.attribute_value)
+                name_formats[attribute.name] = attribute.name_format
         authn = assertion.authn_statement[0]
         context = authn.authn_context.authn_context_class_ref
         out = {
             "name_id": resp.name_id.text,
             "issuer": resp.issuer(),
             "attributes": attributes,
+            "name_formats": name_formats,
             "ava": resp.ava,
             "authn_context": context.text if context is not None else None,
             "session_index": authn.session_index,

@@ -25,8 +25,9 @@ pub use model::{
     AccessPolicy, AccessRule, Admin, AdminBind, ApiTokenConfig, App, AppAuth, AppIdp, Builtin,
     Config, ErrorPage, ExternalIdp, Health, Idp, IdpAdmin, IdpSaml, InjectRule, InjectSource,
     InjectTarget, LoadBalancing, LogFormat, Logging, MultiValue, PublicUrl, Server,
-    ServiceProviderConfig, SpNameIdFormat, Timeouts, TlsFiles, UniversalLogoutTrust, Upstream,
-    UpstreamTarget, ValueEncoding, DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES,
-    IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE, SP_ATTRIBUTES,
+    ServiceProviderConfig, SpAttribute, SpAttributeNameFormat, SpNameIdFormat, Timeouts, TlsFiles,
+    UniversalLogoutTrust, Upstream, UpstreamTarget, ValueEncoding, DEFAULT_ACS_PER_MINUTE,
+    DEFAULT_MAX_IDENTITY_BYTES, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE, OID_ATTRIBUTE_PRESET,
+    SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

@@ -99,6 +99,64 @@ pub enum SpNameIdFormat {
     Unspecified,
 }
 
+/// One attribute an SP receives: `source` (a name of [`SP_ATTRIBUTES`] or
+/// `profile.<name>`) under `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpAttribute {
+    pub name: String,
+    pub name_format: SpAttributeNameFormat,
+    pub friendly_name: Option<String>,
+    pub source: String,
+}
+
+impl SpAttribute {
+    /// `source` under its own name (`profile.` dropped), NameFormat
+    /// `basic`: the short form, `attributes = ["email"]`.
+    pub fn as_named(source: &str) -> SpAttribute {
+        SpAttribute {
+            name: source
+                .strip_prefix("profile.")
+                .unwrap_or(source)
+                .to_string(),
+            name_format: SpAttributeNameFormat::Basic,
+            friendly_name: None,
+            source: source.to_string(),
+        }
+    }
+}
+
+/// An attribute's `NameFormat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpAttributeNameFormat {
+    Basic,
+    Uri,
+    Unspecified,
+}
+
+/// `attribute_preset = "oid"`: the names most SPs map out of the box
+/// (eduPerson / inetOrgPerson OIDs, NameFormat `uri`, FriendlyName the
+/// LDAP name): (FriendlyName, Name, source).
+pub const OID_ATTRIBUTE_PRESET: &[(&str, &str, &str)] = &[
+    ("uid", "urn:oid:0.9.2342.19200300.100.1.1", "login"),
+    ("mail", "urn:oid:0.9.2342.19200300.100.1.3", "email"),
+    ("givenName", "urn:oid:2.5.4.42", "firstName"),
+    ("sn", "urn:oid:2.5.4.4", "lastName"),
+    (
+        "displayName",
+        "urn:oid:2.16.840.1.113730.3.1.241",
+        "displayName",
+    ),
+    // Scoped (`user@domain`): the email is the one scoped identifier a
+    // directory user always has.
+    (
+        "eduPersonPrincipalName",
+        "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
+        "email",
+    ),
+    ("isMemberOf", "urn:oid:1.3.6.1.4.1.5923.1.5.1.1", "groups"),
+    ("memberOf", "urn:oid:1.2.840.113556.1.2.102", "groups"),
+];
+
 /// User fields an SP may receive as attributes.
 pub const SP_ATTRIBUTES: &[&str] = &[
     "id",
@@ -126,8 +184,9 @@ pub struct ServiceProviderConfig {
     pub require_signed_requests: bool,
     /// Where the SP takes LogoutRequests, from its metadata.
     pub slo_url: Option<String>,
-    /// From [`SP_ATTRIBUTES`], in the order configured.
-    pub attributes: Vec<String>,
+    /// The AttributeStatement, in this order: `attribute_preset`'s, then
+    /// `attributes`.
+    pub attributes: Vec<SpAttribute>,
     /// Sign the Response as well as the (always signed) Assertion.
     pub sign_response: bool,
     /// Where a person starts signing in to it: a gateway app's public URL

@@ -180,8 +180,28 @@ pub struct RawServiceProvider {
     pub acs_url: Option<String>,
     pub name_id_format: Option<String>,
     pub signing_cert: Option<String>,
-    pub attributes: Option<Vec<String>>,
+    pub attributes: Option<Vec<RawSpAttribute>>,
+    pub attribute_preset: Option<String>,
     pub sign_response: Option<bool>,
+}
+
+/// One entry of an SP's `attributes`: a user field by its own name, or a
+/// rule naming it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSpAttribute {
+    Field(String),
+    Rule(RawSpAttributeRule),
+}
+
+/// `{ name = "uid", source = "login", name_format = "uri" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpAttributeRule {
+    pub name: Option<String>,
+    pub source: Option<String>,
+    pub name_format: Option<String>,
+    pub friendly_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

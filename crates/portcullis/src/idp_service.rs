@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use portcullis_config::{Config, SpNameIdFormat};
+use portcullis_config::{Config, SpAttributeNameFormat, SpNameIdFormat};
 use portcullis_idp::api_token::{ApiToken, ApiTokens, Scope};
 use portcullis_idp::directory::{Directory, DirectoryError, LockoutPolicy};
 use portcullis_idp::policy::PolicySet;
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
 use portcullis_idp::user_admin::UserAdminError;
-use portcullis_idp::web::{Caller, Idp, SamlSettings, ServiceProvider, WebSettings};
+use portcullis_idp::web::{AttributeRule, Caller, Idp, SamlSettings, ServiceProvider, WebSettings};
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
-use portcullis_saml::{NameIdFormat, SigningKey};
+use portcullis_saml::{AttributeNameFormat, NameIdFormat, SigningKey};
 
 /// The IdP as the proxy sees it: a local service.
 pub struct IdpService(pub Arc<Idp>);
@@ -135,7 +135,20 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
             signing_certs_der: sp.signing_certs_der.clone(),
             require_signed_requests: sp.require_signed_requests,
             slo_url: sp.slo_url.clone(),
-            attributes: sp.attributes.clone(),
+            attributes: sp
+                .attributes
+                .iter()
+                .map(|a| AttributeRule {
+                    name: a.name.clone(),
+                    name_format: match a.name_format {
+                        SpAttributeNameFormat::Basic => AttributeNameFormat::Basic,
+                        SpAttributeNameFormat::Uri => AttributeNameFormat::Uri,
+                        SpAttributeNameFormat::Unspecified => AttributeNameFormat::Unspecified,
+                    },
+                    friendly_name: a.friendly_name.clone(),
+                    source: a.source.clone(),
+                })
+                .collect(),
             sign_response: sp.sign_response,
             sign_in_url: sp.sign_in_url.clone(),
         });

@@ -27,7 +27,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis_saml::{
     build_logout_request_post, build_response, parse_logout_request_post, verify_response,
     AuthnContextClass, Error, Expectations, IdpConfig, LogoutRequestParams, NameIdFormat,
-    ResponseParams, SigningKey,
+    ReleasedAttribute, ResponseParams, SigningKey,
 };
 
 const IDP: &str = "https://idp.bench.test/sso/saml/metadata";
@@ -43,7 +43,7 @@ fn sso(c: &mut Criterion) {
         sso_post_url: "https://idp.bench.test/sso/saml".into(),
         slo_url: "https://idp.bench.test/slo/saml".into(),
     };
-    let attributes = vec![
+    let attributes: Vec<ReleasedAttribute> = [
         ("email".to_string(), vec!["bob@example.com".to_string()]),
         ("firstName".to_string(), vec!["Bob".to_string()]),
         ("lastName".to_string(), vec!["Baker".to_string()]),
@@ -51,7 +51,10 @@ fn sso(c: &mut Criterion) {
             "groups".to_string(),
             vec!["staff".to_string(), "users".to_string()],
         ),
-    ];
+    ]
+    .into_iter()
+    .map(|(name, values)| ReleasedAttribute::basic(name, values))
+    .collect();
     let issue = || {
         let now = Utc::now();
         let params = ResponseParams {
@@ -171,7 +174,7 @@ fn worst_logout_request_within_limits(attacker: &SigningKey) -> String {
 fn attacker_response(
     idp: &IdpConfig,
     attacker: &SigningKey,
-    attributes: &[(String, Vec<String>)],
+    attributes: &[ReleasedAttribute],
 ) -> String {
     let now = Utc::now();
     let params = ResponseParams {
@@ -216,7 +219,7 @@ fn junk_attributes(count: usize) -> String {
 fn worst_within_limits(
     idp: &IdpConfig,
     attacker: &SigningKey,
-    attributes: &[(String, Vec<String>)],
+    attributes: &[ReleasedAttribute],
 ) -> String {
     let limits = portcullis_saml::XmlLimits::RESPONSE;
     let xml = attacker_response(idp, attacker, attributes);
@@ -249,7 +252,7 @@ fn worst_within_limits(
 fn hostile_response(
     idp: &IdpConfig,
     attacker: &SigningKey,
-    attributes: &[(String, Vec<String>)],
+    attributes: &[ReleasedAttribute],
 ) -> String {
     let xml = attacker_response(idp, attacker, attributes);
     let root = xml.find("<saml2p:Response ").expect("root") + "<saml2p:Response ".len();

@@ -25,7 +25,48 @@ use crate::xml_guard::{self, XmlLimits};
 
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const CM_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
-const ATTR_NAME_FORMAT_BASIC: &str = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic";
+
+/// An Attribute's `NameFormat`: how its `Name` is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeNameFormat {
+    /// A plain name (`email`, `groups`).
+    Basic,
+    /// A URI, usually `urn:oid:…`: what Shibboleth-style SPs map by default.
+    Uri,
+    Unspecified,
+}
+
+impl AttributeNameFormat {
+    pub fn uri(self) -> &'static str {
+        match self {
+            Self::Basic => "urn:oasis:names:tc:SAML:2.0:attrname-format:basic",
+            Self::Uri => "urn:oasis:names:tc:SAML:2.0:attrname-format:uri",
+            Self::Unspecified => "urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified",
+        }
+    }
+}
+
+/// One Attribute of the AttributeStatement, as released to one SP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasedAttribute {
+    pub name: String,
+    pub name_format: AttributeNameFormat,
+    pub friendly_name: Option<String>,
+    /// Multi-valued attributes keep their order; an empty one is left out.
+    pub values: Vec<String>,
+}
+
+impl ReleasedAttribute {
+    /// A `basic` attribute without a FriendlyName.
+    pub fn basic(name: impl Into<String>, values: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            name_format: AttributeNameFormat::Basic,
+            friendly_name: None,
+            values,
+        }
+    }
+}
 
 /// NameID formats the IdP issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +159,8 @@ pub struct ResponseParams<'a> {
     pub session_index: &'a str,
     pub authn_context: AuthnContextClass,
     pub authn_instant: DateTime<Utc>,
-    /// (attribute name, values) — multi-valued attributes keep their order.
-    pub attributes: &'a [(String, Vec<String>)],
+    /// The AttributeStatement, in this order.
+    pub attributes: &'a [ReleasedAttribute],
     /// Conditions and SubjectConfirmationData lifetime (keep it short).
     pub validity: Duration,
     pub now: DateTime<Utc>,
@@ -198,11 +239,15 @@ pub fn build_response(
     let attributes = p
         .attributes
         .iter()
-        .map(|(name, values)| Attribute {
-            friendly_name: None,
-            name: Some(name.clone()),
-            name_format: Some(ATTR_NAME_FORMAT_BASIC.to_owned()),
-            values: values
+        .filter(|a| !a.values.is_empty())
+        // quick-xml escapes XML attributes itself; element text is ours
+        // to escape.
+        .map(|a| Attribute {
+            friendly_name: a.friendly_name.clone(),
+            name: Some(a.name.clone()),
+            name_format: Some(a.name_format.uri().to_owned()),
+            values: a
+                .values
                 .iter()
                 .map(|v| AttributeValue {
                     attribute_type: None,

@@ -29,9 +29,10 @@ pub use binding::SIG_ALG_RSA_SHA256;
 pub use error::{ConditionFailure, Error, Result, SignatureFailure, XmlLimit};
 pub use idp::{
     build_response, build_status_response, idp_metadata_xml, parse_authn_request_post,
-    parse_authn_request_redirect, post_request_is_signed, AuthnContextClass, IdpConfig,
-    IssuedResponse, NameIdFormat, ParsedAuthnRequest, ResponseParams, StatusParams, StatusResponse,
-    STATUS_NO_PASSIVE, STATUS_REQUESTER, STATUS_REQUEST_DENIED, STATUS_RESPONDER,
+    parse_authn_request_redirect, post_request_is_signed, AttributeNameFormat, AuthnContextClass,
+    IdpConfig, IssuedResponse, NameIdFormat, ParsedAuthnRequest, ReleasedAttribute, ResponseParams,
+    StatusParams, StatusResponse, STATUS_NO_PASSIVE, STATUS_REQUESTER, STATUS_REQUEST_DENIED,
+    STATUS_RESPONDER,
 };
 pub use keys::{cert_der_from_pem, Jwks, SigningKey};
 pub use logout::{

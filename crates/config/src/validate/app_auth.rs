@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::locate::Step;
 use crate::model::{
-    App, AppAuth, AppIdp, ExternalIdp, Idp, PublicUrl, ServiceProviderConfig, SpNameIdFormat,
-    UniversalLogoutTrust, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE,
+    App, AppAuth, AppIdp, ExternalIdp, Idp, PublicUrl, ServiceProviderConfig, SpAttribute,
+    SpNameIdFormat, UniversalLogoutTrust, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE,
 };
 use crate::raw::{RawAccess, RawApp, RawAppIdp, RawIdp};
 
@@ -385,7 +385,10 @@ impl Validator<'_, '_> {
                 .collect(),
             require_signed_requests: true,
             slo_url: Some(auth.slo_url.clone()),
-            attributes: DEFAULT_SP_ATTRIBUTES.map(String::from).to_vec(),
+            attributes: DEFAULT_SP_ATTRIBUTES
+                .iter()
+                .map(|source| SpAttribute::as_named(source))
+                .collect(),
             sign_response: false,
             sign_in_url: Some(app.public.url()),
         })

@@ -388,7 +388,13 @@ mod tests {
         assert_eq!(saml.entity_id, "https://idp.test/sso/saml/metadata");
         let sp = &idp.service_providers[0];
         assert_eq!(sp.name_id_format, SpNameIdFormat::EmailAddress);
-        assert_eq!(sp.attributes, ["email", "firstName", "lastName", "groups"]);
+        let names: Vec<&str> = sp.attributes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["email", "firstName", "lastName", "groups"]);
+        assert!(sp
+            .attributes
+            .iter()
+            .all(|a| a.name == a.source
+                && a.name_format == crate::model::SpAttributeNameFormat::Basic));
         assert!(!sp.sign_response);
         assert!(sp.signing_certs_der.is_empty() && !sp.require_signed_requests);
     }

@@ -3,8 +3,11 @@
 
 use crate::locate::Step;
 use crate::metadata::SpMetadata;
-use crate::model::{ServiceProviderConfig, SpNameIdFormat, SP_ATTRIBUTES};
-use crate::raw::RawServiceProvider;
+use crate::model::{
+    ServiceProviderConfig, SpAttribute, SpAttributeNameFormat, SpNameIdFormat,
+    OID_ATTRIBUTE_PRESET, SP_ATTRIBUTES,
+};
+use crate::raw::{RawServiceProvider, RawSpAttribute, RawSpAttributeRule};
 
 use super::names::valid_name;
 use super::Validator;
@@ -90,7 +93,7 @@ impl Validator<'_, '_> {
         }
         let name_id_format = self.name_id_format(i, sp.name_id_format.as_deref());
         let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
-        let attributes = self.sp_attributes(i, sp.attributes);
+        let attributes = self.sp_attributes(i, sp.attributes, sp.attribute_preset.as_deref());
         let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
             return None;
         };
@@ -221,32 +224,149 @@ impl Validator<'_, '_> {
         })
     }
 
-    fn sp_attributes(&mut self, i: usize, raw: Option<Vec<String>>) -> Option<Vec<String>> {
-        let attributes = raw.unwrap_or_else(|| DEFAULT_SP_ATTRIBUTES.map(String::from).to_vec());
+    /// `attribute_preset`'s attributes, then `attributes`' (the default
+    /// set when neither is given). Every source must be a user field, and
+    /// no two attributes may share a name.
+    fn sp_attributes(
+        &mut self,
+        i: usize,
+        raw: Option<Vec<RawSpAttribute>>,
+        preset: Option<&str>,
+    ) -> Option<Vec<SpAttribute>> {
         let mut ok = true;
+        let mut attributes = match preset {
+            None => Vec::new(),
+            Some("oid") => OID_ATTRIBUTE_PRESET
+                .iter()
+                .map(|(friendly, name, source)| SpAttribute {
+                    name: (*name).to_string(),
+                    name_format: SpAttributeNameFormat::Uri,
+                    friendly_name: Some((*friendly).to_string()),
+                    source: (*source).to_string(),
+                })
+                .collect(),
+            Some(other) => {
+                self.problem(
+                    &at(i, "attribute_preset"),
+                    format!("`{other}` is not a preset; the one preset is \"oid\""),
+                );
+                ok = false;
+                Vec::new()
+            }
+        };
+        match raw {
+            None if preset.is_none() => attributes.extend(
+                DEFAULT_SP_ATTRIBUTES
+                    .iter()
+                    .map(|source| SpAttribute::as_named(source)),
+            ),
+            None => {}
+            Some(raw) => {
+                for entry in raw {
+                    match self.sp_attribute(i, entry) {
+                        Some(attribute) => attributes.push(attribute),
+                        None => ok = false,
+                    }
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
         for attribute in &attributes {
-            let custom = attribute
-                .strip_prefix("profile.")
-                .is_some_and(|name| !name.is_empty());
-            if !custom && !SP_ATTRIBUTES.contains(&attribute.as_str()) {
+            if !seen.insert(&attribute.name) {
                 self.problem(
                     &at(i, "attributes"),
-                    format!(
-                        "`{attribute}` is not one of {} or profile.<name>",
-                        SP_ATTRIBUTES.join(", ")
-                    ),
+                    format!("`{}` is released twice", attribute.name),
                 );
                 ok = false;
             }
         }
         ok.then_some(attributes)
     }
+
+    fn sp_attribute(&mut self, i: usize, raw: RawSpAttribute) -> Option<SpAttribute> {
+        let rule = match raw {
+            RawSpAttribute::Field(source) => {
+                return self
+                    .attribute_source(i, &source)
+                    .then(|| SpAttribute::as_named(&source))
+            }
+            RawSpAttribute::Rule(rule) => rule,
+        };
+        let RawSpAttributeRule {
+            name,
+            source,
+            name_format,
+            friendly_name,
+        } = rule;
+        let (Some(name), Some(source)) = (name, source) else {
+            self.problem(
+                &at(i, "attributes"),
+                "an attribute rule needs `name` (what the SP sees) and `source` (the user field)",
+            );
+            return None;
+        };
+        let mut ok = self.attribute_source(i, &source);
+        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+            self.problem(
+                &at(i, "attributes"),
+                format!("attribute name `{name}` must be 1–256 printable characters"),
+            );
+            ok = false;
+        }
+        // A URN names itself as one; anything else is a plain name.
+        let name_format = match name_format.as_deref() {
+            None if name.starts_with("urn:") => SpAttributeNameFormat::Uri,
+            None | Some("basic") => SpAttributeNameFormat::Basic,
+            Some("uri") => SpAttributeNameFormat::Uri,
+            Some("unspecified") => SpAttributeNameFormat::Unspecified,
+            Some(other) => {
+                self.problem(
+                    &at(i, "attributes"),
+                    format!("name_format `{other}` is not basic, uri or unspecified"),
+                );
+                return None;
+            }
+        };
+        if name_format == SpAttributeNameFormat::Uri && !name.contains(':') {
+            self.problem(
+                &at(i, "attributes"),
+                format!("`{name}` has name_format uri but is not a URI (e.g. urn:oid:…)"),
+            );
+            ok = false;
+        }
+        ok.then_some(SpAttribute {
+            name,
+            name_format,
+            friendly_name,
+            source,
+        })
+    }
+
+    /// A user field an SP may receive: one of [`SP_ATTRIBUTES`] or
+    /// `profile.<name>`.
+    fn attribute_source(&mut self, i: usize, source: &str) -> bool {
+        let custom = source
+            .strip_prefix("profile.")
+            .is_some_and(|name| !name.is_empty());
+        if custom || SP_ATTRIBUTES.contains(&source) {
+            return true;
+        }
+        self.problem(
+            &at(i, "attributes"),
+            format!(
+                "`{source}` is not one of {} or profile.<name>",
+                SP_ATTRIBUTES.join(", ")
+            ),
+        );
+        false
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::validate::fixtures::{
-        idp_config, metadata_file, parse_with_saml, peer_key, problems, IDP, IDP_KEYS, SERVER,
+        idp_config, metadata_file, parse, parse_with_saml, peer_key, problems, IDP, IDP_KEYS,
+        SERVER,
     };
 
     #[test]
@@ -269,6 +389,81 @@ mod tests {
             assert!(keys.contains(&key), "{key} missing from {problems:?}");
         }
         assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+    }
+
+    #[test]
+    fn attribute_rules_rename_any_user_field_and_the_oid_preset_comes_first() {
+        use crate::model::{SpAttribute, SpAttributeNameFormat};
+        let text = idp_config(&format!(
+            "{IDP_KEYS}\n[[idp.service_provider]]\nname = \"wiki\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\n\
+attribute_preset = \"oid\"\nattributes = [\"profile.department\", {{ name = \"urn:oid:2.16.840.1.113730.3.1.3\", source = \"id\", friendly_name = \"employeeNumber\" }}, {{ name = \"roles\", source = \"groups\", name_format = \"unspecified\" }}]\n"
+        ));
+        let config = parse(&text).expect("valid");
+        let sp = &config.idp.expect("idp").service_providers[0];
+        let uid = &sp.attributes[0];
+        assert_eq!(
+            uid,
+            &SpAttribute {
+                name: "urn:oid:0.9.2342.19200300.100.1.1".into(),
+                name_format: SpAttributeNameFormat::Uri,
+                friendly_name: Some("uid".into()),
+                source: "login".into(),
+            }
+        );
+        let tail: Vec<(&str, SpAttributeNameFormat, &str)> = sp.attributes[8..]
+            .iter()
+            .map(|a| (a.name.as_str(), a.name_format, a.source.as_str()))
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                (
+                    "department",
+                    SpAttributeNameFormat::Basic,
+                    "profile.department"
+                ),
+                (
+                    "urn:oid:2.16.840.1.113730.3.1.3",
+                    SpAttributeNameFormat::Uri,
+                    "id"
+                ),
+                ("roles", SpAttributeNameFormat::Unspecified, "groups"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_attribute_rules_and_presets_are_problems() {
+        for (attributes, says) in [
+            ("attribute_preset = \"ldap\"\n", "not a preset"),
+            ("attributes = [{ name = \"uid\" }]\n", "needs `name`"),
+            (
+                "attributes = [{ name = \"uid\", source = \"shoeSize\" }]\n",
+                "shoeSize",
+            ),
+            (
+                "attributes = [{ name = \"uid\", source = \"login\", name_format = \"uri\" }]\n",
+                "not a URI",
+            ),
+            (
+                "attributes = [{ name = \"uid\", source = \"login\", name_format = \"x500\" }]\n",
+                "x500",
+            ),
+            (
+                "attributes = [\"email\", { name = \"email\", source = \"login\" }]\n",
+                "released twice",
+            ),
+        ] {
+            let text = idp_config(&format!(
+                "{IDP_KEYS}\n[[idp.service_provider]]\nname = \"wiki\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\n{attributes}"
+            ));
+            let problems = problems(&text);
+            assert!(
+                problems.iter().any(|p| p.message.contains(says)
+                    && p.key.starts_with("idp.service_provider[0].attribute")),
+                "{attributes}: {problems:?}"
+            );
+        }
     }
 
     #[test]

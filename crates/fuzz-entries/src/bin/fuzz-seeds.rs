@@ -25,8 +25,8 @@ use portcullis_saml::{
     build_logout_response_redirect, build_redirect_authn_request, build_response,
     build_status_response, idp_metadata_xml, sp_metadata_xml, AuthnContextClass,
     AuthnRequestParams, IdpConfig, LogoutRequestParams, LogoutResponseParams, LogoutStatus,
-    NameIdFormat, ResponseParams, SigningKey, SpConfig, StatusParams, STATUS_NO_PASSIVE,
-    STATUS_RESPONDER,
+    NameIdFormat, ReleasedAttribute, ResponseParams, SigningKey, SpConfig, StatusParams,
+    STATUS_NO_PASSIVE, STATUS_RESPONDER,
 };
 use portcullis_session::SessionSecret;
 
@@ -89,13 +89,16 @@ fn query_of(url: &str) -> Result<&str, Failure> {
 }
 
 fn saml_response(out: &mut Seeds) -> Result<(), Failure> {
-    let attributes = vec![
+    let attributes: Vec<ReleasedAttribute> = [
         ("email".to_owned(), vec!["alice@example.test".to_owned()]),
         (
             "groups".to_owned(),
             vec!["admins".to_owned(), "R&D <core>".to_owned()],
         ),
-    ];
+    ]
+    .into_iter()
+    .map(|(name, values)| ReleasedAttribute::basic(name, values))
+    .collect();
     let response = |key: &SigningKey,
                     in_response_to: Option<&str>,
                     sign_assertion: bool,

@@ -31,8 +31,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use portcullis_saml::{
-    self as saml, AuthnContextClass, IdpConfig, NameIdFormat, ParsedAuthnRequest, ResponseParams,
-    SigningKey,
+    self as saml, AttributeNameFormat, AuthnContextClass, IdpConfig, NameIdFormat,
+    ParsedAuthnRequest, ReleasedAttribute, ResponseParams, SigningKey,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -76,14 +76,39 @@ pub struct ServiceProvider {
     pub require_signed_requests: bool,
     /// The SP's SingleLogoutService, when it has one.
     pub slo_url: Option<String>,
-    /// User fields to send: id, login, email, firstName, lastName,
-    /// displayName, groups (multi-valued).
-    pub attributes: Vec<String>,
+    /// The AttributeStatement, in this order.
+    pub attributes: Vec<AttributeRule>,
     pub sign_response: bool,
     /// Where the launcher sends a person: the app itself for an SP that
     /// signs in SP-initiated only (a gateway app); `None` links to
     /// IdP-initiated sign-in.
     pub sign_in_url: Option<String>,
+}
+
+/// One attribute an SP receives: the user field `source` (id, login,
+/// email, firstName, lastName, displayName, groups, `profile.<name>`)
+/// under `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeRule {
+    pub name: String,
+    pub name_format: AttributeNameFormat,
+    pub friendly_name: Option<String>,
+    pub source: String,
+}
+
+impl AttributeRule {
+    /// `source` under its own name (`profile.` dropped), NameFormat `basic`.
+    pub fn as_named(source: &str) -> Self {
+        Self {
+            name: source
+                .strip_prefix("profile.")
+                .unwrap_or(source)
+                .to_string(),
+            name_format: AttributeNameFormat::Basic,
+            friendly_name: None,
+            source: source.to_string(),
+        }
+    }
 }
 
 impl ServiceProvider {
@@ -771,12 +796,14 @@ impl Idp {
             NameIdFormat::Persistent => user.id(),
             NameIdFormat::Unspecified => user.login(),
         };
-        let attributes: Vec<(String, Vec<String>)> = sp
+        let attributes: Vec<ReleasedAttribute> = sp
             .attributes
             .iter()
-            .map(|a| {
-                let name = a.strip_prefix("profile.").unwrap_or(a);
-                (name.to_string(), user_attribute(user, a))
+            .map(|rule| ReleasedAttribute {
+                name: rule.name.clone(),
+                name_format: rule.name_format,
+                friendly_name: rule.friendly_name.clone(),
+                values: user_attribute(user, &rule.source),
             })
             .collect();
         let authn_context = if record.body.amr.contains(&Amr::Mfa) {

@@ -64,8 +64,16 @@ fn opts() -> Opts {
     }
 }
 
+/// [`attrs`] as released: `basic` names.
+fn released(attributes: &[(String, Vec<String>)]) -> Vec<ReleasedAttribute> {
+    attributes
+        .iter()
+        .map(|(name, values)| ReleasedAttribute::basic(name, values.clone()))
+        .collect()
+}
+
 fn issue(o: Opts) -> IssuedResponse {
-    let attributes = attrs();
+    let attributes = released(&attrs());
     let p = ResponseParams {
         sp_entity_id: SP,
         acs_url: ACS,
@@ -663,6 +671,7 @@ fn a_response_with_a_thousand_groups_passes_the_structural_limits() {
         (0..1_000).map(|i| format!("group-{i:04}")).collect(),
     ));
     let now = Utc::now();
+    let attributes = released(&attributes);
     let r = build_response(
         &idp_cfg(),
         idp_key(),
