@@ -470,6 +470,24 @@ pub struct ExternalIdp {
     pub metadata_file: PathBuf,
     /// What the caller's `MetadataReader` read from the file at load.
     pub metadata: IdpMetadata,
+    /// `false` (a legacy opt-in, noted by `check` and logged at start):
+    /// an Assertion signed only through its signed Response is accepted.
+    pub want_assertions_signed: bool,
+}
+
+impl ExternalIdp {
+    /// What `check` prints, and `run` logs at WARN, about this IdP's
+    /// legacy opt-ins.
+    pub fn notes(&self, app: &str) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.want_assertions_signed {
+            notes.push(format!(
+                "app {app}: want_assertions_signed = false: assertions from {} are accepted with only the Response signed",
+                self.metadata.entity_id
+            ));
+        }
+        notes
+    }
 }
 
 /// One `[[app.access]]` rule. `path` is relative to the app's prefix and

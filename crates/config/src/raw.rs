@@ -120,6 +120,7 @@ pub enum RawAppIdp {
 #[serde(deny_unknown_fields)]
 pub struct RawExternalIdp {
     pub metadata_file: Option<String>,
+    pub want_assertions_signed: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,6 +36,8 @@ pub(crate) struct AppSp {
     idp_entity_id: String,
     /// Every signing certificate the IdP publishes (key rollover).
     idp_certs_der: Vec<Vec<u8>>,
+    /// The legacy opt-in `want_assertions_signed = false`.
+    response_signature_suffices: bool,
 }
 
 impl AppSp {
@@ -46,6 +48,10 @@ impl AppSp {
                 what: "sp_signing_key/sp_signing_cert",
                 source,
             })?;
+        let response_signature_suffices = match &auth.idp {
+            AppIdp::Embedded => false,
+            AppIdp::External(external) => !external.want_assertions_signed,
+        };
         let (idp_sso_url, idp_slo_url, idp_entity_id, idp_certs_der) = match &auth.idp {
             AppIdp::Embedded => {
                 let idp = config.idp.as_ref().ok_or(BuildProblem::NoEmbeddedIdp)?;
@@ -87,6 +93,7 @@ impl AppSp {
             idp_slo_url,
             idp_entity_id,
             idp_certs_der,
+            response_signature_suffices,
         })
     }
 
@@ -123,13 +130,14 @@ impl AppSp {
         saml_response: &str,
         request_id: Option<&str>,
     ) -> Result<VerifiedAssertion, Error> {
-        let expect = Expectations::new(
+        let mut expect = Expectations::new(
             self.config.entity_id.clone(),
             self.config.acs_url.clone(),
             self.idp_entity_id.clone(),
             self.idp_certs_der.clone(),
             request_id.map(str::to_string),
         );
+        expect.allow_signed_response_instead_of_assertion = self.response_signature_suffices;
         verify_response(saml_response, &expect, chrono::Utc::now())
     }
 

@@ -56,6 +56,20 @@ pub fn build(config: &Config) -> Result<(Option<IdpFiles>, Arc<Gateway>), Vec<Pr
     }
 }
 
+/// What `check` prints and `run` logs at WARN without refusing: the
+/// IdP's admin-console notes and every legacy peer opt-in.
+pub fn notes(config: &Config, files: Option<&IdpFiles>) -> Vec<String> {
+    let mut notes: Vec<String> = files.iter().flat_map(|f| f.notes.clone()).collect();
+    for app in &config.apps {
+        if let Some(portcullis_config::AppIdp::External(external)) =
+            app.auth.as_ref().map(|auth| &auth.idp)
+        {
+            notes.extend(external.notes(&app.name));
+        }
+    }
+    notes
+}
+
 /// Builds the parts and starts the IdP's side of them (its System Log,
 /// Universal Logout dispatch into the gateway). Must run inside a runtime.
 pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
@@ -63,11 +77,11 @@ pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
         Ok(built) => built,
         Err(problems) => return Ok(Err(problems)),
     };
+    for note in notes(config, files.as_ref()) {
+        tracing::warn!(note = %note, "configuration note");
+    }
     let idp = match files {
         Some(files) => {
-            for note in &files.notes {
-                tracing::warn!(note = %note, "configuration note");
-            }
             let dispatch = universal_logout::dispatcher(config, &files, gateway.clone())?;
             let idp = idp_service::start(config, files)?;
             if let Some(dispatch) = dispatch {

@@ -67,7 +67,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     let problems = match portcullis_config::load(path, &metadata::SamlMetadata) {
         Ok(config) => match assemble::build(&config) {
             Ok((files, _)) => {
-                for note in files.iter().flat_map(|files| &files.notes) {
+                for note in assemble::notes(&config, files.as_ref()) {
                     println!("note: {note}");
                 }
                 println!(

@@ -196,6 +196,7 @@ impl Validator<'_, '_> {
                 Some(AppIdp::External(Box::new(ExternalIdp {
                     metadata_file: self.base.join(file),
                     metadata,
+                    want_assertions_signed: external.want_assertions_signed.unwrap_or(true),
                 })))
             }
             None => {
@@ -436,6 +437,26 @@ mod tests {
         );
         assert!(auth.allow_idp_initiated);
         assert!(config.idp.is_none());
+        assert!(external.want_assertions_signed && external.notes("ext").is_empty());
+
+        // The legacy opt-in for IdPs that sign only the Response: taken,
+        // and said.
+        let legacy = saml.replace(
+            "metadata_file = \"",
+            "want_assertions_signed = false, metadata_file = \"",
+        );
+        let text = format!("{SERVER}{}", app("ext", "https://a.test/", &legacy));
+        let config = parse_with_saml(&text).expect("valid");
+        let auth = config.apps[0].auth.as_ref().expect("saml");
+        let AppIdp::External(external) = &auth.idp else {
+            panic!("expected an external IdP, got {:?}", auth.idp);
+        };
+        assert!(!external.want_assertions_signed);
+        let notes = external.notes("ext");
+        assert!(
+            notes.len() == 1 && notes[0].contains("only the Response signed"),
+            "{notes:?}"
+        );
 
         // A broken file is reported at its key, with the reason.
         let broken = metadata_file("broken", "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"x\"/>");
