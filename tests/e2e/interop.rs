@@ -388,6 +388,7 @@ const PY_IDP_SSO: &str = "https://idp.pysaml2.test/sso/redirect";
 const PY_IDP_SLO: &str = "https://idp.pysaml2.test/slo/redirect";
 const APP_B: &str = "https://b.test";
 const APP_C: &str = "https://c.test";
+const APP_D: &str = "https://d.test";
 
 /// The pysaml2 IdP: its config file and the script.
 struct PyIdp {
@@ -422,6 +423,18 @@ impl PyIdp {
             &self.config_arg(),
             "--sp",
             sp_entity_id,
+        ])
+    }
+
+    /// An unsolicited Response signed as some IdPs sign: the Response only.
+    fn unsolicited_response_only(&self, sp_entity_id: &str) -> Value {
+        self.script.json(&[
+            "unsolicited",
+            "--config",
+            &self.config_arg(),
+            "--sp",
+            sp_entity_id,
+            "--response-only",
         ])
     }
 }
@@ -471,18 +484,20 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
     let idp_metadata_path = write("idp-metadata.xml", &idp_metadata);
 
     // b.test: SP-initiated only, /finance for the finance group, /admin for
-    // admins. c.test: also takes IdP-initiated responses.
-    let app = |name: &str, url: &str, extra: &str| {
+    // admins. c.test: also takes IdP-initiated responses. d.test: like c,
+    // with the legacy opt-in for Response-only signatures.
+    let app_with_idp = |name: &str, url: &str, idp_extra: &str, extra: &str| {
         format!(
             "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"builtin:echo\"\n\
-auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
+auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
             idp_metadata_path.display(),
             sp_key_path.display(),
             sp_cert_path.display(),
         )
     };
+    let app = |name: &str, url: &str, extra: &str| app_with_idp(name, url, "", extra);
     let config = format!(
-        "{}{}",
+        "{}{}{}",
         app(
             "b",
             APP_B,
@@ -490,13 +505,19 @@ auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp
 [[app.access]]\npath = \"/admin\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n"
         ),
         app("c", APP_C, "allow_idp_initiated = true\n"),
+        app_with_idp(
+            "d",
+            APP_D,
+            "want_assertions_signed = false, ",
+            "allow_idp_initiated = true\n"
+        ),
     );
     let gw = Gateway::start("", &config);
     let b = gw.browser();
 
     // pysaml2 learns both SPs from the metadata the gateway serves.
     let mut sp_metadata = Vec::new();
-    for origin in [APP_B, APP_C] {
+    for origin in [APP_B, APP_C, APP_D] {
         let meta = b.get(&format!("{origin}/_portcullis/saml/metadata")).await;
         assert_eq!(meta.status, StatusCode::OK, "{}", meta.text());
         sp_metadata.push(write(
@@ -608,6 +629,49 @@ auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp
     assert_eq!(home.status, StatusCode::OK, "{}", home.text());
     assert_eq!(home.echoed("x-portcullis-user"), ["dana@example.org"]);
 
+    // Signed as some IdPs sign, the Response only: refused by c, whose IdP
+    // must sign its assertions; taken by d, which opted in.
+    let legacy = gw.browser();
+    for (origin, app, accepted) in [(APP_C, "c", false), (APP_D, "d", true)] {
+        let answer = idp.unsolicited_response_only(&format!("{origin}/_portcullis/saml/metadata"));
+        let reply = legacy
+            .post_form(
+                &format!("{origin}/_portcullis/saml/acs"),
+                &[(
+                    "SAMLResponse",
+                    answer["saml_response"].as_str().expect("response"),
+                )],
+            )
+            .await;
+        let session = legacy.cookie(&format!("pc_{app}"));
+        if accepted {
+            assert_eq!(
+                reply.status,
+                StatusCode::SEE_OTHER,
+                "{app}: {}",
+                reply.text()
+            );
+            assert!(session.is_some(), "{app}: a session");
+        } else {
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{app}: {}",
+                reply.text()
+            );
+            assert!(session.is_none(), "{app}: no session");
+        }
+    }
+    assert!(
+        gw.wait_for_log(
+            "want_assertions_signed = false",
+            std::time::Duration::from_secs(5)
+        )
+        .is_some(),
+        "the opt-in is logged at start: {:?}",
+        gw.logs()
+    );
+
     // IdP-initiated Single Logout from pysaml2: the gateway ends dana's
     // session in b and answers with a signed LogoutResponse pysaml2 accepts.
     let request = idp.script.json(&[
@@ -663,7 +727,7 @@ auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp
         .into_iter()
         .filter(|l| l.contains("no session created"))
         .collect();
-    assert_eq!(rejections.len(), 2, "{rejections:?}");
+    assert_eq!(rejections.len(), 3, "{rejections:?}");
     // Replayed with the browser's request state: that AuthnRequest has
     // been answered.
     assert!(
@@ -672,6 +736,11 @@ auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp
     );
     assert!(
         rejections[1].contains("\"error.kind\":\"no_request_state\""),
+        "{rejections:?}"
+    );
+    assert!(
+        rejections[2].contains("\"app\":\"c\"")
+            && rejections[2].contains("assertion is not signed"),
         "{rejections:?}"
     );
 }

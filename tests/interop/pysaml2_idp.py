@@ -96,7 +96,7 @@ def metadata(args):
     sys.stdout.write(xml.decode() if isinstance(xml, bytes) else xml)
 
 
-def signed_response(idp, cfg, sp_entity_id, acs_url, in_response_to):
+def signed_response(idp, cfg, sp_entity_id, acs_url, in_response_to, response_only=False):
     from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
     from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
@@ -111,8 +111,9 @@ def signed_response(idp, cfg, sp_entity_id, acs_url, in_response_to):
         authn={
             "class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
         },
-        sign_assertion=True,
-        sign_response=False,
+        # response_only: how some IdPs sign (the Response, not the Assertion).
+        sign_assertion=not response_only,
+        sign_response=response_only,
         sign_alg=SIG_RSA_SHA256,
         digest_alg=DIGEST_SHA256,
     )
@@ -160,7 +161,9 @@ def unsolicited(args):
     idp = server(cfg)
     try:
         acs_url = idp.metadata.assertion_consumer_service(args.sp)[0]["location"]
-        saml_response = signed_response(idp, cfg, args.sp, acs_url, None)
+        saml_response = signed_response(
+            idp, cfg, args.sp, acs_url, None, response_only=args.response_only
+        )
     except Exception as e:
         print(f"pysaml2 IdP failed: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(2)
@@ -247,6 +250,7 @@ def main():
     uns = sub.add_parser("unsolicited")
     uns.add_argument("--config", required=True)
     uns.add_argument("--sp", required=True)
+    uns.add_argument("--response-only", action="store_true")
     uns.set_defaults(run=unsolicited)
     lreq = sub.add_parser("logout-request")
     lreq.add_argument("--config", required=True)

@@ -20,6 +20,7 @@ pub const HOSTS: &[&str] = &[
     "a.test",
     "b.test",
     "c.test",
+    "d.test",
 ];
 
 pub struct Pki {
