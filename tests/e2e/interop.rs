@@ -426,15 +426,16 @@ impl PyIdp {
         ])
     }
 
-    /// An unsolicited Response signed as some IdPs sign: the Response only.
-    fn unsolicited_response_only(&self, sp_entity_id: &str) -> Value {
+    /// An unsolicited Response signed as legacy IdPs sign: `how` is
+    /// `--response-only` (the Response, not the Assertion) or `--sha1`.
+    fn unsolicited_legacy(&self, sp_entity_id: &str, how: &str) -> Value {
         self.script.json(&[
             "unsolicited",
             "--config",
             &self.config_arg(),
             "--sp",
             sp_entity_id,
-            "--response-only",
+            how,
         ])
     }
 }
@@ -508,7 +509,7 @@ auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key =
         app_with_idp(
             "d",
             APP_D,
-            "want_assertions_signed = false, ",
+            "want_assertions_signed = false, allow_sha1 = true, ",
             "allow_idp_initiated = true\n"
         ),
     );
@@ -629,11 +630,16 @@ auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key =
     assert_eq!(home.status, StatusCode::OK, "{}", home.text());
     assert_eq!(home.echoed("x-portcullis-user"), ["dana@example.org"]);
 
-    // Signed as some IdPs sign, the Response only: refused by c, whose IdP
-    // must sign its assertions; taken by d, which opted in.
-    let legacy = gw.browser();
-    for (origin, app, accepted) in [(APP_C, "c", false), (APP_D, "d", true)] {
-        let answer = idp.unsolicited_response_only(&format!("{origin}/_portcullis/saml/metadata"));
+    // Signed as legacy IdPs sign, the Response only or with RSA-SHA1:
+    // refused by c; taken by d, which opted in to both.
+    for (how, origin, app, accepted) in [
+        ("--response-only", APP_C, "c", false),
+        ("--response-only", APP_D, "d", true),
+        ("--sha1", APP_C, "c", false),
+        ("--sha1", APP_D, "d", true),
+    ] {
+        let legacy = gw.browser();
+        let answer = idp.unsolicited_legacy(&format!("{origin}/_portcullis/saml/metadata"), how);
         let reply = legacy
             .post_form(
                 &format!("{origin}/_portcullis/saml/acs"),
@@ -727,7 +733,7 @@ auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key =
         .into_iter()
         .filter(|l| l.contains("no session created"))
         .collect();
-    assert_eq!(rejections.len(), 3, "{rejections:?}");
+    assert_eq!(rejections.len(), 4, "{rejections:?}");
     // Replayed with the browser's request state: that AuthnRequest has
     // been answered.
     assert!(
@@ -741,6 +747,10 @@ auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key =
     assert!(
         rejections[2].contains("\"app\":\"c\"")
             && rejections[2].contains("assertion is not signed"),
+        "{rejections:?}"
+    );
+    assert!(
+        rejections[3].contains("\"app\":\"c\"") && rejections[3].contains("rsa-sha1"),
         "{rejections:?}"
     );
 }

@@ -96,9 +96,11 @@ def metadata(args):
     sys.stdout.write(xml.decode() if isinstance(xml, bytes) else xml)
 
 
-def signed_response(idp, cfg, sp_entity_id, acs_url, in_response_to, response_only=False):
+def signed_response(
+    idp, cfg, sp_entity_id, acs_url, in_response_to, response_only=False, sha1=False
+):
     from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
-    from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+    from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 
     user = cfg["user"]
     name_id = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=user["name_id"])
@@ -114,8 +116,9 @@ def signed_response(idp, cfg, sp_entity_id, acs_url, in_response_to, response_on
         # response_only: how some IdPs sign (the Response, not the Assertion).
         sign_assertion=not response_only,
         sign_response=response_only,
-        sign_alg=SIG_RSA_SHA256,
-        digest_alg=DIGEST_SHA256,
+        # sha1: how legacy IdPs still sign.
+        sign_alg=SIG_RSA_SHA1 if sha1 else SIG_RSA_SHA256,
+        digest_alg=DIGEST_SHA1 if sha1 else DIGEST_SHA256,
     )
     return base64.b64encode(str(response).encode()).decode()
 
@@ -162,7 +165,7 @@ def unsolicited(args):
     try:
         acs_url = idp.metadata.assertion_consumer_service(args.sp)[0]["location"]
         saml_response = signed_response(
-            idp, cfg, args.sp, acs_url, None, response_only=args.response_only
+            idp, cfg, args.sp, acs_url, None, response_only=args.response_only, sha1=args.sha1
         )
     except Exception as e:
         print(f"pysaml2 IdP failed: {type(e).__name__}: {e}", file=sys.stderr)
@@ -251,6 +254,7 @@ def main():
     uns.add_argument("--config", required=True)
     uns.add_argument("--sp", required=True)
     uns.add_argument("--response-only", action="store_true")
+    uns.add_argument("--sha1", action="store_true")
     uns.set_defaults(run=unsolicited)
     lreq = sub.add_parser("logout-request")
     lreq.add_argument("--config", required=True)

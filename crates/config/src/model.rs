@@ -473,6 +473,9 @@ pub struct ExternalIdp {
     /// `false` (a legacy opt-in, noted by `check` and logged at start):
     /// an Assertion signed only through its signed Response is accepted.
     pub want_assertions_signed: bool,
+    /// `true` (a legacy opt-in, noted and logged like the other): its
+    /// Responses may be signed with RSA-SHA1 and SHA-1 digests.
+    pub allow_sha1: bool,
 }
 
 impl ExternalIdp {
@@ -483,6 +486,12 @@ impl ExternalIdp {
         if !self.want_assertions_signed {
             notes.push(format!(
                 "app {app}: want_assertions_signed = false: assertions from {} are accepted with only the Response signed",
+                self.metadata.entity_id
+            ));
+        }
+        if self.allow_sha1 {
+            notes.push(format!(
+                "app {app}: allow_sha1 = true: responses from {} may be signed with RSA-SHA1",
                 self.metadata.entity_id
             ));
         }

@@ -121,6 +121,7 @@ pub enum RawAppIdp {
 pub struct RawExternalIdp {
     pub metadata_file: Option<String>,
     pub want_assertions_signed: Option<bool>,
+    pub allow_sha1: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

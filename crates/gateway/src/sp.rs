@@ -38,6 +38,8 @@ pub(crate) struct AppSp {
     idp_certs_der: Vec<Vec<u8>>,
     /// The legacy opt-in `want_assertions_signed = false`.
     response_signature_suffices: bool,
+    /// The legacy opt-in `allow_sha1` (Responses only).
+    sha1_accepted: bool,
 }
 
 impl AppSp {
@@ -48,9 +50,9 @@ impl AppSp {
                 what: "sp_signing_key/sp_signing_cert",
                 source,
             })?;
-        let response_signature_suffices = match &auth.idp {
-            AppIdp::Embedded => false,
-            AppIdp::External(external) => !external.want_assertions_signed,
+        let (response_signature_suffices, sha1_accepted) = match &auth.idp {
+            AppIdp::Embedded => (false, false),
+            AppIdp::External(external) => (!external.want_assertions_signed, external.allow_sha1),
         };
         let (idp_sso_url, idp_slo_url, idp_entity_id, idp_certs_der) = match &auth.idp {
             AppIdp::Embedded => {
@@ -94,6 +96,7 @@ impl AppSp {
             idp_entity_id,
             idp_certs_der,
             response_signature_suffices,
+            sha1_accepted,
         })
     }
 
@@ -138,6 +141,7 @@ impl AppSp {
             request_id.map(str::to_string),
         );
         expect.allow_signed_response_instead_of_assertion = self.response_signature_suffices;
+        expect.allow_sha1 = self.sha1_accepted;
         verify_response(saml_response, &expect, chrono::Utc::now())
     }
 

@@ -31,6 +31,17 @@ pub(crate) const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] = &[
     AllowedSignatureAlgorithm::EcdsaSha512,
 ];
 
+/// [`SAMAEL_ALLOWED`] and RSA-SHA1, for a peer marked `allow_sha1`.
+const SAMAEL_ALLOWED_WITH_SHA1: &[AllowedSignatureAlgorithm] = &[
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+    AllowedSignatureAlgorithm::EcdsaSha256,
+    AllowedSignatureAlgorithm::EcdsaSha384,
+    AllowedSignatureAlgorithm::EcdsaSha512,
+    AllowedSignatureAlgorithm::RsaSha1,
+];
+
 /// Where the gateway SP lives.
 #[derive(Debug, Clone)]
 pub struct SpConfig {
@@ -139,6 +150,8 @@ pub struct Expectations {
     pub expected_in_response_to: Option<String>,
     /// Accept a signed Response with an unsigned Assertion.
     pub allow_signed_response_instead_of_assertion: bool,
+    /// Accept RSA-SHA1 signatures and SHA-1 digests (a legacy opt-in).
+    pub allow_sha1: bool,
     /// Upper bound for NotOnOrAfter − IssueInstant.
     pub max_assertion_validity: Duration,
     pub clock_skew: Duration,
@@ -166,6 +179,7 @@ impl Expectations {
             idp_signing_certs,
             expected_in_response_to,
             allow_signed_response_instead_of_assertion: false,
+            allow_sha1: false,
             max_assertion_validity: Duration::from_secs(15 * 60),
             clock_skew: Duration::from_secs(90),
             max_body_bytes: 256 * 1024,
@@ -307,7 +321,7 @@ fn verify_inner(
     }
 
     // 4. Algorithms and signature placement, independent of the crypto check.
-    xml_guard::check_algorithms(&scan)?;
+    xml_guard::check_algorithms(&scan, expect.allow_sha1)?;
     let signed = signature_layout(&scan)?;
     if !signed.assertion && !signed.response {
         return Err(Error::Signature(SignatureFailure::Missing));
@@ -345,7 +359,11 @@ fn verify_inner(
         &xml,
         &certs,
         mode,
-        Some(SAMAEL_ALLOWED),
+        Some(if expect.allow_sha1 {
+            SAMAEL_ALLOWED_WITH_SHA1
+        } else {
+            SAMAEL_ALLOWED
+        }),
     )
     .map_err(|e| {
         tracing::debug!(reason = %e, "xmlsec verification failed");

@@ -400,17 +400,27 @@ pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
     Ok(out)
 }
 
-/// Check every signature's algorithms against the allowlists.
-pub(crate) fn check_algorithms(scan: &Scan) -> Result<()> {
+/// RSA-SHA1 and SHA-1 digests: accepted only from a peer marked
+/// `allow_sha1` (a legacy opt-in).
+pub(crate) const SHA1_SIGNATURE_METHOD: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+pub(crate) const SHA1_DIGEST_METHOD: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+
+/// Check every signature's algorithms against the allowlists; `allow_sha1`
+/// adds RSA-SHA1 and SHA-1 digests.
+pub(crate) fn check_algorithms(scan: &Scan, allow_sha1: bool) -> Result<()> {
     for sig in &scan.signatures {
         let method = sig.signature_method.as_deref().unwrap_or("");
-        if !ALLOWED_SIGNATURE_METHODS.contains(&method) {
+        if !(ALLOWED_SIGNATURE_METHODS.contains(&method)
+            || allow_sha1 && method == SHA1_SIGNATURE_METHOD)
+        {
             return Err(Error::Signature(SignatureFailure::WeakAlgorithm(
                 method.to_owned(),
             )));
         }
         for d in &sig.digest_methods {
-            if !ALLOWED_DIGEST_METHODS.contains(&d.as_str()) {
+            if !(ALLOWED_DIGEST_METHODS.contains(&d.as_str())
+                || allow_sha1 && d == SHA1_DIGEST_METHOD)
+            {
                 return Err(Error::Signature(SignatureFailure::WeakAlgorithm(d.clone())));
             }
         }

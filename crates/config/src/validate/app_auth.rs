@@ -197,6 +197,7 @@ impl Validator<'_, '_> {
                     metadata_file: self.base.join(file),
                     metadata,
                     want_assertions_signed: external.want_assertions_signed.unwrap_or(true),
+                    allow_sha1: external.allow_sha1.unwrap_or(false),
                 })))
             }
             None => {
@@ -443,7 +444,7 @@ mod tests {
         // and said.
         let legacy = saml.replace(
             "metadata_file = \"",
-            "want_assertions_signed = false, metadata_file = \"",
+            "want_assertions_signed = false, allow_sha1 = true, metadata_file = \"",
         );
         let text = format!("{SERVER}{}", app("ext", "https://a.test/", &legacy));
         let config = parse_with_saml(&text).expect("valid");
@@ -451,10 +452,12 @@ mod tests {
         let AppIdp::External(external) = &auth.idp else {
             panic!("expected an external IdP, got {:?}", auth.idp);
         };
-        assert!(!external.want_assertions_signed);
+        assert!(!external.want_assertions_signed && external.allow_sha1);
         let notes = external.notes("ext");
         assert!(
-            notes.len() == 1 && notes[0].contains("only the Response signed"),
+            notes.len() == 2
+                && notes[0].contains("only the Response signed")
+                && notes[1].contains("RSA-SHA1"),
             "{notes:?}"
         );
 

@@ -84,6 +84,9 @@ pub enum AllowedSignatureAlgorithm {
     EcdsaSha512,
     /// DSA-SHA256
     DsaSha256,
+    /// RSA-SHA1 with SHA-1 digests. Portcullis patch: legacy peers only,
+    /// behind an explicit per-peer opt-in.
+    RsaSha1,
 }
 
 impl AllowedSignatureAlgorithm {
@@ -99,6 +102,7 @@ impl AllowedSignatureAlgorithm {
             Self::EcdsaSha384 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
             Self::EcdsaSha512 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
             Self::DsaSha256 => "http://www.w3.org/2009/xmldsig11#dsa-sha256",
+            Self::RsaSha1 => "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
         }
     }
 
@@ -111,6 +115,7 @@ impl AllowedSignatureAlgorithm {
             }
             Self::RsaSha384 | Self::EcdsaSha384 => "http://www.w3.org/2001/04/xmldsig-more#sha384",
             Self::RsaSha512 | Self::EcdsaSha512 => "http://www.w3.org/2001/04/xmlenc#sha512",
+            Self::RsaSha1 => "http://www.w3.org/2000/09/xmldsig#sha1",
         }
     }
 }
