@@ -314,3 +314,36 @@ policy_file = \"{}\"\n{admin}\n{}",
         "{stdout}"
     );
 }
+
+#[test]
+fn an_unknown_name_id_format_is_a_located_problem() {
+    let pki = Pki::new();
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let apps = format!(
+        "[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"{repo}/demo/users.toml\"\n\
+signing_key = \"{repo}/certs-dev/idp-signing-key.pem\"\nsigning_cert = \"{repo}/certs-dev/idp-signing.pem\"\n\
+[idp.saml]\nclock_skew = \"a while\"\n\n\
+[[idp.service_provider]]\nname = \"portal\"\nentity_id = \"https://portal.test/md\"\nacs_url = \"https://portal.test/acs\"\n\
+name_id_formats_allowed = [\"transient\", \"kerberos\"]\n\n\
+[[app]]\nname = \"one\"\npublic_url = \"https://one.test/\"\nupstream = \"builtin:echo\"\n\
+auth = \"saml\"\nidp = \"embedded\"\nsp_signing_key = \"{repo}/certs-dev/sp-signing-key.pem\"\n\
+sp_signing_cert = \"{repo}/certs-dev/sp-signing.pem\"\nname_id_format = \"Persistent\"\n"
+    );
+    let (code, _, stderr) = check(&config_text(&pki, "", &apps));
+    assert_eq!(code, 2, "{stderr}");
+    for (key, bad) in [
+        ("app[0].name_id_format", "`Persistent`"),
+        (
+            "idp.service_provider[0].name_id_formats_allowed",
+            "`kerberos`",
+        ),
+        ("idp.saml.clock_skew", "`a while`"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!(": {key}: ")) && l.contains(bad)),
+            "missing {key} in:\n{stderr}"
+        );
+    }
+}

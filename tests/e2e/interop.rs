@@ -21,7 +21,7 @@ use base64::Engine as _;
 use http::StatusCode;
 use portcullis_saml::SigningKey;
 use serde_json::{json, Value};
-use test_support::browser::{input_value, url_encode};
+use test_support::browser::{input_value, url_encode, Browser};
 
 use crate::process::Gateway;
 
@@ -130,8 +130,20 @@ impl Sp {
     }
 
     fn authn_request(&self) -> (String, String) {
+        self.authn_request_for(None)
+    }
+
+    /// An AuthnRequest whose NameIDPolicy asks for `format` (a URI).
+    fn authn_request_for(&self, format: Option<&str>) -> (String, String) {
         let config = self.config.display().to_string();
-        let v = self.run_ok(&["authn-request", "--config", &config]);
+        let mut args = vec!["authn-request", "--config", &config];
+        args.extend(
+            format
+                .map(|f| ["--name-id-format", f])
+                .into_iter()
+                .flatten(),
+        );
+        let v = self.run_ok(&args);
         (
             v["request_id"].as_str().expect("request_id").to_string(),
             v["location"].as_str().expect("location").to_string(),
@@ -753,4 +765,271 @@ auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key =
         rejections[3].contains("\"app\":\"c\"") && rejections[3].contains("rsa-sha1"),
         "{rejections:?}"
     );
+}
+
+const PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+const EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+
+/// An app with `name_id_format = "persistent"` asks pysaml2 for it (SP
+/// metadata and AuthnRequest), and its LogoutRequest names the user by the
+/// very NameID pysaml2 issued: Format and both qualifiers included.
+#[tokio::test]
+async fn a_gateway_app_asks_pysaml2_for_a_persistent_name_id_and_repeats_it_at_logout() {
+    let python = pysaml2();
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, data: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).expect("write");
+        path
+    };
+    let idp_key = SigningKey::generate_self_signed("pysaml2 idp", 2).expect("idp key");
+    let sp_key = SigningKey::generate_self_signed("gateway sp", 2).expect("sp key");
+    let mut idp_config = json!({
+        "entity_id": PY_IDP_ENTITY,
+        "sso_url": PY_IDP_SSO,
+        "slo_url": PY_IDP_SLO,
+        "key_file": write("idp-key.pem", &idp_key.key_pem().expect("pem")),
+        "cert_file": write("idp.pem", &idp_key.cert_pem().expect("pem")),
+        "user": {
+            "name_id": "dana@example.org",
+            "persistent_id": "pp-7f3a9c",
+            "attributes": {"email": ["dana@example.org"]},
+        },
+    });
+    let idp = PyIdp {
+        script: Script {
+            python,
+            name: "pysaml2_idp.py",
+        },
+        config: write("idp.json", idp_config.to_string().as_bytes()),
+    };
+    let idp_metadata = idp
+        .script
+        .stdout(&["metadata", "--config", &idp.config_arg()]);
+    let config = format!(
+        "[[app]]\nname = \"b\"\npublic_url = \"{APP_B}/\"\nupstream = \"builtin:echo\"\n\
+auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n\
+name_id_format = \"persistent\"\n",
+        write("idp-metadata.xml", &idp_metadata).display(),
+        write("sp-key.pem", &sp_key.key_pem().expect("pem")).display(),
+        write("sp.pem", &sp_key.cert_pem().expect("pem")).display(),
+    );
+    let gw = Gateway::start("", &config);
+    let b = gw.browser();
+
+    let meta = b.get(&format!("{APP_B}/_portcullis/saml/metadata")).await;
+    assert_eq!(meta.status, StatusCode::OK, "{}", meta.text());
+    assert!(
+        meta.text()
+            .contains(&format!("NameIDFormat>{PERSISTENT}</")),
+        "{}",
+        meta.text()
+    );
+    idp_config["sp_metadata"] = json!([write("sp-b.xml", meta.text().as_bytes())]);
+    write("idp.json", idp_config.to_string().as_bytes());
+
+    let start = b.get(&format!("{APP_B}/")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
+    let answer = idp.respond(&start.location()).expect("pysaml2 answered");
+    assert_eq!(answer["name_id_policy"]["format"], PERSISTENT, "{answer}");
+    assert_eq!(answer["name_id_policy"]["allow_create"], "true", "{answer}");
+    let acs = b
+        .post_form(
+            &format!("{APP_B}/_portcullis/saml/acs"),
+            &[
+                ("SAMLResponse", answer["saml_response"].as_str().expect("r")),
+                ("RelayState", answer["relay_state"].as_str().expect("rs")),
+            ],
+        )
+        .await;
+    assert_eq!(acs.status, StatusCode::SEE_OTHER, "{}", acs.text());
+    let page = b.get(&format!("{APP_B}/?format=json")).await;
+    assert_eq!(page.echoed("x-portcullis-user"), ["pp-7f3a9c"]);
+
+    let logout = b.get(&format!("{APP_B}/_portcullis/logout")).await;
+    assert_eq!(logout.status, StatusCode::SEE_OTHER, "{}", logout.text());
+    let to_idp = logout.location();
+    let query = to_idp
+        .strip_prefix(&format!("{PY_IDP_SLO}?"))
+        .unwrap_or_else(|| panic!("not a LogoutRequest to pysaml2: {to_idp}"));
+    let seen = idp.script.json(&[
+        "parse-logout-request",
+        "--config",
+        &idp.config_arg(),
+        "--query",
+        query,
+    ]);
+    assert_eq!(seen["name_id"], "pp-7f3a9c", "{seen}");
+    assert_eq!(seen["name_id_format"], PERSISTENT, "{seen}");
+    assert_eq!(seen["name_qualifier"], PY_IDP_ENTITY, "{seen}");
+    assert_eq!(
+        seen["sp_name_qualifier"],
+        format!("{APP_B}/_portcullis/saml/metadata"),
+        "{seen}"
+    );
+}
+
+/// What pysaml2 made of the IdP's answer to an AuthnRequest asking for
+/// `format`: `Ok(parsed response)` or `Err(stderr)`. Signs in as bob when
+/// the browser has no IdP session.
+async fn sign_in_asking_for(b: &Browser, sp: &Sp, format: &str) -> Result<Value, String> {
+    let (request_id, location) = sp.authn_request_for(Some(format));
+    let mut page = b.get(&location).await;
+    if page.status == StatusCode::SEE_OTHER {
+        let login = page.location();
+        let from = login
+            .strip_prefix("/login?")
+            .and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "fromURI")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_else(|| panic!("not a sign-in redirect: {login}"));
+        let form = b
+            .get(&format!("{IDP}/login?fromURI={}", url_encode(&from)))
+            .await;
+        let csrf = input_value(&form.text(), "csrf").expect("csrf");
+        let done = b
+            .post_form(
+                &format!("{IDP}/login"),
+                &[
+                    ("csrf", &csrf),
+                    ("fromURI", &from),
+                    ("username", "bob"),
+                    ("password", "bob-demo-pass"),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
+        page = b.get(&format!("{IDP}{}", done.location())).await;
+    }
+    let html = page.text();
+    assert_eq!(page.status, StatusCode::OK, "{html}");
+    let response = input_value(&html, "SAMLResponse").expect("SAMLResponse");
+    let out = sp.parse_response(&response, &request_id);
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).expect("JSON"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// pysaml2 as SP asks the embedded IdP for each NameID format: it gets the
+/// formats its registration allows, and InvalidNameIDPolicy for others.
+#[tokio::test]
+async fn pysaml2_sp_gets_the_name_id_format_it_asks_for() {
+    let python = pysaml2();
+    let keys = tempfile::tempdir().expect("dir");
+    let write = |name: &str, data: &[u8]| {
+        let path = keys.path().join(name);
+        std::fs::write(&path, data).expect("write");
+        path
+    };
+    let idp_key = SigningKey::generate_self_signed("interop idp", 2).expect("idp key");
+    let sp_key = SigningKey::generate_self_signed("pysaml2 sp", 2).expect("sp key");
+    let script = Script {
+        python,
+        name: "pysaml2_sp.py",
+    };
+    let mut sp_config = json!({
+        "entity_id": SP_ENTITY,
+        "acs_url": SP_ACS,
+        "slo_url": SP_SLO,
+        "key_file": write("sp-key.pem", &sp_key.key_pem().expect("pem")),
+        "cert_file": write("sp.pem", &sp_key.cert_pem().expect("pem")),
+    });
+    let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
+    let sp_metadata = script.stdout(&[
+        "metadata",
+        "--config",
+        &sp_config_path.display().to_string(),
+    ]);
+    let config = format!(
+        "[idp]
+public_url = \"{IDP}/\"
+users_file = \"{USERS}\"
+policy_file = \"{POLICIES}\"
+system_log_file = \"system-log.jsonl\"
+signing_key = \"{}\"
+signing_cert = \"{}\"
+
+[[idp.service_provider]]
+name = \"pysaml2\"
+metadata_file = \"{}\"
+name_id_format = \"emailAddress\"
+name_id_formats_allowed = [\"transient\", \"persistent\"]
+",
+        write("idp-key.pem", &idp_key.key_pem().expect("pem")).display(),
+        write("idp.pem", &idp_key.cert_pem().expect("pem")).display(),
+        write("sp-metadata.xml", &sp_metadata).display(),
+    );
+    let gw = Gateway::start("", &config);
+    let b = gw.browser();
+    let metadata = b.get(&format!("{IDP}/sso/saml/metadata")).await;
+    sp_config["idp_metadata"] = json!(write("idp-metadata.xml", metadata.text().as_bytes()));
+    let sp = Sp {
+        script,
+        config: write("sp.json", sp_config.to_string().as_bytes()),
+        dir: keys.path().to_path_buf(),
+    };
+
+    let transient = sign_in_asking_for(&b, &sp, TRANSIENT)
+        .await
+        .expect("transient");
+    assert_eq!(transient["name_id_format"], TRANSIENT, "{transient}");
+    assert_eq!(transient["name_qualifier"], IDP_ENTITY, "{transient}");
+    assert_eq!(transient["sp_name_qualifier"], SP_ENTITY, "{transient}");
+    let again = sign_in_asking_for(&b, &sp, TRANSIENT)
+        .await
+        .expect("transient");
+    assert_eq!(
+        again["name_id"], transient["name_id"],
+        "stable within the session"
+    );
+    let persistent = sign_in_asking_for(&b, &sp, PERSISTENT)
+        .await
+        .expect("persistent");
+    assert_eq!(persistent["name_id_format"], PERSISTENT, "{persistent}");
+    assert_eq!(persistent["sp_name_qualifier"], SP_ENTITY, "{persistent}");
+    let opaque = persistent["name_id"].as_str().expect("persistent id");
+    assert!(
+        !opaque.contains("bob") && opaque.len() >= 32,
+        "{persistent}"
+    );
+    let email = sign_in_asking_for(&b, &sp, EMAIL).await.expect("email");
+    assert_eq!(email["name_id"], "bob@example.com", "{email}");
+    assert_eq!(email["name_id_format"], EMAIL, "{email}");
+    // A format the registration does not allow: no assertion, a status.
+    let refused = sign_in_asking_for(
+        &b,
+        &sp,
+        "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName",
+    )
+    .await
+    .expect_err("pysaml2 accepted an InvalidNameIDPolicy answer");
+    assert!(refused.contains("InvalidNameidPolicy"), "{refused}");
+
+    // A second IdP session: a new transient id, the same persistent one.
+    let other = gw.browser();
+    let second = sign_in_asking_for(&other, &sp, TRANSIENT)
+        .await
+        .expect("transient");
+    assert_ne!(second["name_id"], transient["name_id"], "{second}");
+    let stable = sign_in_asking_for(&other, &sp, PERSISTENT)
+        .await
+        .expect("persistent");
+    assert_eq!(stable["name_id"], persistent["name_id"], "{stable}");
+
+    // Single Logout from the IdP names the user as last issued there.
+    let logout = other.get(&format!("{IDP}/logout")).await;
+    assert_eq!(logout.status, StatusCode::SEE_OTHER, "{}", logout.text());
+    let to_sp = logout.location();
+    let query = to_sp
+        .strip_prefix(&format!("{SP_SLO}?"))
+        .unwrap_or_else(|| panic!("not a LogoutRequest to pysaml2: {to_sp}"));
+    let config = sp.config.display().to_string();
+    let answer = sp.run_ok(&["logout-request", "--config", &config, "--query", query]);
+    assert_eq!(answer["name_id"], persistent["name_id"], "{answer}");
+    assert_eq!(answer["name_id_format"], PERSISTENT, "{answer}");
 }

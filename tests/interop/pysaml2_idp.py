@@ -12,8 +12,10 @@ carries messages between the gateway and this IdP.
       QUERY is the raw query string of the HTTP-Redirect request the
       gateway sent the browser to. pysaml2 parses the AuthnRequest,
       verifies its query signature against the SP metadata, and answers
-      with a signed assertion for the configured user. Prints
-      {"acs_url", "saml_response", "relay_state", "request_id", "sp"}.
+      with a signed assertion for the configured user. A NameIDPolicy
+      asking for persistent gets the user's "persistent_id" (qualified by
+      both entity ids). Prints {"acs_url", "saml_response", "relay_state",
+      "request_id", "sp", "name_id_policy": {"format", "allow_create"}}.
 
   unsolicited --config CONFIG --sp ENTITY_ID
       An IdP-initiated response (no AuthnRequest) to the SP's ACS.
@@ -21,6 +23,11 @@ carries messages between the gateway and this IdP.
   logout-request --config CONFIG --sp ENTITY_ID --name-id NAME_ID
       An IdP-initiated Single Logout: a signed Redirect LogoutRequest to the
       SP's SingleLogoutService. Prints {"location", "request_id"}.
+
+  parse-logout-request --config CONFIG --query QUERY
+      Verifies an SP's signed Redirect LogoutRequest (signature against the
+      SP metadata) and prints {"name_id", "name_id_format",
+      "name_qualifier", "sp_name_qualifier", "session_indexes"}.
 
   logout-response --config CONFIG --query QUERY
       Verifies the SP's signed Redirect LogoutResponse (signature against
@@ -97,13 +104,28 @@ def metadata(args):
 
 
 def signed_response(
-    idp, cfg, sp_entity_id, acs_url, in_response_to, response_only=False, sha1=False
+    idp,
+    cfg,
+    sp_entity_id,
+    acs_url,
+    in_response_to,
+    policy_format=None,
+    response_only=False,
+    sha1=False,
 ):
-    from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
+    from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NAMEID_FORMAT_PERSISTENT, NameID
     from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 
     user = cfg["user"]
-    name_id = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=user["name_id"])
+    if policy_format == NAMEID_FORMAT_PERSISTENT and "persistent_id" in user:
+        name_id = NameID(
+            format=NAMEID_FORMAT_PERSISTENT,
+            name_qualifier=cfg["entity_id"],
+            sp_name_qualifier=sp_entity_id,
+            text=user["persistent_id"],
+        )
+    else:
+        name_id = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=user["name_id"])
     response = idp.create_authn_response(
         identity=user["attributes"],
         in_response_to=in_response_to,
@@ -143,7 +165,9 @@ def respond(args):
         _binding, acs_url = idp.pick_binding(
             "assertion_consumer_service", entity_id=sp, request=request.message
         )
-        saml_response = signed_response(idp, cfg, sp, acs_url, request.message.id)
+        policy = request.message.name_id_policy
+        policy_format = policy.format if policy is not None else None
+        saml_response = signed_response(idp, cfg, sp, acs_url, request.message.id, policy_format)
     except Exception as e:  # any rejection is the answer under test
         print(f"pysaml2 IdP refused the request: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(2)
@@ -154,6 +178,9 @@ def respond(args):
             "relay_state": query.get("RelayState"),
             "request_id": request.message.id,
             "sp": sp,
+            "name_id_policy": None
+            if policy is None
+            else {"format": policy.format, "allow_create": policy.allow_create},
         },
         sys.stdout,
     )
@@ -201,6 +228,46 @@ def logout_request(args):
         print(f"pysaml2 IdP failed: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(2)
     json.dump({"location": dict(http["headers"])["Location"], "request_id": request_id}, sys.stdout)
+
+
+def parse_logout_request(args):
+    from saml2 import BINDING_HTTP_REDIRECT
+    from saml2.sigver import verify_redirect_signature
+
+    cfg = load(args.config)
+    idp = server(cfg)
+    query = dict(urllib.parse.parse_qsl(args.query, keep_blank_values=True))
+    try:
+        if "Signature" not in query:
+            raise ValueError("the LogoutRequest is not signed")
+        signed = {k: query[k] for k in ("SAMLRequest", "RelayState", "SigAlg", "Signature") if k in query}
+        sps = list(idp.metadata.service_providers())
+        certs = [c for sp in sps for c in idp.metadata.certs(sp, "spsso", "signing")]
+        if not any(verify_redirect_signature(signed, idp.sec.sec_backend, cert=c[1]) for c in certs):
+            raise ValueError("the LogoutRequest's query signature does not verify")
+        request = idp.parse_logout_request(
+            query["SAMLRequest"],
+            BINDING_HTTP_REDIRECT,
+            relay_state=query.get("RelayState"),
+            sigalg=query.get("SigAlg"),
+            signature=query.get("Signature"),
+        )
+        if request is None:
+            raise ValueError("pysaml2 returned no request")
+        name_id = request.message.name_id
+    except Exception as e:
+        print(f"pysaml2 IdP refused the LogoutRequest: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
+    json.dump(
+        {
+            "name_id": name_id.text,
+            "name_id_format": name_id.format,
+            "name_qualifier": name_id.name_qualifier,
+            "sp_name_qualifier": name_id.sp_name_qualifier,
+            "session_indexes": [i.text for i in request.message.session_index],
+        },
+        sys.stdout,
+    )
 
 
 def logout_response(args):
@@ -261,6 +328,10 @@ def main():
     lreq.add_argument("--sp", required=True)
     lreq.add_argument("--name-id", required=True)
     lreq.set_defaults(run=logout_request)
+    plreq = sub.add_parser("parse-logout-request")
+    plreq.add_argument("--config", required=True)
+    plreq.add_argument("--query", required=True)
+    plreq.set_defaults(run=parse_logout_request)
     lres = sub.add_parser("logout-response")
     lres.add_argument("--config", required=True)
     lres.add_argument("--query", required=True)

@@ -8,13 +8,16 @@ Four sub-commands, each a one-shot process (no server):
       `[[idp.service_provider]] metadata_file` reads); `idp_metadata` may be
       absent from CONFIG for this one.
 
-  authn-request --config CONFIG
+  authn-request --config CONFIG [--name-id-format URI]
       Builds a signed Redirect-binding AuthnRequest for the IdP in the
-      metadata file and prints {"request_id", "location"}.
+      metadata file and prints {"request_id", "location"}. With
+      --name-id-format its NameIDPolicy asks for that format (default: the
+      config's emailAddress).
 
   parse-response --config CONFIG --saml-response FILE --request-id ID
       Verifies the base64 SAMLResponse in FILE as an answer to request ID
-      (HTTP-POST binding) and prints {"name_id", "issuer", "attributes",
+      (HTTP-POST binding) and prints {"name_id", "name_id_format",
+      "name_qualifier", "sp_name_qualifier", "issuer", "attributes",
       "name_formats", "ava" (pysaml2's own attribute mapping),
       "authn_context", "session_index"}. Any pysaml2 error exits non-zero
       with the message on stderr.
@@ -23,7 +26,7 @@ Four sub-commands, each a one-shot process (no server):
       QUERY is the raw query string of the IdP's HTTP-Redirect
       LogoutRequest. pysaml2 verifies its signature against the IdP
       metadata and answers with a signed Redirect LogoutResponse; prints
-      {"location", "name_id", "session_indexes"}.
+      {"location", "name_id", "name_id_format", "session_indexes"}.
 
 CONFIG is a JSON file: {"entity_id", "acs_url", "slo_url", "key_file",
 "cert_file", "idp_metadata"}.
@@ -94,12 +97,14 @@ def authn_request(args):
     idps = list(sp.metadata.identity_providers())
     if len(idps) != 1:
         sys.exit(f"pysaml2_sp: expected one IdP in the metadata, got {idps}")
+    extra = {"nameid_format": args.name_id_format} if args.name_id_format else {}
     request_id, info = sp.prepare_for_authenticate(
         entityid=idps[0],
         relay_state="/",
         binding=BINDING_HTTP_REDIRECT,
         sign=True,
         sigalg=SIG_RSA_SHA256,
+        **extra,
     )
     location = dict(info["headers"])["Location"]
     json.dump({"request_id": request_id, "location": location}, sys.stdout)
@@ -133,6 +138,9 @@ def parse_response(args):
         context = authn.authn_context.authn_context_class_ref
         out = {
             "name_id": resp.name_id.text,
+            "name_id_format": resp.name_id.format,
+            "name_qualifier": resp.name_id.name_qualifier,
+            "sp_name_qualifier": resp.name_id.sp_name_qualifier,
             "issuer": resp.issuer(),
             "attributes": attributes,
             "name_formats": name_formats,
@@ -204,6 +212,7 @@ def logout_request(args):
         {
             "location": dict(http["headers"])["Location"],
             "name_id": request.message.name_id.text,
+            "name_id_format": request.message.name_id.format,
             "session_indexes": [i.text for i in request.message.session_index],
         },
         sys.stdout,
@@ -222,6 +231,7 @@ def main():
     meta.set_defaults(run=metadata)
     req = sub.add_parser("authn-request")
     req.add_argument("--config", required=True)
+    req.add_argument("--name-id-format")
     req.set_defaults(run=authn_request)
     lo = sub.add_parser("logout-request")
     lo.add_argument("--config", required=True)

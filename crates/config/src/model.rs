@@ -86,17 +86,40 @@ pub struct IdpSaml {
     pub signing_cert: PathBuf,
     /// Defaults to `{public_url}/sso/saml/metadata`.
     pub entity_id: String,
+    /// `[idp.saml] clock_skew`: how far an assertion's `NotBefore` is set
+    /// before its IssueInstant, so an SP whose clock runs a little behind
+    /// still accepts it (default 60 s).
+    pub clock_skew: Duration,
 }
 
-/// NameID format an SP receives.
+/// A NameID format: what an IdP's SP receives, or what a gateway app asks
+/// its IdP for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpNameIdFormat {
     /// The user's email.
     EmailAddress,
-    /// The user's immutable id.
+    /// An opaque id, stable per user and SP.
     Persistent,
+    /// An opaque id, new for every IdP session.
+    Transient,
     /// The user's login.
     Unspecified,
+}
+
+impl SpNameIdFormat {
+    /// The names the configuration accepts, for problem messages.
+    pub const NAMES: &'static str = "emailAddress, persistent, transient, unspecified";
+
+    /// The configuration name (`emailAddress`, …), or `None`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "emailAddress" => Some(Self::EmailAddress),
+            "persistent" => Some(Self::Persistent),
+            "transient" => Some(Self::Transient),
+            "unspecified" => Some(Self::Unspecified),
+            _ => None,
+        }
+    }
 }
 
 /// One attribute an SP receives: `source` (a name of [`SP_ATTRIBUTES`] or
@@ -176,6 +199,9 @@ pub struct ServiceProviderConfig {
     pub entity_id: String,
     pub acs_url: String,
     pub name_id_format: SpNameIdFormat,
+    /// Further formats the SP may ask for in its AuthnRequest's
+    /// NameIDPolicy (`name_id_format` and `unspecified` always may).
+    pub name_id_formats_allowed: Vec<SpNameIdFormat>,
     /// DER of the SP's AuthnRequest signing certificates (from
     /// `signing_cert` or the metadata file).
     pub signing_certs_der: Vec<Vec<u8>>,
@@ -348,6 +374,9 @@ pub struct AppAuth {
     pub sp_signing_cert: PathBuf,
     /// `{origin}{prefix}/_portcullis/saml/metadata`.
     pub entity_id: String,
+    /// The NameID format the SP asks for (AuthnRequest NameIDPolicy, SP
+    /// metadata NameIDFormat); `None` asks for none and lets the IdP choose.
+    pub name_id_format: Option<SpNameIdFormat>,
     /// `{origin}{prefix}/_portcullis/saml/acs`.
     pub acs_url: String,
     /// `{origin}{prefix}/_portcullis/saml/slo`.

@@ -73,6 +73,7 @@ pub struct RawApp {
     pub session_cookie: Option<String>,
     pub session_idle: Option<String>,
     pub session_max: Option<String>,
+    pub name_id_format: Option<String>,
     #[serde(default)]
     pub access: Vec<RawAccess>,
 }
@@ -160,6 +161,15 @@ pub struct RawIdp {
     pub admin_groups: Option<Vec<String>>,
     /// `[idp.admin]`: the admin console's sessions.
     pub admin: Option<RawIdpAdmin>,
+    /// `[idp.saml]`: how the IdP writes its assertions.
+    pub saml: Option<RawIdpSaml>,
+}
+
+/// `[idp.saml]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdpSaml {
+    pub clock_skew: Option<String>,
 }
 
 /// `[idp.admin]`.
@@ -181,6 +191,7 @@ pub struct RawServiceProvider {
     pub entity_id: Option<String>,
     pub acs_url: Option<String>,
     pub name_id_format: Option<String>,
+    pub name_id_formats_allowed: Option<Vec<String>>,
     pub signing_cert: Option<String>,
     pub attributes: Option<Vec<RawSpAttribute>>,
     pub attribute_preset: Option<String>,

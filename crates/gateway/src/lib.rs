@@ -40,4 +40,4 @@ pub use identity::{IdentityConfigError, IdentityPlan, IdentitySigner};
 pub use login::relay_state_is_safe;
 pub use post_auth::{ContextCheck, ContextVerdict, GatewayChange, SessionEnding};
 pub use revocation::{RevocationError, Revocations, TrustError};
-pub use session::{GatewaySession, Session, Sessions, Subject};
+pub use session::{GatewaySession, NameIdQualifiers, Session, Sessions, Subject};

@@ -20,7 +20,7 @@ use portcullis_session::{OneTimeError, OneTimeKind};
 
 use crate::plan::AppPlan;
 use crate::reply::{self, see_other, Refused};
-use crate::session::GatewaySession;
+use crate::session::{GatewaySession, NameIdQualifiers};
 use crate::state::{self, Purpose};
 
 /// Largest ACS body read (a SAMLResponse is verified against its own,
@@ -224,7 +224,12 @@ pub(crate) async fn acs(
         assertion.session_index,
         assertion.authn_context_class,
         context,
-    );
+    )
+    .with_name_id(NameIdQualifiers::new(
+        assertion.name_id_format.as_deref(),
+        assertion.name_qualifier.as_deref(),
+        assertion.sp_name_qualifier.as_deref(),
+    ));
     let token = match plan
         .shared
         .sessions

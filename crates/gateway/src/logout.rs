@@ -65,6 +65,7 @@ pub(crate) async fn logout(
     log_ended(&session, EndReason::SignOut, Some(facts.request_id));
     match plan.sp.logout_request(
         &session.body.user,
+        &session.body.name_id,
         session.body.session_index.as_deref(),
         &logged_out_path(plan, false),
     ) {

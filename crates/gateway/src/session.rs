@@ -34,6 +34,11 @@ pub struct GatewaySession {
     pub app: Name,
     /// The assertion's NameID.
     pub user: Box<str>,
+    /// The rest of the NameID (Format, NameQualifier, SPNameQualifier),
+    /// repeated in this session's LogoutRequest (core §3.7.1). Absent in
+    /// sessions stored before they were kept.
+    #[serde(default, skip_serializing_if = "NameIdQualifiers::is_empty")]
+    pub name_id: NameIdQualifiers,
     /// Assertion attributes (`groups`, `email`, …), in assertion order.
     pub attributes: Attributes,
     /// The IdP's SessionIndex, for Single Logout.
@@ -43,6 +48,36 @@ pub struct GatewaySession {
     /// Where and on what the browser signed in; after a change that
     /// post-auth evaluation let through, where it is now.
     pub context: SessionContext,
+}
+
+/// What a NameID carries besides its value. Interned: every session of an
+/// app repeats the same format URI and entity ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameIdQualifiers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_qualifier: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp_name_qualifier: Option<Name>,
+}
+
+impl NameIdQualifiers {
+    pub fn new(
+        format: Option<&str>,
+        name_qualifier: Option<&str>,
+        sp_name_qualifier: Option<&str>,
+    ) -> Self {
+        NameIdQualifiers {
+            format: format.map(Name::new),
+            name_qualifier: name_qualifier.map(Name::new),
+            sp_name_qualifier: sp_name_qualifier.map(Name::new),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.format.is_none() && self.name_qualifier.is_none() && self.sp_name_qualifier.is_none()
+    }
 }
 
 impl GatewaySession {
@@ -58,11 +93,18 @@ impl GatewaySession {
         GatewaySession {
             app: Name::new(app),
             user: user.into_boxed_str(),
+            name_id: NameIdQualifiers::default(),
             attributes: compact(attributes),
             session_index: session_index.map(String::into_boxed_str),
             authn_context: authn_context.as_deref().map(Name::new),
             context,
         }
+    }
+
+    /// The NameID's Format and qualifiers, as the assertion had them.
+    pub fn with_name_id(mut self, name_id: NameIdQualifiers) -> Self {
+        self.name_id = name_id;
+        self
     }
 
     pub fn groups(&self) -> impl Iterator<Item = &str> {
@@ -363,6 +405,24 @@ mod tests {
 
     const IDLE: Duration = Duration::from_secs(60);
     const MAX: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn the_full_name_id_is_stored_and_older_sessions_still_read() {
+        let full = body("wiki", "s1").with_name_id(NameIdQualifiers::new(
+            Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"),
+            Some("https://idp.test/md"),
+            Some("https://wiki.test/md"),
+        ));
+        let json = serde_json::to_string(&full).expect("serialises");
+        let back: GatewaySession = serde_json::from_str(&json).expect("reads");
+        assert_eq!(back, full);
+        // A session stored before the qualifiers were kept has none.
+        let mut old = serde_json::to_value(body("wiki", "s1")).expect("serialises");
+        assert!(old.get("name_id").is_none(), "{old}");
+        old.as_object_mut().expect("object").remove("name_id");
+        let back: GatewaySession = serde_json::from_value(old).expect("reads");
+        assert_eq!(back.name_id, NameIdQualifiers::default());
+    }
 
     #[tokio::test]
     async fn a_session_belongs_to_its_app_and_ends_at_its_limits() {

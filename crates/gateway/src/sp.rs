@@ -9,16 +9,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use portcullis_config::{AppAuth, AppIdp, Config};
+use portcullis_config::{AppAuth, AppIdp, Config, SpNameIdFormat};
 use portcullis_saml::{
     build_logout_request_redirect, build_logout_response_redirect, build_redirect_authn_request,
-    cert_der_from_pem, sp_metadata_xml, verify_logout_message, verify_response, AuthnRequestParams,
-    Error, Expectations, Jwks, LogoutBinding, LogoutExpectations, LogoutMessage,
-    LogoutRequestParams, LogoutResponseParams, LogoutStatus, RedirectRequest, SigningKey, SpConfig,
-    VerifiedAssertion,
+    cert_der_from_pem, sp_metadata_xml_with_formats, verify_logout_message, verify_response,
+    AuthnRequestParams, Error, Expectations, Jwks, LogoutBinding, LogoutExpectations,
+    LogoutMessage, LogoutRequestParams, LogoutResponseParams, LogoutStatus, NameIdFormat,
+    RedirectRequest, SigningKey, SpConfig, VerifiedAssertion,
 };
 
 use crate::error::BuildProblem;
+use crate::session::NameIdQualifiers;
 
 /// Single Logout messages are small; larger ones are refused undecoded.
 const SLO_MAX_BYTES: usize = 64 * 1024;
@@ -28,6 +29,8 @@ const LOGOUT_REQUEST_VALIDITY: Duration = Duration::from_secs(300);
 
 pub(crate) struct AppSp {
     config: SpConfig,
+    /// The NameID format URI the app asks for (`name_id_format`), if any.
+    name_id_format: Option<&'static str>,
     key: SigningKey,
     jwks: Jwks,
     idp_sso_url: String,
@@ -89,6 +92,7 @@ impl AppSp {
                 acs_url: auth.acs_url.clone(),
                 slo_url: auth.slo_url.clone(),
             },
+            name_id_format: auth.name_id_format.map(|f| name_id_format_uri(f).uri()),
             key,
             jwks,
             idp_sso_url,
@@ -101,7 +105,8 @@ impl AppSp {
     }
 
     pub(crate) fn metadata(&self) -> Result<String, Error> {
-        sp_metadata_xml(&self.config, &self.key)
+        let formats: Vec<&str> = self.name_id_format.into_iter().collect();
+        sp_metadata_xml_with_formats(&self.config, &self.key, &formats)
     }
 
     /// A signed HTTP-Redirect AuthnRequest carrying `relay_state`.
@@ -119,7 +124,7 @@ impl AppSp {
                 idp_sso_url: &self.idp_sso_url,
                 relay_state: Some(relay_state),
                 force_authn,
-                name_id_format: None,
+                name_id_format: self.name_id_format,
                 now: chrono::Utc::now(),
             },
         )
@@ -145,11 +150,13 @@ impl AppSp {
         verify_response(saml_response, &expect, chrono::Utc::now())
     }
 
-    /// A signed Redirect-binding LogoutRequest for this session at the IdP;
-    /// `None` when the IdP publishes no Single Logout endpoint.
+    /// A signed Redirect-binding LogoutRequest for this session at the IdP,
+    /// naming the user by the NameID exactly as the assertion had it; `None`
+    /// when the IdP publishes no Single Logout endpoint.
     pub(crate) fn logout_request(
         &self,
         name_id: &str,
+        qualifiers: &NameIdQualifiers,
         session_index: Option<&str>,
         relay_state: &str,
     ) -> Result<Option<RedirectRequest>, Error> {
@@ -160,7 +167,9 @@ impl AppSp {
             issuer: &self.config.entity_id,
             destination: slo_url,
             name_id,
-            name_id_format: None,
+            name_id_format: qualifiers.format.as_deref(),
+            name_qualifier: qualifiers.name_qualifier.as_deref(),
+            sp_name_qualifier: qualifiers.sp_name_qualifier.as_deref(),
             session_index,
             relay_state: Some(relay_state),
             now: chrono::Utc::now(),
@@ -226,6 +235,16 @@ impl AppSp {
 
     pub(crate) fn key(&self) -> &SigningKey {
         &self.key
+    }
+}
+
+/// The SAML format of a configured `name_id_format`.
+fn name_id_format_uri(format: SpNameIdFormat) -> NameIdFormat {
+    match format {
+        SpNameIdFormat::EmailAddress => NameIdFormat::EmailAddress,
+        SpNameIdFormat::Persistent => NameIdFormat::Persistent,
+        SpNameIdFormat::Transient => NameIdFormat::Transient,
+        SpNameIdFormat::Unspecified => NameIdFormat::Unspecified,
     }
 }
 

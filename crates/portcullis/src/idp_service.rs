@@ -99,6 +99,15 @@ pub fn load_policies(idp: &portcullis_config::Idp) -> Result<PolicySet, Vec<Stri
     })
 }
 
+fn name_id_format(format: SpNameIdFormat) -> NameIdFormat {
+    match format {
+        SpNameIdFormat::EmailAddress => NameIdFormat::EmailAddress,
+        SpNameIdFormat::Persistent => NameIdFormat::Persistent,
+        SpNameIdFormat::Transient => NameIdFormat::Transient,
+        SpNameIdFormat::Unspecified => NameIdFormat::Unspecified,
+    }
+}
+
 /// The IdP's SAML key and its service providers, from `[idp]`.
 fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option<SamlSettings> {
     let config = idp.saml.as_ref()?;
@@ -127,11 +136,13 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
             name: sp.name.clone(),
             entity_id: sp.entity_id.clone(),
             acs_url: sp.acs_url.clone(),
-            name_id_format: match sp.name_id_format {
-                SpNameIdFormat::EmailAddress => NameIdFormat::EmailAddress,
-                SpNameIdFormat::Persistent => NameIdFormat::Persistent,
-                SpNameIdFormat::Unspecified => NameIdFormat::Unspecified,
-            },
+            name_id_format: name_id_format(sp.name_id_format),
+            name_id_formats_allowed: sp
+                .name_id_formats_allowed
+                .iter()
+                .copied()
+                .map(name_id_format)
+                .collect(),
             signing_certs_der: sp.signing_certs_der.clone(),
             require_signed_requests: sp.require_signed_requests,
             slo_url: sp.slo_url.clone(),
@@ -156,6 +167,7 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
     Some(SamlSettings {
         entity_id: config.entity_id.clone(),
         signing_key: signing_key?,
+        clock_skew: config.clock_skew,
         service_providers,
     })
 }

@@ -73,16 +73,30 @@ impl ReleasedAttribute {
 pub enum NameIdFormat {
     EmailAddress,
     Persistent,
+    Transient,
     Unspecified,
 }
 
 impl NameIdFormat {
+    pub const ALL: [NameIdFormat; 4] = [
+        Self::EmailAddress,
+        Self::Persistent,
+        Self::Transient,
+        Self::Unspecified,
+    ];
+
     pub fn uri(self) -> &'static str {
         match self {
             Self::EmailAddress => "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
             Self::Persistent => "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            Self::Transient => "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
             Self::Unspecified => "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
         }
+    }
+
+    /// The format a URI names; `None` for formats the IdP does not issue.
+    pub fn from_uri(uri: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.uri() == uri)
     }
 }
 
@@ -116,12 +130,7 @@ pub struct IdpConfig {
 /// IdP metadata XML: entityID, signing certificate, SSO (Redirect + POST)
 /// and SLO (Redirect + POST) endpoints, WantAuthnRequestsSigned=true.
 pub fn idp_metadata_xml(cfg: &IdpConfig, key: &SigningKey) -> Result<String> {
-    let formats = [
-        NameIdFormat::EmailAddress,
-        NameIdFormat::Persistent,
-        NameIdFormat::Unspecified,
-    ]
-    .map(NameIdFormat::uri);
+    let formats = NameIdFormat::ALL.map(NameIdFormat::uri);
     metadata::entity_descriptor(
         &cfg.entity_id,
         key,
@@ -156,6 +165,10 @@ pub struct ResponseParams<'a> {
     pub in_response_to: Option<&'a str>,
     pub name_id: &'a str,
     pub name_id_format: NameIdFormat,
+    /// NameID/@NameQualifier (the IdP) and @SPNameQualifier (the SP), for
+    /// persistent and transient identifiers: they scope the opaque value.
+    pub name_qualifier: Option<&'a str>,
+    pub sp_name_qualifier: Option<&'a str>,
     pub session_index: &'a str,
     pub authn_context: AuthnContextClass,
     pub authn_instant: DateTime<Utc>,
@@ -163,6 +176,9 @@ pub struct ResponseParams<'a> {
     pub attributes: &'a [ReleasedAttribute],
     /// Conditions and SubjectConfirmationData lifetime (keep it short).
     pub validity: Duration,
+    /// Conditions/@NotBefore is this long before `now`, so an SP whose
+    /// clock runs behind ours still accepts the assertion.
+    pub clock_skew: Duration,
     pub now: DateTime<Utc>,
     /// Sign the Assertion (should always be true outside tests).
     pub sign_assertion: bool,
@@ -233,6 +249,11 @@ pub fn build_response(
     let key_der = key.rsa_key_der()?;
     let validity = chrono::Duration::from_std(p.validity).map_err(Error::build)?;
     let not_on_or_after = p.now + validity;
+    let skew = chrono::Duration::from_std(p.clock_skew).map_err(Error::build)?;
+    let not_before = p
+        .now
+        .checked_sub_signed(skew)
+        .ok_or_else(|| Error::build("clock skew out of range"))?;
     let response_id = samael::crypto::gen_saml_response_id();
     let assertion_id = samael::crypto::gen_saml_assertion_id();
 
@@ -268,6 +289,8 @@ pub fn build_response(
         subject: Some(Subject {
             name_id: Some(SubjectNameID {
                 format: Some(p.name_id_format.uri().to_owned()),
+                name_qualifier: p.name_qualifier.map(str::to_owned),
+                sp_name_qualifier: p.sp_name_qualifier.map(str::to_owned),
                 value: esc(p.name_id),
             }),
             subject_confirmations: Some(vec![SubjectConfirmation {
@@ -284,7 +307,7 @@ pub fn build_response(
             }]),
         }),
         conditions: Some(Conditions {
-            not_before: Some(p.now),
+            not_before: Some(not_before),
             not_on_or_after: Some(not_on_or_after),
             audience_restrictions: Some(vec![AudienceRestriction {
                 audience: vec![esc(p.sp_entity_id)],
@@ -366,6 +389,10 @@ pub const STATUS_REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester
 pub const STATUS_NO_PASSIVE: &str = "urn:oasis:names:tc:SAML:2.0:status:NoPassive";
 /// Second-level: the IdP refuses to answer (policy).
 pub const STATUS_REQUEST_DENIED: &str = "urn:oasis:names:tc:SAML:2.0:status:RequestDenied";
+/// Second-level: the NameIDPolicy asks for a format the IdP will not
+/// issue to this SP (core §3.4.1.1).
+pub const STATUS_INVALID_NAME_ID_POLICY: &str =
+    "urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy";
 
 /// A signed Response without an assertion: an error status for the SP.
 #[derive(Debug, Clone)]

@@ -44,6 +44,9 @@ pub struct LogoutRequestParams<'a> {
     /// peer matches sessions on it.
     pub name_id: &'a str,
     pub name_id_format: Option<&'a str>,
+    /// NameID/@NameQualifier and @SPNameQualifier, as the assertion had them.
+    pub name_qualifier: Option<&'a str>,
+    pub sp_name_qualifier: Option<&'a str>,
     /// The session's SessionIndex, so only that session ends.
     pub session_index: Option<&'a str>,
     pub relay_state: Option<&'a str>,
@@ -119,6 +122,8 @@ pub struct ParsedLogoutRequest {
     pub destination: Option<String>,
     pub name_id: String,
     pub name_id_format: Option<String>,
+    pub name_qualifier: Option<String>,
+    pub sp_name_qualifier: Option<String>,
     /// Every SessionIndex (none means "all sessions of this principal").
     pub session_indexes: Vec<String>,
     /// The request's own expiry; the caller compares it with its clock,
@@ -195,10 +200,16 @@ fn request_xml(p: &LogoutRequestParams<'_>, id: &str, signature: &str) -> Result
         .now
         .checked_add_signed(validity)
         .ok_or_else(|| Error::build("validity out of range"))?;
-    let format = p
-        .name_id_format
-        .map(|f| format!(" Format=\"{}\"", escape(f)))
-        .unwrap_or_default();
+    // Every NameID attribute the assertion carried, so the peer sees the
+    // very identifier it issued (core §3.7.1).
+    let format = [
+        ("Format", p.name_id_format),
+        ("NameQualifier", p.name_qualifier),
+        ("SPNameQualifier", p.sp_name_qualifier),
+    ]
+    .iter()
+    .filter_map(|(name, value)| value.map(|v| format!(" {name}=\"{}\"", escape(v))))
+    .collect::<String>();
     let session_index = p
         .session_index
         .map(|s| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", escape(s)))
@@ -352,6 +363,8 @@ struct Fields {
     issuer: Option<String>,
     name_id: Option<String>,
     name_id_format: Option<String>,
+    name_qualifier: Option<String>,
+    sp_name_qualifier: Option<String>,
     session_indexes: Vec<String>,
     status_top: Option<String>,
     status_second: Option<String>,
@@ -459,7 +472,11 @@ fn take_attributes(node: Node, start: &BytesStart<'_>, f: &mut Fields) -> Result
             f.not_on_or_after = attr(start, "NotOnOrAfter")?;
             f.in_response_to = attr(start, "InResponseTo")?;
         }
-        Node::NameId => f.name_id_format = attr(start, "Format")?,
+        Node::NameId => {
+            f.name_id_format = attr(start, "Format")?;
+            f.name_qualifier = attr(start, "NameQualifier")?;
+            f.sp_name_qualifier = attr(start, "SPNameQualifier")?;
+        }
         Node::TopCode => {
             f.status_top =
                 Some(attr(start, "Value")?.ok_or_else(|| Error::xml("StatusCode without Value"))?);
@@ -593,6 +610,8 @@ fn logout_request_from_xml(xml: &str) -> Result<ParsedLogoutRequest> {
         destination: f.destination,
         name_id,
         name_id_format: f.name_id_format,
+        name_qualifier: f.name_qualifier,
+        sp_name_qualifier: f.sp_name_qualifier,
         session_indexes: f.session_indexes,
         not_on_or_after: parse_instant(f.not_on_or_after.as_deref(), "NotOnOrAfter")?,
         issue_instant,

@@ -53,6 +53,17 @@ pub struct SpConfig {
 /// SP metadata XML: entityID, ACS (POST), SLO (Redirect + POST),
 /// AuthnRequestsSigned=true, WantAssertionsSigned=true, signing cert.
 pub fn sp_metadata_xml(cfg: &SpConfig, key: &SigningKey) -> Result<String> {
+    sp_metadata_xml_with_formats(cfg, key, &[])
+}
+
+/// [`sp_metadata_xml`] that also lists the NameID formats the SP asks for
+/// (`NameIDFormat` elements, metadata §2.4.4), so an IdP configured from
+/// the metadata knows what to send.
+pub fn sp_metadata_xml_with_formats(
+    cfg: &SpConfig,
+    key: &SigningKey,
+    name_id_formats: &[&str],
+) -> Result<String> {
     metadata::entity_descriptor(
         &cfg.entity_id,
         key,
@@ -63,7 +74,7 @@ pub fn sp_metadata_xml(cfg: &SpConfig, key: &SigningKey) -> Result<String> {
                 ("WantAssertionsSigned", true),
             ],
             slo_url: &cfg.slo_url,
-            name_id_formats: &[],
+            name_id_formats,
             endpoints: &[(
                 "AssertionConsumerService",
                 metadata::HTTP_POST,
@@ -80,6 +91,8 @@ pub struct AuthnRequestParams<'a> {
     pub idp_sso_url: &'a str,
     pub relay_state: Option<&'a str>,
     pub force_authn: bool,
+    /// A NameID format URI: sent as `<samlp:NameIDPolicy Format="…"
+    /// AllowCreate="true"/>`. `None` sends no NameIDPolicy.
     pub name_id_format: Option<&'a str>,
     pub now: DateTime<Utc>,
 }
@@ -207,6 +220,10 @@ pub struct VerifiedAssertion {
     pub assertion_id: String,
     pub name_id: String,
     pub name_id_format: Option<String>,
+    /// NameID/@NameQualifier and @SPNameQualifier, kept so a LogoutRequest
+    /// can repeat the NameID exactly (core §3.7.1).
+    pub name_qualifier: Option<String>,
+    pub sp_name_qualifier: Option<String>,
     pub session_index: Option<String>,
     pub attributes: Vec<(String, Vec<String>)>,
     pub authn_context_class: Option<String>,
@@ -518,6 +535,8 @@ fn verify_inner(
         assertion_id: assertion.id.clone(),
         name_id: name_id.value.clone(),
         name_id_format: name_id.format.clone(),
+        name_qualifier: name_id.name_qualifier.clone(),
+        sp_name_qualifier: name_id.sp_name_qualifier.clone(),
         session_index: authn.session_index.clone(),
         attributes,
         authn_context_class: authn

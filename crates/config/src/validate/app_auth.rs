@@ -97,6 +97,7 @@ impl Validator<'_, '_> {
         let identity = self.identity(i, app);
         let (login_landing, post_logout_url) = self.sign_in_and_out_urls(i, app);
         let access = self.access_rules(i, access);
+        let name_id_format = self.app_name_id_format(i, app.name_id_format.as_deref());
         let url = public?.url();
         let session_cookies = session_cookies?;
         Some(AppAuth {
@@ -104,6 +105,7 @@ impl Validator<'_, '_> {
             sp_signing_key: key?,
             sp_signing_cert: cert?,
             entity_id: format!("{url}/_portcullis/saml/metadata"),
+            name_id_format: name_id_format?,
             acs_url: format!("{url}/_portcullis/saml/acs"),
             slo_url: format!("{url}/_portcullis/saml/slo"),
             gtr_url: format!("{url}/_portcullis/global-token-revocation"),
@@ -121,6 +123,28 @@ impl Validator<'_, '_> {
             login_landing,
             post_logout_url,
         })
+    }
+
+    /// `name_id_format`: absent asks the IdP for no format. The outer
+    /// `None` is a refused value (reported).
+    fn app_name_id_format(
+        &mut self,
+        i: usize,
+        raw: Option<&str>,
+    ) -> Option<Option<SpNameIdFormat>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        match SpNameIdFormat::parse(raw) {
+            Some(format) => Some(Some(format)),
+            None => {
+                self.problem(
+                    &at(i, "name_id_format"),
+                    format!("`{raw}` is not one of {}", SpNameIdFormat::NAMES),
+                );
+                None
+            }
+        }
     }
 
     /// `auth = "saml"`; without `auth`, no SAML-only key may be set.
@@ -159,6 +183,7 @@ impl Validator<'_, '_> {
             ("session_cookie", app.session_cookie.is_some()),
             ("session_idle", app.session_idle.is_some()),
             ("session_max", app.session_max.is_some()),
+            ("name_id_format", app.name_id_format.is_some()),
             ("access", !access.is_empty()),
         ];
         for (key, set) in saml_only {
@@ -378,7 +403,10 @@ impl Validator<'_, '_> {
             name: name.to_string(),
             entity_id: auth.entity_id.clone(),
             acs_url: auth.acs_url.clone(),
-            name_id_format: SpNameIdFormat::EmailAddress,
+            // The format the app asks for is the one it is registered with
+            // (the AuthnRequest names it); without one, the default.
+            name_id_format: auth.name_id_format.unwrap_or(SpNameIdFormat::EmailAddress),
+            name_id_formats_allowed: Vec::new(),
             // An unreadable certificate was already reported by `pem`.
             signing_certs_der: std::fs::read(&auth.sp_signing_cert)
                 .ok()
@@ -399,7 +427,7 @@ impl Validator<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{AccessPolicy, AppIdp};
+    use crate::model::{AccessPolicy, AppIdp, SpNameIdFormat};
     use crate::validate::fixtures::{
         app, metadata_file, parse, parse_with_saml, peer_key, IDP, IDP_KEYS, SAML, SERVER,
     };
@@ -481,7 +509,7 @@ mod tests {
         let text = format!(
             "{SERVER}{IDP}{}{}{}",
             app("b", "https://b.test/portal", &format!("{SAML}[[app.access]]\npath = \"/admin/\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n")),
-            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\n")),
+            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\nname_id_format = \"persistent\"\n")),
             app("plain", "https://d.test/", ""),
         );
         let config = parse(&text).expect("valid");
@@ -503,7 +531,9 @@ mod tests {
             b.access[0].policy,
             AccessPolicy::Groups(vec!["admins".into()])
         );
+        assert_eq!(b.name_id_format, None);
         let c = config.apps[1].auth.as_ref().expect("saml");
+        assert_eq!(c.name_id_format, Some(SpNameIdFormat::Persistent));
         assert_eq!(c.session_cookie, "c_sid");
         assert_eq!(c.session_idle.as_secs(), 300);
         assert!(config.apps[2].auth.is_none());
@@ -512,6 +542,9 @@ mod tests {
         assert_eq!(sps[0].name, "b");
         assert_eq!(sps[0].acs_url, b.acs_url);
         assert!(sps[0].require_signed_requests && sps[0].signing_certs_der.len() == 1);
+        // Registered with the format it asks for, so the IdP honours it.
+        assert_eq!(sps[0].name_id_format, SpNameIdFormat::EmailAddress);
+        assert_eq!(sps[1].name_id_format, SpNameIdFormat::Persistent);
     }
 
     #[test]
@@ -523,7 +556,8 @@ mod tests {
             app("d", "https://d.test/", "auth = \"oidc\"\n"),
         ) + &app("e", "https://e.test/", "session_cookie = \"pc_idp_sid\"\n")
             + &app("f", "https://f.test/", &format!("{SAML}session_cookie = \"pc_idp_sid\"\n"))
-            + &app("g", "https://g.test/", "auth = \"saml\"\nidp = \"https://idp.example/metadata.xml\"\n");
+            + &app("g", "https://g.test/", "auth = \"saml\"\nidp = \"https://idp.example/metadata.xml\"\n")
+            + &app("h", "https://h.test/", &format!("{SAML}name_id_format = \"x509\"\n"));
         let problems = parse(&text).expect_err("invalid").problems;
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         for key in [
@@ -535,6 +569,7 @@ mod tests {
             "app[3].session_cookie",
             "app[4].session_cookie",
             "app[5].idp",
+            "app[6].name_id_format",
         ] {
             assert!(keys.contains(&key), "{key} missing from {problems:?}");
         }

@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use crate::locate::Step;
 use crate::model::{AdminBind, ApiTokenConfig, App, Idp, IdpAdmin, IdpSaml, PublicUrl};
-use crate::raw::{RawApiToken, RawIdp, RawIdpAdmin};
+use crate::raw::{RawApiToken, RawIdp, RawIdpAdmin, RawIdpSaml};
 
 use super::url::parse_public_url;
 use super::{PemKind, Validator};
 
 const IDP: Step<'static> = Step::Key("idp");
+/// `[idp.saml] clock_skew` when unset.
+const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// An assertion is valid for 5 minutes after its IssueInstant.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 fn at(key: &'static str) -> [Step<'static>; 2] {
     [IDP, Step::Key(key)]
@@ -61,12 +65,15 @@ impl Validator<'_, '_> {
         let system_log = self.system_log(&raw);
         let api_tokens = self.api_tokens(std::mem::take(&mut raw.api_token));
         let limits = self.idp_limits(&raw);
-        let saml = self.idp_saml(
-            public.as_ref(),
-            raw.signing_key.as_deref(),
-            raw.signing_cert.as_deref(),
-            raw.entity_id.as_deref(),
-        );
+        let clock_skew = self.idp_clock_skew(raw.saml.take().unwrap_or_default());
+        let saml = self
+            .idp_saml(
+                public.as_ref(),
+                raw.signing_key.as_deref(),
+                raw.signing_cert.as_deref(),
+                raw.entity_id.as_deref(),
+            )
+            .map(|saml| IdpSaml { clock_skew, ..saml });
         let admin_groups = self.admin_groups(raw.admin_groups.take());
         let admin = self.idp_admin(raw.admin.take().unwrap_or_default(), asn_database.is_some());
         let keys = has_signing_pair(&raw);
@@ -116,6 +123,20 @@ impl Validator<'_, '_> {
             }
         }
         groups
+    }
+
+    /// `[idp.saml] clock_skew`: how far NotBefore is backdated. Checked
+    /// even without a signing pair, so a typo never waits for the keys.
+    fn idp_clock_skew(&mut self, raw: RawIdpSaml) -> Duration {
+        let path = [IDP, Step::Key("saml"), Step::Key("clock_skew")];
+        let skew = self.duration(&path, raw.clock_skew.as_deref(), DEFAULT_CLOCK_SKEW, "60s");
+        // Past the assertion's own lifetime the window would mostly be
+        // in the past: a sign of a unit mistake, not of a slow clock.
+        if skew > MAX_CLOCK_SKEW {
+            self.problem(&path, "must be at most 5m");
+            return DEFAULT_CLOCK_SKEW;
+        }
+        skew
     }
 
     /// `[idp.admin]`. `has_asn`: `[idp] asn_database` is set.
@@ -349,6 +370,7 @@ impl Validator<'_, '_> {
             signing_key,
             signing_cert,
             entity_id,
+            clock_skew: DEFAULT_CLOCK_SKEW,
         })
     }
 
@@ -386,6 +408,7 @@ mod tests {
         let idp = parse(&text).expect("valid").idp.expect("idp");
         let saml = idp.saml.expect("saml");
         assert_eq!(saml.entity_id, "https://idp.test/sso/saml/metadata");
+        assert_eq!(saml.clock_skew, std::time::Duration::from_secs(60));
         let sp = &idp.service_providers[0];
         assert_eq!(sp.name_id_format, SpNameIdFormat::EmailAddress);
         let names: Vec<&str> = sp.attributes.iter().map(|a| a.name.as_str()).collect();
@@ -397,6 +420,23 @@ mod tests {
                 && a.name_format == crate::model::SpAttributeNameFormat::Basic));
         assert!(!sp.sign_response);
         assert!(sp.signing_certs_der.is_empty() && !sp.require_signed_requests);
+    }
+
+    #[test]
+    fn clock_skew_is_read_and_bounded() {
+        let text = config(&format!("{IDP_KEYS}\n[idp.saml]\nclock_skew = \"90s\"\n"));
+        let saml = parse(&text)
+            .expect("valid")
+            .idp
+            .expect("idp")
+            .saml
+            .expect("saml");
+        assert_eq!(saml.clock_skew, std::time::Duration::from_secs(90));
+        for bad in ["soon", "1h"] {
+            let text = config(&format!("{IDP_KEYS}\n[idp.saml]\nclock_skew = \"{bad}\"\n"));
+            let problems = problems(&text);
+            assert_eq!(problems[0].key, "idp.saml.clock_skew", "{problems:?}");
+        }
     }
 
     #[test]

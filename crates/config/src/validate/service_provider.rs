@@ -92,6 +92,8 @@ impl Validator<'_, '_> {
             ok &= self.http_url(&at(i, "acs_url"), acs_url);
         }
         let name_id_format = self.name_id_format(i, sp.name_id_format.as_deref());
+        let name_id_formats_allowed =
+            self.name_id_formats_allowed(i, sp.name_id_formats_allowed.as_deref());
         let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
         let attributes = self.sp_attributes(i, sp.attributes, sp.attribute_preset.as_deref());
         let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
@@ -107,6 +109,7 @@ impl Validator<'_, '_> {
             entity_id,
             acs_url,
             name_id_format,
+            name_id_formats_allowed,
             signing_certs_der: signing.certs_der,
             require_signed_requests: signing.required,
             slo_url: signing.slo_url,
@@ -183,18 +186,34 @@ impl Validator<'_, '_> {
     }
 
     fn name_id_format(&mut self, i: usize, raw: Option<&str>) -> Option<SpNameIdFormat> {
-        match raw {
-            None | Some("emailAddress") => Some(SpNameIdFormat::EmailAddress),
-            Some("persistent") => Some(SpNameIdFormat::Persistent),
-            Some("unspecified") => Some(SpNameIdFormat::Unspecified),
-            Some(other) => {
-                self.problem(
-                    &at(i, "name_id_format"),
-                    format!("`{other}` is not one of emailAddress, persistent, unspecified"),
-                );
-                None
+        let Some(raw) = raw else {
+            return Some(SpNameIdFormat::EmailAddress);
+        };
+        let format = SpNameIdFormat::parse(raw);
+        if format.is_none() {
+            self.problem(
+                &at(i, "name_id_format"),
+                format!("`{raw}` is not one of {}", SpNameIdFormat::NAMES),
+            );
+        }
+        format
+    }
+
+    /// The extra formats an SP may ask for; a bad name is reported and
+    /// left out (the SP then gets InvalidNameIDPolicy for it, never more).
+    fn name_id_formats_allowed(&mut self, i: usize, raw: Option<&[String]>) -> Vec<SpNameIdFormat> {
+        let mut allowed = Vec::new();
+        for name in raw.unwrap_or_default() {
+            match SpNameIdFormat::parse(name) {
+                Some(format) if !allowed.contains(&format) => allowed.push(format),
+                Some(_) => {}
+                None => self.problem(
+                    &at(i, "name_id_formats_allowed"),
+                    format!("`{name}` is not one of {}", SpNameIdFormat::NAMES),
+                ),
             }
         }
+        allowed
     }
 
     /// From the metadata, or `signing_cert` (which makes signing required).

@@ -17,11 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use portcullis_proxy::{WorkError, WorkLimit};
-use portcullis_saml::{self as saml, LogoutStatus, NameIdFormat};
+use portcullis_saml::{self as saml, LogoutStatus};
 use time::OffsetDateTime;
 
 use super::respond;
-use super::sso::{lock, random_id, ServiceProvider};
+use super::sso::{lock, random_id, IssuedNameId, Saml, ServiceProvider};
 use super::{query_param, Caller, Idp};
 use crate::session::{EndReason, SessionError, SessionId, SessionRecord};
 
@@ -34,12 +34,12 @@ const LOGOUT_MAX: usize = 10_000;
 const REQUEST_VALIDITY: Duration = Duration::from_secs(120);
 const CLOCK_SKEW: Duration = Duration::from_secs(180);
 
-/// Who to tell, and what they knew the user as.
+/// Who to tell, and what they knew the user as: the NameID exactly as it
+/// was issued to them (core §3.7.1).
 #[derive(Debug, Clone)]
 struct Notice {
     sp: String,
-    name_id: String,
-    name_id_format: NameIdFormat,
+    name_id: IssuedNameId,
 }
 
 /// The SP that asked for the logout, to be answered at the end.
@@ -90,15 +90,6 @@ impl Logouts {
     pub(crate) fn sweep(&self, now: OffsetDateTime) {
         lock(&self.0).retain(|_, tx| now - tx.started < LOGOUT_TTL);
     }
-}
-
-fn name_id_for(sp: &ServiceProvider, user: &crate::directory::User) -> String {
-    match sp.name_id_format {
-        NameIdFormat::EmailAddress => user.email(),
-        NameIdFormat::Persistent => user.id(),
-        NameIdFormat::Unspecified => user.login(),
-    }
-    .to_string()
 }
 
 impl Idp {
@@ -316,18 +307,20 @@ impl Idp {
         let Some(saml) = &self.saml else {
             return (VecDeque::new(), false);
         };
-        let directory = self.directory();
-        let Some(user) = directory.by_id(user_id) else {
+        if self.directory().by_id(user_id).is_none() {
             return (VecDeque::new(), false);
-        };
-        let names = lock(&saml.participants)
+        }
+        let participants = lock(&saml.participants)
             .get(session_id)
             .cloned()
             .unwrap_or_default();
         let mut unreachable = false;
         let mut notices = VecDeque::new();
-        for name in names.iter().filter(|n| Some(n.as_str()) != except) {
-            let Some(sp) = saml.sp_by_name(name) else {
+        for (name, name_id) in participants
+            .into_iter()
+            .filter(|(n, _)| Some(n.as_str()) != except)
+        {
+            let Some(sp) = saml.sp_by_name(&name) else {
                 continue;
             };
             if sp.slo_url.is_none() {
@@ -336,8 +329,7 @@ impl Idp {
             }
             notices.push_back(Notice {
                 sp: sp.name.clone(),
-                name_id: name_id_for(sp, user),
-                name_id_format: sp.name_id_format,
+                name_id,
             });
         }
         (notices, unreachable)
@@ -415,11 +407,9 @@ impl Idp {
             .named_session(request, &parsed.session_indexes, now)
             .await
         {
-            Ok(record) => record.filter(|record| {
-                self.directory()
-                    .by_id(&record.body.user_id)
-                    .is_some_and(|user| name_id_for(sp, user) == parsed.name_id)
-            }),
+            Ok(record) => {
+                record.filter(|record| self.names_user_to(saml, sp, record, &parsed.name_id))
+            }
             Err(e) => return respond::store_unavailable(&e, "finding the session to log out"),
         };
         let (pending, unreachable) = match &record {
@@ -455,6 +445,31 @@ impl Idp {
             sign_in_again: None,
         };
         self.with_cleared_session(self.advance(tx, now))
+    }
+
+    /// Whether `name_id` is what `sp` knows the user of `record` as: the
+    /// NameID it received in that session (whatever format it asked for),
+    /// or, when this node did not issue it, the one its configured format
+    /// gives (every format is derived, so any node computes the same).
+    fn names_user_to(
+        &self,
+        saml: &Saml,
+        sp: &ServiceProvider,
+        record: &SessionRecord,
+        name_id: &str,
+    ) -> bool {
+        let session_id = record.id.as_str();
+        let issued = lock(&saml.participants)
+            .get(session_id)
+            .and_then(|sps| sps.get(&sp.name).cloned());
+        if let Some(issued) = issued {
+            return issued.value == name_id;
+        }
+        self.directory()
+            .by_id(&record.body.user_id)
+            .is_some_and(|user| {
+                saml.name_id(sp, sp.name_id_format, user, session_id).value == name_id
+            })
     }
 
     /// The first live session among a LogoutRequest's SessionIndexes, else
@@ -574,8 +589,13 @@ impl Idp {
             let params = saml::LogoutRequestParams {
                 issuer: &saml.settings.entity_id,
                 destination: slo_url,
-                name_id: &notice.name_id,
-                name_id_format: Some(notice.name_id_format.uri()),
+                name_id: &notice.name_id.value,
+                name_id_format: Some(notice.name_id.format.uri()),
+                name_qualifier: notice
+                    .name_id
+                    .qualified
+                    .then_some(saml.settings.entity_id.as_str()),
+                sp_name_qualifier: notice.name_id.qualified.then_some(sp.entity_id.as_str()),
                 session_index: (!tx.session_index.is_empty()).then_some(tx.session_index.as_str()),
                 relay_state: Some(&tx_id),
                 now: chrono::Utc::now(),

@@ -22,7 +22,7 @@
 //!   `/login/mfa?stepup=1` and back; a user without an enrolled factor gets
 //!   a 403 page.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -69,6 +69,9 @@ pub struct ServiceProvider {
     pub entity_id: String,
     pub acs_url: String,
     pub name_id_format: NameIdFormat,
+    /// Further formats the SP may ask for in a NameIDPolicy; the configured
+    /// one and `unspecified` (which means "the configured one") always may.
+    pub name_id_formats_allowed: Vec<NameIdFormat>,
     /// DER of the SP's request-signing certificates. A signed request is
     /// verified against them whenever there are any.
     pub signing_certs_der: Vec<Vec<u8>>,
@@ -117,6 +120,102 @@ impl ServiceProvider {
     fn must_verify(&self, request_signed: bool) -> bool {
         self.require_signed_requests || (request_signed && !self.signing_certs_der.is_empty())
     }
+
+    /// The format to issue for a NameIDPolicy Format (SAML core §3.4.1.1):
+    /// none or `unspecified` leaves the choice to us (the configured one);
+    /// anything else must be a format this SP may receive. `Err` says why
+    /// not, for the log.
+    fn name_id_format_for(&self, asked: Option<&str>) -> Result<NameIdFormat, &'static str> {
+        let Some(uri) = asked.filter(|uri| *uri != NameIdFormat::Unspecified.uri()) else {
+            return Ok(self.name_id_format);
+        };
+        match NameIdFormat::from_uri(uri) {
+            Some(f) if f == self.name_id_format || self.name_id_formats_allowed.contains(&f) => {
+                Ok(f)
+            }
+            Some(_) => Err("NameIDPolicy asks for a format this service provider is not allowed"),
+            None => Err("NameIDPolicy asks for a format this identity provider does not issue"),
+        }
+    }
+}
+
+/// The NameID one SP received in one IdP session: Single Logout names the
+/// user to that SP by it, and matches the SP's own LogoutRequest against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IssuedNameId {
+    pub(crate) value: String,
+    pub(crate) format: NameIdFormat,
+    /// NameQualifier (the IdP) and SPNameQualifier (the SP): set for the
+    /// opaque formats, whose values mean something only between the two.
+    pub(crate) qualified: bool,
+}
+
+/// Derives the opaque NameIDs: HMAC-SHA256 under a key derived from the
+/// IdP's signing key, so every node with the same key files issues the same
+/// persistent id, and no SP can compute another SP's id or recover the user.
+pub(crate) struct NameIdKey([u8; 32]);
+
+impl NameIdKey {
+    fn derive(signing_key: &SigningKey) -> Result<NameIdKey, portcullis_saml::Error> {
+        let mut hash = Sha256::new();
+        hash.update(b"portcullis idp name-id key v1\0");
+        hash.update(signing_key.rsa_key_der()?);
+        Ok(NameIdKey(hash.finalize().into()))
+    }
+
+    /// Base64url of the HMAC over `parts`, each length-prefixed so no two
+    /// different inputs run together into the same bytes.
+    fn mac(&self, parts: &[&str]) -> String {
+        use hmac::Mac as _;
+        let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&self.0) else {
+            // HMAC takes keys of any length; unreachable, never a panic.
+            return String::new();
+        };
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Stable per user and SP, from the user's immutable id (not the login,
+    /// which may be renamed and would reveal who it is).
+    pub(crate) fn persistent(&self, user_id: &str, sp_entity_id: &str) -> String {
+        self.mac(&["persistent", user_id, sp_entity_id])
+    }
+
+    /// New for every IdP session, the same within it (so a second
+    /// assertion in the session, and Single Logout, name the same subject).
+    pub(crate) fn transient(&self, session_id: &str, sp_entity_id: &str) -> String {
+        format!("_{}", self.mac(&["transient", session_id, sp_entity_id]))
+    }
+}
+
+impl Saml {
+    /// The NameID `sp` receives for `user` in IdP session `session_id`.
+    pub(crate) fn name_id(
+        &self,
+        sp: &ServiceProvider,
+        format: NameIdFormat,
+        user: &User,
+        session_id: &str,
+    ) -> IssuedNameId {
+        let (value, qualified) = match format {
+            NameIdFormat::EmailAddress => (user.email().to_string(), false),
+            NameIdFormat::Unspecified => (user.login().to_string(), false),
+            NameIdFormat::Persistent => {
+                (self.name_id_key.persistent(user.id(), &sp.entity_id), true)
+            }
+            NameIdFormat::Transient => {
+                (self.name_id_key.transient(session_id, &sp.entity_id), true)
+            }
+        };
+        IssuedNameId {
+            value,
+            format,
+            qualified,
+        }
+    }
 }
 
 /// The IdP's SAML identity and its SPs.
@@ -124,6 +223,8 @@ impl ServiceProvider {
 pub struct SamlSettings {
     pub entity_id: String,
     pub signing_key: SigningKey,
+    /// How far an assertion's NotBefore is set before its IssueInstant.
+    pub clock_skew: Duration,
     pub service_providers: Vec<ServiceProvider>,
 }
 
@@ -135,6 +236,8 @@ struct Ask {
     relay_state: Option<String>,
     force_authn: bool,
     is_passive: bool,
+    /// The NameID format to issue, chosen from the NameIDPolicy.
+    name_id_format: NameIdFormat,
     /// Path (with query, without `pc_reauth`) sign-in returns to.
     return_to: String,
     /// The parked POST request this resumes, if any.
@@ -148,9 +251,10 @@ pub(crate) struct Saml {
     metadata: String,
     parked: Mutex<HashMap<String, (Ask, OffsetDateTime)>>,
     reauth: Mutex<HashMap<String, OffsetDateTime>>,
-    /// IdP session id → names of the SPs that received an assertion in it
-    /// (for Single Logout).
-    pub(crate) participants: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// IdP session id → the SPs that received an assertion in it, each
+    /// with the NameID it received (for Single Logout).
+    pub(crate) participants: Mutex<HashMap<String, BTreeMap<String, IssuedNameId>>>,
+    name_id_key: NameIdKey,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -194,7 +298,9 @@ impl Saml {
             slo_url: format!("{base_url}/sso/saml/logout"),
         };
         let metadata = saml::idp_metadata_xml(&config, &settings.signing_key)?;
+        let name_id_key = NameIdKey::derive(&settings.signing_key)?;
         Ok(Saml {
+            name_id_key,
             settings,
             config,
             metadata,
@@ -311,8 +417,11 @@ impl Idp {
     pub fn sso_participants(&self, session_id: &str) -> Vec<String> {
         self.saml
             .as_ref()
-            .and_then(|s| lock(&s.participants).get(session_id).cloned())
-            .map(|set| set.into_iter().collect())
+            .and_then(|s| {
+                lock(&s.participants)
+                    .get(session_id)
+                    .map(|sps| sps.keys().cloned().collect())
+            })
             .unwrap_or_default()
     }
 
@@ -459,6 +568,10 @@ impl Idp {
             self.sso_failure(sp, None, false, reason, &origin);
             return bad_request(reason);
         }
+        let name_id_format = match self.name_id_policy(saml, sp, &parsed, &origin) {
+            Ok(format) => format,
+            Err(answer) => return *answer,
+        };
         let query = without_reauth(raw_query);
         let ask = Ask {
             sp: sp.name.clone(),
@@ -466,6 +579,7 @@ impl Idp {
             relay_state: parsed.relay_state,
             force_authn: parsed.force_authn,
             is_passive: parsed.is_passive,
+            name_id_format,
             return_to: format!("{}?{query}", self.path("/sso/saml")),
             parked: None,
         };
@@ -539,6 +653,10 @@ impl Idp {
             self.sso_failure(sp, None, false, reason, &origin);
             return bad_request(reason);
         }
+        let name_id_format = match self.name_id_policy(saml, sp, &parsed, &origin) {
+            Ok(format) => format,
+            Err(answer) => return *answer,
+        };
         let id = random_id();
         let ask = Ask {
             sp: sp.name.clone(),
@@ -546,6 +664,7 @@ impl Idp {
             relay_state: parsed.relay_state,
             force_authn: parsed.force_authn,
             is_passive: parsed.is_passive,
+            name_id_format,
             return_to: format!("{}?id={id}", self.path("/sso/saml/continue")),
             parked: Some(id.clone()),
         };
@@ -611,6 +730,7 @@ impl Idp {
             relay_state: None,
             force_authn: false,
             is_passive: false,
+            name_id_format: sp.name_id_format,
             return_to: self.path(&format!("/app/{}/sso/saml", sp.name)),
             parked: None,
         };
@@ -638,28 +758,45 @@ impl Idp {
             "NoPassive: sign-in needed but IsPassive was requested",
             origin,
         );
-        let params = saml::StatusParams {
-            acs_url: &sp.acs_url,
-            in_response_to: ask.in_response_to.as_deref(),
-            top_level: saml::STATUS_RESPONDER,
-            second_level: Some(saml::STATUS_NO_PASSIVE),
-            now: chrono::Utc::now(),
-        };
-        match saml::build_status_response(&saml.config, &saml.settings.signing_key, &params) {
-            Ok(status) => post_form(
-                &sp.acs_url,
-                &status.post_form_value(),
-                ask.relay_state.as_deref(),
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, sp = %sp.name, "building the NoPassive response failed");
-                respond::message_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Sign-in failed",
-                    "The identity provider could not complete the sign-in. Please try again later.",
-                )
-            }
-        }
+        status_answer(
+            saml,
+            sp,
+            ask.in_response_to.as_deref(),
+            ask.relay_state.as_deref(),
+            saml::STATUS_RESPONDER,
+            saml::STATUS_NO_PASSIVE,
+        )
+    }
+
+    /// The NameID format to issue for this request; a NameIDPolicy the SP
+    /// may not have is answered at its ACS with a signed
+    /// `Requester/InvalidNameIDPolicy` Response (core §3.4.1.1), before
+    /// anyone signs in for nothing.
+    fn name_id_policy(
+        &self,
+        saml: &Saml,
+        sp: &ServiceProvider,
+        parsed: &ParsedAuthnRequest,
+        origin: &Origin<'_>,
+    ) -> Result<NameIdFormat, Box<Response<Bytes>>> {
+        let asked = parsed.name_id_policy_format.as_deref();
+        sp.name_id_format_for(asked).map_err(|reason| {
+            tracing::warn!(
+                sp = %sp.name,
+                name_id_policy = asked.unwrap_or(""),
+                reason,
+                "SAML AuthnRequest refused: InvalidNameIDPolicy"
+            );
+            self.sso_failure(sp, None, false, reason, origin);
+            Box::new(status_answer(
+                saml,
+                sp,
+                Some(&parsed.id),
+                parsed.relay_state.as_deref(),
+                saml::STATUS_REQUESTER,
+                saml::STATUS_INVALID_NAME_ID_POLICY,
+            ))
+        })
     }
 
     /// Session, app policy, then the Response.
@@ -791,11 +928,7 @@ impl Idp {
         ask: &Ask,
         origin: &Origin<'_>,
     ) -> Response<Bytes> {
-        let name_id = match sp.name_id_format {
-            NameIdFormat::EmailAddress => user.email(),
-            NameIdFormat::Persistent => user.id(),
-            NameIdFormat::Unspecified => user.login(),
-        };
+        let name_id = saml.name_id(sp, ask.name_id_format, user, record.id.as_str());
         let attributes: Vec<ReleasedAttribute> = sp
             .attributes
             .iter()
@@ -815,13 +948,18 @@ impl Idp {
             sp_entity_id: &sp.entity_id,
             acs_url: &sp.acs_url,
             in_response_to: ask.in_response_to.as_deref(),
-            name_id,
-            name_id_format: sp.name_id_format,
+            name_id: &name_id.value,
+            name_id_format: name_id.format,
+            name_qualifier: name_id
+                .qualified
+                .then_some(saml.settings.entity_id.as_str()),
+            sp_name_qualifier: name_id.qualified.then_some(sp.entity_id.as_str()),
             session_index: record.id.as_str(),
             authn_context,
             authn_instant: to_chrono(record.body.last_password_verification),
             attributes: &attributes,
             validity: RESPONSE_VALIDITY,
+            clock_skew: saml.settings.clock_skew,
             now: chrono::Utc::now(),
             sign_assertion: true,
             sign_response: sp.sign_response,
@@ -850,7 +988,7 @@ impl Idp {
         lock(&saml.participants)
             .entry(record.id.as_str().to_string())
             .or_default()
-            .insert(sp.name.clone());
+            .insert(sp.name.clone(), name_id);
         self.emit(
             events::sso(
                 &sp.entity_id,
@@ -869,6 +1007,36 @@ impl Idp {
             &issued.post_form_value(),
             ask.relay_state.as_deref(),
         )
+    }
+}
+
+/// A signed Response that carries only a status, auto-posted to the SP's
+/// ACS: the SP learns why there is no assertion instead of a page.
+fn status_answer(
+    saml: &Saml,
+    sp: &ServiceProvider,
+    in_response_to: Option<&str>,
+    relay_state: Option<&str>,
+    top_level: &str,
+    second_level: &str,
+) -> Response<Bytes> {
+    let params = saml::StatusParams {
+        acs_url: &sp.acs_url,
+        in_response_to,
+        top_level,
+        second_level: Some(second_level),
+        now: chrono::Utc::now(),
+    };
+    match saml::build_status_response(&saml.config, &saml.settings.signing_key, &params) {
+        Ok(status) => post_form(&sp.acs_url, &status.post_form_value(), relay_state),
+        Err(e) => {
+            tracing::error!(error = %e, sp = %sp.name, status = second_level, "building a status response failed");
+            respond::message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sign-in failed",
+                "The identity provider could not complete the sign-in. Please try again later.",
+            )
+        }
     }
 }
 

@@ -367,3 +367,75 @@ fn post_authn_request_signature_failures_are_refused() {
         Err(Error::Signature(SignatureFailure::Invalid))
     ));
 }
+
+/// The XML inside a Redirect URL's SAMLRequest.
+fn inflated_request(url: &str) -> String {
+    use std::io::Read as _;
+    let value = url::form_urlencoded::parse(query_of(url).as_bytes())
+        .find(|(k, _)| k == "SAMLRequest")
+        .map(|(_, v)| v.into_owned())
+        .expect("SAMLRequest");
+    let compressed = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .expect("b64");
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(compressed.as_slice())
+        .read_to_string(&mut xml)
+        .expect("inflate");
+    xml
+}
+
+#[test]
+fn the_name_id_policy_asks_for_the_configured_format_and_allows_creation() {
+    let transient = NameIdFormat::Transient.uri();
+    let asking = build_redirect_authn_request(
+        &sp_cfg(),
+        sp_key(),
+        &AuthnRequestParams {
+            idp_sso_url: IDP_SSO,
+            relay_state: None,
+            force_authn: false,
+            name_id_format: Some(transient),
+            now: Utc::now(),
+        },
+    )
+    .expect("build");
+    let xml = inflated_request(&asking.url);
+    let policy = xml
+        .split('<')
+        .find(|e| e.contains(":NameIDPolicy"))
+        .unwrap_or_else(|| panic!("no NameIDPolicy in {xml}"));
+    assert!(
+        policy.contains(&format!("Format=\"{transient}\"")),
+        "{policy}"
+    );
+    assert!(policy.contains("AllowCreate=\"true\""), "{policy}");
+    let parsed =
+        parse_authn_request_redirect(query_of(&asking.url), Some(&sp_certs()), LIMIT).expect("ok");
+    assert_eq!(parsed.name_id_policy_format.as_deref(), Some(transient));
+
+    // Asking for nothing sends no NameIDPolicy at all: the IdP chooses.
+    let silent = build_redirect_authn_request(
+        &sp_cfg(),
+        sp_key(),
+        &AuthnRequestParams {
+            idp_sso_url: IDP_SSO,
+            relay_state: None,
+            force_authn: false,
+            name_id_format: None,
+            now: Utc::now(),
+        },
+    )
+    .expect("build");
+    assert!(!inflated_request(&silent.url).contains("NameIDPolicy"));
+}
+
+#[test]
+fn sp_metadata_lists_the_name_id_format_it_asks_for() {
+    let persistent = NameIdFormat::Persistent.uri();
+    let xml = sp_metadata_xml_with_formats(&sp_cfg(), sp_key(), &[persistent]).expect("md");
+    let meta = parse_sp_metadata(&xml).expect("parsed");
+    assert_eq!(meta.name_id_formats, [persistent]);
+    let plain = parse_sp_metadata(&sp_metadata_xml(&sp_cfg(), sp_key()).expect("md")).expect("ok");
+    assert!(plain.name_id_formats.is_empty());
+}

@@ -45,6 +45,8 @@ fn req_params(now: DateTime<Utc>) -> LogoutRequestParams<'static> {
         destination: IDP_SLO,
         name_id: NAME_ID,
         name_id_format: Some(EMAIL),
+        name_qualifier: None,
+        sp_name_qualifier: None,
         session_index: Some("_sess<1>"),
         relay_state: Some("/bye?x=1&y=2 ü"),
         now,
@@ -542,4 +544,28 @@ fn logout_messages_over_the_structural_limits_are_refused_before_parsing() {
         parse_logout_request_post(&b64().encode(&padded), None, None, LIMIT),
         Err(Error::Size { limit, .. }) if limit == XmlLimits::MESSAGE.max_bytes
     ));
+}
+
+#[test]
+fn a_logout_request_repeats_every_name_id_attribute() {
+    let now = Utc::now();
+    let persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+    let params = LogoutRequestParams {
+        name_id_format: Some(persistent),
+        name_qualifier: Some("https://idp.example.test/\"q\""),
+        sp_name_qualifier: Some(SP),
+        ..req_params(now)
+    };
+    let r = build_logout_request_redirect(&params, key()).expect("built");
+    let p = parse_logout_request_redirect(query_of(&r.url), Some(&certs()), LIMIT).expect("parsed");
+    assert_eq!(p.name_id, NAME_ID);
+    assert_eq!(p.name_id_format.as_deref(), Some(persistent));
+    assert_eq!(
+        p.name_qualifier.as_deref(),
+        Some("https://idp.example.test/\"q\"")
+    );
+    assert_eq!(p.sp_name_qualifier.as_deref(), Some(SP));
+    let plain = build_logout_request_redirect(&req_params(now), key()).expect("built");
+    let p = parse_logout_request_redirect(query_of(&plain.url), Some(&certs()), LIMIT).expect("ok");
+    assert_eq!((p.name_qualifier, p.sp_name_qualifier), (None, None));
 }

@@ -39,6 +39,8 @@ fn request(issuer: &'static str, destination: &'static str, validity: u64) -> St
             destination,
             name_id: "bob@example.test",
             name_id_format: None,
+            name_qualifier: None,
+            sp_name_qualifier: None,
             session_index: Some("102sess"),
             relay_state: Some("/x"),
             now: Utc::now() - chrono::Duration::seconds(600),

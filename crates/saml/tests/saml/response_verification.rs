@@ -80,11 +80,14 @@ fn issue(o: Opts) -> IssuedResponse {
         in_response_to: o.in_response_to,
         name_id: "alice@example.test",
         name_id_format: NameIdFormat::EmailAddress,
+        name_qualifier: None,
+        sp_name_qualifier: None,
         session_index: "sess-42",
         authn_context: AuthnContextClass::MultiFactor,
         authn_instant: o.now,
         attributes: &attributes,
         validity: o.validity,
+        clock_skew: Duration::from_secs(60),
         now: o.now,
         sign_assertion: o.sign_assertion,
         sign_response: o.sign_response,
@@ -681,11 +684,14 @@ fn a_response_with_a_thousand_groups_passes_the_structural_limits() {
             in_response_to: Some(REQ_ID),
             name_id: "alice@example.test",
             name_id_format: NameIdFormat::EmailAddress,
+            name_qualifier: None,
+            sp_name_qualifier: None,
             session_index: "sess-42",
             authn_context: AuthnContextClass::PasswordProtectedTransport,
             authn_instant: now,
             attributes: &attributes,
             validity: Duration::from_secs(300),
+            clock_skew: Duration::from_secs(60),
             now,
             sign_assertion: true,
             sign_response: true,
@@ -700,4 +706,105 @@ fn a_response_with_a_thousand_groups_passes_the_structural_limits() {
         .expect("groups");
     assert_eq!(groups.1.len(), 1_000);
     assert_eq!(v.attributes.len(), 41);
+}
+
+/// `Attr="value"` of the first `<…:element` in `xml`.
+fn attribute_of<'x>(xml: &'x str, element: &str, attr: &str) -> &'x str {
+    let start = xml
+        .find(&format!(":{element} "))
+        .unwrap_or_else(|| panic!("no {element} in {xml}"));
+    let tag = &xml[start..start + xml[start..].find('>').expect("tag end")];
+    let value = tag
+        .split_once(&format!(" {attr}=\""))
+        .unwrap_or_else(|| panic!("no {attr} on {tag}"))
+        .1;
+    &value[..value.find('"').expect("quote")]
+}
+
+#[test]
+fn not_before_is_backdated_by_the_clock_skew_and_the_qualifiers_travel() {
+    let now = Utc::now();
+    let r = build_response(
+        &idp_cfg(),
+        idp_key(),
+        &ResponseParams {
+            sp_entity_id: SP,
+            acs_url: ACS,
+            in_response_to: Some(REQ_ID),
+            name_id: "a1b2c3",
+            name_id_format: NameIdFormat::Persistent,
+            name_qualifier: Some(IDP),
+            sp_name_qualifier: Some(SP),
+            session_index: "sess-42",
+            authn_context: AuthnContextClass::PasswordProtectedTransport,
+            authn_instant: now,
+            attributes: &[],
+            validity: Duration::from_secs(300),
+            clock_skew: Duration::from_secs(75),
+            now,
+            sign_assertion: true,
+            sign_response: false,
+        },
+    )
+    .expect("build response");
+    let not_before: DateTime<Utc> = attribute_of(&r.xml, "Conditions", "NotBefore")
+        .parse()
+        .expect("NotBefore");
+    let issued: DateTime<Utc> = attribute_of(&r.xml, "Assertion", "IssueInstant")
+        .parse()
+        .expect("IssueInstant");
+    // samael writes the two instants with different precision.
+    assert_eq!((issued - not_before).num_seconds(), 75);
+    let v = verify_response(&r.post_form_value(), &expect(), now).expect("accepted");
+    assert_eq!(v.name_id, "a1b2c3");
+    assert_eq!(
+        v.name_id_format.as_deref(),
+        Some(NameIdFormat::Persistent.uri())
+    );
+    assert_eq!(v.name_qualifier.as_deref(), Some(IDP));
+    assert_eq!(v.sp_name_qualifier.as_deref(), Some(SP));
+    // Without qualifiers the NameID carries none.
+    let plain =
+        verify_response(&issue(opts()).post_form_value(), &expect(), Utc::now()).expect("accepted");
+    assert_eq!(
+        (plain.name_qualifier, plain.sp_name_qualifier),
+        (None, None)
+    );
+}
+
+#[test]
+fn invalid_name_id_policy_is_a_signed_requester_status() {
+    let status = build_status_response(
+        &idp_cfg(),
+        idp_key(),
+        &StatusParams {
+            acs_url: ACS,
+            in_response_to: Some(REQ_ID),
+            top_level: STATUS_REQUESTER,
+            second_level: Some(STATUS_INVALID_NAME_ID_POLICY),
+            now: Utc::now(),
+        },
+    )
+    .expect("status response");
+    assert!(!status.xml.contains("Assertion"), "{}", status.xml);
+    // The signature verifies with the IdP's certificate and covers the
+    // nested status code, and no other key verifies it.
+    let verified = |key: &SigningKey| {
+        use samael::crypto::{CertificateDer, Crypto, CryptoProvider, ReduceMode};
+        Crypto::reduce_xml_to_signed(
+            &status.xml,
+            &[CertificateDer::from(key.cert_der().expect("cert"))],
+            ReduceMode::ValidateAndMarkNoAncestors,
+        )
+    };
+    let signed = verified(idp_key()).expect("signed by the IdP");
+    assert!(signed.contains(STATUS_INVALID_NAME_ID_POLICY), "{signed}");
+    assert!(verified(foreign_key()).is_err());
+    match verify_xml(&status.xml, &expect()) {
+        Err(Error::Status { code }) => assert_eq!(
+            code,
+            format!("{STATUS_REQUESTER} / {STATUS_INVALID_NAME_ID_POLICY}")
+        ),
+        other => panic!("expected a Status error, got {other:?}"),
+    }
 }

@@ -77,6 +77,9 @@ fn build_assertion(
             name_id: Some(SubjectNameID {
                 format: Some("urn:oasis:names:tc:SAML:2.0:nameid-format:unspecified".to_string()),
                 value: name_id.to_owned(),
+                // Portcullis patch: SubjectNameID carries the qualifiers.
+                name_qualifier: None,
+                sp_name_qualifier: None,
             }),
             subject_confirmations: Some(vec![SubjectConfirmation {
                 method: Some("urn:oasis:names:tc:SAML:2.0:cm:bearer".to_string()),

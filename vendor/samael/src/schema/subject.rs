@@ -98,6 +98,15 @@ pub struct SubjectNameID {
     #[serde(rename = "@Format")]
     pub format: Option<String>,
 
+    // Portcullis patch: the qualifiers of SAML core §2.2.2, which an SP
+    // must repeat in its LogoutRequest (§3.7.1) and an IdP writes for
+    // persistent and transient identifiers.
+    #[serde(rename = "@NameQualifier", default)]
+    pub name_qualifier: Option<String>,
+
+    #[serde(rename = "@SPNameQualifier", default)]
+    pub sp_name_qualifier: Option<String>,
+
     #[serde(rename = "$value")]
     pub value: String,
 }
@@ -126,6 +135,13 @@ impl TryFrom<&SubjectNameID> for Event<'_> {
 
         if let Some(format) = &value.format {
             root.push_attribute(("Format", format.as_ref()));
+        }
+        // Portcullis patch: the qualifiers (escaped by push_attribute).
+        if let Some(name_qualifier) = &value.name_qualifier {
+            root.push_attribute(("NameQualifier", name_qualifier.as_ref()));
+        }
+        if let Some(sp_name_qualifier) = &value.sp_name_qualifier {
+            root.push_attribute(("SPNameQualifier", sp_name_qualifier.as_ref()));
         }
 
         writer.write_event(Event::Start(root))?;
