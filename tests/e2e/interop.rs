@@ -118,6 +118,68 @@ struct Sp {
     script: Script,
     config: PathBuf,
     dir: PathBuf,
+    /// Holds `dir` (keys, configs, metadata) for the test's life.
+    _files: tempfile::TempDir,
+}
+
+/// pysaml2 as an SP the embedded IdP registers from pysaml2's own metadata;
+/// `registration` is the rest of its `[[idp.service_provider]]` table.
+/// pysaml2 then reads the IdP's metadata from the running gateway.
+async fn pysaml2_sp_registered(registration: &str) -> (Gateway, Sp) {
+    let python = pysaml2();
+    let keys = tempfile::tempdir().expect("dir");
+    let write = |name: &str, data: &[u8]| {
+        let path = keys.path().join(name);
+        std::fs::write(&path, data).expect("write");
+        path
+    };
+    let idp_key = SigningKey::generate_self_signed("interop idp", 2).expect("idp key");
+    let sp_key = SigningKey::generate_self_signed("pysaml2 sp", 2).expect("sp key");
+    let script = Script {
+        python,
+        name: "pysaml2_sp.py",
+    };
+    let mut sp_config = json!({
+        "entity_id": SP_ENTITY,
+        "acs_url": SP_ACS,
+        "slo_url": SP_SLO,
+        "key_file": write("sp-key.pem", &sp_key.key_pem().expect("pem")),
+        "cert_file": write("sp.pem", &sp_key.cert_pem().expect("pem")),
+    });
+    let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
+    let sp_metadata = script.stdout(&[
+        "metadata",
+        "--config",
+        &sp_config_path.display().to_string(),
+    ]);
+    let config = format!(
+        "[idp]
+public_url = \"{IDP}/\"
+users_file = \"{USERS}\"
+policy_file = \"{POLICIES}\"
+system_log_file = \"system-log.jsonl\"
+signing_key = \"{}\"
+signing_cert = \"{}\"
+
+[[idp.service_provider]]
+name = \"pysaml2\"
+metadata_file = \"{}\"
+{registration}",
+        write("idp-key.pem", &idp_key.key_pem().expect("pem")).display(),
+        write("idp.pem", &idp_key.cert_pem().expect("pem")).display(),
+        write("sp-metadata.xml", &sp_metadata).display(),
+    );
+    let gw = Gateway::start("", &config);
+    let metadata = gw.browser().get(&format!("{IDP}/sso/saml/metadata")).await;
+    assert_eq!(metadata.status, StatusCode::OK, "{}", metadata.text());
+    sp_config["idp_metadata"] = json!(write("idp-metadata.xml", metadata.text().as_bytes()));
+    let sp = Sp {
+        script,
+        config: write("sp.json", sp_config.to_string().as_bytes()),
+        dir: keys.path().to_path_buf(),
+        _files: keys,
+    };
+    (gw, sp)
 }
 
 impl Sp {
@@ -169,71 +231,15 @@ impl Sp {
 
 #[tokio::test]
 async fn pysaml2_sp_signs_in_through_the_embedded_idp() {
-    let python = pysaml2();
-
-    let keys = tempfile::tempdir().expect("dir");
-    let write = |name: &str, data: &[u8]| {
-        let path = keys.path().join(name);
-        std::fs::write(&path, data).expect("write");
-        path
-    };
-    let idp_key = SigningKey::generate_self_signed("interop idp", 2).expect("idp key");
-    let sp_key = SigningKey::generate_self_signed("pysaml2 sp", 2).expect("sp key");
-    let idp_key_path = write("idp-key.pem", &idp_key.key_pem().expect("pem"));
-    let idp_cert_path = write("idp.pem", &idp_key.cert_pem().expect("pem"));
-    let sp_key_path = write("sp-key.pem", &sp_key.key_pem().expect("pem"));
-    let sp_cert_path = write("sp.pem", &sp_key.cert_pem().expect("pem"));
     // pysaml2 describes itself; the IdP registers it from that file alone.
-    let script = Script {
-        python,
-        name: "pysaml2_sp.py",
-    };
-    let mut sp_config = json!({
-        "entity_id": SP_ENTITY,
-        "acs_url": SP_ACS,
-        "slo_url": SP_SLO,
-        "key_file": sp_key_path,
-        "cert_file": sp_cert_path,
-    });
-    let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
-    let sp_metadata = script.stdout(&[
-        "metadata",
-        "--config",
-        &sp_config_path.display().to_string(),
-    ]);
-    let sp_metadata_path = write("sp-metadata.xml", &sp_metadata);
-    let config = format!(
-        "[idp]
-public_url = \"{IDP}/\"
-users_file = \"{USERS}\"
-policy_file = \"{POLICIES}\"
-system_log_file = \"system-log.jsonl\"
-signing_key = \"{}\"
-signing_cert = \"{}\"
-
-[[idp.service_provider]]
-name = \"pysaml2\"
-metadata_file = \"{}\"
-name_id_format = \"emailAddress\"
+    let (gw, sp) = pysaml2_sp_registered(
+        "name_id_format = \"emailAddress\"
 attribute_preset = \"oid\"
-attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.department\", {{ name = \"urn:oid:2.5.4.11\", source = \"profile.department\", friendly_name = \"ou\" }}]
+attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.department\", { name = \"urn:oid:2.5.4.11\", source = \"profile.department\", friendly_name = \"ou\" }]
 ",
-        idp_key_path.display(),
-        idp_cert_path.display(),
-        sp_metadata_path.display(),
-    );
-    let gw = Gateway::start("", &config);
+    )
+    .await;
     let b = gw.browser();
-
-    let metadata = b.get(&format!("{IDP}/sso/saml/metadata")).await;
-    assert_eq!(metadata.status, StatusCode::OK, "{}", metadata.text());
-    let metadata_path = write("idp-metadata.xml", metadata.text().as_bytes());
-    sp_config["idp_metadata"] = json!(metadata_path);
-    let sp = Sp {
-        script,
-        config: write("sp.json", sp_config.to_string().as_bytes()),
-        dir: keys.path().to_path_buf(),
-    };
 
     // pysaml2's signed Redirect-binding request, taken to the IdP.
     let (request_id, location) = sp.authn_request();
@@ -254,36 +260,7 @@ attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.depa
         "{}",
         refused.text()
     );
-    let first = b.get(&location).await;
-    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.text());
-    let login = first.location();
-    let from = login
-        .strip_prefix("/login?")
-        .and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "fromURI")
-                .map(|(_, v)| v.into_owned())
-        })
-        .unwrap_or_else(|| panic!("not a sign-in redirect: {login}"));
-
-    let form = b
-        .get(&format!("{IDP}/login?fromURI={}", url_encode(&from)))
-        .await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
-    let csrf = input_value(&form.text(), "csrf").expect("csrf");
-    let done = b
-        .post_form(
-            &format!("{IDP}/login"),
-            &[
-                ("csrf", &csrf),
-                ("fromURI", &from),
-                ("username", "bob"),
-                ("password", "bob-demo-pass"),
-            ],
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
-    let post = b.get(&format!("{IDP}{}", done.location())).await;
+    let post = to_the_acs_form(&b, &location).await;
     let html = post.text();
     assert_eq!(post.status, StatusCode::OK, "{html}");
     assert!(html.contains(&format!("action=\"{SP_ACS}\"")), "{html}");
@@ -870,40 +847,49 @@ name_id_format = \"persistent\"\n",
     );
 }
 
+/// Takes pysaml2's AuthnRequest `location` to the embedded IdP, signing
+/// bob in when the browser has no IdP session: the IdP's auto-submit page
+/// for the SP's ACS.
+async fn to_the_acs_form(b: &Browser, location: &str) -> test_support::Reply {
+    let page = b.get(location).await;
+    if page.status != StatusCode::SEE_OTHER {
+        return page;
+    }
+    let login = page.location();
+    let from = login
+        .strip_prefix("/login?")
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "fromURI")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_else(|| panic!("not a sign-in redirect: {login}"));
+    let form = b
+        .get(&format!("{IDP}/login?fromURI={}", url_encode(&from)))
+        .await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
+    let csrf = input_value(&form.text(), "csrf").expect("csrf");
+    let done = b
+        .post_form(
+            &format!("{IDP}/login"),
+            &[
+                ("csrf", &csrf),
+                ("fromURI", &from),
+                ("username", "bob"),
+                ("password", "bob-demo-pass"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
+    b.get(&format!("{IDP}{}", done.location())).await
+}
+
 /// What pysaml2 made of the IdP's answer to an AuthnRequest asking for
 /// `format`: `Ok(parsed response)` or `Err(stderr)`. Signs in as bob when
 /// the browser has no IdP session.
 async fn sign_in_asking_for(b: &Browser, sp: &Sp, format: &str) -> Result<Value, String> {
     let (request_id, location) = sp.authn_request_for(Some(format));
-    let mut page = b.get(&location).await;
-    if page.status == StatusCode::SEE_OTHER {
-        let login = page.location();
-        let from = login
-            .strip_prefix("/login?")
-            .and_then(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "fromURI")
-                    .map(|(_, v)| v.into_owned())
-            })
-            .unwrap_or_else(|| panic!("not a sign-in redirect: {login}"));
-        let form = b
-            .get(&format!("{IDP}/login?fromURI={}", url_encode(&from)))
-            .await;
-        let csrf = input_value(&form.text(), "csrf").expect("csrf");
-        let done = b
-            .post_form(
-                &format!("{IDP}/login"),
-                &[
-                    ("csrf", &csrf),
-                    ("fromURI", &from),
-                    ("username", "bob"),
-                    ("password", "bob-demo-pass"),
-                ],
-            )
-            .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
-        page = b.get(&format!("{IDP}{}", done.location())).await;
-    }
+    let page = to_the_acs_form(b, &location).await;
     let html = page.text();
     assert_eq!(page.status, StatusCode::OK, "{html}");
     let response = input_value(&html, "SAMLResponse").expect("SAMLResponse");
@@ -919,60 +905,13 @@ async fn sign_in_asking_for(b: &Browser, sp: &Sp, format: &str) -> Result<Value,
 /// formats its registration allows, and InvalidNameIDPolicy for others.
 #[tokio::test]
 async fn pysaml2_sp_gets_the_name_id_format_it_asks_for() {
-    let python = pysaml2();
-    let keys = tempfile::tempdir().expect("dir");
-    let write = |name: &str, data: &[u8]| {
-        let path = keys.path().join(name);
-        std::fs::write(&path, data).expect("write");
-        path
-    };
-    let idp_key = SigningKey::generate_self_signed("interop idp", 2).expect("idp key");
-    let sp_key = SigningKey::generate_self_signed("pysaml2 sp", 2).expect("sp key");
-    let script = Script {
-        python,
-        name: "pysaml2_sp.py",
-    };
-    let mut sp_config = json!({
-        "entity_id": SP_ENTITY,
-        "acs_url": SP_ACS,
-        "slo_url": SP_SLO,
-        "key_file": write("sp-key.pem", &sp_key.key_pem().expect("pem")),
-        "cert_file": write("sp.pem", &sp_key.cert_pem().expect("pem")),
-    });
-    let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
-    let sp_metadata = script.stdout(&[
-        "metadata",
-        "--config",
-        &sp_config_path.display().to_string(),
-    ]);
-    let config = format!(
-        "[idp]
-public_url = \"{IDP}/\"
-users_file = \"{USERS}\"
-policy_file = \"{POLICIES}\"
-system_log_file = \"system-log.jsonl\"
-signing_key = \"{}\"
-signing_cert = \"{}\"
-
-[[idp.service_provider]]
-name = \"pysaml2\"
-metadata_file = \"{}\"
-name_id_format = \"emailAddress\"
+    let (gw, sp) = pysaml2_sp_registered(
+        "name_id_format = \"emailAddress\"
 name_id_formats_allowed = [\"transient\", \"persistent\"]
 ",
-        write("idp-key.pem", &idp_key.key_pem().expect("pem")).display(),
-        write("idp.pem", &idp_key.cert_pem().expect("pem")).display(),
-        write("sp-metadata.xml", &sp_metadata).display(),
-    );
-    let gw = Gateway::start("", &config);
+    )
+    .await;
     let b = gw.browser();
-    let metadata = b.get(&format!("{IDP}/sso/saml/metadata")).await;
-    sp_config["idp_metadata"] = json!(write("idp-metadata.xml", metadata.text().as_bytes()));
-    let sp = Sp {
-        script,
-        config: write("sp.json", sp_config.to_string().as_bytes()),
-        dir: keys.path().to_path_buf(),
-    };
 
     let transient = sign_in_asking_for(&b, &sp, TRANSIENT)
         .await

@@ -22,16 +22,13 @@ const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const CM_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 
 /// Passed to samael so its own check agrees with our allowlist.
-pub(crate) const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] = &[
-    AllowedSignatureAlgorithm::RsaSha256,
-    AllowedSignatureAlgorithm::RsaSha384,
-    AllowedSignatureAlgorithm::RsaSha512,
-    AllowedSignatureAlgorithm::EcdsaSha256,
-    AllowedSignatureAlgorithm::EcdsaSha384,
-    AllowedSignatureAlgorithm::EcdsaSha512,
-];
+pub(crate) const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] =
+    match SAMAEL_ALLOWED_WITH_SHA1.split_last() {
+        Some((_sha1, modern)) => modern,
+        None => &[],
+    };
 
-/// [`SAMAEL_ALLOWED`] and RSA-SHA1, for a peer marked `allow_sha1`.
+/// [`SAMAEL_ALLOWED`] and, last, RSA-SHA1: for a peer marked `allow_sha1`.
 const SAMAEL_ALLOWED_WITH_SHA1: &[AllowedSignatureAlgorithm] = &[
     AllowedSignatureAlgorithm::RsaSha256,
     AllowedSignatureAlgorithm::RsaSha384,
