@@ -429,73 +429,116 @@ impl PyIdp {
     }
 }
 
-#[tokio::test]
-async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
-    let python = pysaml2();
-    let dir = tempfile::tempdir().expect("dir");
-    let write = |name: &str, data: &[u8]| {
-        let path = dir.path().join(name);
+/// A pysaml2 IdP signing in `user`, and the SP key the gateway apps that
+/// trust it sign with, all in one directory.
+struct PyIdpFixture {
+    idp: PyIdp,
+    /// The IdP's JSON config; [`PyIdpFixture::learn_sps`] rewrites it.
+    config: Value,
+    metadata: PathBuf,
+    sp_key: PathBuf,
+    sp_cert: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl PyIdpFixture {
+    fn new(user: Value) -> Self {
+        let python = pysaml2();
+        let dir = tempfile::tempdir().expect("dir");
+        let write = |name: &str, data: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, data).expect("write");
+            path
+        };
+        let idp_key = SigningKey::generate_self_signed("pysaml2 idp", 2).expect("idp key");
+        let sp_key = SigningKey::generate_self_signed("gateway sp", 2).expect("sp key");
+        let config = json!({
+            "entity_id": PY_IDP_ENTITY,
+            "sso_url": PY_IDP_SSO,
+            "slo_url": PY_IDP_SLO,
+            "key_file": write("idp-key.pem", &idp_key.key_pem().expect("pem")),
+            "cert_file": write("idp.pem", &idp_key.cert_pem().expect("pem")),
+            "user": user,
+        });
+        let idp = PyIdp {
+            script: Script {
+                python,
+                name: "pysaml2_idp.py",
+            },
+            config: write("idp.json", config.to_string().as_bytes()),
+        };
+        // The IdP's metadata first: the gateway reads it at start.
+        let metadata = write(
+            "idp-metadata.xml",
+            &idp.script
+                .stdout(&["metadata", "--config", &idp.config_arg()]),
+        );
+        PyIdpFixture {
+            idp,
+            config,
+            metadata,
+            sp_key: write("sp-key.pem", &sp_key.key_pem().expect("pem")),
+            sp_cert: write("sp.pem", &sp_key.cert_pem().expect("pem")),
+            dir,
+        }
+    }
+
+    fn write(&self, name: &str, data: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
         std::fs::write(&path, data).expect("write");
         path
-    };
-    let idp_key = SigningKey::generate_self_signed("pysaml2 idp", 2).expect("idp key");
-    let sp_key = SigningKey::generate_self_signed("gateway sp", 2).expect("sp key");
-    let idp_key_path = write("idp-key.pem", &idp_key.key_pem().expect("pem"));
-    let idp_cert_path = write("idp.pem", &idp_key.cert_pem().expect("pem"));
-    let sp_key_path = write("sp-key.pem", &sp_key.key_pem().expect("pem"));
-    let sp_cert_path = write("sp.pem", &sp_key.cert_pem().expect("pem"));
+    }
 
-    // The IdP's metadata first: the gateway reads it at start.
-    let mut idp_config = json!({
-        "entity_id": PY_IDP_ENTITY,
-        "sso_url": PY_IDP_SSO,
-        "slo_url": PY_IDP_SLO,
-        "key_file": idp_key_path,
-        "cert_file": idp_cert_path,
-        "user": {
-            "name_id": "dana@example.org",
-            "attributes": {
-                "email": ["dana@example.org"],
-                "givenName": ["Dana"],
-                "groups": ["finance", "staff"],
-            },
-        },
-    });
-    let idp = PyIdp {
-        script: Script {
-            python,
-            name: "pysaml2_idp.py",
-        },
-        config: write("idp.json", idp_config.to_string().as_bytes()),
-    };
-    let idp_metadata = idp
-        .script
-        .stdout(&["metadata", "--config", &idp.config_arg()]);
-    let idp_metadata_path = write("idp-metadata.xml", &idp_metadata);
-
-    // b.test: SP-initiated only, /finance for the finance group, /admin for
-    // admins. c.test: also takes IdP-initiated responses. d.test: like c,
-    // with the legacy opt-in for Response-only signatures.
-    let app_with_idp = |name: &str, url: &str, idp_extra: &str, extra: &str| {
+    /// An `[[app]]` trusting this IdP; `idp_extra` goes inside `idp = { … }`.
+    fn app(&self, name: &str, url: &str, idp_extra: &str, extra: &str) -> String {
         format!(
             "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"builtin:echo\"\n\
 auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
-            idp_metadata_path.display(),
-            sp_key_path.display(),
-            sp_cert_path.display(),
+            self.metadata.display(),
+            self.sp_key.display(),
+            self.sp_cert.display(),
         )
-    };
-    let app = |name: &str, url: &str, extra: &str| app_with_idp(name, url, "", extra);
+    }
+
+    /// pysaml2 learns the apps' SPs from the metadata the gateway serves;
+    /// each is checked with `check` first.
+    async fn learn_sps(&mut self, b: &Browser, origins: &[&str], check: impl Fn(&str)) {
+        let mut sp_metadata = Vec::new();
+        for (i, origin) in origins.iter().enumerate() {
+            let meta = b.get(&format!("{origin}/_portcullis/saml/metadata")).await;
+            assert_eq!(meta.status, StatusCode::OK, "{}", meta.text());
+            check(&meta.text());
+            sp_metadata.push(self.write(&format!("sp-{i}.xml"), meta.text().as_bytes()));
+        }
+        self.config["sp_metadata"] = json!(sp_metadata);
+        self.write("idp.json", self.config.to_string().as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
+    let mut fixture = PyIdpFixture::new(json!({
+        "name_id": "dana@example.org",
+        "attributes": {
+            "email": ["dana@example.org"],
+            "givenName": ["Dana"],
+            "groups": ["finance", "staff"],
+        },
+    }));
+    // b.test: SP-initiated only, /finance for the finance group, /admin for
+    // admins. c.test: also takes IdP-initiated responses. d.test: like c,
+    // with the legacy opt-ins for Response-only and SHA-1 signatures.
     let config = format!(
         "{}{}{}",
-        app(
+        fixture.app(
             "b",
             APP_B,
+            "",
             "[[app.access]]\npath = \"/finance\"\npolicy = \"groups\"\ngroups = [\"finance\"]\n\
 [[app.access]]\npath = \"/admin\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n"
         ),
-        app("c", APP_C, "allow_idp_initiated = true\n"),
-        app_with_idp(
+        fixture.app("c", APP_C, "", "allow_idp_initiated = true\n"),
+        fixture.app(
             "d",
             APP_D,
             "want_assertions_signed = false, allow_sha1 = true, ",
@@ -504,19 +547,8 @@ auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key =
     );
     let gw = Gateway::start("", &config);
     let b = gw.browser();
-
-    // pysaml2 learns both SPs from the metadata the gateway serves.
-    let mut sp_metadata = Vec::new();
-    for origin in [APP_B, APP_C, APP_D] {
-        let meta = b.get(&format!("{origin}/_portcullis/saml/metadata")).await;
-        assert_eq!(meta.status, StatusCode::OK, "{}", meta.text());
-        sp_metadata.push(write(
-            &format!("sp-{}.xml", &origin[8..9]),
-            meta.text().as_bytes(),
-        ));
-    }
-    idp_config["sp_metadata"] = json!(sp_metadata);
-    write("idp.json", idp_config.to_string().as_bytes());
+    fixture.learn_sps(&b, &[APP_B, APP_C, APP_D], |_| {}).await;
+    let idp = &fixture.idp;
 
     // A deep link goes to pysaml2's SSO endpoint with a signed request.
     let deep = "/reports/q1?year=2026&view=full";
@@ -753,58 +785,23 @@ const EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
 /// very NameID pysaml2 issued: Format and both qualifiers included.
 #[tokio::test]
 async fn a_gateway_app_asks_pysaml2_for_a_persistent_name_id_and_repeats_it_at_logout() {
-    let python = pysaml2();
-    let dir = tempfile::tempdir().expect("dir");
-    let write = |name: &str, data: &[u8]| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, data).expect("write");
-        path
-    };
-    let idp_key = SigningKey::generate_self_signed("pysaml2 idp", 2).expect("idp key");
-    let sp_key = SigningKey::generate_self_signed("gateway sp", 2).expect("sp key");
-    let mut idp_config = json!({
-        "entity_id": PY_IDP_ENTITY,
-        "sso_url": PY_IDP_SSO,
-        "slo_url": PY_IDP_SLO,
-        "key_file": write("idp-key.pem", &idp_key.key_pem().expect("pem")),
-        "cert_file": write("idp.pem", &idp_key.cert_pem().expect("pem")),
-        "user": {
-            "name_id": "dana@example.org",
-            "persistent_id": "pp-7f3a9c",
-            "attributes": {"email": ["dana@example.org"]},
-        },
-    });
-    let idp = PyIdp {
-        script: Script {
-            python,
-            name: "pysaml2_idp.py",
-        },
-        config: write("idp.json", idp_config.to_string().as_bytes()),
-    };
-    let idp_metadata = idp
-        .script
-        .stdout(&["metadata", "--config", &idp.config_arg()]);
-    let config = format!(
-        "[[app]]\nname = \"b\"\npublic_url = \"{APP_B}/\"\nupstream = \"builtin:echo\"\n\
-auth = \"saml\"\nidp = {{ metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n\
-name_id_format = \"persistent\"\n",
-        write("idp-metadata.xml", &idp_metadata).display(),
-        write("sp-key.pem", &sp_key.key_pem().expect("pem")).display(),
-        write("sp.pem", &sp_key.cert_pem().expect("pem")).display(),
-    );
+    let mut fixture = PyIdpFixture::new(json!({
+        "name_id": "dana@example.org",
+        "persistent_id": "pp-7f3a9c",
+        "attributes": {"email": ["dana@example.org"]},
+    }));
+    let config = fixture.app("b", APP_B, "", "name_id_format = \"persistent\"\n");
     let gw = Gateway::start("", &config);
     let b = gw.browser();
-
-    let meta = b.get(&format!("{APP_B}/_portcullis/saml/metadata")).await;
-    assert_eq!(meta.status, StatusCode::OK, "{}", meta.text());
-    assert!(
-        meta.text()
-            .contains(&format!("NameIDFormat>{PERSISTENT}</")),
-        "{}",
-        meta.text()
-    );
-    idp_config["sp_metadata"] = json!([write("sp-b.xml", meta.text().as_bytes())]);
-    write("idp.json", idp_config.to_string().as_bytes());
+    fixture
+        .learn_sps(&b, &[APP_B], |meta| {
+            assert!(
+                meta.contains(&format!("NameIDFormat>{PERSISTENT}</")),
+                "{meta}"
+            );
+        })
+        .await;
+    let idp = &fixture.idp;
 
     let start = b.get(&format!("{APP_B}/")).await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
