@@ -219,6 +219,30 @@ fn every_bad_trusted_proxy_is_printed_with_its_line() {
     assert!(!stderr.contains("trusted_proxies[0]"), "{stderr}");
 }
 
+#[test]
+fn a_trusted_proxy_range_of_every_address_passes_with_a_note() {
+    let pki = Pki::new();
+    let text = config_text(
+        &pki,
+        "trusted_proxies = [\"10.0.0.0/8\", \"0.0.0.0/0\", \"::/0\"]",
+        &app("a", "https://app.test/", "builtin:echo"),
+    );
+    let (code, stdout, stderr) = check(&text);
+    assert_eq!(code, 0, "{stderr}");
+    let notes: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("note: [server] trusted_proxies:"))
+        .collect();
+    assert_eq!(notes.len(), 2, "{stdout}");
+    assert!(
+        notes[0].contains("0.0.0.0/0") && notes[1].contains("::/0"),
+        "{stdout}"
+    );
+    assert!(notes
+        .iter()
+        .all(|n| n.contains("any client can claim any address")));
+}
+
 /// A config with the embedded IdP, whose `[idp] asn_database` is `asn`.
 fn with_asn_database(pki: &Pki, asn: &std::path::Path) -> String {
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");

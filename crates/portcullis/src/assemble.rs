@@ -57,9 +57,21 @@ pub fn build(config: &Config) -> Result<(Option<IdpFiles>, Arc<Gateway>), Vec<Pr
 }
 
 /// What `check` prints and `run` logs at WARN without refusing: the
-/// IdP's admin-console notes and every legacy peer opt-in.
+/// IdP's admin-console notes, every legacy peer opt-in, and a
+/// `trusted_proxies` entry that trusts every address.
 pub fn notes(config: &Config, files: Option<&IdpFiles>) -> Vec<String> {
     let mut notes: Vec<String> = files.iter().flat_map(|f| f.notes.clone()).collect();
+    for everyone in config
+        .server
+        .trusted_proxies
+        .iter()
+        .filter(|net| net.prefix_len() == 0)
+    {
+        notes.push(format!(
+            "[server] trusted_proxies: {everyone} believes every client's Forwarded / X-Forwarded-For, \
+             so any client can claim any address (rate limits, post-auth IP and ASN checks, admin session binding)"
+        ));
+    }
     for app in &config.apps {
         if let Some(portcullis_config::AppIdp::External(external)) =
             app.auth.as_ref().map(|auth| &auth.idp)
