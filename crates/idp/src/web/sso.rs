@@ -99,21 +99,6 @@ pub struct AttributeRule {
     pub source: String,
 }
 
-impl AttributeRule {
-    /// `source` under its own name (`profile.` dropped), NameFormat `basic`.
-    pub fn as_named(source: &str) -> Self {
-        Self {
-            name: source
-                .strip_prefix("profile.")
-                .unwrap_or(source)
-                .to_string(),
-            name_format: AttributeNameFormat::Basic,
-            friendly_name: None,
-            source: source.to_string(),
-        }
-    }
-}
-
 impl ServiceProvider {
     /// Whether a request's signature is checked: always when the SP must
     /// sign, and whenever it signed and we hold its certificates.
