@@ -230,21 +230,30 @@ def logout_request(args):
     json.dump({"location": dict(http["headers"])["Location"], "request_id": request_id}, sys.stdout)
 
 
+def signed_redirect_query(idp, raw_query, param):
+    """The parsed query of a Redirect-binding message whose signature an SP
+    in the metadata made; raises ValueError otherwise. pysaml2 checks these
+    signatures only where its config requires them, so it is done here."""
+    from saml2.sigver import verify_redirect_signature
+
+    query = dict(urllib.parse.parse_qsl(raw_query, keep_blank_values=True))
+    if "Signature" not in query:
+        raise ValueError(f"the {param} message is not signed")
+    signed = {k: query[k] for k in (param, "RelayState", "SigAlg", "Signature") if k in query}
+    sps = list(idp.metadata.service_providers())
+    certs = [c for sp in sps for c in idp.metadata.certs(sp, "spsso", "signing")]
+    if not any(verify_redirect_signature(signed, idp.sec.sec_backend, cert=c[1]) for c in certs):
+        raise ValueError(f"the {param} message's query signature does not verify")
+    return query
+
+
 def parse_logout_request(args):
     from saml2 import BINDING_HTTP_REDIRECT
-    from saml2.sigver import verify_redirect_signature
 
     cfg = load(args.config)
     idp = server(cfg)
-    query = dict(urllib.parse.parse_qsl(args.query, keep_blank_values=True))
     try:
-        if "Signature" not in query:
-            raise ValueError("the LogoutRequest is not signed")
-        signed = {k: query[k] for k in ("SAMLRequest", "RelayState", "SigAlg", "Signature") if k in query}
-        sps = list(idp.metadata.service_providers())
-        certs = [c for sp in sps for c in idp.metadata.certs(sp, "spsso", "signing")]
-        if not any(verify_redirect_signature(signed, idp.sec.sec_backend, cert=c[1]) for c in certs):
-            raise ValueError("the LogoutRequest's query signature does not verify")
+        query = signed_redirect_query(idp, args.query, "SAMLRequest")
         request = idp.parse_logout_request(
             query["SAMLRequest"],
             BINDING_HTTP_REDIRECT,
@@ -271,22 +280,12 @@ def parse_logout_request(args):
 
 
 def logout_response(args):
-    import urllib.parse
-
     from saml2 import BINDING_HTTP_REDIRECT
-    from saml2.sigver import verify_redirect_signature
 
     cfg = load(args.config)
     idp = server(cfg)
-    query = dict(urllib.parse.parse_qsl(args.query, keep_blank_values=True))
     try:
-        if "Signature" not in query:
-            raise ValueError("the LogoutResponse is not signed")
-        signed = {k: query[k] for k in ("SAMLResponse", "RelayState", "SigAlg", "Signature") if k in query}
-        sps = list(idp.metadata.service_providers())
-        certs = [c for sp in sps for c in idp.metadata.certs(sp, "spsso", "signing")]
-        if not any(verify_redirect_signature(signed, idp.sec.sec_backend, cert=c[1]) for c in certs):
-            raise ValueError("the LogoutResponse's query signature does not verify")
+        query = signed_redirect_query(idp, args.query, "SAMLResponse")
         response = idp.parse_logout_request_response(query["SAMLResponse"], BINDING_HTTP_REDIRECT)
         if response is None:
             raise ValueError("pysaml2 returned no response")
