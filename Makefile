@@ -12,7 +12,7 @@ CONFIG ?= gateway.toml.example
 # xmlsec1 and a venv with pysaml2 run the third-party SP of the interop
 # test (tests/e2e/interop.rs, tests/interop/pysaml2_sp.py).
 BUILD_PACKAGES := build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev clang
-TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv openssl
+TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv openssl redis-server
 PYSAML2_VERSION := 7.5.5
 PYENV := target/pyenv
 export PORTCULLIS_PYTHON := $(CURDIR)/$(PYENV)/bin/python
@@ -20,7 +20,7 @@ export PORTCULLIS_PYTHON := $(CURDIR)/$(PYENV)/bin/python
 .PHONY: run test build deps test-deps lint bench certs toolchain fuzz fuzz-deps fuzz-seeds
 
 toolchain:
-	@command -v $(CARGO) >/dev/null || { echo "portcullis: cargo not found; install Rust from https://rustup.rs (stable 1.85 or newer)" >&2; exit 1; }
+	@command -v $(CARGO) >/dev/null || { echo "portcullis: cargo not found; install Rust from https://rustup.rs (stable 1.88 or newer)" >&2; exit 1; }
 
 deps: toolchain
 	@deploy/install-packages.sh $(BUILD_PACKAGES)

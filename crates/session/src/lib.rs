@@ -16,7 +16,8 @@
 //! - the [`SessionStore`] trait — async, dyn-compatible, typed errors,
 //!   wall-clock `now` passed in — with secondary indexes (by user, by IdP
 //!   session, …), end notifications and per-session [`EndSignal`]s, and
-//!   its sharded in-memory backend ([`MemoryStore`]);
+//!   its sharded in-memory backend ([`MemoryStore`]) and, with the
+//!   `redis` feature, the backends every cluster node shares ([`redis`]);
 //! - one-time-use caches ([`OneTimeStore`], [`MemoryOneTime`]: assertion
 //!   ids, JWT ids, TOTP steps) and one-time tickets carrying a value
 //!   ([`TicketStore`], [`MemoryTickets`]);
@@ -43,6 +44,8 @@ mod memory;
 mod name;
 mod one_time;
 mod record;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod store;
 mod ticket;
 

@@ -37,7 +37,7 @@ pub const DEFAULT_TICKET_CAPACITY: usize = 100_000;
 pub struct TicketSecret(String);
 
 impl TicketSecret {
-    fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let mut bytes = [0u8; TICKET_BYTES];
         rand::rng().fill_bytes(&mut bytes);
         Self(base64url(&bytes))
@@ -167,7 +167,7 @@ impl<T> MemoryTickets<T> {
     }
 }
 
-fn digest(secret: &str) -> [u8; 32] {
+pub(crate) fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 

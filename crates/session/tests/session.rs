@@ -1,13 +1,15 @@
 //! The crate's one integration-test binary: the conformance suites run
-//! against the memory backends (a Redis backend runs the very same
-//! suites), then what is specific to the memory backends — sharding, the
-//! eight-thread race, memory following the live sessions.
+//! against the memory backends and the Redis backends alike (on a real
+//! redis-server the binary starts), then what is specific to each — the
+//! memory backends' sharding, eight-thread race and footprint; Redis's
+//! cross-node ends, sealed records and outages (`redis_backend`).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use portcullis_session::conformance::{drain, lifetime, TestBody, IDLE, T0};
+use portcullis_session::redis::{RedisOneTime, RedisStore, RedisTickets, SealKeys};
 use portcullis_session::{
     EndReason, MemoryOneTime, MemoryStore, MemoryTickets, OneTimeKind, OneTimeStore, SecretHash,
     SessionId, SessionStore, StoreError, TicketStore,
@@ -16,6 +18,20 @@ use portcullis_session::{
 portcullis_session::session_store_suite!(memory_sessions, MemoryStore::<TestBody>::new);
 portcullis_session::one_time_suite!(memory_one_time, MemoryOneTime::new);
 portcullis_session::ticket_suite!(memory_tickets, MemoryTickets::<TestBody>::default);
+
+#[path = "session/redis_backend.rs"]
+mod redis_backend;
+
+use redis_backend::connection as redis_connection;
+portcullis_session::session_store_suite!(redis_sessions, || {
+    RedisStore::<TestBody>::new(redis_connection(), "s", SealKeys::generate())
+});
+portcullis_session::one_time_suite!(redis_one_time, |capacity| {
+    RedisOneTime::new(redis_connection(), "o", capacity)
+});
+portcullis_session::ticket_suite!(redis_tickets, || {
+    RedisTickets::<TestBody>::new(redis_connection(), "t", SealKeys::generate())
+});
 
 /// The memory futures never wait, so a thread can drive one by itself.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {

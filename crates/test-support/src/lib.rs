@@ -8,12 +8,14 @@ pub mod body;
 pub mod browser;
 pub mod client;
 pub mod pki;
+pub mod redis;
 
 pub use backend::Backend;
 pub use body::ZeroBody;
 pub use browser::Browser;
 pub use client::{Client, Reply};
 pub use pki::Pki;
+pub use redis::RedisServer;
 
 /// Polls `check` every 20 ms until it returns true or `within` passes.
 pub async fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {

@@ -1,0 +1,18 @@
+//! The Redis backends (feature `redis`), for `[cluster] mode = "shared"`:
+//! sessions ([`RedisStore`]), one-time caches ([`RedisOneTime`]) and
+//! tickets ([`RedisTickets`]) that every node shares, on one
+//! [`RedisConnection`] per process. They pass the same conformance suites
+//! as the memory backends.
+
+mod connection;
+mod one_time;
+mod scripts;
+mod seal;
+mod sessions;
+mod tickets;
+
+pub use connection::{RedisConnection, RedisOptions};
+pub use one_time::RedisOneTime;
+pub use seal::{SealError, SealKeys, MIN_SECRET_BYTES};
+pub use sessions::RedisStore;
+pub use tickets::RedisTickets;

@@ -1,0 +1,193 @@
+//! What only the Redis backends have: several nodes on one Redis, records
+//! sealed at rest, and Redis going away and coming back.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use portcullis_session::conformance::{lifetime, TestBody, T0};
+use portcullis_session::redis::{RedisConnection, RedisOptions, RedisStore, SealKeys};
+use portcullis_session::{EndReason, SessionError, SessionStore, StoreError};
+use test_support::RedisServer;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn options(url: String) -> RedisOptions {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let mut options = RedisOptions::new(url);
+    options.key_prefix = format!(
+        "t{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    options.probe_interval = Duration::from_millis(50);
+    options
+}
+
+/// A connection to the binary's shared server under a prefix of its own,
+/// so every store built on it starts empty.
+pub fn connection() -> RedisConnection {
+    RedisConnection::open(&options(RedisServer::shared().url())).expect("connection")
+}
+
+async fn ready(connection: &RedisConnection, up: bool) {
+    let mut readiness = connection.readiness();
+    tokio::time::timeout(DEADLINE, readiness.wait_for(|r| *r == up))
+        .await
+        .unwrap_or_else(|_| panic!("readiness never became {up}"))
+        .expect("connection alive");
+}
+
+/// Two nodes: same Redis, same prefix and keys, separate connections.
+fn two_nodes(url: String) -> (RedisStore<TestBody>, RedisStore<TestBody>, RedisConnection) {
+    let options = options(url);
+    let secret = [42u8; 32];
+    let node = |options: &RedisOptions| {
+        let connection = RedisConnection::open(options).expect("connection");
+        let keys = SealKeys::from_secrets(&[secret]).expect("keys");
+        (
+            RedisStore::<TestBody>::new(connection.clone(), "s", keys),
+            connection,
+        )
+    };
+    let (a, _) = node(&options);
+    let (b, connection_b) = node(&options);
+    (a, b, connection_b)
+}
+
+#[tokio::test]
+async fn a_session_from_one_node_is_served_and_ended_by_another() {
+    let (a, b, connection_b) = two_nodes(RedisServer::shared().url());
+    ready(&connection_b, true).await;
+    let mut ended_on_a = a.subscribe();
+    let mut ended_on_b = b.subscribe();
+    let (secret, session) = a
+        .create(TestBody::new("alice"), lifetime(), T0)
+        .await
+        .expect("created on a");
+    let on_b = b.touch(&secret.hash(), T0).await.expect("b serves it");
+    assert_eq!(on_b.id, session.id);
+    assert_eq!(on_b.body, TestBody::new("alice"));
+    // A tunnel on node a waits on its end signal; b revokes the session.
+    let tunnel_on_a = tokio::spawn(a.ended(&secret.hash()));
+    // Both nodes must be listening before b publishes the end.
+    let channel = format!("{}s:ended", connection_b.prefix());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !RedisServer::shared()
+        .command(&format!("PUBSUB NUMSUB {channel}"))
+        .contains(":2\r\n")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.end_by_id(&session.id, EndReason::Revoked)
+        .await
+        .expect("revoked on b")
+        .expect("b removed it");
+    tokio::time::timeout(DEADLINE, tunnel_on_a)
+        .await
+        .expect("a's end signal fired through pub/sub")
+        .expect("waiter ran");
+    assert_eq!(
+        a.touch(&secret.hash(), T0).await,
+        Err(SessionError::NotFound)
+    );
+    // Exactly one node reports the end to its own subscribers: the one
+    // that removed it (side effects such as logout fan-out happen once).
+    assert_eq!(
+        ended_on_b.try_recv().expect("b published").reason,
+        EndReason::Revoked
+    );
+    assert!(ended_on_a.try_recv().is_err(), "a did not end it");
+}
+
+#[tokio::test]
+async fn a_dump_of_redis_holds_neither_bodies_nor_cookies() {
+    let server = RedisServer::shared();
+    let connection = connection();
+    let store = RedisStore::<TestBody>::new(connection.clone(), "s", SealKeys::generate());
+    let mut body = TestBody::new("u-7f3a");
+    body.note = "secret-attribute-value".to_owned();
+    let (secret, session) = store.create(body, lifetime(), T0).await.expect("created");
+    let prefix = connection.prefix().to_owned();
+    let keys = server.command(&format!("KEYS {prefix}*"));
+    let mut dump = keys.clone();
+    for line in keys.lines().filter(|l| l.starts_with(&prefix)) {
+        dump.push_str(&server.command(&format!("DUMP {line}")));
+        dump.push_str(&server.command(&format!("HGETALL {line}")));
+    }
+    assert!(
+        dump.contains(session.id.as_str()),
+        "the public id is there: {keys}"
+    );
+    assert!(!dump.contains("secret-attribute-value"), "{dump}");
+    assert!(!dump.contains(secret.expose()), "{dump}");
+    // Tampering with the sealed record is an error, never a session.
+    let record = keys
+        .lines()
+        .find(|l| l.starts_with(&prefix) && l.contains(":s:"))
+        .expect("the record's key")
+        .to_owned();
+    server.command(&format!("HSET {record} rec garbage"));
+    assert!(matches!(
+        store.touch(&secret.hash(), T0).await,
+        Err(SessionError::Store(StoreError::Corrupt(_)))
+    ));
+}
+
+#[tokio::test]
+async fn an_outage_is_an_error_not_a_sign_out_and_recovery_needs_no_restart() {
+    let mut server = RedisServer::start();
+    let connection = RedisConnection::open(&options(server.url())).expect("connection");
+    let store = RedisStore::<TestBody>::new(connection.clone(), "s", SealKeys::generate());
+    ready(&connection, true).await;
+    let (secret, _) = store
+        .create(TestBody::new("u1"), lifetime(), T0)
+        .await
+        .expect("created");
+    let tunnel = tokio::spawn(store.ended(&secret.hash()));
+
+    server.stop();
+    ready(&connection, false).await;
+    match store.touch(&secret.hash(), T0).await {
+        Err(SessionError::Store(StoreError::Unavailable(_))) => {}
+        other => panic!("an outage must not read as 'no session': {other:?}"),
+    }
+    assert!(!tunnel.is_finished(), "an outage does not end sessions");
+
+    // This Redis keeps nothing across a restart: after reconnecting the
+    // node re-checks what it watches and fires the signals of sessions
+    // that are gone (pub/sub could not tell it).
+    server.restart();
+    ready(&connection, true).await;
+    tokio::time::timeout(DEADLINE, tunnel)
+        .await
+        .expect("re-sync fired the signal")
+        .expect("waiter ran");
+    let (again, _) = store
+        .create(TestBody::new("u1"), lifetime(), T0)
+        .await
+        .expect("sign-ins work again without restarting");
+    store.touch(&again.hash(), T0).await.expect("alive");
+}
+
+#[tokio::test]
+async fn starting_while_redis_is_down_starts_not_ready() {
+    let mut server = RedisServer::start();
+    server.stop();
+    let connection = RedisConnection::open(&options(server.url())).expect("opens without Redis");
+    let store = RedisStore::<TestBody>::new(connection.clone(), "s", SealKeys::generate());
+    assert!(!connection.is_ready());
+    assert!(matches!(
+        store.create(TestBody::new("u1"), lifetime(), T0).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    server.restart();
+    ready(&connection, true).await;
+    store
+        .create(TestBody::new("u1"), lifetime(), T0)
+        .await
+        .expect("created once Redis is up");
+}
