@@ -128,12 +128,14 @@ for d, _, files in os.walk(root):
 print(json.dumps(out))
 "#;
     let ran = run(
-        Command::new(python())
-            .args(["-c", script])
-            .arg(deploy()),
+        Command::new(python()).args(["-c", script]).arg(deploy()),
         Duration::from_secs(30),
     );
-    assert!(ran.ok(), "a YAML file under deploy/ does not parse:\n{}", ran.both());
+    assert!(
+        ran.ok(),
+        "a YAML file under deploy/ does not parse:\n{}",
+        ran.both()
+    );
     serde_json::from_str(&ran.stdout).expect("JSON from the YAML reader")
 }
 
@@ -250,7 +252,9 @@ fn deploy_systemd_unit_passes_systemd_analyze_verify() {
     );
 
     // What the kit promises about signals and the drain.
-    assert!(directive(&unit, "ExecStartPre").ends_with("check --config /etc/portcullis/gateway.toml"));
+    assert!(
+        directive(&unit, "ExecStartPre").ends_with("check --config /etc/portcullis/gateway.toml")
+    );
     assert!(directive(&unit, "ExecStart").ends_with("run --config /etc/portcullis/gateway.toml"));
     assert_eq!(directive(&unit, "ExecReload"), "/bin/kill -HUP $MAINPID");
     assert_eq!(directive(&unit, "KillSignal"), "SIGTERM");
@@ -264,7 +268,10 @@ fn deploy_systemd_unit_passes_systemd_analyze_verify() {
 
     // The same check on a broken copy reports it: the assertion above is real.
     let broken = unit
-        .replace("KillSignal=SIGTERM", "KillSignal=SIGNOPE\nRestartAfterCoffee=yes")
+        .replace(
+            "KillSignal=SIGTERM",
+            "KillSignal=SIGNOPE\nRestartAfterCoffee=yes",
+        )
         .replace(BIN, "/nonexistent/portcullis");
     let (_, problems) = systemd_problems(&broken);
     for needle in ["SIGNOPE", "RestartAfterCoffee", "/nonexistent/portcullis"] {
@@ -287,7 +294,10 @@ fn haproxy_check(cfg: &str, cert_dir: &str) -> Ran {
     std::fs::copy(pki.cert_path(), certs.join("public.pem")).expect("cert");
     std::fs::copy(pki.key_path(), certs.join("public.pem.key")).expect("key");
     std::fs::copy(pki.ca_path(), certs.join("gateway-ca.pem")).expect("ca");
-    assert!(cfg.contains(cert_dir), "expected certificates under {cert_dir}");
+    assert!(
+        cfg.contains(cert_dir),
+        "expected certificates under {cert_dir}"
+    );
     let text = cfg.replace(cert_dir, &format!("{}/", certs.display()));
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, text).expect("write cfg");
@@ -389,7 +399,11 @@ fn deploy_haproxy_check_rejects_a_broken_config() {
     for text in broken {
         assert_ne!(text, cfg, "the breakage did not apply");
         let ran = haproxy_check(&text, cert_dir);
-        assert!(!ran.ok(), "haproxy -c accepted a broken config:\n{}", ran.both());
+        assert!(
+            !ran.ok(),
+            "haproxy -c accepted a broken config:\n{}",
+            ran.both()
+        );
     }
 }
 
@@ -416,11 +430,22 @@ fn deploy_yaml_files_parse_and_have_the_expected_shape() {
     for name in ["haproxy", "gw-a", "gw-b", "redis", "echo"] {
         let service = &services[name];
         assert!(service.is_object(), "compose service {name} missing");
-        assert!(service["healthcheck"]["test"].is_array(), "{name}: healthcheck");
+        assert!(
+            service["healthcheck"]["test"].is_array(),
+            "{name}: healthcheck"
+        );
         for volume in service["volumes"].as_array().expect("volumes") {
-            let host = volume.as_str().expect("short volume").split(':').next().expect("host");
+            let host = volume
+                .as_str()
+                .expect("short volume")
+                .split(':')
+                .next()
+                .expect("host");
             if host.starts_with('.') {
-                assert!(deploy().join(host).exists(), "{name}: {host} does not exist");
+                assert!(
+                    deploy().join(host).exists(),
+                    "{name}: {host} does not exist"
+                );
             }
         }
     }
@@ -432,22 +457,37 @@ fn deploy_yaml_files_parse_and_have_the_expected_shape() {
         let service = &services[gw];
         let mount = format!("./compose/{gw}.toml:/etc/portcullis/gateway.toml:ro");
         assert!(
-            service["volumes"].as_array().expect("volumes").iter().any(|v| v == &mount),
+            service["volumes"]
+                .as_array()
+                .expect("volumes")
+                .iter()
+                .any(|v| v == &mount),
             "{gw} does not mount its own config"
         );
-        assert!(service["secrets"][0]["target"] == "redis-password", "{gw}: secret");
+        assert!(
+            service["secrets"][0]["target"] == "redis-password",
+            "{gw}: secret"
+        );
         let config: toml::Table = read(&deploy().join(format!("compose/{gw}.toml")))
             .parse()
             .expect("toml");
         let grace = duration(service["stop_grace_period"].as_str().expect("grace"));
-        assert!(grace > shutdown_of(&config), "{gw}: stop_grace_period under the drain");
+        assert!(
+            grace > shutdown_of(&config),
+            "{gw}: stop_grace_period under the drain"
+        );
         // HAProxy's compose config names this gateway's static address.
         let ip = service["networks"]["portcullis"]["ipv4_address"]
             .as_str()
             .expect("ipv4_address");
-        let servers = backend_servers(&read(&deploy().join("compose/haproxy.cfg")), "portcullis_shared");
+        let servers = backend_servers(
+            &read(&deploy().join("compose/haproxy.cfg")),
+            "portcullis_shared",
+        );
         assert!(
-            servers.iter().any(|s| s[1] == gw && s[2] == format!("{ip}:8443")),
+            servers
+                .iter()
+                .any(|s| s[1] == gw && s[2] == format!("{ip}:8443")),
             "{gw} at {ip} not in compose/haproxy.cfg: {servers:?}"
         );
     }
@@ -499,17 +539,30 @@ fn deploy_yaml_files_parse_and_have_the_expected_shape() {
         Duration::from_secs(grace) > Duration::from_secs(sleep) + shutdown_of(&gateway_toml),
         "terminationGracePeriodSeconds {grace} must exceed preStop {sleep}s + shutdown_timeout"
     );
-    let admin_listen = gateway_toml["admin"]["listen"].as_str().expect("admin listen");
+    let admin_listen = gateway_toml["admin"]["listen"]
+        .as_str()
+        .expect("admin listen");
     assert!(
         admin_listen.ends_with(&format!(":{admin_port}")),
         "admin containerPort {admin_port} vs [admin] listen {admin_listen}"
     );
     // The init container renders node_id from the pod name.
     let init = &pod["spec"]["initContainers"][0];
-    let script = init["command"].as_array().expect("command").last().expect("script");
-    assert!(script.as_str().expect("script").contains("@NODE_ID@"), "{script}");
-    assert!(init["env"].as_array().expect("env").iter().any(|e| e["name"] == "POD_NAME"
-        && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"));
+    let script = init["command"]
+        .as_array()
+        .expect("command")
+        .last()
+        .expect("script");
+    assert!(
+        script.as_str().expect("script").contains("@NODE_ID@"),
+        "{script}"
+    );
+    assert!(init["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .any(|e| e["name"] == "POD_NAME"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"));
 
     let services = yaml(&files, "k8s/service.yaml");
     let services = of_kind(&services, "Service");
@@ -518,7 +571,9 @@ fn deploy_yaml_files_parse_and_have_the_expected_shape() {
         assert_selects(&service["spec"]["selector"], labels, "Service");
     }
     assert!(
-        services.iter().any(|s| s["metadata"]["name"] == workload["spec"]["serviceName"]),
+        services
+            .iter()
+            .any(|s| s["metadata"]["name"] == workload["spec"]["serviceName"]),
         "the StatefulSet's serviceName is one of the Services"
     );
     let pdbs = yaml(&files, "k8s/pdb.yaml");
@@ -537,15 +592,24 @@ fn deploy_yaml_files_parse_and_have_the_expected_shape() {
         .collect();
     for volume in pod["spec"]["volumes"].as_array().expect("volumes") {
         if let Some(name) = volume["secret"]["secretName"].as_str() {
-            assert!(secrets.contains(name), "Secret {name} not in secret.example.yaml");
+            assert!(
+                secrets.contains(name),
+                "Secret {name} not in secret.example.yaml"
+            );
         }
         if let Some(name) = volume["configMap"]["name"].as_str() {
-            assert!(config_names.contains(name), "ConfigMap {name} not in configmap.yaml");
+            assert!(
+                config_names.contains(name),
+                "ConfigMap {name} not in configmap.yaml"
+            );
         }
     }
     for env in container["env"].as_array().expect("env") {
         if let Some(name) = env["valueFrom"]["secretKeyRef"]["name"].as_str() {
-            assert!(secrets.contains(name), "Secret {name} not in secret.example.yaml");
+            assert!(
+                secrets.contains(name),
+                "Secret {name} not in secret.example.yaml"
+            );
         }
     }
     let kustomization = &yaml(&files, "k8s/kustomization.yaml")[0];
@@ -613,7 +677,11 @@ fn deploy_k8s_manifests_pass_the_kubernetes_schemas() {
     assert!(files.len() >= 4, "{files:?}");
     let ran = kubernetes_validate(&files);
     assert!(ran.ok(), "{}", ran.both());
-    assert!(!ran.stdout.contains("ERROR") && !ran.stderr.contains("ERROR"), "{}", ran.both());
+    assert!(
+        !ran.stdout.contains("ERROR") && !ran.stderr.contains("ERROR"),
+        "{}",
+        ran.both()
+    );
     let passed = ran.stdout.matches(" passed for resource ").count()
         + ran.stderr.matches(" passed for resource ").count();
     let documents: usize = yaml_files()
@@ -621,7 +689,12 @@ fn deploy_k8s_manifests_pass_the_kubernetes_schemas() {
         .filter(|(name, _)| name.starts_with("k8s/") && !name.ends_with("kustomization.yaml"))
         .map(|(_, docs)| docs.len())
         .sum();
-    assert_eq!(passed, documents, "every document validated:\n{}", ran.both());
+    assert_eq!(
+        passed,
+        documents,
+        "every document validated:\n{}",
+        ran.both()
+    );
 
     // The same validator rejects a broken copy.
     let dir = tempfile::tempdir().expect("dir");
@@ -647,7 +720,11 @@ fn toml_configs() -> Vec<(String, String)> {
             if path.is_dir() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "toml") {
-                let name = path.strip_prefix(deploy()).expect("under deploy").display().to_string();
+                let name = path
+                    .strip_prefix(deploy())
+                    .expect("under deploy")
+                    .display()
+                    .to_string();
                 out.push((name, read(&path)));
             }
         }
@@ -658,7 +735,11 @@ fn toml_configs() -> Vec<(String, String)> {
         k8s_file(&configmaps, "gateway.toml").replace("@NODE_ID@", "portcullis-0"),
     ));
     out.sort();
-    assert!(out.len() >= 4, "{:?}", out.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    assert!(
+        out.len() >= 4,
+        "{:?}",
+        out.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
     out
 }
 
@@ -699,14 +780,19 @@ fn cluster_problems(config: &toml::Table) -> Vec<String> {
             problems.push(format!("cluster.{key}: not in the contract"));
         }
     }
-    let mode = cluster.get("mode").and_then(|v| v.as_str()).unwrap_or("single");
+    let mode = cluster
+        .get("mode")
+        .and_then(|v| v.as_str())
+        .unwrap_or("single");
     if !["single", "sticky", "shared"].contains(&mode) {
         problems.push(format!("cluster.mode = {mode:?}"));
     }
     match cluster.get("node_id").map(|v| v.as_str()) {
         Some(Some(id)) => {
             let ok = (1..=32).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && id.bytes().next().is_some_and(|b| b != b'-');
             if !ok {
                 problems.push(format!("cluster.node_id = {id:?}"));
@@ -783,7 +869,12 @@ fn cluster_problems(config: &toml::Table) -> Vec<String> {
             .or_else(|| url.strip_prefix("rediss://"));
         match rest {
             None => problems.push(format!("redis URL {url:?}: redis:// or rediss://")),
-            Some(rest) if rest.split('/').next().is_some_and(|auth| auth.contains('@')) => {
+            Some(rest)
+                if rest
+                    .split('/')
+                    .next()
+                    .is_some_and(|auth| auth.contains('@')) =>
+            {
                 problems.push(format!("redis URL {url:?}: no password in the URL"))
             }
             Some(_) => {}
@@ -804,11 +895,23 @@ fn cluster_problems(config: &toml::Table) -> Vec<String> {
         }
     }
     for (key, min, max) in [
-        ("connect_timeout", Duration::from_millis(50), Duration::from_secs(60)),
-        ("command_timeout", Duration::from_millis(10), Duration::from_secs(30)),
+        (
+            "connect_timeout",
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+        ),
+        (
+            "command_timeout",
+            Duration::from_millis(10),
+            Duration::from_secs(30),
+        ),
     ] {
         if let Some(v) = redis.get(key) {
-            if !v.as_str().map(duration).is_some_and(|d| min <= d && d <= max) {
+            if !v
+                .as_str()
+                .map(duration)
+                .is_some_and(|d| min <= d && d <= max)
+            {
                 problems.push(format!("cluster.redis.{key} = {v}"));
             }
         }
@@ -831,22 +934,50 @@ fn deploy_toml_configs_parse_and_follow_the_cluster_contract() {
             if name.starts_with("compose/") {
                 let id = cluster["node_id"].as_str().expect("node_id").to_string();
                 assert_eq!(format!("compose/{id}.toml"), name, "node_id names its file");
-                assert!(node_ids.insert(id, name.clone()).is_none(), "node_id reused");
+                assert!(
+                    node_ids.insert(id, name.clone()).is_none(),
+                    "node_id reused"
+                );
             }
         }
     }
-    assert_eq!(clustered, 3, "gw-a, gw-b and the k8s ConfigMap are clustered");
+    assert_eq!(
+        clustered, 3,
+        "gw-a, gw-b and the k8s ConfigMap are clustered"
+    );
 
     // The contract check is real: each breakage is caught.
-    let good: toml::Table = read(&deploy().join("compose/gw-a.toml")).parse().expect("toml");
+    let good: toml::Table = read(&deploy().join("compose/gw-a.toml"))
+        .parse()
+        .expect("toml");
     let breakages: [(&str, &str, &str); 7] = [
         ("node_id = \"gw-a\"", "node_id = \"GW_A\"", "node_id"),
         ("mode = \"shared\"", "mode = \"shard\"", "mode"),
-        ("on_store_error = \"deny\"", "on_store_error = \"ignore\"", "on_store_error"),
-        ("revocation_staleness = \"1s\"", "revocation_staleness = \"5m\"", "revocation_staleness"),
-        ("url = \"redis://redis:6379/0\"", "url = \"redis://:pw@redis:6379/0\"", "password"),
-        ("key_prefix = ", "redis_url = \"redis://x\"\nkey_prefix = ", "redis_url"),
-        ("password_file = ", "password_env = \"X\"\npassword_file = ", "at most one"),
+        (
+            "on_store_error = \"deny\"",
+            "on_store_error = \"ignore\"",
+            "on_store_error",
+        ),
+        (
+            "revocation_staleness = \"1s\"",
+            "revocation_staleness = \"5m\"",
+            "revocation_staleness",
+        ),
+        (
+            "url = \"redis://redis:6379/0\"",
+            "url = \"redis://:pw@redis:6379/0\"",
+            "password",
+        ),
+        (
+            "key_prefix = ",
+            "redis_url = \"redis://x\"\nkey_prefix = ",
+            "redis_url",
+        ),
+        (
+            "password_file = ",
+            "password_env = \"X\"\npassword_file = ",
+            "at most one",
+        ),
     ];
     for (from, to, expect) in breakages {
         let text = read(&deploy().join("compose/gw-a.toml"));
@@ -928,13 +1059,22 @@ fn deploy_toml_configs_pass_portcullis_check() {
     let paths: Vec<(String, String)> = [
         ("/etc/portcullis/certs/", format!("{}/", certs.display())),
         ("/etc/portcullis/demo/", format!("{}/", demo.display())),
-        ("/run/secrets/redis-password", password.display().to_string()),
+        (
+            "/run/secrets/redis-password",
+            password.display().to_string(),
+        ),
         ("/var/lib/portcullis/", format!("{}/", state.display())),
         ("/etc/portcullis/tls/tls.crt", c("localhost.pem")),
         ("/etc/portcullis/tls/tls.key", c("localhost-key.pem")),
         ("/etc/portcullis/keys/", format!("{}/", certs.display())),
-        ("/etc/portcullis/users/users.toml", demo.join("users.toml").display().to_string()),
-        ("/etc/portcullis/config/policies.toml", policies.display().to_string()),
+        (
+            "/etc/portcullis/users/users.toml",
+            demo.join("users.toml").display().to_string(),
+        ),
+        (
+            "/etc/portcullis/config/policies.toml",
+            policies.display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b))
@@ -944,9 +1084,10 @@ fn deploy_toml_configs_pass_portcullis_check() {
         for (from, to) in &paths {
             text = text.replace(from, to);
         }
-        let unmapped = text.lines().filter(|l| !l.trim_start().starts_with('#')).any(|l| {
-            l.contains("\"/etc/") || l.contains("\"/run/") || l.contains("\"/var/")
-        });
+        let unmapped = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .any(|l| l.contains("\"/etc/") || l.contains("\"/run/") || l.contains("\"/var/"));
         assert!(
             !unmapped,
             "{name}: a container path was not mapped:\n{text}"
@@ -1007,7 +1148,10 @@ fn package_of(soname: &str, ldconfig: &str) -> String {
     let ran = if ran.ok() {
         ran
     } else {
-        run(Command::new("dpkg").arg("-S").arg(&real), Duration::from_secs(30))
+        run(
+            Command::new("dpkg").arg("-S").arg(&real),
+            Duration::from_secs(30),
+        )
     };
     assert!(ran.ok(), "no package owns {path}: {}", ran.both());
     let package = ran.stdout.split(':').next().expect("package").trim();
@@ -1034,26 +1178,39 @@ fn deploy_dockerfile_builds_as_the_makefile_and_ships_what_the_binary_links() {
         .map(str::to_string)
         .collect();
     let built = apt_packages(build);
-    assert!(wanted.is_subset(&built), "builder lacks {:?}", wanted.difference(&built));
+    assert!(
+        wanted.is_subset(&built),
+        "builder lacks {:?}",
+        wanted.difference(&built)
+    );
 
     // Non-root, the documented command, the ports the shipped configs use.
     let user = runtime
         .lines()
         .find_map(|l| l.strip_prefix("USER "))
         .expect("USER");
-    assert!(!user.starts_with("root") && !user.starts_with("0"), "USER {user}");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "USER {user}"
+    );
     assert!(runtime.contains(r#"ENTRYPOINT ["/usr/local/bin/portcullis"]"#));
     assert!(runtime.contains(r#"CMD ["run", "--config", "/etc/portcullis/gateway.toml"]"#));
     assert!(runtime.contains("EXPOSE 8443 9901"));
     assert!(runtime.contains("HEALTHCHECK") && runtime.contains("/healthz"));
     assert!(runtime.contains("STOPSIGNAL SIGTERM"));
     let ignore = read(&root().join(".dockerignore"));
-    assert!(ignore.lines().any(|l| l.trim() == "target"), ".dockerignore must drop target/");
+    assert!(
+        ignore.lines().any(|l| l.trim() == "target"),
+        ".dockerignore must drop target/"
+    );
 
     // Every library the binary links directly comes from a runtime package
     // (or from debian:bookworm-slim's base: libc6, libgcc-s1).
     let runtime_packages = apt_packages(runtime);
-    let objdump = run(Command::new("objdump").args(["-p", BIN]), Duration::from_secs(60));
+    let objdump = run(
+        Command::new("objdump").args(["-p", BIN]),
+        Duration::from_secs(60),
+    );
     assert!(objdump.ok(), "{}", objdump.both());
     let needed: Vec<&str> = objdump
         .stdout
@@ -1061,7 +1218,10 @@ fn deploy_dockerfile_builds_as_the_makefile_and_ships_what_the_binary_links() {
         .filter_map(|l| l.trim().strip_prefix("NEEDED"))
         .map(str::trim)
         .collect();
-    assert!(needed.iter().any(|n| n.starts_with("libxmlsec1")), "{needed:?}");
+    assert!(
+        needed.iter().any(|n| n.starts_with("libxmlsec1")),
+        "{needed:?}"
+    );
     let ldconfig = run(Command::new("ldconfig").arg("-p"), Duration::from_secs(30));
     assert!(ldconfig.ok(), "{}", ldconfig.both());
     let base = ["libc6", "libgcc-s1"];
