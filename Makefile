@@ -10,10 +10,15 @@ CONFIG ?= gateway.toml.example
 # load harness are installed by benches/load.sh itself; chromium and
 # chromedriver drive the real-browser e2e test (tests/e2e/browser.rs);
 # xmlsec1 and a venv with pysaml2 run the third-party SP of the interop
-# test (tests/e2e/interop.rs, tests/interop/pysaml2_sp.py).
+# test (tests/e2e/interop.rs, tests/interop/pysaml2_sp.py). The deploy
+# kits' checks (tests/e2e/deploy.rs) run haproxy -c, systemd-analyze verify,
+# PyYAML and kubernetes-validate (Kubernetes' JSON schemas, packaged) from
+# the same venv; the cluster tests start redis-server and haproxy.
 BUILD_PACKAGES := build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev clang
-TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv openssl redis-server
+TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv openssl haproxy redis-server systemd
 PYSAML2_VERSION := 7.5.5
+PYYAML_VERSION := 6.0.3
+KUBERNETES_VALIDATE_VERSION := 1.37.0
 PYENV := target/pyenv
 export PORTCULLIS_PYTHON := $(CURDIR)/$(PYENV)/bin/python
 
@@ -27,8 +32,12 @@ deps: toolchain
 
 test-deps: toolchain
 	@deploy/install-packages.sh $(TEST_PACKAGES)
-	@$(PYENV)/bin/python -c 'import saml2, importlib.metadata as m; assert m.version("pysaml2") == "$(PYSAML2_VERSION)"' 2>/dev/null || \
-	  { python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q pysaml2==$(PYSAML2_VERSION); }
+	@$(PYENV)/bin/python -c 'import saml2, yaml, kubernetes_validate, importlib.metadata as m; \
+	    assert m.version("pysaml2") == "$(PYSAML2_VERSION)"; \
+	    assert m.version("PyYAML") == "$(PYYAML_VERSION)"; \
+	    assert m.version("kubernetes-validate") == "$(KUBERNETES_VALIDATE_VERSION)"' 2>/dev/null || \
+	  { python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q pysaml2==$(PYSAML2_VERSION) \
+	      pyyaml==$(PYYAML_VERSION) kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION); }
 
 build: deps
 	$(CARGO) build --release -p portcullis

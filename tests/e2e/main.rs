@@ -9,6 +9,7 @@ mod browser;
 mod check;
 mod client_ip;
 mod console;
+mod deploy;
 mod gateway_sso;
 mod identity;
 mod idp;
