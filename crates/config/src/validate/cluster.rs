@@ -550,3 +550,609 @@ fn parse_redis_url(raw: &str, cluster: bool) -> Result<bool, String> {
     Ok(tls)
 }
 
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::model::{ClusterMode, OnStoreError, RedisEndpoints, RedisPassword};
+    use crate::problem::Problem;
+    use crate::validate::fixtures::{app, parse, problems as refusals, IDP, SAML, SERVER};
+
+    /// A variable every test process has; its value stands in for a password.
+    const SET_VAR: &str = "PATH";
+    const UNSET_VAR: &str = "PORTCULLIS_TEST_REDIS_PASSWORD_NEVER_SET";
+
+    fn config(cluster: &str) -> String {
+        format!("{SERVER}{cluster}\n\n{}", app("a", "https://a.test/", ""))
+    }
+
+    /// A file in the temp directory holding `text`, by absolute path.
+    fn secret_file(tag: &str, text: &str) -> String {
+        let path = std::env::temp_dir().join(format!(
+            "portcullis-config-cluster-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, text).expect("write secret");
+        path.to_string_lossy().into_owned()
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("{needle} not in config"))
+    }
+
+    /// The one problem at `key`; its line must be the line holding `needle`.
+    fn at<'p>(problems: &'p [Problem], text: &str, key: &str, needle: &str) -> &'p str {
+        let found: Vec<&Problem> = problems.iter().filter(|p| p.key == key).collect();
+        assert_eq!(found.len(), 1, "one problem at {key} in {problems:#?}");
+        assert_eq!(
+            found[0].line,
+            Some(line_of(text, needle)),
+            "{key}: {problems:#?}"
+        );
+        &found[0].message
+    }
+
+    #[test]
+    fn no_cluster_section_is_single_mode() {
+        let cluster = parse(&config("")).expect("valid").cluster;
+        assert_eq!(cluster.mode, ClusterMode::Single);
+        assert_eq!(cluster.node_id, None);
+        assert!(cluster.peers.is_empty());
+        assert_eq!(cluster.route_cookie, "portcullis_route");
+        assert_eq!(cluster.revocation_staleness, Duration::from_secs(1));
+        assert_eq!(cluster.on_store_error, OnStoreError::Deny);
+        assert!(cluster.redis.is_none());
+        assert!(cluster.notes().is_empty());
+    }
+
+    #[test]
+    fn single_mode_may_carry_a_node_id() {
+        let cluster = parse(&config("[cluster]\nnode_id = \"gw-a\""))
+            .expect("valid")
+            .cluster;
+        assert_eq!(cluster.mode, ClusterMode::Single);
+        assert_eq!(cluster.node_id.as_deref(), Some("gw-a"));
+    }
+
+    #[test]
+    fn a_full_sticky_section_is_read() {
+        let text = config(
+            "[cluster]\nmode = \"sticky\"\nnode_id = \"gw-a\"\n\
+             peers = [\"https://GW-B.internal:8443/\", \"https://gw-c.internal\", \"http://127.0.0.1:9443\", \"http://[::1]:9444\", \"http://localhost:9445\"]\n\
+             route_cookie = \"gw_route\"",
+        );
+        let cluster = parse(&text).expect("valid").cluster;
+        assert_eq!(cluster.mode, ClusterMode::Sticky);
+        assert_eq!(cluster.node_id.as_deref(), Some("gw-a"));
+        let bases: Vec<&str> = cluster.peers.iter().map(|p| p.base.as_str()).collect();
+        assert_eq!(
+            bases,
+            [
+                "https://gw-b.internal:8443",
+                "https://gw-c.internal",
+                "http://127.0.0.1:9443",
+                "http://[::1]:9444",
+                "http://localhost:9445"
+            ]
+        );
+        assert_eq!(cluster.peers[0].host, "gw-b.internal");
+        assert_eq!(cluster.peers[1].port, 443);
+        assert_eq!(cluster.route_cookie, "gw_route");
+        assert!(cluster.redis.is_none());
+        assert!(cluster.notes().is_empty(), "{:?}", cluster.notes());
+    }
+
+    #[test]
+    fn sticky_without_peers_is_accepted_with_a_note() {
+        let text = config("[cluster]\nmode = \"sticky\"\nnode_id = \"gw-a\"");
+        let cluster = parse(&text).expect("valid").cluster;
+        assert_eq!(
+            cluster.notes(),
+            ["[cluster] peers is empty: Universal Logout and Sessions API revocation reach only this node"]
+        );
+    }
+
+    #[test]
+    fn a_full_shared_section_is_read() {
+        let password = secret_file("full", "s3cret\n");
+        let text = format!(
+            "{SERVER}{IDP}[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nrevocation_staleness = \"250ms\"\non_store_error = \"serve_cached\"\n\n\
+             [cluster.redis]\nurl = \"rediss://redis.internal:6380/2\"\nusername = \"portcullis\"\npassword_file = \"{password}\"\n\
+             tls_ca = \"certs-dev/ca.pem\"\nkey_prefix = \"gw-prod:\"\nconnect_timeout = \"5s\"\ncommand_timeout = \"100ms\"\n\n{}",
+            app("a", "https://a.test/", SAML)
+        );
+        let cluster = parse(&text).expect("valid").cluster;
+        assert_eq!(cluster.mode, ClusterMode::Shared);
+        assert_eq!(cluster.revocation_staleness, Duration::from_millis(250));
+        assert_eq!(cluster.on_store_error, OnStoreError::ServeCached);
+        let redis = cluster.redis.as_ref().expect("redis");
+        assert_eq!(
+            redis.endpoints,
+            RedisEndpoints::Single("rediss://redis.internal:6380/2".into())
+        );
+        assert!(redis.uses_tls());
+        assert_eq!(redis.username.as_deref(), Some("portcullis"));
+        let source = redis.password.as_ref().expect("password");
+        assert_eq!(source, &RedisPassword::File(password.into()));
+        assert_eq!(
+            source.resolve().expect("readable"),
+            "s3cret",
+            "one newline stripped"
+        );
+        assert!(redis
+            .tls_ca
+            .as_ref()
+            .is_some_and(|ca| ca.ends_with("certs-dev/ca.pem")));
+        assert_eq!(redis.key_prefix, "gw-prod:");
+        assert_eq!(redis.connect_timeout, Duration::from_secs(5));
+        assert_eq!(redis.command_timeout, Duration::from_millis(100));
+        assert!(cluster.notes().is_empty(), "{:?}", cluster.notes());
+    }
+
+    #[test]
+    fn redis_defaults_and_the_other_endpoint_kinds() {
+        let shared = |redis: &str| {
+            parse(&config(&format!(
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\n{redis}"
+            )))
+            .expect("valid")
+            .cluster
+            .redis
+            .expect("redis")
+        };
+        let plain = shared("url = \"redis://127.0.0.1\"");
+        assert!(!plain.uses_tls());
+        assert_eq!(plain.username, None);
+        assert_eq!(plain.password, None);
+        assert_eq!(plain.key_prefix, "portcullis:");
+        assert_eq!(plain.connect_timeout, Duration::from_secs(2));
+        assert_eq!(plain.command_timeout, Duration::from_millis(500));
+
+        let sentinel = shared(&format!(
+            "sentinel = {{ master = \"mymaster\", nodes = [\"redis://10.0.0.5:26379\", \"redis://10.0.0.6:26379\"] }}\npassword_env = \"{SET_VAR}\""
+        ));
+        assert_eq!(
+            sentinel.endpoints,
+            RedisEndpoints::Sentinel {
+                master: "mymaster".into(),
+                nodes: vec![
+                    "redis://10.0.0.5:26379".into(),
+                    "redis://10.0.0.6:26379".into()
+                ],
+            }
+        );
+        assert_eq!(sentinel.password, Some(RedisPassword::Env(SET_VAR.into())));
+
+        let cluster = shared("cluster_nodes = [\"rediss://10.0.0.7:6379\", \"rediss://10.0.0.8\"]");
+        assert_eq!(
+            cluster.endpoints,
+            RedisEndpoints::Cluster(vec![
+                "rediss://10.0.0.7:6379".into(),
+                "rediss://10.0.0.8".into()
+            ])
+        );
+        assert!(cluster.uses_tls());
+    }
+
+    #[test]
+    fn redis_outside_shared_mode_is_validated_and_noted() {
+        let text = config(
+            "[cluster]\nmode = \"sticky\"\nnode_id = \"gw-a\"\npeers = [\"https://gw-b.internal\"]\n[cluster.redis]\nurl = \"redis://127.0.0.1\"",
+        );
+        let cluster = parse(&text).expect("valid").cluster;
+        assert!(cluster.redis.is_some());
+        assert_eq!(
+            cluster.notes(),
+            ["[cluster.redis] is unused unless mode = \"shared\""]
+        );
+        let problems = refusals(&config(
+            "[cluster]\n[cluster.redis]\nurl = \"http://127.0.0.1\"",
+        ));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "cluster.redis.url");
+    }
+
+    #[test]
+    fn missing_node_id_and_missing_redis_are_refused() {
+        for (mode, redis) in [
+            ("sticky", ""),
+            ("shared", "[cluster.redis]\nurl = \"redis://h\""),
+        ] {
+            let text = config(&format!("[cluster]\nmode = \"{mode}\"\n{redis}"));
+            let problems = refusals(&text);
+            let message = at(&problems, &text, "cluster", "[cluster]");
+            assert!(
+                message.contains("node_id is required for mode = \"") && message.contains(mode),
+                "{problems:?}"
+            );
+        }
+        let text = config("[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"");
+        let problems = refusals(&text);
+        assert_eq!(
+            at(&problems, &text, "cluster", "[cluster]"),
+            "[cluster.redis] is required for mode = \"shared\""
+        );
+    }
+
+    #[test]
+    fn password_in_a_redis_url_is_refused_without_echoing_it() {
+        for url in [
+            "redis://:hunter2hunter2@127.0.0.1:6379/0",
+            "rediss://portcullis:hunter2hunter2@redis.internal",
+            "redis://user:hunter2hunter2/x@h",
+            "ftp://u:hunter2hunter2@h?x#y",
+        ] {
+            let text = config(&format!(
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\nurl = \"{url}\""
+            ));
+            let report = parse(&text).expect_err("invalid");
+            let rendered = report.to_string();
+            assert!(!rendered.contains("hunter2"), "{rendered}");
+            assert_eq!(report.problems.len(), 1, "{rendered}");
+            let message = at(&report.problems, &text, "cluster.redis.url", "url =");
+            assert_eq!(
+                message,
+                "a password inside the URL is refused: use password_env or password_file"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_cluster_key_is_located() {
+        let text = config("[cluster]\nmode = \"sticky\"\nnodeid = \"gw-a\"");
+        let problems = refusals(&text);
+        let message = at(&problems, &text, "cluster.nodeid", "nodeid");
+        assert!(message.contains("unknown field"), "{problems:?}");
+        let text = config("[cluster]\n[cluster.redis]\nurl = \"redis://h\"\npassword = \"x\"");
+        let problems = refusals(&text);
+        let message = at(&problems, &text, "cluster.redis.password", "password =");
+        assert!(message.contains("unknown field"), "{problems:?}");
+    }
+
+    /// Every other refusal in one file: each at its own key and line, all
+    /// reported by one `check`.
+    #[test]
+    fn every_cluster_problem_is_reported_at_once() {
+        let empty = secret_file("empty", "\n");
+        let text = format!(
+            "{SERVER}[cluster]\n\
+             mode = \"sticky\"\n\
+             node_id = \"-GW_A\"\n\
+             peers = [\"https://gw-b.internal/base\", \"https://gw-c.internal/?x=1\", \"http://gw-d.internal:8080\", \"gw-e.internal\", \"https://a.test\", \"https://gw-f.internal\", \"https://GW-F.internal:443/\"]\n\
+             route_cookie = \"pc_route\"\n\
+             revocation_staleness = \"90s\"\n\
+             on_store_error = \"retry\"\n\
+             \n\
+             [cluster.redis]\n\
+             sentinel = {{ master = \"mymaster\", nodes = [\"redis://10.0.0.5:26379\", \"rediss://10.0.0.6:26379\", \"memcache://10.0.0.7\"] }}\n\
+             password_env = \"{UNSET_VAR}\"\n\
+             password_file = \"{empty}\"\n\
+             tls_ca = \"certs-dev/ca.pem\"\n\
+             key_prefix = \"my prefix\"\n\
+             connect_timeout = \"10ms\"\n\
+             command_timeout = \"31s\"\n\
+             \n{}",
+            app("a", "https://a.test/", "")
+        );
+        let report = parse(&text).expect_err("invalid");
+        let problems = &report.problems;
+        let peers = |i: usize| format!("cluster.peers[{i}]");
+        let expected: &[(&str, &str, &str)] = &[
+            ("cluster.node_id", "node_id =", "is not a node id"),
+            (&peers(0), "peers =", "without a path"),
+            (&peers(1), "peers =", "must not carry a query or fragment"),
+            (
+                &peers(2),
+                "peers =",
+                "http is accepted only for a loopback host",
+            ),
+            (&peers(3), "peers =", "is not an absolute URL"),
+            (
+                &peers(4),
+                "peers =",
+                "is the public origin of app `a` (app[0])",
+            ),
+            (&peers(6), "peers =", "is listed twice"),
+            ("cluster.route_cookie", "route_cookie", "pc_"),
+            (
+                "cluster.revocation_staleness",
+                "revocation_staleness",
+                "must be between 100ms and 1m",
+            ),
+            (
+                "cluster.on_store_error",
+                "on_store_error",
+                "`retry` is not \"deny\" or \"serve_cached\"",
+            ),
+            (
+                "cluster.redis.sentinel.nodes[1]",
+                "sentinel =",
+                "uses rediss:// but nodes[0] uses redis://",
+            ),
+            (
+                "cluster.redis.sentinel.nodes[2]",
+                "sentinel =",
+                "must be a redis:// or rediss:// URL",
+            ),
+            (
+                "cluster.redis.password_file",
+                "password_file",
+                "conflicts with password_env",
+            ),
+            ("cluster.redis.key_prefix", "key_prefix", "printable ASCII"),
+            (
+                "cluster.redis.connect_timeout",
+                "connect_timeout",
+                "must be between 50ms and 1m",
+            ),
+            (
+                "cluster.redis.command_timeout",
+                "command_timeout",
+                "must be between 10ms and 30s",
+            ),
+        ];
+        for (key, needle, message) in expected {
+            let found = at(problems, &text, key, needle);
+            assert!(
+                found.contains(message),
+                "{key}: `{found}` lacks `{message}`"
+            );
+        }
+        assert_eq!(problems.len(), expected.len(), "{report}");
+    }
+
+    #[test]
+    fn redis_endpoint_refusals() {
+        let redis = |body: &str| {
+            let text = config(&format!(
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\n{body}"
+            ));
+            let problems = refusals(&text);
+            (text, problems)
+        };
+
+        let (text, problems) = redis("username = \"portcullis\"");
+        assert_eq!(
+            at(&problems, &text, "cluster.redis", "[cluster.redis]"),
+            "one of url, sentinel or cluster_nodes is required"
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+
+        let (text, problems) = redis(
+            "url = \"redis://h\"\nsentinel = { master = \"m\", nodes = [\"redis://s\"] }\ncluster_nodes = [\"redis://c\"]",
+        );
+        assert!(at(&problems, &text, "cluster.redis.sentinel", "sentinel =")
+            .starts_with("conflicts with url"));
+        assert!(at(
+            &problems,
+            &text,
+            "cluster.redis.cluster_nodes",
+            "cluster_nodes ="
+        )
+        .starts_with("conflicts with url"));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+
+        let (text, problems) = redis("url = \"http://127.0.0.1:6379\"");
+        assert_eq!(
+            at(&problems, &text, "cluster.redis.url", "url ="),
+            "must be a redis:// or rediss:// URL"
+        );
+
+        let (text, problems) =
+            redis("cluster_nodes = [\"redis://a\", \"rediss://b\", \"redis://c/3\"]");
+        assert!(at(
+            &problems,
+            &text,
+            "cluster.redis.cluster_nodes[1]",
+            "cluster_nodes"
+        )
+        .contains("every node must use the same scheme"));
+        assert_eq!(
+            at(
+                &problems,
+                &text,
+                "cluster.redis.cluster_nodes[2]",
+                "cluster_nodes"
+            ),
+            "Redis Cluster has only database 0"
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+
+        let (_, problems) = redis("cluster_nodes = []");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "cluster.redis.cluster_nodes");
+        assert_eq!(problems[0].message, "needs at least one node");
+
+        let (_, problems) = redis("sentinel = { nodes = [] }");
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "cluster.redis.sentinel",
+                    "master is required (the name the sentinels monitor)"
+                ),
+                (
+                    "cluster.redis.sentinel.nodes",
+                    "needs at least one sentinel"
+                ),
+            ]
+        );
+
+        let (text, problems) = redis("url = \"redis://h/zero\"\nusername = \"a b\"");
+        assert_eq!(
+            at(&problems, &text, "cluster.redis.url", "url ="),
+            "the path must be a database number such as /0"
+        );
+        assert!(
+            at(&problems, &text, "cluster.redis.username", "username").contains("without spaces")
+        );
+
+        let (text, problems) = redis("url = \"redis://h?protocol=resp3\"");
+        assert!(at(&problems, &text, "cluster.redis.url", "url =").contains("query or fragment"));
+
+        let (text, problems) = redis("url = \"redis://user@h\"");
+        assert_eq!(
+            at(&problems, &text, "cluster.redis.url", "url ="),
+            "a user name inside the URL is refused: use username"
+        );
+    }
+
+    #[test]
+    fn password_sources_are_checked_now() {
+        let redis = |body: &str| {
+            let text = config(&format!(
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\nurl = \"redis://h\"\n{body}"
+            ));
+            let problems = refusals(&text);
+            (text, problems)
+        };
+        let (text, problems) = redis(&format!("password_env = \"{UNSET_VAR}\""));
+        assert_eq!(
+            at(
+                &problems,
+                &text,
+                "cluster.redis.password_env",
+                "password_env"
+            ),
+            format!("environment variable {UNSET_VAR} is not set")
+        );
+
+        let (text, problems) = redis("password_file = \"/nonexistent/redis-password\"");
+        assert!(
+            at(
+                &problems,
+                &text,
+                "cluster.redis.password_file",
+                "password_file"
+            )
+            .starts_with("cannot read /nonexistent/redis-password: "),
+            "{problems:?}"
+        );
+
+        let empty = secret_file("only-newline", "\n");
+        let (text, problems) = redis(&format!("password_file = \"{empty}\""));
+        assert_eq!(
+            at(
+                &problems,
+                &text,
+                "cluster.redis.password_file",
+                "password_file"
+            ),
+            format!("{empty} holds an empty password")
+        );
+
+        let (text, problems) = redis(&format!(
+            "password_env = \"{SET_VAR}\"\npassword_file = \"{empty}\""
+        ));
+        assert_eq!(
+            at(
+                &problems,
+                &text,
+                "cluster.redis.password_file",
+                "password_file"
+            ),
+            "conflicts with password_env: set at most one"
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn tls_ca_needs_rediss() {
+        let text = config(
+            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\nurl = \"redis://h\"\ntls_ca = \"certs-dev/ca.pem\"",
+        );
+        let problems = refusals(&text);
+        assert_eq!(
+            at(&problems, &text, "cluster.redis.tls_ca", "tls_ca"),
+            "is only for rediss:// URLs (redis:// is not TLS)"
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let text = config(
+            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\nurl = \"rediss://h\"\ntls_ca = \"certs-dev/missing-ca.pem\"",
+        );
+        let problems = refusals(&text);
+        assert!(at(&problems, &text, "cluster.redis.tls_ca", "tls_ca").contains("missing-ca.pem"));
+    }
+
+    #[test]
+    fn mode_node_id_and_staleness_refusals() {
+        let text = config("[cluster]\nmode = \"active-active\"\nrevocation_staleness = \"50ms\"");
+        let problems = refusals(&text);
+        assert!(at(&problems, &text, "cluster.mode", "mode =")
+            .starts_with("`active-active` is not a cluster mode"));
+        assert_eq!(
+            at(
+                &problems,
+                &text,
+                "cluster.revocation_staleness",
+                "revocation_staleness"
+            ),
+            "must be between 100ms and 1m"
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+
+        for id in [
+            "",
+            "Gw-a",
+            "gw_a",
+            "-gw",
+            "gw.a",
+            "a23456789012345678901234567890123",
+        ] {
+            let text = config(&format!("[cluster]\nnode_id = \"{id}\""));
+            let problems = refusals(&text);
+            assert!(at(&problems, &text, "cluster.node_id", "node_id").contains("is not a node id"));
+        }
+        for id in ["gw-a", "1", "a2345678901234567890123456789012", "9-"] {
+            parse(&config(&format!("[cluster]\nnode_id = \"{id}\""))).expect(id);
+        }
+
+        let text = config("[cluster]\nrevocation_staleness = \"soon\"");
+        let problems = refusals(&text);
+        assert!(at(
+            &problems,
+            &text,
+            "cluster.revocation_staleness",
+            "revocation_staleness"
+        )
+        .starts_with("`soon` is not a duration"));
+    }
+
+    #[test]
+    fn route_cookie_must_not_be_an_apps_cookie_in_sticky_mode() {
+        let text = format!(
+            "{SERVER}{IDP}[cluster]\nmode = \"sticky\"\nnode_id = \"gw-a\"\nroute_cookie = \"wiki_sid\"\n\n{}",
+            app("wiki", "https://wiki.test/", &format!("{SAML}session_cookie = \"wiki_sid\"\n"))
+        );
+        let problems = refusals(&text);
+        assert_eq!(
+            at(&problems, &text, "cluster.route_cookie", "route_cookie"),
+            "`wiki_sid` is a session cookie of app `wiki` (app[0])"
+        );
+        let text = config("[cluster]\nroute_cookie = \"a;b\"");
+        let problems = refusals(&text);
+        assert_eq!(
+            at(&problems, &text, "cluster.route_cookie", "route_cookie"),
+            "`a;b` is not a cookie name"
+        );
+    }
+
+    #[test]
+    fn a_peer_must_not_be_the_idps_public_origin() {
+        let text = format!(
+            "{SERVER}{IDP}[cluster]\nmode = \"sticky\"\nnode_id = \"gw-a\"\npeers = [\"https://idp.test\"]\n\n{}",
+            app("a", "https://a.test/", SAML)
+        );
+        let problems = refusals(&text);
+        assert!(at(&problems, &text, "cluster.peers[0]", "peers")
+            .contains("is the public origin of the embedded IdP"));
+    }
+}
