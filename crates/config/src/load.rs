@@ -8,7 +8,7 @@ use crate::locate::Locator;
 use crate::metadata::MetadataReader;
 use crate::model::Config;
 use crate::problem::{Problem, Problems};
-use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
+use crate::raw::{RawAdmin, RawApp, RawCluster, RawFile, RawIdp};
 use crate::validate::Validator;
 
 /// Read and validate a configuration file; `metadata` parses the peer SAML
@@ -42,11 +42,7 @@ pub fn parse(source: &str, path: &Path, metadata: &dyn MetadataReader) -> Result
         }
     };
     let mut problems = Vec::new();
-    let mut server = RawServer::default();
-    let mut admin = None;
-    let mut log = RawLog::default();
-    let mut apps = Vec::new();
-    let mut idp = None;
+    let mut file = RawFile::default();
     {
         let locator = Locator::new(source, None);
         for (key, value) in root.get_ref().iter() {
@@ -54,21 +50,25 @@ pub fn parse(source: &str, path: &Path, metadata: &dyn MetadataReader) -> Result
             match name {
                 "server" => {
                     if let Some(v) = section(name, value, &locator, &mut problems) {
-                        server = v;
+                        file.server = v;
                     }
                 }
-                "admin" => admin = section::<RawAdmin>(name, value, &locator, &mut problems),
-                "idp" => idp = section::<RawIdp>(name, value, &locator, &mut problems),
+                "admin" => file.admin = section::<RawAdmin>(name, value, &locator, &mut problems),
+                "idp" => file.idp = section::<RawIdp>(name, value, &locator, &mut problems),
+                "cluster" => {
+                    file.cluster = section::<RawCluster>(name, value, &locator, &mut problems)
+                }
                 "log" => {
                     if let Some(v) = section(name, value, &locator, &mut problems) {
-                        log = v;
+                        file.log = v;
                     }
                 }
                 "app" => match value.get_ref() {
                     DeValue::Array(items) => {
                         for (i, item) in items.iter().enumerate() {
                             let key = format!("app[{i}]");
-                            apps.push(section::<RawApp>(&key, item, &locator, &mut problems));
+                            file.apps
+                                .push(section::<RawApp>(&key, item, &locator, &mut problems));
                         }
                     }
                     _ => problems.push(Problem {
@@ -80,16 +80,16 @@ pub fn parse(source: &str, path: &Path, metadata: &dyn MetadataReader) -> Result
                 other => problems.push(Problem {
                     key: other.to_string(),
                     line: Some(locator.line_of_offset(key.span().start)),
-                    message: "unknown section (expected one of: server, admin, log, idp, app)"
-                        .into(),
+                    message:
+                        "unknown section (expected one of: server, admin, log, cluster, idp, app)"
+                            .into(),
                 }),
             }
         }
     }
     let locator = Locator::new(source, Some(root));
     let base = path.parent().unwrap_or(Path::new("."));
-    let config = Validator::new(&locator, base, path, metadata)
-        .finish(server, admin, log, idp, apps, problems);
+    let config = Validator::new(&locator, base, path, metadata).finish(file, problems);
     config.map_err(|problems| Problems {
         file: path.to_path_buf(),
         problems,

@@ -20,6 +20,209 @@ pub struct Config {
     /// The embedded identity provider, when `[idp]` is present.
     pub idp: Option<Idp>,
     pub apps: Vec<App>,
+    /// `[cluster]`; single mode when the section is absent.
+    pub cluster: Cluster,
+}
+
+/// `[cluster]`: whether this node works alone, beside peers that own their
+/// own sessions, or on a store shared with them. What each mode does at run
+/// time belongs to the binary; this is only what the file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub mode: ClusterMode,
+    /// Required for sticky and shared. In single mode, when set, only the
+    /// label sessions carry.
+    pub node_id: Option<String>,
+    /// The other nodes' own base URLs (never the balanced one), which
+    /// revocations are forwarded to in sticky mode.
+    pub peers: Vec<PeerUrl>,
+    /// The cookie a balancer pins a browser on in sticky mode.
+    pub route_cookie: String,
+    /// Shared mode: the longest a revoked session may still be served by
+    /// any node (the local caches' bound).
+    pub revocation_staleness: Duration,
+    /// Shared mode: what existing sessions get while the store is down.
+    pub on_store_error: OnStoreError,
+    /// `[cluster.redis]`, validated whenever present so that switching to
+    /// shared mode holds no surprise; only shared mode connects to it.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `[cluster] route_cookie` when unset.
+pub const DEFAULT_ROUTE_COOKIE: &str = "portcullis_route";
+/// `[cluster] revocation_staleness` when unset.
+pub const DEFAULT_REVOCATION_STALENESS: Duration = Duration::from_secs(1);
+/// `[cluster.redis] key_prefix` when unset.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "portcullis:";
+/// `[cluster.redis] connect_timeout` when unset.
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// `[cluster.redis] command_timeout` when unset.
+pub const DEFAULT_REDIS_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl Default for Cluster {
+    /// No `[cluster]`: one node, everything in its memory.
+    fn default() -> Self {
+        Cluster {
+            mode: ClusterMode::Single,
+            node_id: None,
+            peers: Vec::new(),
+            route_cookie: DEFAULT_ROUTE_COOKIE.to_string(),
+            revocation_staleness: DEFAULT_REVOCATION_STALENESS,
+            on_store_error: OnStoreError::Deny,
+            redis: None,
+        }
+    }
+}
+
+impl Cluster {
+    /// What `check` prints, and `run` logs at WARN, about settings that are
+    /// valid but probably not what the operator meant.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.mode == ClusterMode::Sticky && self.peers.is_empty() {
+            notes.push(
+                "[cluster] peers is empty: Universal Logout and Sessions API revocation reach only this node"
+                    .to_string(),
+            );
+        }
+        if self.redis.is_some() && self.mode != ClusterMode::Shared {
+            notes.push("[cluster.redis] is unused unless mode = \"shared\"".to_string());
+        }
+        notes
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterMode {
+    /// Everything in this process's memory.
+    Single,
+    /// Sessions stay on the node that created them; a balancer pins the
+    /// browser by the route cookie.
+    Sticky,
+    /// Sessions, caches and revocations live in Redis; any node serves any
+    /// request.
+    Shared,
+}
+
+/// Shared mode, store unreachable: what a request with an existing session
+/// gets. New sign-ins fail closed either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// Refused: no revocation can be missed.
+    Deny,
+    /// Served from this node's cache: availability over revocation.
+    ServeCached,
+}
+
+/// A peer node's base URL: https, or http to a loopback host; no path,
+/// query or fragment. Host lowercased, port explicit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerUrl {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// `scheme://host[:port]`, the port left out when it is the scheme's
+    /// default: endpoint paths are appended to it.
+    pub base: String,
+}
+
+/// `[cluster.redis]`. The password is not here: only where it comes from,
+/// resolved when connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub endpoints: RedisEndpoints,
+    /// The ACL user; `None` is Redis's `default` user.
+    pub username: Option<String>,
+    pub password: Option<RedisPassword>,
+    /// Extra trust anchors (PEM) for `rediss://`.
+    pub tls_ca: Option<PathBuf>,
+    /// Prepended to every key and channel, so several deployments can share
+    /// one Redis.
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// The endpoints are `rediss://` (all of them: one scheme is enforced).
+    pub fn uses_tls(&self) -> bool {
+        self.endpoints.uses_tls()
+    }
+}
+
+impl RedisEndpoints {
+    /// `rediss://`, judged by the first URL: one scheme is enforced.
+    pub fn uses_tls(&self) -> bool {
+        let first = match self {
+            RedisEndpoints::Single(url) => Some(url),
+            RedisEndpoints::Sentinel { nodes, .. } => nodes.first(),
+            RedisEndpoints::Cluster(nodes) => nodes.first(),
+        };
+        first.is_some_and(|url| url.starts_with("rediss://"))
+    }
+}
+
+/// Where Redis is: exactly one of `url`, `sentinel`, `cluster_nodes`. The
+/// URLs are as written (`redis://` or `rediss://`, no user info).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisEndpoints {
+    /// `url`: one standalone server.
+    Single(String),
+    /// `sentinel`: the master's name and the sentinels to ask for it.
+    Sentinel { master: String, nodes: Vec<String> },
+    /// `cluster_nodes`: seed nodes of a Redis Cluster.
+    Cluster(Vec<String>),
+}
+
+/// Where the Redis password comes from; never the password itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisPassword {
+    /// `password_env`: this environment variable.
+    Env(String),
+    /// `password_file`: this file, one trailing newline stripped.
+    File(PathBuf),
+}
+
+/// Why [`RedisPassword::resolve`] found no password.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("environment variable {0} is not UTF-8")]
+    EnvNotUtf8(String),
+    #[error("cannot read {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl RedisPassword {
+    /// The password, read now. `check` saw it available, but a secret may
+    /// be rotated or unmounted between `check` and a reconnect.
+    pub fn resolve(&self) -> Result<String, PasswordError> {
+        match self {
+            RedisPassword::Env(var) => std::env::var(var).map_err(|e| match e {
+                std::env::VarError::NotPresent => PasswordError::EnvUnset(var.clone()),
+                std::env::VarError::NotUnicode(_) => PasswordError::EnvNotUtf8(var.clone()),
+            }),
+            RedisPassword::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| PasswordError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(strip_one_newline(&text).to_string())
+            }
+        }
+    }
+}
+
+/// `echo secret > file` and most secret mounts end the value with one
+/// newline that is not part of it; anything more is kept as written.
+fn strip_one_newline(text: &str) -> &str {
+    text.strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text)
 }
 
 /// `[idp]`: where the embedded IdP is published and the files it reads. The

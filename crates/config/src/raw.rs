@@ -3,6 +3,18 @@
 
 use serde::Deserialize;
 
+/// Every section of one file, each deserialised on its own (`None` or the
+/// default when absent or unreadable).
+#[derive(Debug, Default)]
+pub struct RawFile {
+    pub server: RawServer,
+    pub admin: Option<RawAdmin>,
+    pub log: RawLog,
+    pub cluster: Option<RawCluster>,
+    pub idp: Option<RawIdp>,
+    pub apps: Vec<Option<RawApp>>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
@@ -224,4 +236,44 @@ pub struct RawApiToken {
     pub sha256: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+/// `[cluster]`: how several nodes share the work.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub mode: Option<String>,
+    pub node_id: Option<String>,
+    #[serde(default)]
+    pub peers: Vec<String>,
+    pub route_cookie: Option<String>,
+    pub revocation_staleness: Option<String>,
+    pub on_store_error: Option<String>,
+    /// `[cluster.redis]`: the store of `mode = "shared"`.
+    pub redis: Option<RawRedis>,
+}
+
+/// `[cluster.redis]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    pub sentinel: Option<RawSentinel>,
+    pub cluster_nodes: Option<Vec<String>>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub tls_ca: Option<String>,
+    pub key_prefix: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+}
+
+/// `sentinel = { master = "…", nodes = ["redis://…", …] }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinel {
+    pub master: Option<String>,
+    #[serde(default)]
+    pub nodes: Vec<String>,
 }

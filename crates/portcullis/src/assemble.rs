@@ -57,10 +57,12 @@ pub fn build(config: &Config) -> Result<(Option<IdpFiles>, Arc<Gateway>), Vec<Pr
 }
 
 /// What `check` prints and `run` logs at WARN without refusing: the
-/// IdP's admin-console notes, every legacy peer opt-in, and a
-/// `trusted_proxies` entry that trusts every address.
+/// IdP's admin-console notes, every legacy peer opt-in, a
+/// `trusted_proxies` entry that trusts every address, and `[cluster]`
+/// settings that reach less than they seem to.
 pub fn notes(config: &Config, files: Option<&IdpFiles>) -> Vec<String> {
     let mut notes: Vec<String> = files.iter().flat_map(|f| f.notes.clone()).collect();
+    notes.extend(config.cluster.notes());
     for everyone in config
         .server
         .trusted_proxies

@@ -9,6 +9,7 @@
 mod access;
 mod app;
 mod app_auth;
+mod cluster;
 #[cfg(test)]
 mod fixtures;
 mod idp;
@@ -28,7 +29,7 @@ use crate::locate::{Locator, Step};
 use crate::metadata::{MetadataError, MetadataReader};
 use crate::model::Config;
 use crate::problem::Problem;
-use crate::raw::{RawAdmin, RawApp, RawIdp, RawLog, RawServer};
+use crate::raw::RawFile;
 
 use self::app_auth::EmbeddedIdp;
 use self::pem::{certificate_der, PemKind};
@@ -63,15 +64,15 @@ impl<'a, 'i> Validator<'a, 'i> {
 
     /// Every section, then the checks that span sections; `earlier` are the
     /// problems found while deserialising.
-    pub fn finish(
-        mut self,
-        server: RawServer,
-        admin: Option<RawAdmin>,
-        log: RawLog,
-        idp: Option<RawIdp>,
-        apps: Vec<Option<RawApp>>,
-        earlier: Vec<Problem>,
-    ) -> Result<Config, Vec<Problem>> {
+    pub fn finish(mut self, file: RawFile, earlier: Vec<Problem>) -> Result<Config, Vec<Problem>> {
+        let RawFile {
+            server,
+            admin,
+            log,
+            cluster,
+            idp,
+            apps,
+        } = file;
         self.problems = earlier;
         let server = self.server(server);
         let admin = admin.and_then(|a| self.admin(a));
@@ -85,6 +86,11 @@ impl<'a, 'i> Validator<'a, 'i> {
         if let Some(idp) = &idp {
             self.idp_apart_from_apps(idp, &apps);
         }
+        // After the apps and the IdP: peers and the route cookie must not
+        // be theirs.
+        let cluster = cluster
+            .map(|c| self.cluster(c, idp.as_ref(), &apps))
+            .unwrap_or_default();
         let apps = apps.into_iter().map(|(_, app)| app).collect();
         if !self.problems.is_empty() {
             return Err(self.problems);
@@ -103,6 +109,7 @@ impl<'a, 'i> Validator<'a, 'i> {
             log,
             idp,
             apps,
+            cluster,
         })
     }
 
@@ -182,6 +189,36 @@ impl<'a, 'i> Validator<'a, 'i> {
                 self.problem(
                     path,
                     format!("`{raw}` is not a duration such as {example}: {e}"),
+                );
+                default
+            }
+        }
+    }
+
+    /// A duration within `range`, or `default` when unset (and, with a
+    /// problem, when out of range or unreadable).
+    fn duration_within(
+        &mut self,
+        path: &[Step<'_>],
+        raw: Option<&str>,
+        range: RangeInclusive<Duration>,
+        default: Duration,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        let (low, high) = (
+            humantime::format_duration(*range.start()),
+            humantime::format_duration(*range.end()),
+        );
+        match humantime::parse_duration(raw) {
+            Ok(d) if range.contains(&d) => d,
+            Ok(_) => {
+                self.problem(path, format!("must be between {low} and {high}"));
+                default
+            }
+            Err(e) => {
+                self.problem(
+                    path,
+                    format!("`{raw}` is not a duration such as {low} or {high}: {e}"),
                 );
                 default
             }

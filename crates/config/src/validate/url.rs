@@ -26,7 +26,7 @@ impl Validator<'_, '_> {
 
 /// Splits `scheme://authority/path` without pulling in a URL crate; the
 /// accepted shapes are narrow on purpose.
-fn split_url(raw: &str) -> Result<(&str, &str, &str), String> {
+pub(super) fn split_url(raw: &str) -> Result<(&str, &str, &str), String> {
     let (scheme, rest) = raw
         .split_once("://")
         .ok_or_else(|| format!("`{raw}` is not an absolute URL"))?;
@@ -43,7 +43,7 @@ fn split_url(raw: &str) -> Result<(&str, &str, &str), String> {
     Ok((scheme, authority, path))
 }
 
-fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+pub(super) fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
