@@ -8,6 +8,7 @@ mod behaviors;
 mod browser;
 mod check;
 mod client_ip;
+mod cluster;
 mod console;
 mod deploy;
 mod gateway_sso;

@@ -43,9 +43,55 @@ pub struct Cluster {
     pub revocation_staleness: Duration,
     /// Shared mode: what existing sessions get while the store is down.
     pub on_store_error: OnStoreError,
+    /// Shared mode: the store keys that seal records at rest in Redis, one
+    /// per line, the first sealing (rotation: add the new key first,
+    /// retire the old one once its records have expired). Every node has
+    /// the same file.
+    pub store_key_file: Option<PathBuf>,
     /// `[cluster.redis]`, validated whenever present so that switching to
     /// shared mode holds no surprise; only shared mode connects to it.
     pub redis: Option<RedisConfig>,
+}
+
+/// Why a store key file is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreKeyError {
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds no key", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: key on line {line} is shorter than 32 bytes", path.display())]
+    Short { path: PathBuf, line: usize },
+}
+
+/// The keys in a store key file: every non-empty line, trimmed, each at
+/// least 32 bytes; the first seals.
+pub fn read_store_keys(path: &std::path::Path) -> Result<Vec<String>, StoreKeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StoreKeyError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if keys.is_empty() {
+        return Err(StoreKeyError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    if let Some(n) = keys.iter().position(|k| k.len() < 32) {
+        return Err(StoreKeyError::Short {
+            path: path.to_owned(),
+            line: n + 1,
+        });
+    }
+    Ok(keys)
 }
 
 /// `[cluster] route_cookie` when unset.
@@ -69,6 +115,7 @@ impl Default for Cluster {
             route_cookie: DEFAULT_ROUTE_COOKIE.to_string(),
             revocation_staleness: DEFAULT_REVOCATION_STALENESS,
             on_store_error: OnStoreError::Deny,
+            store_key_file: None,
             redis: None,
         }
     }

@@ -249,6 +249,7 @@ pub struct RawCluster {
     pub route_cookie: Option<String>,
     pub revocation_staleness: Option<String>,
     pub on_store_error: Option<String>,
+    pub store_key_file: Option<String>,
     /// `[cluster.redis]`: the store of `mode = "shared"`.
     pub redis: Option<RawRedis>,
 }

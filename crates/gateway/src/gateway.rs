@@ -46,6 +46,24 @@ pub struct Gateway {
     hooks: std::sync::Mutex<Option<backend_logout::Hooks>>,
 }
 
+/// Where the gateway keeps app sessions and one-time uses (assertion and
+/// request ids, Universal Logout `jti`s): memory by default, the shared
+/// backends in a cluster's shared mode.
+pub struct GatewayStores {
+    pub sessions: Sessions,
+    pub one_time: Arc<dyn portcullis_session::OneTimeStore>,
+}
+
+impl GatewayStores {
+    /// Everything in this process's memory.
+    pub fn memory() -> Self {
+        Self {
+            sessions: Sessions::memory(),
+            one_time: Arc::new(MemoryOneTime::new(DEFAULT_ONE_TIME_CAPACITY)),
+        }
+    }
+}
+
 impl Gateway {
     /// Builds the SP of every `auth` app; every problem is reported, not
     /// just the first. `embedded` is the embedded IdP's signing JWKS, when
@@ -53,6 +71,16 @@ impl Gateway {
     pub fn build(
         config: &Config,
         embedded: Option<&EmbeddedIssuer>,
+    ) -> Result<Gateway, Vec<BuildError>> {
+        Self::build_with(config, embedded, GatewayStores::memory())
+    }
+
+    /// [`build`](Self::build), keeping sessions and one-time uses in
+    /// `stores` (a cluster's shared backends).
+    pub fn build_with(
+        config: &Config,
+        embedded: Option<&EmbeddedIssuer>,
+        stores: GatewayStores,
     ) -> Result<Gateway, Vec<BuildError>> {
         let mut errors = Vec::new();
         let mut sps = HashMap::new();
@@ -88,9 +116,7 @@ impl Gateway {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let sessions = Sessions::memory();
-        let one_time: Arc<dyn portcullis_session::OneTimeStore> =
-            Arc::new(MemoryOneTime::new(DEFAULT_ONE_TIME_CAPACITY));
+        let GatewayStores { sessions, one_time } = stores;
         Ok(Gateway {
             sps,
             shared: Arc::new(Shared {

@@ -35,7 +35,7 @@ mod sp;
 mod state;
 
 pub use error::{BuildError, BuildProblem};
-pub use gateway::{EmbeddedIssuer, Gateway};
+pub use gateway::{EmbeddedIssuer, Gateway, GatewayStores};
 pub use identity::{IdentityConfigError, IdentityPlan, IdentitySigner};
 pub use login::relay_state_is_safe;
 pub use post_auth::{ContextCheck, ContextVerdict, GatewayChange, SessionEnding};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use portcullis_config::{Config, Problem};
-use portcullis_gateway::{EmbeddedIssuer, Gateway};
+use portcullis_gateway::{EmbeddedIssuer, Gateway, GatewayStores};
 use portcullis_idp::web::Idp;
 
 use crate::idp_service::{self, IdpFiles};
@@ -16,11 +16,20 @@ use crate::universal_logout;
 pub struct Parts {
     pub idp: Option<Arc<Idp>>,
     pub gateway: Arc<Gateway>,
+    /// The shared store's readiness, in shared mode.
+    pub store_ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// Loads and checks everything `config` names; `Err` holds every problem.
 pub fn build(config: &Config) -> Result<(Option<IdpFiles>, Arc<Gateway>), Vec<Problem>> {
-    let mut problems = Vec::new();
+    build_with(config, GatewayStores::memory())
+}
+
+fn build_with(
+    config: &Config,
+    stores: GatewayStores,
+) -> Result<(Option<IdpFiles>, Arc<Gateway>), Vec<Problem>> {
+    let mut problems = crate::cluster::problems(config);
     let files = match &config.idp {
         Some(idp) => match idp_service::load_files(idp) {
             Ok(files) => Some(files),
@@ -38,7 +47,7 @@ pub fn build(config: &Config) -> Result<(Option<IdpFiles>, Arc<Gateway>), Vec<Pr
     let embedded = files
         .as_ref()
         .and_then(|files| embedded_issuer(config, files, &mut problems));
-    let gateway = match Gateway::build(config, embedded.as_ref()) {
+    let gateway = match Gateway::build_with(config, embedded.as_ref(), stores) {
         Ok(gateway) => {
             if let Err(errors) = gateway.check(config) {
                 problems.extend(errors.iter().map(problem));
@@ -87,7 +96,8 @@ pub fn notes(config: &Config, files: Option<&IdpFiles>) -> Vec<String> {
 /// Builds the parts and starts the IdP's side of them (its System Log,
 /// Universal Logout dispatch into the gateway). Must run inside a runtime.
 pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
-    let (files, gateway) = match build(config) {
+    let stores = crate::cluster::open(config)?;
+    let (files, gateway) = match build_with(config, stores.gateway) {
         Ok(built) => built,
         Err(problems) => return Ok(Err(problems)),
     };
@@ -97,7 +107,7 @@ pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
     let idp = match files {
         Some(files) => {
             let dispatch = universal_logout::dispatcher(config, &files, gateway.clone())?;
-            let idp = idp_service::start(config, files)?;
+            let idp = idp_service::start(config, files, stores.idp)?;
             if let Some(dispatch) = dispatch {
                 idp.set_universal_logout(dispatch);
             }
@@ -106,7 +116,11 @@ pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
         }
         None => None,
     };
-    Ok(Ok(Parts { idp, gateway }))
+    Ok(Ok(Parts {
+        idp,
+        gateway,
+        store_ready: stores.ready,
+    }))
 }
 
 fn embedded_issuer(

@@ -9,7 +9,9 @@ use portcullis_idp::directory::{Directory, DirectoryError, LockoutPolicy};
 use portcullis_idp::policy::PolicySet;
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
 use portcullis_idp::user_admin::UserAdminError;
-use portcullis_idp::web::{AttributeRule, Caller, Idp, SamlSettings, ServiceProvider, WebSettings};
+use portcullis_idp::web::{
+    AttributeRule, Caller, Idp, IdpStores, SamlSettings, ServiceProvider, WebSettings,
+};
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
 use portcullis_saml::{AttributeNameFormat, NameIdFormat, SigningKey};
 
@@ -230,7 +232,7 @@ pub fn load_files(idp: &portcullis_config::Idp) -> Result<IdpFiles, Vec<String>>
 
 /// Builds the running IdP from its loaded files: System Log, settings,
 /// SAML. `config.idp` must be set (the files came from it).
-pub fn start(config: &Config, files: IdpFiles) -> anyhow::Result<Arc<Idp>> {
+pub fn start(config: &Config, files: IdpFiles, stores: IdpStores) -> anyhow::Result<Arc<Idp>> {
     let idp = config
         .idp
         .as_ref()
@@ -261,12 +263,13 @@ pub fn start(config: &Config, files: IdpFiles) -> anyhow::Result<Arc<Idp>> {
         },
         admin: admin_settings(idp),
     };
-    let mut idp = Idp::new(
+    let mut idp = Idp::with_stores(
         settings,
         files.directory,
         files.policies,
         files.api_tokens,
         Arc::new(log),
+        stores,
     );
     idp.post_auth().replace(files.post_auth);
     if let Some(saml) = files.saml {

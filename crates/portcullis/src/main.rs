@@ -2,6 +2,7 @@
 //! only crate that knows every other one.
 
 mod assemble;
+mod cluster;
 mod console_view;
 mod dev_certs;
 mod idp_service;

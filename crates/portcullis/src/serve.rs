@@ -62,6 +62,7 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
             .clone()
             .map(|idp| Arc::new(crate::idp_service::IdpService(idp)) as _),
         auth: Some(parts.gateway.clone()),
+        store_ready: parts.store_ready.clone(),
     };
     let server = Server::start(&config, services)
         .await

@@ -16,15 +16,20 @@ pub fn respond<B>(shared: &Shared, request: &Request<B>) -> Response<ProxyBody> 
             "text/plain; charset=utf-8",
             "ok\n".to_string(),
         ),
-        "/readyz" if shared.ready.load(Ordering::Acquire) => (
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "ready\n".to_string(),
-        ),
-        "/readyz" => (
+        "/readyz" if !shared.ready.load(Ordering::Acquire) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain; charset=utf-8",
             "draining\n".to_string(),
+        ),
+        "/readyz" if shared.store_ready.as_ref().is_some_and(|up| !up()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "session store unreachable\n".to_string(),
+        ),
+        "/readyz" => (
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ready\n".to_string(),
         ),
         "/metrics" => (
             StatusCode::OK,

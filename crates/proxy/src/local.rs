@@ -42,4 +42,7 @@ pub struct Services {
     pub idp: Option<Arc<dyn LocalApp>>,
     /// Compiles the auth phase of every app with `auth` set.
     pub auth: Option<Arc<dyn crate::auth::AuthProvider>>,
+    /// Whether a shared session store answers; `/readyz` says 503 while
+    /// it does not (liveness stays 200).
+    pub store_ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }

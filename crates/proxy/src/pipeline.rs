@@ -41,6 +41,8 @@ pub struct Shared {
     /// False while starting and once draining; drives `/readyz`. One flag
     /// for all workers.
     pub ready: Arc<AtomicBool>,
+    /// The shared session store's readiness, when there is one.
+    pub store_ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// Per-request context carried through the phases.

@@ -269,6 +269,7 @@ impl Server {
                 )?),
                 metrics: metrics.clone(),
                 ready: ready.clone(),
+                store_ready: services.store_ready.clone(),
             });
             let mut own = Vec::with_capacity(listeners.len());
             for (listener, role) in &listeners {

@@ -82,6 +82,7 @@ access_log = {access_log}
         let services = portcullis_proxy::Services {
             idp: setup.idp,
             auth: None,
+            store_ready: None,
         };
         let gateway = Server::start(&config, services)
             .await

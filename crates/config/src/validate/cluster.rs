@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::locate::Step;
@@ -83,6 +84,7 @@ impl Validator<'_, '_> {
                 "[cluster.redis] is required for mode = \"shared\"",
             );
         }
+        let store_key_file = self.store_key_file(raw.store_key_file.as_deref(), mode);
         let redis = raw.redis.and_then(|r| self.redis(r));
         Cluster {
             mode,
@@ -91,8 +93,27 @@ impl Validator<'_, '_> {
             route_cookie,
             revocation_staleness,
             on_store_error,
+            store_key_file,
             redis,
         }
+    }
+
+    /// Shared mode's store keys: readable, at least one, none short.
+    fn store_key_file(&mut self, raw: Option<&str>, mode: ClusterMode) -> Option<PathBuf> {
+        let Some(raw) = raw else {
+            if mode == ClusterMode::Shared {
+                self.problem(
+                    &at("store_key_file"),
+                    "required for mode = \"shared\": a file of store keys (e.g. `openssl rand -base64 48`), one per line".to_owned(),
+                );
+            }
+            return None;
+        };
+        let path = self.base.join(raw);
+        if let Err(e) = crate::model::read_store_keys(&path) {
+            self.problem(&at("store_key_file"), e.to_string());
+        }
+        Some(path)
     }
 
     fn cluster_mode(&mut self, raw: Option<&str>) -> ClusterMode {
@@ -660,7 +681,7 @@ mod tests {
     fn a_full_shared_section_is_read() {
         let password = secret_file("full", "s3cret\n");
         let text = format!(
-            "{SERVER}{IDP}[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nrevocation_staleness = \"250ms\"\non_store_error = \"serve_cached\"\n\n\
+            "{SERVER}{IDP}[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"tests/fixtures/store-keys.txt\"\nrevocation_staleness = \"250ms\"\non_store_error = \"serve_cached\"\n\n\
              [cluster.redis]\nurl = \"rediss://redis.internal:6380/2\"\nusername = \"portcullis\"\npassword_file = \"{password}\"\n\
              tls_ca = \"certs-dev/ca.pem\"\nkey_prefix = \"gw-prod:\"\nconnect_timeout = \"5s\"\ncommand_timeout = \"100ms\"\n\n{}",
             app("a", "https://a.test/", SAML)
@@ -697,7 +718,7 @@ mod tests {
     fn redis_defaults_and_the_other_endpoint_kinds() {
         let shared = |redis: &str| {
             parse(&config(&format!(
-                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\n{redis}"
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"tests/fixtures/store-keys.txt\"\n[cluster.redis]\n{redis}"
             )))
             .expect("valid")
             .cluster
@@ -770,7 +791,7 @@ mod tests {
                 "{problems:?}"
             );
         }
-        let text = config("[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"");
+        let text = config("[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"tests/fixtures/store-keys.txt\"");
         let problems = refusals(&text);
         assert_eq!(
             at(&problems, &text, "cluster", "[cluster]"),
@@ -787,7 +808,7 @@ mod tests {
             "ftp://u:hunter2hunter2@h?x#y",
         ] {
             let text = config(&format!(
-                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\nurl = \"{url}\""
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"tests/fixtures/store-keys.txt\"\n[cluster.redis]\nurl = \"{url}\""
             ));
             let report = parse(&text).expect_err("invalid");
             let rendered = report.to_string();
@@ -909,7 +930,7 @@ mod tests {
     fn redis_endpoint_refusals() {
         let redis = |body: &str| {
             let text = config(&format!(
-                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\n{body}"
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"tests/fixtures/store-keys.txt\"\n[cluster.redis]\n{body}"
             ));
             let problems = refusals(&text);
             (text, problems)
@@ -1009,7 +1030,7 @@ mod tests {
     fn password_sources_are_checked_now() {
         let redis = |body: &str| {
             let text = config(&format!(
-                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\nurl = \"redis://h\"\n{body}"
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"tests/fixtures/store-keys.txt\"\n[cluster.redis]\nurl = \"redis://h\"\n{body}"
             ));
             let problems = refusals(&text);
             (text, problems)
@@ -1067,7 +1088,7 @@ mod tests {
     #[test]
     fn tls_ca_needs_rediss() {
         let text = config(
-            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\nurl = \"redis://h\"\ntls_ca = \"certs-dev/ca.pem\"",
+            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"tests/fixtures/store-keys.txt\"\n[cluster.redis]\nurl = \"redis://h\"\ntls_ca = \"certs-dev/ca.pem\"",
         );
         let problems = refusals(&text);
         assert_eq!(
@@ -1076,7 +1097,7 @@ mod tests {
         );
         assert_eq!(problems.len(), 1, "{problems:?}");
         let text = config(
-            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n[cluster.redis]\nurl = \"rediss://h\"\ntls_ca = \"certs-dev/missing-ca.pem\"",
+            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"tests/fixtures/store-keys.txt\"\n[cluster.redis]\nurl = \"rediss://h\"\ntls_ca = \"certs-dev/missing-ca.pem\"",
         );
         let problems = refusals(&text);
         assert!(at(&problems, &text, "cluster.redis.tls_ca", "tls_ca").contains("missing-ca.pem"));

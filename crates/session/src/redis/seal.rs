@@ -11,7 +11,7 @@ use std::fmt;
 
 use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
-use ring::hkdf;
+use ring::{hkdf, hmac};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -37,6 +37,8 @@ pub enum SealError {
 struct RingKey {
     id: [u8; KEY_ID_LEN],
     key: LessSafeKey,
+    /// Names index entries, so a dump does not list users by name.
+    index: hmac::Key,
 }
 
 /// The ring of store keys; the first one seals.
@@ -95,6 +97,18 @@ impl SealKeys {
         out
     }
 
+    /// The name an index key is filed under: a keyed digest, so Redis
+    /// holds no user name or email in clear.
+    pub fn index_name(&self, key: &str) -> String {
+        name_under(&self.keys[0], key)
+    }
+
+    /// Every name `key` may be filed under, one per key in the ring, so
+    /// lookups still find sessions filed before a rotation.
+    pub fn index_names(&self, key: &str) -> Vec<String> {
+        self.keys.iter().map(|k| name_under(k, key)).collect()
+    }
+
     /// Opens what [`seal`](Self::seal) wrote under the same Redis key.
     pub fn open(&self, sealed: &[u8], bound_to: &str) -> Result<Vec<u8>, SealError> {
         if sealed.len() < HEADER_LEN || sealed[0] != VERSION {
@@ -125,6 +139,11 @@ impl fmt::Debug for SealKeys {
     }
 }
 
+fn name_under(ring: &RingKey, key: &str) -> String {
+    let tag = hmac::sign(&ring.index, key.as_bytes());
+    crate::encoding::hex(&tag.as_ref()[..16])
+}
+
 fn derive(secret: &[u8]) -> Result<RingKey, SealError> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(SealError::ShortSecret);
@@ -134,6 +153,13 @@ fn derive(secret: &[u8]) -> Result<RingKey, SealError> {
     let expanded = prk
         .expand(&[b"chacha20-poly1305"], hkdf::HKDF_SHA256)
         .and_then(|okm| okm.fill(&mut bytes));
+    if expanded.is_err() {
+        unreachable!("32 bytes are within HKDF-SHA256's output limit");
+    }
+    let mut index = [0u8; 32];
+    let expanded = prk
+        .expand(&[b"index names"], hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut index));
     if expanded.is_err() {
         unreachable!("32 bytes are within HKDF-SHA256's output limit");
     }
@@ -147,6 +173,7 @@ fn derive(secret: &[u8]) -> Result<RingKey, SealError> {
     Ok(RingKey {
         id,
         key: LessSafeKey::new(unbound),
+        index: hmac::Key::new(hmac::HMAC_SHA256, &index),
     })
 }
 
@@ -190,6 +217,10 @@ mod tests {
         assert_eq!(rotated.open(&sealed, "k").as_deref(), Ok(&b"body"[..]));
         let resealed = rotated.seal(b"body", "k");
         assert_eq!(before.open(&resealed, "k"), Err(SealError::Unopenable));
+        let name = before.index_name("email:bob@example.com");
+        assert!(!name.contains("bob"), "{name}");
+        assert_eq!(rotated.index_names("email:bob@example.com")[1], name);
+        assert_ne!(rotated.index_name("email:bob@example.com"), name);
         assert!(matches!(
             SealKeys::from_secrets(&[[1u8; 16]]),
             Err(SealError::ShortSecret)

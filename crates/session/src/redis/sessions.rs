@@ -6,7 +6,8 @@
 //! - `s:<hex of the cookie hash>` — a hash: public id, creation and last
 //!   activity (µs), limits, index keys, and the record sealed at rest;
 //! - `id:<public id>` → the hex, for the Sessions API;
-//! - `ix:<index key>` — a sorted set of hexes by creation time;
+//! - `ix:<index name>` — a sorted set of hexes by creation time, the name
+//!   a keyed digest of the index key (no user names or emails in clear);
 //! - `deadlines` — a sorted set of every hex by its deadline (sweep, len);
 //! - `lk:<hex>` — the short lock an update holds;
 //! - channel `ended` — "<instance> <hex>" for every session removed.
@@ -139,6 +140,33 @@ impl<B: SessionBody> RedisStore<B> {
         format!("{}deadlines", self.shared.base)
     }
 
+    /// The index names `body` is filed under, as the JSON array the
+    /// scripts read.
+    fn filed_under(&self, body: &B) -> Result<String, StoreError> {
+        let names: Vec<String> = body
+            .index_keys()
+            .iter()
+            .map(|key| self.seal.index_name(key))
+            .collect();
+        serde_json::to_string(&names).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Hexes filed under index `key` by any key of the ring.
+    async fn indexed(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut hexes = Vec::new();
+        for name in self.seal.index_names(key) {
+            for hex in self
+                .members(&format!("{}ix:{name}", self.shared.base))
+                .await?
+            {
+                if !hexes.contains(&hex) {
+                    hexes.push(hex);
+                }
+            }
+        }
+        Ok(hexes)
+    }
+
     fn seal_session(&self, session: &Session<B>, hex: &str) -> Result<Vec<u8>, StoreError> {
         let json = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(self.seal.seal(&json, &self.record_key(hex)))
@@ -167,8 +195,7 @@ impl<B: SessionBody> RedisStore<B> {
         now: OffsetDateTime,
     ) -> Result<(SessionSecret, Session<B>), StoreError> {
         let now = truncate(now);
-        let keys = serde_json::to_string(&body.index_keys())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let keys = self.filed_under(&body)?;
         let mut commands = self.commands();
         // A collision of 256-bit secrets or 128-bit ids is not going to
         // happen, but the script refuses to overwrite, so retrying is free.
@@ -364,8 +391,7 @@ impl<B: SessionBody> RedisStore<B> {
         session.id = id;
         session.created_at = created_at;
         session.last_activity = truncate(session.last_activity);
-        let keys = serde_json::to_string(&session.body.index_keys())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let keys = self.filed_under(&session.body)?;
         let sealed = self.seal_session(&session, hex)?;
         let mut commands = self.commands();
         let written: i64 = scripts::WRITE
@@ -461,8 +487,7 @@ impl<B: SessionBody> RedisStore<B> {
         reason: EndReason,
         matches: SessionFilter<'_, B>,
     ) -> Result<Vec<Session<B>>, StoreError> {
-        let index = format!("{}ix:{key}", self.shared.base);
-        let hexes = self.members(&index).await?;
+        let hexes = self.indexed(key).await?;
         let mut ended = Vec::new();
         for (hex, session) in self.peek(&hexes).await? {
             if !session.body.index_keys().iter().any(|k| k == key) || !matches(&session) {
@@ -481,9 +506,8 @@ impl<B: SessionBody> RedisStore<B> {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<Session<B>>, StoreError> {
-        let index = format!("{}ix:{key}", self.shared.base);
         let mut live = Vec::new();
-        for hex in self.members(&index).await? {
+        for hex in self.indexed(key).await? {
             match self.live(&hex, now, false).await {
                 Ok(session) if session.body.index_keys().iter().any(|k| k == key) => {
                     live.push(session)

@@ -1,0 +1,123 @@
+//! `[cluster]` at run time: where sessions and one-time uses live. Single
+//! and sticky nodes keep them in memory; shared nodes open one Redis
+//! connection and put the gateway's and the IdP's stores on it, and
+//! readiness follows that connection.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use portcullis_config::{ClusterMode, Config, Problem, RedisEndpoints};
+use portcullis_gateway::{GatewayStores, Sessions};
+use portcullis_idp::session::{IdpSessions, DEFAULT_IDP_ID};
+use portcullis_idp::web::IdpStores;
+use portcullis_session::redis::{
+    RedisConnection, RedisOneTime, RedisOptions, RedisStore, RedisTickets, SealKeys,
+};
+
+/// The stores a node serves with.
+pub struct Stores {
+    pub gateway: GatewayStores,
+    pub idp: IdpStores,
+    /// Set in shared mode: whether Redis answers (`/readyz`).
+    pub ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl Stores {
+    fn memory() -> Self {
+        Self {
+            gateway: GatewayStores::memory(),
+            idp: IdpStores::memory(),
+            ready: None,
+        }
+    }
+}
+
+/// What `check` refuses about `[cluster]` beyond the file's own rules:
+/// what this build cannot do yet.
+pub fn problems(config: &Config) -> Vec<Problem> {
+    let cluster = &config.cluster;
+    let mut problems = Vec::new();
+    if cluster.mode != ClusterMode::Shared {
+        return problems;
+    }
+    if let Some(redis) = &cluster.redis {
+        if !matches!(redis.endpoints, RedisEndpoints::Single(_)) {
+            problems.push(Problem {
+                key: "cluster.redis".into(),
+                line: None,
+                message:
+                    "Sentinel and Cluster endpoints are not supported by this build yet: use url"
+                        .into(),
+            });
+        }
+    }
+    problems
+}
+
+/// Opens the stores `[cluster]` asks for. Never waits for Redis: a node
+/// started while Redis is down starts not-ready and becomes ready when
+/// Redis answers. Must run inside a runtime.
+pub fn open(config: &Config) -> anyhow::Result<Stores> {
+    let cluster = &config.cluster;
+    if cluster.mode != ClusterMode::Shared {
+        return Ok(Stores::memory());
+    }
+    let redis = cluster
+        .redis
+        .as_ref()
+        .context("shared mode without [cluster.redis]")?;
+    let RedisEndpoints::Single(url) = &redis.endpoints else {
+        anyhow::bail!("Sentinel and Cluster endpoints are not supported by this build yet");
+    };
+    let mut options = RedisOptions::new(url.clone());
+    options.username = redis.username.clone();
+    options.password = match &redis.password {
+        Some(password) => Some(password.resolve().context("[cluster.redis] password")?),
+        None => None,
+    };
+    options.tls_ca_pem = match &redis.tls_ca {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    options.key_prefix = redis.key_prefix.clone();
+    options.connect_timeout = redis.connect_timeout;
+    options.command_timeout = redis.command_timeout;
+    let path = cluster
+        .store_key_file
+        .as_ref()
+        .context("shared mode without [cluster] store_key_file")?;
+    let secrets = portcullis_config::read_store_keys(path)?;
+    let seal = || SealKeys::from_secrets(&secrets).context("[cluster] store_key_file");
+    let connection = RedisConnection::open(&options).context("opening the Redis connection")?;
+    tracing::info!(
+        url = %url,
+        node = cluster.node_id.as_deref().unwrap_or(""),
+        prefix = %redis.key_prefix,
+        "sessions shared through Redis"
+    );
+    let gateway = GatewayStores {
+        sessions: Sessions::new(Arc::new(RedisStore::new(connection.clone(), "gw", seal()?))),
+        one_time: Arc::new(RedisOneTime::with_default_capacity(
+            connection.clone(),
+            "gw",
+        )),
+    };
+    let idp = IdpStores {
+        sessions: IdpSessions::new(
+            Arc::new(RedisStore::new(connection.clone(), "idp", seal()?)),
+            DEFAULT_IDP_ID,
+        ),
+        one_time: Arc::new(RedisOneTime::with_default_capacity(
+            connection.clone(),
+            "idp",
+        )),
+        tickets: Arc::new(RedisTickets::new(connection.clone(), "idp", seal()?)),
+    };
+    Ok(Stores {
+        gateway,
+        idp,
+        ready: Some(Arc::new(move || connection.is_ready())),
+    })
+}

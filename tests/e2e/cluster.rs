@@ -1,0 +1,249 @@
+//! `[cluster] mode = "shared"` with real processes: two Portcullis nodes
+//! on one real Redis (started by the test on a free port). A session made
+//! on one node is served by the other, a revocation through one node's
+//! Sessions API ends it on both, a restarted node keeps every session, and
+//! a Redis outage flips readiness and fails closed without a restart.
+
+use std::time::{Duration, Instant};
+
+use http::{header, Method, Request, StatusCode};
+use test_support::browser::Browser;
+use test_support::{Client, RedisServer};
+
+use crate::gateway_sso::{self, get_json, post_acs, sso, ADMIN_TOKEN};
+use crate::process::{admin_get, Gateway, WITH_ADMIN};
+
+const IDP: &str = "https://a.test";
+const B: &str = "https://b.test";
+const C: &str = "https://c.test";
+const B_ACS: &str = "https://b.test/_portcullis/saml/acs";
+const DEADLINE: Duration = Duration::from_secs(15);
+
+struct Cluster {
+    a: gateway_sso::Fixture,
+    b: Gateway,
+    _keys: tempfile::TempDir,
+}
+
+/// `[cluster]` for node `node` on `redis`, with the store key in `dir`.
+fn cluster_keys(dir: &std::path::Path, redis: &RedisServer, node: &str) -> String {
+    let keys = dir.join("store-keys");
+    std::fs::write(&keys, "e2e-store-key-0123456789abcdef0123456789abcdef\n").expect("keys");
+    format!(
+        "{WITH_ADMIN}\n\n[cluster]\nmode = \"shared\"\nnode_id = \"{node}\"\nstore_key_file = \"{}\"\n\n\
+         [cluster.redis]\nurl = \"{}\"\nkey_prefix = \"e2e:\"\ncommand_timeout = \"300ms\"\nconnect_timeout = \"300ms\"\n",
+        keys.display(),
+        redis.url(),
+    )
+}
+
+/// Node a (the gateway_sso fixture: embedded IdP on a.test, apps b.test
+/// and c.test) and node b: the same file but for its node id.
+fn start(redis: &RedisServer) -> Cluster {
+    let keys = tempfile::tempdir().expect("dir");
+    let a = gateway_sso::start_with(&cluster_keys(keys.path(), redis, "gw-a"), &[]);
+    let text = std::fs::read_to_string(&a.gw.config).expect("node a's config");
+    let text = text.replace("node_id = \"gw-a\"", "node_id = \"gw-b\"");
+    // Relative paths (the System Log) resolved against node a's directory:
+    // node b writes its own.
+    let b = Gateway::start_with_text(|_| text);
+    Cluster { a, b, _keys: keys }
+}
+
+impl Cluster {
+    /// A browser on node b holding `browser`'s cookies (b serves the same
+    /// certificate as a, so a's CA is the one to trust).
+    fn on_b(&self, browser: &Browser) -> Browser {
+        browser.replayed_through(Client::http1(&self.a.gw.pki, self.b.https))
+    }
+}
+
+async fn signed_in_on_a(cluster: &Cluster) -> Browser {
+    let browser = cluster.a.gw.browser();
+    let posted = sso(&browser, "pc_b_rs", &format!("{B}/page"), B_ACS).await;
+    let landed = post_acs(&browser, B_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    assert!(browser.cookie("pc_b").is_some());
+    browser
+}
+
+async fn readyz(gateway: &Gateway) -> (u16, String) {
+    admin_get(gateway.admin_addr(), "/readyz")
+        .await
+        .expect("admin listener answers")
+}
+
+async fn wait_ready(gateway: &Gateway, status: u16) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (now, body) = readyz(gateway).await;
+        if now == status {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "readyz stayed {now}: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
+    let redis = RedisServer::start();
+    let cluster = start(&redis);
+    wait_ready(&cluster.a.gw, 200).await;
+    wait_ready(&cluster.b, 200).await;
+
+    // Signed in through node a; node b serves the same cookie.
+    let on_a = signed_in_on_a(&cluster).await;
+    let on_b = cluster.on_b(&on_a);
+    let page = get_json(&on_b, &format!("{B}/page")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_eq!(page.echoed("x-portcullis-user"), ["bob@example.com"]);
+
+    // The IdP session is shared too: app c signs in on node b without a
+    // password.
+    let start_c = on_b.get(&format!("{C}/")).await;
+    assert_eq!(start_c.status, StatusCode::SEE_OTHER, "{}", start_c.text());
+    let at_idp = on_b.get(&start_c.location()).await;
+    assert_eq!(
+        at_idp.status,
+        StatusCode::OK,
+        "node b knows node a's IdP session: {}",
+        at_idp.text()
+    );
+    assert!(at_idp.text().contains("SAMLResponse"));
+
+    // Nothing in Redis reads as bob's session or cookie.
+    let dump = redis.command("KEYS {e2e:}*");
+    assert!(dump.contains("gw:s:"), "{dump}");
+    let cookie = on_a.cookie("pc_b").expect("cookie");
+    let mut everything = dump.clone();
+    for key in dump.lines().filter(|l| l.starts_with("{e2e:}")) {
+        everything.push_str(&redis.command(&format!("HGETALL {key}")));
+    }
+    assert!(!everything.contains(&cookie), "{everything}");
+    assert!(!everything.contains("bob@example.com"), "{everything}");
+
+    // A tampered, truncated or unknown cookie is no session: sign-in.
+    for bad in [
+        format!("{}x", &cookie[..42]),
+        cookie[..20].to_owned(),
+        "A".repeat(43),
+    ] {
+        let stranger = cluster.on_b(&on_a);
+        stranger.set_cookie("pc_b", &bad);
+        let reply = stranger.get(&format!("{B}/page")).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SEE_OTHER,
+            "{bad}: {}",
+            reply.text()
+        );
+        assert!(reply.location().starts_with(&format!("{IDP}/sso/saml")));
+    }
+
+    // Revoked through node b's Sessions API; node a refuses at once.
+    let revoked = on_b
+        .send(
+            Request::builder()
+                .method(Method::DELETE)
+                .uri(format!("{IDP}/api/v1/users/00u2bob/sessions"))
+                .header(header::ACCEPT, "application/json")
+                .header(header::AUTHORIZATION, format!("SSWS {ADMIN_TOKEN}"))
+                .body(Client::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text());
+    let revoked_at = Instant::now();
+    loop {
+        let page = get_json(&on_a, &format!("{B}/page")).await;
+        if page.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        assert!(
+            revoked_at.elapsed() < DEADLINE,
+            "node a still serves a session revoked on node b"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "cluster: revoked on node b, refused on node a after {:?}",
+        revoked_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_node_keeps_its_sessions_and_an_outage_fails_closed() {
+    // Persisted to disk, so Redis coming back holds what it acknowledged.
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut cluster = start(&redis);
+    wait_ready(&cluster.a.gw, 200).await;
+    let on_a = signed_in_on_a(&cluster).await;
+
+    cluster.a.gw.restart();
+    wait_ready(&cluster.a.gw, 200).await;
+    let on_a = on_a.replayed_through(Client::http1(&cluster.a.gw.pki, cluster.a.gw.https));
+    let page = get_json(&on_a, &format!("{B}/page")).await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "survived the restart: {}",
+        page.text()
+    );
+
+    // Redis goes away: not ready (alive), signed-in users get a 503, never
+    // a sign-in page, and new sign-ins fail closed.
+    redis.stop();
+    let body = wait_ready(&cluster.a.gw, 503).await;
+    assert!(body.contains("session store unreachable"), "{body}");
+    let (health, _) = admin_get(cluster.a.gw.admin_addr(), "/healthz")
+        .await
+        .expect("healthz");
+    assert_eq!(health, 200);
+    let page = get_json(&on_a, &format!("{B}/page")).await;
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.text()
+    );
+    assert_eq!(page.json()["errorCode"], "session_store_unavailable");
+    let newcomer = cluster.a.gw.browser();
+    let html = newcomer.get(&format!("{B}/page")).await;
+    assert_ne!(html.status, StatusCode::OK);
+    assert!(html.status.is_server_error() || html.status == StatusCode::SEE_OTHER);
+
+    // Back without restarting Portcullis: ready again, the session intact.
+    redis.restart();
+    wait_ready(&cluster.a.gw, 200).await;
+    let page = get_json(&on_a, &format!("{B}/page")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(cluster
+        .a
+        .gw
+        .wait_for_log("session store unreachable", Duration::from_secs(1))
+        .is_some());
+    assert!(cluster
+        .a
+        .gw
+        .wait_for_log("session store reachable", Duration::from_secs(1))
+        .is_some());
+    drop(cluster.b);
+}
+
+#[tokio::test]
+async fn a_node_started_while_redis_is_down_starts_not_ready() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let keys = tempfile::tempdir().expect("dir");
+    let node = gateway_sso::start_with(&cluster_keys(keys.path(), &redis, "gw-a"), &[]);
+    let (status, body) = readyz(&node.gw).await;
+    assert_eq!(status, 503, "{body}");
+    redis.restart();
+    wait_ready(&node.gw, 200).await;
+    let browser = node.gw.browser();
+    let posted = sso(&browser, "pc_b_rs", &format!("{B}/page"), B_ACS).await;
+    let landed = post_acs(&browser, B_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+}
