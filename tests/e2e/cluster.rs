@@ -6,9 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use http::{header, Method, Request, StatusCode};
 use test_support::browser::Browser;
-use test_support::{Client, RedisServer};
+use test_support::{Backend, Client, RedisServer};
 
 use crate::gateway_sso::{self, get_json, post_acs, sso, ADMIN_TOKEN};
 use crate::process::{admin_get, Gateway, WITH_ADMIN};
@@ -17,6 +18,8 @@ const IDP: &str = "https://a.test";
 const B: &str = "https://b.test";
 const C: &str = "https://c.test";
 const B_ACS: &str = "https://b.test/_portcullis/saml/acs";
+const D: &str = "https://app.test";
+const D_ACS: &str = "https://app.test/_portcullis/saml/acs";
 const DEADLINE: Duration = Duration::from_secs(15);
 
 struct Cluster {
@@ -39,9 +42,9 @@ fn cluster_keys(dir: &std::path::Path, redis: &RedisServer, node: &str) -> Strin
 
 /// Node a (the gateway_sso fixture: embedded IdP on a.test, apps b.test
 /// and c.test) and node b: the same file but for its node id.
-fn start(redis: &RedisServer) -> Cluster {
+fn start(redis: &RedisServer, extra_apps: &[(&str, &str, &str, &str)]) -> Cluster {
     let keys = tempfile::tempdir().expect("dir");
-    let a = gateway_sso::start_with(&cluster_keys(keys.path(), redis, "gw-a"), &[]);
+    let a = gateway_sso::start_with(&cluster_keys(keys.path(), redis, "gw-a"), extra_apps);
     let text = std::fs::read_to_string(&a.gw.config).expect("node a's config");
     let text = text.replace("node_id = \"gw-a\"", "node_id = \"gw-b\"");
     // Relative paths (the System Log) resolved against node a's directory:
@@ -88,7 +91,8 @@ async fn wait_ready(gateway: &Gateway, status: u16) -> String {
 #[tokio::test]
 async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
     let redis = RedisServer::start();
-    let cluster = start(&redis);
+    let backend = Backend::start().await;
+    let cluster = start(&redis, &[("d", D, &backend.url(), "")]);
     wait_ready(&cluster.a.gw, 200).await;
     wait_ready(&cluster.b, 200).await;
 
@@ -141,6 +145,30 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
         assert!(reply.location().starts_with(&format!("{IDP}/sso/saml")));
     }
 
+    // A WebSocket held open on node a, in bob's session of app d.
+    let posted = sso(&on_a, "pc_d_rs", &format!("{D}/page"), D_ACS).await;
+    let landed = post_acs(&on_a, D_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    let d_session = on_a.cookie("pc_d").expect("d session");
+    let mut ws_request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            "wss://app.test/ws",
+        )
+        .expect("ws request");
+    ws_request.headers_mut().insert(
+        header::COOKIE,
+        format!("pc_d={d_session}").parse().expect("cookie"),
+    );
+    let tls = on_a.client().raw_tls("app.test").await;
+    let (mut ws, _) = tokio_tungstenite::client_async(ws_request, tls)
+        .await
+        .expect("websocket through node a");
+    ws.send(tokio_tungstenite::tungstenite::Message::text("ping"))
+        .await
+        .expect("send");
+    let echoed = ws.next().await.expect("echo").expect("frame");
+    assert_eq!(echoed.into_text().expect("text").as_str(), "ping");
+
     // Revoked through node b's Sessions API; node a refuses at once.
     let revoked = on_b
         .send(
@@ -171,13 +199,33 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
         "cluster: revoked on node b, refused on node a after {:?}",
         revoked_at.elapsed()
     );
+    // And node a closed the tunnel it held for that session.
+    let closed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | Some(Err(_))
+                | None => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the WebSocket on node a outlived a revocation on node b"
+    );
+    eprintln!(
+        "cluster: node a closed the WebSocket {:?} after the revocation on node b",
+        revoked_at.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_restarted_node_keeps_its_sessions_and_an_outage_fails_closed() {
     // Persisted to disk, so Redis coming back holds what it acknowledged.
     let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
-    let mut cluster = start(&redis);
+    let mut cluster = start(&redis, &[]);
     wait_ready(&cluster.a.gw, 200).await;
     let on_a = signed_in_on_a(&cluster).await;
 
