@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use portcullis_config::OnStoreError;
 use portcullis_config::{ClusterMode, Config, Problem, RedisEndpoints};
 use portcullis_gateway::{GatewayStores, Sessions};
 use portcullis_idp::session::{IdpSessions, DEFAULT_IDP_ID};
 use portcullis_idp::web::IdpStores;
 use portcullis_session::redis::{
-    RedisConnection, RedisOneTime, RedisOptions, RedisStore, RedisTickets, SealKeys,
+    CachePolicy, RedisConnection, RedisOneTime, RedisOptions, RedisStore, RedisTickets, SealKeys,
 };
 
 /// The stores a node serves with.
@@ -97,8 +98,20 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
         prefix = %redis.key_prefix,
         "sessions shared through Redis"
     );
+    // Sessions in use are served from this node's cache for at most
+    // revocation_staleness; every end or change any node makes evicts
+    // them at once through pub/sub.
+    let cache = CachePolicy {
+        staleness: cluster.revocation_staleness,
+        serve_cached: cluster.on_store_error == OnStoreError::ServeCached,
+    };
     let gateway = GatewayStores {
-        sessions: Sessions::new(Arc::new(RedisStore::new(connection.clone(), "gw", seal()?))),
+        sessions: Sessions::new(Arc::new(RedisStore::with_cache(
+            connection.clone(),
+            "gw",
+            seal()?,
+            cache,
+        ))),
         one_time: Arc::new(RedisOneTime::with_default_capacity(
             connection.clone(),
             "gw",
@@ -106,7 +119,12 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
     };
     let idp = IdpStores {
         sessions: IdpSessions::new(
-            Arc::new(RedisStore::new(connection.clone(), "idp", seal()?)),
+            Arc::new(RedisStore::with_cache(
+                connection.clone(),
+                "idp",
+                seal()?,
+                cache,
+            )),
             DEFAULT_IDP_ID,
         ),
         one_time: Arc::new(RedisOneTime::with_default_capacity(

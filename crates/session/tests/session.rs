@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use portcullis_session::conformance::{drain, lifetime, TestBody, IDLE, T0};
-use portcullis_session::redis::{RedisOneTime, RedisStore, RedisTickets, SealKeys};
+use portcullis_session::redis::{CachePolicy, RedisOneTime, RedisStore, RedisTickets, SealKeys};
 use portcullis_session::{
     EndReason, MemoryOneTime, MemoryStore, MemoryTickets, OneTimeKind, OneTimeStore, SecretHash,
     SessionId, SessionStore, StoreError, TicketStore,
@@ -25,6 +25,19 @@ mod redis_backend;
 use redis_backend::connection as redis_connection;
 portcullis_session::session_store_suite!(redis_sessions, || {
     RedisStore::<TestBody>::new(redis_connection(), "s", SealKeys::generate())
+});
+// The same checks with the node-local cache on: the caller's clock
+// decides freshness, so the suite's jumps in time always reach Redis.
+portcullis_session::session_store_suite!(redis_cached_sessions, || {
+    RedisStore::<TestBody>::with_cache(
+        redis_connection(),
+        "s",
+        SealKeys::generate(),
+        CachePolicy {
+            staleness: Duration::from_secs(1),
+            serve_cached: false,
+        },
+    )
 });
 portcullis_session::one_time_suite!(redis_one_time, |capacity| {
     RedisOneTime::new(redis_connection(), "o", capacity)

@@ -14,5 +14,5 @@ mod tickets;
 pub use connection::{RedisConnection, RedisOptions};
 pub use one_time::RedisOneTime;
 pub use seal::{SealError, SealKeys, MIN_SECRET_BYTES};
-pub use sessions::RedisStore;
+pub use sessions::{CachePolicy, RedisStore};
 pub use tickets::RedisTickets;

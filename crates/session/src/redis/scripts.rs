@@ -101,15 +101,16 @@ for _, key in ipairs(cjson.decode(f[7])) do
   redis.call('ZREM', ARGV[2] .. 'ix:' .. key, ARGV[1])
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[1])
+redis.call('PUBLISH', ARGV[5], 'e ' .. ARGV[6] .. ' ' .. ARGV[1])
 return {1, f[5], f[2], reason}
 "#,
     )
 });
 
 /// Commits an update made under the session's lock.
+/// Announces the change on the channel, so caches elsewhere drop it.
 /// KEYS: record, deadlines, lock. ARGV: hex, base, lock token, now, sealed
-/// record, last activity, index keys (JSON), grace ms.
+/// record, last activity, index keys (JSON), grace ms, channel, instance.
 /// Returns 1 written, 0 the session is gone, -1 the lock was lost.
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
     with_deadline(
@@ -138,6 +139,7 @@ local ttl = math.max(math.floor((dl - tonumber(ARGV[4])) / 1000), 0) + tonumber(
 redis.call('PEXPIRE', KEYS[1], n(ttl))
 redis.call('PEXPIRE', ARGV[2] .. 'id:' .. f[6], n(ttl))
 redis.call('ZADD', KEYS[2], n(dl), ARGV[1])
+redis.call('PUBLISH', ARGV[9], 'u ' .. ARGV[10] .. ' ' .. ARGV[1])
 return 1
 "#,
     )

@@ -10,7 +10,8 @@
 //!   a keyed digest of the index key (no user names or emails in clear);
 //! - `deadlines` — a sorted set of every hex by its deadline (sweep, len);
 //! - `lk:<hex>` — the short lock an update holds;
-//! - channel `ended` — "<instance> <hex>" for every session removed.
+//! - channel `ended` — `e <instance> <hex>` for every session removed and
+//!   `u <instance> <hex>` for every session changed by an update.
 //!
 //! Only the node whose TAKE removes a session publishes its
 //! [`SessionEnded`] to its own subscribers, so side effects (System Log
@@ -58,15 +59,20 @@ const WAKE_BUCKETS: usize = 64;
 
 /// Sessions in Redis.
 pub struct RedisStore<B> {
-    shared: Arc<Shared>,
+    shared: Arc<Shared<B>>,
     seal: SealKeys,
+    cache: CachePolicy,
     ended: broadcast::Sender<SessionEnded<B>>,
     _body: PhantomData<fn() -> B>,
 }
 
 /// What the store's background tasks need (they hold it weakly).
-struct Shared {
+struct Shared<B> {
     connection: RedisConnection,
+    /// Sessions used here lately, served without a round trip while
+    /// fresher than the staleness bound; dropped on every end or change
+    /// any node announces, and all at once after a reconnect.
+    cache: DashMap<SecretHash, Cached<B>>,
     base: String,
     channel: String,
     /// Sessions this node has seen live: the tokens their end signals
@@ -82,6 +88,32 @@ impl<B> fmt::Debug for RedisStore<B> {
             .field("watched", &self.shared.alive.len())
             .finish()
     }
+}
+
+/// How long a node may serve a session from its own cache.
+#[derive(Debug, Clone, Copy)]
+pub struct CachePolicy {
+    /// The longest a session is served without asking Redis (by the
+    /// caller's clock): the bound on how late a revocation whose
+    /// announcement was lost is enforced. Zero turns the cache off.
+    pub staleness: Duration,
+    /// While Redis is unreachable, keep serving cached sessions (still
+    /// only while fresh) instead of refusing them.
+    pub serve_cached: bool,
+}
+
+impl CachePolicy {
+    /// No cache: every use asks Redis.
+    pub const OFF: CachePolicy = CachePolicy {
+        staleness: Duration::ZERO,
+        serve_cached: false,
+    };
+}
+
+struct Cached<B> {
+    session: Session<B>,
+    /// The caller's clock when Redis last vouched for the session.
+    fetched_at: OffsetDateTime,
 }
 
 /// A decoded reply of READ or TAKE.
@@ -101,11 +133,22 @@ impl<B: SessionBody> RedisStore<B> {
     /// sealing records with `seal`. Spawns its end listener: call it
     /// inside a tokio runtime.
     pub fn new(connection: RedisConnection, namespace: &str, seal: SealKeys) -> Self {
+        Self::with_cache(connection, namespace, seal, CachePolicy::OFF)
+    }
+
+    /// [`new`](Self::new) with a node-local cache of sessions in use.
+    pub fn with_cache(
+        connection: RedisConnection,
+        namespace: &str,
+        seal: SealKeys,
+        cache: CachePolicy,
+    ) -> Self {
         let base = format!("{}{}:", connection.prefix(), namespace);
         let channel = format!("{base}ended");
         let shared = Arc::new(Shared {
             base,
             alive: DashMap::new(),
+            cache: DashMap::new(),
             wake: (0..WAKE_BUCKETS).map(|_| watch::channel(()).0).collect(),
             channel: channel.clone(),
             connection: connection.clone(),
@@ -119,6 +162,7 @@ impl<B: SessionBody> RedisStore<B> {
         Self {
             shared,
             seal,
+            cache,
             ended: broadcast::channel(DEFAULT_ENDED_CAPACITY).0,
             _body: PhantomData,
         }
@@ -344,6 +388,49 @@ impl<B: SessionBody> RedisStore<B> {
         Err(SessionError::NotFound)
     }
 
+    /// The request path: from the cache while fresh, else from Redis
+    /// (which records the activity the cache held back).
+    async fn touch_cached(
+        &self,
+        hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Session<B>, SessionError> {
+        let staleness = time::Duration::try_from(self.cache.staleness).unwrap_or_default();
+        if staleness.is_positive() {
+            let usable = self.cache.serve_cached || self.shared.connection.is_ready();
+            if let Some(mut cached) = self.shared.cache.get_mut(hash) {
+                let age = now - cached.fetched_at;
+                if usable
+                    && !age.is_negative()
+                    && age < staleness
+                    && cached.session.end_reason_at(now).is_none()
+                {
+                    cached.session.record_activity(now);
+                    return Ok(cached.session.clone());
+                }
+            }
+        }
+        let result = self.live(&hex(hash.as_bytes()), now, true).await;
+        if staleness.is_positive() {
+            match &result {
+                Ok(session) => {
+                    self.shared.cache.insert(
+                        *hash,
+                        Cached {
+                            session: session.clone(),
+                            fetched_at: now,
+                        },
+                    );
+                }
+                Err(SessionError::Store(_)) => {}
+                Err(_) => {
+                    self.shared.cache.remove(hash);
+                }
+            }
+        }
+        result
+    }
+
     async fn hex_of(&self, id: &SessionId) -> Result<Option<String>, StoreError> {
         let mut commands = self.commands();
         redis::cmd("GET")
@@ -406,11 +493,18 @@ impl<B: SessionBody> RedisStore<B> {
             .arg(micros(session.last_activity))
             .arg(keys)
             .arg(EXPIRY_GRACE.as_millis() as u64)
+            .arg(&self.shared.channel)
+            .arg(self.shared.connection.instance())
             .invoke_async(&mut commands)
             .await
             .map_err(unavailable)?;
         match written {
-            1 => Ok(session),
+            1 => {
+                if let Some(hash) = parse_hex(hex) {
+                    self.shared.cache.remove(&hash);
+                }
+                Ok(session)
+            }
             0 => Err(SessionError::NotFound),
             _ => Err(StoreError::Unavailable("session update lock expired".to_owned()).into()),
         }
@@ -522,6 +616,10 @@ impl<B: SessionBody> RedisStore<B> {
     }
 
     async fn sweep_now(&self, now: OffsetDateTime) -> Result<Vec<Session<B>>, StoreError> {
+        let staleness = time::Duration::try_from(self.cache.staleness).unwrap_or_default();
+        self.shared
+            .cache
+            .retain(|_, cached| now - cached.fetched_at < staleness);
         let mut commands = self.commands();
         let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.deadlines_key())
@@ -560,7 +658,7 @@ impl<B: SessionBody> RedisStore<B> {
     }
 }
 
-impl Shared {
+impl<B> Shared<B> {
     fn bucket(&self, hash: &SecretHash) -> &watch::Sender<()> {
         &self.wake[usize::from(hash.as_bytes()[0]) % WAKE_BUCKETS]
     }
@@ -573,6 +671,7 @@ impl Shared {
     /// Fires the end signals of the session behind `hex`.
     fn fire(&self, hex: &str) {
         let Some(hash) = parse_hex(hex) else { return };
+        self.cache.remove(&hash);
         if self.alive.remove(&hash).is_some() {
             self.bucket(&hash).send_replace(());
         }
@@ -581,8 +680,8 @@ impl Shared {
 
 /// Follows the ended channel, and after every reconnect re-checks the
 /// sessions this node watches (what was published meanwhile is lost).
-async fn listen(
-    shared: Weak<Shared>,
+async fn listen<B: SessionBody>(
+    shared: Weak<Shared<B>>,
     mut messages: mpsc::UnboundedReceiver<Vec<u8>>,
     mut generations: watch::Receiver<u64>,
 ) {
@@ -592,8 +691,15 @@ async fn listen(
                 let Some(message) = message else { return };
                 let Some(shared) = shared.upgrade() else { return };
                 let text = String::from_utf8_lossy(&message);
-                if let Some((_, hex)) = text.split_once(' ') {
-                    shared.fire(hex);
+                let mut words = text.split(' ');
+                match (words.next(), words.next(), words.next()) {
+                    (Some("e"), Some(_), Some(hex)) => shared.fire(hex),
+                    (Some("u"), Some(_), Some(hex)) => {
+                        if let Some(hash) = parse_hex(hex) {
+                            shared.cache.remove(&hash);
+                        }
+                    }
+                    _ => {}
                 }
             }
             changed = generations.changed() => {
@@ -605,7 +711,9 @@ async fn listen(
     }
 }
 
-async fn resync(shared: &Shared) {
+async fn resync<B>(shared: &Shared<B>) {
+    // Whatever was announced while away is lost: nothing cached is trusted.
+    shared.cache.clear();
     let watched: Vec<SecretHash> = shared.alive.iter().map(|e| *e.key()).collect();
     let mut commands = shared.connection.commands();
     for chunk in watched.chunks(512) {
@@ -743,7 +851,7 @@ impl<B: SessionBody> SessionStore<B> for RedisStore<B> {
         hash: &'a SecretHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Result<Session<B>, SessionError>> {
-        Box::pin(async move { self.live(&hex(hash.as_bytes()), now, true).await })
+        Box::pin(self.touch_cached(hash, now))
     }
 
     fn get<'a>(

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use portcullis_session::conformance::{lifetime, TestBody, T0};
-use portcullis_session::redis::{RedisConnection, RedisOptions, RedisStore, SealKeys};
+use portcullis_session::redis::{CachePolicy, RedisConnection, RedisOptions, RedisStore, SealKeys};
 use portcullis_session::{EndReason, SessionError, SessionStore, StoreError};
 use test_support::RedisServer;
 
@@ -190,4 +190,139 @@ async fn starting_while_redis_is_down_starts_not_ready() {
         .create(TestBody::new("u1"), lifetime(), T0)
         .await
         .expect("created once Redis is up");
+}
+
+fn cached(
+    connection: RedisConnection,
+    staleness: Duration,
+    serve_cached: bool,
+) -> RedisStore<TestBody> {
+    RedisStore::with_cache(
+        connection,
+        "s",
+        SealKeys::from_secrets(&[[42u8; 32]]).expect("keys"),
+        CachePolicy {
+            staleness,
+            serve_cached,
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_cached_session_drops_out_at_once_when_another_node_ends_it() {
+    let options = options(RedisServer::shared().url());
+    let connection_a = RedisConnection::open(&options).expect("connection");
+    let connection_b = RedisConnection::open(&options).expect("connection");
+    let a = cached(connection_a.clone(), Duration::from_secs(60), false);
+    let b = cached(connection_b.clone(), Duration::from_secs(60), false);
+    ready(&connection_a, true).await;
+    let (secret, session) = b
+        .create(TestBody::new("u1"), lifetime(), T0)
+        .await
+        .expect("created");
+    a.touch(&secret.hash(), T0).await.expect("a caches it");
+    let channel = format!("{}s:ended", connection_a.prefix());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !RedisServer::shared()
+        .command(&format!("PUBSUB NUMSUB {channel}"))
+        .contains(":2\r\n")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.end_by_id(&session.id, EndReason::Revoked)
+        .await
+        .expect("ended on b");
+    // Well inside the 60 s bound: the announcement, not the bound, ends it.
+    loop {
+        match a.touch(&secret.hash(), T0 + Duration::from_secs(1)).await {
+            Err(SessionError::NotFound) => break,
+            Ok(_) => {
+                assert!(tokio::time::Instant::now() < deadline, "a kept serving it");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lost_announcement_is_bounded_by_the_staleness() {
+    let server = RedisServer::shared();
+    let connection = connection();
+    let store = cached(connection.clone(), Duration::from_secs(1), false);
+    ready(&connection, true).await;
+    let (secret, _) = store
+        .create(TestBody::new("u1"), lifetime(), T0)
+        .await
+        .expect("created");
+    store.touch(&secret.hash(), T0).await.expect("cached");
+    // Removed behind the store's back: nothing is announced.
+    let record = format!(
+        "{}s:s:{}",
+        connection.prefix(),
+        secret
+            .hash()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert!(server.command(&format!("DEL {record}")).contains(":1"));
+    let within = T0 + Duration::from_millis(900);
+    store
+        .touch(&secret.hash(), within)
+        .await
+        .expect("still served from the cache inside the bound");
+    assert_eq!(
+        store
+            .touch(&secret.hash(), T0 + Duration::from_secs(1))
+            .await,
+        Err(SessionError::NotFound),
+        "never past revocation_staleness"
+    );
+}
+
+#[tokio::test]
+async fn during_an_outage_deny_refuses_and_serve_cached_serves_within_the_bound() {
+    let mut server = RedisServer::start();
+    let options = options(server.url());
+    let connection = RedisConnection::open(&options).expect("connection");
+    let deny = cached(connection.clone(), Duration::from_secs(1), false);
+    let lenient = cached(connection.clone(), Duration::from_secs(1), true);
+    ready(&connection, true).await;
+    let (denied, _) = deny
+        .create(TestBody::new("u1"), lifetime(), T0)
+        .await
+        .expect("created");
+    let (served, _) = lenient
+        .create(TestBody::new("u2"), lifetime(), T0)
+        .await
+        .expect("created");
+    deny.touch(&denied.hash(), T0).await.expect("cached");
+    lenient.touch(&served.hash(), T0).await.expect("cached");
+
+    server.stop();
+    ready(&connection, false).await;
+    let soon = T0 + Duration::from_millis(500);
+    assert!(matches!(
+        deny.touch(&denied.hash(), soon).await,
+        Err(SessionError::Store(StoreError::Unavailable(_)))
+    ));
+    lenient
+        .touch(&served.hash(), soon)
+        .await
+        .expect("serve_cached serves a fresh entry");
+    assert!(
+        matches!(
+            lenient
+                .touch(&served.hash(), T0 + Duration::from_secs(1))
+                .await,
+            Err(SessionError::Store(StoreError::Unavailable(_)))
+        ),
+        "but never past revocation_staleness"
+    );
 }
