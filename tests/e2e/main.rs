@@ -21,6 +21,7 @@ mod rewrite;
 mod signals;
 mod slo;
 mod sso;
+mod sticky;
 mod streaming;
 mod universal_logout;
 mod users_api;

@@ -21,8 +21,14 @@ pub struct Gateway {
     _dir: tempfile::TempDir,
 }
 
+/// In `server_extra`, replaced by the path of the PKI's CA certificate
+/// (e.g. for `[cluster] peer_ca`: the nodes trust each other's listener).
+pub const PKI_CA: &str = "@PKI_CA@";
+
 /// A config for one TLS listener on port 0 with JSON logs and `apps`.
 pub fn config_text(pki: &Pki, server_extra: &str, apps: &str) -> String {
+    let server_extra =
+        server_extra.replace(PKI_CA, &pki.dir().join("ca.pem").display().to_string());
     format!(
         "[server]\nhttps = [\"127.0.0.1:0\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{server_extra}\n\n[log]\nformat = \"json\"\nlevel = \"info\"\n\n{apps}",
         pki.cert_path().display(),

@@ -48,6 +48,10 @@ pub struct Cluster {
     /// retire the old one once its records have expired). Every node has
     /// the same file.
     pub store_key_file: Option<PathBuf>,
+    /// Sticky mode: extra trust anchors (PEM) for the peers' https
+    /// listeners, which revocations are forwarded to; the system roots
+    /// otherwise.
+    pub peer_ca: Option<PathBuf>,
     /// `[cluster.redis]`, validated whenever present so that switching to
     /// shared mode holds no surprise; only shared mode connects to it.
     pub redis: Option<RedisConfig>,
@@ -116,6 +120,7 @@ impl Default for Cluster {
             revocation_staleness: DEFAULT_REVOCATION_STALENESS,
             on_store_error: OnStoreError::Deny,
             store_key_file: None,
+            peer_ca: None,
             redis: None,
         }
     }

@@ -250,6 +250,7 @@ pub struct RawCluster {
     pub revocation_staleness: Option<String>,
     pub on_store_error: Option<String>,
     pub store_key_file: Option<String>,
+    pub peer_ca: Option<String>,
     /// `[cluster.redis]`: the store of `mode = "shared"`.
     pub redis: Option<RawRedis>,
 }

@@ -39,5 +39,5 @@ pub use gateway::{EmbeddedIssuer, Gateway, GatewayStores};
 pub use identity::{IdentityConfigError, IdentityPlan, IdentitySigner};
 pub use login::relay_state_is_safe;
 pub use post_auth::{ContextCheck, ContextVerdict, GatewayChange, SessionEnding};
-pub use revocation::{RevocationError, Revocations, TrustError};
+pub use revocation::{RevocationError, RevocationObserver, Revocations, TrustError};
 pub use session::{GatewaySession, NameIdQualifiers, Session, Sessions, Subject};

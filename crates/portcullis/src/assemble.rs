@@ -112,6 +112,7 @@ pub fn start(config: &Config) -> anyhow::Result<Result<Parts, Vec<Problem>>> {
                 idp.set_universal_logout(dispatch);
             }
             gateway.set_context_check(Arc::new(crate::post_auth::GatewaySessions(idp.clone())));
+            crate::universal_logout::end_idp_sessions_on_peer_revocations(config, &gateway, &idp);
             Some(idp)
         }
         None => None,

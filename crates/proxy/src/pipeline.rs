@@ -80,6 +80,10 @@ pub async fn handle(
         plan: &plan,
         plan_arc: &plan,
     };
+    // Only a browser that does not send this node's value yet is told it.
+    let route_cookie = plan.route_cookie.as_ref().filter(|route| {
+        crate::cookie::get(request.headers(), &route.name) != Some(route.value.as_str())
+    });
     let head = plan.access_log.then(|| {
         (
             request.method().clone(),
@@ -121,6 +125,11 @@ pub async fn handle(
     };
     let failure = outcome.as_ref().err().copied();
     let mut response = respond(app.map(|(_, app)| app), &ctx, outcome);
+    if let Some(route) = route_cookie {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, route.set_cookie.clone());
+    }
     log(
         &shared,
         &ctx,

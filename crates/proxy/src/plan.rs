@@ -36,6 +36,37 @@ pub struct Plan {
     /// `[server] trusted_proxies`: part of the plan so that a reload
     /// changes whom the gateway believes.
     pub trusted_proxies: TrustedProxies,
+    /// Sticky mode: `route_cookie=node_id`, set on every response to a
+    /// browser that does not send it yet, so any balancer can pin by
+    /// cookie. Stripped from requests to upstreams like the gateway's own.
+    pub route_cookie: Option<RouteCookie>,
+}
+
+/// The cookie a sticky balancer pins on, and this node's value.
+pub struct RouteCookie {
+    pub name: String,
+    pub value: String,
+    /// The whole `Set-Cookie` header value, built once.
+    pub set_cookie: http::HeaderValue,
+}
+
+impl RouteCookie {
+    fn for_cluster(cluster: &portcullis_config::Cluster) -> Option<RouteCookie> {
+        if cluster.mode != portcullis_config::ClusterMode::Sticky {
+            return None;
+        }
+        let value = cluster.node_id.clone()?;
+        let set_cookie = http::HeaderValue::from_str(&format!(
+            "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax",
+            cluster.route_cookie
+        ))
+        .ok()?;
+        Some(RouteCookie {
+            name: cluster.route_cookie.clone(),
+            value,
+            set_cookie,
+        })
+    }
 }
 
 pub struct AppPlan {
@@ -215,7 +246,12 @@ impl Plan {
             );
             apps.push(AppPlan::new("idp", UpstreamPlan::Local(service), metrics));
         }
+        let route_cookie = RouteCookie::for_cluster(&config.cluster);
+        if let Some(route) = &route_cookie {
+            gateway_cookies.push(route.name.clone());
+        }
         Ok(Plan {
+            route_cookie,
             routes,
             apps,
             access_log: config.log.access_log,

@@ -85,6 +85,10 @@ impl Validator<'_, '_> {
             );
         }
         let store_key_file = self.store_key_file(raw.store_key_file.as_deref(), mode);
+        let peer_ca = raw
+            .peer_ca
+            .as_deref()
+            .map(|f| self.pem(&at("peer_ca"), f, PemKind::Cert));
         let redis = raw.redis.and_then(|r| self.redis(r));
         Cluster {
             mode,
@@ -94,6 +98,7 @@ impl Validator<'_, '_> {
             revocation_staleness,
             on_store_error,
             store_key_file,
+            peer_ca,
             redis,
         }
     }

@@ -14,4 +14,4 @@ mod endpoint;
 mod verify;
 
 pub(crate) use endpoint::endpoint;
-pub use verify::{RevocationError, RevocationTrust, Revocations, TrustError};
+pub use verify::{RevocationError, RevocationObserver, RevocationTrust, Revocations, TrustError};

@@ -223,57 +223,6 @@ fn subject(body: &Body) -> Result<Subject, RevocationError> {
     }
 }
 
-/// Verifies, then ends the subject's sessions; returns them and the
-/// reason they ended with.
-async fn revoke(
-    app: &str,
-    trust: Option<&RevocationTrust>,
-    authorization: Option<&str>,
-    audience: &str,
-    body: &[u8],
-    one_time: &dyn OneTimeStore,
-    sessions: &Sessions,
-) -> Result<(Vec<Session>, EndReason), RevocationError> {
-    let trust = trust.ok_or(RevocationError::NotEnabled)?;
-    let token = verify_token(trust, authorization, audience)?;
-    let now = time::OffsetDateTime::now_utc();
-    let until = i64::try_from(token.exp.saturating_add(CLOCK_SKEW))
-        .ok()
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .unwrap_or(now + MAX_TOKEN_AGE);
-    one_time
-        .first_use(OneTimeKind::JwtId, &token.jti, until, now)
-        .await
-        .map_err(|e| match e {
-            OneTimeError::Replayed => RevocationError::Replayed(token.jti.clone()),
-            OneTimeError::Full => RevocationError::ReplayCacheFull,
-            OneTimeError::Store(e) => RevocationError::Store(e),
-        })?;
-    let (subject, reason) = parse_subject(body)?;
-    if let Subject::IssSub { iss, .. } = &subject {
-        if *iss != trust.issuer {
-            return Err(RevocationError::Subject(format!(
-                "iss {iss:?} is not the token's issuer"
-            )));
-        }
-    }
-    let ended = sessions
-        // A plain revocation signs the subject out of every app (the
-        // gateway is one relying party); the post-auth logout action
-        // names each impacted app and must end only that one.
-        .end_subject(
-            (reason == EndReason::PostAuthViolation).then_some(app),
-            &subject,
-            reason,
-        )
-        .await
-        .map_err(RevocationError::Store)?;
-    if ended.is_empty() {
-        return Err(RevocationError::UnknownSubject);
-    }
-    Ok((ended, reason))
-}
-
 /// What revocation needs across apps: whom each app trusts, the `jti`s
 /// already used, and the sessions to end.
 pub struct Revocations {
@@ -281,7 +230,14 @@ pub struct Revocations {
     trust: HashMap<String, Arc<RevocationTrust>>,
     one_time: Arc<dyn OneTimeStore>,
     sessions: Sessions,
+    observer: std::sync::OnceLock<RevocationObserver>,
 }
+
+/// Told of every revocation received over HTTP that verified (issuer,
+/// subject, reason), whether or not this node held a session for it. In
+/// sticky mode the binary ends the embedded IdP's own sessions of a
+/// subject a peer's IdP revoked.
+pub type RevocationObserver = Arc<dyn Fn(&str, &Subject, EndReason) + Send + Sync>;
 
 impl Revocations {
     pub(crate) fn new(
@@ -293,7 +249,72 @@ impl Revocations {
             trust,
             one_time,
             sessions,
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs the observer of verified HTTP revocations; only the first
+    /// call takes effect.
+    pub fn observe(&self, observer: RevocationObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Verifies, then ends the subject's sessions; returns them and the
+    /// reason they ended with.
+    async fn verify_and_end(
+        &self,
+        app: &str,
+        authorization: Option<&str>,
+        audience: &str,
+        body: &[u8],
+        observer: Option<&RevocationObserver>,
+    ) -> Result<(Vec<Session>, EndReason), RevocationError> {
+        let trust = self
+            .trust
+            .get(app)
+            .map(|t| &**t)
+            .ok_or(RevocationError::NotEnabled)?;
+        let (one_time, sessions) = (&*self.one_time, &self.sessions);
+        let token = verify_token(trust, authorization, audience)?;
+        let now = time::OffsetDateTime::now_utc();
+        let until = i64::try_from(token.exp.saturating_add(CLOCK_SKEW))
+            .ok()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .unwrap_or(now + MAX_TOKEN_AGE);
+        one_time
+            .first_use(OneTimeKind::JwtId, &token.jti, until, now)
+            .await
+            .map_err(|e| match e {
+                OneTimeError::Replayed => RevocationError::Replayed(token.jti.clone()),
+                OneTimeError::Full => RevocationError::ReplayCacheFull,
+                OneTimeError::Store(e) => RevocationError::Store(e),
+            })?;
+        let (subject, reason) = parse_subject(body)?;
+        if let Subject::IssSub { iss, .. } = &subject {
+            if *iss != trust.issuer {
+                return Err(RevocationError::Subject(format!(
+                    "iss {iss:?} is not the token's issuer"
+                )));
+            }
+        }
+        if let Some(observer) = observer {
+            observer(&trust.issuer, &subject, reason);
+        }
+        let ended = sessions
+            // A plain revocation signs the subject out of every app (the
+            // gateway is one relying party); the post-auth logout action
+            // names each impacted app and must end only that one.
+            .end_subject(
+                (reason == EndReason::PostAuthViolation).then_some(app),
+                &subject,
+                reason,
+            )
+            .await
+            .map_err(RevocationError::Store)?;
+        if ended.is_empty() {
+            return Err(RevocationError::UnknownSubject);
+        }
+        Ok((ended, reason))
     }
 
     /// Verifies a revocation aimed at `app`'s endpoint (`audience`) and ends
@@ -307,17 +328,17 @@ impl Revocations {
         body: &[u8],
         request_id: Option<&str>,
     ) -> Result<usize, RevocationError> {
-        let trust = self.trust.get(app).map(|t| &**t);
-        let outcome = revoke(
-            app,
-            trust,
-            authorization,
-            audience,
-            body,
-            &*self.one_time,
-            &self.sessions,
-        )
-        .await;
+        let outcome = self
+            .verify_and_end(
+                app,
+                authorization,
+                audience,
+                body,
+                // In-process deliveries (no request) come from this node's
+                // own IdP, which needs no telling.
+                request_id.and(self.observer.get()),
+            )
+            .await;
         match outcome {
             Ok((ended, reason)) => {
                 for session in &ended {
