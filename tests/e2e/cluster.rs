@@ -70,6 +70,31 @@ async fn signed_in_on_a(cluster: &Cluster) -> Browser {
     browser
 }
 
+/// Commands Redis has run, but for the probes and connection set-up.
+fn session_ops(redis: &RedisServer) -> u64 {
+    redis
+        .command("INFO commandstats")
+        .lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_"))
+        .filter(|line| {
+            ![
+                "ping:",
+                "info:",
+                "hello:",
+                "client|",
+                "subscribe:",
+                "command|",
+            ]
+            .iter()
+            .any(|skip| line.starts_with(skip))
+        })
+        .filter_map(|line| {
+            let calls = line.split_once("calls=")?.1;
+            calls.split(',').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
 async fn readyz(gateway: &Gateway) -> (u16, String) {
     admin_get(gateway.admin_addr(), "/readyz")
         .await
@@ -126,6 +151,40 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
     }
     assert!(!everything.contains(&cookie), "{everything}");
     assert!(!everything.contains("bob@example.com"), "{everything}");
+
+    // What a session costs in Redis, and what a proxied request costs.
+    let bytes = |pattern: &str| -> u64 {
+        dump.lines()
+            .filter(|l| l.contains(pattern))
+            .map(|key| {
+                let reply = redis.command(&format!("MEMORY USAGE {key}"));
+                reply
+                    .trim()
+                    .trim_start_matches(':')
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    eprintln!(
+        "cluster: Redis bytes per session (MEMORY USAGE): gateway record {} + id {}, IdP record {} + id {}",
+        bytes("gw:s:"),
+        bytes("gw:id:"),
+        bytes("idp:s:"),
+        bytes("idp:id:")
+    );
+    let before = session_ops(&redis);
+    const REQUESTS: u64 = 50;
+    for _ in 0..REQUESTS {
+        let page = get_json(&on_b, &format!("{B}/page")).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    }
+    let ops = session_ops(&redis) - before;
+    eprintln!("cluster: {ops} Redis commands for {REQUESTS} proxied requests on one node");
+    assert!(
+        ops < REQUESTS,
+        "the node cache should spare most round trips: {ops} commands for {REQUESTS} requests"
+    );
 
     // A tampered, truncated or unknown cookie is no session: sign-in.
     for bad in [

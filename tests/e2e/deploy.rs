@@ -743,13 +743,15 @@ fn toml_configs() -> Vec<(String, String)> {
     out
 }
 
-const CLUSTER_KEYS: [&str; 7] = [
+const CLUSTER_KEYS: [&str; 9] = [
     "mode",
     "node_id",
     "peers",
     "route_cookie",
     "revocation_staleness",
     "on_store_error",
+    "store_key_file",
+    "peer_ca",
     "redis",
 ];
 const REDIS_KEYS: [&str; 10] = [
@@ -1049,6 +1051,12 @@ fn deploy_toml_configs_pass_portcullis_check() {
     std::fs::create_dir(&state).expect("state dir");
     let password = dir.path().join("redis-password");
     std::fs::write(&password, "test-password\n").expect("password");
+    let store_keys = dir.path().join("store-keys");
+    std::fs::write(
+        &store_keys,
+        "deploy-test-store-key-0123456789abcdef0123456789\n",
+    )
+    .expect("store keys");
     let policies = dir.path().join("policies.toml");
     let configmaps = yaml(&yaml_files(), "k8s/configmap.yaml");
     std::fs::write(&policies, k8s_file(&configmaps, "policies.toml")).expect("policies");
@@ -1057,6 +1065,11 @@ fn deploy_toml_configs_pass_portcullis_check() {
     let c = |name: &str| certs.join(name).display().to_string();
     // The containers' paths, pointed at this repository's demo material.
     let paths: Vec<(String, String)> = [
+        (
+            "/etc/portcullis/keys/store-keys",
+            store_keys.display().to_string(),
+        ),
+        ("/run/secrets/store-keys", store_keys.display().to_string()),
         ("/etc/portcullis/certs/", format!("{}/", certs.display())),
         ("/etc/portcullis/demo/", format!("{}/", demo.display())),
         (

@@ -133,9 +133,30 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
         )),
         tickets: Arc::new(RedisTickets::new(connection.clone(), "idp", seal()?)),
     };
+    follow_readiness(&connection);
     Ok(Stores {
         gateway,
         idp,
         ready: Some(Arc::new(move || connection.is_ready())),
     })
+}
+
+/// Mirrors the connection's readiness into the metrics (the transitions
+/// themselves are logged by the connection).
+fn follow_readiness(connection: &RedisConnection) {
+    let metrics = portcullis_proxy::session_store();
+    let mut readiness = connection.readiness();
+    metrics.up.set(i64::from(*readiness.borrow()));
+    tokio::spawn(async move {
+        while readiness.changed().await.is_ok() {
+            let up = *readiness.borrow_and_update();
+            metrics.up.set(i64::from(up));
+            metrics
+                .transitions
+                .get_or_create(&portcullis_proxy::StoreTransitionLabels {
+                    to: if up { "up" } else { "down" },
+                })
+                .inc();
+        }
+    });
 }

@@ -52,7 +52,10 @@ pub use error::Error;
 pub use forward::X_PORTCULLIS_USER;
 pub use limit::{ClientLimit, WorkBounds, WorkError, WorkLimit};
 pub use local::{LocalApp, LocalFuture, LocalMeta, Services, LOCAL_BODY_LIMIT};
-pub use metrics::{library_log_events, LogSourceLabels, Metrics};
+pub use metrics::{
+    library_log_events, session_store, LogSourceLabels, Metrics, SessionStoreMetrics,
+    StoreTransitionLabels,
+};
 pub use route::under;
 pub use server::{Drained, ListenAddrs, Server};
 pub use tls::upstream_connector;

@@ -92,6 +92,33 @@ pub fn work_refused() -> &'static Family<PoolLabels, Counter> {
     REFUSED.get_or_init(Family::default)
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreTransitionLabels {
+    /// `up` or `down`.
+    pub to: &'static str,
+}
+
+/// The shared session store (Redis in `[cluster] mode = "shared"`): 1
+/// while it answers, 0 while it does not, and how often it changed.
+/// Process-wide: the binary follows the store's connection. A node
+/// without a shared store (memory) reports 1.
+pub struct SessionStoreMetrics {
+    pub up: Gauge,
+    pub transitions: Family<StoreTransitionLabels, Counter>,
+}
+
+pub fn session_store() -> &'static SessionStoreMetrics {
+    static STORE: OnceLock<SessionStoreMetrics> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let up = Gauge::default();
+        up.set(1);
+        SessionStoreMetrics {
+            up,
+            transitions: Family::default(),
+        }
+    })
+}
+
 /// Latency bucket count, not counting `+Inf`.
 const LATENCY_BUCKETS: usize = 15;
 
@@ -327,6 +354,16 @@ impl Metrics {
             "work_refused",
             "Jobs a bounded work pool (saml_verify, idp_saml_verify, password) refused because every slot and queue place was taken; each answered 503 or 429 with Retry-After",
             work_refused().clone(),
+        );
+        registry.register(
+            "session_store_up",
+            "1 while the session store answers (always, for memory), 0 while the shared store (Redis) is unreachable",
+            session_store().up.clone(),
+        );
+        registry.register(
+            "session_store_transitions",
+            "Times the shared session store became reachable (to=up) or unreachable (to=down)",
+            session_store().transitions.clone(),
         );
         Arc::new(Metrics {
             registry,
