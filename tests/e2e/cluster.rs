@@ -308,6 +308,17 @@ async fn a_restarted_node_keeps_its_sessions_and_an_outage_fails_closed() {
         .await
         .expect("healthz");
     assert_eq!(health, 200);
+    let (_, metrics) = admin_get(cluster.a.gw.admin_addr(), "/metrics")
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("portcullis_session_store_up 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_session_store_transitions_total{to=\"down\"} 1"),
+        "{metrics}"
+    );
     let page = get_json(&on_a, &format!("{B}/page")).await;
     assert_eq!(
         page.status,

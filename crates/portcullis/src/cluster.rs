@@ -24,10 +24,14 @@ pub struct Stores {
 }
 
 impl Stores {
-    fn memory() -> Self {
+    fn memory(node: Option<&str>) -> Self {
+        let mut idp = IdpStores::memory();
+        if let Some(node) = node {
+            idp.sessions = idp.sessions.on_node(node);
+        }
         Self {
             gateway: GatewayStores::memory(),
-            idp: IdpStores::memory(),
+            idp,
             ready: None,
         }
     }
@@ -61,7 +65,7 @@ pub fn problems(config: &Config) -> Vec<Problem> {
 pub fn open(config: &Config) -> anyhow::Result<Stores> {
     let cluster = &config.cluster;
     if cluster.mode != ClusterMode::Shared {
-        return Ok(Stores::memory());
+        return Ok(Stores::memory(cluster.node_id.as_deref()));
     }
     let redis = cluster
         .redis
@@ -126,7 +130,8 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
                 cache,
             )),
             DEFAULT_IDP_ID,
-        ),
+        )
+        .on_node(cluster.node_id.clone().unwrap_or_default()),
         one_time: Arc::new(RedisOneTime::with_default_capacity(
             connection.clone(),
             "idp",

@@ -805,6 +805,53 @@ mod tests {
     }
 
     #[test]
+    fn store_keys_are_required_for_shared_mode_and_checked() {
+        let redis = "[cluster.redis]\nurl = \"redis://h\"";
+        let text = config(&format!(
+            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\n{redis}"
+        ));
+        let problems = refusals(&text);
+        assert!(
+            at(&problems, &text, "cluster.store_key_file", "[cluster]")
+                .starts_with("required for mode = \"shared\""),
+            "{problems:?}"
+        );
+        for (tag, contents, expected) in [
+            ("empty", "\n\n", "holds no key"),
+            (
+                "short",
+                "0123456789abcdef0123456789abcdef\nshort\n",
+                "line 2 is shorter than 32 bytes",
+            ),
+        ] {
+            let file = secret_file(tag, contents);
+            let text = config(&format!(
+                "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"{file}\"\n{redis}"
+            ));
+            let problems = refusals(&text);
+            let message = at(&problems, &text, "cluster.store_key_file", "store_key_file");
+            assert!(message.contains(expected), "{message}");
+            assert!(
+                !message.contains("0123456789abcdef"),
+                "no key material: {message}"
+            );
+        }
+        let text = config(&format!(
+            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"/nonexistent/keys\"\n{redis}"
+        ));
+        let problems = refusals(&text);
+        assert!(
+            at(&problems, &text, "cluster.store_key_file", "store_key_file")
+                .contains("cannot read")
+        );
+        let text = config(
+            "[cluster]\nmode = \"sticky\"\nnode_id = \"gw-a\"\npeers = [\"https://10.0.0.2:8443\"]\npeer_ca = \"/nonexistent/ca.pem\"",
+        );
+        let problems = refusals(&text);
+        assert!(!at(&problems, &text, "cluster.peer_ca", "peer_ca").is_empty());
+    }
+
+    #[test]
     fn password_in_a_redis_url_is_refused_without_echoing_it() {
         for url in [
             "redis://:hunter2hunter2@127.0.0.1:6379/0",

@@ -40,6 +40,13 @@ impl IdpSessions {
         Self::new(Arc::new(MemoryStore::<IdpSession>::new()), DEFAULT_IDP_ID)
     }
 
+    /// Stamps sessions started here with `node` (a cluster's node id)
+    /// instead of the host name.
+    pub fn on_node(mut self, node: impl Into<String>) -> Self {
+        self.node = node.into();
+        self
+    }
+
     /// The node sessions started here are stamped with.
     pub fn node(&self) -> &str {
         &self.node
