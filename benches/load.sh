@@ -33,6 +33,11 @@
 #                   to ip, asn and device, an ASN database and a zone); the
 #                   baseline does not. Use with BASELINE_BIN set to the same
 #                   binary to read the feature's cost as portcullis/baseline
+#   SHARED=1        with AUTH=1: the portcullis under test runs in [cluster]
+#                   mode = "shared" on a redis-server started here (sessions,
+#                   one-time ids and tokens in Redis, the node cache on); the
+#                   baseline stays single. The report adds the Redis commands
+#                   per proxied request (INFO commandstats over the rounds)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -50,6 +55,8 @@ WARMUP=${WARMUP:-2s}
 AUTH=${AUTH:-0}
 POST_AUTH=${POST_AUTH:-0}
 [[ "$POST_AUTH" == 0 || "$AUTH" == 1 ]] || { printf '[load] ERROR: POST_AUTH=1 needs AUTH=1\n' >&2; exit 1; }
+SHARED=${SHARED:-0}
+[[ "$SHARED" == 0 || "$AUTH" == 1 ]] || { printf '[load] ERROR: SHARED=1 needs AUTH=1\n' >&2; exit 1; }
 CALLGRIND=${CALLGRIND:-0}
 REQUESTS=${REQUESTS:-2000}
 if [[ "$CALLGRIND" == 1 ]]; then
@@ -79,6 +86,7 @@ for f in "$CERT" "$KEY" "$CA"; do [[ -r "$f" ]] || die "missing dev certificate 
 # shellcheck source=benches/harness.sh
 source "$SCRIPT_DIR/harness.sh"
 bench_require wrk:wrk curl:curl python3:python3
+if [[ "$SHARED" == 1 ]]; then bench_require redis-server:redis-server redis-cli:redis-tools; fi
 
 if [[ -n "${PORTCULLIS_BIN:-}" ]]; then
     BIN="$PORTCULLIS_BIN"
@@ -109,10 +117,10 @@ else
     NAMES=(nginx portcullis)
 fi
 
-read -r BACKEND_PORT NGINX_PORT PORTCULLIS_PORT BASELINE_PORT < <(python3 - <<'EOF'
+read -r BACKEND_PORT NGINX_PORT PORTCULLIS_PORT BASELINE_PORT REDIS_PORT < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(4):
+for _ in range(5):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -273,6 +281,19 @@ policy_file = "$d/policy.toml"
 asn_database = "$d/asn.tsv"
 EOF
         fi
+        if [[ "$SHARED" == 1 && "$d" == "$WORK/portcullis" ]]; then
+            printf 'bench-store-key-0123456789abcdef0123456789abcdef\n' >"$d/store-keys"
+            cat <<EOF
+
+[cluster]
+mode = "shared"
+node_id = "bench"
+store_key_file = "$d/store-keys"
+
+[cluster.redis]
+url = "redis://127.0.0.1:$REDIS_PORT/0"
+EOF
+        fi
     fi
 }
 portcullis_config "$WORK/portcullis" "$PORTCULLIS_PORT" >"$WORK/portcullis/portcullis.toml"
@@ -340,7 +361,7 @@ sign_in_through_sso() { # name port
     login=$("${c[@]}" -o /dev/null -w '%{redirect_url}' "$sso")
     page=$("${c[@]}" "$login")
     csrf=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' <<<"$page" | head -n1)
-    from=$(sed -n 's/.*name="fromURI" value="\([^"]*\)".*/\1/p' <<<"$page" | head -n1 | sed 's/&amp;/\&/g')
+    from=$(sed -n 's/.*name="fromURI" value="\([^"]*\)".*/\1/p' <<<"$page" | head -n1 | sed -e 's/&amp;/\&/g' -e 's/&#38;/\&/g')
     [[ -n "$csrf" && -n "$from" ]] || die "AUTH=1: no sign-in form at $login"
     done_to=$("${c[@]}" -o /dev/null -w '%{redirect_url}' --data-urlencode "csrf=$csrf" \
         --data-urlencode "fromURI=$from" --data-urlencode "username=bob" \
@@ -368,6 +389,24 @@ wait_ready backend "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/"
 
 start_nginx nginx
 NGINX_PID=${PIDS[-1]}
+
+# SHARED=1: the store the portcullis under test keeps its sessions in.
+redis_commands() { # commands Redis ran, but for PING, INFO and connection set-up
+    redis-cli -p "$REDIS_PORT" INFO commandstats | tr -d '\r' | awk -F'[:=,]' '
+        /^cmdstat_/ { name = substr($1, 9); if (name !~ /^(ping|info|hello|client\||subscribe|command\|)/) n += $3 }
+        END { print n + 0 }'
+}
+if [[ "$SHARED" == 1 ]]; then
+    mkdir -p "$WORK/redis"
+    (cd "$WORK/redis" && exec redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+        --appendonly no --dir "$WORK/redis") >"$WORK/redis/redis.log" 2>&1 &
+    PIDS+=($!)
+    for ((i = 0; i < 100; i++)); do
+        [[ "$(redis-cli -p "$REDIS_PORT" PING 2>/dev/null)" == PONG ]] && break
+        sleep 0.1
+    done
+    [[ "$(redis-cli -p "$REDIS_PORT" PING 2>/dev/null)" == PONG ]] || die "redis-server did not start"
+fi
 wait_ready nginx "$NGINX_PID" "https://127.0.0.1:$NGINX_PORT/" --cacert "$CA"
 
 declare -A PORT=([portcullis]=$PORTCULLIS_PORT [baseline]=$BASELINE_PORT)
@@ -499,10 +538,17 @@ for name in "${NAMES[@]}"; do
     run_wrk "$name" warmup "${URL[$name]}" "$WARMUP"
 done
 
+REDIS_OPS=0
+PORTCULLIS_REQS=0
 for ((r = 1; r <= ROUNDS; r++)); do
     for name in "${NAMES[@]}"; do
         log "round $r/$ROUNDS: $name ($DURATION, $CONNECTIONS connections, $THREADS threads)"
+        [[ "$SHARED" == 1 && "$name" == portcullis ]] && ops_before=$(redis_commands)
         run_wrk "$name" "round$r" "${URL[$name]}" "$DURATION"
+        if [[ "$SHARED" == 1 && "$name" == portcullis ]]; then
+            REDIS_OPS=$((REDIS_OPS + $(redis_commands) - ops_before))
+            PORTCULLIS_REQS=$((PORTCULLIS_REQS + W_REQS))
+        fi
         RPS[$name,$r]=$W_RPS
         P50[$name,$r]=$W_P50
         P99[$name,$r]=$W_P99
@@ -545,6 +591,10 @@ SUMMARY=$(
     if [[ "$AUTH" == 1 ]]; then
         echo "AUTH=1: portcullis checks a SAML gateway session and injects 5 identity headers on every request; nginx is a plain proxy"
         [[ "$POST_AUTH" == 1 ]] && echo "POST_AUTH=1: portcullis also evaluates each request's session context (enforced; ip, asn, device bound); baseline does not"
+        if [[ "$SHARED" == 1 ]]; then
+            echo "SHARED=1: portcullis keeps its sessions in Redis ([cluster] mode = \"shared\", redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p') on loopback, node cache on); baseline stays single"
+            echo "Redis commands per proxied request (portcullis rounds): $(awk -v o="$REDIS_OPS" -v n="$PORTCULLIS_REQS" 'BEGIN { if (n == 0) print "nan"; else printf "%.5f", o / n }') ($REDIS_OPS commands, $PORTCULLIS_REQS requests)"
+        fi
     fi
     echo "backend: nginx $NGINX_VERSION, 1 worker, return 200 \"hello from backend\\n\""
     echo "nginx:      $NGINX_VERSION, $WORKERS workers, upstream keepalive 128    TLS: ${NGINX_TLS:-?}"

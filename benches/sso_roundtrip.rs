@@ -11,7 +11,9 @@
 //! `cargo bench -p portcullis --bench sso_roundtrip`
 //! Environment: DURATION (seconds per measured phase, default 10),
 //! CONCURRENCY (virtual browsers, default 32), SIGN_INS (default 96),
-//! WORKERS (gateway workers, default: all cores).
+//! WORKERS (gateway workers, default: all cores), SHARED=1 (the gateway in
+//! `[cluster] mode = "shared"` on a redis-server the bench starts: every
+//! session, one-time id and token in Redis).
 //!
 //! The load generator shares the machine with the gateway, so figures are
 //! also given as a ratio to the baseline measured in the same run.
@@ -77,12 +79,23 @@ impl Phase {
     }
 }
 
-fn start_gateway(workers: u64) -> (Gateway, tempfile::TempDir) {
+fn start_gateway(
+    workers: u64,
+    redis: Option<&test_support::RedisServer>,
+) -> (Gateway, tempfile::TempDir) {
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
         let path = keys.path().join(name);
         std::fs::write(&path, data).expect("write");
         path.display().to_string()
+    };
+    let cluster = match redis {
+        Some(redis) => format!(
+            "[cluster]\nmode = \"shared\"\nnode_id = \"bench\"\nstore_key_file = \"{}\"\n\n[cluster.redis]\nurl = \"{}\"\n",
+            write("store-keys", b"bench-store-key-0123456789abcdef0123456789abcdef\n"),
+            redis.url()
+        ),
+        None => String::new(),
     };
     let idp_key = SigningKey::generate_self_signed("bench idp", 2).expect("idp key");
     let sp_key = SigningKey::generate_self_signed("bench sp", 2).expect("sp key");
@@ -104,6 +117,7 @@ format = \"json\"
 level = \"info\"
 access_log = false
 
+{cluster}
 [idp]
 public_url = \"{IDP}/\"
 users_file = \"{USERS}\"
@@ -129,23 +143,31 @@ sp_signing_cert = \"{sp_cert_path}\"
 }
 
 /// One password sign-in at the IdP; the browser then holds an IdP session.
+/// The password pool is bounded: a "Sign-in busy" 503 (more browsers than
+/// argon2 slots) is tried again after its Retry-After, as a browser would.
 async fn sign_in(b: &Browser) {
-    let form = b
-        .get(&format!("{IDP}/login?fromURI={}", url_encode("/")))
-        .await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
-    let csrf = input_value(&form.text(), "csrf").expect("csrf");
-    let done = b
-        .post_form(
-            &format!("{IDP}/login"),
-            &[
-                ("csrf", &csrf),
-                ("fromURI", "/"),
-                ("username", "bob"),
-                ("password", "bob-demo-pass"),
-            ],
-        )
-        .await;
+    let done = loop {
+        let form = b
+            .get(&format!("{IDP}/login?fromURI={}", url_encode("/")))
+            .await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.text());
+        let csrf = input_value(&form.text(), "csrf").expect("csrf");
+        let done = b
+            .post_form(
+                &format!("{IDP}/login"),
+                &[
+                    ("csrf", &csrf),
+                    ("fromURI", "/"),
+                    ("username", "bob"),
+                    ("password", "bob-demo-pass"),
+                ],
+            )
+            .await;
+        if done.status != StatusCode::SERVICE_UNAVAILABLE {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
     assert!(b.cookie("pc_idp_sid").is_some(), "no IdP session");
 }
@@ -223,7 +245,9 @@ fn main() {
     let sign_ins = env_number("SIGN_INS", 96).max(1) as usize;
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as u64;
     let workers = env_number("WORKERS", cores);
-    let (gw, _keys) = start_gateway(workers);
+    let shared = env_number("SHARED", 0) == 1;
+    let redis = shared.then(test_support::RedisServer::start);
+    let (gw, _keys) = start_gateway(workers, redis.as_ref());
     // The load generator gets its own threads; the gateway's workers and
     // the generator share the machine's cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -283,8 +307,13 @@ fn main() {
 
         println!(
             "\nPortcullis SSO benchmark: {workers} gateway workers, {concurrency} browsers, \
-             {} cores shared with the load generator\n",
-            cores
+             {} cores shared with the load generator, sessions {}\n",
+            cores,
+            if shared {
+                "in Redis ([cluster] mode = \"shared\", redis-server on loopback)"
+            } else {
+                "in memory"
+            }
         );
         password.print();
         baseline.print();
