@@ -186,11 +186,24 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
         "the node cache should spare most round trips: {ops} commands for {REQUESTS} requests"
     );
 
-    // A tampered, truncated or unknown cookie is no session: sign-in.
+    // The cookie carries a MAC under the store keys: a tampered,
+    // truncated, forged or foreign value is no session (sign-in), refused
+    // before it costs Redis anything.
+    let (secret_part, tag) = cookie.split_once('.').expect("secret.tag");
+    assert_eq!(secret_part.len(), 43, "{cookie}");
+    let forged_secret = format!(
+        "{}{}",
+        &secret_part[..42],
+        if secret_part.ends_with('A') { "B" } else { "A" }
+    );
+    let before_bad = session_ops(&redis);
     for bad in [
         format!("{}x", &cookie[..42]),
         cookie[..20].to_owned(),
         "A".repeat(43),
+        secret_part.to_owned(),
+        format!("{forged_secret}.{tag}"),
+        format!("{secret_part}.{}", "A".repeat(tag.len())),
     ] {
         let stranger = cluster.on_b(&on_a);
         stranger.set_cookie("pc_b", &bad);
@@ -203,6 +216,8 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
         );
         assert!(reply.location().starts_with(&format!("{IDP}/sso/saml")));
     }
+    let spent = session_ops(&redis) - before_bad;
+    assert!(spent <= 3, "forged cookies cost Redis {spent} commands");
 
     // A WebSocket held open on node a, in bob's session of app d.
     let posted = sso(&on_a, "pc_d_rs", &format!("{D}/page"), D_ACS).await;

@@ -254,7 +254,8 @@ pub(crate) async fn acs(
     see_other(
         &target,
         &[
-            plan.session_cookie.set(token.expose(), None),
+            plan.session_cookie
+                .set(&plan.shared.sessions.cookie_value(&token), None),
             state::clear(plan),
         ],
     )

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use portcullis_context::SessionContext;
 use portcullis_session::{
-    EndReason, EndSignal, Lifetime, MemoryStore, Name, SecretHash, SessionBody, SessionEnded,
-    SessionError, SessionSecret, SessionStore, StoreError,
+    CookieCodec, EndReason, EndSignal, Lifetime, MemoryStore, Name, PlainCookies, SecretHash,
+    SessionBody, SessionEnded, SessionError, SessionSecret, SessionStore, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -170,11 +170,26 @@ pub enum Subject {
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn SessionStore<GatewaySession>>,
+    cookies: Arc<dyn CookieCodec>,
 }
 
 impl Sessions {
     pub fn new(store: Arc<dyn SessionStore<GatewaySession>>) -> Self {
-        Sessions { store }
+        Self::with_cookies(store, Arc::new(PlainCookies))
+    }
+
+    /// Sessions whose cookie values `cookies` writes and checks (a
+    /// cluster's MAC'd values, refused before any store lookup).
+    pub fn with_cookies(
+        store: Arc<dyn SessionStore<GatewaySession>>,
+        cookies: Arc<dyn CookieCodec>,
+    ) -> Self {
+        Sessions { store, cookies }
+    }
+
+    /// The cookie value for a session's secret.
+    pub fn cookie_value(&self, secret: &SessionSecret) -> String {
+        self.cookies.encode(secret)
     }
 
     /// An in-memory store (sharded: requests of different sessions never
@@ -219,7 +234,7 @@ impl Sessions {
         cookie: &str,
         now: OffsetDateTime,
     ) -> Result<Option<(Session, SecretHash)>, StoreError> {
-        let Ok(secret) = SessionSecret::parse(cookie) else {
+        let Ok(secret) = self.cookies.decode(cookie) else {
             return Ok(None);
         };
         let hash = secret.hash();

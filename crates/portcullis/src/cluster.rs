@@ -109,13 +109,19 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
         staleness: cluster.revocation_staleness,
         serve_cached: cluster.on_store_error == OnStoreError::ServeCached,
     };
+    // Cookie values carry a MAC under the same ring: a forged or guessed
+    // one is refused before it costs a Redis round trip.
+    let cookies = Arc::new(seal()?);
     let gateway = GatewayStores {
-        sessions: Sessions::new(Arc::new(RedisStore::with_cache(
-            connection.clone(),
-            "gw",
-            seal()?,
-            cache,
-        ))),
+        sessions: Sessions::with_cookies(
+            Arc::new(RedisStore::with_cache(
+                connection.clone(),
+                "gw",
+                seal()?,
+                cache,
+            )),
+            cookies.clone(),
+        ),
         one_time: Arc::new(RedisOneTime::with_default_capacity(
             connection.clone(),
             "gw",
@@ -131,7 +137,8 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
             )),
             DEFAULT_IDP_ID,
         )
-        .on_node(cluster.node_id.clone().unwrap_or_default()),
+        .on_node(cluster.node_id.clone().unwrap_or_default())
+        .with_cookies(cookies),
         one_time: Arc::new(RedisOneTime::with_default_capacity(
             connection.clone(),
             "idp",

@@ -36,6 +36,7 @@
 //! `sweep`; every end publishes one [`SessionEnded`] and fires the
 //! session's [`EndSignal`]s.
 
+mod cookie;
 mod encoding;
 mod end;
 mod error;
@@ -52,6 +53,7 @@ mod ticket;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use cookie::{CookieCodec, PlainCookies};
 pub use end::EndReason;
 pub use error::{SessionError, StoreError};
 pub use id::{SecretHash, SessionId, SessionSecret, SECRET_BYTES, SECRET_LEN};

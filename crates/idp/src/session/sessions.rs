@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use portcullis_context::SessionContext;
 use portcullis_session::{
-    EndReason, MemoryStore, SessionEnded, SessionError, SessionId, SessionSecret, SessionStore,
-    StoreError,
+    CookieCodec, EndReason, MemoryStore, PlainCookies, SessionEnded, SessionError, SessionId,
+    SessionSecret, SessionStore, StoreError,
 };
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
@@ -23,6 +23,7 @@ pub struct IdpSessions {
     store: Arc<dyn SessionStore<IdpSession>>,
     idp_id: String,
     node: String,
+    cookies: Arc<dyn CookieCodec>,
 }
 
 impl IdpSessions {
@@ -32,7 +33,26 @@ impl IdpSessions {
             store,
             idp_id: idp_id.into(),
             node: local_node_name(),
+            cookies: Arc::new(PlainCookies),
         }
+    }
+
+    /// Writes and checks cookie values with `cookies` (a cluster's MAC'd
+    /// values) instead of the bare secret.
+    pub fn with_cookies(mut self, cookies: Arc<dyn CookieCodec>) -> Self {
+        self.cookies = cookies;
+        self
+    }
+
+    /// The cookie value for a session's secret.
+    pub fn cookie_value(&self, secret: &SessionSecret) -> String {
+        self.cookies.encode(secret)
+    }
+
+    /// The secret in a presented cookie value; `Malformed` for anything
+    /// this IdP did not write.
+    pub fn parse_cookie(&self, value: &str) -> Result<SessionSecret, SessionError> {
+        self.cookies.decode(value)
     }
 
     /// An in-memory store reporting [`DEFAULT_IDP_ID`].

@@ -304,7 +304,7 @@ impl Idp {
     pub(crate) fn session_cookie(&self, secret: &SessionSecret, record: &SessionRecord) -> String {
         let mut cookie = format!(
             "{SESSION_COOKIE}={}; Path={}; Secure; HttpOnly; SameSite=Lax",
-            secret.expose(),
+            self.sessions.cookie_value(secret),
             self.settings.path_prefix
         );
         if record.body.persistent_cookie {
@@ -335,7 +335,7 @@ impl Idp {
         let Some(value) = cookie(request, SESSION_COOKIE) else {
             return Ok(None);
         };
-        let Ok(secret) = SessionSecret::parse(value) else {
+        let Ok(secret) = self.sessions.parse_cookie(value) else {
             return Ok(None);
         };
         match self.sessions.touch(&secret, now).await {

@@ -15,6 +15,11 @@ use ring::{hkdf, hmac};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::cookie::CookieCodec;
+use crate::encoding::{base64url, base64url_decode};
+use crate::error::SessionError;
+use crate::id::SessionSecret;
+
 /// Format byte of sealed records; a new format gets a new byte.
 const VERSION: u8 = 1;
 const KEY_ID_LEN: usize = 4;
@@ -39,6 +44,8 @@ struct RingKey {
     key: LessSafeKey,
     /// Names index entries, so a dump does not list users by name.
     index: hmac::Key,
+    /// Tags cookie values, so a forged one is refused without a lookup.
+    cookie: hmac::Key,
 }
 
 /// The ring of store keys; the first one seals.
@@ -131,6 +138,31 @@ impl SealKeys {
     }
 }
 
+/// `secret.tag`: the tag is the HMAC-SHA256 of the secret under the
+/// ring's first key, unpadded base64url; any key of the ring verifies, so
+/// cookies survive a rotation like records do.
+impl CookieCodec for SealKeys {
+    fn encode(&self, secret: &SessionSecret) -> String {
+        let tag = hmac::sign(&self.keys[0].cookie, secret.expose().as_bytes());
+        format!("{}.{}", secret.expose(), base64url(tag.as_ref()))
+    }
+
+    fn decode(&self, value: &str) -> Result<SessionSecret, SessionError> {
+        let (secret, tag) = value.split_once('.').ok_or(SessionError::Malformed)?;
+        let secret = SessionSecret::parse(secret)?;
+        let tag = base64url_decode(tag).ok_or(SessionError::Malformed)?;
+        let genuine = self
+            .keys
+            .iter()
+            .any(|k| hmac::verify(&k.cookie, secret.expose().as_bytes(), &tag).is_ok());
+        if genuine {
+            Ok(secret)
+        } else {
+            Err(SessionError::Malformed)
+        }
+    }
+}
+
 impl fmt::Debug for SealKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SealKeys")
@@ -163,6 +195,13 @@ fn derive(secret: &[u8]) -> Result<RingKey, SealError> {
     if expanded.is_err() {
         unreachable!("32 bytes are within HKDF-SHA256's output limit");
     }
+    let mut cookie = [0u8; 32];
+    let expanded = prk
+        .expand(&[b"cookie tags"], hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut cookie));
+    if expanded.is_err() {
+        unreachable!("32 bytes are within HKDF-SHA256's output limit");
+    }
     let digest = Sha256::digest(bytes);
     let mut id = [0u8; KEY_ID_LEN];
     id.copy_from_slice(&digest[..KEY_ID_LEN]);
@@ -174,6 +213,7 @@ fn derive(secret: &[u8]) -> Result<RingKey, SealError> {
         id,
         key: LessSafeKey::new(unbound),
         index: hmac::Key::new(hmac::HMAC_SHA256, &index),
+        cookie: hmac::Key::new(hmac::HMAC_SHA256, &cookie),
     })
 }
 
@@ -217,6 +257,31 @@ mod tests {
         assert_eq!(rotated.open(&sealed, "k").as_deref(), Ok(&b"body"[..]));
         let resealed = rotated.seal(b"body", "k");
         assert_eq!(before.open(&resealed, "k"), Err(SealError::Unopenable));
+        let secret = SessionSecret::generate();
+        let cookie = before.encode(&secret);
+        assert_eq!(rotated.decode(&cookie).map(|s| s.hash()), Ok(secret.hash()));
+        assert!(
+            matches!(
+                before.decode(&rotated.encode(&secret)),
+                Err(SessionError::Malformed)
+            ),
+            "the old ring does not know the new key"
+        );
+        for forged in [
+            secret.expose().to_owned(),
+            format!("{}.", secret.expose()),
+            format!("{}x", cookie),
+            format!(
+                "{}.{}",
+                SessionSecret::generate().expose(),
+                cookie.split_once('.').map_or("", |(_, t)| t)
+            ),
+        ] {
+            assert!(
+                matches!(before.decode(&forged), Err(SessionError::Malformed)),
+                "{forged}"
+            );
+        }
         let name = before.index_name("email:bob@example.com");
         assert!(!name.contains("bob"), "{name}");
         assert_eq!(rotated.index_names("email:bob@example.com")[1], name);
