@@ -6,12 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use http::{header, Method, Request, StatusCode};
+use http::StatusCode;
 use test_support::browser::Browser;
 use test_support::{Backend, Client, RedisServer};
 
-use crate::gateway_sso::{self, get_json, post_acs, sso, ADMIN_TOKEN};
+use crate::gateway_sso::{
+    self, closes_within, get_json, open_websocket, post_acs, revoke_bob_sessions, sso,
+};
 use crate::process::{admin_get, Gateway, WITH_ADMIN};
 
 const IDP: &str = "https://a.test";
@@ -224,37 +225,16 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
     let landed = post_acs(&on_a, D_ACS, &posted.saml_response, &posted.relay_state).await;
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
     let d_session = on_a.cookie("pc_d").expect("d session");
-    let mut ws_request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            "wss://app.test/ws",
-        )
-        .expect("ws request");
-    ws_request.headers_mut().insert(
-        header::COOKIE,
-        format!("pc_d={d_session}").parse().expect("cookie"),
-    );
-    let tls = on_a.client().raw_tls("app.test").await;
-    let (mut ws, _) = tokio_tungstenite::client_async(ws_request, tls)
-        .await
-        .expect("websocket through node a");
-    ws.send(tokio_tungstenite::tungstenite::Message::text("ping"))
-        .await
-        .expect("send");
-    let echoed = ws.next().await.expect("echo").expect("frame");
-    assert_eq!(echoed.into_text().expect("text").as_str(), "ping");
+    let mut ws = open_websocket(
+        &on_a,
+        "app.test",
+        "wss://app.test/ws",
+        &format!("pc_d={d_session}"),
+    )
+    .await;
 
     // Revoked through node b's Sessions API; node a refuses at once.
-    let revoked = on_b
-        .send(
-            Request::builder()
-                .method(Method::DELETE)
-                .uri(format!("{IDP}/api/v1/users/00u2bob/sessions"))
-                .header(header::ACCEPT, "application/json")
-                .header(header::AUTHORIZATION, format!("SSWS {ADMIN_TOKEN}"))
-                .body(Client::empty())
-                .expect("request"),
-        )
-        .await;
+    let revoked = revoke_bob_sessions(&on_b).await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text());
     let revoked_at = Instant::now();
     loop {
@@ -274,19 +254,9 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
         revoked_at.elapsed()
     );
     // And node a closed the tunnel it held for that session.
-    let closed = tokio::time::timeout(DEADLINE, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
-                | Some(Err(_))
-                | None => return,
-                Some(Ok(_)) => continue,
-            }
-        }
-    })
-    .await;
+    let closed = closes_within(&mut ws, DEADLINE).await;
     assert!(
-        closed.is_ok(),
+        closed,
         "the WebSocket on node a outlived a revocation on node b"
     );
     eprintln!(

@@ -245,6 +245,63 @@ pub(crate) async fn post_acs(b: &Browser, acs: &str, response: &str, relay_state
     .await
 }
 
+/// `DELETE /api/v1/users/00u2bob/sessions` with the admin token, through
+/// `b`: every IdP session of bob ends (and with them his app sessions).
+pub(crate) async fn revoke_bob_sessions(b: &Browser) -> Reply {
+    b.send(
+        Request::builder()
+            .method(http::Method::DELETE)
+            .uri(format!("{IDP}/api/v1/users/00u2bob/sessions"))
+            .header(header::ACCEPT, "application/json")
+            .header(header::AUTHORIZATION, format!("SSWS {ADMIN_TOKEN}"))
+            .body(Client::empty())
+            .expect("request"),
+    )
+    .await
+}
+
+pub(crate) type WebSocket = tokio_tungstenite::WebSocketStream<test_support::client::RawTls>;
+
+/// A WebSocket to `url` through `b`'s gateway, in the session `cookie`
+/// (`name=value`), checked with one echoed frame.
+pub(crate) async fn open_websocket(b: &Browser, host: &str, url: &str, cookie: &str) -> WebSocket {
+    use futures_util::{SinkExt, StreamExt};
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .expect("ws request");
+    request
+        .headers_mut()
+        .insert(header::COOKIE, cookie.parse().expect("cookie"));
+    let tls = b.client().raw_tls(host).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
+        .await
+        .expect("websocket through the gateway");
+    ws.send(tokio_tungstenite::tungstenite::Message::text("ping"))
+        .await
+        .expect("send");
+    let echoed = ws.next().await.expect("echo").expect("frame");
+    assert_eq!(echoed.into_text().expect("text").as_str(), "ping");
+    ws
+}
+
+/// Whether `ws` is closed (a Close frame, an error or its end) within
+/// `within`.
+pub(crate) async fn closes_within(ws: &mut WebSocket, within: Duration) -> bool {
+    use futures_util::StreamExt;
+    tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | Some(Err(_))
+                | None => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
 #[tokio::test]
 async fn deep_link_signs_in_at_the_idp_and_lands_on_the_page_as_the_user() {
     let f = start();

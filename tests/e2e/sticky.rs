@@ -8,11 +8,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http::{header, Method, Request, StatusCode};
+use http::StatusCode;
 use test_support::browser::Browser;
 use test_support::Client;
 
-use crate::gateway_sso::{self, get_json, post_acs, sso, ADMIN_TOKEN};
+use crate::gateway_sso::{self, get_json, post_acs, revoke_bob_sessions, sso};
 use crate::process::{admin_get, Gateway, PKI_CA, WITH_ADMIN};
 
 const B: &str = "https://b.test";
@@ -186,17 +186,7 @@ async fn sticky_nodes_pin_forward_revocations_and_fail_over_through_sso() {
 
     // Revoked through node a's Sessions API: node b's app session ends too,
     // delivered over b's /_portcullis/global-token-revocation.
-    let revoked = on_a
-        .send(
-            Request::builder()
-                .method(Method::DELETE)
-                .uri(format!("{IDP}/api/v1/users/00u2bob/sessions"))
-                .header(header::ACCEPT, "application/json")
-                .header(header::AUTHORIZATION, format!("SSWS {ADMIN_TOKEN}"))
-                .body(Client::empty())
-                .expect("request"),
-        )
-        .await;
+    let revoked = revoke_bob_sessions(&on_a).await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text());
     let deadline = Instant::now() + DEADLINE;
     loop {

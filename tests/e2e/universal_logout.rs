@@ -7,14 +7,15 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use portcullis_saml::SigningKey;
 use serde_json::{json, Value};
 use test_support::{Backend, Client, Reply};
 
-use crate::gateway_sso::{get_json, post_acs, sso, start, start_with, Fixture, ADMIN_TOKEN};
+use crate::gateway_sso::{
+    closes_within, get_json, open_websocket, post_acs, sso, start, start_with, Fixture, ADMIN_TOKEN,
+};
 
 const IDP: &str = "https://a.test";
 const ISSUER: &str = "https://a.test";
@@ -301,40 +302,19 @@ async fn an_admin_universal_logout_keeps_the_idp_session_and_cuts_open_streams()
     }
 
     // And a WebSocket through d, in the same session.
-    let mut ws_request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            "wss://app.test/ws",
-        )
-        .expect("ws request");
-    ws_request.headers_mut().insert(
-        header::COOKIE,
-        format!("pc_d={session}").parse().expect("cookie"),
-    );
-    let tls = b.client().raw_tls("app.test").await;
-    let (mut ws, _) = tokio_tungstenite::client_async(ws_request, tls)
-        .await
-        .expect("websocket through the gateway");
-    ws.send(tokio_tungstenite::tungstenite::Message::text("ping"))
-        .await
-        .expect("send");
-    let echoed = ws.next().await.expect("echo").expect("frame");
-    assert_eq!(echoed.into_text().expect("text").as_str(), "ping");
+    let mut ws = open_websocket(
+        &b,
+        "app.test",
+        "wss://app.test/ws",
+        &format!("pc_d={session}"),
+    )
+    .await;
 
     let reply = admin(&f, Method::POST, "/api/v1/users/00u2bob/universal-logout").await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text());
     // The tunnel closes with the session.
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
-                | Some(Err(_))
-                | None => return,
-                Some(Ok(_)) => continue,
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the WebSocket outlived the session");
+    let closed = closes_within(&mut ws, Duration::from_secs(5)).await;
+    assert!(closed, "the WebSocket outlived the session");
     for app in [B, C, "https://app.test"] {
         until_signed_out(&b, &format!("{app}/page")).await;
     }

@@ -22,6 +22,10 @@ use crate::pki::Pki;
 
 pub type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
+/// A TLS connection to the gateway with no HTTP on it yet (WebSockets,
+/// hand-written requests).
+pub type RawTls = TlsStream<TcpStream>;
+
 /// What came back, with the body read in full.
 #[derive(Debug)]
 pub struct Reply {
@@ -182,7 +186,7 @@ impl Client {
 
     /// A raw TLS connection to the gateway (ALPN http/1.1, SNI `host`) for
     /// hand-written requests.
-    pub async fn raw_tls(&self, host: &str) -> TlsStream<TcpStream> {
+    pub async fn raw_tls(&self, host: &str) -> RawTls {
         self.raw_tls_alpn(host, b"http/1.1").await
     }
 

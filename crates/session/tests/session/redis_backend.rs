@@ -37,6 +37,23 @@ async fn ready(connection: &RedisConnection, up: bool) {
         .expect("connection alive");
 }
 
+/// Waits until two stores listen on the `s` namespace's ended channel of
+/// `connection`'s prefix (subscribing is asynchronous).
+async fn both_listening(connection: &RedisConnection) {
+    let channel = format!("{}s:ended", connection.prefix());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !RedisServer::shared()
+        .command(&format!("PUBSUB NUMSUB {channel}"))
+        .contains(":2\r\n")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Two nodes: same Redis, same prefix and keys, separate connections.
 fn two_nodes(url: String) -> (RedisStore<TestBody>, RedisStore<TestBody>, RedisConnection) {
     let options = options(url);
@@ -70,18 +87,7 @@ async fn a_session_from_one_node_is_served_and_ended_by_another() {
     // A tunnel on node a waits on its end signal; b revokes the session.
     let tunnel_on_a = tokio::spawn(a.ended(&secret.hash()));
     // Both nodes must be listening before b publishes the end.
-    let channel = format!("{}s:ended", connection_b.prefix());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !RedisServer::shared()
-        .command(&format!("PUBSUB NUMSUB {channel}"))
-        .contains(":2\r\n")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nodes never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    both_listening(&connection_b).await;
     b.end_by_id(&session.id, EndReason::Revoked)
         .await
         .expect("revoked on b")
@@ -221,18 +227,8 @@ async fn a_cached_session_drops_out_at_once_when_another_node_ends_it() {
         .await
         .expect("created");
     a.touch(&secret.hash(), T0).await.expect("a caches it");
-    let channel = format!("{}s:ended", connection_a.prefix());
+    both_listening(&connection_a).await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !RedisServer::shared()
-        .command(&format!("PUBSUB NUMSUB {channel}"))
-        .contains(":2\r\n")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nodes never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     b.end_by_id(&session.id, EndReason::Revoked)
         .await
         .expect("ended on b");
