@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use http_body_util::BodyExt as _;
 use test_support::browser::Browser;
 use test_support::{Backend, Client, RedisServer};
 
@@ -225,6 +226,23 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
     let landed = post_acs(&on_a, D_ACS, &posted.saml_response, &posted.relay_state).await;
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
     let d_session = on_a.cookie("pc_d").expect("d session");
+    // And a long download through node a in the same session.
+    let download = on_a
+        .client()
+        .send_streaming(
+            http::Request::get(format!("{D}/source?bytes={}", 64u64 << 30))
+                .header(http::header::COOKIE, format!("pc_d={d_session}"))
+                .body(Client::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(download.status(), StatusCode::OK);
+    let mut download = download.into_body();
+    let mut received = 0usize;
+    while received < 1 << 20 {
+        let frame = download.frame().await.expect("streaming").expect("frame");
+        received += frame.data_ref().map_or(0, |d| d.len());
+    }
     let mut ws = open_websocket(
         &on_a,
         "app.test",
@@ -262,6 +280,20 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
     eprintln!(
         "cluster: node a closed the WebSocket {:?} after the revocation on node b",
         revoked_at.elapsed()
+    );
+    // The download ends early instead of running on for 64 GiB.
+    let cut = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match download.frame().await {
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return,
+            }
+        }
+    })
+    .await;
+    assert!(
+        cut.is_ok(),
+        "node a's download outlived a revocation on node b"
     );
 }
 
