@@ -20,6 +20,8 @@ PYSAML2_VERSION := 7.5.5
 PYYAML_VERSION := 6.0.3
 KUBERNETES_VALIDATE_VERSION := 1.37.0
 PYENV := target/pyenv
+# Where cargo puts the binary: CARGO_TARGET_DIR when the caller sets one.
+BIN := $(or $(CARGO_TARGET_DIR),target)/release/portcullis
 export PORTCULLIS_PYTHON := $(CURDIR)/$(PYENV)/bin/python
 
 .PHONY: run test build deps test-deps lint bench certs toolchain fuzz fuzz-deps fuzz-seeds
@@ -48,9 +50,9 @@ certs-dev/localhost.pem:
 certs: certs-dev/localhost.pem
 
 run: build certs
-	target/release/portcullis check --config $(CONFIG)
+	$(BIN) check --config $(CONFIG)
 	@echo "Demo: https://127.0.0.1:8443/ and https://127.0.0.1:9443/ (CA: certs-dev/ca.pem); metrics: http://127.0.0.1:9901/metrics"
-	target/release/portcullis run --config $(CONFIG)
+	$(BIN) run --config $(CONFIG)
 
 # cargo prints one "test result" line per test binary; the last line here
 # sums them so a reader (or CI) sees the whole run at a glance.
