@@ -316,6 +316,25 @@ async fn a_restarted_node_keeps_its_sessions_and_an_outage_fails_closed() {
         page.text()
     );
 
+    // Load keeps running through the outage and the recovery: every answer
+    // is the page or a 503, never a sign-in redirect or another error.
+    let load_on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            let browser =
+                on_a.replayed_through(Client::http1(&cluster.a.gw.pki, cluster.a.gw.https));
+            let load_on = load_on.clone();
+            tokio::spawn(async move {
+                let mut seen = std::collections::BTreeMap::<u16, usize>::new();
+                while load_on.load(std::sync::atomic::Ordering::Relaxed) {
+                    let page = get_json(&browser, &format!("{B}/page")).await;
+                    *seen.entry(page.status.as_u16()).or_default() += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+
     // Redis goes away: not ready (alive), signed-in users get a 503, never
     // a sign-in page, and new sign-ins fail closed.
     redis.stop();
@@ -354,6 +373,27 @@ async fn a_restarted_node_keeps_its_sessions_and_an_outage_fails_closed() {
     wait_ready(&cluster.a.gw, 200).await;
     let page = get_json(&on_a, &format!("{B}/page")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    load_on.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = std::collections::BTreeMap::<u16, usize>::new();
+    for loader in loaders {
+        for (status, n) in tokio::time::timeout(DEADLINE, loader)
+            .await
+            .expect("load stopped")
+            .expect("load task")
+        {
+            *seen.entry(status).or_default() += n;
+        }
+    }
+    eprintln!("cluster: answers under load through the Redis outage: {seen:?}");
+    assert!(
+        seen.keys().all(|s| *s == 200 || *s == 503),
+        "only the page or a 503: {seen:?}"
+    );
+    assert!(
+        seen.get(&503).is_some_and(|n| *n > 0),
+        "the outage was seen: {seen:?}"
+    );
+    assert!(seen.get(&200).is_some_and(|n| *n > 0), "{seen:?}");
     assert!(cluster
         .a
         .gw

@@ -6,6 +6,7 @@
 //! dropped while it was down.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -79,8 +80,15 @@ struct Inner {
     instance: String,
     listeners: DashMap<String, mpsc::UnboundedSender<Vec<u8>>>,
     ready: watch::Sender<bool>,
+    /// UNKNOWN until the first probe answers or fails, then UP or DOWN:
+    /// commands are tried unless Redis is known to be down.
+    state: AtomicU8,
     generation: watch::Sender<u64>,
 }
+
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
 
 impl fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -115,6 +123,7 @@ impl RedisConnection {
             instance: hex(&instance),
             listeners: DashMap::new(),
             ready: watch::channel(false).0,
+            state: AtomicU8::new(UNKNOWN),
             generation: watch::channel(0).0,
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), push_rx));
@@ -131,8 +140,20 @@ impl RedisConnection {
         &self.inner.instance
     }
 
-    /// A connection to run commands on (a clone of the multiplexed one).
-    pub(crate) fn commands(&self) -> ConnectionManager {
+    /// A connection to run commands on (a clone of the multiplexed one),
+    /// or at once `Unavailable` while the probe finds Redis down: a request
+    /// then gets its 503 without waiting out a reconnect.
+    pub(crate) fn commands(&self) -> Result<ConnectionManager, StoreError> {
+        if self.inner.state.load(Ordering::Acquire) == DOWN {
+            return Err(StoreError::Unavailable(
+                "session store unreachable".to_owned(),
+            ));
+        }
+        Ok(self.inner.manager.clone())
+    }
+
+    /// The connection whatever the probe says (the probe and re-sync).
+    pub(crate) fn always(&self) -> ConnectionManager {
         self.inner.manager.clone()
     }
 
@@ -245,6 +266,9 @@ async fn probe(inner: Weak<Inner>, interval: Duration) {
 }
 
 fn set_ready(inner: &Inner, up: bool) {
+    inner
+        .state
+        .store(if up { UP } else { DOWN }, Ordering::Release);
     let changed = inner.ready.send_if_modified(|ready| {
         let changed = *ready != up;
         *ready = up;

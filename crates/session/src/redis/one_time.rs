@@ -61,7 +61,7 @@ impl RedisOneTime {
         for key in keys {
             invocation.arg(*key);
         }
-        let mut commands = self.connection.commands();
+        let mut commands = self.connection.commands()?;
         let verdict: String = invocation
             .invoke_async(&mut commands)
             .await

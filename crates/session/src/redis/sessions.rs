@@ -168,7 +168,7 @@ impl<B: SessionBody> RedisStore<B> {
         }
     }
 
-    fn commands(&self) -> ConnectionManager {
+    fn commands(&self) -> Result<ConnectionManager, StoreError> {
         self.shared.connection.commands()
     }
 
@@ -240,7 +240,7 @@ impl<B: SessionBody> RedisStore<B> {
     ) -> Result<(SessionSecret, Session<B>), StoreError> {
         let now = truncate(now);
         let keys = self.filed_under(&body)?;
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         // A collision of 256-bit secrets or 128-bit ids is not going to
         // happen, but the script refuses to overwrite, so retrying is free.
         for _ in 0..4 {
@@ -278,7 +278,7 @@ impl<B: SessionBody> RedisStore<B> {
     }
 
     async fn read(&self, hex: &str, now: OffsetDateTime, touch: bool) -> Result<Found, StoreError> {
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         let reply: Vec<Value> = scripts::READ
             .key(self.record_key(hex))
             .key(self.deadlines_key())
@@ -299,7 +299,7 @@ impl<B: SessionBody> RedisStore<B> {
         hex: &str,
         only_expired_at: Option<OffsetDateTime>,
     ) -> Result<Found, StoreError> {
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         let reply: Vec<Value> = scripts::TAKE
             .key(self.record_key(hex))
             .key(self.deadlines_key())
@@ -432,7 +432,7 @@ impl<B: SessionBody> RedisStore<B> {
     }
 
     async fn hex_of(&self, id: &SessionId) -> Result<Option<String>, StoreError> {
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         redis::cmd("GET")
             .arg(self.id_key(id))
             .query_async(&mut commands)
@@ -452,7 +452,8 @@ impl<B: SessionBody> RedisStore<B> {
             .update_locked(hex, now, change, &lock_key, &token)
             .await;
         if result.is_err() {
-            let mut commands = self.commands();
+            // Best effort: the lock's TTL frees it anyway.
+            let mut commands = self.shared.connection.always();
             let _: Result<i64, _> = scripts::UNLOCK
                 .key(&lock_key)
                 .arg(&token)
@@ -480,7 +481,7 @@ impl<B: SessionBody> RedisStore<B> {
         session.last_activity = truncate(session.last_activity);
         let keys = self.filed_under(&session.body)?;
         let sealed = self.seal_session(&session, hex)?;
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         let written: i64 = scripts::WRITE
             .key(self.record_key(hex))
             .key(self.deadlines_key())
@@ -515,7 +516,7 @@ impl<B: SessionBody> RedisStore<B> {
         let mut bytes = [0u8; 16];
         rand::rng().fill_bytes(&mut bytes);
         let token = hex(&bytes);
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
@@ -541,7 +542,7 @@ impl<B: SessionBody> RedisStore<B> {
 
     /// Hexes in sorted set `key`, lowest score first.
     async fn members(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         redis::cmd("ZRANGE")
             .arg(key)
             .arg(0)
@@ -563,7 +564,7 @@ impl<B: SessionBody> RedisStore<B> {
                 .arg("rec")
                 .arg("act");
         }
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         let replies: Vec<(Option<Vec<u8>>, Option<i64>)> =
             pipe.query_async(&mut commands).await.map_err(unavailable)?;
         let mut out = Vec::with_capacity(hexes.len());
@@ -620,7 +621,7 @@ impl<B: SessionBody> RedisStore<B> {
         self.shared
             .cache
             .retain(|_, cached| now - cached.fetched_at < staleness);
-        let mut commands = self.commands();
+        let mut commands = self.commands()?;
         let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.deadlines_key())
             .arg("-inf")
@@ -715,7 +716,7 @@ async fn resync<B>(shared: &Shared<B>) {
     // Whatever was announced while away is lost: nothing cached is trusted.
     shared.cache.clear();
     let watched: Vec<SecretHash> = shared.alive.iter().map(|e| *e.key()).collect();
-    let mut commands = shared.connection.commands();
+    let mut commands = shared.connection.always();
     for chunk in watched.chunks(512) {
         let mut pipe = redis::pipe();
         for hash in chunk {
@@ -956,7 +957,7 @@ impl<B: SessionBody> SessionStore<B> for RedisStore<B> {
 
     fn len(&self) -> StoreFuture<'_, Result<usize, StoreError>> {
         Box::pin(async move {
-            let mut commands = self.commands();
+            let mut commands = self.commands()?;
             redis::cmd("ZCARD")
                 .arg(self.deadlines_key())
                 .query_async(&mut commands)

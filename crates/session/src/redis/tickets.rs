@@ -83,7 +83,7 @@ where
             let json =
                 serde_json::to_vec(&pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let sealed = self.seal.seal(&json, &key);
-            let mut commands = self.connection.commands();
+            let mut commands = self.connection.commands()?;
             let verdict: String = scripts::ISSUE
                 .key(&key)
                 .key(self.expiries_key())
@@ -112,7 +112,7 @@ where
         Box::pin(async move {
             let hex = hex(&digest(presented));
             let key = self.ticket_key(&hex);
-            let mut commands = self.connection.commands();
+            let mut commands = self.connection.commands()?;
             let sealed: Option<Vec<u8>> = scripts::REDEEM
                 .key(&key)
                 .key(self.expiries_key())
