@@ -112,6 +112,8 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
     // Cookie values carry a MAC under the same ring: a forged or guessed
     // one is refused before it costs a Redis round trip.
     let cookies = Arc::new(seal()?);
+    // The sign-in forms' CSRF fields verify on any node.
+    let csrf_key = cookies.derived("idp csrf");
     let gateway = GatewayStores {
         sessions: Sessions::with_cookies(
             Arc::new(RedisStore::with_cache(
@@ -144,6 +146,7 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
             "idp",
         )),
         tickets: Arc::new(RedisTickets::new(connection.clone(), "idp", seal()?)),
+        csrf_key: Some(csrf_key),
     };
     follow_readiness(&connection);
     Ok(Stores {

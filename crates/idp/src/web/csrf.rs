@@ -20,6 +20,11 @@ impl Csrf {
         }
     }
 
+    /// Fields under `key`: every node holding it accepts the others' forms.
+    pub fn with_key(key: [u8; 32]) -> Self {
+        Csrf { key }
+    }
+
     /// A new value for the CSRF cookie.
     pub fn new_cookie_value() -> String {
         hex(&rand::random::<[u8; 32]>())

@@ -66,13 +66,16 @@ pub struct WebSettings {
 }
 
 /// Where the IdP keeps what must survive a request: sessions, one-time
-/// uses (TOTP steps) and session tokens. Memory by default; a cluster in
-/// shared mode hands in backends every node sees.
+/// uses (TOTP steps) and session tokens, and the key of its sign-in
+/// forms' CSRF fields. Memory and a per-process key by default; a cluster
+/// in shared mode hands in backends every node sees and a key every node
+/// holds, so a form served by one node can be posted to another.
 #[derive(Clone)]
 pub struct IdpStores {
     pub sessions: IdpSessions,
     pub one_time: Arc<dyn OneTimeStore>,
     pub tickets: Arc<dyn TicketStore<PendingSignIn>>,
+    pub csrf_key: Option<[u8; 32]>,
 }
 
 impl IdpStores {
@@ -82,6 +85,7 @@ impl IdpStores {
             sessions: IdpSessions::memory(),
             one_time: Arc::new(MemoryOneTime::default()),
             tickets: Arc::new(MemoryTickets::<PendingSignIn>::default()),
+            csrf_key: None,
         }
     }
 }
@@ -212,7 +216,9 @@ impl Idp {
             api_tokens,
             log,
             one_time: stores.one_time,
-            csrf: csrf::Csrf::new(),
+            csrf: stores
+                .csrf_key
+                .map_or_else(csrf::Csrf::new, csrf::Csrf::with_key),
             saml: None,
             logouts: slo::Logouts::default(),
             universal_logout: std::sync::OnceLock::new(),

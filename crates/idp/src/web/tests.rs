@@ -641,6 +641,7 @@ fn down_stores() -> IdpStores {
         sessions: IdpSessions::new(down.clone(), "00o1"),
         one_time: down.clone(),
         tickets: down,
+        csrf_key: None,
     }
 }
 

@@ -104,6 +104,15 @@ impl SealKeys {
         out
     }
 
+    /// A 32-byte key for `purpose`, derived from the ring's first key: a
+    /// secret every node of the cluster shares (e.g. the IdP's CSRF key).
+    pub fn derived(&self, purpose: &str) -> [u8; 32] {
+        let tag = hmac::sign(&self.keys[0].index, format!("derived:{purpose}").as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(tag.as_ref());
+        key
+    }
+
     /// The name an index key is filed under: a keyed digest, so Redis
     /// holds no user name or email in clear.
     pub fn index_name(&self, key: &str) -> String {
