@@ -146,22 +146,8 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
     // A sign-in form served by node a is accepted when posted to node b
     // (no stickiness needed): the CSRF key is the cluster's.
     let fresh = cluster.a.gw.browser();
-    let form = fresh.get(&format!("{IDP}/login?fromURI=%2F")).await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
-    let csrf = test_support::browser::input_value(&form.text(), "csrf").expect("csrf");
-    let done = cluster
-        .on_b(&fresh)
-        .post_form(
-            &format!("{IDP}/login"),
-            &[
-                ("csrf", &csrf),
-                ("fromURI", "/"),
-                ("username", "bob"),
-                ("password", "bob-demo-pass"),
-            ],
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
+    let csrf = gateway_sso::sign_in_form(&fresh, "/").await;
+    gateway_sso::post_sign_in_bob(&cluster.on_b(&fresh), &csrf, "/").await;
 
     // Nothing in Redis reads as bob's session or cookie.
     let dump = redis.command("KEYS {e2e:}*");

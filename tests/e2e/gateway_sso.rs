@@ -165,16 +165,27 @@ pub(crate) async fn get_json(b: &Browser, url: &str) -> Reply {
 
 /// Signs bob in at the IdP's form, coming from `from`.
 async fn sign_in_bob(b: &Browser, from: &str) {
+    let csrf = sign_in_form(b, from).await;
+    post_sign_in_bob(b, &csrf, from).await;
+}
+
+/// Opens the IdP's sign-in form, coming from `from`; returns its CSRF field.
+pub(crate) async fn sign_in_form(b: &Browser, from: &str) -> String {
     let form = b
         .get(&format!("{IDP}/login?fromURI={}", url_encode(from)))
         .await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.text());
-    let csrf = input_value(&form.text(), "csrf").expect("csrf");
+    input_value(&form.text(), "csrf").expect("csrf")
+}
+
+/// Posts bob's credentials with `csrf` (the field of a form `b`, or a
+/// browser holding its cookies, was served) and expects `from` back.
+pub(crate) async fn post_sign_in_bob(b: &Browser, csrf: &str, from: &str) {
     let done = b
         .post_form(
             &format!("{IDP}/login"),
             &[
-                ("csrf", &csrf),
+                ("csrf", csrf),
                 ("fromURI", from),
                 ("username", "bob"),
                 ("password", "bob-demo-pass"),
