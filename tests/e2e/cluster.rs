@@ -97,6 +97,40 @@ fn session_ops(redis: &RedisServer) -> u64 {
         .sum()
 }
 
+/// Posts `login`'s credentials on a sign-in form `b` opens itself.
+async fn sign_in(b: &Browser, login: &str, password: &str) -> test_support::client::Reply {
+    let csrf = gateway_sso::sign_in_form(b, "/").await;
+    b.post_form(
+        &format!("{IDP}/login"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("fromURI", "/"),
+            ("username", login),
+            ("password", password),
+        ],
+    )
+    .await
+}
+
+/// The Users API's status for `id` (`LOCKED_OUT` while a lock runs).
+async fn user_status(b: &Browser, id: &str) -> String {
+    let reply = b
+        .send(
+            http::Request::get(format!("{IDP}/api/v1/users/{id}"))
+                .header(http::header::ACCEPT, "application/json")
+                .header(
+                    http::header::AUTHORIZATION,
+                    format!("SSWS {}", gateway_sso::ADMIN_TOKEN),
+                )
+                .body(Client::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let user: serde_json::Value = serde_json::from_str(&reply.text()).expect("user JSON");
+    user["status"].as_str().expect("status").to_owned()
+}
+
 async fn readyz(gateway: &Gateway) -> (u16, String) {
     admin_get(gateway.admin_addr(), "/readyz")
         .await
@@ -148,6 +182,54 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
     let fresh = cluster.a.gw.browser();
     let csrf = gateway_sso::sign_in_form(&fresh, "/").await;
     gateway_sso::post_sign_in_bob(&cluster.on_b(&fresh), &csrf, "/").await;
+
+    // Wrong passwords spread over both nodes lock the account on both:
+    // the count lives in Redis, not in each node's memory.
+    let guessers = [
+        cluster.a.gw.browser(),
+        cluster.on_b(&cluster.a.gw.browser()),
+    ];
+    for attempt in 0..5 {
+        let refused = sign_in(&guessers[attempt % 2], "alice", "not-her-password").await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            refused.text()
+        );
+    }
+    let on_a_browser = cluster.a.gw.browser();
+    let on_b_browser = cluster.on_b(&cluster.a.gw.browser());
+    assert_eq!(user_status(&on_a_browser, "00u1alice").await, "LOCKED_OUT");
+    let right = sign_in(&on_b_browser, "alice", "alice-demo-pass").await;
+    assert_eq!(
+        right.status,
+        StatusCode::UNAUTHORIZED,
+        "the right password on the other node is refused while locked: {}",
+        right.text()
+    );
+    // Lifted on node b, lifted everywhere.
+    let unlock = on_b_browser
+        .send(
+            http::Request::post(format!("{IDP}/api/v1/users/00u1alice/lifecycle/unlock"))
+                .header(http::header::ACCEPT, "application/json")
+                .header(
+                    http::header::AUTHORIZATION,
+                    format!("SSWS {}", gateway_sso::ADMIN_TOKEN),
+                )
+                .body(Client::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(unlock.status, StatusCode::OK, "{}", unlock.text());
+    assert_eq!(user_status(&on_a_browser, "00u1alice").await, "ACTIVE");
+    let after = sign_in(&on_a_browser, "alice", "alice-demo-pass").await;
+    assert_eq!(
+        after.status,
+        StatusCode::SEE_OTHER,
+        "after the unlock her password works on node a: {}",
+        after.text()
+    );
 
     // Nothing in Redis reads as bob's session or cookie.
     let dump = redis.command("KEYS {e2e:}*");

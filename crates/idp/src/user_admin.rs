@@ -52,6 +52,10 @@ pub enum UserAdminError {
     /// The blocking task that writes the file panicked or was cancelled.
     #[error("the users file task did not finish")]
     Interrupted,
+    /// The file was changed but the lockout store did not answer, so a
+    /// lock may still run.
+    #[error("lockout store: {0}")]
+    Lockout(#[from] portcullis_session::StoreError),
 }
 
 /// What a SIGHUP reload of the users file did.
@@ -81,7 +85,7 @@ impl Idp {
             .await
             .map_err(|_| UserAdminError::Interrupted)??;
         let now = OffsetDateTime::now_utc();
-        let was_locked = op == Lifecycle::Unlock && self.lockout.unlock(user_id, now);
+        let was_locked = op == Lifecycle::Unlock && self.lockout.unlock(user_id, now).await?;
         let origin = by.ip.map(|ip| Origin {
             ip,
             user_agent: by.user_agent.as_deref(),
@@ -182,8 +186,12 @@ impl Idp {
     }
 
     /// Whether the account is locked out now (the Users API's `LOCKED_OUT`).
-    pub fn is_locked_out(&self, user_id: &str, now: OffsetDateTime) -> bool {
-        self.lockout.locked_until(user_id, now).is_some()
+    pub async fn is_locked_out(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, portcullis_session::StoreError> {
+        Ok(self.lockout.locked_until(user_id, now).await?.is_some())
     }
 }
 

@@ -12,7 +12,8 @@ use portcullis_gateway::{GatewayStores, Sessions};
 use portcullis_idp::session::{IdpSessions, DEFAULT_IDP_ID};
 use portcullis_idp::web::IdpStores;
 use portcullis_session::redis::{
-    CachePolicy, RedisConnection, RedisOneTime, RedisOptions, RedisStore, RedisTickets, SealKeys,
+    CachePolicy, RedisConnection, RedisLockouts, RedisOneTime, RedisOptions, RedisStore,
+    RedisTickets, SealKeys,
 };
 
 /// The stores a node serves with.
@@ -146,6 +147,8 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
             "idp",
         )),
         tickets: Arc::new(RedisTickets::new(connection.clone(), "idp", seal()?)),
+        // A guess counts against the account whichever node it reaches.
+        lockouts: Arc::new(RedisLockouts::new(connection.clone(), "idp")),
         csrf_key: Some(csrf_key),
     };
     follow_readiness(&connection);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use portcullis_config::{Config, SpAttributeNameFormat, SpNameIdFormat};
 use portcullis_idp::api_token::{ApiToken, ApiTokens, Scope};
-use portcullis_idp::directory::{Directory, DirectoryError, LockoutPolicy};
+use portcullis_idp::directory::{Directory, DirectoryError};
 use portcullis_idp::policy::PolicySet;
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
 use portcullis_idp::user_admin::UserAdminError;
@@ -14,6 +14,7 @@ use portcullis_idp::web::{
 };
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
 use portcullis_saml::{AttributeNameFormat, NameIdFormat, SigningKey};
+use portcullis_session::LockoutPolicy;
 
 /// The IdP as the proxy sees it: a local service.
 pub struct IdpService(pub Arc<Idp>);

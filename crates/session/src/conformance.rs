@@ -3,8 +3,9 @@
 //! Each check is a `pub async fn` generic over the backend, taking a
 //! constructor so every check starts from an empty store. The macros
 //! [`session_store_suite!`](crate::session_store_suite),
-//! [`one_time_suite!`](crate::one_time_suite) and
-//! [`ticket_suite!`](crate::ticket_suite) turn them into one `#[tokio::test]`
+//! [`one_time_suite!`](crate::one_time_suite),
+//! [`ticket_suite!`](crate::ticket_suite) and
+//! [`lockout_suite!`](crate::lockout_suite) turn them into one `#[tokio::test]`
 //! each, so a backend's test binary runs the very same checks as the memory
 //! backend's:
 //!
@@ -31,9 +32,9 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::{
-    EndReason, EndSignal, Lifetime, OneTimeError, OneTimeKind, OneTimeStore, SecretHash, Session,
-    SessionBody, SessionEnded, SessionError, SessionId, SessionSecret, SessionStore, TicketError,
-    TicketStore,
+    EndReason, EndSignal, FailureOutcome, Lifetime, LockoutPolicy, LockoutStore, OneTimeError,
+    OneTimeKind, OneTimeStore, SecretHash, Session, SessionBody, SessionEnded, SessionError,
+    SessionId, SessionSecret, SessionStore, TicketError, TicketStore,
 };
 
 /// The instant every check starts from.
@@ -1108,6 +1109,235 @@ pub mod tickets {
     }
 }
 
+/// Lockout checks. `make()` builds an empty store.
+pub mod lockouts {
+    use super::*;
+
+    fn policy(max_failures: u32, lock_secs: u64) -> LockoutPolicy {
+        LockoutPolicy {
+            max_failures,
+            lockout_duration: secs(lock_secs),
+        }
+    }
+
+    async fn fail<S: LockoutStore>(
+        store: &S,
+        user: &str,
+        policy: &LockoutPolicy,
+        at: OffsetDateTime,
+    ) -> FailureOutcome {
+        store
+            .record_failure(user, policy, at)
+            .await
+            .expect("record_failure succeeds")
+    }
+
+    async fn until<S: LockoutStore>(
+        store: &S,
+        user: &str,
+        at: OffsetDateTime,
+    ) -> Option<OffsetDateTime> {
+        store
+            .locked_until(user, at)
+            .await
+            .expect("locked_until succeeds")
+    }
+
+    pub async fn locks_at_the_threshold_and_counts_down<S: LockoutStore>(make: impl Fn() -> S) {
+        let store = make();
+        let policy = policy(5, 900);
+        for remaining in (1..=4).rev() {
+            assert_eq!(until(&store, "u1", T0).await, None);
+            assert_eq!(
+                fail(&store, "u1", &policy, T0).await,
+                FailureOutcome::Counted { remaining }
+            );
+        }
+        let end = T0 + secs(900);
+        assert_eq!(
+            fail(&store, "u1", &policy, T0).await,
+            FailureOutcome::LockedNow { until: end }
+        );
+        assert_eq!(until(&store, "u1", T0 + secs(899)).await, Some(end));
+        assert_eq!(
+            fail(&store, "u1", &policy, T0 + secs(500)).await,
+            FailureOutcome::AlreadyLocked { until: end },
+            "a failure while locked neither extends the lock nor locks again"
+        );
+        assert_eq!(
+            until(&store, "u1", T0 + secs(900)).await,
+            None,
+            "the end itself is unlocked"
+        );
+        assert_eq!(
+            until(&store, "u2", T0).await,
+            None,
+            "other users are unaffected"
+        );
+        let locked = store.locked(T0 + secs(1)).await.expect("locked succeeds");
+        assert_eq!(locked.get("u1"), Some(&end));
+        assert_eq!(locked.len(), 1);
+    }
+
+    pub async fn an_ended_lock_starts_the_count_over<S: LockoutStore>(make: impl Fn() -> S) {
+        let store = make();
+        let policy = policy(2, 60);
+        fail(&store, "u1", &policy, T0).await;
+        assert_eq!(
+            fail(&store, "u1", &policy, T0 + secs(1)).await,
+            FailureOutcome::LockedNow {
+                until: T0 + secs(61)
+            }
+        );
+        assert_eq!(
+            fail(&store, "u1", &policy, T0 + secs(100)).await,
+            FailureOutcome::Counted { remaining: 1 }
+        );
+        assert!(
+            store
+                .locked(T0 + secs(100))
+                .await
+                .expect("locked")
+                .is_empty(),
+            "an ended lock is not listed"
+        );
+    }
+
+    pub async fn success_clears_the_count<S: LockoutStore>(make: impl Fn() -> S) {
+        let store = make();
+        let policy = policy(3, 60);
+        fail(&store, "u1", &policy, T0).await;
+        fail(&store, "u1", &policy, T0).await;
+        store.record_success("u1").await.expect("record_success");
+        assert_eq!(
+            fail(&store, "u1", &policy, T0).await,
+            FailureOutcome::Counted { remaining: 2 }
+        );
+    }
+
+    pub async fn zero_max_failures_locks_on_the_first<S: LockoutStore>(make: impl Fn() -> S) {
+        let store = make();
+        assert_eq!(
+            fail(&store, "u1", &policy(0, 60), T0).await,
+            FailureOutcome::LockedNow {
+                until: T0 + secs(60)
+            }
+        );
+    }
+
+    pub async fn a_restored_lock_holds_and_an_ended_one_is_ignored<S: LockoutStore>(
+        make: impl Fn() -> S,
+    ) {
+        let store = make();
+        let policy = policy(3, 60);
+        let restore = |user: &'static str, end: OffsetDateTime, at: OffsetDateTime| {
+            let store = &store;
+            let policy = &policy;
+            async move { store.restore(user, end, policy, at).await.expect("restore") }
+        };
+        restore("u1", T0 + secs(100), T0 + secs(10)).await;
+        assert_eq!(
+            until(&store, "u1", T0 + secs(50)).await,
+            Some(T0 + secs(100))
+        );
+        assert_eq!(
+            fail(&store, "u1", &policy, T0 + secs(50)).await,
+            FailureOutcome::AlreadyLocked {
+                until: T0 + secs(100)
+            }
+        );
+        restore("u1", T0 + secs(80), T0 + secs(50)).await;
+        assert_eq!(
+            until(&store, "u1", T0 + secs(90)).await,
+            Some(T0 + secs(100)),
+            "the later end wins"
+        );
+        assert_eq!(until(&store, "u1", T0 + secs(100)).await, None);
+        restore("u2", T0 + secs(5), T0 + secs(10)).await;
+        assert_eq!(until(&store, "u2", T0 + secs(10)).await, None);
+        assert_eq!(
+            fail(&store, "u2", &policy, T0 + secs(10)).await,
+            FailureOutcome::Counted { remaining: 2 }
+        );
+    }
+
+    pub async fn unlock_lifts_a_running_lock_and_the_count<S: LockoutStore>(make: impl Fn() -> S) {
+        let store = make();
+        let policy = policy(2, 60);
+        fail(&store, "u1", &policy, T0).await;
+        fail(&store, "u1", &policy, T0).await;
+        assert_eq!(
+            until(&store, "u1", T0 + secs(10)).await,
+            Some(T0 + secs(60))
+        );
+        assert!(store.unlock("u1", T0 + secs(10)).await.expect("unlock"));
+        assert_eq!(until(&store, "u1", T0 + secs(10)).await, None);
+        assert!(store
+            .locked(T0 + secs(10))
+            .await
+            .expect("locked")
+            .is_empty());
+        assert_eq!(
+            fail(&store, "u1", &policy, T0 + secs(11)).await,
+            FailureOutcome::Counted { remaining: 1 },
+            "counting starts over"
+        );
+        assert!(
+            !store.unlock("u1", T0 + secs(12)).await.expect("unlock"),
+            "nothing to lift"
+        );
+        assert!(!store.unlock("nobody", T0 + secs(12)).await.expect("unlock"));
+    }
+
+    pub async fn user_ids_are_data_not_syntax<S: LockoutStore>(make: impl Fn() -> S) {
+        let store = make();
+        let policy = policy(1, 60);
+        let odd = "u:1 {x} * \\ \"'\u{e9}";
+        assert!(matches!(
+            fail(&store, odd, &policy, T0).await,
+            FailureOutcome::LockedNow { .. }
+        ));
+        assert_eq!(until(&store, "u:1", T0).await, None);
+        let locked = store.locked(T0).await.expect("locked");
+        assert!(locked.contains_key(odd), "{locked:?}");
+    }
+
+    /// Run on a multi-threaded runtime: eight failures at once, as from
+    /// eight nodes, lock exactly once.
+    pub async fn concurrent_failures_lock_exactly_once<S: LockoutStore + 'static>(
+        make: impl Fn() -> S,
+    ) {
+        let store = Arc::new(make());
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let barrier = Arc::clone(&barrier);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .record_failure("u1", &policy(5, 60), T0)
+                        .await
+                        .expect("record_failure succeeds")
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(within("lockout task", task).await.expect("task finished"));
+        }
+        let locked_now = outcomes
+            .iter()
+            .filter(|o| matches!(o, FailureOutcome::LockedNow { .. }))
+            .count();
+        let already = outcomes
+            .iter()
+            .filter(|o| matches!(o, FailureOutcome::AlreadyLocked { .. }))
+            .count();
+        assert_eq!((locked_now, already), (1, 3), "{outcomes:?}");
+    }
+}
+
 /// One `#[tokio::test]` per session-store check, in a module `$name`, each
 /// on a fresh store from `$make` (an expression usable as `Fn() -> S`).
 #[macro_export]
@@ -1210,6 +1440,42 @@ macro_rules! ticket_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_redeem_succeeds_once() {
                 suite::concurrent_redeem_succeeds_once($make).await;
+            }
+        }
+    };
+    (@tests $make:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                suite::$test($make).await;
+            }
+        )*
+    };
+}
+
+/// One `#[tokio::test]` per lockout check; `$make` is `Fn() -> S` for
+/// `S: LockoutStore`.
+#[macro_export]
+macro_rules! lockout_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::conformance::lockouts as suite;
+
+            $crate::lockout_suite!(@tests $make;
+                locks_at_the_threshold_and_counts_down,
+                an_ended_lock_starts_the_count_over,
+                success_clears_the_count,
+                zero_max_failures_locks_on_the_first,
+                a_restored_lock_holds_and_an_ended_one_is_ignored,
+                unlock_lifts_a_running_lock_and_the_count,
+                user_ids_are_data_not_syntax,
+            );
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_failures_lock_exactly_once() {
+                suite::concurrent_failures_lock_exactly_once($make).await;
             }
         }
     };

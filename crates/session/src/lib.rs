@@ -21,6 +21,8 @@
 //! - one-time-use caches ([`OneTimeStore`], [`MemoryOneTime`]: assertion
 //!   ids, JWT ids, TOTP steps) and one-time tickets carrying a value
 //!   ([`TicketStore`], [`MemoryTickets`]);
+//! - account lockout counts and locks ([`LockoutStore`],
+//!   [`MemoryLockouts`]), shared by the nodes that sign users in;
 //! - interned names ([`Name`]) for the strings thousands of bodies repeat;
 //! - with the `conformance` feature, the suites every backend runs
 //!   ([`conformance`]), so memory and Redis are held to the same tests.
@@ -41,6 +43,7 @@ mod encoding;
 mod end;
 mod error;
 mod id;
+mod lockout;
 mod memory;
 mod name;
 mod one_time;
@@ -57,6 +60,9 @@ pub use cookie::{CookieCodec, PlainCookies};
 pub use end::EndReason;
 pub use error::{SessionError, StoreError};
 pub use id::{SecretHash, SessionId, SessionSecret, SECRET_BYTES, SECRET_LEN};
+pub use lockout::{
+    FailureOutcome, LockoutPolicy, LockoutStore, MemoryLockouts, DEFAULT_LOCKOUT_CAPACITY,
+};
 pub use memory::{Footprint, MemoryStore, DEFAULT_ENDED_CAPACITY};
 pub use name::{Name, MAX_INTERNED};
 pub use one_time::{

@@ -9,15 +9,18 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use portcullis_session::conformance::{drain, lifetime, TestBody, IDLE, T0};
-use portcullis_session::redis::{CachePolicy, RedisOneTime, RedisStore, RedisTickets, SealKeys};
+use portcullis_session::redis::{
+    CachePolicy, RedisLockouts, RedisOneTime, RedisStore, RedisTickets, SealKeys,
+};
 use portcullis_session::{
-    EndReason, MemoryOneTime, MemoryStore, MemoryTickets, OneTimeKind, OneTimeStore, SecretHash,
-    SessionId, SessionStore, StoreError, TicketStore,
+    EndReason, MemoryLockouts, MemoryOneTime, MemoryStore, MemoryTickets, OneTimeKind,
+    OneTimeStore, SecretHash, SessionId, SessionStore, StoreError, TicketStore,
 };
 
 portcullis_session::session_store_suite!(memory_sessions, MemoryStore::<TestBody>::new);
 portcullis_session::one_time_suite!(memory_one_time, MemoryOneTime::new);
 portcullis_session::ticket_suite!(memory_tickets, MemoryTickets::<TestBody>::default);
+portcullis_session::lockout_suite!(memory_lockouts, MemoryLockouts::default);
 
 #[path = "session/redis_backend.rs"]
 mod redis_backend;
@@ -44,6 +47,9 @@ portcullis_session::one_time_suite!(redis_one_time, |capacity| {
 });
 portcullis_session::ticket_suite!(redis_tickets, || {
     RedisTickets::<TestBody>::new(redis_connection(), "t", SealKeys::generate())
+});
+portcullis_session::lockout_suite!(redis_lockouts, || {
+    RedisLockouts::new(redis_connection(), "l")
 });
 
 /// The memory futures never wait, so a thread can drive one by itself.

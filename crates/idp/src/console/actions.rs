@@ -284,11 +284,19 @@ impl Idp {
                     wait,
                 ))
             }
+            Err(PasswordRefused::Store(e)) => {
+                return Err(respond::store_unavailable(
+                    &e,
+                    "checking an account lockout",
+                ))
+            }
         }
         match self.second_factor_ok(&admin.user, code, now).await {
             Ok(true) => {}
             Ok(false) => {
-                self.count_failure(&admin.user, now, origin);
+                if let Err(e) = self.count_failure(&admin.user, now, origin).await {
+                    return Err(respond::store_unavailable(&e, "counting a failed code"));
+                }
                 return Err(fail("INVALID_FACTOR"));
             }
             Err(e) => return Err(respond::store_unavailable(&e, "checking a TOTP code")),
@@ -405,6 +413,9 @@ impl Idp {
                     }
                     Err(UserAdminError::Edit(EditError::Transition(e))) => {
                         return failed(StatusCode::CONFLICT, &e.to_string())
+                    }
+                    Err(UserAdminError::Lockout(e)) => {
+                        return respond::store_unavailable(&e, "lifting an account lockout")
                     }
                     Err(e) => {
                         tracing::error!(error = %e, user = %user_id, op = op.as_str(), "console lifecycle operation failed");

@@ -81,7 +81,7 @@ struct DashboardPage {
     sign_ins: String,
     failures: String,
     lockouts: String,
-    locked_now: usize,
+    locked_now: String,
     /// Per app; `None` when they could not be counted or there is no
     /// gateway.
     gateway_sessions: Option<BTreeMap<String, usize>>,
@@ -174,10 +174,17 @@ impl Idp {
         };
         let figures = self.sign_in_figures(since);
         let directory = self.directory();
-        let locked_now = directory
-            .users()
-            .filter(|u| self.lockout.locked_until(u.id(), now).is_some())
-            .count();
+        let locked_now = match self.lockout.locked(now).await {
+            Ok(locked) => locked
+                .keys()
+                .filter(|id| directory.by_id(id).is_some())
+                .count()
+                .to_string(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing account lockouts for the dashboard failed");
+                "unknown".into()
+            }
+        };
         let body = DashboardPage {
             active,
             pending,

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::shell::{self, param, when, ActionButton, Buttons, Section};
 use super::Admin;
 use crate::directory::{User, UserStatus};
-use crate::web::Idp;
+use crate::web::{respond, Idp};
 
 /// At most this many users are listed on one page.
 const MAX_LISTED: usize = 500;
@@ -74,6 +74,10 @@ impl Idp {
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
         let buttons = Buttons::new(self, admin, &back);
+        let locked = match self.lockout.locked(now).await {
+            Ok(locked) => locked,
+            Err(e) => return respond::store_unavailable(&e, "listing account lockouts"),
+        };
         let directory = self.directory();
         let mut rows = Vec::new();
         for user in directory.users() {
@@ -86,7 +90,7 @@ impl Idp {
                 .await
                 .map(|s| s.len().to_string())
                 .unwrap_or_else(|_| "unknown".into());
-            rows.push(self.user_row(&buttons, user, sessions, now));
+            rows.push(self.user_row(&buttons, user, sessions, locked.get(user.id()).copied()));
         }
         let status_options = ["", "ACTIVE", "SUSPENDED", "DEPROVISIONED"]
             .into_iter()
@@ -122,10 +126,9 @@ impl Idp {
         buttons: &Buttons,
         user: &User,
         sessions: String,
-        now: OffsetDateTime,
+        locked: Option<OffsetDateTime>,
     ) -> UserRow {
         let id = user.id();
-        let locked = self.lockout.locked_until(id, now);
         let button = |action, label| buttons.button(action, id, label);
         let mut actions = Vec::new();
         match user.status() {

@@ -11,7 +11,6 @@
 //! - RFC 6238 TOTP verification ([`verify_totp`]), and until when a matched
 //!   step stays replayable ([`totp_step_replayable_until`]: the one-time
 //!   store remembers it that long, as a per-user high-water mark);
-//! - account lockout after repeated failures ([`LockoutTracker`]);
 //! - lifecycle operations (suspend, unsuspend, deactivate, unlock, reset
 //!   factors) and the statuses that allow them ([`Lifecycle`]);
 //! - the directory in force at runtime ([`LiveDirectory`]): edits written
@@ -19,14 +18,15 @@
 //!   reloads.
 //!
 //! It does not own sessions, policies, HTTP, or the System Log: callers turn
-//! the outcomes here (e.g. [`FailureOutcome::LockedNow`]) into events.
+//! the outcomes here (e.g. [`AuthFailure`]) into events. Lockout counts
+//! live with the other shared state, in `portcullis_session`'s
+//! `LockoutStore`.
 
 mod authenticate;
 mod error;
 mod file_edit;
 mod lifecycle;
 mod live;
-mod lockout;
 mod password;
 mod search;
 mod store;
@@ -44,7 +44,6 @@ pub use error::{DirectoryError, EditError, ProblemKind, UserProblem};
 pub use file_edit::FileEditError;
 pub use lifecycle::{Lifecycle, TransitionError};
 pub use live::{Applied, LiveDirectory, Reloaded};
-pub use lockout::{FailureOutcome, Locked, LockoutPolicy, LockoutTracker};
 pub use password::{HashMemory, PasswordHashProblem, PooledVerifier, Verifier};
 pub use search::{UserFilter, UserPage, UserQuery, UserQueryError};
 pub use store::Directory;

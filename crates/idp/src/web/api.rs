@@ -231,6 +231,9 @@ impl Idp {
                     retry_after_secs: wait.retry_after_secs(),
                 })
             }
+            Err(PasswordRefused::Store(e)) => {
+                return respond::api_store_unavailable(&e, "checking an account lockout")
+            }
         };
         let user: &crate::directory::User = &user;
         let mut decision = self.policies().evaluate_sign_on(&SignOnContext {
@@ -262,7 +265,9 @@ impl Idp {
             };
             if !verified {
                 self.emit(events::auth_via_mfa(user, "", false, &origin));
-                self.count_failure(user, now, &origin);
+                if let Err(e) = self.count_failure(user, now, &origin).await {
+                    return respond::api_store_unavailable(&e, "counting a failed code");
+                }
                 return api_error(&ApiError::AuthenticationFailed);
             }
             mfa_verified = true;

@@ -14,11 +14,9 @@ use super::csrf::{Csrf, CSRF_COOKIE};
 use super::events::{self, Origin};
 use super::respond;
 use super::{cookie, query_param, user_agent, user_agent_bytes, Caller, Idp, SESSION_COOKIE};
-use portcullis_session::{OneTimeError, OneTimeKind};
+use portcullis_session::{FailureOutcome, OneTimeError, OneTimeKind};
 
-use crate::directory::{
-    totp_step_replayable_until, verify_totp, AuthFailure, FailureOutcome, User, UserStatus,
-};
+use crate::directory::{totp_step_replayable_until, verify_totp, AuthFailure, User, UserStatus};
 use crate::policy::{Outcome, SignOnContext};
 use crate::session::{
     Amr, EndReason, NewSession, SessionError, SessionRecord, SessionSecret, SessionStatus,
@@ -115,13 +113,16 @@ enum Notice<'a> {
 }
 
 /// Why [`Idp::verify_password`] let nobody in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum PasswordRefused {
     /// Show the generic failure (whatever the reason: see [`AuthFailure`]).
     Failed,
     /// The password pool is full; nothing was checked. 503 (429 for the
     /// API) with `Retry-After`.
     Busy(Wait),
+    /// The lockout store did not answer: sign-in fails closed (503), as
+    /// an attempt that cannot be counted must not be checked.
+    Store(StoreError),
 }
 
 impl Idp {
@@ -385,6 +386,9 @@ impl Idp {
                     wait,
                 )
             }
+            Err(PasswordRefused::Store(e)) => {
+                return respond::store_unavailable(&e, "checking an account lockout")
+            }
         };
         let user: &User = &user;
         let decision = self.policies().evaluate_sign_on(&SignOnContext {
@@ -514,6 +518,18 @@ impl Idp {
         now: OffsetDateTime,
         origin: &Origin<'_>,
     ) -> Result<Arc<User>, PasswordRefused> {
+        // Asked for unknown logins too (under an id no user has), so the
+        // store's round trip tells nothing about which logins exist.
+        let lock_key = self
+            .directory()
+            .by_login(login)
+            .map_or_else(String::new, |u| u.id().to_owned());
+        let locked = self
+            .lockout
+            .locked_until(&lock_key, now)
+            .await
+            .map_err(PasswordRefused::Store)?
+            .is_some();
         let idp = self.clone();
         let login_owned = login.to_string();
         let verdict = self
@@ -524,7 +540,7 @@ impl Idp {
                     .authenticate(
                         &login_owned,
                         &password,
-                        |user| idp.lockout.check(user.id(), now).is_err(),
+                        |user| locked && user.id() == lock_key,
                         &mut verifier,
                     )
                     .map(|u| u.id().to_string())
@@ -553,7 +569,10 @@ impl Idp {
                     .filter(|u| u.status() == UserStatus::Active)
                     .cloned()
                     .ok_or(PasswordRefused::Failed)?;
-                self.lockout.record_success(user.id());
+                self.lockout
+                    .record_success(user.id())
+                    .await
+                    .map_err(PasswordRefused::Store)?;
                 Ok(user)
             }
             Err(failure) => {
@@ -567,7 +586,9 @@ impl Idp {
                 // A locked account's attempts do not count (nor extend the
                 // lock): only a wrong password for an unlocked one does.
                 if let (Some(user), AuthFailure::BadPassword) = (known, failure) {
-                    self.count_failure(user, now, origin);
+                    self.count_failure(user, now, origin)
+                        .await
+                        .map_err(PasswordRefused::Store)?;
                 }
                 Err(PasswordRefused::Failed)
             }
@@ -578,8 +599,12 @@ impl Idp {
     /// `user.account.lock` events (each carries `lockedUntil`), so a
     /// restart does not lift a lockout. Only the log's in-memory ring is
     /// read (its newest events, refilled from the file at open), and only
-    /// events from the last `lockout_duration`.
+    /// events from the last `lockout_duration`. A shared lockout store
+    /// keeps its locks across restarts itself.
     pub(crate) fn restore_lockouts(&self, now: OffsetDateTime) {
+        let Some(memory) = self.lockout.as_memory() else {
+            return;
+        };
         // Unlocks too, oldest first, so an administrator's unlock after a
         // lock lifts it again after the restart.
         let Ok(mut query) = Query::from_params([(
@@ -598,7 +623,7 @@ impl Idp {
             for event in &page.events {
                 if event.event_type == "user.account.unlock" {
                     for target in event.target.iter().filter(|t| t.kind == "User") {
-                        self.lockout.unlock(&target.id, now);
+                        memory.lift(&target.id, now);
                     }
                     continue;
                 }
@@ -608,7 +633,7 @@ impl Idp {
                     .get("lockedUntil")
                     .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
                 if let Some(until) = until.filter(|until| *until > now) {
-                    self.lockout.restore(&event.actor.id, until, now);
+                    memory.put_back(&event.actor.id, until, &self.settings.lockout, now);
                     restored += 1;
                 }
             }
@@ -625,14 +650,26 @@ impl Idp {
         }
     }
 
-    pub(crate) fn count_failure(&self, user: &User, now: OffsetDateTime, origin: &Origin<'_>) {
-        if let FailureOutcome::LockedNow { until } = self.lockout.record_failure(user.id(), now) {
+    /// Counts a wrong password or code; the failure that locks the account
+    /// is logged and becomes `user.account.lock`.
+    pub(crate) async fn count_failure(
+        &self,
+        user: &User,
+        now: OffsetDateTime,
+        origin: &Origin<'_>,
+    ) -> Result<(), StoreError> {
+        let outcome = self
+            .lockout
+            .record_failure(user.id(), &self.settings.lockout, now)
+            .await?;
+        if let FailureOutcome::LockedNow { until } = outcome {
             let until = until
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
             tracing::warn!(user = user.id(), "account locked after repeated failures");
             self.emit(events::account_lock(user, &until, origin));
         }
+        Ok(())
     }
 
     pub(crate) async fn mfa_form(
@@ -740,7 +777,11 @@ impl Idp {
         let Some(user) = directory.by_id(&record.body.user_id) else {
             return respond::redirect(&self.path("/login"));
         };
-        if self.lockout.check(user.id(), now).is_err() {
+        let locked = match self.lockout.locked_until(user.id(), now).await {
+            Ok(locked) => locked.is_some(),
+            Err(e) => return respond::store_unavailable(&e, "checking an account lockout"),
+        };
+        if locked {
             if let Err(e) = self.sessions.end(&secret, EndReason::SignOut).await {
                 return respond::store_unavailable(&e, "ending a locked-out IdP session");
             }
@@ -768,7 +809,9 @@ impl Idp {
                 false,
                 &origin,
             ));
-            self.count_failure(user, now, &origin);
+            if let Err(e) = self.count_failure(user, now, &origin).await {
+                return respond::store_unavailable(&e, "counting a failed code");
+            }
             let mut rebuilt = Request::new(Bytes::new());
             *rebuilt.headers_mut() = request.headers().clone();
             // The form comes back for the same destination.
@@ -784,7 +827,9 @@ impl Idp {
                 )
                 .await;
         }
-        self.lockout.record_success(user.id());
+        if let Err(e) = self.lockout.record_success(user.id()).await {
+            return respond::store_unavailable(&e, "clearing a failure count");
+        }
         let record = match self.sessions.mark_mfa_verified(&secret, now).await {
             Ok(record) => record,
             Err(SessionError::Store(e)) => {

@@ -25,10 +25,13 @@ use time::OffsetDateTime;
 
 use portcullis_proxy::limit::available_cores;
 use portcullis_proxy::{ClientLimit, WorkBounds, WorkLimit};
-use portcullis_session::{MemoryOneTime, MemoryTickets, OneTimeStore, TicketStore};
+use portcullis_session::{
+    LockoutPolicy, LockoutStore, MemoryLockouts, MemoryOneTime, MemoryTickets, OneTimeStore,
+    TicketStore,
+};
 
 use crate::api_token::ApiTokens;
-use crate::directory::{Directory, HashMemory, LiveDirectory, LockoutPolicy, LockoutTracker, User};
+use crate::directory::{Directory, HashMemory, LiveDirectory, User};
 use crate::policy::PolicySet;
 use crate::session::{IdpSessions, PendingSignIn};
 use crate::syslog::{Event, SystemLog};
@@ -75,6 +78,8 @@ pub struct IdpStores {
     pub sessions: IdpSessions,
     pub one_time: Arc<dyn OneTimeStore>,
     pub tickets: Arc<dyn TicketStore<PendingSignIn>>,
+    /// Failed sign-in counts and locks.
+    pub lockouts: Arc<dyn LockoutStore>,
     pub csrf_key: Option<[u8; 32]>,
 }
 
@@ -85,6 +90,7 @@ impl IdpStores {
             sessions: IdpSessions::memory(),
             one_time: Arc::new(MemoryOneTime::default()),
             tickets: Arc::new(MemoryTickets::<PendingSignIn>::default()),
+            lockouts: Arc::new(MemoryLockouts::default()),
             csrf_key: None,
         }
     }
@@ -103,7 +109,7 @@ pub struct Idp {
     pub(crate) tokens: Arc<dyn TicketStore<PendingSignIn>>,
     pub(crate) api_tokens: ApiTokens,
     pub(crate) log: Arc<SystemLog>,
-    pub(crate) lockout: LockoutTracker,
+    pub(crate) lockout: Arc<dyn LockoutStore>,
     /// TOTP replay guard: the last accepted step per user.
     pub(crate) one_time: Arc<dyn OneTimeStore>,
     pub(crate) csrf: csrf::Csrf,
@@ -202,7 +208,7 @@ impl Idp {
         stores: IdpStores,
     ) -> Idp {
         let idp = Idp {
-            lockout: LockoutTracker::new(settings.lockout.clone()),
+            lockout: stores.lockouts,
             sign_in_limit: ClientLimit::per_minute(settings.sign_in_per_minute),
             api_limit: ClientLimit::per_minute(settings.api_per_minute),
             password_work: WorkLimit::new("password", password_work_bounds()),
@@ -407,9 +413,11 @@ impl Idp {
             (Method::POST, ["api", "v1", "users", user_id, "universal-logout"]) => {
                 self.universal_logout_api(&request, &caller, user_id)
             }
-            (Method::GET, ["api", "v1", "users"]) => self.users_list(&request, &caller),
+            (Method::GET, ["api", "v1", "users"]) => self.users_list(&request, &caller).await,
             (_, ["api", "v1", "users"]) => respond::method_not_allowed("GET"),
-            (Method::GET, ["api", "v1", "users", key]) => self.user_get(&request, &caller, key),
+            (Method::GET, ["api", "v1", "users", key]) => {
+                self.user_get(&request, &caller, key).await
+            }
             (_, ["api", "v1", "users", _]) => respond::method_not_allowed("GET"),
             (Method::POST, ["api", "v1", "users", key, "lifecycle", op]) => {
                 self.user_lifecycle_api(&request, &caller, key, op).await

@@ -3,6 +3,7 @@
 //! replay through the one-time store, background sweeping into the System
 //! Log, and what a store outage looks like to browsers and API clients.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,9 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use portcullis_session::{
-    EndReason, EndSignal, Lifetime, OneTimeError, OneTimeKind, OneTimeStore, SecretHash,
-    SessionChange, SessionEnded, SessionError, SessionFilter, SessionId, SessionSecret,
-    SessionStore, StoreError, StoreFuture, TicketError, TicketSecret, TicketStore,
+    EndReason, EndSignal, FailureOutcome, Lifetime, LockoutPolicy, LockoutStore, OneTimeError,
+    OneTimeKind, OneTimeStore, SecretHash, SessionChange, SessionEnded, SessionError,
+    SessionFilter, SessionId, SessionSecret, SessionStore, StoreError, StoreFuture, TicketError,
+    TicketSecret, TicketStore,
 };
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -21,7 +23,7 @@ use tokio::sync::broadcast;
 
 use super::{Caller, Idp, IdpStores, WebSettings, SESSION_COOKIE};
 use crate::api_token::{hash_token, ApiToken, ApiTokens, Scope};
-use crate::directory::{totp_code_at, Directory, LockoutPolicy, TotpSecret, TOTP_STEP_SECONDS};
+use crate::directory::{totp_code_at, Directory, TotpSecret, TOTP_STEP_SECONDS};
 use crate::policy::{PolicySet, SessionLimits};
 use crate::session::{Amr, IdpSession, IdpSessions, NewSession, PendingSignIn, SessionRecord};
 use crate::syslog::{Query, SystemLog, SystemLogConfig};
@@ -59,7 +61,7 @@ fn idp_on(dir: &std::path::Path, stores: IdpStores) -> Idp {
     let api_tokens = ApiTokens::new(vec![ApiToken {
         name: "admin".into(),
         sha256_hex: hash_token(API_TOKEN),
-        scopes: vec![Scope::SessionsManage, Scope::LogsRead],
+        scopes: vec![Scope::SessionsManage, Scope::LogsRead, Scope::UsersManage],
     }])
     .expect("tokens");
     let settings = WebSettings {
@@ -635,12 +637,61 @@ impl TicketStore<PendingSignIn> for Down {
     }
 }
 
+impl LockoutStore for Down {
+    fn record_failure<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a LockoutPolicy,
+        _: OffsetDateTime,
+    ) -> StoreFuture<'a, Result<FailureOutcome, StoreError>> {
+        Box::pin(async { Err(down()) })
+    }
+
+    fn record_success<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Err(down()) })
+    }
+
+    fn restore<'a>(
+        &'a self,
+        _: &'a str,
+        _: OffsetDateTime,
+        _: &'a LockoutPolicy,
+        _: OffsetDateTime,
+    ) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Err(down()) })
+    }
+
+    fn unlock<'a>(
+        &'a self,
+        _: &'a str,
+        _: OffsetDateTime,
+    ) -> StoreFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Err(down()) })
+    }
+
+    fn locked_until<'a>(
+        &'a self,
+        _: &'a str,
+        _: OffsetDateTime,
+    ) -> StoreFuture<'a, Result<Option<OffsetDateTime>, StoreError>> {
+        Box::pin(async { Err(down()) })
+    }
+
+    fn locked(
+        &self,
+        _: OffsetDateTime,
+    ) -> StoreFuture<'_, Result<HashMap<String, OffsetDateTime>, StoreError>> {
+        Box::pin(async { Err(down()) })
+    }
+}
+
 fn down_stores() -> IdpStores {
     let down = Arc::new(Down);
     IdpStores {
         sessions: IdpSessions::new(down.clone(), "00o1"),
         one_time: down.clone(),
-        tickets: down,
+        tickets: down.clone(),
+        lockouts: down,
         csrf_key: None,
     }
 }
@@ -704,6 +755,10 @@ async fn a_store_outage_is_a_503_on_every_path() {
         (Method::DELETE, "/api/v1/sessions/102abc"),
         (Method::POST, "/api/v1/sessions/102abc/lifecycle/refresh"),
         (Method::DELETE, "/api/v1/users/00u2bob/sessions"),
+        // The Users API shows LOCKED_OUT, which the lockout store knows.
+        (Method::GET, "/api/v1/users"),
+        (Method::GET, "/api/v1/users/00u2bob"),
+        (Method::POST, "/api/v1/users/00u2bob/lifecycle/unlock"),
     ] {
         let response = send(&idp, with_token(request(method.clone(), path, ""))).await;
         assert_unavailable_json(&response, path);

@@ -23,7 +23,11 @@ const MAX_KEY_LEN: usize = 256;
 
 impl Idp {
     /// `GET /api/v1/users`.
-    pub(crate) fn users_list(&self, request: &Request<Bytes>, caller: &Caller) -> Response<Bytes> {
+    pub(crate) async fn users_list(
+        &self,
+        request: &Request<Bytes>,
+        caller: &Caller,
+    ) -> Response<Bytes> {
         if let Err(response) = self.api_guard(request, caller, Scope::UsersRead) {
             return *response;
         }
@@ -38,14 +42,19 @@ impl Idp {
                     })
                 }
             };
-        let now = OffsetDateTime::now_utc();
+        // One store call for the whole page, not one per user.
+        let locked = match self.lockout.locked(OffsetDateTime::now_utc()).await {
+            Ok(locked) => locked,
+            Err(e) => return respond::api_store_unavailable(&e, "listing account lockouts"),
+        };
         let directory = self.directory();
-        let page = query.page(&directory, |u| self.api_status(u, now));
+        let status = |u: &User| api_status(u, locked.contains_key(u.id()));
+        let page = query.page(&directory, status);
         let base = self.users_url();
         let body: Vec<Value> = page
             .users
             .iter()
-            .map(|u| user_json(u, self.api_status(u, now), &base))
+            .map(|u| user_json(u, status(u), &base))
             .collect();
         let mut response = respond::json_response(StatusCode::OK, &Value::Array(body));
         if let Some(after) = &page.next {
@@ -60,7 +69,7 @@ impl Idp {
     }
 
     /// `GET /api/v1/users/{id}`: by id, else by login (as Okta accepts).
-    pub(crate) fn user_get(
+    pub(crate) async fn user_get(
         &self,
         request: &Request<Bytes>,
         caller: &Caller,
@@ -77,7 +86,14 @@ impl Idp {
         let Some(user) = directory.by_id_or_login(&key) else {
             return api_error(&ApiError::NotFound(format!("{key} (User)")));
         };
-        let status = self.api_status(user, OffsetDateTime::now_utc());
+        let locked = match self
+            .is_locked_out(user.id(), OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(locked) => locked,
+            Err(e) => return respond::api_store_unavailable(&e, "checking an account lockout"),
+        };
+        let status = api_status(user, locked);
         respond::json_response(StatusCode::OK, &user_json(user, status, &self.users_url()))
     }
 
@@ -124,6 +140,9 @@ impl Idp {
                     summary: e.to_string(),
                 })
             }
+            Err(UserAdminError::Lockout(e)) => {
+                respond::api_store_unavailable(&e, "lifting an account lockout")
+            }
             Err(e) => {
                 tracing::error!(
                     request.id = %caller.request_id,
@@ -137,18 +156,18 @@ impl Idp {
         }
     }
 
-    /// The status the API shows: Okta's `LOCKED_OUT` for an ACTIVE user
-    /// whose lockout is running.
-    pub(crate) fn api_status(&self, user: &User, now: OffsetDateTime) -> &'static str {
-        if user.status() == UserStatus::Active && self.is_locked_out(user.id(), now) {
-            "LOCKED_OUT"
-        } else {
-            user.status().as_str()
-        }
-    }
-
     fn users_url(&self) -> String {
         format!("{}{}", self.settings.origin, self.path("/api/v1/users"))
+    }
+}
+
+/// The status the API shows: Okta's `LOCKED_OUT` for an ACTIVE user
+/// whose lockout is running.
+fn api_status(user: &User, locked: bool) -> &'static str {
+    if user.status() == UserStatus::Active && locked {
+        "LOCKED_OUT"
+    } else {
+        user.status().as_str()
     }
 }
 

@@ -1,10 +1,12 @@
 //! The Redis backends (feature `redis`), for `[cluster] mode = "shared"`:
-//! sessions ([`RedisStore`]), one-time caches ([`RedisOneTime`]) and
-//! tickets ([`RedisTickets`]) that every node shares, on one
+//! sessions ([`RedisStore`]), one-time caches ([`RedisOneTime`]),
+//! tickets ([`RedisTickets`]) and lockout counts ([`RedisLockouts`]) that
+//! every node shares, on one
 //! [`RedisConnection`] per process. They pass the same conformance suites
 //! as the memory backends.
 
 mod connection;
+mod lockouts;
 mod one_time;
 mod scripts;
 mod seal;
@@ -12,6 +14,7 @@ mod sessions;
 mod tickets;
 
 pub use connection::{RedisConnection, RedisOptions};
+pub use lockouts::RedisLockouts;
 pub use one_time::RedisOneTime;
 pub use seal::{SealError, SealKeys, MIN_SECRET_BYTES};
 pub use sessions::{CachePolicy, RedisStore};

@@ -221,3 +221,87 @@ return value
 "#,
     )
 });
+
+/// Lockout state: KEYS are the user's entry (a hash of `f` failures and
+/// `u` lock end) and the sorted set of running locks by end.
+const LOCKOUT: &str = r#"
+local function n(x) return string.format('%d', x) end
+local function lock_end() return tonumber(redis.call('HGET', KEYS[1], 'u') or '0') end
+"#;
+
+fn with_lockout(body: &str) -> Script {
+    Script::new(&format!("{LOCKOUT}{body}"))
+}
+
+/// ARGV: now, threshold, lock end if this failure locks, user, count ttl
+/// ms, lock ttl ms. Returns {'already', end}, {'locked', end} or
+/// {'counted', remaining}.
+pub(crate) static LOCKOUT_FAIL: LazyLock<Script> = LazyLock::new(|| {
+    with_lockout(
+        r#"
+local now = tonumber(ARGV[1])
+local u = lock_end()
+if u > now then return {'already', n(u)} end
+if u > 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[4])
+end
+local f = redis.call('HINCRBY', KEYS[1], 'f', 1)
+local threshold = tonumber(ARGV[2])
+if f >= threshold then
+  redis.call('HSET', KEYS[1], 'u', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+  return {'locked', ARGV[3]}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {'counted', n(threshold - f)}
+"#,
+    )
+});
+
+/// ARGV: lock end, threshold, user, lock ttl ms. A later end wins.
+pub(crate) static LOCKOUT_RESTORE: LazyLock<Script> = LazyLock::new(|| {
+    with_lockout(
+        r#"
+if tonumber(ARGV[1]) > lock_end() then
+  redis.call('HSET', KEYS[1], 'u', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+end
+local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+if f < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'f', ARGV[2]) end
+return 1
+"#,
+    )
+});
+
+/// ARGV: now, user. Returns 1 when a running lock was lifted.
+pub(crate) static LOCKOUT_UNLOCK: LazyLock<Script> = LazyLock::new(|| {
+    with_lockout(
+        r#"
+local u = lock_end()
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+if u > tonumber(ARGV[1]) then return 1 end
+return 0
+"#,
+    )
+});
+
+/// KEYS: the sorted set of running locks. ARGV: now. Forgets the ended
+/// ones and returns the rest as {user, end, …}.
+pub(crate) static LOCKOUT_LIST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local flat = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local out = {}
+for i = 1, #flat, 2 do
+  out[#out + 1] = flat[i]
+  out[#out + 1] = string.format('%d', tonumber(flat[i + 1]))
+end
+return out
+"#,
+    )
+});
