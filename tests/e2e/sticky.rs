@@ -145,14 +145,6 @@ async fn signed_in(browser: &Browser) {
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
 }
 
-fn sessions_created(gateway: &Gateway) -> usize {
-    gateway
-        .logs()
-        .iter()
-        .filter(|l| l.contains("gateway session started"))
-        .count()
-}
-
 #[tokio::test]
 async fn sticky_nodes_pin_forward_revocations_and_fail_over_through_sso() {
     let cluster = start();
@@ -169,12 +161,23 @@ async fn sticky_nodes_pin_forward_revocations_and_fail_over_through_sso() {
     signed_in(&on_a).await;
     let on_b = cluster.browser(Some("gw-b"));
     signed_in(&on_b).await;
-    assert!(
-        sessions_created(&cluster.a.gw) >= 1,
-        "{:?}",
-        cluster.a.gw.logs()
-    );
-    assert!(sessions_created(&cluster.b) >= 1, "{:?}", cluster.b.logs());
+    // Logs arrive through a pipe: wait for them rather than read once.
+    for node in [&cluster.a.gw, &cluster.b] {
+        assert!(
+            node.wait_for_log("gateway session started", DEADLINE)
+                .is_some(),
+            "{:?}",
+            node.logs()
+        );
+    }
+    // Session cookies (the app's and the IdP's) name the node that holds
+    // them.
+    for (browser, node) in [(&on_a, ".gw-a"), (&on_b, ".gw-b")] {
+        for name in ["pc_b", "pc_idp_sid"] {
+            let value = browser.cookie(name).unwrap_or_default();
+            assert!(value.ends_with(node), "{name}={value}");
+        }
+    }
     // The node sets the route cookie itself too (for `prefix` balancers
     // and nginx `hash`); HAProxy's `insert` replaces it with its own.
     let direct = Browser::new(Client::http1(&cluster.a.gw.pki, cluster.a.gw.https));
@@ -264,6 +267,13 @@ async fn sticky_nodes_pin_forward_revocations_and_fail_over_through_sso() {
         again.cookie("portcullis_route").as_deref(),
         Some("gw-b"),
         "re-pinned to the node that answered"
+    );
+    assert!(
+        cluster
+            .b
+            .wait_for_log("session cookie of another node", DEADLINE)
+            .is_some_and(|line| line.contains("gw-a")),
+        "node b says whose session it was handed"
     );
     drop(cluster.b);
 }

@@ -234,8 +234,19 @@ impl Sessions {
         cookie: &str,
         now: OffsetDateTime,
     ) -> Result<Option<(Session, SecretHash)>, StoreError> {
-        let Ok(secret) = self.cookies.decode(cookie) else {
-            return Ok(None);
+        let secret = match self.cookies.decode(cookie) {
+            Ok(secret) => secret,
+            Err(SessionError::OtherNode { node }) => {
+                // Its owner is down or the balancer moved the browser: the
+                // request goes through SSO again, never to an error page.
+                tracing::info!(
+                    app,
+                    session.node = %node,
+                    "session cookie of another node: treated as no session"
+                );
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
         };
         let hash = secret.hash();
         // A touch, not an update: nothing of the body changes, so nothing is
@@ -247,7 +258,10 @@ impl Sessions {
             Ok(_) => Ok(None),
             Err(SessionError::Store(e)) => Err(e),
             Err(
-                SessionError::Malformed | SessionError::NotFound | SessionError::Expired { .. },
+                SessionError::Malformed
+                | SessionError::NotFound
+                | SessionError::Expired { .. }
+                | SessionError::OtherNode { .. },
             ) => Ok(None),
         }
     }

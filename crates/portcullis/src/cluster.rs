@@ -8,13 +8,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use portcullis_config::OnStoreError;
 use portcullis_config::{ClusterMode, Config, Problem, RedisEndpoints};
-use portcullis_gateway::{GatewayStores, Sessions};
+use portcullis_gateway::{GatewaySession, GatewayStores, Sessions};
 use portcullis_idp::session::{IdpSessions, DEFAULT_IDP_ID};
 use portcullis_idp::web::IdpStores;
 use portcullis_session::redis::{
     CachePolicy, RedisConnection, RedisLockouts, RedisOneTime, RedisOptions, RedisStore,
     RedisTickets, SealKeys,
 };
+use portcullis_session::{MemoryStore, NodeCookies};
 
 /// The stores a node serves with.
 pub struct Stores {
@@ -25,13 +26,21 @@ pub struct Stores {
 }
 
 impl Stores {
-    fn memory(node: Option<&str>) -> Self {
+    /// In this process's memory; a sticky node's cookies name the node.
+    fn memory(node: Option<&str>, sticky: bool) -> Self {
         let mut idp = IdpStores::memory();
+        let mut gateway = GatewayStores::memory();
         if let Some(node) = node {
             idp.sessions = idp.sessions.on_node(node);
+            if sticky {
+                let cookies = Arc::new(NodeCookies::new(node));
+                idp.sessions = idp.sessions.with_cookies(cookies.clone());
+                gateway.sessions =
+                    Sessions::with_cookies(Arc::new(MemoryStore::<GatewaySession>::new()), cookies);
+            }
         }
         Self {
-            gateway: GatewayStores::memory(),
+            gateway,
             idp,
             ready: None,
         }
@@ -66,7 +75,10 @@ pub fn problems(config: &Config) -> Vec<Problem> {
 pub fn open(config: &Config) -> anyhow::Result<Stores> {
     let cluster = &config.cluster;
     if cluster.mode != ClusterMode::Shared {
-        return Ok(Stores::memory(cluster.node_id.as_deref()));
+        return Ok(Stores::memory(
+            cluster.node_id.as_deref(),
+            cluster.mode == ClusterMode::Sticky,
+        ));
     }
     let redis = cluster
         .redis

@@ -28,7 +28,8 @@ pub enum StoreError {
 
 /// A session operation found no usable session, or could not look.
 ///
-/// HTTP callers answer `Malformed`, `NotFound` and `Expired` the same way
+/// HTTP callers answer `Malformed`, `NotFound`, `Expired` and `OtherNode`
+/// the same way
 /// (no session); the variants exist so logs can say why. `Store` is
 /// different in kind: the session may well be alive.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -43,6 +44,10 @@ pub enum SessionError {
     /// now been removed and its end published.
     #[error("session expired ({})", reason.as_str())]
     Expired { reason: EndReason },
+    /// The cookie names another node of a sticky cluster as the session's
+    /// owner: this node never had it.
+    #[error("session belongs to node {node}")]
+    OtherNode { node: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

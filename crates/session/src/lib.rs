@@ -56,7 +56,7 @@ mod ticket;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use cookie::{CookieCodec, PlainCookies};
+pub use cookie::{CookieCodec, NodeCookies, PlainCookies};
 pub use end::EndReason;
 pub use error::{SessionError, StoreError};
 pub use id::{SecretHash, SessionId, SessionSecret, SECRET_BYTES, SECRET_LEN};

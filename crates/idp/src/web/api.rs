@@ -119,7 +119,10 @@ impl Idp {
             Ok(record) => respond::json_response(StatusCode::OK, &record.to_api_json()),
             Err(SessionError::Store(e)) => respond::api_store_unavailable(&e, "Sessions API"),
             Err(
-                SessionError::Malformed | SessionError::NotFound | SessionError::Expired { .. },
+                SessionError::Malformed
+                | SessionError::NotFound
+                | SessionError::Expired { .. }
+                | SessionError::OtherNode { .. },
             ) => api_error(&ApiError::NotFound(format!("{id} (Session)"))),
         }
     }

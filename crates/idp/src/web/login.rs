@@ -336,14 +336,25 @@ impl Idp {
         let Some(value) = cookie(request, SESSION_COOKIE) else {
             return Ok(None);
         };
-        let Ok(secret) = self.sessions.parse_cookie(value) else {
-            return Ok(None);
+        let secret = match self.sessions.parse_cookie(value) {
+            Ok(secret) => secret,
+            Err(SessionError::OtherNode { node }) => {
+                tracing::info!(
+                    session.node = %node,
+                    "IdP session cookie of another node: treated as no session"
+                );
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
         };
         match self.sessions.touch(&secret, now).await {
             Ok(record) => Ok(Some((secret, record))),
             Err(SessionError::Store(e)) => Err(e),
             Err(
-                SessionError::Malformed | SessionError::NotFound | SessionError::Expired { .. },
+                SessionError::Malformed
+                | SessionError::NotFound
+                | SessionError::Expired { .. }
+                | SessionError::OtherNode { .. },
             ) => Ok(None),
         }
     }

@@ -489,7 +489,10 @@ impl Idp {
                 Ok(record) => return Ok(Some(record)),
                 Err(SessionError::Store(e)) => return Err(e),
                 Err(
-                    SessionError::Malformed | SessionError::NotFound | SessionError::Expired { .. },
+                    SessionError::Malformed
+                    | SessionError::NotFound
+                    | SessionError::Expired { .. }
+                    | SessionError::OtherNode { .. },
                 ) => {}
             }
         }

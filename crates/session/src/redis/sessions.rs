@@ -608,7 +608,7 @@ impl<B: SessionBody> RedisStore<B> {
                     live.push(session)
                 }
                 Ok(_) | Err(SessionError::NotFound | SessionError::Expired { .. }) => {}
-                Err(SessionError::Malformed) => {}
+                Err(SessionError::Malformed | SessionError::OtherNode { .. }) => {}
                 Err(SessionError::Store(e)) => return Err(e),
             }
         }
