@@ -99,12 +99,21 @@ fn session_ops(redis: &RedisServer) -> u64 {
 
 /// Posts `login`'s credentials on a sign-in form `b` opens itself.
 async fn sign_in(b: &Browser, login: &str, password: &str) -> test_support::client::Reply {
-    let csrf = gateway_sso::sign_in_form(b, "/").await;
+    sign_in_from(b, login, password, "/").await
+}
+
+async fn sign_in_from(
+    b: &Browser,
+    login: &str,
+    password: &str,
+    from: &str,
+) -> test_support::client::Reply {
+    let csrf = gateway_sso::sign_in_form(b, from).await;
     b.post_form(
         &format!("{IDP}/login"),
         &[
             ("csrf", csrf.as_str()),
-            ("fromURI", "/"),
+            ("fromURI", from),
             ("username", login),
             ("password", password),
         ],
@@ -229,6 +238,48 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
         StatusCode::SEE_OTHER,
         "after the unlock her password works on node a: {}",
         after.text()
+    );
+
+    // An admin console session made on node a is served by node b as it
+    // is: no second session, no new cookie.
+    let admin = cluster.a.gw.browser();
+    let signed_in = sign_in_from(&admin, "alice", "alice-demo-pass", "/admin/sessions").await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.text()
+    );
+    let step_up = admin.get(&format!("{IDP}/admin/sessions")).await;
+    assert!(
+        step_up.location().starts_with("/login/mfa?"),
+        "{}",
+        step_up.location()
+    );
+    let form = admin.get(&format!("{IDP}{}", step_up.location())).await;
+    let csrf = test_support::browser::input_value(&form.text(), "csrf").expect("csrf");
+    let mut codes = crate::console::Codes::alice();
+    crate::console::post_code(&admin, &csrf, "/admin/sessions", true, &mut codes).await;
+    let entered = admin.get(&format!("{IDP}/admin/sessions")).await;
+    assert!(
+        test_support::browser::set_cookie(&entered, "pc_idp_admin").is_some(),
+        "{}",
+        entered.text()
+    );
+    let console_on_b = cluster
+        .on_b(&admin)
+        .get(&format!("{IDP}/admin/sessions"))
+        .await;
+    assert_eq!(
+        console_on_b.status,
+        StatusCode::OK,
+        "{}",
+        console_on_b.text()
+    );
+    assert!(console_on_b.text().contains("id=\"admin-user\">alice<"));
+    assert!(
+        test_support::browser::set_cookie(&console_on_b, "pc_idp_admin").is_none(),
+        "node b started an admin session of its own"
     );
 
     // Nothing in Redis reads as bob's session or cookie.

@@ -93,7 +93,13 @@ async fn at_idp(b: &Browser, path: &str) -> Reply {
 }
 
 /// Posts alice's next TOTP code on the MFA form; it must be accepted.
-async fn post_code(b: &Browser, csrf: &str, from: &str, step_up: bool, codes: &mut Codes) -> Reply {
+pub(crate) async fn post_code(
+    b: &Browser,
+    csrf: &str,
+    from: &str,
+    step_up: bool,
+    codes: &mut Codes,
+) -> Reply {
     let code = codes.next().await;
     let mut fields = vec![("csrf", csrf), ("fromURI", from), ("code", code.as_str())];
     if step_up {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use portcullis_config::OnStoreError;
 use portcullis_config::{ClusterMode, Config, Problem, RedisEndpoints};
 use portcullis_gateway::{GatewaySession, GatewayStores, Sessions};
+use portcullis_idp::console::AdminSession;
 use portcullis_idp::session::{IdpSessions, DEFAULT_IDP_ID};
 use portcullis_idp::web::IdpStores;
 use portcullis_session::redis::{
@@ -161,6 +162,12 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
         tickets: Arc::new(RedisTickets::new(connection.clone(), "idp", seal()?)),
         // A guess counts against the account whichever node it reaches.
         lockouts: Arc::new(RedisLockouts::new(connection.clone(), "idp")),
+        admin_sessions: Arc::new(RedisStore::<AdminSession>::with_cache(
+            connection.clone(),
+            "adm",
+            seal()?,
+            cache,
+        )),
         csrf_key: Some(csrf_key),
     };
     follow_readiness(&connection);

@@ -61,10 +61,11 @@ impl SessionBody for AdminSession {
     }
 }
 
-/// The admin sessions of this process.
-pub(crate) type AdminSessions = Arc<dyn SessionStore<AdminSession>>;
+/// Where admin sessions live: this process's memory, or a shared
+/// cluster's Redis, so the console works through any node.
+pub type AdminSessions = Arc<dyn SessionStore<AdminSession>>;
 
-pub(crate) fn memory_store() -> AdminSessions {
+pub fn memory_store() -> AdminSessions {
     Arc::new(MemoryStore::<AdminSession>::new())
 }
 

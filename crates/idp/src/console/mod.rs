@@ -33,8 +33,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use portcullis_context::Attribute;
 
-pub(crate) use access::{memory_store, Admin, AdminSessions, Roamed};
-pub use access::{AdminSession, ADMIN_COOKIE};
+pub use access::{memory_store, AdminSession, AdminSessions, ADMIN_COOKIE};
+pub(crate) use access::{Admin, Roamed};
 pub use apps::{CountFuture, GatewayApp, GatewayView, TargetHealth};
 
 use crate::web::{respond, Caller, Idp};

@@ -80,6 +80,8 @@ pub struct IdpStores {
     pub tickets: Arc<dyn TicketStore<PendingSignIn>>,
     /// Failed sign-in counts and locks.
     pub lockouts: Arc<dyn LockoutStore>,
+    /// Admin console sessions.
+    pub admin_sessions: crate::console::AdminSessions,
     pub csrf_key: Option<[u8; 32]>,
 }
 
@@ -91,6 +93,7 @@ impl IdpStores {
             one_time: Arc::new(MemoryOneTime::default()),
             tickets: Arc::new(MemoryTickets::<PendingSignIn>::default()),
             lockouts: Arc::new(MemoryLockouts::default()),
+            admin_sessions: crate::console::memory_store(),
             csrf_key: None,
         }
     }
@@ -229,7 +232,7 @@ impl Idp {
             logouts: slo::Logouts::default(),
             universal_logout: std::sync::OnceLock::new(),
             post_auth: crate::post_auth::PostAuth::default(),
-            admin_sessions: crate::console::memory_store(),
+            admin_sessions: stores.admin_sessions,
             admin_roamed: crate::console::Roamed::default(),
             gateway_view: std::sync::OnceLock::new(),
         };
@@ -310,6 +313,9 @@ impl Idp {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "sweeping IdP sessions failed"),
+        }
+        if let Err(e) = self.admin_sessions.sweep(now).await {
+            tracing::error!(error = %e, "sweeping admin console sessions failed");
         }
         self.sign_in_limit.sweep();
         self.api_limit.sweep();

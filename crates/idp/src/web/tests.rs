@@ -692,6 +692,7 @@ fn down_stores() -> IdpStores {
         one_time: down.clone(),
         tickets: down.clone(),
         lockouts: down,
+        admin_sessions: crate::console::memory_store(),
         csrf_key: None,
     }
 }
