@@ -40,10 +40,23 @@ impl Drop for Haproxy {
     }
 }
 
+/// How HAProxy pins a browser by `portcullis_route`.
+#[derive(Clone, Copy)]
+enum Pinning {
+    /// HAProxy inserts the cookie itself (value = server name).
+    Insert,
+    /// HAProxy prefixes the cookie the node sets (`gw-a~gw-a`) and strips
+    /// the prefix on the way in.
+    Prefix,
+}
+
 /// HAProxy terminating TLS with the nodes' certificate and pinning by
-/// `portcullis_route` (inserted by HAProxy, value = node id), health
-/// checking each node's `/readyz`.
-fn haproxy(pki: &test_support::Pki, nodes: &[(&str, SocketAddr, SocketAddr)]) -> Haproxy {
+/// `portcullis_route`, health checking each node's `/readyz`.
+fn haproxy(
+    pki: &test_support::Pki,
+    nodes: &[(&str, SocketAddr, SocketAddr)],
+    pinning: Pinning,
+) -> Haproxy {
     let dir = tempfile::tempdir().expect("dir");
     let pem = dir.path().join("public.pem");
     let mut combined = std::fs::read(pki.cert_path()).expect("cert");
@@ -63,8 +76,12 @@ fn haproxy(pki: &test_support::Pki, nodes: &[(&str, SocketAddr, SocketAddr)]) ->
     let config = format!(
         "global\n    maxconn 200\n\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n    retries 2\n    option redispatch\n\n\
          frontend public\n    bind 127.0.0.1:{port} ssl crt {pem}\n    option forwardfor\n    default_backend nodes\n\n\
-         backend nodes\n    balance roundrobin\n    cookie portcullis_route insert indirect nocache\n    option httpchk GET /readyz\n{servers}",
+         backend nodes\n    balance roundrobin\n    cookie portcullis_route {mode}\n    option httpchk GET /readyz\n{servers}",
         pem = pem.display(),
+        mode = match pinning {
+            Pinning::Insert => "insert indirect nocache",
+            Pinning::Prefix => "prefix nocache",
+        },
     );
     let cfg = dir.path().join("haproxy.cfg");
     std::fs::write(&cfg, config).expect("cfg");
@@ -95,7 +112,7 @@ struct Sticky {
     lb: Haproxy,
 }
 
-fn start() -> Sticky {
+fn start(pinning: Pinning) -> Sticky {
     let port_b = free_port();
     let extra = |node: &str, peer: u16, ca: &str| {
         format!(
@@ -122,6 +139,7 @@ fn start() -> Sticky {
             ("gw-a", a.gw.https, a.gw.admin_addr()),
             ("gw-b", b.https, b.admin_addr()),
         ],
+        pinning,
     );
     Sticky { a, b, lb }
 }
@@ -147,7 +165,7 @@ async fn signed_in(browser: &Browser) {
 
 #[tokio::test]
 async fn sticky_nodes_pin_forward_revocations_and_fail_over_through_sso() {
-    let cluster = start();
+    let cluster = start(Pinning::Insert);
     for node in [&cluster.a.gw, &cluster.b] {
         let (status, body) = admin_get(node.admin_addr(), "/readyz")
             .await
@@ -233,6 +251,22 @@ async fn sticky_nodes_pin_forward_revocations_and_fail_over_through_sso() {
     a.gw.signal("KILL");
     a.gw.wait_exit(DEADLINE);
     let deadline = Instant::now() + DEADLINE;
+    // An API client of the dead node's session gets a 401 from node b.
+    loop {
+        let reply = get_json(&again, &format!("{B}/page")).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            reply.status == StatusCode::SERVICE_UNAVAILABLE
+                || reply.status == StatusCode::BAD_GATEWAY,
+            "{}: {}",
+            reply.status,
+            reply.text()
+        );
+        assert!(Instant::now() < deadline, "no 401 from node b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let reply = loop {
         let reply = again.get(&format!("{B}/page")).await;
         if reply.status == StatusCode::SEE_OTHER || Instant::now() > deadline {
@@ -276,4 +310,33 @@ async fn sticky_nodes_pin_forward_revocations_and_fail_over_through_sso() {
         "node b says whose session it was handed"
     );
     drop(cluster.b);
+}
+
+/// HAProxy's `prefix` mode pins on the route cookie the nodes set
+/// themselves: fresh browsers spread over the nodes, and each stays on the
+/// node that signed it in.
+#[tokio::test]
+async fn haproxy_prefix_mode_pins_on_the_route_cookie_the_nodes_set() {
+    let cluster = start(Pinning::Prefix);
+    let mut owners = Vec::new();
+    for _ in 0..2 {
+        let browser = cluster.browser(None);
+        signed_in(&browser).await;
+        let session = browser.cookie("pc_b").expect("session cookie");
+        let owner = session.rsplit('.').next().expect("node suffix").to_owned();
+        let route = browser.cookie("portcullis_route").expect("route cookie");
+        assert_eq!(route, format!("{owner}~{owner}"), "HAProxy's prefix");
+        for _ in 0..4 {
+            let page = get_json(&browser, &format!("{B}/page")).await;
+            assert_eq!(
+                page.status,
+                StatusCode::OK,
+                "pinned to {owner}: {}",
+                page.text()
+            );
+        }
+        owners.push(owner);
+    }
+    owners.sort();
+    assert_eq!(owners, ["gw-a", "gw-b"], "round robin spread the sign-ins");
 }
