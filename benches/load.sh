@@ -538,13 +538,34 @@ for name in "${NAMES[@]}"; do
     run_wrk "$name" warmup "${URL[$name]}" "$WARMUP"
 done
 
+# CPU time (user + system, in clock ticks) the proxy's processes have used:
+# the process and its children (nginx's workers), from the kernel's own
+# accounting, so the figure is what serving cost, not what wrk saw.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # pid
+    local pids=("$1") total=0 p
+    mapfile -t -O 1 pids < <(ps -o pid= --ppid "$1" | tr -d ' ')
+    for p in "${pids[@]}"; do
+        [[ -r "/proc/$p/stat" ]] || continue
+        # Fields after the parenthesised command: utime is 14, stime 15.
+        total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
+}
+
+declare -A CPU
 REDIS_OPS=0
 PORTCULLIS_REQS=0
 for ((r = 1; r <= ROUNDS; r++)); do
     for name in "${NAMES[@]}"; do
         log "round $r/$ROUNDS: $name ($DURATION, $CONNECTIONS connections, $THREADS threads)"
         [[ "$SHARED" == 1 && "$name" == portcullis ]] && ops_before=$(redis_commands)
+        pid_var="${name^^}_PID"
+        ticks_before=$(cpu_ticks "${!pid_var}")
         run_wrk "$name" "round$r" "${URL[$name]}" "$DURATION"
+        ticks_after=$(cpu_ticks "${!pid_var}")
+        CPU[$name,$r]=$(awk -v t="$((ticks_after - ticks_before))" -v hz="$CLK_TCK" -v n="${W_REQS:-0}" \
+            'BEGIN { if (n + 0 == 0) print "nan"; else printf "%.2f\n", t * 1e6 / hz / n }')
         if [[ "$SHARED" == 1 && "$name" == portcullis ]]; then
             REDIS_OPS=$((REDIS_OPS + $(redis_commands) - ops_before))
             PORTCULLIS_REQS=$((PORTCULLIS_REQS + W_REQS))
@@ -567,15 +588,16 @@ median() { # values...
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.2f\n", a / b }'; }
 
-declare -A MRPS MP50 MP99
+declare -A MRPS MP50 MP99 MCPU
 for name in "${NAMES[@]}"; do
-    rps=() p50=() p99=()
+    rps=() p50=() p99=() cpu=()
     for ((r = 1; r <= ROUNDS; r++)); do
-        rps+=("${RPS[$name,$r]}"); p50+=("${P50[$name,$r]}"); p99+=("${P99[$name,$r]}")
+        rps+=("${RPS[$name,$r]}"); p50+=("${P50[$name,$r]}"); p99+=("${P99[$name,$r]}"); cpu+=("${CPU[$name,$r]}")
     done
     MRPS[$name]=$(median "${rps[@]}")
     MP50[$name]=$(median "${p50[@]}")
     MP99[$name]=$(median "${p99[@]}")
+    MCPU[$name]=$(median "${cpu[@]}")
 done
 
 PORTCULLIS_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -604,34 +626,39 @@ SUMMARY=$(
     fi
     echo
     echo "per round:"
-    printf '%-7s %-12s %12s %9s %9s  %s\n' round proxy req/s "p50 ms" "p99 ms" ""
+    printf '%-7s %-12s %12s %9s %9s %11s  %s\n' round proxy req/s "p50 ms" "p99 ms" "CPU us/req" ""
     for ((r = 1; r <= ROUNDS; r++)); do
         for name in "${NAMES[@]}"; do
-            printf '%-7s %-12s %12.2f %9.3f %9.3f  %s\n' "$r" "$name" \
-                "${RPS[$name,$r]:-0}" "${P50[$name,$r]:-0}" "${P99[$name,$r]:-0}" "${ERR[$name,$r]:-}"
+            printf '%-7s %-12s %12.2f %9.3f %9.3f %11s  %s\n' "$r" "$name" \
+                "${RPS[$name,$r]:-0}" "${P50[$name,$r]:-0}" "${P99[$name,$r]:-0}" "${CPU[$name,$r]:-nan}" "${ERR[$name,$r]:-}"
         done
-        printf '%-7s %-12s %11sx %8sx %8sx\n' "$r" "ratio" \
+        printf '%-7s %-12s %11sx %8sx %8sx %10sx\n' "$r" "ratio" \
             "$(ratio "${RPS[portcullis,$r]}" "${RPS[nginx,$r]}")" \
             "$(ratio "${P50[portcullis,$r]}" "${P50[nginx,$r]}")" \
-            "$(ratio "${P99[portcullis,$r]}" "${P99[nginx,$r]}")"
+            "$(ratio "${P99[portcullis,$r]}" "${P99[nginx,$r]}")" \
+            "$(ratio "${CPU[portcullis,$r]}" "${CPU[nginx,$r]}")"
         if [[ -n "${BASELINE_BIN:-}" ]]; then
-            printf '%-7s %-12s %11sx %8sx %8sx\n' "$r" "vs baseline" \
+            printf '%-7s %-12s %11sx %8sx %8sx %10sx\n' "$r" "vs baseline" \
                 "$(ratio "${RPS[portcullis,$r]}" "${RPS[baseline,$r]}")" \
                 "$(ratio "${P50[portcullis,$r]}" "${P50[baseline,$r]}")" \
-                "$(ratio "${P99[portcullis,$r]}" "${P99[baseline,$r]}")"
+                "$(ratio "${P99[portcullis,$r]}" "${P99[baseline,$r]}")" \
+                "$(ratio "${CPU[portcullis,$r]}" "${CPU[baseline,$r]}")"
         fi
     done
     echo
     echo "$agg:"
-    printf '%-12s %12s %9s %9s\n' proxy req/s "p50 ms" "p99 ms"
+    printf '%-12s %12s %9s %9s %11s\n' proxy req/s "p50 ms" "p99 ms" "CPU us/req"
     for name in "${NAMES[@]}"; do
-        printf '%-12s %12.2f %9.3f %9.3f\n' "$name" "${MRPS[$name]}" "${MP50[$name]}" "${MP99[$name]}"
+        printf '%-12s %12.2f %9.3f %9.3f %11s\n' "$name" "${MRPS[$name]}" "${MP50[$name]}" "${MP99[$name]}" "${MCPU[$name]}"
     done
-    echo "ratio portcullis/nginx: throughput $(ratio "${MRPS[portcullis]}" "${MRPS[nginx]}")x, p99 $(ratio "${MP99[portcullis]}" "${MP99[nginx]}")x (p50 $(ratio "${MP50[portcullis]}" "${MP50[nginx]}")x)"
+    echo "ratio portcullis/nginx: throughput $(ratio "${MRPS[portcullis]}" "${MRPS[nginx]}")x, p99 $(ratio "${MP99[portcullis]}" "${MP99[nginx]}")x (p50 $(ratio "${MP50[portcullis]}" "${MP50[nginx]}")x), CPU per request $(ratio "${MCPU[portcullis]}" "${MCPU[nginx]}")x"
     if [[ -n "${BASELINE_BIN:-}" ]]; then
-        echo "ratio baseline/nginx: throughput $(ratio "${MRPS[baseline]}" "${MRPS[nginx]}")x, p99 $(ratio "${MP99[baseline]}" "${MP99[nginx]}")x"
-        echo "ratio portcullis/baseline: throughput $(ratio "${MRPS[portcullis]}" "${MRPS[baseline]}")x, p99 $(ratio "${MP99[portcullis]}" "${MP99[baseline]}")x (p50 $(ratio "${MP50[portcullis]}" "${MP50[baseline]}")x)"
+        echo "ratio baseline/nginx: throughput $(ratio "${MRPS[baseline]}" "${MRPS[nginx]}")x, p99 $(ratio "${MP99[baseline]}" "${MP99[nginx]}")x, CPU per request $(ratio "${MCPU[baseline]}" "${MCPU[nginx]}")x"
+        echo "ratio portcullis/baseline: throughput $(ratio "${MRPS[portcullis]}" "${MRPS[baseline]}")x, p99 $(ratio "${MP99[portcullis]}" "${MP99[baseline]}")x (p50 $(ratio "${MP50[portcullis]}" "${MP50[baseline]}")x), CPU per request $(ratio "${MCPU[portcullis]}" "${MCPU[baseline]}")x"
     fi
+    echo "CPU us/req: the proxy's processes' user+system time over the round (/proc/<pid>/stat, nginx master and workers) / requests served; resolution 1/$CLK_TCK s"
+    echo "the wrk client runs on the same $(nproc) cores, so these figures include its contention with the proxy"
+    
     if ((${#ERRORS[@]})); then
         echo
         echo "FAILED: errors or non-2xx responses:"

@@ -380,7 +380,7 @@ const APP_C: &str = "https://c.test";
 const APP_D: &str = "https://d.test";
 
 /// The pysaml2 IdP: its config file and the script.
-struct PyIdp {
+pub(crate) struct PyIdp {
     script: Script,
     config: PathBuf,
 }
@@ -391,7 +391,7 @@ impl PyIdp {
     }
 
     /// pysaml2 answers the gateway's redirect; `Err(stderr)` when it refuses.
-    fn respond(&self, location: &str) -> Result<Value, String> {
+    pub(crate) fn respond(&self, location: &str) -> Result<Value, String> {
         let query = location
             .strip_prefix(&format!("{PY_IDP_SSO}?"))
             .unwrap_or_else(|| panic!("not a redirect to the pysaml2 IdP: {location}"));
@@ -431,8 +431,8 @@ impl PyIdp {
 
 /// A pysaml2 IdP signing in `user`, and the SP key the gateway apps that
 /// trust it sign with, all in one directory.
-struct PyIdpFixture {
-    idp: PyIdp,
+pub(crate) struct PyIdpFixture {
+    pub(crate) idp: PyIdp,
     /// The IdP's JSON config; [`PyIdpFixture::learn_sps`] rewrites it.
     config: Value,
     metadata: PathBuf,
@@ -442,7 +442,7 @@ struct PyIdpFixture {
 }
 
 impl PyIdpFixture {
-    fn new(user: Value) -> Self {
+    pub(crate) fn new(user: Value) -> Self {
         let python = pysaml2();
         let dir = tempfile::tempdir().expect("dir");
         let write = |name: &str, data: &[u8]| {
@@ -490,7 +490,7 @@ impl PyIdpFixture {
     }
 
     /// An `[[app]]` trusting this IdP; `idp_extra` goes inside `idp = { … }`.
-    fn app(&self, name: &str, url: &str, idp_extra: &str, extra: &str) -> String {
+    pub(crate) fn app(&self, name: &str, url: &str, idp_extra: &str, extra: &str) -> String {
         format!(
             "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"builtin:echo\"\n\
 auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
@@ -502,7 +502,7 @@ auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key =
 
     /// pysaml2 learns the apps' SPs from the metadata the gateway serves;
     /// each is checked with `check` first.
-    async fn learn_sps(&mut self, b: &Browser, origins: &[&str], check: impl Fn(&str)) {
+    pub(crate) async fn learn_sps(&mut self, b: &Browser, origins: &[&str], check: impl Fn(&str)) {
         let mut sp_metadata = Vec::new();
         for (i, origin) in origins.iter().enumerate() {
             let meta = b.get(&format!("{origin}/_portcullis/saml/metadata")).await;

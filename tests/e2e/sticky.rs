@@ -340,3 +340,99 @@ async fn haproxy_prefix_mode_pins_on_the_route_cookie_the_nodes_set() {
     owners.sort();
     assert_eq!(owners, ["gw-a", "gw-b"], "round robin spread the sign-ins");
 }
+
+/// Signs in to app b through the pysaml2 IdP: to its SSO endpoint, its
+/// answer posted to the ACS of whichever node the balancer picked.
+async fn through_pysaml2(browser: &Browser, idp: &crate::interop::PyIdp) {
+    let start = browser.get(&format!("{B}/page")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
+    assert!(
+        start.location().starts_with("https://idp.pysaml2.test/"),
+        "to the IdP, not a sign-in page of ours: {}",
+        start.location()
+    );
+    let answer = crate::interop::PyIdp::respond(idp, &start.location()).expect("pysaml2 answers");
+    let acs = browser
+        .post_form(
+            B_ACS,
+            &[
+                (
+                    "SAMLResponse",
+                    answer["saml_response"].as_str().expect("response"),
+                ),
+                (
+                    "RelayState",
+                    answer["relay_state"].as_str().expect("relay state"),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(acs.status, StatusCode::SEE_OTHER, "{}", acs.text());
+    let page = get_json(browser, &format!("{B}/page")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_eq!(page.echoed("x-portcullis-user"), ["dana@example.org"]);
+}
+
+/// With a third-party IdP (pysaml2) whose session outlives the gateway
+/// node, a browser whose node dies is signed in again by the next node
+/// through SSO, with no page of its own in between.
+#[tokio::test]
+async fn with_a_third_party_idp_a_dead_nodes_browser_is_signed_in_again_silently() {
+    let mut idp = crate::interop::PyIdpFixture::new(serde_json::json!({
+        "name_id": "dana@example.org",
+        "attributes": { "email": ["dana@example.org"] },
+    }));
+    let apps = idp.app("b", B, "", "");
+    let a = Gateway::start(
+        &format!("{WITH_ADMIN}\n\n[cluster]\nmode = \"sticky\"\nnode_id = \"gw-a\"\n"),
+        &apps,
+    );
+    idp.learn_sps(&a.browser(), &[B], |_| {}).await;
+    let text = std::fs::read_to_string(&a.config).expect("node a's config");
+    let b = Gateway::start_with_text(|_| text.replace("node_id = \"gw-a\"", "node_id = \"gw-b\""));
+    let lb = haproxy(
+        &a.pki,
+        &[
+            ("gw-a", a.https, a.admin_addr()),
+            ("gw-b", b.https, b.admin_addr()),
+        ],
+        Pinning::Insert,
+    );
+    let browser = Browser::new(Client::http1(&a.pki, lb.addr));
+    browser.set_cookie("portcullis_route", "gw-a");
+    through_pysaml2(&browser, &idp.idp).await;
+    assert!(browser
+        .cookie("pc_b")
+        .unwrap_or_default()
+        .ends_with(".gw-a"));
+
+    let mut a = a;
+    a.signal("KILL");
+    a.wait_exit(DEADLINE);
+    // HAProxy's health check must see node a down before it re-routes.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let reply = browser.get(&format!("{B}/page")).await;
+        if reply.status == StatusCode::SEE_OTHER {
+            break;
+        }
+        assert!(
+            reply.status == StatusCode::SERVICE_UNAVAILABLE
+                || reply.status == StatusCode::BAD_GATEWAY,
+            "{}: {}",
+            reply.status,
+            reply.text()
+        );
+        assert!(Instant::now() < deadline, "never re-routed to node b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    through_pysaml2(&browser, &idp.idp).await;
+    assert!(
+        browser
+            .cookie("pc_b")
+            .unwrap_or_default()
+            .ends_with(".gw-b"),
+        "node b's session now"
+    );
+    drop(lb);
+}
