@@ -121,20 +121,26 @@ async fn sign_in_from(
     .await
 }
 
+/// An IdP API call with the admin token.
+async fn idp_api(b: &Browser, method: http::Method, path: &str) -> test_support::client::Reply {
+    b.send(
+        http::Request::builder()
+            .method(method)
+            .uri(format!("{IDP}{path}"))
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::AUTHORIZATION,
+                format!("SSWS {}", gateway_sso::ADMIN_TOKEN),
+            )
+            .body(Client::empty())
+            .expect("request"),
+    )
+    .await
+}
+
 /// The Users API's status for `id` (`LOCKED_OUT` while a lock runs).
 async fn user_status(b: &Browser, id: &str) -> String {
-    let reply = b
-        .send(
-            http::Request::get(format!("{IDP}/api/v1/users/{id}"))
-                .header(http::header::ACCEPT, "application/json")
-                .header(
-                    http::header::AUTHORIZATION,
-                    format!("SSWS {}", gateway_sso::ADMIN_TOKEN),
-                )
-                .body(Client::empty())
-                .expect("request"),
-        )
-        .await;
+    let reply = idp_api(b, http::Method::GET, &format!("/api/v1/users/{id}")).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let user: serde_json::Value = serde_json::from_str(&reply.text()).expect("user JSON");
     user["status"].as_str().expect("status").to_owned()
@@ -218,18 +224,12 @@ async fn shared_sessions_are_served_by_every_node_and_revoked_on_all_of_them() {
         right.text()
     );
     // Lifted on node b, lifted everywhere.
-    let unlock = on_b_browser
-        .send(
-            http::Request::post(format!("{IDP}/api/v1/users/00u1alice/lifecycle/unlock"))
-                .header(http::header::ACCEPT, "application/json")
-                .header(
-                    http::header::AUTHORIZATION,
-                    format!("SSWS {}", gateway_sso::ADMIN_TOKEN),
-                )
-                .body(Client::empty())
-                .expect("request"),
-        )
-        .await;
+    let unlock = idp_api(
+        &on_b_browser,
+        http::Method::POST,
+        "/api/v1/users/00u1alice/lifecycle/unlock",
+    )
+    .await;
     assert_eq!(unlock.status, StatusCode::OK, "{}", unlock.text());
     assert_eq!(user_status(&on_a_browser, "00u1alice").await, "ACTIVE");
     let after = sign_in(&on_a_browser, "alice", "alice-demo-pass").await;

@@ -155,6 +155,31 @@ impl Sticky {
     }
 }
 
+/// Retries `attempt` until it answers `want`. Until HAProxy's health check
+/// sees the dead node down, only its own 503 or 502 may come back.
+async fn once_rerouted<F, Fut>(want: StatusCode, attempt: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = test_support::Reply>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let reply = attempt().await;
+        if reply.status == want {
+            return;
+        }
+        assert!(
+            reply.status == StatusCode::SERVICE_UNAVAILABLE
+                || reply.status == StatusCode::BAD_GATEWAY,
+            "{}: {}",
+            reply.status,
+            reply.text()
+        );
+        assert!(Instant::now() < deadline, "never {want} from the node left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn signed_in(browser: &Browser) {
     let posted = sso(browser, "pc_b_rs", &format!("{B}/page"), B_ACS).await;
     let landed = post_acs(browser, B_ACS, &posted.saml_response, &posted.relay_state).await;
@@ -250,23 +275,10 @@ async fn sticky_nodes_pin_forward_revocations_and_fail_over_through_sso() {
     let mut a = cluster.a;
     a.gw.signal("KILL");
     a.gw.wait_exit(DEADLINE);
-    let deadline = Instant::now() + DEADLINE;
     // An API client of the dead node's session gets a 401 from node b.
-    loop {
-        let reply = get_json(&again, &format!("{B}/page")).await;
-        if reply.status == StatusCode::UNAUTHORIZED {
-            break;
-        }
-        assert!(
-            reply.status == StatusCode::SERVICE_UNAVAILABLE
-                || reply.status == StatusCode::BAD_GATEWAY,
-            "{}: {}",
-            reply.status,
-            reply.text()
-        );
-        assert!(Instant::now() < deadline, "no 401 from node b");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let page = format!("{B}/page");
+    once_rerouted(StatusCode::UNAUTHORIZED, || get_json(&again, &page)).await;
+    let deadline = Instant::now() + DEADLINE;
     let reply = loop {
         let reply = again.get(&format!("{B}/page")).await;
         if reply.status == StatusCode::SEE_OTHER || Instant::now() > deadline {
@@ -409,23 +421,8 @@ async fn with_a_third_party_idp_a_dead_nodes_browser_is_signed_in_again_silently
     let mut a = a;
     a.signal("KILL");
     a.wait_exit(DEADLINE);
-    // HAProxy's health check must see node a down before it re-routes.
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let reply = browser.get(&format!("{B}/page")).await;
-        if reply.status == StatusCode::SEE_OTHER {
-            break;
-        }
-        assert!(
-            reply.status == StatusCode::SERVICE_UNAVAILABLE
-                || reply.status == StatusCode::BAD_GATEWAY,
-            "{}: {}",
-            reply.status,
-            reply.text()
-        );
-        assert!(Instant::now() < deadline, "never re-routed to node b");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let page = format!("{B}/page");
+    once_rerouted(StatusCode::SEE_OTHER, || browser.get(&page)).await;
     through_pysaml2(&browser, &idp.idp).await;
     assert!(
         browser
