@@ -1,17 +1,19 @@
 //! The Redis backends (feature `redis`), for `[cluster] mode = "shared"`:
 //! sessions ([`RedisStore`]), one-time caches ([`RedisOneTime`]) and
 //! tickets ([`RedisTickets`]) that every node shares, on one
-//! [`RedisConnection`] per process. They pass the same conformance suites
-//! as the memory backends.
+//! [`RedisConnection`] per process: to a standalone server, or to whichever
+//! server Redis Sentinel names the master. They pass the same conformance
+//! suites as the memory backends.
 
 mod connection;
 mod one_time;
 mod scripts;
 mod seal;
+mod sentinel;
 mod sessions;
 mod tickets;
 
-pub use connection::{RedisConnection, RedisOptions};
+pub use connection::{RedisConnection, RedisEndpoint, RedisOptions};
 pub use one_time::RedisOneTime;
 pub use seal::{SealError, SealKeys, MIN_SECRET_BYTES};
 pub use sessions::{CachePolicy, RedisStore};
