@@ -100,6 +100,16 @@ impl RedisSentinelSet {
         }
     }
 
+    /// Asks a sentinel to promote the replica while the master is alive:
+    /// the old master is demoted to a replica and keeps answering.
+    pub fn manual_failover(&self) {
+        let reply = command(
+            self.sentinels[0].addr,
+            &format!("SENTINEL FAILOVER {MASTER_NAME}"),
+        );
+        assert!(reply.starts_with("+OK"), "SENTINEL FAILOVER: {reply}");
+    }
+
     /// Waits until every sentinel names the replica as the master and the
     /// replica says it is one; returns how long that took from `since`.
     pub fn wait_failover(&self, since: Instant, within: Duration) -> Duration {
@@ -114,6 +124,19 @@ impl RedisSentinelSet {
             }) && self.replica.command("ROLE").contains("master")
         });
         since.elapsed()
+    }
+}
+
+impl RedisSentinelSet {
+    /// After a switch-over: makes the old master a replica of the promoted
+    /// one now, as the sentinels would some seconds later (on their next
+    /// look at it), without closing its clients' connections.
+    pub fn demote_old_master(&self) {
+        let reply = self.master().command(&format!(
+            "REPLICAOF 127.0.0.1 {}",
+            self.replica.addr().port()
+        ));
+        assert!(reply.starts_with("+OK"), "REPLICAOF: {reply}");
     }
 }
 

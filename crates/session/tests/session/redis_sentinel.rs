@@ -102,3 +102,59 @@ async fn a_master_failover_is_followed_without_a_restart() {
         .expect("a's end signal fired through the new master")
         .expect("waiter ran");
 }
+
+/// A switch-over: the old master stays up as a read-only replica and its
+/// connections stay open, answering PING; the probe's role check moves
+/// the connection to the promoted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_master_is_left_for_the_promoted_one() {
+    let set = RedisSentinelSet::start(1);
+    let [(a, connection_a), (b, _)] = two_nodes(&set);
+    ready(&connection_a, true).await;
+    let (before, _) = a
+        .create(TestBody::new("alice"), lifetime(), T0)
+        .await
+        .expect("created on the first master");
+    set.wait_replicated();
+    let started = Instant::now();
+    set.manual_failover();
+    let promoted_after = set.wait_failover(started, FAILOVER_DEADLINE);
+    set.demote_old_master();
+    let demoted_after = started.elapsed();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let (after, _) = loop {
+        match a.create(TestBody::new("bob"), lifetime(), T0).await {
+            Ok(created) => break created,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still refused: {error:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    eprintln!(
+        "switch-over: promoted after {promoted_after:?}, old master demoted after \
+         {demoted_after:?}, writes accepted after {:?}",
+        started.elapsed()
+    );
+    let record = format!(
+        "{}s:s:{}",
+        connection_a.prefix(),
+        after
+            .hash()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert!(
+        set.replica()
+            .command(&format!("EXISTS {record}"))
+            .contains(":1"),
+        "written on the promoted server"
+    );
+    b.touch(&before.hash(), T0).await.expect("the old session");
+    b.touch(&after.hash(), T0).await.expect("the new session");
+}
