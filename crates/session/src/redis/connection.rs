@@ -77,7 +77,8 @@ impl RedisOptions {
         })
     }
 
-    fn with_endpoint(endpoint: RedisEndpoint) -> Self {
+    /// Defaults for everything but where Redis is.
+    pub fn with_endpoint(endpoint: RedisEndpoint) -> Self {
         Self {
             endpoint,
             username: None,

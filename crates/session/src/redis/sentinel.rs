@@ -87,7 +87,8 @@ impl MasterFollower {
 }
 
 /// The sentinels get the same credentials and TLS settings as the master:
-/// one `username`/password and one CA for the whole Redis deployment.
+/// one `username`/password and one CA for the whole Redis deployment
+/// (`[cluster.redis]` has one of each).
 fn sentinel_client(
     options: &RedisOptions,
     master: &str,
@@ -110,6 +111,9 @@ fn sentinel_client(
         // RESP3 toward the master: pub/sub pushes share the command
         // connection, as with a standalone server.
         .set_client_to_redis_protocol(ProtocolVersion::RESP3)
+        // RESP3 toward the sentinels too: the password then goes in
+        // `HELLO 3 AUTH default …`, which a sentinel without a password
+        // accepts, where a bare `AUTH …` would be an error.
         .set_client_to_sentinel_protocol(ProtocolVersion::RESP3)
         .set_client_to_redis_db(db);
     if let Some(username) = &options.username {
