@@ -371,3 +371,37 @@ sp_signing_cert = \"{repo}/certs-dev/sp-signing.pem\"\nname_id_format = \"Persis
         );
     }
 }
+
+#[test]
+fn shared_mode_takes_sentinel_endpoints_and_refuses_redis_cluster_for_now() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = dir.path().join("store-keys");
+    std::fs::write(&keys, "check-store-key-0123456789abcdef0123456789abcdef\n").expect("keys");
+    let shared = |endpoints: &str| {
+        let cluster = format!(
+            "[cluster]\nmode = \"shared\"\nnode_id = \"gw-a\"\nstore_key_file = \"{}\"\n\n\
+             [cluster.redis]\n{endpoints}\n\n",
+            keys.display()
+        );
+        config_text(
+            &pki,
+            "",
+            &(cluster + &app("a", "https://app.test/", "builtin:echo")),
+        )
+    };
+    // Nothing is connected at check time: no sentinel needs to run.
+    let (code, stdout, stderr) = check(&shared(
+        "sentinel = { master = \"mymaster\", nodes = [\"redis://127.0.0.1:26379\", \"redis://127.0.0.1:26380\"] }",
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok (1 app)"), "{stdout}");
+    let (code, _, stderr) = check(&shared("cluster_nodes = [\"redis://127.0.0.1:7000\"]"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "cluster.redis.cluster_nodes: Redis Cluster is not supported by this build yet"
+        ),
+        "{stderr}"
+    );
+}

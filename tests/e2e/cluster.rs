@@ -3,13 +3,15 @@
 //! on one node is served by the other, a revocation through one node's
 //! Sessions API ends it on both, a restarted node keeps every session, and
 //! a Redis outage flips readiness and fails closed without a restart.
+//! Behind Redis Sentinel, a node follows a master failover on its own.
 
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use http_body_util::BodyExt as _;
 use test_support::browser::Browser;
-use test_support::{Backend, Client, RedisServer};
+use test_support::redis_sentinel::MASTER_NAME;
+use test_support::{Backend, Client, RedisSentinelSet, RedisServer};
 
 use crate::gateway_sso::{
     self, closes_within, get_json, open_websocket, post_acs, revoke_bob_sessions, sso,
@@ -32,13 +34,18 @@ struct Cluster {
 
 /// `[cluster]` for node `node` on `redis`, with the store key in `dir`.
 fn cluster_keys(dir: &std::path::Path, redis: &RedisServer, node: &str) -> String {
+    cluster_on(dir, &format!("url = \"{}\"", redis.url()), node)
+}
+
+/// `[cluster]` for node `node` on the Redis `endpoints` (the `url`,
+/// `sentinel` or `cluster_nodes` line of `[cluster.redis]`).
+fn cluster_on(dir: &std::path::Path, endpoints: &str, node: &str) -> String {
     let keys = dir.join("store-keys");
     std::fs::write(&keys, "e2e-store-key-0123456789abcdef0123456789abcdef\n").expect("keys");
     format!(
         "{WITH_ADMIN}\n\n[cluster]\nmode = \"shared\"\nnode_id = \"{node}\"\nstore_key_file = \"{}\"\n\n\
-         [cluster.redis]\nurl = \"{}\"\nkey_prefix = \"e2e:\"\ncommand_timeout = \"300ms\"\nconnect_timeout = \"300ms\"\n",
+         [cluster.redis]\n{endpoints}\nkey_prefix = \"e2e:\"\ncommand_timeout = \"300ms\"\nconnect_timeout = \"300ms\"\n",
         keys.display(),
-        redis.url(),
     )
 }
 
@@ -560,4 +567,52 @@ async fn a_node_started_while_redis_is_down_starts_not_ready() {
     let posted = sso(&browser, "pc_b_rs", &format!("{B}/page"), B_ACS).await;
     let landed = post_acs(&browser, B_ACS, &posted.saml_response, &posted.relay_state).await;
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+}
+
+#[tokio::test]
+async fn behind_sentinel_a_master_failover_is_followed_without_a_restart() {
+    let mut set = RedisSentinelSet::start(1);
+    let nodes = set
+        .sentinel_urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let keys = tempfile::tempdir().expect("dir");
+    let sentinel = format!("sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{nodes}] }}");
+    let node = gateway_sso::start_with(&cluster_on(keys.path(), &sentinel, "gw-a"), &[]);
+    wait_ready(&node.gw, 200).await;
+    let browser = node.gw.browser();
+    let posted = sso(&browser, "pc_b_rs", &format!("{B}/page"), B_ACS).await;
+    let landed = post_acs(&browser, B_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    set.wait_replicated();
+
+    let killed = Instant::now();
+    set.kill_master();
+    let body = wait_ready(&node.gw, 503).await;
+    assert!(body.contains("session store unreachable"), "{body}");
+    let promoted = set.wait_failover(killed, Duration::from_secs(30));
+    wait_ready(&node.gw, 200).await;
+    eprintln!(
+        "sentinel failover: replica promoted after {promoted:?}, node ready again after {:?}",
+        killed.elapsed()
+    );
+
+    let page = get_json(&browser, &format!("{B}/page")).await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "the session made before the failover: {}",
+        page.text()
+    );
+    let fresh = node.gw.browser();
+    let posted = sso(&fresh, "pc_b_rs", &format!("{B}/page"), B_ACS).await;
+    let landed = post_acs(&fresh, B_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(
+        landed.status,
+        StatusCode::SEE_OTHER,
+        "sign-ins work on the new master: {}",
+        landed.text()
+    );
 }

@@ -13,8 +13,8 @@ use portcullis_idp::console::AdminSession;
 use portcullis_idp::session::{IdpSessions, DEFAULT_IDP_ID};
 use portcullis_idp::web::IdpStores;
 use portcullis_session::redis::{
-    CachePolicy, RedisConnection, RedisLockouts, RedisOneTime, RedisOptions, RedisStore,
-    RedisTickets, SealKeys,
+    CachePolicy, RedisConnection, RedisEndpoint, RedisLockouts, RedisOneTime, RedisOptions,
+    RedisStore, RedisTickets, SealKeys,
 };
 use portcullis_session::{MemoryStore, NodeCookies};
 
@@ -57,13 +57,12 @@ pub fn problems(config: &Config) -> Vec<Problem> {
         return problems;
     }
     if let Some(redis) = &cluster.redis {
-        if !matches!(redis.endpoints, RedisEndpoints::Single(_)) {
+        if matches!(redis.endpoints, RedisEndpoints::Cluster(_)) {
             problems.push(Problem {
-                key: "cluster.redis".into(),
+                key: "cluster.redis.cluster_nodes".into(),
                 line: None,
-                message:
-                    "Sentinel and Cluster endpoints are not supported by this build yet: use url"
-                        .into(),
+                message: "Redis Cluster is not supported by this build yet: use url or sentinel"
+                    .into(),
             });
         }
     }
@@ -85,10 +84,17 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
         .redis
         .as_ref()
         .context("shared mode without [cluster.redis]")?;
-    let RedisEndpoints::Single(url) = &redis.endpoints else {
-        anyhow::bail!("Sentinel and Cluster endpoints are not supported by this build yet");
+    let endpoint = match &redis.endpoints {
+        RedisEndpoints::Single(url) => RedisEndpoint::Url(url.clone()),
+        RedisEndpoints::Sentinel { master, nodes } => RedisEndpoint::Sentinel {
+            master: master.clone(),
+            nodes: nodes.clone(),
+        },
+        RedisEndpoints::Cluster(_) => {
+            anyhow::bail!("Redis Cluster is not supported by this build yet")
+        }
     };
-    let mut options = RedisOptions::new(url.clone());
+    let mut options = RedisOptions::with_endpoint(endpoint);
     options.username = redis.username.clone();
     options.password = match &redis.password {
         Some(password) => Some(password.resolve().context("[cluster.redis] password")?),
@@ -111,7 +117,7 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
     let seal = || SealKeys::from_secrets(&secrets).context("[cluster] store_key_file");
     let connection = RedisConnection::open(&options).context("opening the Redis connection")?;
     tracing::info!(
-        url = %url,
+        endpoint = %endpoint_label(&options.endpoint),
         node = cluster.node_id.as_deref().unwrap_or(""),
         prefix = %redis.key_prefix,
         "sessions shared through Redis"
@@ -176,6 +182,17 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
         idp,
         ready: Some(Arc::new(move || connection.is_ready())),
     })
+}
+
+/// Where the store is, for the log: URLs as configured (they carry no
+/// credentials, `check` refuses those).
+fn endpoint_label(endpoint: &RedisEndpoint) -> String {
+    match endpoint {
+        RedisEndpoint::Url(url) => url.clone(),
+        RedisEndpoint::Sentinel { master, nodes } => {
+            format!("sentinel master {master} via {}", nodes.join(", "))
+        }
+    }
 }
 
 /// Mirrors the connection's readiness into the metrics (the transitions

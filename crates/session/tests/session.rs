@@ -2,7 +2,8 @@
 //! against the memory backends and the Redis backends alike (on a real
 //! redis-server the binary starts), then what is specific to each — the
 //! memory backends' sharding, eight-thread race and footprint; Redis's
-//! cross-node ends, sealed records and outages (`redis_backend`).
+//! cross-node ends, sealed records and outages (`redis_backend`), and a
+//! Sentinel failover (`redis_sentinel`).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
@@ -24,6 +25,8 @@ portcullis_session::lockout_suite!(memory_lockouts, MemoryLockouts::default);
 
 #[path = "session/redis_backend.rs"]
 mod redis_backend;
+#[path = "session/redis_sentinel.rs"]
+mod redis_sentinel;
 
 use redis_backend::connection as redis_connection;
 portcullis_session::session_store_suite!(redis_sessions, || {

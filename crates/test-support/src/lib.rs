@@ -9,6 +9,7 @@ pub mod browser;
 pub mod client;
 pub mod pki;
 pub mod redis;
+pub mod redis_sentinel;
 
 pub use backend::Backend;
 pub use body::ZeroBody;
@@ -16,6 +17,7 @@ pub use browser::Browser;
 pub use client::{Client, Reply};
 pub use pki::Pki;
 pub use redis::RedisServer;
+pub use redis_sentinel::RedisSentinelSet;
 
 /// Polls `check` every 20 ms until it returns true or `within` passes.
 pub async fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {

@@ -92,30 +92,7 @@ impl RedisServer {
     /// Runs one command with `redis-cli`-free RESP (inline command), for
     /// tests that inspect what the store wrote.
     pub fn command(&self, line: &str) -> String {
-        let mut stream = TcpStream::connect(self.addr).expect("connect to redis");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write");
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 65_536];
-        // One read is enough for the small replies tests look at; a second
-        // short wait catches a reply split across segments.
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    reply.extend_from_slice(&buf[..n]);
-                    stream
-                        .set_read_timeout(Some(Duration::from_millis(50)))
-                        .expect("timeout");
-                }
-                Err(_) => break,
-            }
-        }
-        String::from_utf8_lossy(&reply).into_owned()
+        command(self.addr, line)
     }
 
     fn launch(&mut self) {
@@ -177,14 +154,43 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> SocketAddr {
+/// One inline command to the server (or sentinel) at `addr`, the raw
+/// RESP reply as text.
+pub fn command(addr: SocketAddr, line: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to redis");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+        .write_all(format!("{line}\r\n").as_bytes())
+        .expect("write");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 65_536];
+    // One read is enough for the small replies tests look at; a second
+    // short wait catches a reply split across segments.
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&buf[..n]);
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .expect("timeout");
+            }
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+pub(crate) fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr")
 }
 
 /// Whether the server at `addr` answers PING before the deadline (and
 /// before `child` exits).
-fn answers(addr: SocketAddr, child: &mut Child) -> bool {
+pub(crate) fn answers(addr: SocketAddr, child: &mut Child) -> bool {
     let deadline = Instant::now() + START_DEADLINE;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {

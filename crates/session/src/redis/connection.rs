@@ -3,27 +3,39 @@
 //! backoff, resubscribes pub/sub after a reconnect), a readiness flag
 //! driven by a health probe, and a generation counter that moves each time
 //! the connection comes back, so listeners re-sync what pub/sub may have
-//! dropped while it was down.
+//! dropped while it was down. Behind Sentinel the probe also checks that
+//! the server is still the master, and moves the connection to the one
+//! the sentinels name after a failover (see [`super::sentinel`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use rand::RngCore;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, ProtocolVersion, PushKind, RedisError, Value};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushKind, RedisError, Role, Value};
 use tokio::sync::{mpsc, watch};
 
+use super::sentinel::MasterFollower;
 use crate::encoding::hex;
 use crate::error::StoreError;
+
+/// Which servers to talk to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisEndpoint {
+    /// One standalone server: `redis://host:port/db` or `rediss://…`.
+    Url(String),
+    /// The master the sentinels at `nodes` know as `master`. The path of
+    /// the node URLs (`/db`) names the master's database.
+    Sentinel { master: String, nodes: Vec<String> },
+}
 
 /// Where and how to reach Redis.
 #[derive(Clone)]
 pub struct RedisOptions {
-    /// `redis://host:port/db` or `rediss://…` for TLS.
-    pub url: String,
+    pub endpoint: RedisEndpoint,
     pub username: Option<String>,
     pub password: Option<String>,
     /// PEM CA bundle for `rediss://` instead of the system roots.
@@ -41,7 +53,7 @@ pub struct RedisOptions {
 impl fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisOptions")
-            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("key_prefix", &self.key_prefix)
@@ -52,10 +64,23 @@ impl fmt::Debug for RedisOptions {
 }
 
 impl RedisOptions {
-    /// Defaults for everything but the address.
+    /// Defaults for everything but the address of a standalone server.
     pub fn new(url: impl Into<String>) -> Self {
+        Self::with_endpoint(RedisEndpoint::Url(url.into()))
+    }
+
+    /// Defaults for everything but the sentinels and the master's name.
+    pub fn sentinel(master: impl Into<String>, nodes: Vec<String>) -> Self {
+        Self::with_endpoint(RedisEndpoint::Sentinel {
+            master: master.into(),
+            nodes,
+        })
+    }
+
+    /// Defaults for everything but where Redis is.
+    pub fn with_endpoint(endpoint: RedisEndpoint) -> Self {
         Self {
-            url: url.into(),
+            endpoint,
             username: None,
             password: None,
             tls_ca_pem: None,
@@ -74,7 +99,9 @@ pub struct RedisConnection {
 }
 
 struct Inner {
-    manager: ConnectionManager,
+    /// Behind Sentinel, replaced when the master moves; empty until the
+    /// sentinels first named one.
+    manager: RwLock<Option<ConnectionManager>>,
     prefix: String,
     /// Distinguishes this process's own publications from its peers'.
     instance: String,
@@ -105,20 +132,31 @@ impl RedisConnection {
     /// answers. Must be called inside a tokio runtime (it spawns the probe
     /// and the pub/sub dispatcher).
     pub fn open(options: &RedisOptions) -> Result<Self, StoreError> {
-        let client = client(options).map_err(unavailable)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
+        // Every manager, the ones made after a failover included, pushes
+        // into the one dispatcher.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.command_timeout))
             .set_max_delay(Duration::from_secs(2))
             .set_push_sender(push_tx)
             .set_automatic_resubscription();
-        let manager =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let (manager, follower) = match &options.endpoint {
+            RedisEndpoint::Url(url) => {
+                let client = client(options, url).map_err(unavailable)?;
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+                (Some(manager), None)
+            }
+            RedisEndpoint::Sentinel { master, nodes } => (
+                None,
+                Some(MasterFollower::new(options, master, nodes, config)?),
+            ),
+        };
         let mut instance = [0u8; 8];
         rand::rng().fill_bytes(&mut instance);
         let inner = Arc::new(Inner {
-            manager,
+            manager: RwLock::new(manager),
             prefix: format!("{{{}}}", options.key_prefix),
             instance: hex(&instance),
             listeners: DashMap::new(),
@@ -127,7 +165,12 @@ impl RedisConnection {
             generation: watch::channel(0).0,
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), push_rx));
-        tokio::spawn(probe(Arc::downgrade(&inner), options.probe_interval));
+        tokio::spawn(probe(
+            Arc::downgrade(&inner),
+            options.probe_interval,
+            options.command_timeout,
+            follower,
+        ));
         Ok(Self { inner })
     }
 
@@ -145,16 +188,15 @@ impl RedisConnection {
     /// then gets its 503 without waiting out a reconnect.
     pub(crate) fn commands(&self) -> Result<ConnectionManager, StoreError> {
         if self.inner.state.load(Ordering::Acquire) == DOWN {
-            return Err(StoreError::Unavailable(
-                "session store unreachable".to_owned(),
-            ));
+            return Err(unreachable());
         }
-        Ok(self.inner.manager.clone())
+        self.always()
     }
 
-    /// The connection whatever the probe says (the probe and re-sync).
-    pub(crate) fn always(&self) -> ConnectionManager {
-        self.inner.manager.clone()
+    /// The connection whatever the probe says (re-sync, best-effort
+    /// cleanup); `Unavailable` only while no master is known yet.
+    pub(crate) fn always(&self) -> Result<ConnectionManager, StoreError> {
+        self.inner.current().ok_or_else(unreachable)
     }
 
     /// Whether the last probe (or command) found Redis answering.
@@ -178,28 +220,62 @@ impl RedisConnection {
     pub(crate) fn listen(&self, channel: &str) -> mpsc::UnboundedReceiver<Vec<u8>> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.inner.listeners.insert(channel.to_owned(), tx);
-        let inner = Arc::downgrade(&self.inner);
-        let channel = channel.to_owned();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(20);
-            loop {
-                let Some(mut commands) = inner.upgrade().map(|i| i.manager.clone()) else {
-                    return;
-                };
-                if commands.subscribe(&channel).await.is_ok() {
-                    return;
-                }
-                drop(commands);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        });
+        subscribe(Arc::downgrade(&self.inner), channel.to_owned());
         rx
     }
 }
 
-fn client(options: &RedisOptions) -> Result<redis::Client, RedisError> {
-    let info = options.url.as_str().into_connection_info()?;
+impl Inner {
+    fn current(&self) -> Option<ConnectionManager> {
+        // A poisoned lock still holds a usable manager: only a clone or a
+        // replacement ever happens under it.
+        match self.manager.read() {
+            Ok(manager) => manager.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts the manager for a new master in place and subscribes it to
+    /// every channel listened on: its automatic resubscription only covers
+    /// what was subscribed through it.
+    fn replace(self: &Arc<Self>, manager: ConnectionManager) {
+        match self.manager.write() {
+            Ok(mut current) => *current = Some(manager),
+            Err(poisoned) => *poisoned.into_inner() = Some(manager),
+        }
+        let channels: Vec<String> = self.listeners.iter().map(|l| l.key().clone()).collect();
+        for channel in channels {
+            subscribe(Arc::downgrade(self), channel);
+        }
+    }
+}
+
+/// Subscribes the current manager to `channel`, retrying until Redis
+/// answers; a manager that replaces it meanwhile is the one retried on.
+fn subscribe(inner: Weak<Inner>, channel: String) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let Some(manager) = inner.upgrade().map(|i| i.current()) else {
+                return;
+            };
+            if let Some(mut commands) = manager {
+                if commands.subscribe(&channel).await.is_ok() {
+                    return;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    });
+}
+
+fn unreachable() -> StoreError {
+    StoreError::Unavailable("session store unreachable".to_owned())
+}
+
+fn client(options: &RedisOptions, url: &str) -> Result<redis::Client, RedisError> {
+    let info = url.into_connection_info()?;
     let mut settings = info.redis_settings().clone();
     if let Some(username) = &options.username {
         settings = settings.set_username(username);
@@ -249,20 +325,60 @@ async fn dispatch(inner: Weak<Inner>, mut pushes: mpsc::UnboundedReceiver<redis:
     }
 }
 
-/// PINGs Redis every `interval`; readiness follows the answers.
-async fn probe(inner: Weak<Inner>, interval: Duration) {
+/// PINGs Redis every `interval`; readiness follows the answers. Behind
+/// Sentinel the probe asks for the server's role instead, and while the
+/// server is not a master it asks the sentinels where the master went.
+async fn probe(
+    inner: Weak<Inner>,
+    interval: Duration,
+    bound: Duration,
+    mut follower: Option<MasterFollower>,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let mut commands = inner.manager.clone();
-        let answered = redis::cmd("PING")
-            .query_async::<String>(&mut commands)
-            .await
-            .is_ok();
+        let sentinel = follower.is_some();
+        let mut answered = healthy(inner.current(), sentinel, bound).await;
+        if !answered {
+            if let Some(follower) = follower.as_mut() {
+                // Fail fast from now on, not after the sentinels answered.
+                set_ready(&inner, false);
+                if let Some(manager) = follower.moved().await {
+                    inner.replace(manager);
+                    answered = healthy(inner.current(), sentinel, bound).await;
+                }
+            }
+        }
         set_ready(&inner, answered);
     }
+}
+
+/// Whether `manager` answers within `bound`, and behind Sentinel whether
+/// it answers as the master: a demoted one answers reads but refuses every
+/// write. The bound matters while the server is gone: a command then waits
+/// out the manager's whole series of reconnect attempts (seconds), which
+/// would hold up the move to a new master. Giving up does not stop the
+/// reconnect, which runs on its own task.
+async fn healthy(manager: Option<ConnectionManager>, sentinel: bool, bound: Duration) -> bool {
+    let Some(mut commands) = manager else {
+        return false;
+    };
+    let check = async {
+        if sentinel {
+            matches!(
+                redis::cmd("ROLE").query_async::<Role>(&mut commands).await,
+                Ok(Role::Primary { .. })
+            )
+        } else {
+            redis::cmd("PING")
+                .query_async::<String>(&mut commands)
+                .await
+                .is_ok()
+        }
+    };
+    tokio::time::timeout(bound, check).await.unwrap_or(false)
 }
 
 fn set_ready(inner: &Inner, up: bool) {

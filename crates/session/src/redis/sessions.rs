@@ -453,12 +453,13 @@ impl<B: SessionBody> RedisStore<B> {
             .await;
         if result.is_err() {
             // Best effort: the lock's TTL frees it anyway.
-            let mut commands = self.shared.connection.always();
-            let _: Result<i64, _> = scripts::UNLOCK
-                .key(&lock_key)
-                .arg(&token)
-                .invoke_async(&mut commands)
-                .await;
+            if let Ok(mut commands) = self.shared.connection.always() {
+                let _: Result<i64, _> = scripts::UNLOCK
+                    .key(&lock_key)
+                    .arg(&token)
+                    .invoke_async(&mut commands)
+                    .await;
+            }
         }
         result
     }
@@ -716,7 +717,10 @@ async fn resync<B>(shared: &Shared<B>) {
     // Whatever was announced while away is lost: nothing cached is trusted.
     shared.cache.clear();
     let watched: Vec<SecretHash> = shared.alive.iter().map(|e| *e.key()).collect();
-    let mut commands = shared.connection.always();
+    let Ok(mut commands) = shared.connection.always() else {
+        // No master known yet: the generation moves once there is one.
+        return;
+    };
     for chunk in watched.chunks(512) {
         let mut pipe = redis::pipe();
         for hash in chunk {

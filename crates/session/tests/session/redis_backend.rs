@@ -11,7 +11,7 @@ use test_support::RedisServer;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn options(url: String) -> RedisOptions {
+pub(crate) fn options(url: String) -> RedisOptions {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let mut options = RedisOptions::new(url);
     options.key_prefix = format!(
@@ -29,7 +29,7 @@ pub fn connection() -> RedisConnection {
     RedisConnection::open(&options(RedisServer::shared().url())).expect("connection")
 }
 
-async fn ready(connection: &RedisConnection, up: bool) {
+pub(crate) async fn ready(connection: &RedisConnection, up: bool) {
     let mut readiness = connection.readiness();
     tokio::time::timeout(DEADLINE, readiness.wait_for(|r| *r == up))
         .await
