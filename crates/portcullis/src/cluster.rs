@@ -13,8 +13,8 @@ use portcullis_idp::console::AdminSession;
 use portcullis_idp::session::{IdpSessions, DEFAULT_IDP_ID};
 use portcullis_idp::web::IdpStores;
 use portcullis_session::redis::{
-    CachePolicy, RedisConnection, RedisEndpoint, RedisLockouts, RedisOneTime, RedisOptions,
-    RedisStore, RedisTickets, SealKeys,
+    CachePolicy, MacCookies, RedisConnection, RedisEndpoint, RedisLockouts, RedisOneTime,
+    RedisOptions, RedisStore, RedisTickets, SealKeys,
 };
 use portcullis_session::{MemoryStore, NodeCookies};
 
@@ -131,9 +131,9 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
     };
     // Cookie values carry a MAC under the same ring: a forged or guessed
     // one is refused before it costs a Redis round trip.
-    let cookies = Arc::new(seal()?);
+    let cookies = Arc::new(MacCookies::new(seal()?));
     // The sign-in forms' CSRF fields verify on any node.
-    let csrf_key = cookies.derived("idp csrf");
+    let csrf_key = cookies.keys().derived("idp csrf");
     let gateway = GatewayStores {
         sessions: Sessions::with_cookies(
             Arc::new(RedisStore::with_cache(

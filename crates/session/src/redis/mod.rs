@@ -6,6 +6,7 @@
 //! master. They pass the same conformance suites as the memory backends.
 
 mod connection;
+mod cookies;
 mod lockouts;
 mod one_time;
 mod scripts;
@@ -15,6 +16,7 @@ mod sessions;
 mod tickets;
 
 pub use connection::{RedisConnection, RedisEndpoint, RedisOptions};
+pub use cookies::MacCookies;
 pub use lockouts::RedisLockouts;
 pub use one_time::RedisOneTime;
 pub use seal::{SealError, SealKeys, MIN_SECRET_BYTES};
