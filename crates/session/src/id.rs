@@ -6,7 +6,6 @@ use std::fmt;
 use rand::distr::Alphanumeric;
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::encoding::{base64url, hex, is_base64url};
 use crate::error::SessionError;
@@ -62,7 +61,10 @@ impl SessionSecret {
 
     /// The digest the store is keyed by.
     pub fn hash(&self) -> SecretHash {
-        SecretHash(Sha256::digest(self.0.as_bytes()).into())
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes());
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        SecretHash(bytes)
     }
 }
 
@@ -203,6 +205,7 @@ mod tests {
 
     #[test]
     fn hash_is_sha256_of_the_cookie_value() {
+        use sha2::{Digest, Sha256};
         let secret = SessionSecret::generate();
         let expected: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
         assert_eq!(secret.hash().as_bytes(), &expected);
