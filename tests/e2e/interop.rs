@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 
 use base64::Engine as _;
 use http::StatusCode;
-use portcullis_saml::SigningKey;
+use portcullis_saml::{EncryptionKey, SigningKey};
 use serde_json::{json, Value};
 use test_support::browser::{input_value, url_encode, Browser};
 
@@ -415,17 +415,14 @@ impl PyIdp {
         ])
     }
 
-    /// An unsolicited Response signed as legacy IdPs sign: `how` is
-    /// `--response-only` (the Response, not the Assertion) or `--sha1`.
-    fn unsolicited_legacy(&self, sp_entity_id: &str, how: &str) -> Value {
-        self.script.json(&[
-            "unsolicited",
-            "--config",
-            &self.config_arg(),
-            "--sp",
-            sp_entity_id,
-            how,
-        ])
+    /// An unsolicited Response signed as legacy IdPs sign, or encrypted:
+    /// `how` is any of `--response-only` (the Response, not the
+    /// Assertion), `--sha1`, `--encrypt=<cipher>`.
+    fn unsolicited_legacy(&self, sp_entity_id: &str, how: &[&str]) -> Value {
+        let config = self.config_arg();
+        let mut args = vec!["unsolicited", "--config", &config, "--sp", sp_entity_id];
+        args.extend_from_slice(how);
+        self.script.json(&args)
     }
 }
 
@@ -528,6 +525,17 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
     // b.test: SP-initiated only, /finance for the finance group, /admin for
     // admins. c.test: also takes IdP-initiated responses. d.test: like c,
     // with the legacy opt-ins for Response-only and SHA-1 signatures.
+    // c and d publish an encryption key, so pysaml2 can encrypt for them.
+    let enc = EncryptionKey::generate_self_signed("gateway sp encryption", 2).expect("key");
+    let encryption = format!(
+        "sp_encryption_key = \"{}\"\nsp_encryption_cert = \"{}\"\n",
+        fixture
+            .write("sp-enc-key.pem", enc.private_key_pem())
+            .display(),
+        fixture
+            .write("sp-enc.pem", &enc.cert_pem().expect("pem"))
+            .display(),
+    );
     let config = format!(
         "{}{}{}",
         fixture.app(
@@ -537,17 +545,29 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
             "[[app.access]]\npath = \"/finance\"\npolicy = \"groups\"\ngroups = [\"finance\"]\n\
 [[app.access]]\npath = \"/admin\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n"
         ),
-        fixture.app("c", APP_C, "", "allow_idp_initiated = true\n"),
+        fixture.app(
+            "c",
+            APP_C,
+            "",
+            &format!("allow_idp_initiated = true\n{encryption}")
+        ),
         fixture.app(
             "d",
             APP_D,
             "want_assertions_signed = false, allow_sha1 = true, ",
-            "allow_idp_initiated = true\n"
+            &format!("allow_idp_initiated = true\n{encryption}")
         ),
     );
     let gw = Gateway::start("", &config);
     let b = gw.browser();
-    fixture.learn_sps(&b, &[APP_B, APP_C, APP_D], |_| {}).await;
+    // Only the apps with an encryption key offer one.
+    fixture
+        .learn_sps(&b, &[APP_B, APP_C, APP_D], |meta| {
+            let offers = meta.contains("use=\"encryption\"");
+            let is_b = meta.contains(&format!("entityID=\"{APP_B}/"));
+            assert_eq!(offers, !is_b, "{meta}");
+        })
+        .await;
     let idp = &fixture.idp;
 
     // A deep link goes to pysaml2's SSO endpoint with a signed request.
@@ -652,15 +672,33 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
     assert_eq!(home.echoed("x-portcullis-user"), ["dana@example.org"]);
 
     // Signed as legacy IdPs sign, the Response only or with RSA-SHA1:
-    // refused by c; taken by d, which opted in to both.
+    // refused by c; taken by d, which opted in to both. Encrypted by
+    // pysaml2 (xmlsec1) for the key in c's and d's metadata: AES-CBC is
+    // decrypted and signs in (d: with only the Response signed, over the
+    // ciphertext); pysaml2's default 3DES is refused before decrypting.
     for (how, origin, app, accepted) in [
-        ("--response-only", APP_C, "c", false),
-        ("--response-only", APP_D, "d", true),
-        ("--sha1", APP_C, "c", false),
-        ("--sha1", APP_D, "d", true),
+        (&["--response-only"][..], APP_C, "c", false),
+        (&["--response-only"], APP_D, "d", true),
+        (&["--sha1"], APP_C, "c", false),
+        (&["--sha1"], APP_D, "d", true),
+        (&["--encrypt=aes256-cbc"], APP_C, "c", true),
+        (&["--encrypt=aes256-cbc", "--response-only"], APP_D, "d", true),
+        (&["--encrypt=pysaml2-default"], APP_C, "c", false),
     ] {
         let legacy = gw.browser();
         let answer = idp.unsolicited_legacy(&format!("{origin}/_portcullis/saml/metadata"), how);
+        if how.iter().any(|h| h.starts_with("--encrypt")) {
+            let xml = String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(answer["saml_response"].as_str().expect("response"))
+                    .expect("base64"),
+            )
+            .expect("utf8");
+            assert!(
+                xml.contains("EncryptedAssertion") && !xml.contains(":Assertion "),
+                "{how:?}: pysaml2 did not encrypt: {xml}"
+            );
+        }
         let reply = legacy
             .post_form(
                 &format!("{origin}/_portcullis/saml/acs"),
@@ -754,7 +792,7 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
         .into_iter()
         .filter(|l| l.contains("no session created"))
         .collect();
-    assert_eq!(rejections.len(), 4, "{rejections:?}");
+    assert_eq!(rejections.len(), 5, "{rejections:?}");
     // Replayed with the browser's request state: that AuthnRequest has
     // been answered.
     assert!(
@@ -772,6 +810,11 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
     );
     assert!(
         rejections[3].contains("\"app\":\"c\"") && rejections[3].contains("rsa-sha1"),
+        "{rejections:?}"
+    );
+    assert!(
+        rejections[4].contains("\"error.kind\":\"decryption\"")
+            && rejections[4].contains("xmlenc#tripledes-cbc"),
         "{rejections:?}"
     );
 }

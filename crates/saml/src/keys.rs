@@ -190,7 +190,14 @@ impl EncryptionKey {
         self.pair.cert_der()
     }
 
-    pub(crate) fn private_key_pem(&self) -> &[u8] {
+    /// Certificate as PEM.
+    pub fn cert_pem(&self) -> Result<Vec<u8>> {
+        self.pair.cert_pem()
+    }
+
+    /// Private key as PKCS#8 PEM (for persisting generated dev keys; and
+    /// what xmlsec loads).
+    pub fn private_key_pem(&self) -> &[u8] {
         &self.key_pem
     }
 }

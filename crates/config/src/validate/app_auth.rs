@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::locate::Step;
 use crate::model::{
     App, AppAuth, AppIdp, ExternalIdp, Idp, PublicUrl, ServiceProviderConfig, SpAttribute,
-    SpNameIdFormat, UniversalLogoutTrust, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE,
+    SpKeyPair, SpNameIdFormat, UniversalLogoutTrust, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE,
 };
 use crate::raw::{RawAccess, RawApp, RawAppIdp, RawIdp};
 
@@ -79,6 +79,7 @@ impl Validator<'_, '_> {
             app.sp_signing_cert.as_deref(),
             PemKind::Cert,
         );
+        let sp_encryption = self.app_sp_encryption(i, app);
         let session_cookies = self.session_cookies(i, name, app.session_cookie.as_deref(), cookies);
         let session_idle = self.duration(
             &at(i, "session_idle"),
@@ -104,6 +105,7 @@ impl Validator<'_, '_> {
             idp: idp?,
             sp_signing_key: key?,
             sp_signing_cert: cert?,
+            sp_encryption: sp_encryption?,
             entity_id: format!("{url}/_portcullis/saml/metadata"),
             name_id_format: name_id_format?,
             acs_url: format!("{url}/_portcullis/saml/acs"),
@@ -180,6 +182,8 @@ impl Validator<'_, '_> {
             ),
             ("sp_signing_key", app.sp_signing_key.is_some()),
             ("sp_signing_cert", app.sp_signing_cert.is_some()),
+            ("sp_encryption_key", app.sp_encryption_key.is_some()),
+            ("sp_encryption_cert", app.sp_encryption_cert.is_some()),
             ("session_cookie", app.session_cookie.is_some()),
             ("session_idle", app.session_idle.is_some()),
             ("session_max", app.session_max.is_some()),
@@ -247,6 +251,36 @@ impl Validator<'_, '_> {
             Some(file) => Some(self.pem(&at(i, key), file, kind)),
             None => {
                 self.problem(&at(i, "auth"), format!("auth = \"saml\" needs {key}"));
+                None
+            }
+        }
+    }
+
+    /// `sp_encryption_key` and `sp_encryption_cert`: both or neither.
+    /// The outer `None` is a refused pair (reported); that the two match
+    /// is checked where the key is loaded (the gateway's SP).
+    fn app_sp_encryption(&mut self, i: usize, app: &RawApp) -> Option<Option<SpKeyPair>> {
+        match (
+            app.sp_encryption_key.as_deref(),
+            app.sp_encryption_cert.as_deref(),
+        ) {
+            (None, None) => Some(None),
+            (Some(key), Some(cert)) => Some(Some(SpKeyPair {
+                key: self.pem(&at(i, "sp_encryption_key"), key, PemKind::Key),
+                cert: self.pem(&at(i, "sp_encryption_cert"), cert, PemKind::Cert),
+            })),
+            (Some(_), None) => {
+                self.problem(
+                    &at(i, "sp_encryption_key"),
+                    "sp_encryption_key needs sp_encryption_cert",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(
+                    &at(i, "sp_encryption_cert"),
+                    "sp_encryption_cert needs sp_encryption_key",
+                );
                 None
             }
         }
@@ -420,6 +454,13 @@ impl Validator<'_, '_> {
                 .map(|source| SpAttribute::as_named(source))
                 .collect(),
             sign_response: false,
+            // An app that can decrypt gets its assertions encrypted, so
+            // the gateway ↔ embedded IdP path is encrypted end to end.
+            encryption_cert_der: auth.sp_encryption.as_ref().and_then(|pair| {
+                std::fs::read(&pair.cert)
+                    .ok()
+                    .and_then(|pem| certificate_der(&pem).ok())
+            }),
             sign_in_url: Some(app.public.url()),
         })
     }
