@@ -135,6 +135,7 @@ async fn pysaml2_sp_registered(registration: &str) -> (Gateway, Sp) {
     };
     let idp_key = SigningKey::generate_self_signed("interop idp", 2).expect("idp key");
     let sp_key = SigningKey::generate_self_signed("pysaml2 sp", 2).expect("sp key");
+    let sp_enc = EncryptionKey::generate_self_signed("pysaml2 sp encryption", 2).expect("key");
     let script = Script {
         python,
         name: "pysaml2_sp.py",
@@ -145,6 +146,8 @@ async fn pysaml2_sp_registered(registration: &str) -> (Gateway, Sp) {
         "slo_url": SP_SLO,
         "key_file": write("sp-key.pem", &sp_key.key_pem().expect("pem")),
         "cert_file": write("sp.pem", &sp_key.cert_pem().expect("pem")),
+        "enc_key_file": write("sp-enc-key.pem", sp_enc.private_key_pem()),
+        "enc_cert_file": write("sp-enc.pem", &sp_enc.cert_pem().expect("pem")),
     });
     let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
     let sp_metadata = script.stdout(&[
@@ -231,9 +234,11 @@ impl Sp {
 
 #[tokio::test]
 async fn pysaml2_sp_signs_in_through_the_embedded_idp() {
-    // pysaml2 describes itself; the IdP registers it from that file alone.
+    // pysaml2 describes itself; the IdP registers it from that file alone,
+    // encrypting its assertions for the encryption key pysaml2 offers.
     let (gw, sp) = pysaml2_sp_registered(
         "name_id_format = \"emailAddress\"
+encrypt_assertions = true
 attribute_preset = \"oid\"
 attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.department\", { name = \"urn:oid:2.5.4.11\", source = \"profile.department\", friendly_name = \"ou\" }]
 ",
@@ -326,19 +331,28 @@ attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.depa
         "{v}"
     );
 
-    // One altered attribute value breaks the assertion's signature.
+    // What pysaml2 decrypted (its xmlsec1) was sent encrypted: nothing of
+    // the assertion travels in the clear, AES-256-GCM under RSA-OAEP.
     let engine = base64::engine::general_purpose::STANDARD;
     let xml = String::from_utf8(engine.decode(&response).expect("base64")).expect("utf8");
-    assert!(xml.contains(">Baker<"), "{xml}");
-    let tampered = engine.encode(xml.replacen(">Baker<", ">Bakes<", 1));
+    assert!(
+        xml.contains("EncryptedAssertion") && !xml.contains("Baker"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("xmlenc11#aes256-gcm") && xml.contains("xmlenc#rsa-oaep-mgf1p"),
+        "{xml}"
+    );
+    // One altered ciphertext byte fails GCM's tag in pysaml2 too.
+    let at = xml.rfind("<CipherValue>").expect("CipherValue") + "<CipherValue>".len() + 8;
+    let flipped = if &xml[at..at + 1] == "A" { "B" } else { "A" };
+    let tampered = engine.encode(format!("{}{flipped}{}", &xml[..at], &xml[at + 1..]));
     let out = sp.parse_response(&tampered, &request_id);
     assert!(
         !out.status.success(),
         "pysaml2 accepted a tampered response: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("SignatureError"), "{stderr}");
 
     // Single Logout at the IdP reaches pysaml2, which verifies the signed
     // LogoutRequest and answers; the IdP then reports a complete logout.
@@ -682,7 +696,12 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
         (&["--sha1"], APP_C, "c", false),
         (&["--sha1"], APP_D, "d", true),
         (&["--encrypt=aes256-cbc"], APP_C, "c", true),
-        (&["--encrypt=aes256-cbc", "--response-only"], APP_D, "d", true),
+        (
+            &["--encrypt=aes256-cbc", "--response-only"],
+            APP_D,
+            "d",
+            true,
+        ),
         (&["--encrypt=pysaml2-default"], APP_C, "c", false),
     ] {
         let legacy = gw.browser();

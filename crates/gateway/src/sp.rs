@@ -13,9 +13,9 @@ use portcullis_config::{AppAuth, AppIdp, Config, SpNameIdFormat};
 use portcullis_saml::{
     build_logout_request_redirect, build_logout_response_redirect, build_redirect_authn_request,
     cert_der_from_pem, sp_metadata_xml_with_encryption, verify_logout_message, verify_response,
-    AuthnRequestParams, EncryptionKey, Error, Expectations, Jwks, LogoutBinding, LogoutExpectations,
-    LogoutMessage, LogoutRequestParams, LogoutResponseParams, LogoutStatus, NameIdFormat,
-    RedirectRequest, SigningKey, SpConfig, VerifiedAssertion,
+    AuthnRequestParams, EncryptionKey, Error, Expectations, Jwks, LogoutBinding,
+    LogoutExpectations, LogoutMessage, LogoutRequestParams, LogoutResponseParams, LogoutStatus,
+    NameIdFormat, RedirectRequest, SigningKey, SpConfig, VerifiedAssertion,
 };
 
 use crate::error::BuildProblem;
@@ -121,12 +121,7 @@ impl AppSp {
 
     pub(crate) fn metadata(&self) -> Result<String, Error> {
         let formats: Vec<&str> = self.name_id_format.into_iter().collect();
-        sp_metadata_xml_with_encryption(
-            &self.config,
-            &self.key,
-            &formats,
-            self.encryption.as_ref(),
-        )
+        sp_metadata_xml_with_encryption(&self.config, &self.key, &formats, self.encryption.as_ref())
     }
 
     /// A signed HTTP-Redirect AuthnRequest carrying `relay_state`.
