@@ -550,7 +550,7 @@ mod tests {
         let text = format!(
             "{SERVER}{IDP}{}{}{}",
             app("b", "https://b.test/portal", &format!("{SAML}[[app.access]]\npath = \"/admin/\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n")),
-            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\nname_id_format = \"persistent\"\n")),
+            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\nname_id_format = \"persistent\"\nsp_encryption_key = \"certs-dev/sp-signing-key.pem\"\nsp_encryption_cert = \"certs-dev/sp-signing.pem\"\n")),
             app("plain", "https://d.test/", ""),
         );
         let config = parse(&text).expect("valid");
@@ -586,6 +586,9 @@ mod tests {
         // Registered with the format it asks for, so the IdP honours it.
         assert_eq!(sps[0].name_id_format, SpNameIdFormat::EmailAddress);
         assert_eq!(sps[1].name_id_format, SpNameIdFormat::Persistent);
+        // An app that can decrypt is sent encrypted assertions.
+        assert!(b.sp_encryption.is_none() && sps[0].encryption_cert_der.is_none());
+        assert!(c.sp_encryption.is_some() && sps[1].encryption_cert_der.is_some());
     }
 
     #[test]
@@ -598,7 +601,8 @@ mod tests {
         ) + &app("e", "https://e.test/", "session_cookie = \"pc_idp_sid\"\n")
             + &app("f", "https://f.test/", &format!("{SAML}session_cookie = \"pc_idp_sid\"\n"))
             + &app("g", "https://g.test/", "auth = \"saml\"\nidp = \"https://idp.example/metadata.xml\"\n")
-            + &app("h", "https://h.test/", &format!("{SAML}name_id_format = \"x509\"\n"));
+            + &app("h", "https://h.test/", &format!("{SAML}name_id_format = \"x509\"\n"))
+            + &app("i", "https://i.test/", &format!("{SAML}sp_encryption_key = \"certs-dev/sp-signing-key.pem\"\n"));
         let problems = parse(&text).expect_err("invalid").problems;
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         for key in [
@@ -611,6 +615,7 @@ mod tests {
             "app[4].session_cookie",
             "app[5].idp",
             "app[6].name_id_format",
+            "app[7].sp_encryption_key",
         ] {
             assert!(keys.contains(&key), "{key} missing from {problems:?}");
         }
