@@ -636,6 +636,7 @@ fn forged(key: &SigningKey, in_response_to: &str, vary: impl FnOnce(&mut Forge))
             now: forge.issued,
             sign_assertion: forge.signed,
             sign_response: false,
+            encrypt_for: None,
         },
     )
     .expect("forged response");

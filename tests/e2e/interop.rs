@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 
 use base64::Engine as _;
 use http::StatusCode;
-use portcullis_saml::SigningKey;
+use portcullis_saml::{EncryptionKey, SigningKey};
 use serde_json::{json, Value};
 use test_support::browser::{input_value, url_encode, Browser};
 
@@ -135,6 +135,7 @@ async fn pysaml2_sp_registered(registration: &str) -> (Gateway, Sp) {
     };
     let idp_key = SigningKey::generate_self_signed("interop idp", 2).expect("idp key");
     let sp_key = SigningKey::generate_self_signed("pysaml2 sp", 2).expect("sp key");
+    let sp_enc = EncryptionKey::generate_self_signed("pysaml2 sp encryption", 2).expect("key");
     let script = Script {
         python,
         name: "pysaml2_sp.py",
@@ -145,6 +146,8 @@ async fn pysaml2_sp_registered(registration: &str) -> (Gateway, Sp) {
         "slo_url": SP_SLO,
         "key_file": write("sp-key.pem", &sp_key.key_pem().expect("pem")),
         "cert_file": write("sp.pem", &sp_key.cert_pem().expect("pem")),
+        "enc_key_file": write("sp-enc-key.pem", sp_enc.private_key_pem()),
+        "enc_cert_file": write("sp-enc.pem", &sp_enc.cert_pem().expect("pem")),
     });
     let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
     let sp_metadata = script.stdout(&[
@@ -231,9 +234,11 @@ impl Sp {
 
 #[tokio::test]
 async fn pysaml2_sp_signs_in_through_the_embedded_idp() {
-    // pysaml2 describes itself; the IdP registers it from that file alone.
+    // pysaml2 describes itself; the IdP registers it from that file alone,
+    // encrypting its assertions for the encryption key pysaml2 offers.
     let (gw, sp) = pysaml2_sp_registered(
         "name_id_format = \"emailAddress\"
+encrypt_assertions = true
 attribute_preset = \"oid\"
 attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.department\", { name = \"urn:oid:2.5.4.11\", source = \"profile.department\", friendly_name = \"ou\" }]
 ",
@@ -326,19 +331,28 @@ attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.depa
         "{v}"
     );
 
-    // One altered attribute value breaks the assertion's signature.
+    // What pysaml2 decrypted (its xmlsec1) was sent encrypted: nothing of
+    // the assertion travels in the clear, AES-256-GCM under RSA-OAEP.
     let engine = base64::engine::general_purpose::STANDARD;
     let xml = String::from_utf8(engine.decode(&response).expect("base64")).expect("utf8");
-    assert!(xml.contains(">Baker<"), "{xml}");
-    let tampered = engine.encode(xml.replacen(">Baker<", ">Bakes<", 1));
+    assert!(
+        xml.contains("EncryptedAssertion") && !xml.contains("Baker"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("xmlenc11#aes256-gcm") && xml.contains("xmlenc#rsa-oaep-mgf1p"),
+        "{xml}"
+    );
+    // One altered ciphertext byte fails GCM's tag in pysaml2 too.
+    let at = xml.rfind("<CipherValue>").expect("CipherValue") + "<CipherValue>".len() + 8;
+    let flipped = if &xml[at..at + 1] == "A" { "B" } else { "A" };
+    let tampered = engine.encode(format!("{}{flipped}{}", &xml[..at], &xml[at + 1..]));
     let out = sp.parse_response(&tampered, &request_id);
     assert!(
         !out.status.success(),
         "pysaml2 accepted a tampered response: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("SignatureError"), "{stderr}");
 
     // Single Logout at the IdP reaches pysaml2, which verifies the signed
     // LogoutRequest and answers; the IdP then reports a complete logout.
@@ -415,17 +429,14 @@ impl PyIdp {
         ])
     }
 
-    /// An unsolicited Response signed as legacy IdPs sign: `how` is
-    /// `--response-only` (the Response, not the Assertion) or `--sha1`.
-    fn unsolicited_legacy(&self, sp_entity_id: &str, how: &str) -> Value {
-        self.script.json(&[
-            "unsolicited",
-            "--config",
-            &self.config_arg(),
-            "--sp",
-            sp_entity_id,
-            how,
-        ])
+    /// An unsolicited Response signed as legacy IdPs sign, or encrypted:
+    /// `how` is any of `--response-only` (the Response, not the
+    /// Assertion), `--sha1`, `--encrypt=<cipher>`.
+    fn unsolicited_legacy(&self, sp_entity_id: &str, how: &[&str]) -> Value {
+        let config = self.config_arg();
+        let mut args = vec!["unsolicited", "--config", &config, "--sp", sp_entity_id];
+        args.extend_from_slice(how);
+        self.script.json(&args)
     }
 }
 
@@ -528,6 +539,17 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
     // b.test: SP-initiated only, /finance for the finance group, /admin for
     // admins. c.test: also takes IdP-initiated responses. d.test: like c,
     // with the legacy opt-ins for Response-only and SHA-1 signatures.
+    // c and d publish an encryption key, so pysaml2 can encrypt for them.
+    let enc = EncryptionKey::generate_self_signed("gateway sp encryption", 2).expect("key");
+    let encryption = format!(
+        "sp_encryption_key = \"{}\"\nsp_encryption_cert = \"{}\"\n",
+        fixture
+            .write("sp-enc-key.pem", enc.private_key_pem())
+            .display(),
+        fixture
+            .write("sp-enc.pem", &enc.cert_pem().expect("pem"))
+            .display(),
+    );
     let config = format!(
         "{}{}{}",
         fixture.app(
@@ -537,17 +559,29 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
             "[[app.access]]\npath = \"/finance\"\npolicy = \"groups\"\ngroups = [\"finance\"]\n\
 [[app.access]]\npath = \"/admin\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n"
         ),
-        fixture.app("c", APP_C, "", "allow_idp_initiated = true\n"),
+        fixture.app(
+            "c",
+            APP_C,
+            "",
+            &format!("allow_idp_initiated = true\n{encryption}")
+        ),
         fixture.app(
             "d",
             APP_D,
             "want_assertions_signed = false, allow_sha1 = true, ",
-            "allow_idp_initiated = true\n"
+            &format!("allow_idp_initiated = true\n{encryption}")
         ),
     );
     let gw = Gateway::start("", &config);
     let b = gw.browser();
-    fixture.learn_sps(&b, &[APP_B, APP_C, APP_D], |_| {}).await;
+    // Only the apps with an encryption key offer one.
+    fixture
+        .learn_sps(&b, &[APP_B, APP_C, APP_D], |meta| {
+            let offers = meta.contains("use=\"encryption\"");
+            let is_b = meta.contains(&format!("entityID=\"{APP_B}/"));
+            assert_eq!(offers, !is_b, "{meta}");
+        })
+        .await;
     let idp = &fixture.idp;
 
     // A deep link goes to pysaml2's SSO endpoint with a signed request.
@@ -652,15 +686,38 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
     assert_eq!(home.echoed("x-portcullis-user"), ["dana@example.org"]);
 
     // Signed as legacy IdPs sign, the Response only or with RSA-SHA1:
-    // refused by c; taken by d, which opted in to both.
+    // refused by c; taken by d, which opted in to both. Encrypted by
+    // pysaml2 (xmlsec1) for the key in c's and d's metadata: AES-CBC is
+    // decrypted and signs in (d: with only the Response signed, over the
+    // ciphertext); pysaml2's default 3DES is refused before decrypting.
     for (how, origin, app, accepted) in [
-        ("--response-only", APP_C, "c", false),
-        ("--response-only", APP_D, "d", true),
-        ("--sha1", APP_C, "c", false),
-        ("--sha1", APP_D, "d", true),
+        (&["--response-only"][..], APP_C, "c", false),
+        (&["--response-only"], APP_D, "d", true),
+        (&["--sha1"], APP_C, "c", false),
+        (&["--sha1"], APP_D, "d", true),
+        (&["--encrypt=aes256-cbc"], APP_C, "c", true),
+        (
+            &["--encrypt=aes256-cbc", "--response-only"],
+            APP_D,
+            "d",
+            true,
+        ),
+        (&["--encrypt=pysaml2-default"], APP_C, "c", false),
     ] {
         let legacy = gw.browser();
         let answer = idp.unsolicited_legacy(&format!("{origin}/_portcullis/saml/metadata"), how);
+        if how.iter().any(|h| h.starts_with("--encrypt")) {
+            let xml = String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(answer["saml_response"].as_str().expect("response"))
+                    .expect("base64"),
+            )
+            .expect("utf8");
+            assert!(
+                xml.contains("EncryptedAssertion") && !xml.contains(":Assertion "),
+                "{how:?}: pysaml2 did not encrypt: {xml}"
+            );
+        }
         let reply = legacy
             .post_form(
                 &format!("{origin}/_portcullis/saml/acs"),
@@ -754,7 +811,7 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
         .into_iter()
         .filter(|l| l.contains("no session created"))
         .collect();
-    assert_eq!(rejections.len(), 4, "{rejections:?}");
+    assert_eq!(rejections.len(), 5, "{rejections:?}");
     // Replayed with the browser's request state: that AuthnRequest has
     // been answered.
     assert!(
@@ -772,6 +829,11 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
     );
     assert!(
         rejections[3].contains("\"app\":\"c\"") && rejections[3].contains("rsa-sha1"),
+        "{rejections:?}"
+    );
+    assert!(
+        rejections[4].contains("\"error.kind\":\"decryption\"")
+            && rejections[4].contains("xmlenc#tripledes-cbc"),
         "{rejections:?}"
     );
 }

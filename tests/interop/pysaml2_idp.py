@@ -17,8 +17,13 @@ carries messages between the gateway and this IdP.
       both entity ids). Prints {"acs_url", "saml_response", "relay_state",
       "request_id", "sp", "name_id_policy": {"format", "allow_create"}}.
 
-  unsolicited --config CONFIG --sp ENTITY_ID
-      An IdP-initiated response (no AuthnRequest) to the SP's ACS.
+  unsolicited --config CONFIG --sp ENTITY_ID [--response-only] [--sha1]
+              [--encrypt CIPHER]
+      An IdP-initiated response (no AuthnRequest) to the SP's ACS. With
+      --encrypt, pysaml2 encrypts the assertion (xmlsec1, RSA-OAEP key
+      transport) for the encryption certificate in the SP's metadata;
+      CIPHER is "pysaml2-default" (what pysaml2 uses unless told:
+      3DES-CBC) or "aes256-cbc".
 
   logout-request --config CONFIG --sp ENTITY_ID --name-id NAME_ID
       An IdP-initiated Single Logout: a signed Redirect LogoutRequest to the
@@ -103,6 +108,35 @@ def metadata(args):
     sys.stdout.write(xml.decode() if isinstance(xml, bytes) else xml)
 
 
+# pysaml2's choice of content cipher and xmlsec1 session key, by name.
+CIPHERS = {
+    "pysaml2-default": None,
+    "aes256-cbc": ("http://www.w3.org/2001/04/xmlenc#aes256-cbc", "aes-256"),
+}
+
+
+def use_cipher(name):
+    """pysaml2 has no setting for the content cipher (it encrypts with
+    3DES-CBC and a des-192 session key); operators who want AES patch
+    both in, as here."""
+    import functools
+
+    import saml2.entity
+    import saml2.sigver
+
+    choice = CIPHERS[name]
+    if choice is None:
+        return
+    uri, session_key = choice
+    saml2.entity.pre_encryption_part = functools.partial(saml2.sigver.pre_encryption_part, msg_enc=uri)
+    original = saml2.sigver.SecurityContext.encrypt_assertion
+
+    def encrypt_assertion(self, statement, enc_key, template, key_type="des-192", node_xpath=None):
+        return original(self, statement, enc_key, template, key_type=session_key, node_xpath=node_xpath)
+
+    saml2.sigver.SecurityContext.encrypt_assertion = encrypt_assertion
+
+
 def signed_response(
     idp,
     cfg,
@@ -112,6 +146,7 @@ def signed_response(
     policy_format=None,
     response_only=False,
     sha1=False,
+    encrypt=None,
 ):
     from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NAMEID_FORMAT_PERSISTENT, NameID
     from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
@@ -141,6 +176,7 @@ def signed_response(
         # sha1: how legacy IdPs still sign.
         sign_alg=SIG_RSA_SHA1 if sha1 else SIG_RSA_SHA256,
         digest_alg=DIGEST_SHA1 if sha1 else DIGEST_SHA256,
+        encrypt_assertion=encrypt is not None,
     )
     return base64.b64encode(str(response).encode()).decode()
 
@@ -191,8 +227,17 @@ def unsolicited(args):
     idp = server(cfg)
     try:
         acs_url = idp.metadata.assertion_consumer_service(args.sp)[0]["location"]
+        if args.encrypt is not None:
+            use_cipher(args.encrypt)
         saml_response = signed_response(
-            idp, cfg, args.sp, acs_url, None, response_only=args.response_only, sha1=args.sha1
+            idp,
+            cfg,
+            args.sp,
+            acs_url,
+            None,
+            response_only=args.response_only,
+            sha1=args.sha1,
+            encrypt=args.encrypt,
         )
     except Exception as e:
         print(f"pysaml2 IdP failed: {type(e).__name__}: {e}", file=sys.stderr)
@@ -321,6 +366,7 @@ def main():
     uns.add_argument("--sp", required=True)
     uns.add_argument("--response-only", action="store_true")
     uns.add_argument("--sha1", action="store_true")
+    uns.add_argument("--encrypt", choices=sorted(CIPHERS))
     uns.set_defaults(run=unsolicited)
     lreq = sub.add_parser("logout-request")
     lreq.add_argument("--config", required=True)

@@ -29,7 +29,9 @@ Four sub-commands, each a one-shot process (no server):
       {"location", "name_id", "name_id_format", "session_indexes"}.
 
 CONFIG is a JSON file: {"entity_id", "acs_url", "slo_url", "key_file",
-"cert_file", "idp_metadata"}.
+"cert_file", "idp_metadata", "enc_key_file", "enc_cert_file"}. With the
+last two, the metadata offers that encryption key and parse-response
+decrypts EncryptedAssertions with it (pysaml2's xmlsec1 backend).
 """
 
 import argparse
@@ -56,6 +58,11 @@ def client(cfg):
             "xmlsec_binary": xmlsec,
             "metadata": {"local": [cfg["idp_metadata"]]} if "idp_metadata" in cfg else {},
             "allow_unknown_attributes": True,
+            "encryption_keypairs": [
+                {"key_file": cfg["enc_key_file"], "cert_file": cfg["enc_cert_file"]}
+            ]
+            if "enc_key_file" in cfg
+            else [],
             "service": {
                 "sp": {
                     "endpoints": {

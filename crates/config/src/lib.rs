@@ -26,7 +26,7 @@ pub use model::{
     AppIdp, Builtin, Cluster, ClusterMode, Config, ErrorPage, ExternalIdp, Health, Idp, IdpAdmin,
     IdpSaml, InjectRule, InjectSource, InjectTarget, LoadBalancing, LogFormat, Logging, MultiValue,
     OnStoreError, PasswordError, PeerUrl, PublicUrl, RedisConfig, RedisEndpoints, RedisPassword,
-    Server, ServiceProviderConfig, SpAttribute, SpAttributeNameFormat, SpNameIdFormat,
+    Server, ServiceProviderConfig, SpAttribute, SpAttributeNameFormat, SpKeyPair, SpNameIdFormat,
     StoreKeyError, Timeouts, TlsFiles, UniversalLogoutTrust, Upstream, UpstreamTarget,
     ValueEncoding, DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES,
     DEFAULT_REDIS_COMMAND_TIMEOUT, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX,

@@ -41,6 +41,9 @@ pub struct SpMetadata {
     pub signing_certs_der: Vec<Vec<u8>>,
     /// `AuthnRequestsSigned="true"`: unsigned requests are refused.
     pub authn_requests_signed: bool,
+    /// DER of the certificates assertions may be encrypted for
+    /// (`use="encryption"` KeyDescriptors, and those without `use`).
+    pub encryption_certs_der: Vec<Vec<u8>>,
 }
 
 /// Why a metadata document was refused.

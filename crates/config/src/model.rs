@@ -470,6 +470,10 @@ pub struct ServiceProviderConfig {
     pub attributes: Vec<SpAttribute>,
     /// Sign the Response as well as the (always signed) Assertion.
     pub sign_response: bool,
+    /// `encrypt_assertions = true`: the DER certificate assertions are
+    /// encrypted for (the SP metadata's encryption key, or
+    /// `encryption_cert`). `None` sends assertions in the clear.
+    pub encryption_cert_der: Option<Vec<u8>>,
     /// Where a person starts signing in to it: a gateway app's public URL
     /// (its sign-in is SP-initiated: it refuses an unsolicited assertion).
     /// `None` for `[[idp.service_provider]]`s, which the launcher signs in
@@ -627,6 +631,11 @@ pub struct AppAuth {
     /// The SP's key for signing AuthnRequests, and its certificate.
     pub sp_signing_key: PathBuf,
     pub sp_signing_cert: PathBuf,
+    /// The SP's encryption key pair (`sp_encryption_key`,
+    /// `sp_encryption_cert`): published in its metadata, and the key
+    /// EncryptedAssertions are decrypted with. `None`: encrypted
+    /// assertions are refused.
+    pub sp_encryption: Option<SpKeyPair>,
     /// `{origin}{prefix}/_portcullis/saml/metadata`.
     pub entity_id: String,
     /// The NameID format the SP asks for (AuthnRequest NameIDPolicy, SP
@@ -672,6 +681,13 @@ pub struct AppAuth {
     /// Where the signed-out page sends the browser instead (an absolute
     /// URL or an app path, e.g. the app's own logout page).
     pub post_logout_url: Option<String>,
+}
+
+/// A PEM private key file and its PEM certificate file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpKeyPair {
+    pub key: PathBuf,
+    pub cert: PathBuf,
 }
 
 /// Default `max_identity_bytes`: well under the 8 KiB head limit common

@@ -82,6 +82,8 @@ pub struct RawApp {
     pub universal_logout_jwks_file: Option<String>,
     pub sp_signing_key: Option<String>,
     pub sp_signing_cert: Option<String>,
+    pub sp_encryption_key: Option<String>,
+    pub sp_encryption_cert: Option<String>,
     pub session_cookie: Option<String>,
     pub session_idle: Option<String>,
     pub session_max: Option<String>,
@@ -208,6 +210,8 @@ pub struct RawServiceProvider {
     pub attributes: Option<Vec<RawSpAttribute>>,
     pub attribute_preset: Option<String>,
     pub sign_response: Option<bool>,
+    pub encrypt_assertions: Option<bool>,
+    pub encryption_cert: Option<String>,
 }
 
 /// One entry of an SP's `attributes`: a user field by its own name, or a

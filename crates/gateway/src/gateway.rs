@@ -96,7 +96,15 @@ impl Gateway {
                 Ok(sp) => {
                     sps.insert(app.name.clone(), Arc::new(sp));
                 }
-                Err(problem) => errors.push(fail("sp_signing_key", problem)),
+                Err(problem) => {
+                    let key = match &problem {
+                        BuildProblem::Key { what, .. } if what.starts_with("sp_encryption") => {
+                            "sp_encryption_key"
+                        }
+                        _ => "sp_signing_key",
+                    };
+                    errors.push(fail(key, problem))
+                }
             }
             match app_trust(auth, embedded) {
                 Ok(Some(t)) => {

@@ -12,10 +12,10 @@ use std::time::Duration;
 use portcullis_config::{AppAuth, AppIdp, Config, SpNameIdFormat};
 use portcullis_saml::{
     build_logout_request_redirect, build_logout_response_redirect, build_redirect_authn_request,
-    cert_der_from_pem, sp_metadata_xml_with_formats, verify_logout_message, verify_response,
-    AuthnRequestParams, Error, Expectations, Jwks, LogoutBinding, LogoutExpectations,
-    LogoutMessage, LogoutRequestParams, LogoutResponseParams, LogoutStatus, NameIdFormat,
-    RedirectRequest, SigningKey, SpConfig, VerifiedAssertion,
+    cert_der_from_pem, sp_metadata_xml_with_encryption, verify_logout_message, verify_response,
+    AuthnRequestParams, EncryptionKey, Error, Expectations, Jwks, LogoutBinding,
+    LogoutExpectations, LogoutMessage, LogoutRequestParams, LogoutResponseParams, LogoutStatus,
+    NameIdFormat, RedirectRequest, SigningKey, SpConfig, VerifiedAssertion,
 };
 
 use crate::error::BuildProblem;
@@ -32,6 +32,9 @@ pub(crate) struct AppSp {
     /// The NameID format URI the app asks for (`name_id_format`), if any.
     name_id_format: Option<&'static str>,
     key: SigningKey,
+    /// `sp_encryption_key`: published in the metadata, and what
+    /// EncryptedAssertions are decrypted with.
+    encryption: Option<EncryptionKey>,
     jwks: Jwks,
     idp_sso_url: String,
     /// The IdP's SingleLogoutService; `None` when it has none.
@@ -53,6 +56,17 @@ impl AppSp {
                 what: "sp_signing_key/sp_signing_cert",
                 source,
             })?;
+        let encryption = match &auth.sp_encryption {
+            Some(pair) => Some(
+                EncryptionKey::from_pem(&read(&pair.key)?, &read(&pair.cert)?).map_err(
+                    |source| BuildProblem::Key {
+                        what: "sp_encryption_key/sp_encryption_cert",
+                        source,
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let (response_signature_suffices, sha1_accepted) = match &auth.idp {
             AppIdp::Embedded => (false, false),
             AppIdp::External(external) => (!external.want_assertions_signed, external.allow_sha1),
@@ -94,6 +108,7 @@ impl AppSp {
             },
             name_id_format: auth.name_id_format.map(|f| name_id_format_uri(f).uri()),
             key,
+            encryption,
             jwks,
             idp_sso_url,
             idp_slo_url,
@@ -106,7 +121,7 @@ impl AppSp {
 
     pub(crate) fn metadata(&self) -> Result<String, Error> {
         let formats: Vec<&str> = self.name_id_format.into_iter().collect();
-        sp_metadata_xml_with_formats(&self.config, &self.key, &formats)
+        sp_metadata_xml_with_encryption(&self.config, &self.key, &formats, self.encryption.as_ref())
     }
 
     /// A signed HTTP-Redirect AuthnRequest carrying `relay_state`.
@@ -147,6 +162,7 @@ impl AppSp {
         );
         expect.allow_signed_response_instead_of_assertion = self.response_signature_suffices;
         expect.allow_sha1 = self.sha1_accepted;
+        expect.decryption_key = self.encryption.clone();
         verify_response(saml_response, &expect, chrono::Utc::now())
     }
 

@@ -164,6 +164,7 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
                 })
                 .collect(),
             sign_response: sp.sign_response,
+            encryption_cert_der: sp.encryption_cert_der.clone(),
             sign_in_url: sp.sign_in_url.clone(),
         });
     }

@@ -26,6 +26,7 @@ impl MetadataReader for SamlMetadata {
             slo_url: parsed.slo_url,
             signing_certs_der: parsed.signing_certs_der,
             authn_requests_signed: parsed.authn_requests_signed,
+            encryption_certs_der: parsed.encryption_certs_der,
         })
     }
 }

@@ -74,6 +74,7 @@ fn sso(c: &mut Criterion) {
             now,
             sign_assertion: true,
             sign_response: false,
+            encrypt_for: None,
         };
         build_response(&idp, &key, &params).expect("response")
     };
@@ -199,6 +200,7 @@ fn attacker_response(
         now,
         sign_assertion: true,
         sign_response: false,
+        encrypt_for: None,
     };
     build_response(idp, attacker, &params)
         .expect("response")

@@ -62,6 +62,38 @@ impl fmt::Display for ConditionFailure {
     }
 }
 
+/// Why an `EncryptedAssertion` was refused before or while decrypting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecryptionFailure {
+    /// A key transport or content algorithm outside the allowlist (RSA
+    /// PKCS#1 v1.5 among them: a padding oracle). Carries its URI.
+    Algorithm(String),
+    /// Not the one shape accepted: one EncryptedData, one EncryptedKey,
+    /// ciphertext inline (no CipherReference), no key agreement.
+    Shape(&'static str),
+    /// The EncryptedKey does not decrypt with the SP's key (another
+    /// recipient's, or tampered).
+    KeyTransport,
+    /// The content does not decrypt (tampered ciphertext, failed GCM tag,
+    /// bad CBC padding) or its key has the wrong size.
+    Content,
+    /// The plaintext is not exactly one `saml:Assertion` element.
+    Plaintext(&'static str),
+}
+
+impl fmt::Display for DecryptionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Algorithm(uri) => write!(f, "algorithm not allowed: {uri}"),
+            Self::Shape(what) => write!(f, "unexpected shape: {what}"),
+            Self::KeyTransport => f.write_str("EncryptedKey does not decrypt with the SP key"),
+            Self::Content => f.write_str("EncryptedData does not decrypt"),
+            Self::Plaintext(what) => write!(f, "decrypted content refused: {what}"),
+        }
+    }
+}
+
 /// Which structural limit of the XML pre-scan a document exceeded, with
 /// the limit (see `XmlLimits`). Checked before any other parser runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +138,8 @@ pub enum Error {
     Binding(String),
     #[error("SAML signature rejected: {0}")]
     Signature(SignatureFailure),
+    #[error("SAML EncryptedAssertion refused: {0}")]
+    Decryption(DecryptionFailure),
     #[error("SAML condition failed: {0}")]
     Condition(ConditionFailure),
     /// Top-level StatusCode was not Success (carries the code URI).
@@ -120,7 +154,8 @@ pub enum Error {
     Issuer { found: Option<String> },
     #[error("SAML InResponseTo mismatch (found {found:?})")]
     InResponseTo { found: Option<String> },
-    /// Valid SAML this increment does not handle (e.g. EncryptedAssertion).
+    /// Valid SAML this SP does not handle (e.g. an EncryptedAssertion for
+    /// an app without an encryption key).
     #[error("unsupported SAML feature: {0}")]
     Unsupported(&'static str),
     /// Loading or generating keys/certificates failed.
@@ -140,6 +175,7 @@ impl Error {
             Self::Xml(_) => "xml",
             Self::Binding(_) => "binding",
             Self::Signature(_) => "signature",
+            Self::Decryption(_) => "decryption",
             Self::Condition(_) => "condition",
             Self::Status { .. } => "status",
             Self::Audience => "audience",

@@ -137,6 +137,7 @@ pub fn idp_metadata_xml(cfg: &IdpConfig, key: &SigningKey) -> Result<String> {
         &metadata::Role {
             element: "IDPSSODescriptor",
             flags: &[("WantAuthnRequestsSigned", true)],
+            encryption_cert_der: None,
             slo_url: &cfg.slo_url,
             name_id_formats: &formats,
             endpoints: &[
@@ -184,6 +185,10 @@ pub struct ResponseParams<'a> {
     pub sign_assertion: bool,
     /// Additionally sign the enclosing Response.
     pub sign_response: bool,
+    /// The SP's encryption certificate (DER): the signed assertion is
+    /// sent as an EncryptedAssertion for it (AES-256-GCM content,
+    /// RSA-OAEP key transport). `None` sends it in the clear.
+    pub encrypt_for: Option<&'a [u8]>,
 }
 
 /// A built Response with the ids the caller may want to log.
@@ -336,6 +341,23 @@ pub fn build_response(
     } else {
         assertion_xml
     };
+    // Signed first, then encrypted (the signature travels inside the
+    // ciphertext), then the Response signed over the ciphertext.
+    let assertion_xml = match p.encrypt_for {
+        Some(cert_der) => {
+            let encrypted = samael::crypto::xmlenc::encrypt_root(
+                &assertion_xml,
+                cert_der,
+                samael::crypto::xmlenc::ContentCipher::Aes256Gcm,
+            )
+            .map_err(|e| Error::build(format!("encrypting assertion: {e}")))?;
+            format!(
+                "<saml2:EncryptedAssertion xmlns:saml2=\"{}\">{encrypted}</saml2:EncryptedAssertion>",
+                crate::xml_guard::NS_ASSERTION
+            )
+        }
+        None => assertion_xml,
+    };
 
     // Serialize the Response without the assertion and splice the signed
     // assertion in: samael's signer signs only the first Signature it finds,
@@ -373,7 +395,13 @@ pub fn build_response(
     } else {
         xml
     };
-    tracing::debug!(%response_id, %assertion_id, sp = p.sp_entity_id, "issued SAML response");
+    tracing::debug!(
+        %response_id,
+        %assertion_id,
+        sp = p.sp_entity_id,
+        encrypted = p.encrypt_for.is_some(),
+        "issued SAML response"
+    );
     Ok(IssuedResponse {
         xml,
         response_id,

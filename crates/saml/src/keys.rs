@@ -142,6 +142,66 @@ impl SigningKey {
     }
 }
 
+/// An SP's RSA key pair for XML Encryption: its certificate goes into the
+/// SP metadata as `<KeyDescriptor use="encryption">`, its private key
+/// unwraps the content keys of EncryptedAssertions. Kept apart from the
+/// signing key so an operator can roll one without the other.
+#[derive(Clone)]
+pub struct EncryptionKey {
+    pair: SigningKey,
+    /// PKCS#8 PEM of the private key: what xmlsec loads.
+    key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey { .. }")
+    }
+}
+
+/// RSA-OAEP with a smaller modulus is no longer considered safe.
+const MIN_ENCRYPTION_KEY_BITS: u32 = 2048;
+
+impl EncryptionKey {
+    /// Load a PEM RSA private key (PKCS#1 or PKCS#8) and its PEM
+    /// certificate; refuses a mismatched pair and keys under 2048 bits.
+    pub fn from_pem(key_pem: &[u8], cert_pem: &[u8]) -> Result<Self> {
+        Self::from_pair(SigningKey::from_pem(key_pem, cert_pem)?)
+    }
+
+    /// A fresh RSA-2048 pair with a self-signed certificate (tests, dev).
+    pub fn generate_self_signed(common_name: &str, days: u32) -> Result<Self> {
+        Self::from_pair(SigningKey::generate_self_signed(common_name, days)?)
+    }
+
+    fn from_pair(pair: SigningKey) -> Result<Self> {
+        let bits = pair.private_key().bits();
+        if bits < MIN_ENCRYPTION_KEY_BITS {
+            return Err(Error::key(format!(
+                "encryption key has {bits} bits; at least {MIN_ENCRYPTION_KEY_BITS} are needed"
+            )));
+        }
+        let key_pem = pair.key_pem()?;
+        Ok(Self { pair, key_pem })
+    }
+
+    /// Certificate as DER (what the metadata publishes).
+    pub fn cert_der(&self) -> Result<Vec<u8>> {
+        self.pair.cert_der()
+    }
+
+    /// Certificate as PEM.
+    pub fn cert_pem(&self) -> Result<Vec<u8>> {
+        self.pair.cert_pem()
+    }
+
+    /// Private key as PKCS#8 PEM (for persisting generated dev keys; and
+    /// what xmlsec loads).
+    pub fn private_key_pem(&self) -> &[u8] {
+        &self.key_pem
+    }
+}
+
 /// A key's public half for JWT verifiers (`/oauth2/v1/keys`, `/_portcullis/jwks`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Jwks {

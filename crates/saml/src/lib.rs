@@ -26,7 +26,7 @@ pub mod sp;
 mod xml_guard;
 
 pub use binding::SIG_ALG_RSA_SHA256;
-pub use error::{ConditionFailure, Error, Result, SignatureFailure, XmlLimit};
+pub use error::{ConditionFailure, DecryptionFailure, Error, Result, SignatureFailure, XmlLimit};
 pub use idp::{
     build_response, build_status_response, idp_metadata_xml, parse_authn_request_post,
     parse_authn_request_redirect, post_request_is_signed, AttributeNameFormat, AuthnContextClass,
@@ -34,7 +34,7 @@ pub use idp::{
     StatusParams, StatusResponse, STATUS_INVALID_NAME_ID_POLICY, STATUS_NO_PASSIVE,
     STATUS_REQUESTER, STATUS_REQUEST_DENIED, STATUS_RESPONDER,
 };
-pub use keys::{cert_der_from_pem, Jwks, SigningKey};
+pub use keys::{cert_der_from_pem, EncryptionKey, Jwks, SigningKey};
 pub use logout::{
     build_logout_request_post, build_logout_request_redirect, build_logout_response_post,
     build_logout_response_redirect, parse_logout_request_post, parse_logout_request_redirect,
@@ -44,7 +44,8 @@ pub use logout::{
 pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};
 pub use peer_logout::{verify_logout_message, LogoutBinding, LogoutExpectations, LogoutMessage};
 pub use sp::{
-    build_redirect_authn_request, sp_metadata_xml, sp_metadata_xml_with_formats, verify_response,
-    AuthnRequestParams, Expectations, RedirectRequest, SpConfig, VerifiedAssertion,
+    build_redirect_authn_request, sp_metadata_xml, sp_metadata_xml_with_encryption,
+    sp_metadata_xml_with_formats, verify_response, AuthnRequestParams, Expectations,
+    RedirectRequest, SpConfig, VerifiedAssertion,
 };
 pub use xml_guard::XmlLimits;

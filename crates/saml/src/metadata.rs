@@ -26,7 +26,21 @@ pub(crate) struct Role<'a> {
     pub name_id_formats: &'a [&'a str],
     /// (element, binding, location) for SSO / ACS endpoints.
     pub endpoints: &'a [(&'a str, &'a str, &'a str)],
+    /// DER certificate published as `<KeyDescriptor use="encryption">`.
+    pub encryption_cert_der: Option<&'a [u8]>,
 }
+
+/// What an encrypting peer may use, in order of preference (metadata
+/// §2.4.1.1: a sender picks from these). GCM first: CBC is accepted for
+/// the IdPs that only do CBC, but it is malleable.
+pub(crate) const ENCRYPTION_METHODS: &[&str] = &[
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+    "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+    "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+];
 
 pub(crate) fn entity_descriptor(
     entity_id: &str,
@@ -59,6 +73,17 @@ pub(crate) fn entity_descriptor(
     }
     w(&mut x, format_args!(">"))?;
     w(&mut x, format_args!("<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"))?;
+    if let Some(der) = role.encryption_cert_der {
+        let cert = binding::base64_encode(der);
+        w(&mut x, format_args!("<md:KeyDescriptor use=\"encryption\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"))?;
+        for method in ENCRYPTION_METHODS {
+            w(
+                &mut x,
+                format_args!("<md:EncryptionMethod Algorithm=\"{method}\"/>"),
+            )?;
+        }
+        w(&mut x, format_args!("</md:KeyDescriptor>"))?;
+    }
     for b in [HTTP_REDIRECT, HTTP_POST] {
         w(
             &mut x,

@@ -45,6 +45,10 @@ pub struct SpMetadata {
     pub signing_certs_der: Vec<Vec<u8>>,
     pub authn_requests_signed: bool,
     pub name_id_formats: Vec<String>,
+    /// DER of the certificates to encrypt assertions for: from
+    /// `<KeyDescriptor use="encryption">` and from KeyDescriptors without
+    /// `use` (which serve both), in document order.
+    pub encryption_certs_der: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +64,7 @@ struct Role {
     found: bool,
     flags: Vec<(String, bool)>,
     certs: Vec<Vec<u8>>,
+    encryption_certs: Vec<Vec<u8>>,
     sso: Vec<Endpoint>,
     slo: Vec<Endpoint>,
     acs: Vec<Endpoint>,
@@ -122,6 +127,7 @@ pub fn parse_sp_metadata(xml: &str) -> Result<SpMetadata> {
         signing_certs_der: role.certs,
         authn_requests_signed,
         name_id_formats: role.name_id_formats,
+        encryption_certs_der: role.encryption_certs,
     })
 }
 
@@ -179,9 +185,16 @@ fn xml_bool(value: &str) -> bool {
 enum Inside {
     Elsewhere,
     Role,
-    SigningKey,
-    Certificate,
+    /// A KeyDescriptor: what its certificate may be used for.
+    Key(KeyUse),
+    Certificate(KeyUse),
     NameIdFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyUse {
+    signing: bool,
+    encryption: bool,
 }
 
 fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
@@ -203,14 +216,14 @@ fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
             Event::Empty(s) => (s, true),
             Event::Text(t) => {
                 let state = stack.last().map_or(Inside::Elsewhere, |s| s.0);
-                if matches!(state, Inside::Certificate | Inside::NameIdFormat) {
+                if matches!(state, Inside::Certificate(_) | Inside::NameIdFormat) {
                     text.push_str(&t.decode().map_err(Error::xml)?);
                 }
                 continue;
             }
             Event::GeneralRef(r) => {
                 let state = stack.last().map_or(Inside::Elsewhere, |s| s.0);
-                if matches!(state, Inside::Certificate | Inside::NameIdFormat) {
+                if matches!(state, Inside::Certificate(_) | Inside::NameIdFormat) {
                     let name = r.decode().map_err(Error::xml)?;
                     let resolved = quick_xml::escape::resolve_predefined_entity(&name)
                         .ok_or_else(|| Error::Xml(format!("unknown entity &{name};")))?;
@@ -223,7 +236,7 @@ fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
                     if at == depth && stack.len() > 1 {
                         stack.pop();
                         match state {
-                            Inside::Certificate => {
+                            Inside::Certificate(key_use) => {
                                 let compact: String =
                                     text.split_whitespace().collect::<Vec<_>>().concat();
                                 let pem = format!(
@@ -232,7 +245,10 @@ fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
                                 let der = cert_der_from_pem(pem.as_bytes()).map_err(|e| {
                                     Error::Xml(format!("unreadable X509Certificate: {e}"))
                                 })?;
-                                if !role.certs.contains(&der) {
+                                if key_use.encryption && !role.encryption_certs.contains(&der) {
+                                    role.encryption_certs.push(der.clone());
+                                }
+                                if key_use.signing && !role.certs.contains(&der) {
                                     role.certs.push(der);
                                 }
                             }
@@ -286,11 +302,21 @@ fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
             Inside::Role if ns_is(&ns, NS_MD) => match local.as_str() {
                 // A KeyDescriptor without `use` serves both signing and encryption.
                 "KeyDescriptor" => {
-                    if attr(&start, "use")?.as_deref() != Some("encryption") {
-                        enter(&mut stack, Inside::SigningKey);
-                    } else {
-                        enter(&mut stack, Inside::Elsewhere);
-                    }
+                    let key_use = match attr(&start, "use")?.as_deref() {
+                        Some("encryption") => KeyUse {
+                            signing: false,
+                            encryption: true,
+                        },
+                        Some("signing") => KeyUse {
+                            signing: true,
+                            encryption: false,
+                        },
+                        _ => KeyUse {
+                            signing: true,
+                            encryption: true,
+                        },
+                    };
+                    enter(&mut stack, Inside::Key(key_use));
                 }
                 "SingleSignOnService" => role.sso.push(endpoint(&start)?),
                 "SingleLogoutService" => role.slo.push(endpoint(&start)?),
@@ -299,9 +325,9 @@ fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
                 _ => enter(&mut stack, Inside::Elsewhere),
             },
             Inside::Role => enter(&mut stack, Inside::Elsewhere),
-            Inside::SigningKey if ns_is(&ns, NS_DS) && local == "X509Certificate" => {
+            Inside::Key(key_use) if ns_is(&ns, NS_DS) && local == "X509Certificate" => {
                 text.clear();
-                enter(&mut stack, Inside::Certificate);
+                enter(&mut stack, Inside::Certificate(key_use));
             }
             _ => {}
         }

@@ -13,8 +13,9 @@ use samael::schema::{Assertion, AuthnRequest, Issuer, NameIdPolicy, Response};
 use samael::traits::ToXml;
 
 use crate::binding;
+use crate::error::DecryptionFailure;
 use crate::error::{ConditionFailure, Error, Result, SignatureFailure};
-use crate::keys::SigningKey;
+use crate::keys::{EncryptionKey, SigningKey};
 use crate::metadata::{self, HTTP_POST};
 use crate::xml_guard::{self, Scan, XmlLimits};
 
@@ -61,6 +62,20 @@ pub fn sp_metadata_xml_with_formats(
     key: &SigningKey,
     name_id_formats: &[&str],
 ) -> Result<String> {
+    sp_metadata_xml_with_encryption(cfg, key, name_id_formats, None)
+}
+
+/// [`sp_metadata_xml_with_formats`] that also publishes `encryption`'s
+/// certificate as `<KeyDescriptor use="encryption">` with the algorithms
+/// the SP decrypts, so an IdP configured from the metadata encrypts
+/// assertions the SP can read.
+pub fn sp_metadata_xml_with_encryption(
+    cfg: &SpConfig,
+    key: &SigningKey,
+    name_id_formats: &[&str],
+    encryption: Option<&EncryptionKey>,
+) -> Result<String> {
+    let encryption_cert = encryption.map(EncryptionKey::cert_der).transpose()?;
     metadata::entity_descriptor(
         &cfg.entity_id,
         key,
@@ -72,6 +87,7 @@ pub fn sp_metadata_xml_with_formats(
             ],
             slo_url: &cfg.slo_url,
             name_id_formats,
+            encryption_cert_der: encryption_cert.as_deref(),
             endpoints: &[(
                 "AssertionConsumerService",
                 metadata::HTTP_POST,
@@ -170,6 +186,10 @@ pub struct Expectations {
     /// Structural limits on the decoded XML, checked before any parser
     /// but the pre-scan sees it.
     pub xml_limits: XmlLimits,
+    /// The SP's encryption key: with it an `EncryptedAssertion` is
+    /// decrypted and then verified like a plain one; without it one is
+    /// refused as unsupported.
+    pub decryption_key: Option<EncryptionKey>,
 }
 
 impl Expectations {
@@ -194,6 +214,7 @@ impl Expectations {
             clock_skew: Duration::from_secs(90),
             max_body_bytes: 256 * 1024,
             xml_limits: XmlLimits::RESPONSE,
+            decryption_key: None,
         }
     }
 }
@@ -304,7 +325,6 @@ fn verify_inner(
     expect: &Expectations,
     now: DateTime<Utc>,
 ) -> Result<VerifiedAssertion> {
-    let skew = chrono_dur(expect.clock_skew);
     // 1. Size, transport decoding, DOCTYPE — before any XML parser runs.
     let xml = binding::base64_to_string(base64_body, expect.max_body_bytes)?;
     xml_guard::refuse_doctype(&xml)?;
@@ -316,8 +336,211 @@ fn verify_inner(
         return Err(Error::xml("root element is not samlp:Response"));
     }
     if scan.encrypted_assertion_count > 0 {
-        return Err(Error::Unsupported("EncryptedAssertion"));
+        return verify_encrypted(&xml, &scan, expect, now);
     }
+    verify_plain(&xml, &scan, expect, now, None)
+}
+
+/// An EncryptedAssertion: shape and algorithms checked, the Response's
+/// signature (if any) verified over the ciphertext, then decrypted with
+/// xmlsec and put back in place as a plain Assertion, which
+/// [`verify_plain`] checks exactly as if it had arrived so.
+fn verify_encrypted(
+    xml: &str,
+    scan: &Scan,
+    expect: &Expectations,
+    now: DateTime<Utc>,
+) -> Result<VerifiedAssertion> {
+    let Some(key) = &expect.decryption_key else {
+        return Err(Error::Unsupported(
+            "EncryptedAssertion: this SP has no encryption key (sp_encryption_key)",
+        ));
+    };
+    if scan.encrypted_assertion_count > 1 {
+        return Err(Error::Signature(SignatureFailure::Wrapping(
+            "more than one EncryptedAssertion",
+        )));
+    }
+    if scan.assertion_count > 0 {
+        return Err(Error::Signature(SignatureFailure::Wrapping(
+            "an EncryptedAssertion next to an Assertion",
+        )));
+    }
+    let envelope = envelope_without_encrypted_assertion(xml, scan)?;
+    check_status(&envelope).map_err(|e| with_second_level_status(e, xml))?;
+    if !scan.encryption.at_top {
+        return Err(Error::xml("Response has no top-level EncryptedAssertion"));
+    }
+    // Everything decided by looking, before any private-key operation on
+    // what an unauthenticated sender posted.
+    xml_guard::check_encryption(scan)?;
+    xml_guard::check_algorithms(scan, expect.allow_sha1)?;
+    // The assertion's own signature is inside the ciphertext: whether it
+    // is required is decided after decryption, like for a plain one.
+    let signed = signature_layout(scan)?;
+    let outer = if signed.response {
+        Some(verify_encrypted_envelope(xml, expect)?)
+    } else {
+        None
+    };
+
+    let plaintext = samael::crypto::xmlenc::decrypt(xml, key.private_key_pem()).map_err(|e| {
+        tracing::debug!(reason = %e, "xmlsec decryption failed");
+        decryption_error(e)
+    })?;
+    let plaintext = String::from_utf8(plaintext)
+        .map_err(|_| Error::Decryption(DecryptionFailure::Plaintext("not UTF-8")))?;
+    let assertion = xml_guard::single_element(&plaintext, "Assertion", &expect.xml_limits)?;
+    let spliced = splice_assertion(xml, scan, assertion, signed.response)?;
+    let spliced_scan = xml_guard::scan(&spliced, &expect.xml_limits)?;
+    if spliced_scan.encrypted_assertion_count > 0 {
+        return Err(Error::Decryption(DecryptionFailure::Plaintext(
+            "an EncryptedAssertion inside the decrypted one",
+        )));
+    }
+    verify_plain(&spliced, &spliced_scan, expect, now, outer)
+}
+
+/// The Response's signature over the still-encrypted document, with the
+/// pinned certificates; returns the verified envelope.
+fn verify_encrypted_envelope(xml: &str, expect: &Expectations) -> Result<Response> {
+    if expect.idp_signing_certs.is_empty() {
+        return Err(Error::key("no pinned IdP signing certificate"));
+    }
+    let certs: Vec<CertificateDer> = expect
+        .idp_signing_certs
+        .iter()
+        .cloned()
+        .map(CertificateDer::from)
+        .collect();
+    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        Some(if expect.allow_sha1 {
+            SAMAEL_ALLOWED_WITH_SHA1
+        } else {
+            SAMAEL_ALLOWED
+        }),
+    )
+    .map_err(|e| {
+        tracing::debug!(reason = %e, "xmlsec verification failed");
+        Error::Signature(SignatureFailure::Invalid)
+    })?;
+    let reduced_scan = xml_guard::scan(&reduced, &expect.xml_limits)?;
+    if reduced_scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL)
+        || reduced_scan.root_name != "Response"
+        || reduced_scan.encrypted_assertion_count != 1
+    {
+        return Err(Error::Signature(SignatureFailure::Wrapping(
+            "verified subtree is not the encrypted Response",
+        )));
+    }
+    envelope_without_encrypted_assertion(&reduced, &reduced_scan)
+}
+
+/// The Response's own fields, parsed with the EncryptedAssertion cut out:
+/// samael's schema for its contents is narrower than XML Encryption
+/// (it wants `xmlns:ds` on KeyInfo, for one), and nothing in there is
+/// read from the parse anyway.
+fn envelope_without_encrypted_assertion(xml: &str, scan: &Scan) -> Result<Response> {
+    let (start, end) = scan.encryption.span;
+    let outside = match (xml.get(..start), xml.get(end..)) {
+        (Some(before), Some(after)) => format!("{before}{after}"),
+        _ => return Err(Error::xml("bad EncryptedAssertion range")),
+    };
+    outside
+        .parse()
+        .map_err(|e| Error::xml(format!("Response: {e}")))
+}
+
+fn decryption_error(e: samael::crypto::xmlenc::XmlEncError) -> Error {
+    use samael::crypto::xmlenc::XmlEncError as X;
+    match e {
+        X::Parse => Error::xml("EncryptedAssertion document does not parse"),
+        X::Structure(what) => Error::Decryption(DecryptionFailure::Shape(what)),
+        X::Unsupported(uri) => Error::Decryption(DecryptionFailure::Algorithm(uri)),
+        X::KeyTransport => Error::Decryption(DecryptionFailure::KeyTransport),
+        X::ContentKey | X::Content => Error::Decryption(DecryptionFailure::Content),
+        X::KeyLoad => Error::key("the SP encryption key does not load into xmlsec"),
+        other => Error::key(format!("xmlsec: {other}")),
+    }
+}
+
+/// The Response text with its EncryptedAssertion replaced by `assertion`
+/// (and, when `drop_response_signature`, without the Response's
+/// signature, verified already and covering the ciphertext only).
+/// Namespaces declared on the EncryptedAssertion were in scope for the
+/// plaintext, so they move onto the Assertion's start tag unless it
+/// declares the prefix itself.
+fn splice_assertion(
+    xml: &str,
+    scan: &Scan,
+    assertion: &str,
+    drop_response_signature: bool,
+) -> Result<String> {
+    let refuse = |what| Error::Decryption(DecryptionFailure::Plaintext(what));
+    let name_end = assertion
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| c.is_ascii_whitespace() || *c == '>' || *c == '/')
+        .map(|(i, _)| i)
+        .ok_or_else(|| refuse("no start tag"))?;
+    let (name, rest) = assertion.split_at(name_end);
+    let tag_end = rest.find('>').unwrap_or(rest.len());
+    let own_tag = rest.get(..tag_end).unwrap_or_default();
+    let mut inherited = String::new();
+    for (key, value) in &scan.encryption.ns_decls {
+        let declared_here = own_tag
+            .match_indices(key.as_str())
+            .any(|(i, _)| own_tag[i + key.len()..].trim_start().starts_with('='));
+        if !declared_here {
+            if value.contains('"') {
+                return Err(Error::xml("namespace URI with a quote"));
+            }
+            inherited.push_str(&format!(" {key}=\"{value}\""));
+        }
+    }
+    let replacement = format!("{name}{inherited}{rest}");
+
+    let mut cuts = vec![(scan.encryption.span, replacement.as_str())];
+    if drop_response_signature {
+        let sig = scan
+            .signatures
+            .iter()
+            .find(|s| s.parent_depth == 0)
+            .ok_or_else(|| Error::xml("Response signature not found"))?;
+        cuts.push((sig.span, ""));
+    }
+    cuts.sort_by_key(|((start, _), _)| *start);
+    let mut out = String::with_capacity(xml.len());
+    let mut at = 0usize;
+    for ((start, end), with) in cuts {
+        let before = xml
+            .get(at..start)
+            .ok_or_else(|| Error::xml("overlapping elements"))?;
+        out.push_str(before);
+        out.push_str(with);
+        at = end;
+    }
+    out.push_str(
+        xml.get(at..)
+            .ok_or_else(|| Error::xml("bad element range"))?,
+    );
+    Ok(out)
+}
+
+/// The checks every Response goes through once it holds a plain
+/// Assertion. `outer` is the envelope of an encrypted Response whose own
+/// signature was verified before decryption (and removed from `xml`,
+/// since it covers the ciphertext): it stands in for a signed Response.
+fn verify_plain(
+    xml: &str,
+    scan: &Scan,
+    expect: &Expectations,
+    now: DateTime<Utc>,
+    outer: Option<Response>,
+) -> Result<VerifiedAssertion> {
     if scan.assertion_count > 1 {
         return Err(Error::Signature(SignatureFailure::Wrapping(
             "more than one Assertion",
@@ -329,15 +552,16 @@ fn verify_inner(
     let envelope: Response = xml
         .parse()
         .map_err(|e| Error::xml(format!("Response: {e}")))?;
-    check_status(&envelope).map_err(|e| with_second_level_status(e, &xml))?;
+    check_status(&envelope).map_err(|e| with_second_level_status(e, xml))?;
     if scan.assertion_count == 0 || !scan.assertion_at_top {
         return Err(Error::xml("Response has no top-level Assertion"));
     }
 
     // 4. Algorithms and signature placement, independent of the crypto check.
-    xml_guard::check_algorithms(&scan, expect.allow_sha1)?;
-    let signed = signature_layout(&scan)?;
-    if !signed.assertion && !signed.response {
+    xml_guard::check_algorithms(scan, expect.allow_sha1)?;
+    let signed = signature_layout(scan)?;
+    let response_signed = signed.response || outer.is_some();
+    if !signed.assertion && !response_signed {
         return Err(Error::Signature(SignatureFailure::Missing));
     }
     if !signed.assertion && !expect.allow_signed_response_instead_of_assertion {
@@ -369,8 +593,23 @@ fn verify_inner(
     } else {
         ReduceMode::PreDigest
     };
+    if !signed.assertion && !signed.response {
+        // Only the encrypted Response's signature, verified over the
+        // ciphertext this assertion came out of.
+        let mut spliced = envelope;
+        let assertion = spliced
+            .assertion
+            .take()
+            .ok_or_else(|| Error::xml("decrypted Response lost its Assertion"))?;
+        if Some(assertion.id.as_str()) != scan.assertion_id.as_deref() {
+            return Err(Error::Signature(SignatureFailure::Wrapping(
+                "decrypted assertion is not the document's assertion",
+            )));
+        }
+        return check_assertion(assertion, outer.as_ref(), true, scan, expect, now);
+    }
     let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
-        &xml,
+        xml,
         &certs,
         mode,
         Some(if expect.allow_sha1 {
@@ -415,10 +654,28 @@ fn verify_inner(
             "verified assertion is not the document's assertion",
         )));
     }
+    let env = outer
+        .as_ref()
+        .or(verified_envelope.as_ref())
+        .unwrap_or(&envelope);
+    check_assertion(assertion, Some(env), response_signed, scan, expect, now)
+}
 
+/// Steps 6-8 for an assertion whose signature (or its Response's) has
+/// been verified: the envelope, the assertion's conditions, and the ids
+/// to consume once.
+fn check_assertion(
+    assertion: Assertion,
+    env: Option<&Response>,
+    response_signed: bool,
+    scan: &Scan,
+    expect: &Expectations,
+    now: DateTime<Utc>,
+) -> Result<VerifiedAssertion> {
+    let skew = chrono_dur(expect.clock_skew);
     // 6. Envelope checks: from the signed Response when there is one,
     //    otherwise from the unsigned envelope (defence in depth).
-    let env = verified_envelope.as_ref().unwrap_or(&envelope);
+    let env = env.ok_or_else(|| Error::xml("no Response envelope"))?;
     check_status(env)?;
     if env.version != "2.0" {
         return Err(Error::Unsupported("SAML version other than 2.0"));
@@ -429,7 +686,7 @@ fn verify_inner(
                 found: Some(d.clone()),
             })
         }
-        None if signed.response => return Err(Error::Destination { found: None }),
+        None if response_signed => return Err(Error::Destination { found: None }),
         _ => {}
     }
     if let Some(iss) = env.issuer.as_ref().and_then(|i| i.value.as_ref()) {

@@ -24,6 +24,25 @@ pub(crate) const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 pub(crate) const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 pub(crate) const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 pub(crate) const NS_XMLENC: &str = "http://www.w3.org/2001/04/xmlenc#";
+pub(crate) const NS_XMLENC11: &str = "http://www.w3.org/2009/xmlenc11#";
+
+/// Content encryption accepted in an EncryptedAssertion.
+pub(crate) const ALLOWED_CONTENT_ENCRYPTION: &[&str] = &[
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+    "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+];
+
+/// Key transport accepted: RSA-OAEP only. RSA PKCS#1 v1.5
+/// (`xmlenc#rsa-1_5`) is a padding oracle (Bleichenbacher) and refused.
+pub(crate) const ALLOWED_KEY_TRANSPORT: &[&str] = &[
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+    "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+];
+
+/// The one mask generation function xmlsec 1.2 implements.
+pub(crate) const ALLOWED_MGF: &[&str] = &["http://www.w3.org/2009/xmlenc11#mgf1sha1"];
 
 /// SignatureMethod URIs accepted (SHA-256 or stronger only).
 pub(crate) const ALLOWED_SIGNATURE_METHODS: &[&str] = &[
@@ -219,6 +238,29 @@ pub(crate) struct SignatureInfo {
     pub digest_methods: Vec<String>,
     pub transforms: Vec<String>,
     pub reference_uris: Vec<String>,
+    /// Byte range of the whole `ds:Signature` element in the document.
+    pub span: (usize, usize),
+}
+
+/// The XML Encryption elements of a document, for [`check_encryption`].
+#[derive(Debug, Default)]
+pub(crate) struct EncryptionScan {
+    /// Byte range of the (first) EncryptedAssertion element.
+    pub span: (usize, usize),
+    /// True when it is a direct child of the root.
+    pub at_top: bool,
+    /// Namespace declarations on its start tag (`xmlns:p`, raw value):
+    /// in scope for the plaintext that replaces it.
+    pub ns_decls: Vec<(String, String)>,
+    /// (parent's local name, EncryptionMethod/@Algorithm) of each
+    /// EncryptedData / EncryptedKey.
+    pub data: Vec<(String, Option<String>)>,
+    pub keys: Vec<(String, Option<String>)>,
+    /// xenc11:MGF algorithms.
+    pub mgfs: Vec<String>,
+    /// CipherReference, AgreementMethod, DerivedKey: ways to make the
+    /// decryptor fetch or derive something; none is accepted.
+    pub indirections: usize,
 }
 
 /// Census of a document (see module docs).
@@ -232,6 +274,7 @@ pub(crate) struct Scan {
     /// True when the (single) Assertion is a direct child of the root.
     pub assertion_at_top: bool,
     pub encrypted_assertion_count: usize,
+    pub encryption: EncryptionScan,
     pub signatures: Vec<SignatureInfo>,
 }
 
@@ -250,6 +293,12 @@ struct Open {
     id: Option<String>,
     /// Index into `signatures` if this element is a ds:Signature.
     signature: Option<usize>,
+    /// The first EncryptedAssertion (its end closes `encryption.span`).
+    encrypted_assertion: bool,
+}
+
+fn position<R>(reader: &NsReader<R>) -> usize {
+    usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX)
 }
 
 fn ns_of(ns: &ResolveResult<'_>) -> Option<String> {
@@ -288,6 +337,7 @@ pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
     let mut first_event = true;
 
     loop {
+        let event_start = position(&reader);
         let (ns, event) = reader.read_resolved_event().map_err(Error::xml)?;
         let at_start = std::mem::replace(&mut first_event, false);
         let outside_root = stack.is_empty();
@@ -295,7 +345,15 @@ pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
             Event::Start(s) => (s, false),
             Event::Empty(s) => (s, true),
             Event::End(_) => {
-                stack.pop();
+                if let Some(closed) = stack.pop() {
+                    let end = position(&reader);
+                    if let Some(sig) = closed.signature.and_then(|i| out.signatures.get_mut(i)) {
+                        sig.span.1 = end;
+                    }
+                    if closed.encrypted_assertion {
+                        out.encryption.span.1 = end;
+                    }
+                }
                 continue;
             }
             Event::DocType(_) => return Err(Error::xml("DOCTYPE is not allowed")),
@@ -348,18 +406,30 @@ pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
         }
         let ns_ref = ns.as_deref();
         let mut signature = None;
+        let mut encrypted_assertion = false;
+        let end_if_empty = position(&reader);
+        if ns_ref == Some(NS_XMLENC) || ns_ref == Some(NS_XMLENC11) {
+            note_encryption(&mut out.encryption, &start, &name, stack.last())?;
+        }
         if ns_ref == Some(NS_ASSERTION) && name == "Assertion" {
             out.assertion_count += 1;
             out.assertion_id.clone_from(&id);
             out.assertion_at_top = depth == 1;
         } else if ns_ref == Some(NS_ASSERTION) && name == "EncryptedAssertion" {
             out.encrypted_assertion_count += 1;
+            if out.encrypted_assertion_count == 1 {
+                encrypted_assertion = true;
+                out.encryption.span = (event_start, end_if_empty);
+                out.encryption.at_top = depth == 1;
+                out.encryption.ns_decls = namespace_declarations(&start)?;
+            }
         } else if ns_ref == Some(NS_DSIG) && name == "Signature" {
             let parent = stack.last();
             out.signatures.push(SignatureInfo {
                 parent_name: parent.map(|p| p.name.clone()).unwrap_or_default(),
                 parent_id: parent.and_then(|p| p.id.clone()),
                 parent_depth: depth.saturating_sub(1),
+                span: (event_start, end_if_empty),
                 ..SignatureInfo::default()
             });
             signature = Some(out.signatures.len() - 1);
@@ -391,6 +461,7 @@ pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
                 name,
                 id,
                 signature,
+                encrypted_assertion,
             });
         }
     }
@@ -398,6 +469,149 @@ pub(crate) fn scan(xml: &str, limits: &XmlLimits) -> Result<Scan> {
         return Err(Error::xml("no root element"));
     }
     Ok(out)
+}
+
+/// Records one xmlenc / xmlenc11 element for [`check_encryption`].
+fn note_encryption(
+    enc: &mut EncryptionScan,
+    start: &BytesStart<'_>,
+    name: &str,
+    parent: Option<&Open>,
+) -> Result<()> {
+    let parent_name = parent.map(|p| p.name.clone()).unwrap_or_default();
+    match name {
+        "EncryptedData" => enc.data.push((parent_name, None)),
+        "EncryptedKey" => enc.keys.push((parent_name, None)),
+        "EncryptionMethod" => {
+            let alg = attr(start, b"Algorithm")?;
+            let slot = match parent_name.as_str() {
+                "EncryptedData" => enc.data.last_mut(),
+                "EncryptedKey" => enc.keys.last_mut(),
+                _ => None,
+            };
+            match slot {
+                Some((_, method @ None)) => *method = Some(alg.unwrap_or_default()),
+                _ => return Err(Error::xml("EncryptionMethod out of place")),
+            }
+        }
+        "MGF" => enc
+            .mgfs
+            .push(attr(start, b"Algorithm")?.unwrap_or_default()),
+        "CipherReference" | "AgreementMethod" | "DerivedKey" | "DataReference" | "KeyReference" => {
+            enc.indirections += 1
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `xmlns` / `xmlns:p` attributes of a start tag, raw.
+fn namespace_declarations(start: &BytesStart<'_>) -> Result<Vec<(String, String)>> {
+    let mut decls = Vec::new();
+    for a in start.attributes() {
+        let a = a.map_err(Error::xml)?;
+        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+        if key == "xmlns" || key.starts_with("xmlns:") {
+            decls.push((key, String::from_utf8_lossy(&a.value).into_owned()));
+        }
+    }
+    Ok(decls)
+}
+
+/// The one shape of EncryptedAssertion accepted, checked before xmlsec
+/// sees it: one EncryptedData (AES-GCM or AES-CBC) directly in the
+/// EncryptedAssertion, one EncryptedKey (RSA-OAEP, MGF1-SHA-1) in its
+/// KeyInfo or beside it, inline ciphertext, nothing to fetch or derive.
+pub(crate) fn check_encryption(scan: &Scan) -> Result<()> {
+    use crate::error::DecryptionFailure::{Algorithm, Shape};
+    let enc = &scan.encryption;
+    let refuse = |f| Err(Error::Decryption(f));
+    if enc.indirections > 0 {
+        return refuse(Shape(
+            "CipherReference, key agreement or references are not accepted",
+        ));
+    }
+    let [(data_parent, data_alg)] = enc.data.as_slice() else {
+        return refuse(Shape("not exactly one EncryptedData"));
+    };
+    let [(key_parent, key_alg)] = enc.keys.as_slice() else {
+        return refuse(Shape("not exactly one EncryptedKey"));
+    };
+    if data_parent != "EncryptedAssertion" {
+        return refuse(Shape("EncryptedData is not a child of EncryptedAssertion"));
+    }
+    if key_parent != "KeyInfo" && key_parent != "EncryptedAssertion" {
+        return refuse(Shape("EncryptedKey out of place"));
+    }
+    let data_alg = data_alg.as_deref().unwrap_or_default();
+    if !ALLOWED_CONTENT_ENCRYPTION.contains(&data_alg) {
+        return refuse(Algorithm(data_alg.to_owned()));
+    }
+    let key_alg = key_alg.as_deref().unwrap_or_default();
+    if !ALLOWED_KEY_TRANSPORT.contains(&key_alg) {
+        return refuse(Algorithm(key_alg.to_owned()));
+    }
+    if let Some(mgf) = enc.mgfs.iter().find(|m| !ALLOWED_MGF.contains(&m.as_str())) {
+        return refuse(Algorithm(mgf.clone()));
+    }
+    Ok(())
+}
+
+/// `text` (decrypted content) is exactly one element named `local`
+/// (any prefix), with nothing but whitespace around it: no declaration,
+/// comment, processing instruction or second element. Returns it trimmed.
+pub(crate) fn single_element<'a>(
+    text: &'a str,
+    local: &str,
+    limits: &XmlLimits,
+) -> Result<&'a str> {
+    use crate::error::DecryptionFailure::Plaintext;
+    let refuse = |what| Err(Error::Decryption(Plaintext(what)));
+    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    check_limits(text, limits).map_err(|e| match e {
+        Error::Xml(_) => Error::Decryption(Plaintext("not well-formed")),
+        other => other,
+    })?;
+    let mut reader = Reader::from_str(text);
+    let (mut depth, mut roots) = (0usize, 0usize);
+    loop {
+        let event = match reader.read_event() {
+            Ok(e) => e,
+            Err(_) => return refuse("not well-formed"),
+        };
+        match event {
+            Event::Start(ref s) | Event::Empty(ref s) if depth == 0 => {
+                roots += 1;
+                if roots > 1 {
+                    return refuse("more than one element");
+                }
+                if s.local_name().as_ref() != local.as_bytes() {
+                    return refuse("not an Assertion");
+                }
+                // An empty root stays at depth 0; a started one is closed
+                // by its End.
+                if matches!(event, Event::Start(_)) {
+                    depth += 1;
+                }
+            }
+            Event::Start(_) => depth += 1,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::DocType(_) | Event::PI(_) | Event::Decl(_) => {
+                return refuse("declaration or processing instruction")
+            }
+            Event::Comment(_) | Event::Text(_) | Event::CData(_) | Event::GeneralRef(_)
+                if depth == 0 =>
+            {
+                return refuse("content outside the element")
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if roots != 1 || depth != 0 {
+        return refuse("not exactly one element");
+    }
+    Ok(text)
 }
 
 /// RSA-SHA1 and SHA-1 digests: accepted only from a peer marked
@@ -546,6 +760,37 @@ mod tests {
             assert!(
                 matches!(scan(strict, &limits), Err(Error::Xml(_))),
                 "accepted: {strict}"
+            );
+        }
+    }
+
+    #[test]
+    fn decrypted_content_is_exactly_one_named_element() {
+        let limits = XmlLimits::RESPONSE;
+        for fine in [
+            "<s:Assertion/>",
+            "\n <s:Assertion ID=\"a\"><s:x/></s:Assertion>\n",
+        ] {
+            assert!(single_element(fine, "Assertion", &limits).is_ok(), "{fine}");
+        }
+        for refused in [
+            "",
+            "<s:Assertion/><s:Assertion/>",
+            "<s:Response><s:Assertion/></s:Response>",
+            "<?xml version=\"1.0\"?><s:Assertion/>",
+            "<!-- c --><s:Assertion/>",
+            "<s:Assertion/>tail",
+            "<s:Assertion><?pi?></s:Assertion>",
+            "<s:Assertion>",
+        ] {
+            assert!(
+                matches!(
+                    single_element(refused, "Assertion", &limits),
+                    Err(Error::Decryption(
+                        crate::error::DecryptionFailure::Plaintext(_)
+                    ))
+                ),
+                "accepted: {refused:?}"
             );
         }
     }

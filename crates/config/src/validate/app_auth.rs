@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::locate::Step;
 use crate::model::{
     App, AppAuth, AppIdp, ExternalIdp, Idp, PublicUrl, ServiceProviderConfig, SpAttribute,
-    SpNameIdFormat, UniversalLogoutTrust, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE,
+    SpKeyPair, SpNameIdFormat, UniversalLogoutTrust, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE,
 };
 use crate::raw::{RawAccess, RawApp, RawAppIdp, RawIdp};
 
@@ -79,6 +79,7 @@ impl Validator<'_, '_> {
             app.sp_signing_cert.as_deref(),
             PemKind::Cert,
         );
+        let sp_encryption = self.app_sp_encryption(i, app);
         let session_cookies = self.session_cookies(i, name, app.session_cookie.as_deref(), cookies);
         let session_idle = self.duration(
             &at(i, "session_idle"),
@@ -104,6 +105,7 @@ impl Validator<'_, '_> {
             idp: idp?,
             sp_signing_key: key?,
             sp_signing_cert: cert?,
+            sp_encryption: sp_encryption?,
             entity_id: format!("{url}/_portcullis/saml/metadata"),
             name_id_format: name_id_format?,
             acs_url: format!("{url}/_portcullis/saml/acs"),
@@ -180,6 +182,8 @@ impl Validator<'_, '_> {
             ),
             ("sp_signing_key", app.sp_signing_key.is_some()),
             ("sp_signing_cert", app.sp_signing_cert.is_some()),
+            ("sp_encryption_key", app.sp_encryption_key.is_some()),
+            ("sp_encryption_cert", app.sp_encryption_cert.is_some()),
             ("session_cookie", app.session_cookie.is_some()),
             ("session_idle", app.session_idle.is_some()),
             ("session_max", app.session_max.is_some()),
@@ -247,6 +251,36 @@ impl Validator<'_, '_> {
             Some(file) => Some(self.pem(&at(i, key), file, kind)),
             None => {
                 self.problem(&at(i, "auth"), format!("auth = \"saml\" needs {key}"));
+                None
+            }
+        }
+    }
+
+    /// `sp_encryption_key` and `sp_encryption_cert`: both or neither.
+    /// The outer `None` is a refused pair (reported); that the two match
+    /// is checked where the key is loaded (the gateway's SP).
+    fn app_sp_encryption(&mut self, i: usize, app: &RawApp) -> Option<Option<SpKeyPair>> {
+        match (
+            app.sp_encryption_key.as_deref(),
+            app.sp_encryption_cert.as_deref(),
+        ) {
+            (None, None) => Some(None),
+            (Some(key), Some(cert)) => Some(Some(SpKeyPair {
+                key: self.pem(&at(i, "sp_encryption_key"), key, PemKind::Key),
+                cert: self.pem(&at(i, "sp_encryption_cert"), cert, PemKind::Cert),
+            })),
+            (Some(_), None) => {
+                self.problem(
+                    &at(i, "sp_encryption_key"),
+                    "sp_encryption_key needs sp_encryption_cert",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(
+                    &at(i, "sp_encryption_cert"),
+                    "sp_encryption_cert needs sp_encryption_key",
+                );
                 None
             }
         }
@@ -420,6 +454,13 @@ impl Validator<'_, '_> {
                 .map(|source| SpAttribute::as_named(source))
                 .collect(),
             sign_response: false,
+            // An app that can decrypt gets its assertions encrypted, so
+            // the gateway ↔ embedded IdP path is encrypted end to end.
+            encryption_cert_der: auth.sp_encryption.as_ref().and_then(|pair| {
+                std::fs::read(&pair.cert)
+                    .ok()
+                    .and_then(|pem| certificate_der(&pem).ok())
+            }),
             sign_in_url: Some(app.public.url()),
         })
     }
@@ -509,7 +550,7 @@ mod tests {
         let text = format!(
             "{SERVER}{IDP}{}{}{}",
             app("b", "https://b.test/portal", &format!("{SAML}[[app.access]]\npath = \"/admin/\"\npolicy = \"groups\"\ngroups = [\"admins\"]\n")),
-            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\nname_id_format = \"persistent\"\n")),
+            app("c", "https://c.test/", &format!("{SAML}session_cookie = \"c_sid\"\nsession_idle = \"5m\"\nname_id_format = \"persistent\"\nsp_encryption_key = \"certs-dev/sp-signing-key.pem\"\nsp_encryption_cert = \"certs-dev/sp-signing.pem\"\n")),
             app("plain", "https://d.test/", ""),
         );
         let config = parse(&text).expect("valid");
@@ -545,6 +586,9 @@ mod tests {
         // Registered with the format it asks for, so the IdP honours it.
         assert_eq!(sps[0].name_id_format, SpNameIdFormat::EmailAddress);
         assert_eq!(sps[1].name_id_format, SpNameIdFormat::Persistent);
+        // An app that can decrypt is sent encrypted assertions.
+        assert!(b.sp_encryption.is_none() && sps[0].encryption_cert_der.is_none());
+        assert!(c.sp_encryption.is_some() && sps[1].encryption_cert_der.is_some());
     }
 
     #[test]
@@ -557,7 +601,8 @@ mod tests {
         ) + &app("e", "https://e.test/", "session_cookie = \"pc_idp_sid\"\n")
             + &app("f", "https://f.test/", &format!("{SAML}session_cookie = \"pc_idp_sid\"\n"))
             + &app("g", "https://g.test/", "auth = \"saml\"\nidp = \"https://idp.example/metadata.xml\"\n")
-            + &app("h", "https://h.test/", &format!("{SAML}name_id_format = \"x509\"\n"));
+            + &app("h", "https://h.test/", &format!("{SAML}name_id_format = \"x509\"\n"))
+            + &app("i", "https://i.test/", &format!("{SAML}sp_encryption_key = \"certs-dev/sp-signing-key.pem\"\n"));
         let problems = parse(&text).expect_err("invalid").problems;
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         for key in [
@@ -570,6 +615,7 @@ mod tests {
             "app[4].session_cookie",
             "app[5].idp",
             "app[6].name_id_format",
+            "app[7].sp_encryption_key",
         ] {
             assert!(keys.contains(&key), "{key} missing from {problems:?}");
         }

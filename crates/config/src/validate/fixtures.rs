@@ -84,6 +84,7 @@ impl MetadataReader for SamlReader {
             slo_url: m.slo_url,
             signing_certs_der: m.signing_certs_der,
             authn_requests_signed: m.authn_requests_signed,
+            encryption_certs_der: m.encryption_certs_der,
         })
     }
 }

@@ -94,13 +94,14 @@ impl Validator<'_, '_> {
         let name_id_format = self.name_id_format(i, sp.name_id_format.as_deref());
         let name_id_formats_allowed =
             self.name_id_formats_allowed(i, sp.name_id_formats_allowed.as_deref());
+        let encryption = self.sp_encryption(i, &source, &sp);
         let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
         let attributes = self.sp_attributes(i, sp.attributes, sp.attribute_preset.as_deref());
         let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
             return None;
         };
-        let (true, Some(name_id_format), Some(signing), Some(attributes)) =
-            (ok, name_id_format, signing, attributes)
+        let (true, Some(name_id_format), Some(signing), Some(attributes), Some(encryption)) =
+            (ok, name_id_format, signing, attributes, encryption)
         else {
             return None;
         };
@@ -115,6 +116,7 @@ impl Validator<'_, '_> {
             slo_url: signing.slo_url,
             attributes,
             sign_response: sp.sign_response.unwrap_or(false),
+            encryption_cert_der: encryption,
             sign_in_url: None,
         })
     }
@@ -128,6 +130,7 @@ impl Validator<'_, '_> {
             ("entity_id", sp.entity_id.is_some()),
             ("acs_url", sp.acs_url.is_some()),
             ("signing_cert", sp.signing_cert.is_some()),
+            ("encryption_cert", sp.encryption_cert.is_some()),
         ] {
             if set {
                 self.problem(
@@ -214,6 +217,52 @@ impl Validator<'_, '_> {
             }
         }
         allowed
+    }
+
+    /// `encrypt_assertions` and the certificate to encrypt for: the
+    /// metadata's first encryption key, or `encryption_cert`. The outer
+    /// `None` is a refusal (reported).
+    fn sp_encryption(
+        &mut self,
+        i: usize,
+        source: &Source,
+        sp: &RawServiceProvider,
+    ) -> Option<Option<Vec<u8>>> {
+        let wanted = sp.encrypt_assertions.unwrap_or(false);
+        match (source, sp.encryption_cert.as_deref()) {
+            (_, Some(_)) if !wanted => {
+                self.problem(
+                    &at(i, "encryption_cert"),
+                    "encryption_cert is used only with encrypt_assertions = true",
+                );
+                None
+            }
+            _ if !wanted => Some(None),
+            // With metadata_file, encryption_cert was refused as ambiguous.
+            (Source::Refused, _) | (Source::Metadata(_), Some(_)) => None,
+            (Source::Metadata(meta), None) => match meta.encryption_certs_der.first() {
+                Some(der) => Some(Some(der.clone())),
+                None => {
+                    self.problem(
+                        &at(i, "encrypt_assertions"),
+                        "the SP's metadata has no encryption certificate \
+                         (KeyDescriptor use=\"encryption\" or without use)",
+                    );
+                    None
+                }
+            },
+            (Source::ByHand, Some(cert)) => {
+                Some(Some(self.cert_der(&at(i, "encryption_cert"), cert)?))
+            }
+            (Source::ByHand, None) => {
+                self.problem(
+                    &at(i, "encrypt_assertions"),
+                    "encrypt_assertions = true needs encryption_cert (or metadata_file \
+                     with an encryption key)",
+                );
+                None
+            }
+        }
     }
 
     /// From the metadata, or `signing_cert` (which makes signing required).

@@ -123,6 +123,7 @@ fn saml_response(out: &mut Seeds) -> Result<(), Failure> {
                 now: fixtures::issue_time(),
                 sign_assertion,
                 sign_response,
+                encrypt_for: None,
             },
         )
         .map(|r| r.xml)

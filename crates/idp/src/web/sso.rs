@@ -82,6 +82,9 @@ pub struct ServiceProvider {
     /// The AttributeStatement, in this order.
     pub attributes: Vec<AttributeRule>,
     pub sign_response: bool,
+    /// The SP's encryption certificate (DER) when its assertions are to
+    /// be encrypted (`encrypt_assertions`).
+    pub encryption_cert_der: Option<Vec<u8>>,
     /// Where the launcher sends a person: the app itself for an SP that
     /// signs in SP-initiated only (a gateway app); `None` links to
     /// IdP-initiated sign-in.
@@ -948,6 +951,7 @@ impl Idp {
             now: chrono::Utc::now(),
             sign_assertion: true,
             sign_response: sp.sign_response,
+            encrypt_for: sp.encryption_cert_der.as_deref(),
         };
         let issued = match saml::build_response(&saml.config, &saml.settings.signing_key, &params) {
             Ok(issued) => issued,

@@ -2,6 +2,7 @@
 //! binary for the crate (link time), one module per concern.
 
 mod authn_request_and_metadata;
+mod encryption;
 mod logout;
 mod peer_logout;
 mod response_verification;

@@ -91,6 +91,7 @@ fn issue(o: Opts) -> IssuedResponse {
         now: o.now,
         sign_assertion: o.sign_assertion,
         sign_response: o.sign_response,
+        encrypt_for: None,
     };
     build_response(&idp_cfg(), o.key, &p).expect("build response")
 }
@@ -695,6 +696,7 @@ fn a_response_with_a_thousand_groups_passes_the_structural_limits() {
             now,
             sign_assertion: true,
             sign_response: true,
+            encrypt_for: None,
         },
     )
     .expect("build response");
@@ -744,6 +746,7 @@ fn not_before_is_backdated_by_the_clock_skew_and_the_qualifiers_travel() {
             now,
             sign_assertion: true,
             sign_response: false,
+            encrypt_for: None,
         },
     )
     .expect("build response");

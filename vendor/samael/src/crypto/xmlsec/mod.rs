@@ -29,6 +29,8 @@ use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
 
 mod wrapper;
+// Portcullis patch: XML Encryption through xmlsec's xmlenc API.
+pub use wrapper::xmlenc;
 use wrapper::{VerifiedReference, XmlSecKey, XmlSecKeyFormat, XmlSecSignatureContext};
 
 const XMLNS_XML_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";

@@ -17,6 +17,8 @@ mod bindings;
 mod error;
 mod keys;
 mod xmldsig;
+// Portcullis patch: XML Encryption through xmlsec (see the module).
+pub mod xmlenc;
 mod xmlsec_internal;
 
 // exports
