@@ -1077,3 +1077,48 @@ async fn library_output_a_client_provokes_is_counted_and_written_once() {
         .count();
     assert_eq!(refused as u64, POSTS, "each post has its own outcome line");
 }
+
+/// An app with an encryption key (`sp_encryption_key`) is registered with
+/// the embedded IdP with `encrypt_assertions`: what crosses the browser is
+/// an EncryptedAssertion naming nobody, and the gateway decrypts it (xmlsec)
+/// and signs bob in as from a plain one.
+#[tokio::test]
+async fn the_embedded_idp_encrypts_for_an_app_with_an_encryption_key() {
+    const D: &str = "https://d.test";
+    const D_ACS: &str = "https://d.test/_portcullis/saml/acs";
+    let keys = tempfile::tempdir().expect("dir");
+    let enc =
+        portcullis_saml::EncryptionKey::generate_self_signed("e2e sp encryption", 2).expect("key");
+    let key_path = keys.path().join("enc-key.pem");
+    let cert_path = keys.path().join("enc.pem");
+    std::fs::write(&key_path, enc.private_key_pem()).expect("write");
+    std::fs::write(&cert_path, enc.cert_pem().expect("pem")).expect("write");
+    let app_keys = format!(
+        "sp_encryption_key = \"{}\"\nsp_encryption_cert = \"{}\"\n",
+        key_path.display(),
+        cert_path.display()
+    );
+    let f = start_with("", &[("d", D, "builtin:echo", &app_keys)]);
+    let b = f.gw.browser();
+    let metadata = b.get(&format!("{D}/_portcullis/saml/metadata")).await;
+    assert!(
+        metadata.text().contains("use=\"encryption\""),
+        "{}",
+        metadata.text()
+    );
+    let posted = sso(&b, "pc_d_rs", &format!("{D}/page"), D_ACS).await;
+    let xml = base64::engine::general_purpose::STANDARD
+        .decode(&posted.saml_response)
+        .expect("base64");
+    let xml = String::from_utf8(xml).expect("utf-8");
+    assert!(xml.contains("EncryptedAssertion"), "{xml}");
+    assert!(
+        !xml.contains("bob@example.com") && !xml.contains("AttributeStatement"),
+        "the assertion is not readable on the way: {xml}"
+    );
+    let landed = post_acs(&b, D_ACS, &posted.saml_response, &posted.relay_state).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.text());
+    let page = get_json(&b, &format!("{D}/page")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_eq!(page.echoed("x-portcullis-user"), ["bob@example.com"]);
+}
