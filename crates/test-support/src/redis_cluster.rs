@@ -38,6 +38,19 @@ impl RedisClusterSet {
     }
 
     fn launch(masters: usize, replicas: usize, watched: bool) -> RedisClusterSet {
+        let set = Self::spawn(masters, replicas, watched);
+        set.form(replicas);
+        set
+    }
+
+    /// The nodes of [`start`](Self::start), running but not yet joined:
+    /// they answer every command on a key with CLUSTERDOWN until
+    /// [`form`](Self::form).
+    pub fn unformed(masters: usize, replicas: usize) -> RedisClusterSet {
+        Self::spawn(masters, replicas, false)
+    }
+
+    fn spawn(masters: usize, replicas: usize, watched: bool) -> RedisClusterSet {
         assert!(
             masters >= 3,
             "redis-cli creates clusters of 3 masters or more"
@@ -50,12 +63,18 @@ impl RedisClusterSet {
             "--cluster-node-timeout",
             NODE_TIMEOUT_MS,
         ];
-        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
-            .map(|_| RedisServer::spawn(&args, watched, true))
+        let nodes = (0..masters * (1 + replicas))
+            .map(|_| Some(RedisServer::spawn(&args, watched, true)))
             .collect();
+        RedisClusterSet { nodes }
+    }
+
+    /// Joins the nodes, `replicas` replicas per master, and waits until
+    /// they all agree.
+    pub fn form(&self, replicas: usize) {
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
-        for node in &nodes {
+        for (_, node) in self.alive() {
             create.arg(node.addr().to_string());
         }
         let mut child = create
@@ -66,7 +85,7 @@ impl RedisClusterSet {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-cli runs (make test installs redis-tools)");
+            .expect("redis-cli runs (redis-tools, which Debian's redis-server brings)");
         // redis-cli waits for the nodes to agree, without a bound of its own.
         let deadline = Instant::now() + SETTLE_DEADLINE;
         let status = loop {
@@ -81,11 +100,7 @@ impl RedisClusterSet {
             std::thread::sleep(Duration::from_millis(20));
         };
         assert!(status.success(), "redis-cli --cluster create: {status}");
-        let set = RedisClusterSet {
-            nodes: nodes.into_iter().map(Some).collect(),
-        };
-        set.wait_settled(SETTLE_DEADLINE);
-        set
+        self.wait_settled(SETTLE_DEADLINE);
     }
 
     /// The seed URLs of the nodes alive, for `RedisOptions::cluster`.

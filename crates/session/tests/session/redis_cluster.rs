@@ -184,3 +184,31 @@ async fn a_cluster_master_failover_is_followed_without_a_restart() {
         .expect("a's end signal fired through the new master")
         .expect("waiter ran");
 }
+
+/// A node may start before the cluster is formed (or while no seed
+/// answers): it starts not ready and becomes ready once the slot is
+/// served, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_before_the_cluster_formed_becomes_ready() {
+    let set = RedisClusterSet::unformed(3, 0);
+    let [(a, connection_a), (b, _)] = two_nodes(&set);
+    assert!(
+        a.create(TestBody::new("alice"), lifetime(), T0)
+            .await
+            .is_err(),
+        "no slot is served yet"
+    );
+    assert!(!connection_a.is_ready());
+    set.form(0);
+    let formed = Instant::now();
+    ready(&connection_a, true).await;
+    eprintln!(
+        "cluster formed after the connection: ready {:?} after every node said ok",
+        formed.elapsed()
+    );
+    let (secret, _) = a
+        .create(TestBody::new("alice"), lifetime(), T0)
+        .await
+        .expect("created once formed");
+    b.touch(&secret.hash(), T0).await.expect("b serves it");
+}
