@@ -373,7 +373,7 @@ sp_signing_cert = \"{repo}/certs-dev/sp-signing.pem\"\nname_id_format = \"Persis
 }
 
 #[test]
-fn shared_mode_takes_sentinel_endpoints_and_refuses_redis_cluster_for_now() {
+fn shared_mode_takes_sentinel_and_redis_cluster_endpoints() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().expect("dir");
     let keys = dir.path().join("store-keys");
@@ -390,18 +390,16 @@ fn shared_mode_takes_sentinel_endpoints_and_refuses_redis_cluster_for_now() {
             &(cluster + &app("a", "https://app.test/", "builtin:echo")),
         )
     };
-    // Nothing is connected at check time: no sentinel needs to run.
+    // Nothing is connected at check time: no sentinel or cluster node
+    // needs to run.
     let (code, stdout, stderr) = check(&shared(
         "sentinel = { master = \"mymaster\", nodes = [\"redis://127.0.0.1:26379\", \"redis://127.0.0.1:26380\"] }",
     ));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("ok (1 app)"), "{stdout}");
-    let (code, _, stderr) = check(&shared("cluster_nodes = [\"redis://127.0.0.1:7000\"]"));
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains(
-            "cluster.redis.cluster_nodes: Redis Cluster is not supported by this build yet"
-        ),
-        "{stderr}"
-    );
+    let (code, stdout, stderr) = check(&shared(
+        "cluster_nodes = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]",
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok (1 app)"), "{stdout}");
 }

@@ -11,7 +11,7 @@ use http::StatusCode;
 use http_body_util::BodyExt as _;
 use test_support::browser::Browser;
 use test_support::redis_sentinel::MASTER_NAME;
-use test_support::{Backend, Client, RedisSentinelSet, RedisServer};
+use test_support::{Backend, Client, RedisClusterSet, RedisSentinelSet, RedisServer};
 
 use crate::gateway_sso::{
     self, closes_within, get_json, open_websocket, post_acs, revoke_bob_sessions, sso,
@@ -52,8 +52,13 @@ fn cluster_on(dir: &std::path::Path, endpoints: &str, node: &str) -> String {
 /// Node a (the gateway_sso fixture: embedded IdP on a.test, apps b.test
 /// and c.test) and node b: the same file but for its node id.
 fn start(redis: &RedisServer, extra_apps: &[(&str, &str, &str, &str)]) -> Cluster {
+    start_on(&format!("url = \"{}\"", redis.url()), extra_apps)
+}
+
+/// The same two nodes on the Redis `endpoints` (a `[cluster.redis]` line).
+fn start_on(endpoints: &str, extra_apps: &[(&str, &str, &str, &str)]) -> Cluster {
     let keys = tempfile::tempdir().expect("dir");
-    let a = gateway_sso::start_with(&cluster_keys(keys.path(), redis, "gw-a"), extra_apps);
+    let a = gateway_sso::start_with(&cluster_on(keys.path(), endpoints, "gw-a"), extra_apps);
     let text = std::fs::read_to_string(&a.gw.config).expect("node a's config");
     let text = text.replace("node_id = \"gw-a\"", "node_id = \"gw-b\"");
     // Relative paths (the System Log) resolved against node a's directory:
@@ -615,4 +620,27 @@ async fn behind_sentinel_a_master_failover_is_followed_without_a_restart() {
         "sign-ins work on the new master: {}",
         landed.text()
     );
+}
+
+#[tokio::test]
+async fn on_redis_cluster_a_session_from_one_node_is_served_by_the_other() {
+    let set = RedisClusterSet::start(3, 0);
+    let nodes = set
+        .urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cluster = start_on(&format!("cluster_nodes = [{nodes}]"), &[]);
+    wait_ready(&cluster.a.gw, 200).await;
+    wait_ready(&cluster.b, 200).await;
+    let on_a = signed_in_on_a(&cluster).await;
+    let page = get_json(&cluster.on_b(&on_a), &format!("{B}/page")).await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "node b serves it: {}",
+        page.text()
+    );
+    assert_eq!(page.echoed("x-portcullis-user"), ["bob@example.com"]);
 }

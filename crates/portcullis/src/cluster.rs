@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_config::OnStoreError;
-use portcullis_config::{ClusterMode, Config, Problem, RedisEndpoints};
+use portcullis_config::{ClusterMode, Config, RedisEndpoints};
 use portcullis_gateway::{GatewaySession, GatewayStores, Sessions};
 use portcullis_idp::console::AdminSession;
 use portcullis_idp::session::{IdpSessions, DEFAULT_IDP_ID};
@@ -48,27 +48,6 @@ impl Stores {
     }
 }
 
-/// What `check` refuses about `[cluster]` beyond the file's own rules:
-/// what this build cannot do yet.
-pub fn problems(config: &Config) -> Vec<Problem> {
-    let cluster = &config.cluster;
-    let mut problems = Vec::new();
-    if cluster.mode != ClusterMode::Shared {
-        return problems;
-    }
-    if let Some(redis) = &cluster.redis {
-        if matches!(redis.endpoints, RedisEndpoints::Cluster(_)) {
-            problems.push(Problem {
-                key: "cluster.redis.cluster_nodes".into(),
-                line: None,
-                message: "Redis Cluster is not supported by this build yet: use url or sentinel"
-                    .into(),
-            });
-        }
-    }
-    problems
-}
-
 /// Opens the stores `[cluster]` asks for. Never waits for Redis: a node
 /// started while Redis is down starts not-ready and becomes ready when
 /// Redis answers. Must run inside a runtime.
@@ -90,9 +69,9 @@ pub fn open(config: &Config) -> anyhow::Result<Stores> {
             master: master.clone(),
             nodes: nodes.clone(),
         },
-        RedisEndpoints::Cluster(_) => {
-            anyhow::bail!("Redis Cluster is not supported by this build yet")
-        }
+        RedisEndpoints::Cluster(nodes) => RedisEndpoint::Cluster {
+            nodes: nodes.clone(),
+        },
     };
     let mut options = RedisOptions::with_endpoint(endpoint);
     options.username = redis.username.clone();
@@ -192,6 +171,7 @@ fn endpoint_label(endpoint: &RedisEndpoint) -> String {
         RedisEndpoint::Sentinel { master, nodes } => {
             format!("sentinel master {master} via {}", nodes.join(", "))
         }
+        RedisEndpoint::Cluster { nodes } => format!("Redis Cluster via {}", nodes.join(", ")),
     }
 }
 

@@ -2,8 +2,10 @@
 //! against the memory backends and the Redis backends alike (on a real
 //! redis-server the binary starts), then what is specific to each — the
 //! memory backends' sharding, eight-thread race and footprint; Redis's
-//! cross-node ends, sealed records and outages (`redis_backend`), and a
-//! Sentinel failover (`redis_sentinel`).
+//! cross-node ends, sealed records and outages (`redis_backend`), a
+//! Sentinel failover (`redis_sentinel`); and the Redis suites once more on
+//! a three-master Redis Cluster, with pub/sub across its nodes and a
+//! master failover (`redis_cluster`).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
@@ -25,6 +27,8 @@ portcullis_session::lockout_suite!(memory_lockouts, MemoryLockouts::default);
 
 #[path = "session/redis_backend.rs"]
 mod redis_backend;
+#[path = "session/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "session/redis_sentinel.rs"]
 mod redis_sentinel;
 
@@ -53,6 +57,22 @@ portcullis_session::ticket_suite!(redis_tickets, || {
 });
 portcullis_session::lockout_suite!(redis_lockouts, || {
     RedisLockouts::new(redis_connection(), "l")
+});
+
+// On Redis Cluster: every key of a deployment in one slot, so the same
+// scripts run unchanged, routed to that slot's master.
+use redis_cluster::connection as cluster_connection;
+portcullis_session::session_store_suite!(cluster_sessions, || {
+    RedisStore::<TestBody>::new(cluster_connection(), "s", SealKeys::generate())
+});
+portcullis_session::one_time_suite!(cluster_one_time, |capacity| {
+    RedisOneTime::new(cluster_connection(), "o", capacity)
+});
+portcullis_session::ticket_suite!(cluster_tickets, || {
+    RedisTickets::<TestBody>::new(cluster_connection(), "t", SealKeys::generate())
+});
+portcullis_session::lockout_suite!(cluster_lockouts, || {
+    RedisLockouts::new(cluster_connection(), "l")
 });
 
 /// The memory futures never wait, so a thread can drive one by itself.

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod client;
 pub mod pki;
 pub mod redis;
+pub mod redis_cluster;
 pub mod redis_sentinel;
 
 pub use backend::Backend;
@@ -17,6 +18,7 @@ pub use browser::Browser;
 pub use client::{Client, Reply};
 pub use pki::Pki;
 pub use redis::RedisServer;
+pub use redis_cluster::RedisClusterSet;
 pub use redis_sentinel::RedisSentinelSet;
 
 /// Polls `check` every 20 ms until it returns true or `within` passes.

@@ -22,6 +22,9 @@ pub struct RedisServer {
     args: Vec<String>,
     /// A shell watchdog stands between the test and the server.
     watched: bool,
+    /// A Redis Cluster node: its cluster bus gets a free port of its own
+    /// (the default, port + 10000, may be taken or out of range).
+    cluster_node: bool,
 }
 
 impl RedisServer {
@@ -32,13 +35,20 @@ impl RedisServer {
 
     /// With extra `redis-server` arguments.
     pub fn start_with(args: &[&str]) -> RedisServer {
+        Self::spawn(args, false, false)
+    }
+
+    /// A server with `args`, behind a watchdog when `watched`, a cluster
+    /// node when `cluster_node`.
+    pub(crate) fn spawn(args: &[&str], watched: bool, cluster_node: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("redis temp dir");
         let mut server = RedisServer {
             child: None,
             addr: free_port(),
             dir,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
-            watched: false,
+            watched,
+            cluster_node,
         };
         server.launch();
         server
@@ -49,18 +59,7 @@ impl RedisServer {
     /// since statics are never dropped.
     pub fn shared() -> &'static RedisServer {
         static SHARED: OnceLock<RedisServer> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            let dir = tempfile::tempdir().expect("redis temp dir");
-            let mut server = RedisServer {
-                child: None,
-                addr: free_port(),
-                dir,
-                args: Vec::new(),
-                watched: true,
-            };
-            server.launch();
-            server
-        })
+        SHARED.get_or_init(|| Self::spawn(&[], true, false))
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -112,6 +111,10 @@ impl RedisServer {
                 "warning".into(),
             ];
             args.extend(self.args.iter().cloned());
+            if self.cluster_node {
+                args.push("--cluster-port".into());
+                args.push(free_port().port().to_string());
+            }
             let child = if self.watched {
                 // Exits with the test process: polls its parent (the test)
                 // and kills the server when it is gone.

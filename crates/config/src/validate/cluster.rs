@@ -277,6 +277,14 @@ impl Validator<'_, '_> {
                 DEFAULT_REDIS_KEY_PREFIX.to_string()
             }
         };
+        // Redis hashes the first `{…}` of a name: `{}…` is no tag at all,
+        // and the keys would spread over slots the scripts cannot span.
+        if key_prefix.starts_with('}') && matches!(endpoints, Some(RedisEndpoints::Cluster(_))) {
+            self.problem(
+                &redis_at("key_prefix"),
+                "must not start with `}` on Redis Cluster: the keys' hash tag would be empty",
+            );
+        }
         let connect_timeout = self.duration_within(
             &redis_at("connect_timeout"),
             raw.connect_timeout.as_deref(),
@@ -1034,6 +1042,13 @@ mod tests {
             "Redis Cluster has only database 0"
         );
         assert_eq!(problems.len(), 2, "{problems:?}");
+
+        let (text, problems) = redis("cluster_nodes = [\"redis://c\"]\nkey_prefix = \"}gw:\"");
+        assert!(
+            at(&problems, &text, "cluster.redis.key_prefix", "key_prefix")
+                .contains("hash tag would be empty")
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
 
         let (_, problems) = redis("cluster_nodes = []");
         assert_eq!(problems.len(), 1, "{problems:?}");

@@ -5,19 +5,26 @@
 //! the connection comes back, so listeners re-sync what pub/sub may have
 //! dropped while it was down. Behind Sentinel the probe also checks that
 //! the server is still the master, and moves the connection to the one
-//! the sentinels name after a failover (see [`super::sentinel`]).
+//! the sentinels name after a failover (see [`super::sentinel`]). On Redis
+//! Cluster the connection is the cluster client's, and the probe checks
+//! that the deployment's slot is served (see [`super::cluster`]).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use rand::RngCore;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, ProtocolVersion, PushKind, RedisError, Role, Value};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushKind, RedisError, RedisFuture,
+    RedisResult, Role, Value,
+};
 use tokio::sync::{mpsc, watch};
 
+use super::cluster::ClusterSeeds;
 use super::sentinel::MasterFollower;
 use crate::encoding::hex;
 use crate::error::StoreError;
@@ -30,6 +37,9 @@ pub enum RedisEndpoint {
     /// The master the sentinels at `nodes` know as `master`. The path of
     /// the node URLs (`/db`) names the master's database.
     Sentinel { master: String, nodes: Vec<String> },
+    /// The Redis Cluster the seed `nodes` belong to (database 0, the only
+    /// one a cluster has).
+    Cluster { nodes: Vec<String> },
 }
 
 /// Where and how to reach Redis.
@@ -77,6 +87,11 @@ impl RedisOptions {
         })
     }
 
+    /// Defaults for everything but a Redis Cluster's seed nodes.
+    pub fn cluster(nodes: Vec<String>) -> Self {
+        Self::with_endpoint(RedisEndpoint::Cluster { nodes })
+    }
+
     /// Defaults for everything but where Redis is.
     pub fn with_endpoint(endpoint: RedisEndpoint) -> Self {
         Self {
@@ -92,6 +107,52 @@ impl RedisOptions {
     }
 }
 
+/// What the stores run their commands on: one server's connection
+/// manager, or the cluster client that routes each command to the node
+/// serving its slot. Cheap to clone, like both of them.
+#[derive(Clone)]
+pub(crate) enum Commands {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Commands {
+    async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
+        match self {
+            Self::Single(manager) => manager.subscribe(channel).await,
+            Self::Cluster(cluster) => cluster.subscribe(channel).await,
+        }
+    }
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(manager) => manager.req_packed_command(cmd),
+            Self::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(manager) => manager.get_db(),
+            Self::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+}
+
 /// A handle on the shared connection; cheap to clone.
 #[derive(Clone)]
 pub struct RedisConnection {
@@ -100,8 +161,9 @@ pub struct RedisConnection {
 
 struct Inner {
     /// Behind Sentinel, replaced when the master moves; empty until the
-    /// sentinels first named one.
-    manager: RwLock<Option<ConnectionManager>>,
+    /// sentinels first named one. On a cluster, replaced when a fresh
+    /// client is built from the seeds.
+    manager: RwLock<Option<Commands>>,
     prefix: String,
     /// Distinguishes this process's own publications from its peers'.
     instance: String,
@@ -111,6 +173,11 @@ struct Inner {
     /// commands are tried unless Redis is known to be down.
     state: AtomicU8,
     generation: watch::Sender<u64>,
+    /// On a cluster: one node's connection dropped, and what was published
+    /// meanwhile may be lost even though the probe's node answers. The
+    /// next answered probe moves the generation.
+    resync_due: AtomicBool,
+    cluster: bool,
 }
 
 const UNKNOWN: u8 = 0;
@@ -139,37 +206,52 @@ impl RedisConnection {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.command_timeout))
             .set_max_delay(Duration::from_secs(2))
-            .set_push_sender(push_tx)
+            .set_push_sender(push_tx.clone())
             .set_automatic_resubscription();
-        let (manager, follower) = match &options.endpoint {
+        let prefix = format!("{{{}}}", options.key_prefix);
+        let (manager, follow) = match &options.endpoint {
             RedisEndpoint::Url(url) => {
                 let client = client(options, url).map_err(unavailable)?;
                 let manager =
                     ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
-                (Some(manager), None)
+                (Some(Commands::Single(manager)), Follow::Fixed)
             }
             RedisEndpoint::Sentinel { master, nodes } => (
                 None,
-                Some(MasterFollower::new(options, master, nodes, config)?),
+                Follow::Sentinel(MasterFollower::new(options, master, nodes, config)?),
             ),
+            RedisEndpoint::Cluster { nodes } => {
+                let seeds = ClusterSeeds::new(options, nodes, push_tx)?;
+                (
+                    Some(Commands::Cluster(seeds.connect())),
+                    Follow::Cluster {
+                        seeds,
+                        key: format!("{prefix}probe"),
+                        failures: 0,
+                    },
+                )
+            }
         };
+        let cluster = matches!(follow, Follow::Cluster { .. });
         let mut instance = [0u8; 8];
         rand::rng().fill_bytes(&mut instance);
         let inner = Arc::new(Inner {
             manager: RwLock::new(manager),
-            prefix: format!("{{{}}}", options.key_prefix),
+            prefix,
             instance: hex(&instance),
             listeners: DashMap::new(),
             ready: watch::channel(false).0,
             state: AtomicU8::new(UNKNOWN),
             generation: watch::channel(0).0,
+            resync_due: AtomicBool::new(false),
+            cluster,
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), push_rx));
         tokio::spawn(probe(
             Arc::downgrade(&inner),
             options.probe_interval,
             options.command_timeout,
-            follower,
+            follow,
         ));
         Ok(Self { inner })
     }
@@ -186,7 +268,7 @@ impl RedisConnection {
     /// A connection to run commands on (a clone of the multiplexed one),
     /// or at once `Unavailable` while the probe finds Redis down: a request
     /// then gets its 503 without waiting out a reconnect.
-    pub(crate) fn commands(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) fn commands(&self) -> Result<Commands, StoreError> {
         if self.inner.state.load(Ordering::Acquire) == DOWN {
             return Err(unreachable());
         }
@@ -195,7 +277,7 @@ impl RedisConnection {
 
     /// The connection whatever the probe says (re-sync, best-effort
     /// cleanup); `Unavailable` only while no master is known yet.
-    pub(crate) fn always(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) fn always(&self) -> Result<Commands, StoreError> {
         self.inner.current().ok_or_else(unreachable)
     }
 
@@ -226,7 +308,7 @@ impl RedisConnection {
 }
 
 impl Inner {
-    fn current(&self) -> Option<ConnectionManager> {
+    fn current(&self) -> Option<Commands> {
         // A poisoned lock still holds a usable manager: only a clone or a
         // replacement ever happens under it.
         match self.manager.read() {
@@ -235,10 +317,10 @@ impl Inner {
         }
     }
 
-    /// Puts the manager for a new master in place and subscribes it to
-    /// every channel listened on: its automatic resubscription only covers
-    /// what was subscribed through it.
-    fn replace(self: &Arc<Self>, manager: ConnectionManager) {
+    /// Puts the connection to a new master (or a fresh cluster client) in
+    /// place and subscribes it to every channel listened on: its automatic
+    /// resubscription only covers what was subscribed through it.
+    fn replace(self: &Arc<Self>, manager: Commands) {
         match self.manager.write() {
             Ok(mut current) => *current = Some(manager),
             Err(poisoned) => *poisoned.into_inner() = Some(manager),
@@ -319,63 +401,139 @@ async fn dispatch(inner: Weak<Inner>, mut pushes: mpsc::UnboundedReceiver<redis:
                     let _ = listener.send(payload);
                 }
             }
+            // One cluster node gone says nothing about the one serving
+            // the deployment's slot: the probe judges readiness, and a
+            // re-sync follows in any case.
+            PushKind::Disconnection if inner.cluster => {
+                inner.resync_due.store(true, Ordering::Release);
+            }
             PushKind::Disconnection => set_ready(&inner, false),
             _ => {}
         }
     }
 }
 
-/// PINGs Redis every `interval`; readiness follows the answers. Behind
-/// Sentinel the probe asks for the server's role instead, and while the
-/// server is not a master it asks the sentinels where the master went.
-async fn probe(
-    inner: Weak<Inner>,
-    interval: Duration,
-    bound: Duration,
-    mut follower: Option<MasterFollower>,
-) {
+/// How the probe follows the servers besides checking them.
+enum Follow {
+    /// One server at a fixed address: the manager reconnects by itself.
+    Fixed,
+    /// Asks the sentinels where the master went when it stops answering.
+    Sentinel(MasterFollower),
+    /// Builds a fresh cluster client from the seeds after a few failed
+    /// probes in a row.
+    Cluster {
+        seeds: ClusterSeeds,
+        /// A key in the deployment's slot.
+        key: String,
+        failures: u32,
+    },
+}
+
+/// Failed probes in a row after which a cluster client is rebuilt: long
+/// enough for the client's own recovery (a node reconnect, a slot map
+/// refresh after a failover) to come first.
+const REBUILD_AFTER: u32 = 4;
+
+/// What the probe asks.
+enum Check<'a> {
+    Ping,
+    /// Behind Sentinel: the server's role.
+    Role,
+    /// On a cluster: a read of a key in the deployment's slot, which only
+    /// the master serving that slot answers (any node answers PING, even
+    /// one of a cluster that is down).
+    Slot(&'a str),
+}
+
+/// Probes Redis every `interval`; readiness follows the answers. Behind
+/// Sentinel the probe asks for the server's role, and while the server is
+/// not a master it asks the sentinels where the master went. On a cluster
+/// it reads from the deployment's slot.
+async fn probe(inner: Weak<Inner>, interval: Duration, bound: Duration, mut follow: Follow) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let sentinel = follower.is_some();
-        let mut answered = healthy(inner.current(), sentinel, bound).await;
-        if !answered {
-            if let Some(follower) = follower.as_mut() {
+        let mut answered = healthy(inner.current(), &check_for(&follow), bound).await;
+        match &mut follow {
+            Follow::Fixed => {}
+            Follow::Sentinel(follower) if !answered => {
                 // Fail fast from now on, not after the sentinels answered.
                 set_ready(&inner, false);
                 if let Some(manager) = follower.moved().await {
-                    inner.replace(manager);
-                    answered = healthy(inner.current(), sentinel, bound).await;
+                    inner.replace(Commands::Single(manager));
+                    answered = healthy(inner.current(), &Check::Role, bound).await;
                 }
             }
+            Follow::Sentinel(_) => {}
+            Follow::Cluster {
+                seeds,
+                key,
+                failures,
+            } => {
+                if answered {
+                    *failures = 0;
+                } else {
+                    *failures += 1;
+                    if *failures % REBUILD_AFTER == 0 {
+                        set_ready(&inner, false);
+                        tracing::warn!(
+                            prefix = %inner.prefix,
+                            failures = *failures,
+                            "Redis Cluster slot unserved: reconnecting from the seed nodes"
+                        );
+                        inner.replace(Commands::Cluster(seeds.connect()));
+                        answered = healthy(inner.current(), &Check::Slot(key), bound).await;
+                    }
+                }
+            }
+        }
+        if answered
+            && inner.resync_due.swap(false, Ordering::AcqRel)
+            && inner.state.load(Ordering::Acquire) == UP
+        {
+            // Still up, so set_ready will not move it.
+            inner.generation.send_modify(|g| *g += 1);
+            tracing::info!(prefix = %inner.prefix, "a Redis Cluster node reconnected: re-syncing");
         }
         set_ready(&inner, answered);
     }
 }
 
-/// Whether `manager` answers within `bound`, and behind Sentinel whether
-/// it answers as the master: a demoted one answers reads but refuses every
-/// write. The bound matters while the server is gone: a command then waits
-/// out the manager's whole series of reconnect attempts (seconds), which
-/// would hold up the move to a new master. Giving up does not stop the
-/// reconnect, which runs on its own task.
-async fn healthy(manager: Option<ConnectionManager>, sentinel: bool, bound: Duration) -> bool {
-    let Some(mut commands) = manager else {
+fn check_for(follow: &Follow) -> Check<'_> {
+    match follow {
+        Follow::Fixed => Check::Ping,
+        Follow::Sentinel(_) => Check::Role,
+        Follow::Cluster { key, .. } => Check::Slot(key),
+    }
+}
+
+/// Whether the connection answers `check` within `bound`; behind Sentinel
+/// the server must answer as the master: a demoted one answers reads but
+/// refuses every write. The bound matters while the server is gone: a
+/// command then waits out the manager's whole series of reconnect
+/// attempts (seconds), which would hold up the move to a new master.
+/// Giving up does not stop the reconnect, which runs on its own task.
+async fn healthy(link: Option<Commands>, check: &Check<'_>, bound: Duration) -> bool {
+    let Some(mut commands) = link else {
         return false;
     };
     let check = async {
-        if sentinel {
-            matches!(
+        match check {
+            Check::Role => matches!(
                 redis::cmd("ROLE").query_async::<Role>(&mut commands).await,
                 Ok(Role::Primary { .. })
-            )
-        } else {
-            redis::cmd("PING")
+            ),
+            Check::Ping => redis::cmd("PING")
                 .query_async::<String>(&mut commands)
                 .await
-                .is_ok()
+                .is_ok(),
+            Check::Slot(key) => redis::cmd("EXISTS")
+                .arg(*key)
+                .query_async::<i64>(&mut commands)
+                .await
+                .is_ok(),
         }
     };
     tokio::time::timeout(bound, check).await.unwrap_or(false)

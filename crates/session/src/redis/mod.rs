@@ -2,9 +2,11 @@
 //! sessions ([`RedisStore`]), one-time caches ([`RedisOneTime`]),
 //! tickets ([`RedisTickets`]) and lockout counts ([`RedisLockouts`]) that
 //! every node shares, on one [`RedisConnection`] per process: to a
-//! standalone server, or to whichever server Redis Sentinel names the
-//! master. They pass the same conformance suites as the memory backends.
+//! standalone server, to whichever server Redis Sentinel names the
+//! master, or to a Redis Cluster. They pass the same conformance suites
+//! as the memory backends.
 
+mod cluster;
 mod connection;
 mod cookies;
 mod lockouts;

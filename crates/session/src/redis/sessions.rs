@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use rand::RngCore;
-use redis::aio::ConnectionManager;
 use redis::Value;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -40,7 +39,7 @@ use crate::error::{SessionError, StoreError};
 use crate::id::{SecretHash, SessionId, SessionSecret};
 use crate::memory::DEFAULT_ENDED_CAPACITY;
 use crate::record::{Lifetime, Session};
-use crate::redis::connection::{unavailable, RedisConnection};
+use crate::redis::connection::{unavailable, Commands, RedisConnection};
 use crate::redis::scripts;
 use crate::redis::seal::SealKeys;
 use crate::store::{
@@ -168,7 +167,7 @@ impl<B: SessionBody> RedisStore<B> {
         }
     }
 
-    fn commands(&self) -> Result<ConnectionManager, StoreError> {
+    fn commands(&self) -> Result<Commands, StoreError> {
         self.shared.connection.commands()
     }
 

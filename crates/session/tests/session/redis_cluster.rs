@@ -1,0 +1,214 @@
+//! On Redis Cluster: the stores on the cluster client, pub/sub delivered
+//! whichever node a message is published on, and a master failover
+//! followed without a restart.
+
+use std::time::{Duration, Instant};
+
+use portcullis_session::conformance::{lifetime, TestBody, T0};
+use portcullis_session::redis::{RedisConnection, RedisEndpoint, RedisStore, SealKeys};
+use portcullis_session::{EndReason, SessionStore};
+use test_support::RedisClusterSet;
+
+use crate::redis_backend::{options, ready};
+
+/// The cluster's own pace: 500 ms to judge a node failing, then the
+/// replica's election and promotion.
+const FAILOVER_DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn cluster_options(set: &RedisClusterSet) -> portcullis_session::redis::RedisOptions {
+    let mut options = options(String::new());
+    options.endpoint = RedisEndpoint::Cluster { nodes: set.urls() };
+    options
+}
+
+/// A connection to the binary's shared cluster under a prefix of its own,
+/// so every store built on it starts empty.
+pub fn connection() -> RedisConnection {
+    RedisConnection::open(&cluster_options(RedisClusterSet::shared())).expect("connection")
+}
+
+/// Two nodes on one cluster: same prefix and keys, own connections.
+fn two_nodes(set: &RedisClusterSet) -> [(RedisStore<TestBody>, RedisConnection); 2] {
+    let options = cluster_options(set);
+    let node = || {
+        let connection = RedisConnection::open(&options).expect("connection");
+        let keys = SealKeys::from_secrets(&[[9u8; 32]]).expect("keys");
+        (
+            RedisStore::<TestBody>::new(connection.clone(), "s", keys),
+            connection,
+        )
+    };
+    [node(), node()]
+}
+
+/// Waits until both nodes listen on the ended channel somewhere in the
+/// cluster (each node counts only its own subscribers).
+async fn both_listening(set: &RedisClusterSet, nodes: &[usize], connection: &RedisConnection) {
+    let channel = format!("{}s:ended", connection.prefix());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let subscribers: usize = nodes
+            .iter()
+            .map(|&i| numsub(&set.node(i).command(&format!("PUBSUB NUMSUB {channel}"))))
+            .sum();
+        if subscribers >= 2 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The count in a `PUBSUB NUMSUB` reply: `*2 $len channel :count`.
+fn numsub(reply: &str) -> usize {
+    reply
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(':'))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ends_reach_a_store_whichever_cluster_node_they_are_published_on() {
+    let set = RedisClusterSet::shared();
+    let [(a, connection_a), (b, connection_b)] = two_nodes(set);
+    ready(&connection_a, true).await;
+    ready(&connection_b, true).await;
+    both_listening(set, &[0, 1, 2], &connection_a).await;
+
+    // An end announced on a node that does not serve the deployment's
+    // slot: classic pub/sub is broadcast to the whole cluster.
+    let key = format!("{}s:ended", connection_a.prefix());
+    let owner = set.master_of(&key).expect("the slot is served");
+    let elsewhere = (0..3).find(|&i| i != owner).expect("another node");
+    let (first, _) = a
+        .create(TestBody::new("alice"), lifetime(), T0)
+        .await
+        .expect("created on a");
+    let waiter = tokio::spawn(a.ended(&first.hash()));
+    let reply = set.node(elsewhere).command(&format!(
+        "PUBLISH {key} \"e elsewhere {}\"",
+        hex(first.hash().as_bytes())
+    ));
+    assert!(reply.starts_with(':'), "PUBLISH: {reply}");
+    tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("a heard the end published on another node")
+        .expect("waiter ran");
+
+    // The usual path: b ends a session, its script publishes on the
+    // slot's master, a's waiter fires and a no longer serves it.
+    let (second, session) = a
+        .create(TestBody::new("bob"), lifetime(), T0)
+        .await
+        .expect("created on a");
+    b.touch(&second.hash(), T0).await.expect("b serves it");
+    let waiter = tokio::spawn(a.ended(&second.hash()));
+    b.end_by_id(&session.id, EndReason::Revoked)
+        .await
+        .expect("revoked on b")
+        .expect("b removed it");
+    tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("a's end signal fired")
+        .expect("waiter ran");
+    assert!(a.touch(&second.hash(), T0).await.is_err(), "gone on a");
+}
+
+// Several threads: the set's helpers block while they poll the servers,
+// and the connections' probes must keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_master_failover_is_followed_without_a_restart() {
+    let mut set = RedisClusterSet::start(3, 1);
+    let [(a, connection_a), (b, connection_b)] = two_nodes(&set);
+    ready(&connection_a, true).await;
+    ready(&connection_b, true).await;
+    let key = format!("{}s:ended", connection_a.prefix());
+    let master = set.master_of(&key).expect("the slot is served");
+    let replica = set.replica_of(master).expect("the master has a replica");
+    let (before, session) = a
+        .create(TestBody::new("alice"), lifetime(), T0)
+        .await
+        .expect("created before the failover");
+    let waiter = tokio::spawn(a.ended(&before.hash()));
+    let all: Vec<usize> = (0..6).collect();
+    both_listening(&set, &all, &connection_a).await;
+    // The session must be on the replica before its master dies.
+    let synced = set.node(master).command("WAIT 1 1000");
+    assert!(synced.starts_with(":1"), "WAIT: {synced}");
+
+    let killed = Instant::now();
+    set.kill(master);
+    ready(&connection_a, false).await;
+    let down_after = killed.elapsed();
+    let (promoted, promoted_after) = set.wait_served(&key, killed, FAILOVER_DEADLINE);
+    assert_eq!(promoted, replica, "the replica took the slot over");
+    ready(&connection_a, true).await;
+    ready(&connection_b, true).await;
+    let followed_after = killed.elapsed();
+    eprintln!(
+        "cluster failover: not ready after {down_after:?}, replica promoted after \
+         {promoted_after:?}, both nodes ready again after {followed_after:?}"
+    );
+
+    let on_b = b
+        .touch(&before.hash(), T0)
+        .await
+        .expect("the session made before the failover is still there");
+    assert_eq!(on_b.id, session.id);
+    let (after, _) = b
+        .create(TestBody::new("bob"), lifetime(), T0)
+        .await
+        .expect("sign-ins work on the new master");
+    a.touch(&after.hash(), T0).await.expect("a serves it too");
+
+    // Pub/sub moved with the slot: an end on b reaches a's waiter.
+    let alive: Vec<usize> = all.into_iter().filter(|&i| i != master).collect();
+    both_listening(&set, &alive, &connection_a).await;
+    assert!(!waiter.is_finished(), "a failover ends no session");
+    b.end_by_id(&session.id, EndReason::Revoked)
+        .await
+        .expect("revoked on b")
+        .expect("b removed it");
+    tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("a's end signal fired through the new master")
+        .expect("waiter ran");
+}
+
+/// A node may start before the cluster is formed (or while no seed
+/// answers): it starts not ready and becomes ready once the slot is
+/// served, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_before_the_cluster_formed_becomes_ready() {
+    let set = RedisClusterSet::unformed(3, 0);
+    let [(a, connection_a), (b, _)] = two_nodes(&set);
+    assert!(
+        a.create(TestBody::new("alice"), lifetime(), T0)
+            .await
+            .is_err(),
+        "no slot is served yet"
+    );
+    assert!(!connection_a.is_ready());
+    set.form(0);
+    let formed = Instant::now();
+    ready(&connection_a, true).await;
+    eprintln!(
+        "cluster formed after the connection: ready {:?} after every node said ok",
+        formed.elapsed()
+    );
+    let (secret, _) = a
+        .create(TestBody::new("alice"), lifetime(), T0)
+        .await
+        .expect("created once formed");
+    b.touch(&secret.hash(), T0).await.expect("b serves it");
+}
