@@ -783,6 +783,36 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
         gw.logs()
     );
 
+    // A LogoutRequest signed with RSA-SHA1: b refuses it (its session
+    // stays, ended below), d, opted in, answers it.
+    for (origin, accepted) in [(APP_B, false), (APP_D, true)] {
+        let sha1 = idp.script.json(&[
+            "logout-request",
+            "--config",
+            &idp.config_arg(),
+            "--sp",
+            &format!("{origin}/_portcullis/saml/metadata"),
+            "--name-id",
+            "dana@example.org",
+            "--sha1",
+        ]);
+        let to_gateway = sha1["location"].as_str().expect("location");
+        assert!(to_gateway.contains("xmldsig%23rsa-sha1"), "{to_gateway}");
+        let answered = gw.browser().get(to_gateway).await;
+        let want = if accepted {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(answered.status, want, "{origin}: {}", answered.text());
+    }
+    let still_in = b.get(&format!("{APP_B}{deep}&format=json")).await;
+    assert_eq!(
+        still_in.status,
+        StatusCode::OK,
+        "b's session survived SHA-1"
+    );
+
     // IdP-initiated Single Logout from pysaml2: the gateway ends dana's
     // session in b and answers with a signed LogoutResponse pysaml2 accepts.
     let request = idp.script.json(&[
