@@ -15,7 +15,8 @@ use openssl::sign::{Signer, Verifier};
 
 use crate::error::{Error, Result, SignatureFailure};
 
-/// SigAlg URI for RSA-SHA256, the only query-signature algorithm we emit or accept.
+/// SigAlg URI for RSA-SHA256: the only query-signature algorithm we emit, and
+/// the only one accepted from a peer without `allow_sha1`.
 pub const SIG_ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 /// The legacy SHA-1 SigAlg: accepted only from a peer marked `allow_sha1`,
 /// and never emitted.
