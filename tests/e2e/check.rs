@@ -403,3 +403,24 @@ fn shared_mode_takes_sentinel_and_redis_cluster_endpoints() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("ok (1 app)"), "{stdout}");
 }
+
+#[test]
+fn a_service_provider_allowed_sha1_passes_with_a_note() {
+    let pki = Pki::new();
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let idp = format!(
+        "[idp]\npublic_url = \"https://idp.test/\"\nusers_file = \"{repo}/demo/users.toml\"\n\
+signing_key = \"{repo}/certs-dev/idp-signing-key.pem\"\nsigning_cert = \"{repo}/certs-dev/idp-signing.pem\"\n\n\
+[[idp.service_provider]]\nname = \"legacy\"\nentity_id = \"https://legacy.test/md\"\nacs_url = \"https://legacy.test/acs\"\n\
+signing_cert = \"{repo}/certs-dev/sp-signing.pem\"\nallow_sha1 = true\n\n{}",
+        app("a", "https://app.test/", "builtin:echo"),
+    );
+    let (code, stdout, stderr) = check(&config_text(&pki, "", &idp));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l
+            == "note: [[idp.service_provider]] legacy: allow_sha1 = true: requests and logout \
+                messages from https://legacy.test/md may be signed with RSA-SHA1"),
+        "{stdout}"
+    );
+}

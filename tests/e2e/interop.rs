@@ -200,8 +200,17 @@ impl Sp {
 
     /// An AuthnRequest whose NameIDPolicy asks for `format` (a URI).
     fn authn_request_for(&self, format: Option<&str>) -> (String, String) {
+        self.authn_request_signed(format, false)
+    }
+
+    /// [`authn_request_for`](Self::authn_request_for), its query signed
+    /// with RSA-SHA1 when `sha1`.
+    fn authn_request_signed(&self, format: Option<&str>, sha1: bool) -> (String, String) {
         let config = self.config.display().to_string();
         let mut args = vec!["authn-request", "--config", &config];
+        if sha1 {
+            args.push("--sha1");
+        }
         args.extend(
             format
                 .map(|f| ["--name-id-format", f])
@@ -264,6 +273,24 @@ attributes = [\"email\", \"firstName\", \"lastName\", \"groups\", \"profile.depa
         StatusCode::BAD_REQUEST,
         "{}",
         refused.text()
+    );
+    // Nor is one signed with RSA-SHA1: this SP has not opted in.
+    let (_, sha1) = sp.authn_request_signed(None, true);
+    assert!(
+        sha1.contains("SigAlg=http%3A%2F%2Fwww.w3.org%2F2000%2F09%2Fxmldsig%23rsa-sha1"),
+        "{sha1}"
+    );
+    let refused = b.get(&sha1).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+    let log = std::fs::read_to_string(gw.dir().join("system-log.jsonl")).unwrap_or_default();
+    assert!(
+        log.contains("xmldsig#rsa-sha1"),
+        "the refusal names the algorithm: {log}"
     );
     let post = to_the_acs_form(&b, &location).await;
     let html = post.text();
@@ -756,6 +783,36 @@ async fn gateway_apps_sign_in_through_a_pysaml2_idp_from_its_metadata() {
         gw.logs()
     );
 
+    // A LogoutRequest signed with RSA-SHA1: b refuses it (its session
+    // stays, ended below), d, opted in, answers it.
+    for (origin, accepted) in [(APP_B, false), (APP_D, true)] {
+        let sha1 = idp.script.json(&[
+            "logout-request",
+            "--config",
+            &idp.config_arg(),
+            "--sp",
+            &format!("{origin}/_portcullis/saml/metadata"),
+            "--name-id",
+            "dana@example.org",
+            "--sha1",
+        ]);
+        let to_gateway = sha1["location"].as_str().expect("location");
+        assert!(to_gateway.contains("xmldsig%23rsa-sha1"), "{to_gateway}");
+        let answered = gw.browser().get(to_gateway).await;
+        let want = if accepted {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(answered.status, want, "{origin}: {}", answered.text());
+    }
+    let still_in = b.get(&format!("{APP_B}{deep}&format=json")).await;
+    assert_eq!(
+        still_in.status,
+        StatusCode::OK,
+        "b's session survived SHA-1"
+    );
+
     // IdP-initiated Single Logout from pysaml2: the gateway ends dana's
     // session in b and answers with a signed LogoutResponse pysaml2 accepts.
     let request = idp.script.json(&[
@@ -947,7 +1004,13 @@ async fn to_the_acs_form(b: &Browser, location: &str) -> test_support::Reply {
 /// `format`: `Ok(parsed response)` or `Err(stderr)`. Signs in as bob when
 /// the browser has no IdP session.
 async fn sign_in_asking_for(b: &Browser, sp: &Sp, format: &str) -> Result<Value, String> {
-    let (request_id, location) = sp.authn_request_for(Some(format));
+    sign_in_signed(b, sp, format, false).await
+}
+
+/// [`sign_in_asking_for`], the request signed with RSA-SHA1 when `sha1`.
+async fn sign_in_signed(b: &Browser, sp: &Sp, format: &str, sha1: bool) -> Result<Value, String> {
+    let (request_id, location) = sp.authn_request_signed(Some(format), sha1);
+    assert_eq!(location.contains("xmldsig%23rsa-sha1"), sha1, "{location}");
     let page = to_the_acs_form(b, &location).await;
     let html = page.text();
     assert_eq!(page.status, StatusCode::OK, "{html}");
@@ -962,11 +1025,14 @@ async fn sign_in_asking_for(b: &Browser, sp: &Sp, format: &str) -> Result<Value,
 
 /// pysaml2 as SP asks the embedded IdP for each NameID format: it gets the
 /// formats its registration allows, and InvalidNameIDPolicy for others.
+/// It is registered with the legacy `allow_sha1`, so one request is signed
+/// with RSA-SHA1 (refused without it, above).
 #[tokio::test]
 async fn pysaml2_sp_gets_the_name_id_format_it_asks_for() {
     let (gw, sp) = pysaml2_sp_registered(
         "name_id_format = \"emailAddress\"
 name_id_formats_allowed = [\"transient\", \"persistent\"]
+allow_sha1 = true
 ",
     )
     .await;
@@ -995,7 +1061,9 @@ name_id_formats_allowed = [\"transient\", \"persistent\"]
         !opaque.contains("bob") && opaque.len() >= 32,
         "{persistent}"
     );
-    let email = sign_in_asking_for(&b, &sp, EMAIL).await.expect("email");
+    let email = sign_in_signed(&b, &sp, EMAIL, true)
+        .await
+        .expect("an RSA-SHA1 signed request from an SP marked allow_sha1");
     assert_eq!(email["name_id"], "bob@example.com", "{email}");
     assert_eq!(email["name_id_format"], EMAIL, "{email}");
     // A format the registration does not allow: no assertion, a status.

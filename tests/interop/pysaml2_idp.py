@@ -248,7 +248,7 @@ def unsolicited(args):
 def logout_request(args):
     from saml2 import BINDING_HTTP_REDIRECT
     from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
-    from saml2.xmldsig import SIG_RSA_SHA256
+    from saml2.xmldsig import SIG_RSA_SHA1, SIG_RSA_SHA256
 
     cfg = load(args.config)
     idp = server(cfg)
@@ -267,7 +267,8 @@ def logout_request(args):
             destination,
             "pysaml2-idp-logout",
             sign=True,
-            sigalg=SIG_RSA_SHA256,
+            # --sha1: the query signed the legacy way, as an old IdP would.
+            sigalg=SIG_RSA_SHA1 if args.sha1 else SIG_RSA_SHA256,
         )
     except Exception as e:
         print(f"pysaml2 IdP failed: {type(e).__name__}: {e}", file=sys.stderr)
@@ -372,6 +373,7 @@ def main():
     lreq.add_argument("--config", required=True)
     lreq.add_argument("--sp", required=True)
     lreq.add_argument("--name-id", required=True)
+    lreq.add_argument("--sha1", action="store_true")
     lreq.set_defaults(run=logout_request)
     plreq = sub.add_parser("parse-logout-request")
     plreq.add_argument("--config", required=True)

@@ -96,7 +96,7 @@ def metadata(args):
 
 def authn_request(args):
     from saml2 import BINDING_HTTP_REDIRECT
-    from saml2.xmldsig import SIG_RSA_SHA256
+    from saml2.xmldsig import SIG_RSA_SHA1, SIG_RSA_SHA256
 
     with open(args.config) as f:
         cfg = json.load(f)
@@ -110,7 +110,8 @@ def authn_request(args):
         relay_state="/",
         binding=BINDING_HTTP_REDIRECT,
         sign=True,
-        sigalg=SIG_RSA_SHA256,
+        # --sha1: sign the query the legacy way, as an old SP would.
+        sigalg=SIG_RSA_SHA1 if args.sha1 else SIG_RSA_SHA256,
         **extra,
     )
     location = dict(info["headers"])["Location"]
@@ -239,6 +240,7 @@ def main():
     req = sub.add_parser("authn-request")
     req.add_argument("--config", required=True)
     req.add_argument("--name-id-format")
+    req.add_argument("--sha1", action="store_true")
     req.set_defaults(run=authn_request)
     lo = sub.add_parser("logout-request")
     lo.add_argument("--config", required=True)

@@ -479,6 +479,25 @@ pub struct ServiceProviderConfig {
     /// `None` for `[[idp.service_provider]]`s, which the launcher signs in
     /// IdP-initiated.
     pub sign_in_url: Option<String>,
+    /// `allow_sha1 = true` (a legacy opt-in, noted by `check` and logged
+    /// at start): the SP's AuthnRequests and Single Logout messages may be
+    /// signed with RSA-SHA1 and SHA-1 digests. The IdP never signs so.
+    pub allow_sha1: bool,
+}
+
+impl ServiceProviderConfig {
+    /// What `check` prints, and `run` logs at WARN, about this SP's
+    /// legacy opt-ins.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.allow_sha1 {
+            notes.push(format!(
+                "[[idp.service_provider]] {}: allow_sha1 = true: requests and logout messages from {} may be signed with RSA-SHA1",
+                self.name, self.entity_id
+            ));
+        }
+        notes
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -774,7 +793,8 @@ pub struct ExternalIdp {
     /// an Assertion signed only through its signed Response is accepted.
     pub want_assertions_signed: bool,
     /// `true` (a legacy opt-in, noted and logged like the other): its
-    /// Responses may be signed with RSA-SHA1 and SHA-1 digests.
+    /// Responses and Single Logout messages may be signed with RSA-SHA1
+    /// and SHA-1 digests.
     pub allow_sha1: bool,
 }
 
@@ -791,7 +811,7 @@ impl ExternalIdp {
         }
         if self.allow_sha1 {
             notes.push(format!(
-                "app {app}: allow_sha1 = true: responses from {} may be signed with RSA-SHA1",
+                "app {app}: allow_sha1 = true: responses and logout messages from {} may be signed with RSA-SHA1",
                 self.metadata.entity_id
             ));
         }

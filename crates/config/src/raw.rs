@@ -212,6 +212,7 @@ pub struct RawServiceProvider {
     pub sign_response: Option<bool>,
     pub encrypt_assertions: Option<bool>,
     pub encryption_cert: Option<String>,
+    pub allow_sha1: Option<bool>,
 }
 
 /// One entry of an SP's `attributes`: a user field by its own name, or a

@@ -112,6 +112,7 @@ pub fn logout_from_idp() -> LogoutExpectations<'static> {
     LogoutExpectations {
         peer_entity_id: IDP_ENTITY_ID,
         peer_certs: idp_certs(),
+        allow_sha1: false,
         our_slo_url: SP_SLO_URL,
         max_bytes: SLO_MAX_BYTES,
         clock_skew: SLO_CLOCK_SKEW,

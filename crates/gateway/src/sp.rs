@@ -44,7 +44,8 @@ pub(crate) struct AppSp {
     idp_certs_der: Vec<Vec<u8>>,
     /// The legacy opt-in `want_assertions_signed = false`.
     response_signature_suffices: bool,
-    /// The legacy opt-in `allow_sha1` (Responses only).
+    /// The legacy opt-in `allow_sha1`: the IdP's Responses and its Single
+    /// Logout messages may be signed with RSA-SHA1 and SHA-1 digests.
     sha1_accepted: bool,
 }
 
@@ -209,6 +210,7 @@ impl AppSp {
             &LogoutExpectations {
                 peer_entity_id: &self.idp_entity_id,
                 peer_certs: &self.idp_certs_der,
+                allow_sha1: self.sha1_accepted,
                 our_slo_url: &self.config.slo_url,
                 max_bytes: SLO_MAX_BYTES,
                 clock_skew: SLO_CLOCK_SKEW,

@@ -83,6 +83,9 @@ pub fn notes(config: &Config, files: Option<&IdpFiles>) -> Vec<String> {
              so any client can claim any address (rate limits, post-auth IP and ASN checks, admin session binding)"
         ));
     }
+    for sp in config.idp.iter().flat_map(|idp| &idp.service_providers) {
+        notes.extend(sp.notes());
+    }
     for app in &config.apps {
         if let Some(portcullis_config::AppIdp::External(external)) =
             app.auth.as_ref().map(|auth| &auth.idp)

@@ -148,6 +148,7 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
                 .collect(),
             signing_certs_der: sp.signing_certs_der.clone(),
             require_signed_requests: sp.require_signed_requests,
+            allow_sha1: sp.allow_sha1,
             slo_url: sp.slo_url.clone(),
             attributes: sp
                 .attributes

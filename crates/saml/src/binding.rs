@@ -15,10 +15,31 @@ use openssl::sign::{Signer, Verifier};
 
 use crate::error::{Error, Result, SignatureFailure};
 
-/// SigAlg URI for RSA-SHA256, the only query-signature algorithm we emit or accept.
+/// SigAlg URI for RSA-SHA256: the only query-signature algorithm we emit, and
+/// the only one accepted from a peer without `allow_sha1`.
 pub const SIG_ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
-/// Known SHA-1 SigAlg, named only so it can be rejected explicitly.
-const SIG_ALG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+/// The legacy SHA-1 SigAlg: accepted only from a peer marked `allow_sha1`,
+/// and never emitted.
+pub const SIG_ALG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+
+/// Whose signature a protocol message must carry, and with what: the
+/// peer's signing certificates (DER; one must verify) and whether the
+/// legacy opt-in `allow_sha1` lets it sign with RSA-SHA1 and SHA-1 digests.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerSigners<'a> {
+    pub certs: &'a [Vec<u8>],
+    pub allow_sha1: bool,
+}
+
+impl<'a> PeerSigners<'a> {
+    /// `certs`, SHA-256 family only (the default for every peer).
+    pub fn modern(certs: &'a [Vec<u8>]) -> Self {
+        Self {
+            certs,
+            allow_sha1: false,
+        }
+    }
+}
 
 pub(crate) fn check_size(len: usize, limit: usize) -> Result<()> {
     if len > limit {
@@ -145,10 +166,12 @@ pub(crate) fn signed_redirect_query(
 
 /// Verify a Redirect-binding query signature over the parameters *as
 /// received* (re-encoding could differ from the sender's encoding).
+/// `allow_sha1` (a peer's legacy opt-in) adds RSA-SHA1 to RSA-SHA256.
 pub(crate) fn verify_redirect_query(
     query: &RawQuery<'_>,
     param: &str,
     certs: &[PKey<Public>],
+    allow_sha1: bool,
 ) -> Result<()> {
     let message = query
         .raw(param)
@@ -159,15 +182,13 @@ pub(crate) fn verify_redirect_query(
     let signature_b64 = query
         .decoded("Signature")?
         .ok_or(Error::Signature(SignatureFailure::Missing))?;
-    if sig_alg != SIG_ALG_RSA_SHA256 {
-        // rsa-sha1 is the common legacy case; name it for the logs.
-        let alg = if sig_alg == SIG_ALG_RSA_SHA1 {
-            SIG_ALG_RSA_SHA1.to_owned()
-        } else {
-            sig_alg
-        };
-        return Err(Error::Signature(SignatureFailure::WeakAlgorithm(alg)));
-    }
+    // The digest follows from SigAlg; anything else (rsa-sha1 without the
+    // opt-in, the common legacy case) is named in the error for the logs.
+    let digest = match sig_alg.as_str() {
+        SIG_ALG_RSA_SHA256 => MessageDigest::sha256(),
+        SIG_ALG_RSA_SHA1 if allow_sha1 => MessageDigest::sha1(),
+        _ => return Err(Error::Signature(SignatureFailure::WeakAlgorithm(sig_alg))),
+    };
     let mut signed = format!("{param}={message}");
     if let Some(rs) = query.raw("RelayState") {
         signed.push_str("&RelayState=");
@@ -179,7 +200,7 @@ pub(crate) fn verify_redirect_query(
         .decode(signature_b64.as_bytes())
         .map_err(|_| Error::Signature(SignatureFailure::Invalid))?;
     for cert_key in certs {
-        let ok = Verifier::new(MessageDigest::sha256(), cert_key)
+        let ok = Verifier::new(digest, cert_key)
             .and_then(|mut v| {
                 v.update(signed.as_bytes())?;
                 v.verify(&signature)

@@ -17,7 +17,7 @@ use samael::schema::{
 use samael::signature::{DigestAlgorithm, Signature};
 use samael::traits::ToXml;
 
-use crate::binding::{self, RawQuery};
+use crate::binding::{self, PeerSigners, RawQuery};
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
 use crate::metadata;
@@ -562,11 +562,31 @@ pub fn parse_authn_request_redirect(
     sp_signing_certs: Option<&[Vec<u8>]>,
     max_bytes: usize,
 ) -> Result<ParsedAuthnRequest> {
+    parse_authn_request_redirect_with(
+        raw_query,
+        sp_signing_certs.map(PeerSigners::modern),
+        max_bytes,
+    )
+}
+
+/// [`parse_authn_request_redirect`] with the SP's [`PeerSigners`], which
+/// say whether its legacy opt-in `allow_sha1` admits an RSA-SHA1 query
+/// signature.
+pub fn parse_authn_request_redirect_with(
+    raw_query: &str,
+    signers: Option<PeerSigners<'_>>,
+    max_bytes: usize,
+) -> Result<ParsedAuthnRequest> {
     binding::check_size(raw_query.len(), max_bytes)?;
     let query = RawQuery::parse(raw_query)?;
-    let verified = match sp_signing_certs {
-        Some(certs) => {
-            binding::verify_redirect_query(&query, "SAMLRequest", &public_keys(certs)?)?;
+    let verified = match signers {
+        Some(signers) => {
+            binding::verify_redirect_query(
+                &query,
+                "SAMLRequest",
+                &public_keys(signers.certs)?,
+                signers.allow_sha1,
+            )?;
             true
         }
         None => false,
@@ -592,11 +612,28 @@ pub fn parse_authn_request_post(
     sp_signing_certs: Option<&[Vec<u8>]>,
     max_bytes: usize,
 ) -> Result<ParsedAuthnRequest> {
+    parse_authn_request_post_with(
+        saml_request,
+        relay_state,
+        sp_signing_certs.map(PeerSigners::modern),
+        max_bytes,
+    )
+}
+
+/// [`parse_authn_request_post`] with the SP's [`PeerSigners`], which say
+/// whether its legacy opt-in `allow_sha1` admits RSA-SHA1 and SHA-1
+/// digests in the enveloped signature.
+pub fn parse_authn_request_post_with(
+    saml_request: &str,
+    relay_state: Option<&str>,
+    signers: Option<PeerSigners<'_>>,
+    max_bytes: usize,
+) -> Result<ParsedAuthnRequest> {
     let xml = binding::base64_to_string(saml_request, max_bytes)?;
-    let mut parsed = match sp_signing_certs {
+    let mut parsed = match signers {
         None => parse_authn_request_xml(&xml)?,
-        Some(certs) => {
-            let signed = verify_enveloped_root(&xml, certs, "AuthnRequest")?;
+        Some(signers) => {
+            let signed = verify_enveloped_root(&xml, signers, "AuthnRequest")?;
             let mut parsed = parse_authn_request_xml(&signed)?;
             parsed.signature_verified = true;
             parsed
@@ -624,9 +661,10 @@ pub fn post_request_is_signed(saml_request: &str, max_bytes: usize) -> Result<bo
 /// `root_local` is the expected local name of the samlp root element.
 pub(crate) fn verify_enveloped_root(
     xml: &str,
-    certs: &[Vec<u8>],
+    signers: PeerSigners<'_>,
     root_local: &str,
 ) -> Result<String> {
+    let PeerSigners { certs, allow_sha1 } = signers;
     use crate::error::SignatureFailure;
     xml_guard::refuse_doctype(xml)?;
     let scan = xml_guard::scan(xml, &XmlLimits::MESSAGE)?;
@@ -656,7 +694,7 @@ pub(crate) fn verify_enveloped_root(
             "signature does not cover the message root",
         )));
     }
-    xml_guard::check_algorithms(&scan, false)?;
+    xml_guard::check_algorithms(&scan, allow_sha1)?;
     if certs.is_empty() {
         return Err(Error::key("no signing certificate to verify with"));
     }
@@ -665,7 +703,7 @@ pub(crate) fn verify_enveloped_root(
         xml,
         &certs,
         ReduceMode::ValidateAndMarkNoAncestors,
-        Some(crate::sp::SAMAEL_ALLOWED),
+        Some(crate::sp::samael_allowed(allow_sha1)),
     )
     .map_err(|e| {
         tracing::debug!(reason = %e, root = root_local, "xmlsec enveloped signature verification failed");

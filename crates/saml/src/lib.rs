@@ -25,21 +25,24 @@ pub mod peer_logout;
 pub mod sp;
 mod xml_guard;
 
-pub use binding::SIG_ALG_RSA_SHA256;
+pub use binding::{PeerSigners, SIG_ALG_RSA_SHA1, SIG_ALG_RSA_SHA256};
 pub use error::{ConditionFailure, DecryptionFailure, Error, Result, SignatureFailure, XmlLimit};
 pub use idp::{
     build_response, build_status_response, idp_metadata_xml, parse_authn_request_post,
-    parse_authn_request_redirect, post_request_is_signed, AttributeNameFormat, AuthnContextClass,
-    IdpConfig, IssuedResponse, NameIdFormat, ParsedAuthnRequest, ReleasedAttribute, ResponseParams,
-    StatusParams, StatusResponse, STATUS_INVALID_NAME_ID_POLICY, STATUS_NO_PASSIVE,
-    STATUS_REQUESTER, STATUS_REQUEST_DENIED, STATUS_RESPONDER,
+    parse_authn_request_post_with, parse_authn_request_redirect, parse_authn_request_redirect_with,
+    post_request_is_signed, AttributeNameFormat, AuthnContextClass, IdpConfig, IssuedResponse,
+    NameIdFormat, ParsedAuthnRequest, ReleasedAttribute, ResponseParams, StatusParams,
+    StatusResponse, STATUS_INVALID_NAME_ID_POLICY, STATUS_NO_PASSIVE, STATUS_REQUESTER,
+    STATUS_REQUEST_DENIED, STATUS_RESPONDER,
 };
 pub use keys::{cert_der_from_pem, EncryptionKey, Jwks, SigningKey};
 pub use logout::{
     build_logout_request_post, build_logout_request_redirect, build_logout_response_post,
-    build_logout_response_redirect, parse_logout_request_post, parse_logout_request_redirect,
-    parse_logout_response_post, parse_logout_response_redirect, LogoutRequestParams,
-    LogoutResponseParams, LogoutStatus, ParsedLogoutRequest, ParsedLogoutResponse, PostMessage,
+    build_logout_response_redirect, parse_logout_request_post, parse_logout_request_post_with,
+    parse_logout_request_redirect, parse_logout_request_redirect_with, parse_logout_response_post,
+    parse_logout_response_post_with, parse_logout_response_redirect,
+    parse_logout_response_redirect_with, LogoutRequestParams, LogoutResponseParams, LogoutStatus,
+    ParsedLogoutRequest, ParsedLogoutResponse, PostMessage,
 };
 pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};
 pub use peer_logout::{verify_logout_message, LogoutBinding, LogoutExpectations, LogoutMessage};

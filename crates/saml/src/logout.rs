@@ -20,7 +20,7 @@ use quick_xml::NsReader;
 use samael::crypto::{CertificateDer, Crypto, CryptoProvider};
 use samael::traits::ToXml;
 
-use crate::binding::{self, RawQuery};
+use crate::binding::{self, PeerSigners, RawQuery};
 use crate::error::{Error, Result};
 use crate::idp::{public_keys, signature_template, verify_enveloped_root};
 use crate::keys::SigningKey;
@@ -644,14 +644,19 @@ fn logout_response_from_xml(xml: &str) -> Result<ParsedLogoutResponse> {
 fn redirect_message(
     raw_query: &str,
     param: &str,
-    signer_certs: Option<&[Vec<u8>]>,
+    signers: Option<PeerSigners<'_>>,
     max_bytes: usize,
 ) -> Result<(String, Option<String>, bool)> {
     binding::check_size(raw_query.len(), max_bytes)?;
     let query = RawQuery::parse(raw_query)?;
-    let verified = match signer_certs {
-        Some(certs) => {
-            binding::verify_redirect_query(&query, param, &public_keys(certs)?)?;
+    let verified = match signers {
+        Some(signers) => {
+            binding::verify_redirect_query(
+                &query,
+                param,
+                &public_keys(signers.certs)?,
+                signers.allow_sha1,
+            )?;
             true
         }
         None => false,
@@ -669,14 +674,14 @@ fn redirect_message(
 fn post_message(
     b64: &str,
     root_local: &str,
-    signer_certs: Option<&[Vec<u8>]>,
+    signers: Option<PeerSigners<'_>>,
     max_bytes: usize,
 ) -> Result<(String, bool)> {
     let xml = binding::base64_to_string(b64, max_bytes)?;
     xml_guard::refuse_doctype(&xml)?;
-    match signer_certs {
+    match signers {
         None => Ok((xml, false)),
-        Some(certs) => Ok((verify_enveloped_root(&xml, certs, root_local)?, true)),
+        Some(signers) => Ok((verify_enveloped_root(&xml, signers, root_local)?, true)),
     }
 }
 
@@ -689,8 +694,18 @@ pub fn parse_logout_request_redirect(
     signer_certs: Option<&[Vec<u8>]>,
     max_bytes: usize,
 ) -> Result<ParsedLogoutRequest> {
+    parse_logout_request_redirect_with(raw_query, signer_certs.map(PeerSigners::modern), max_bytes)
+}
+
+/// [`parse_logout_request_redirect`] with the peer's [`PeerSigners`], which say whether its legacy
+/// opt-in `allow_sha1` admits RSA-SHA1 (and, over POST, SHA-1 digests).
+pub fn parse_logout_request_redirect_with(
+    raw_query: &str,
+    signers: Option<PeerSigners<'_>>,
+    max_bytes: usize,
+) -> Result<ParsedLogoutRequest> {
     let (xml, relay_state, verified) =
-        redirect_message(raw_query, "SAMLRequest", signer_certs, max_bytes)?;
+        redirect_message(raw_query, "SAMLRequest", signers, max_bytes)?;
     let mut parsed = logout_request_from_xml(&xml)?;
     parsed.relay_state = relay_state;
     parsed.signature_verified = verified;
@@ -707,7 +722,23 @@ pub fn parse_logout_request_post(
     signer_certs: Option<&[Vec<u8>]>,
     max_bytes: usize,
 ) -> Result<ParsedLogoutRequest> {
-    let (xml, verified) = post_message(saml_request, LOGOUT_REQUEST, signer_certs, max_bytes)?;
+    parse_logout_request_post_with(
+        saml_request,
+        relay_state,
+        signer_certs.map(PeerSigners::modern),
+        max_bytes,
+    )
+}
+
+/// [`parse_logout_request_post`] with the peer's [`PeerSigners`], which say whether its legacy
+/// opt-in `allow_sha1` admits RSA-SHA1 (and, over POST, SHA-1 digests).
+pub fn parse_logout_request_post_with(
+    saml_request: &str,
+    relay_state: Option<&str>,
+    signers: Option<PeerSigners<'_>>,
+    max_bytes: usize,
+) -> Result<ParsedLogoutRequest> {
+    let (xml, verified) = post_message(saml_request, LOGOUT_REQUEST, signers, max_bytes)?;
     let mut parsed = logout_request_from_xml(&xml)?;
     parsed.relay_state = relay_state.map(str::to_owned);
     parsed.signature_verified = verified;
@@ -721,8 +752,18 @@ pub fn parse_logout_response_redirect(
     signer_certs: Option<&[Vec<u8>]>,
     max_bytes: usize,
 ) -> Result<ParsedLogoutResponse> {
+    parse_logout_response_redirect_with(raw_query, signer_certs.map(PeerSigners::modern), max_bytes)
+}
+
+/// [`parse_logout_response_redirect`] with the peer's [`PeerSigners`], which say whether its legacy
+/// opt-in `allow_sha1` admits RSA-SHA1 (and, over POST, SHA-1 digests).
+pub fn parse_logout_response_redirect_with(
+    raw_query: &str,
+    signers: Option<PeerSigners<'_>>,
+    max_bytes: usize,
+) -> Result<ParsedLogoutResponse> {
     let (xml, relay_state, verified) =
-        redirect_message(raw_query, "SAMLResponse", signer_certs, max_bytes)?;
+        redirect_message(raw_query, "SAMLResponse", signers, max_bytes)?;
     let mut parsed = logout_response_from_xml(&xml)?;
     parsed.relay_state = relay_state;
     parsed.signature_verified = verified;
@@ -737,7 +778,23 @@ pub fn parse_logout_response_post(
     signer_certs: Option<&[Vec<u8>]>,
     max_bytes: usize,
 ) -> Result<ParsedLogoutResponse> {
-    let (xml, verified) = post_message(saml_response, LOGOUT_RESPONSE, signer_certs, max_bytes)?;
+    parse_logout_response_post_with(
+        saml_response,
+        relay_state,
+        signer_certs.map(PeerSigners::modern),
+        max_bytes,
+    )
+}
+
+/// [`parse_logout_response_post`] with the peer's [`PeerSigners`], which say whether its legacy
+/// opt-in `allow_sha1` admits RSA-SHA1 (and, over POST, SHA-1 digests).
+pub fn parse_logout_response_post_with(
+    saml_response: &str,
+    relay_state: Option<&str>,
+    signers: Option<PeerSigners<'_>>,
+    max_bytes: usize,
+) -> Result<ParsedLogoutResponse> {
+    let (xml, verified) = post_message(saml_response, LOGOUT_RESPONSE, signers, max_bytes)?;
     let mut parsed = logout_response_from_xml(&xml)?;
     parsed.relay_state = relay_state.map(str::to_owned);
     parsed.signature_verified = verified;

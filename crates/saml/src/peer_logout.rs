@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::binding::PeerSigners;
 use crate::error::{Error, Result};
 use crate::logout::{
-    parse_logout_request_post, parse_logout_request_redirect, parse_logout_response_post,
-    parse_logout_response_redirect, ParsedLogoutRequest, ParsedLogoutResponse,
+    parse_logout_request_post_with, parse_logout_request_redirect_with,
+    parse_logout_response_post_with, parse_logout_response_redirect_with, ParsedLogoutRequest,
+    ParsedLogoutResponse,
 };
 
 /// A Single Logout message as it arrived at our endpoint.
@@ -33,6 +35,9 @@ pub struct LogoutExpectations<'a> {
     pub peer_entity_id: &'a str,
     /// Every signing certificate the peer publishes; one must verify.
     pub peer_certs: &'a [Vec<u8>],
+    /// The peer's legacy opt-in: RSA-SHA1 signatures and SHA-1 digests
+    /// are accepted from it (never from anyone else).
+    pub allow_sha1: bool,
     /// Our SingleLogoutService: a Destination, when present, must name it.
     pub our_slo_url: &'a str,
     /// Encoded messages larger than this are refused before decoding.
@@ -55,7 +60,10 @@ pub fn verify_logout_message(
     expect: &LogoutExpectations<'_>,
     now: DateTime<Utc>,
 ) -> Result<LogoutMessage> {
-    let certs = Some(expect.peer_certs);
+    let certs = Some(PeerSigners {
+        certs: expect.peer_certs,
+        allow_sha1: expect.allow_sha1,
+    });
     let message = match binding {
         LogoutBinding::Redirect { query } => {
             let has = |name: &str| {
@@ -64,12 +72,12 @@ pub fn verify_logout_message(
                     .any(|pair| pair.split('=').next() == Some(name))
             };
             match (has("SAMLRequest"), has("SAMLResponse")) {
-                (true, false) => LogoutMessage::Request(parse_logout_request_redirect(
+                (true, false) => LogoutMessage::Request(parse_logout_request_redirect_with(
                     query,
                     certs,
                     expect.max_bytes,
                 )?),
-                (false, true) => LogoutMessage::Response(parse_logout_response_redirect(
+                (false, true) => LogoutMessage::Response(parse_logout_response_redirect_with(
                     query,
                     certs,
                     expect.max_bytes,
@@ -82,13 +90,13 @@ pub fn verify_logout_message(
             saml_response,
             relay_state,
         } => match (saml_request, saml_response) {
-            (Some(request), None) => LogoutMessage::Request(parse_logout_request_post(
+            (Some(request), None) => LogoutMessage::Request(parse_logout_request_post_with(
                 request,
                 relay_state,
                 certs,
                 expect.max_bytes,
             )?),
-            (None, Some(response)) => LogoutMessage::Response(parse_logout_response_post(
+            (None, Some(response)) => LogoutMessage::Response(parse_logout_response_post_with(
                 response,
                 relay_state,
                 certs,

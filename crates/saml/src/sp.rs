@@ -29,6 +29,16 @@ pub(crate) const SAMAEL_ALLOWED: &[AllowedSignatureAlgorithm] =
         None => &[],
     };
 
+/// samael's allowlist for a peer: [`SAMAEL_ALLOWED`], plus RSA-SHA1 when
+/// it is marked `allow_sha1`.
+pub(crate) fn samael_allowed(allow_sha1: bool) -> &'static [AllowedSignatureAlgorithm] {
+    if allow_sha1 {
+        SAMAEL_ALLOWED_WITH_SHA1
+    } else {
+        SAMAEL_ALLOWED
+    }
+}
+
 /// [`SAMAEL_ALLOWED`] and, last, RSA-SHA1: for a peer marked `allow_sha1`.
 const SAMAEL_ALLOWED_WITH_SHA1: &[AllowedSignatureAlgorithm] = &[
     AllowedSignatureAlgorithm::RsaSha256,
@@ -417,11 +427,7 @@ fn verify_encrypted_envelope(xml: &str, expect: &Expectations) -> Result<Respons
         xml,
         &certs,
         ReduceMode::ValidateAndMarkNoAncestors,
-        Some(if expect.allow_sha1 {
-            SAMAEL_ALLOWED_WITH_SHA1
-        } else {
-            SAMAEL_ALLOWED
-        }),
+        Some(samael_allowed(expect.allow_sha1)),
     )
     .map_err(|e| {
         tracing::debug!(reason = %e, "xmlsec verification failed");
@@ -612,11 +618,7 @@ fn verify_plain(
         xml,
         &certs,
         mode,
-        Some(if expect.allow_sha1 {
-            SAMAEL_ALLOWED_WITH_SHA1
-        } else {
-            SAMAEL_ALLOWED
-        }),
+        Some(samael_allowed(expect.allow_sha1)),
     )
     .map_err(|e| {
         tracing::debug!(reason = %e, "xmlsec verification failed");

@@ -454,6 +454,8 @@ impl Validator<'_, '_> {
                 .map(|source| SpAttribute::as_named(source))
                 .collect(),
             sign_response: false,
+            // The gateway signs with RSA-SHA256 only.
+            allow_sha1: false,
             // An app that can decrypt gets its assertions encrypted, so
             // the gateway ↔ embedded IdP path is encrypted end to end.
             encryption_cert_der: auth.sp_encryption.as_ref().and_then(|pair| {

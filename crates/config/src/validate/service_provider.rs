@@ -97,6 +97,16 @@ impl Validator<'_, '_> {
         let encryption = self.sp_encryption(i, &source, &sp);
         let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
         let attributes = self.sp_attributes(i, sp.attributes, sp.attribute_preset.as_deref());
+        let allow_sha1 = sp.allow_sha1.unwrap_or(false);
+        if allow_sha1 && signing.as_ref().is_some_and(|s| s.certs_der.is_empty()) {
+            // It relaxes only the checking of signatures, and without a
+            // certificate none is checked: the key would do nothing.
+            self.problem(
+                &at(i, "allow_sha1"),
+                "allow_sha1 = true needs the SP's signing certificate (signing_cert or its metadata)",
+            );
+            ok = false;
+        }
         let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
             return None;
         };
@@ -118,6 +128,7 @@ impl Validator<'_, '_> {
             sign_response: sp.sign_response.unwrap_or(false),
             encryption_cert_der: encryption,
             sign_in_url: None,
+            allow_sha1,
         })
     }
 
@@ -568,6 +579,52 @@ attribute_preset = \"oid\"\nattributes = [\"profile.department\", {{ name = \"ur
             "{problems:?}"
         );
         let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn allow_sha1_is_a_noted_opt_in_that_needs_a_signing_certificate() {
+        let key = peer_key();
+        let xml = portcullis_saml::sp_metadata_xml(
+            &portcullis_saml::SpConfig {
+                entity_id: "https://old.test/saml/metadata".into(),
+                acs_url: "https://old.test/saml/acs".into(),
+                slo_url: "https://old.test/saml/slo".into(),
+            },
+            &key,
+        )
+        .expect("metadata");
+        let file = metadata_file("sp-sha1", &xml);
+        let sp_with = |extra: &str| {
+            format!(
+                "{SERVER}{IDP}[[idp.service_provider]]\nname = \"old\"\nmetadata_file = \"{file}\"\n{extra}"
+            )
+        };
+        let config = parse_with_saml(&sp_with("allow_sha1 = true\n")).expect("valid");
+        let sp = &config.idp.expect("idp").service_providers[0];
+        assert!(sp.allow_sha1);
+        assert_eq!(
+            sp.notes(),
+            [
+                "[[idp.service_provider]] old: allow_sha1 = true: requests and logout messages \
+              from https://old.test/saml/metadata may be signed with RSA-SHA1"
+            ]
+        );
+        let config = parse_with_saml(&sp_with("")).expect("valid");
+        let sp = &config.idp.expect("idp").service_providers[0];
+        assert!(!sp.allow_sha1 && sp.notes().is_empty());
+        let _ = std::fs::remove_file(file);
+
+        // Without a certificate nothing is verified: the key would be inert.
+        let text = idp_config(&format!(
+            "{IDP_KEYS}\n[[idp.service_provider]]\nname = \"wiki\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\nallow_sha1 = true\n"
+        ));
+        let problems = problems(&text);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == "idp.service_provider[0].allow_sha1"),
+            "{problems:?}"
+        );
     }
 
     #[test]

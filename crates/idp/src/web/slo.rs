@@ -146,34 +146,42 @@ enum Incoming<'a> {
     },
 }
 
-type RedirectParser<T> = fn(&str, Option<&[Vec<u8>]>, usize) -> saml::Result<T>;
-type PostParser<T> = fn(&str, Option<&str>, Option<&[Vec<u8>]>, usize) -> saml::Result<T>;
+type RedirectParser<T> = fn(&str, Option<saml::PeerSigners<'_>>, usize) -> saml::Result<T>;
+type PostParser<T> =
+    fn(&str, Option<&str>, Option<saml::PeerSigners<'_>>, usize) -> saml::Result<T>;
 
 impl Incoming<'_> {
-    /// [`parse`](Self::parse) with `certs` (a signature required). The
+    /// [`parse`](Self::parse) with `signers` (a signature required). The
     /// POST binding's enveloped signature goes through libxml2 and xmlsec,
     /// so it runs on the bounded SAML pool, off the worker thread; the
     /// Redirect binding's query signature is one RSA check, done here.
     async fn verify<T: Send + 'static>(
         &self,
         pool: &WorkLimit,
-        certs: &[Vec<u8>],
+        signers: saml::PeerSigners<'_>,
         redirect: RedirectParser<T>,
         post: PostParser<T>,
     ) -> Result<saml::Result<T>, WorkError> {
         match self {
-            Incoming::Redirect(query) => Ok(redirect(query, Some(certs), MAX_MESSAGE_BYTES)),
+            Incoming::Redirect(query) => Ok(redirect(query, Some(signers), MAX_MESSAGE_BYTES)),
             Incoming::Post {
                 message,
                 relay_state,
             } => {
-                let (message, relay_state, certs) =
-                    (message.clone(), relay_state.clone(), certs.to_vec());
+                let (message, relay_state, certs, allow_sha1) = (
+                    message.clone(),
+                    relay_state.clone(),
+                    signers.certs.to_vec(),
+                    signers.allow_sha1,
+                );
                 pool.run(move || {
                     post(
                         &message,
                         relay_state.as_deref(),
-                        Some(&certs),
+                        Some(saml::PeerSigners {
+                            certs: &certs,
+                            allow_sha1,
+                        }),
                         MAX_MESSAGE_BYTES,
                     )
                 })
@@ -182,19 +190,19 @@ impl Incoming<'_> {
         }
     }
 
-    /// Parses with the binding's parser; `certs` makes a signature mandatory.
+    /// Parses with the binding's parser; `signers` makes a signature mandatory.
     fn parse<T>(
         &self,
-        certs: Option<&[Vec<u8>]>,
+        signers: Option<saml::PeerSigners<'_>>,
         redirect: RedirectParser<T>,
         post: PostParser<T>,
     ) -> saml::Result<T> {
         match self {
-            Incoming::Redirect(query) => redirect(query, certs, MAX_MESSAGE_BYTES),
+            Incoming::Redirect(query) => redirect(query, signers, MAX_MESSAGE_BYTES),
             Incoming::Post {
                 message,
                 relay_state,
-            } => post(message, relay_state.as_deref(), certs, MAX_MESSAGE_BYTES),
+            } => post(message, relay_state.as_deref(), signers, MAX_MESSAGE_BYTES),
         }
     }
 }
@@ -345,11 +353,11 @@ impl Idp {
             return logout_error("Single Logout is not enabled.");
         };
         let now = OffsetDateTime::now_utc();
-        let parse = |certs: Option<&[Vec<u8>]>| {
+        let parse = |signers: Option<saml::PeerSigners<'_>>| {
             incoming.parse(
-                certs,
-                saml::parse_logout_request_redirect,
-                saml::parse_logout_request_post,
+                signers,
+                saml::parse_logout_request_redirect_with,
+                saml::parse_logout_request_post_with,
             )
         };
         let unverified = match parse(None) {
@@ -376,9 +384,9 @@ impl Idp {
         let verified = incoming
             .verify(
                 &self.saml_work,
-                &sp.signing_certs_der,
-                saml::parse_logout_request_redirect,
-                saml::parse_logout_request_post,
+                sp.signers(),
+                saml::parse_logout_request_redirect_with,
+                saml::parse_logout_request_post_with,
             )
             .await;
         let parsed = match verified {
@@ -507,11 +515,11 @@ impl Idp {
             return logout_error("Single Logout is not enabled.");
         };
         let now = OffsetDateTime::now_utc();
-        let parse = |certs: Option<&[Vec<u8>]>| {
+        let parse = |signers: Option<saml::PeerSigners<'_>>| {
             incoming.parse(
-                certs,
-                saml::parse_logout_response_redirect,
-                saml::parse_logout_response_post,
+                signers,
+                saml::parse_logout_response_redirect_with,
+                saml::parse_logout_response_post_with,
             )
         };
         let unverified = match parse(None) {
@@ -542,9 +550,9 @@ impl Idp {
             Some(sp) => match incoming
                 .verify(
                     &self.saml_work,
-                    &sp.signing_certs_der,
-                    saml::parse_logout_response_redirect,
-                    saml::parse_logout_response_post,
+                    sp.signers(),
+                    saml::parse_logout_response_redirect_with,
+                    saml::parse_logout_response_post_with,
                 )
                 .await
             {

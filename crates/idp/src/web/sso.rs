@@ -77,6 +77,9 @@ pub struct ServiceProvider {
     pub signing_certs_der: Vec<Vec<u8>>,
     /// Unsigned AuthnRequests from this SP are refused.
     pub require_signed_requests: bool,
+    /// The legacy opt-in: this SP's AuthnRequests and Single Logout
+    /// messages may be signed with RSA-SHA1 and SHA-1 digests.
+    pub allow_sha1: bool,
     /// The SP's SingleLogoutService, when it has one.
     pub slo_url: Option<String>,
     /// The AttributeStatement, in this order.
@@ -107,6 +110,14 @@ impl ServiceProvider {
     /// sign, and whenever it signed and we hold its certificates.
     fn must_verify(&self, request_signed: bool) -> bool {
         self.require_signed_requests || (request_signed && !self.signing_certs_der.is_empty())
+    }
+
+    /// Whose signatures this SP's messages must carry, and with what.
+    pub(crate) fn signers(&self) -> saml::PeerSigners<'_> {
+        saml::PeerSigners {
+            certs: &self.signing_certs_der,
+            allow_sha1: self.allow_sha1,
+        }
     }
 
     /// The format to issue for a NameIDPolicy Format (SAML core §3.4.1.1):
@@ -541,9 +552,9 @@ impl Idp {
         };
         let signed = form_urlencoded::parse(raw_query.as_bytes()).any(|(k, _)| k == "Signature");
         let parsed = if sp.must_verify(signed) {
-            match saml::parse_authn_request_redirect(
+            match saml::parse_authn_request_redirect_with(
                 raw_query,
-                Some(&sp.signing_certs_der),
+                Some(sp.signers()),
                 MAX_REQUEST_BYTES,
             ) {
                 Ok(parsed) => parsed,
@@ -613,18 +624,22 @@ impl Idp {
         let parsed = if sp.must_verify(signed) {
             // The enveloped signature goes through libxml2 and xmlsec: on
             // the bounded pool, off the worker thread.
-            let (encoded, relay_state, certs) = (
+            let (encoded, relay_state, certs, allow_sha1) = (
                 encoded.to_owned(),
                 field("RelayState").map(str::to_owned),
                 sp.signing_certs_der.clone(),
+                sp.allow_sha1,
             );
             let verified = self
                 .saml_work
                 .run(move || {
-                    saml::parse_authn_request_post(
+                    saml::parse_authn_request_post_with(
                         &encoded,
                         relay_state.as_deref(),
-                        Some(&certs),
+                        Some(saml::PeerSigners {
+                            certs: &certs,
+                            allow_sha1,
+                        }),
                         MAX_REQUEST_BYTES,
                     )
                 })

@@ -439,3 +439,39 @@ fn sp_metadata_lists_the_name_id_format_it_asks_for() {
     let plain = parse_sp_metadata(&sp_metadata_xml(&sp_cfg(), sp_key()).expect("md")).expect("ok");
     assert!(plain.name_id_formats.is_empty());
 }
+
+#[test]
+fn sha1_authn_requests_need_the_sps_opt_in() {
+    let certs = sp_certs();
+    let legacy = |allow_sha1| {
+        Some(PeerSigners {
+            certs: &certs,
+            allow_sha1,
+        })
+    };
+    let q = super::sha1::resign_query(query_of(&redirect(Some("/rs")).url), sp_key());
+    assert!(matches!(
+        parse_authn_request_redirect_with(&q, legacy(false), LIMIT),
+        Err(Error::Signature(SignatureFailure::WeakAlgorithm(alg))) if alg == SIG_ALG_RSA_SHA1
+    ));
+    let parsed = parse_authn_request_redirect_with(&q, legacy(true), LIMIT).expect("opted in");
+    assert!(parsed.signature_verified);
+    assert_eq!(parsed.relay_state.as_deref(), Some("/rs"));
+
+    let signed = base64::engine::general_purpose::STANDARD
+        .decode(signed_post_request(sp_key()))
+        .expect("b64");
+    let signed = String::from_utf8(signed).expect("utf8");
+    let form = super::sha1::resign_form_value(&signed, sp_key());
+    assert!(matches!(
+        parse_authn_request_post_with(&form, None, legacy(false), LIMIT),
+        Err(Error::Signature(SignatureFailure::WeakAlgorithm(_)))
+    ));
+    assert!(matches!(
+        parse_authn_request_post(&form, None, Some(&certs), LIMIT),
+        Err(Error::Signature(SignatureFailure::WeakAlgorithm(_)))
+    ));
+    let parsed = parse_authn_request_post_with(&form, None, legacy(true), LIMIT).expect("opted in");
+    assert!(parsed.signature_verified);
+    assert_eq!(parsed.id, "_post1");
+}

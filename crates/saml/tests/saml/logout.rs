@@ -569,3 +569,95 @@ fn a_logout_request_repeats_every_name_id_attribute() {
     let p = parse_logout_request_redirect(query_of(&plain.url), Some(&certs()), LIMIT).expect("ok");
     assert_eq!((p.name_qualifier, p.sp_name_qualifier), (None, None));
 }
+
+fn legacy(certs: &[Vec<u8>], allow_sha1: bool) -> Option<PeerSigners<'_>> {
+    Some(PeerSigners { certs, allow_sha1 })
+}
+
+fn is_weak(result: Result<impl std::fmt::Debug>) -> bool {
+    matches!(
+        result,
+        Err(Error::Signature(SignatureFailure::WeakAlgorithm(_)))
+    )
+}
+
+#[test]
+fn sha1_redirect_messages_need_the_peers_opt_in() {
+    let certs = certs();
+    let r = build_logout_request_redirect(&req_params(Utc::now()), key()).expect("built");
+    let q = super::sha1::resign_query(query_of(&r.url), key());
+    assert!(is_weak(parse_logout_request_redirect(
+        &q,
+        Some(&certs),
+        LIMIT
+    )));
+    assert!(is_weak(parse_logout_request_redirect_with(
+        &q,
+        legacy(&certs, false),
+        LIMIT
+    )));
+    let parsed =
+        parse_logout_request_redirect_with(&q, legacy(&certs, true), LIMIT).expect("opted in");
+    assert!(parsed.signature_verified);
+    assert_eq!(parsed.name_id, NAME_ID);
+    // The opt-in relaxes the algorithm, not the key.
+    let foreign = [foreign_key().cert_der().expect("der")];
+    assert!(matches!(
+        parse_logout_request_redirect_with(&q, legacy(&foreign, true), LIMIT),
+        Err(Error::Signature(SignatureFailure::Invalid))
+    ));
+
+    let url =
+        build_logout_response_redirect(&resp_params(LogoutStatus::Success), key()).expect("built");
+    let q = super::sha1::resign_query(query_of(&url), key());
+    assert!(is_weak(parse_logout_response_redirect(
+        &q,
+        Some(&certs),
+        LIMIT
+    )));
+    let parsed =
+        parse_logout_response_redirect_with(&q, legacy(&certs, true), LIMIT).expect("opted in");
+    assert!(parsed.signature_verified && parsed.is_success());
+}
+
+#[test]
+fn sha1_post_messages_need_the_peers_opt_in() {
+    let certs = certs();
+    let m = build_logout_request_post(&req_params(Utc::now()), key()).expect("built");
+    let form = super::sha1::resign_form_value(&m.xml, key());
+    assert!(is_weak(parse_logout_request_post(
+        &form,
+        None,
+        Some(&certs),
+        LIMIT
+    )));
+    assert!(is_weak(parse_logout_request_post_with(
+        &form,
+        None,
+        legacy(&certs, false),
+        LIMIT
+    )));
+    let parsed =
+        parse_logout_request_post_with(&form, None, legacy(&certs, true), LIMIT).expect("opted in");
+    assert!(parsed.signature_verified);
+    assert_eq!(parsed.id, m.id);
+
+    let m = build_logout_response_post(&resp_params(LogoutStatus::Success), key()).expect("built");
+    let form = super::sha1::resign_form_value(&m.xml, key());
+    assert!(is_weak(parse_logout_response_post(
+        &form,
+        None,
+        Some(&certs),
+        LIMIT
+    )));
+    let parsed = parse_logout_response_post_with(&form, None, legacy(&certs, true), LIMIT)
+        .expect("opted in");
+    assert!(parsed.signature_verified && parsed.is_success());
+    // A SHA-1 signature that does not verify is still refused.
+    let tampered = super::sha1::resign_xml(&m.xml, key()).replace(SP_SLO, "https://evil.test/");
+    let tampered = b64().encode(tampered);
+    assert!(matches!(
+        parse_logout_response_post_with(&tampered, None, legacy(&certs, true), LIMIT),
+        Err(Error::Signature(SignatureFailure::Invalid))
+    ));
+}

@@ -6,3 +6,4 @@ mod encryption;
 mod logout;
 mod peer_logout;
 mod response_verification;
+mod sha1;

@@ -26,6 +26,7 @@ fn expect(certs: &[Vec<u8>]) -> LogoutExpectations<'_> {
     LogoutExpectations {
         peer_entity_id: IDP,
         peer_certs: certs,
+        allow_sha1: false,
         our_slo_url: SP_SLO,
         max_bytes: LIMIT,
         clock_skew: Duration::from_secs(180),
@@ -160,4 +161,50 @@ fn a_message_that_is_neither_or_both_is_refused() {
         let err = verify_logout_message(binding, &expect(&certs), Utc::now()).expect_err("refused");
         assert_eq!(err.kind(), "binding", "{err}");
     }
+}
+
+#[test]
+fn a_sha1_signed_message_from_the_peer_needs_its_opt_in() {
+    let certs = certs();
+    let q = super::sha1::resign_query(query(&request(IDP, SP_SLO, 3600)), idp_key());
+    let binding = LogoutBinding::Redirect { query: &q };
+    assert!(matches!(
+        verify_logout_message(binding, &expect(&certs), Utc::now()),
+        Err(Error::Signature(SignatureFailure::WeakAlgorithm(_)))
+    ));
+    let opted_in = LogoutExpectations {
+        allow_sha1: true,
+        ..expect(&certs)
+    };
+    assert!(matches!(
+        verify_logout_message(binding, &opted_in, Utc::now()),
+        Ok(LogoutMessage::Request(_))
+    ));
+
+    let response = build_logout_response_post(
+        &LogoutResponseParams {
+            issuer: IDP,
+            destination: SP_SLO,
+            in_response_to: Some("_ours"),
+            status: LogoutStatus::Success,
+            relay_state: None,
+            now: Utc::now(),
+        },
+        idp_key(),
+    )
+    .expect("response");
+    let form = super::sha1::resign_form_value(&response.xml, idp_key());
+    let binding = LogoutBinding::Post {
+        saml_request: None,
+        saml_response: Some(&form),
+        relay_state: None,
+    };
+    assert!(matches!(
+        verify_logout_message(binding, &expect(&certs), Utc::now()),
+        Err(Error::Signature(SignatureFailure::WeakAlgorithm(_)))
+    ));
+    assert!(matches!(
+        verify_logout_message(binding, &opted_in, Utc::now()),
+        Ok(LogoutMessage::Response(r)) if r.is_success()
+    ));
 }
