@@ -38,20 +38,50 @@ pub(crate) async fn ready(connection: &RedisConnection, up: bool) {
 }
 
 /// Waits until two stores listen on the `s` namespace's ended channel of
-/// `connection`'s prefix (subscribing is asynchronous).
-async fn both_listening(connection: &RedisConnection) {
+/// `connection`'s prefix (subscribing is asynchronous); `subscribers`
+/// counts them for a channel, on whatever servers the test runs.
+pub async fn both_subscribed(connection: &RedisConnection, subscribers: impl Fn(&str) -> usize) {
     let channel = format!("{}s:ended", connection.prefix());
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !RedisServer::shared()
-        .command(&format!("PUBSUB NUMSUB {channel}"))
-        .contains(":2\r\n")
-    {
+    while subscribers(&channel) < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "nodes never subscribed"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Subscribers of `channel` on `server`.
+pub fn subscribers_on(server: &RedisServer, channel: &str) -> usize {
+    numsub(&server.command(&format!("PUBSUB NUMSUB {channel}")))
+}
+
+/// The count in a `PUBSUB NUMSUB` reply: `*2 $len channel :count`.
+pub fn numsub(reply: &str) -> usize {
+    reply
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(':'))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Node b revokes session `id`; node a's `waiter` (its end signal) must
+/// fire through pub/sub.
+pub async fn revoked_on_b_ends_on_a(
+    b: &RedisStore<TestBody>,
+    id: &portcullis_session::SessionId,
+    waiter: tokio::task::JoinHandle<()>,
+) {
+    b.end_by_id(id, EndReason::Revoked)
+        .await
+        .expect("revoked on b")
+        .expect("b removed it");
+    tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("a's end signal fired through pub/sub")
+        .expect("waiter ran");
 }
 
 /// Two nodes: same Redis, same prefix and keys, separate connections.
@@ -87,15 +117,8 @@ async fn a_session_from_one_node_is_served_and_ended_by_another() {
     // A tunnel on node a waits on its end signal; b revokes the session.
     let tunnel_on_a = tokio::spawn(a.ended(&secret.hash()));
     // Both nodes must be listening before b publishes the end.
-    both_listening(&connection_b).await;
-    b.end_by_id(&session.id, EndReason::Revoked)
-        .await
-        .expect("revoked on b")
-        .expect("b removed it");
-    tokio::time::timeout(DEADLINE, tunnel_on_a)
-        .await
-        .expect("a's end signal fired through pub/sub")
-        .expect("waiter ran");
+    both_subscribed(&connection_b, |c| subscribers_on(RedisServer::shared(), c)).await;
+    revoked_on_b_ends_on_a(&b, &session.id, tunnel_on_a).await;
     assert_eq!(
         a.touch(&secret.hash(), T0).await,
         Err(SessionError::NotFound)
@@ -227,7 +250,7 @@ async fn a_cached_session_drops_out_at_once_when_another_node_ends_it() {
         .await
         .expect("created");
     a.touch(&secret.hash(), T0).await.expect("a caches it");
-    both_listening(&connection_a).await;
+    both_subscribed(&connection_a, |c| subscribers_on(RedisServer::shared(), c)).await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
     b.end_by_id(&session.id, EndReason::Revoked)
         .await

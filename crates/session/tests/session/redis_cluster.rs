@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use portcullis_session::conformance::{lifetime, TestBody, T0};
 use portcullis_session::redis::{RedisConnection, RedisEndpoint, RedisStore, SealKeys};
-use portcullis_session::{EndReason, SessionStore};
+use portcullis_session::SessionStore;
 use test_support::RedisClusterSet;
 
-use crate::redis_backend::{options, ready};
+use crate::redis_backend::{both_subscribed, numsub, options, ready, revoked_on_b_ends_on_a};
 
 /// The cluster's own pace: 500 ms to judge a node failing, then the
 /// replica's election and promotion.
@@ -42,35 +42,12 @@ fn two_nodes(set: &RedisClusterSet) -> [(RedisStore<TestBody>, RedisConnection);
     [node(), node()]
 }
 
-/// Waits until both nodes listen on the ended channel somewhere in the
-/// cluster (each node counts only its own subscribers).
-async fn both_listening(set: &RedisClusterSet, nodes: &[usize], connection: &RedisConnection) {
-    let channel = format!("{}s:ended", connection.prefix());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let subscribers: usize = nodes
-            .iter()
-            .map(|&i| numsub(&set.node(i).command(&format!("PUBSUB NUMSUB {channel}"))))
-            .sum();
-        if subscribers >= 2 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nodes never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The count in a `PUBSUB NUMSUB` reply: `*2 $len channel :count`.
-fn numsub(reply: &str) -> usize {
-    reply
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(':'))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+/// Subscribers of `channel` over the cluster nodes `nodes`.
+fn subscribers_over(set: &RedisClusterSet, nodes: &[usize], channel: &str) -> usize {
+    nodes
+        .iter()
+        .map(|&i| numsub(&set.node(i).command(&format!("PUBSUB NUMSUB {channel}"))))
+        .sum()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -83,7 +60,7 @@ async fn ends_reach_a_store_whichever_cluster_node_they_are_published_on() {
     let [(a, connection_a), (b, connection_b)] = two_nodes(set);
     ready(&connection_a, true).await;
     ready(&connection_b, true).await;
-    both_listening(set, &[0, 1, 2], &connection_a).await;
+    both_subscribed(&connection_a, |c| subscribers_over(set, &[0, 1, 2], c)).await;
 
     // An end announced on a node that does not serve the deployment's
     // slot: classic pub/sub is broadcast to the whole cluster.
@@ -113,14 +90,7 @@ async fn ends_reach_a_store_whichever_cluster_node_they_are_published_on() {
         .expect("created on a");
     b.touch(&second.hash(), T0).await.expect("b serves it");
     let waiter = tokio::spawn(a.ended(&second.hash()));
-    b.end_by_id(&session.id, EndReason::Revoked)
-        .await
-        .expect("revoked on b")
-        .expect("b removed it");
-    tokio::time::timeout(DEADLINE, waiter)
-        .await
-        .expect("a's end signal fired")
-        .expect("waiter ran");
+    revoked_on_b_ends_on_a(&b, &session.id, waiter).await;
     assert!(a.touch(&second.hash(), T0).await.is_err(), "gone on a");
 }
 
@@ -141,7 +111,7 @@ async fn a_cluster_master_failover_is_followed_without_a_restart() {
         .expect("created before the failover");
     let waiter = tokio::spawn(a.ended(&before.hash()));
     let all: Vec<usize> = (0..6).collect();
-    both_listening(&set, &all, &connection_a).await;
+    both_subscribed(&connection_a, |c| subscribers_over(&set, &all, c)).await;
     // The session must be on the replica before its master dies.
     let synced = set.node(master).command("WAIT 1 1000");
     assert!(synced.starts_with(":1"), "WAIT: {synced}");
@@ -173,16 +143,9 @@ async fn a_cluster_master_failover_is_followed_without_a_restart() {
 
     // Pub/sub moved with the slot: an end on b reaches a's waiter.
     let alive: Vec<usize> = all.into_iter().filter(|&i| i != master).collect();
-    both_listening(&set, &alive, &connection_a).await;
+    both_subscribed(&connection_a, |c| subscribers_over(&set, &alive, c)).await;
     assert!(!waiter.is_finished(), "a failover ends no session");
-    b.end_by_id(&session.id, EndReason::Revoked)
-        .await
-        .expect("revoked on b")
-        .expect("b removed it");
-    tokio::time::timeout(DEADLINE, waiter)
-        .await
-        .expect("a's end signal fired through the new master")
-        .expect("waiter ran");
+    revoked_on_b_ends_on_a(&b, &session.id, waiter).await;
 }
 
 /// A node may start before the cluster is formed (or while no seed

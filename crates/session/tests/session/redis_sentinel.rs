@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 
 use portcullis_session::conformance::{lifetime, TestBody, T0};
 use portcullis_session::redis::{RedisConnection, RedisEndpoint, RedisStore, SealKeys};
-use portcullis_session::{EndReason, SessionStore};
+use portcullis_session::SessionStore;
 use test_support::redis_sentinel::MASTER_NAME;
 use test_support::RedisSentinelSet;
 
-use crate::redis_backend::{options, ready};
+use crate::redis_backend::{
+    both_subscribed, options, ready, revoked_on_b_ends_on_a, subscribers_on,
+};
 
 /// Sentinel's own pace: 500 ms to judge the master down, then an
 /// election and the promotion.
@@ -34,22 +36,6 @@ fn two_nodes(set: &RedisSentinelSet) -> [(RedisStore<TestBody>, RedisConnection)
     [node(), node()]
 }
 
-/// Waits until both nodes listen on the ended channel at `server`.
-async fn both_listening(server: &test_support::RedisServer, connection: &RedisConnection) {
-    let channel = format!("{}s:ended", connection.prefix());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !server
-        .command(&format!("PUBSUB NUMSUB {channel}"))
-        .contains(":2\r\n")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nodes never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 // Several threads: the set's helpers block while they poll the servers,
 // and the connections' probes must keep running meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +49,7 @@ async fn a_master_failover_is_followed_without_a_restart() {
         .await
         .expect("created on the first master");
     let tunnel_on_a = tokio::spawn(a.ended(&before.hash()));
-    both_listening(set.master(), &connection_a).await;
+    both_subscribed(&connection_a, |c| subscribers_on(set.master(), c)).await;
     set.wait_replicated();
 
     let killed = Instant::now();
@@ -91,16 +77,9 @@ async fn a_master_failover_is_followed_without_a_restart() {
     a.touch(&after.hash(), T0).await.expect("a serves it too");
 
     // Pub/sub moved with the connection: an end on b reaches a's waiter.
-    both_listening(set.replica(), &connection_a).await;
+    both_subscribed(&connection_a, |c| subscribers_on(set.replica(), c)).await;
     assert!(!tunnel_on_a.is_finished(), "a failover ends no session");
-    b.end_by_id(&session.id, EndReason::Revoked)
-        .await
-        .expect("revoked on b")
-        .expect("b removed it");
-    tokio::time::timeout(DEADLINE, tunnel_on_a)
-        .await
-        .expect("a's end signal fired through the new master")
-        .expect("waiter ran");
+    revoked_on_b_ends_on_a(&b, &session.id, tunnel_on_a).await;
 }
 
 /// A switch-over: the old master stays up as a read-only replica and its
