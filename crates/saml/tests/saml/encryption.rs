@@ -11,16 +11,9 @@ use chrono::Utc;
 use portcullis_saml::*;
 use samael::crypto::xmlenc::{self, ContentCipher};
 
-const IDP: &str = "https://idp.example.test/saml/metadata";
-const SP: &str = "https://gateway.example.test/saml/metadata";
-const ACS: &str = "https://gateway.example.test/saml/acs";
-const REQ_ID: &str = "_0123456789abcdef0123456789abcdef";
-const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+use crate::parties::{idp_cfg, idp_key, ACS, IDP, REQ_ID, SP};
 
-fn idp_key() -> &'static SigningKey {
-    static K: OnceLock<SigningKey> = OnceLock::new();
-    K.get_or_init(|| SigningKey::generate_self_signed("idp", 30).expect("idp key"))
-}
+const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 
 fn sp_encryption_key() -> &'static EncryptionKey {
     static K: OnceLock<EncryptionKey> = OnceLock::new();
@@ -30,15 +23,6 @@ fn sp_encryption_key() -> &'static EncryptionKey {
 fn other_encryption_key() -> &'static EncryptionKey {
     static K: OnceLock<EncryptionKey> = OnceLock::new();
     K.get_or_init(|| EncryptionKey::generate_self_signed("someone-else", 30).expect("key"))
-}
-
-fn idp_cfg() -> IdpConfig {
-    IdpConfig {
-        entity_id: IDP.into(),
-        sso_redirect_url: "https://idp.example.test/saml/sso".into(),
-        sso_post_url: "https://idp.example.test/saml/sso/post".into(),
-        slo_url: "https://idp.example.test/saml/slo".into(),
-    }
 }
 
 fn params<'a>(

@@ -4,6 +4,7 @@
 mod authn_request_and_metadata;
 mod encryption;
 mod logout;
+mod parties;
 mod peer_logout;
 mod response_verification;
 mod sha1;

@@ -8,28 +8,11 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use portcullis_saml::*;
 
-const IDP: &str = "https://idp.example.test/saml/metadata";
-const SP: &str = "https://gateway.example.test/saml/metadata";
-const ACS: &str = "https://gateway.example.test/saml/acs";
-const REQ_ID: &str = "_0123456789abcdef0123456789abcdef";
-
-fn idp_key() -> &'static SigningKey {
-    static K: OnceLock<SigningKey> = OnceLock::new();
-    K.get_or_init(|| SigningKey::generate_self_signed("idp", 30).expect("idp key"))
-}
+use crate::parties::{idp_cfg, idp_key, ACS, IDP, REQ_ID, SP};
 
 fn foreign_key() -> &'static SigningKey {
     static K: OnceLock<SigningKey> = OnceLock::new();
     K.get_or_init(|| SigningKey::generate_self_signed("attacker", 30).expect("foreign key"))
-}
-
-fn idp_cfg() -> IdpConfig {
-    IdpConfig {
-        entity_id: IDP.into(),
-        sso_redirect_url: "https://idp.example.test/saml/sso".into(),
-        sso_post_url: "https://idp.example.test/saml/sso/post".into(),
-        slo_url: "https://idp.example.test/saml/slo".into(),
-    }
 }
 
 fn attrs() -> Vec<(String, Vec<String>)> {
