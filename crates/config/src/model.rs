@@ -341,6 +341,10 @@ pub struct IdpSaml {
     pub signing_cert: PathBuf,
     /// Defaults to `{public_url}/sso/saml/metadata`.
     pub entity_id: String,
+    /// `name_id_secret_file`: the secret persistent and transient NameIDs
+    /// are keyed by (one line of at least 32 bytes, as a store key file);
+    /// `None` keys them by `signing_key`, so rotating it changes them.
+    pub name_id_secret_file: Option<PathBuf>,
     /// `[idp.saml] clock_skew`: how far an assertion's `NotBefore` is set
     /// before its IssueInstant, so an SP whose clock runs a little behind
     /// still accepts it (default 60 s).

@@ -168,6 +168,8 @@ pub struct RawIdp {
     pub api_token: Vec<RawApiToken>,
     pub signing_key: Option<String>,
     pub signing_cert: Option<String>,
+    /// Keys persistent and transient NameIDs instead of `signing_key`.
+    pub name_id_secret_file: Option<String>,
     pub entity_id: Option<String>,
     #[serde(default)]
     pub service_provider: Vec<RawServiceProvider>,

@@ -10,7 +10,7 @@ use portcullis_idp::policy::PolicySet;
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
 use portcullis_idp::user_admin::UserAdminError;
 use portcullis_idp::web::{
-    AttributeRule, Caller, Idp, IdpStores, SamlSettings, ServiceProvider, WebSettings,
+    AttributeRule, Caller, Idp, IdpStores, NameIdSecret, SamlSettings, ServiceProvider, WebSettings,
 };
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
 use portcullis_saml::{AttributeNameFormat, NameIdFormat, SigningKey};
@@ -169,9 +169,20 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
             sign_in_url: sp.sign_in_url.clone(),
         });
     }
+    let name_id_secret = match &config.name_id_secret_file {
+        Some(path) => match portcullis_config::read_store_keys(path) {
+            Ok(keys) => keys.into_iter().next().map(NameIdSecret::new),
+            Err(e) => {
+                problems.push(format!("[idp] name_id_secret_file: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
     Some(SamlSettings {
         entity_id: config.entity_id.clone(),
         signing_key: signing_key?,
+        name_id_secret,
         clock_skew: config.clock_skew,
         service_providers,
     })

@@ -74,6 +74,22 @@ impl Validator<'_, '_> {
                 raw.entity_id.as_deref(),
             )
             .map(|saml| IdpSaml { clock_skew, ..saml });
+        let saml = match raw.name_id_secret_file.as_deref() {
+            Some(file) => {
+                let name_id_secret_file = self.name_id_secret(file);
+                if saml.is_none() {
+                    self.problem(
+                        &at("name_id_secret_file"),
+                        "name_id_secret_file needs signing_key and signing_cert",
+                    );
+                }
+                saml.map(|saml| IdpSaml {
+                    name_id_secret_file,
+                    ..saml
+                })
+            }
+            None => saml,
+        };
         let admin_groups = self.admin_groups(raw.admin_groups.take());
         let admin = self.idp_admin(raw.admin.take().unwrap_or_default(), asn_database.is_some());
         let keys = has_signing_pair(&raw);
@@ -370,8 +386,33 @@ impl Validator<'_, '_> {
             signing_key,
             signing_cert,
             entity_id,
+            name_id_secret_file: None,
             clock_skew: DEFAULT_CLOCK_SKEW,
         })
+    }
+
+    /// The NameID secret file: readable, one line of at least 32 bytes. One
+    /// only: a second secret could not be "rotated in", since every
+    /// persistent NameID an SP holds would change with it.
+    fn name_id_secret(&mut self, raw: &str) -> Option<PathBuf> {
+        let resolved = self.base.join(raw);
+        match crate::model::read_store_keys(&resolved) {
+            Ok(keys) if keys.len() == 1 => Some(resolved),
+            Ok(_) => {
+                self.problem(
+                    &at("name_id_secret_file"),
+                    format!(
+                        "{} holds more than one line: NameIDs are keyed by exactly one secret",
+                        resolved.display()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(&at("name_id_secret_file"), e.to_string());
+                None
+            }
+        }
     }
 
     /// The IdP is routed like an app, so it must not take an app's route.
@@ -437,6 +478,38 @@ mod tests {
             let problems = problems(&text);
             assert_eq!(problems[0].key, "idp.saml.clock_skew", "{problems:?}");
         }
+    }
+
+    #[test]
+    fn a_name_id_secret_file_is_one_long_line_and_needs_the_signing_pair() {
+        let with = |file: &str| format!("{IDP_KEYS}name_id_secret_file = \"{file}\"\n");
+        let saml = parse(&config(&with("tests/fixtures/store-keys.txt")))
+            .expect("valid")
+            .idp
+            .expect("idp")
+            .saml
+            .expect("saml");
+        let file = saml.name_id_secret_file.expect("secret file");
+        assert!(file.ends_with("tests/fixtures/store-keys.txt"), "{file:?}");
+
+        let dir = std::env::temp_dir().join(format!("portcullis-name-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let short = dir.join("short");
+        std::fs::write(&short, "too short\n").expect("write");
+        let two = dir.join("two");
+        std::fs::write(
+            &two,
+            "0123456789abcdef0123456789abcdef\nfedcba9876543210fedcba9876543210\n",
+        )
+        .expect("write");
+        for bad in [short, two, dir.join("missing")] {
+            let problems = problems(&config(&with(&bad.display().to_string())));
+            assert_eq!(problems[0].key, "idp.name_id_secret_file", "{problems:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let without_keys = config("name_id_secret_file = \"tests/fixtures/store-keys.txt\"\n");
+        let problems = problems(&without_keys);
+        assert_eq!(problems[0].key, "idp.name_id_secret_file", "{problems:?}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use respond::ApiError;
 
 #[cfg(test)]
 mod tests;
-pub use sso::{AttributeRule, SamlSettings, ServiceProvider};
+pub use sso::{AttributeRule, NameIdSecret, SamlSettings, ServiceProvider};
 
 /// Name of the IdP session cookie; distinct from every app's cookie.
 pub const SESSION_COOKIE: &str = "pc_idp_sid";

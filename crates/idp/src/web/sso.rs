@@ -150,15 +150,29 @@ pub(crate) struct IssuedNameId {
 }
 
 /// Derives the opaque NameIDs: HMAC-SHA256 under a key derived from the
-/// IdP's signing key, so every node with the same key files issues the same
+/// IdP's NameID secret (`name_id_secret_file`), or without one from its
+/// signing key, so every node with the same files issues the same
 /// persistent id, and no SP can compute another SP's id or recover the user.
 pub(crate) struct NameIdKey([u8; 32]);
 
 impl NameIdKey {
-    fn derive(signing_key: &SigningKey) -> Result<NameIdKey, portcullis_saml::Error> {
+    fn derive(
+        signing_key: &SigningKey,
+        secret: Option<&NameIdSecret>,
+    ) -> Result<NameIdKey, portcullis_saml::Error> {
         let mut hash = Sha256::new();
-        hash.update(b"portcullis idp name-id key v1\0");
-        hash.update(signing_key.rsa_key_der()?);
+        match secret {
+            // A key of its own: the signing key can be rotated without
+            // changing the ids SPs have stored.
+            Some(secret) => {
+                hash.update(b"portcullis idp name-id secret v1\0");
+                hash.update(&secret.0);
+            }
+            None => {
+                hash.update(b"portcullis idp name-id key v1\0");
+                hash.update(signing_key.rsa_key_der()?);
+            }
+        }
         Ok(NameIdKey(hash.finalize().into()))
     }
 
@@ -217,11 +231,29 @@ impl Saml {
     }
 }
 
+/// The secret NameIDs are keyed by (`name_id_secret_file`).
+#[derive(Clone)]
+pub struct NameIdSecret(Vec<u8>);
+
+impl NameIdSecret {
+    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        Self(secret.into())
+    }
+}
+
+impl std::fmt::Debug for NameIdSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameIdSecret(<redacted>)")
+    }
+}
+
 /// The IdP's SAML identity and its SPs.
 #[derive(Debug, Clone)]
 pub struct SamlSettings {
     pub entity_id: String,
     pub signing_key: SigningKey,
+    /// Keys persistent and transient NameIDs; `None`: the signing key does.
+    pub name_id_secret: Option<NameIdSecret>,
     /// How far an assertion's NotBefore is set before its IssueInstant.
     pub clock_skew: Duration,
     pub service_providers: Vec<ServiceProvider>,
@@ -297,7 +329,8 @@ impl Saml {
             slo_url: format!("{base_url}/sso/saml/logout"),
         };
         let metadata = saml::idp_metadata_xml(&config, &settings.signing_key)?;
-        let name_id_key = NameIdKey::derive(&settings.signing_key)?;
+        let name_id_key =
+            NameIdKey::derive(&settings.signing_key, settings.name_id_secret.as_ref())?;
         Ok(Saml {
             name_id_key,
             settings,
@@ -1087,6 +1120,24 @@ fn post_form(acs_url: &str, saml_response: &str, relay_state: Option<&str>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_id_secret_keeps_persistent_ids_across_a_signing_key_rotation() {
+        let old = SigningKey::generate_self_signed("old", 1).expect("key");
+        let new = SigningKey::generate_self_signed("new", 1).expect("key");
+        let secret = NameIdSecret::new(*b"0123456789abcdef0123456789abcdef");
+        let id = |key: &SigningKey, secret: Option<&NameIdSecret>| {
+            NameIdKey::derive(key, secret)
+                .expect("derive")
+                .persistent("00u2bob", "https://sp.test")
+        };
+        assert_eq!(id(&old, Some(&secret)), id(&new, Some(&secret)));
+        assert_ne!(id(&old, None), id(&new, None), "keyed by the signing key");
+        assert_ne!(id(&old, Some(&secret)), id(&old, None));
+        let other = NameIdSecret::new(*b"another secret of 32 bytes or more");
+        assert_ne!(id(&old, Some(&secret)), id(&old, Some(&other)));
+        assert_eq!(format!("{secret:?}"), "NameIdSecret(<redacted>)");
+    }
 
     #[test]
     fn url_origin_stops_at_the_path() {
