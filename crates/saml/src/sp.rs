@@ -411,18 +411,24 @@ fn verify_encrypted(
     verify_plain(&spliced, &spliced_scan, expect, now, outer)
 }
 
-/// The Response's signature over the still-encrypted document, with the
-/// pinned certificates; returns the verified envelope.
-fn verify_encrypted_envelope(xml: &str, expect: &Expectations) -> Result<Response> {
+/// The IdP certificates a signature must be made by; none pinned is a
+/// key error, never "accept anything".
+fn pinned_certs(expect: &Expectations) -> Result<Vec<CertificateDer>> {
     if expect.idp_signing_certs.is_empty() {
         return Err(Error::key("no pinned IdP signing certificate"));
     }
-    let certs: Vec<CertificateDer> = expect
+    Ok(expect
         .idp_signing_certs
         .iter()
         .cloned()
         .map(CertificateDer::from)
-        .collect();
+        .collect())
+}
+
+/// The Response's signature over the still-encrypted document, with the
+/// pinned certificates; returns the verified envelope.
+fn verify_encrypted_envelope(xml: &str, expect: &Expectations) -> Result<Response> {
+    let certs = pinned_certs(expect)?;
     let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         xml,
         &certs,
@@ -576,15 +582,7 @@ fn verify_plain(
 
     // 5. Cryptographic verification with the pinned certificates only;
     //    samael returns just the signed subtree.
-    if expect.idp_signing_certs.is_empty() {
-        return Err(Error::key("no pinned IdP signing certificate"));
-    }
-    let certs: Vec<CertificateDer> = expect
-        .idp_signing_certs
-        .iter()
-        .cloned()
-        .map(CertificateDer::from)
-        .collect();
+    let certs = pinned_certs(expect)?;
     // With the Response signed, the verified subtree is the document root.
     // With the Assertion alone signed, samael 0.0.22's reducing modes
     // re-root the document at the Assertion and leak the old root: the
