@@ -425,20 +425,32 @@ fn pinned_certs(expect: &Expectations) -> Result<Vec<CertificateDer>> {
         .collect())
 }
 
-/// The Response's signature over the still-encrypted document, with the
-/// pinned certificates; returns the verified envelope.
-fn verify_encrypted_envelope(xml: &str, expect: &Expectations) -> Result<Response> {
-    let certs = pinned_certs(expect)?;
-    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+/// xmlsec's verification with the pinned certificates and the algorithms
+/// the peer may use: the signed subtree, or `Invalid` with xmlsec's reason
+/// in the debug log only, so no caller tells a sender why.
+fn signed_subtree(
+    xml: &str,
+    certs: &[CertificateDer],
+    mode: ReduceMode,
+    expect: &Expectations,
+) -> Result<String> {
+    Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         xml,
-        &certs,
-        ReduceMode::ValidateAndMarkNoAncestors,
+        certs,
+        mode,
         Some(samael_allowed(expect.allow_sha1)),
     )
     .map_err(|e| {
         tracing::debug!(reason = %e, "xmlsec verification failed");
         Error::Signature(SignatureFailure::Invalid)
-    })?;
+    })
+}
+
+/// The Response's signature over the still-encrypted document, with the
+/// pinned certificates; returns the verified envelope.
+fn verify_encrypted_envelope(xml: &str, expect: &Expectations) -> Result<Response> {
+    let certs = pinned_certs(expect)?;
+    let reduced = signed_subtree(xml, &certs, ReduceMode::ValidateAndMarkNoAncestors, expect)?;
     let reduced_scan = xml_guard::scan(&reduced, &expect.xml_limits)?;
     if reduced_scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL)
         || reduced_scan.root_name != "Response"
@@ -612,16 +624,7 @@ fn verify_plain(
         }
         return check_assertion(assertion, outer.as_ref(), true, scan, expect, now);
     }
-    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
-        xml,
-        &certs,
-        mode,
-        Some(samael_allowed(expect.allow_sha1)),
-    )
-    .map_err(|e| {
-        tracing::debug!(reason = %e, "xmlsec verification failed");
-        Error::Signature(SignatureFailure::Invalid)
-    })?;
+    let reduced = signed_subtree(xml, &certs, mode, expect)?;
     let reduced_scan = xml_guard::scan(&reduced, &expect.xml_limits)?;
     let (assertion, verified_envelope): (Assertion, Option<Response>) = match (
         reduced_scan.root_ns.as_deref(),
