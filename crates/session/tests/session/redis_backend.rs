@@ -67,6 +67,26 @@ pub fn numsub(reply: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// After a failover: the session made before (`before`, public id `id`)
+/// is still served by b, and a session made on b now is served by a.
+pub async fn both_serve_after_a_failover(
+    a: &RedisStore<TestBody>,
+    b: &RedisStore<TestBody>,
+    before: &portcullis_session::SecretHash,
+    id: &portcullis_session::SessionId,
+) {
+    let on_b = b
+        .touch(before, T0)
+        .await
+        .expect("the session made before the failover is still there");
+    assert_eq!(&on_b.id, id);
+    let (after, _) = b
+        .create(TestBody::new("bob"), lifetime(), T0)
+        .await
+        .expect("sign-ins work on the new master");
+    a.touch(&after.hash(), T0).await.expect("a serves it too");
+}
+
 /// Node b revokes session `id`; node a's `waiter` (its end signal) must
 /// fire through pub/sub.
 pub async fn revoked_on_b_ends_on_a(

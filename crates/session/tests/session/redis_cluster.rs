@@ -9,7 +9,9 @@ use portcullis_session::redis::{RedisConnection, RedisEndpoint, RedisStore, Seal
 use portcullis_session::SessionStore;
 use test_support::RedisClusterSet;
 
-use crate::redis_backend::{both_subscribed, numsub, options, ready, revoked_on_b_ends_on_a};
+use crate::redis_backend::{
+    both_serve_after_a_failover, both_subscribed, numsub, options, ready, revoked_on_b_ends_on_a,
+};
 
 /// The cluster's own pace: 500 ms to judge a node failing, then the
 /// replica's election and promotion.
@@ -130,16 +132,7 @@ async fn a_cluster_master_failover_is_followed_without_a_restart() {
          {promoted_after:?}, both nodes ready again after {followed_after:?}"
     );
 
-    let on_b = b
-        .touch(&before.hash(), T0)
-        .await
-        .expect("the session made before the failover is still there");
-    assert_eq!(on_b.id, session.id);
-    let (after, _) = b
-        .create(TestBody::new("bob"), lifetime(), T0)
-        .await
-        .expect("sign-ins work on the new master");
-    a.touch(&after.hash(), T0).await.expect("a serves it too");
+    both_serve_after_a_failover(&a, &b, &before.hash(), &session.id).await;
 
     // Pub/sub moved with the slot: an end on b reaches a's waiter.
     let alive: Vec<usize> = all.into_iter().filter(|&i| i != master).collect();

@@ -10,7 +10,8 @@ use test_support::redis_sentinel::MASTER_NAME;
 use test_support::RedisSentinelSet;
 
 use crate::redis_backend::{
-    both_subscribed, options, ready, revoked_on_b_ends_on_a, subscribers_on,
+    both_serve_after_a_failover, both_subscribed, options, ready, revoked_on_b_ends_on_a,
+    subscribers_on,
 };
 
 /// Sentinel's own pace: 500 ms to judge the master down, then an
@@ -65,16 +66,7 @@ async fn a_master_failover_is_followed_without_a_restart() {
          both nodes ready again after {followed_after:?}"
     );
 
-    let on_b = b
-        .touch(&before.hash(), T0)
-        .await
-        .expect("the session made before the failover is still there");
-    assert_eq!(on_b.id, session.id);
-    let (after, _) = b
-        .create(TestBody::new("bob"), lifetime(), T0)
-        .await
-        .expect("sign-ins work on the new master");
-    a.touch(&after.hash(), T0).await.expect("a serves it too");
+    both_serve_after_a_failover(&a, &b, &before.hash(), &session.id).await;
 
     // Pub/sub moved with the connection: an end on b reaches a's waiter.
     both_subscribed(&connection_a, |c| subscribers_on(set.replica(), c)).await;
