@@ -135,7 +135,16 @@ impl Browser {
     }
 
     /// Sends `request` with the jar's cookies and stores what the reply sets.
-    pub async fn send(&self, mut request: Request<TestBody>) -> Reply {
+    pub async fn send(&self, request: Request<TestBody>) -> Reply {
+        self.try_send(request).await.expect("request failed")
+    }
+
+    /// [`send`](Self::send) that returns a transport failure instead of
+    /// panicking.
+    pub async fn try_send(
+        &self,
+        mut request: Request<TestBody>,
+    ) -> Result<Reply, crate::client::BoxError> {
         let cookies = {
             let jar = self.jar.lock().expect("jar");
             jar.iter()
@@ -149,7 +158,7 @@ impl Browser {
                 cookies.parse().expect("cookie header value"),
             );
         }
-        let reply = self.client.send(request).await;
+        let reply = self.client.try_send(request).await?;
         let mut jar = self.jar.lock().expect("jar");
         for cookie in set_cookies(&reply) {
             if cookie.deletes() {
@@ -158,7 +167,7 @@ impl Browser {
                 jar.insert(cookie.name, cookie.value);
             }
         }
-        reply
+        Ok(reply)
     }
 
     pub async fn get(&self, url: &str) -> Reply {

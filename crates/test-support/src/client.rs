@@ -20,7 +20,10 @@ use tokio_rustls::TlsConnector;
 
 use crate::pki::Pki;
 
-pub type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// What a failed exchange or body reports.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type TestBody = BoxBody<Bytes, BoxError>;
 
 /// A TLS connection to the gateway with no HTTP on it yet (WebSockets,
 /// hand-written requests).
@@ -160,15 +163,22 @@ impl Client {
     }
 
     pub async fn send(&self, request: Request<TestBody>) -> Reply {
-        let response = self.inner.request(request).await.expect("request failed");
+        self.try_send(request).await.expect("request failed")
+    }
+
+    /// [`send`](Self::send) that returns a transport failure (a connection
+    /// the server closed mid-exchange, say) instead of panicking: for tests
+    /// that wait through a server going away.
+    pub async fn try_send(&self, request: Request<TestBody>) -> Result<Reply, BoxError> {
+        let response = self.inner.request(request).await?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("read body").to_bytes();
-        Reply {
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
             status: parts.status,
             version: parts.version,
             headers: parts.headers,
             body,
-        }
+        })
     }
 
     /// Sends and returns the response with its body still streaming.
