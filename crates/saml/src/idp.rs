@@ -139,6 +139,7 @@ pub fn idp_metadata_xml(cfg: &IdpConfig, key: &SigningKey) -> Result<String> {
             flags: &[("WantAuthnRequestsSigned", true)],
             encryption_cert_der: None,
             slo_url: &cfg.slo_url,
+            slo_soap: false,
             name_id_formats: &formats,
             endpoints: &[
                 (

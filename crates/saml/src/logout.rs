@@ -24,6 +24,7 @@ use crate::binding::{self, PeerSigners, RawQuery};
 use crate::error::{Error, Result};
 use crate::idp::{public_keys, signature_template, verify_enveloped_root};
 use crate::keys::SigningKey;
+use crate::soap;
 use crate::sp::RedirectRequest;
 use crate::xml_guard::{self, XmlLimits, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
 
@@ -66,6 +67,14 @@ pub struct PostMessage {
     pub form_value: String,
 }
 
+/// A SOAP-binding message: the whole envelope to POST (or answer with),
+/// and the protocol message's ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoapMessage {
+    pub envelope: String,
+    pub id: String,
+}
+
 /// The outcome a LogoutResponse reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogoutStatus {
@@ -103,7 +112,8 @@ impl LogoutStatus {
 #[derive(Debug, Clone)]
 pub struct LogoutResponseParams<'a> {
     pub issuer: &'a str,
-    /// The requester's SingleLogoutService (response) location.
+    /// The requester's SingleLogoutService (response) location; empty
+    /// over SOAP, where the answer names no Destination.
     pub destination: &'a str,
     /// The LogoutRequest's ID; `None` only if it was unreadable.
     pub in_response_to: Option<&'a str>,
@@ -233,6 +243,13 @@ fn response_xml(p: &LogoutResponseParams<'_>, id: &str, signature: &str) -> Stri
         .in_response_to
         .map(|r| format!(" InResponseTo=\"{}\"", escape(r)))
         .unwrap_or_default();
+    // A SOAP answer goes back on the requester's own connection: no
+    // Destination to name (bindings §3.2.3.3).
+    let destination = if p.destination.is_empty() {
+        String::new()
+    } else {
+        format!(" Destination=\"{}\"", escape(p.destination))
+    };
     let top = p.status.top_level_uri();
     let status_code = match p.status.second_level_uri() {
         Some(second) => format!(
@@ -243,11 +260,10 @@ fn response_xml(p: &LogoutResponseParams<'_>, id: &str, signature: &str) -> Stri
     // Schema order (core §3.2.2): Issuer, Signature, [Extensions], Status.
     format!(
         "<samlp:LogoutResponse xmlns:samlp=\"{NS_PROTOCOL}\" xmlns:saml=\"{NS_ASSERTION}\" \
-         ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{}\"{in_response_to}>\
+         ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{}\"{destination}{in_response_to}>\
          <saml:Issuer Format=\"{ENTITY_FORMAT}\">{}</saml:Issuer>{signature}\
          <samlp:Status>{status_code}</samlp:Status></samlp:LogoutResponse>",
         instant(p.now),
-        escape(p.destination),
         escape(p.issuer),
     )
 }
@@ -327,6 +343,32 @@ pub fn build_logout_response_post(
     let xml = response_xml(p, &id, &signature_xml(&id, key)?);
     tracing::debug!(response_id = %id, status = ?p.status, "built POST LogoutResponse");
     sign(&xml, id, key)
+}
+
+/// SOAP-binding LogoutRequest: the POST binding's signed XML (the SOAP
+/// binding has no other signature) as the Body of a SOAP envelope.
+pub fn build_logout_request_soap(
+    p: &LogoutRequestParams<'_>,
+    key: &SigningKey,
+) -> Result<SoapMessage> {
+    let signed = build_logout_request_post(p, key)?;
+    Ok(SoapMessage {
+        envelope: soap::soap_envelope(&signed.xml),
+        id: signed.id,
+    })
+}
+
+/// SOAP-binding LogoutResponse, signed (the requester may insist), for
+/// the requester's open connection: `p.destination` is normally empty.
+pub fn build_logout_response_soap(
+    p: &LogoutResponseParams<'_>,
+    key: &SigningKey,
+) -> Result<SoapMessage> {
+    let signed = build_logout_response_post(p, key)?;
+    Ok(SoapMessage {
+        envelope: soap::soap_envelope(&signed.xml),
+        id: signed.id,
+    })
 }
 
 // ----------------------------------------------------------------- parsing
@@ -799,4 +841,45 @@ pub fn parse_logout_response_post_with(
     parsed.relay_state = relay_state.map(str::to_owned);
     parsed.signature_verified = verified;
     Ok(parsed)
+}
+
+/// Parse a SOAP-binding LogoutRequest (the whole envelope). The binding
+/// has no query signature to fall back on, so the enveloped signature of
+/// one of `signers` is required: an unsigned request is
+/// [`SignatureFailure::Missing`](crate::SignatureFailure::Missing).
+pub fn parse_logout_request_soap(
+    envelope: &str,
+    signers: PeerSigners<'_>,
+    max_bytes: usize,
+) -> Result<ParsedLogoutRequest> {
+    let xml = soap::body_message(envelope, max_bytes)?;
+    let verified = verify_enveloped_root(&xml, signers, LOGOUT_REQUEST)?;
+    let mut parsed = logout_request_from_xml(&verified)?;
+    parsed.signature_verified = true;
+    Ok(parsed)
+}
+
+/// Parse a SOAP-binding LogoutResponse (the whole envelope). A signed
+/// response must verify with one of `signers`; an unsigned one (the
+/// binding lets the TLS connection vouch for it) is returned with
+/// `signature_verified` false, for the caller to weigh. `None` only parses.
+pub fn parse_logout_response_soap(
+    envelope: &str,
+    signers: Option<PeerSigners<'_>>,
+    max_bytes: usize,
+) -> Result<ParsedLogoutResponse> {
+    let xml = soap::body_message(envelope, max_bytes)?;
+    xml_guard::refuse_doctype(&xml)?;
+    let signed = !xml_guard::scan(&xml, &XmlLimits::MESSAGE)?
+        .signatures
+        .is_empty();
+    match signers {
+        Some(signers) if signed => {
+            let verified = verify_enveloped_root(&xml, signers, LOGOUT_RESPONSE)?;
+            let mut parsed = logout_response_from_xml(&verified)?;
+            parsed.signature_verified = true;
+            Ok(parsed)
+        }
+        _ => logout_response_from_xml(&xml),
+    }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Role<'a> {
     /// Extra attributes on the role element, already-safe literals.
     pub flags: &'a [(&'a str, bool)],
     pub slo_url: &'a str,
+    /// Also advertise `slo_url` for the SOAP binding (back-channel logout).
+    pub slo_soap: bool,
     pub name_id_formats: &'a [&'a str],
     /// (element, binding, location) for SSO / ACS endpoints.
     pub endpoints: &'a [(&'a str, &'a str, &'a str)],
@@ -84,7 +86,8 @@ pub(crate) fn entity_descriptor(
         }
         w(&mut x, format_args!("</md:KeyDescriptor>"))?;
     }
-    for b in [HTTP_REDIRECT, HTTP_POST] {
+    let soap = role.slo_soap.then_some(crate::soap::SOAP_BINDING);
+    for b in [HTTP_REDIRECT, HTTP_POST].into_iter().chain(soap) {
         w(
             &mut x,
             format_args!(

@@ -30,6 +30,8 @@ pub struct IdpMetadata {
     pub sso_redirect_url: String,
     /// SingleLogoutService, Redirect binding preferred, then POST.
     pub slo_url: Option<String>,
+    /// SingleLogoutService for the SOAP binding (back channel), if any.
+    pub soap_slo_url: Option<String>,
     /// DER of every signing certificate (rollover publishes two).
     pub signing_certs_der: Vec<Vec<u8>>,
     pub want_authn_requests_signed: bool,
@@ -42,6 +44,9 @@ pub struct SpMetadata {
     /// The AssertionConsumerService for HTTP-POST: `isDefault`, else lowest index.
     pub acs_url: String,
     pub slo_url: Option<String>,
+    /// SingleLogoutService for the SOAP binding: where the IdP tells it of
+    /// sessions that end without the browser.
+    pub soap_slo_url: Option<String>,
     pub signing_certs_der: Vec<Vec<u8>>,
     pub authn_requests_signed: bool,
     pub name_id_formats: Vec<String>,
@@ -101,6 +106,7 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata> {
         entity_id: parsed.entity_id,
         sso_redirect_url,
         slo_url,
+        soap_slo_url: soap_slo(&role.slo),
         want_authn_requests_signed: role.flag("WantAuthnRequestsSigned"),
         signing_certs_der: role.certs,
     })
@@ -124,11 +130,18 @@ pub fn parse_sp_metadata(xml: &str) -> Result<SpMetadata> {
         entity_id: parsed.entity_id,
         acs_url,
         slo_url: preferred_slo(&role.slo),
+        soap_slo_url: soap_slo(&role.slo),
         signing_certs_der: role.certs,
         authn_requests_signed,
         name_id_formats: role.name_id_formats,
         encryption_certs_der: role.encryption_certs,
     })
+}
+
+fn soap_slo(slo: &[Endpoint]) -> Option<String> {
+    slo.iter()
+        .find(|e| e.binding == crate::soap::SOAP_BINDING)
+        .map(|e| e.location.clone())
 }
 
 fn preferred_slo(slo: &[Endpoint]) -> Option<String> {

@@ -1,6 +1,6 @@
 //! A Single Logout message from the one peer a service provider trusts (its
 //! IdP), checked before anyone acts on it: either binding, the peer's
-//! signature required, its Issuer, our endpoint as Destination, and for a
+//! signature required (over SOAP too), its Issuer, our endpoint as Destination, and for a
 //! LogoutRequest its validity window.
 
 use std::time::Duration;
@@ -11,7 +11,8 @@ use crate::binding::PeerSigners;
 use crate::error::{Error, Result};
 use crate::logout::{
     parse_logout_request_post_with, parse_logout_request_redirect_with,
-    parse_logout_response_post_with, parse_logout_response_redirect_with, ParsedLogoutRequest,
+    parse_logout_request_soap, parse_logout_response_post_with,
+    parse_logout_response_redirect_with, ParsedLogoutRequest,
     ParsedLogoutResponse,
 };
 
@@ -26,6 +27,9 @@ pub enum LogoutBinding<'a> {
         saml_response: Option<&'a str>,
         relay_state: Option<&'a str>,
     },
+    /// SOAP (back channel): the whole envelope. Only LogoutRequests come
+    /// this way; the answer goes back on the same connection.
+    Soap { envelope: &'a str },
 }
 
 /// What the peer's message must satisfy.
@@ -104,6 +108,17 @@ pub fn verify_logout_message(
             )?),
             _ => return Err(neither()),
         },
+        LogoutBinding::Soap { envelope } => {
+            let signers = PeerSigners {
+                certs: expect.peer_certs,
+                allow_sha1: expect.allow_sha1,
+            };
+            LogoutMessage::Request(parse_logout_request_soap(
+                envelope,
+                signers,
+                expect.max_bytes,
+            )?)
+        }
     };
     let (issuer, destination) = match &message {
         LogoutMessage::Request(request) => (&request.issuer, &request.destination),

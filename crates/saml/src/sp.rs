@@ -96,6 +96,7 @@ pub fn sp_metadata_xml_with_encryption(
                 ("WantAssertionsSigned", true),
             ],
             slo_url: &cfg.slo_url,
+            slo_soap: true,
             name_id_formats,
             encryption_cert_der: encryption_cert.as_deref(),
             endpoints: &[(

@@ -8,3 +8,4 @@ mod parties;
 mod peer_logout;
 mod response_verification;
 mod sha1;
+mod soap;
