@@ -37,6 +37,8 @@ pub struct SpMetadata {
     /// The AssertionConsumerService for HTTP-POST.
     pub acs_url: String,
     pub slo_url: Option<String>,
+    /// SingleLogoutService for the SOAP binding (back-channel logout).
+    pub soap_slo_url: Option<String>,
     /// DER of the certificates its AuthnRequests are signed with.
     pub signing_certs_der: Vec<Vec<u8>>,
     /// `AuthnRequestsSigned="true"`: unsigned requests are refused.

@@ -469,6 +469,10 @@ pub struct ServiceProviderConfig {
     pub require_signed_requests: bool,
     /// Where the SP takes LogoutRequests, from its metadata.
     pub slo_url: Option<String>,
+    /// Where the SP takes LogoutRequests over SOAP (back channel): its
+    /// metadata's SOAP SingleLogoutService, or `soap_slo_url`. The IdP
+    /// posts there when a session ends without the browser.
+    pub soap_slo_url: Option<String>,
     /// The AttributeStatement, in this order: `attribute_preset`'s, then
     /// `attributes`.
     pub attributes: Vec<SpAttribute>,

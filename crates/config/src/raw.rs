@@ -215,6 +215,7 @@ pub struct RawServiceProvider {
     pub encrypt_assertions: Option<bool>,
     pub encryption_cert: Option<String>,
     pub allow_sha1: Option<bool>,
+    pub soap_slo_url: Option<String>,
 }
 
 /// One entry of an SP's `attributes`: a user field by its own name, or a

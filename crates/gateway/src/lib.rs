@@ -25,6 +25,7 @@ mod gateway;
 mod identity;
 mod login;
 mod logout;
+mod logout_soap;
 mod plan;
 mod post_auth;
 mod reply;

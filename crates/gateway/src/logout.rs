@@ -12,6 +12,8 @@
 //!                                    nothing matched)
 //!     LogoutResponse from the IdP  → the signed-out page (noting a partial
 //!                                    logout)
+//!     SOAP LogoutRequest (POST,    → the same sessions end; a signed SOAP
+//!     text/xml: the back channel)    LogoutResponse answers ([`logout_soap`])
 //! {prefix}/_portcullis/logged-out  → the signed-out page
 //! ```
 //!
@@ -25,9 +27,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use portcullis_proxy::page;
 use portcullis_proxy::{ProxyBody, RequestFacts};
-use portcullis_saml::{LogoutBinding, LogoutMessage};
-use portcullis_session::EndReason;
+use portcullis_saml::{LogoutBinding, LogoutMessage, ParsedLogoutRequest};
+use portcullis_session::{EndReason, StoreError};
 
+use crate::logout_soap;
 use crate::plan::AppPlan;
 use crate::reply::{self, see_other, Refused};
 use crate::session::log_ended;
@@ -140,11 +143,14 @@ pub(crate) async fn slo(
         .session_cookie
         .read(request.headers())
         .map(str::to_string);
+    if logout_soap::is_soap(&request) {
+        return logout_soap::slo(plan, facts, request).await;
+    }
     // The endpoint table lets only GET (Redirect binding) and POST through.
     let input = if request.method() == Method::GET {
         SloInput::Redirect(request.uri().query().unwrap_or("").to_string())
     } else {
-        let body = match read_form(request).await {
+        let body = match read_body(request, SLO_BODY_LIMIT).await {
             Ok(body) => body,
             Err(status) => return refused(plan, facts, status, "body", "unreadable SLO body"),
         };
@@ -172,25 +178,9 @@ pub(crate) async fn slo(
     };
     match message {
         Ok(LogoutMessage::Request(request)) => {
-            let ended = match plan
-                .shared
-                .sessions
-                .end_matching(&plan.name, &request.name_id, &request.session_indexes)
-                .await
-            {
-                Ok(ended) => ended,
-                Err(e) => return reply::store_unavailable(facts, &plan.name, &e),
-            };
-            for session in &ended {
-                log_ended(session, EndReason::SingleLogout, Some(facts.request_id));
+            if let Err(e) = end_named_sessions(plan, facts, &request, "front").await {
+                return reply::store_unavailable(facts, &plan.name, &e);
             }
-            tracing::info!(
-                request.id = facts.request_id,
-                app = &*plan.name,
-                user = %request.name_id,
-                sessions = ended.len(),
-                "LogoutRequest from the IdP"
-            );
             // The browser that carried the request loses its cookie too, if
             // its session was one of them (or is already gone).
             let mut cookies = Vec::new();
@@ -247,6 +237,34 @@ pub(crate) async fn slo(
     }
 }
 
+/// Ends the sessions a verified LogoutRequest from the IdP names (its
+/// NameID, and its SessionIndexes when it has any), whichever binding
+/// carried it; `channel` says which for the log.
+pub(crate) async fn end_named_sessions(
+    plan: &AppPlan,
+    facts: &RequestFacts<'_>,
+    request: &ParsedLogoutRequest,
+    channel: &'static str,
+) -> Result<usize, StoreError> {
+    let ended = plan
+        .shared
+        .sessions
+        .end_matching(&plan.name, &request.name_id, &request.session_indexes)
+        .await?;
+    for session in &ended {
+        log_ended(session, EndReason::SingleLogout, Some(facts.request_id));
+    }
+    tracing::info!(
+        request.id = facts.request_id,
+        app = &*plan.name,
+        user = %request.name_id,
+        sessions = ended.len(),
+        channel,
+        "LogoutRequest from the IdP"
+    );
+    Ok(ended.len())
+}
+
 /// An SLO message as it arrived, owned so it can move to the
 /// verification pool.
 enum SloInput {
@@ -276,8 +294,12 @@ impl SloInput {
     }
 }
 
-async fn read_form(request: Request<Incoming>) -> Result<Bytes, StatusCode> {
-    match Limited::new(request.into_body(), SLO_BODY_LIMIT)
+/// The body, refused past `limit` bytes (413) before anything reads it.
+pub(crate) async fn read_body(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<Bytes, StatusCode> {
+    match Limited::new(request.into_body(), limit)
         .collect()
         .await
     {

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use portcullis_config::{AppAuth, AppIdp, Config, SpNameIdFormat};
 use portcullis_saml::{
-    build_logout_request_redirect, build_logout_response_redirect, build_redirect_authn_request,
+    build_logout_request_redirect, build_logout_response_redirect, build_logout_response_soap,
+    build_redirect_authn_request,
     cert_der_from_pem, sp_metadata_xml_with_encryption, verify_logout_message, verify_response,
     AuthnRequestParams, EncryptionKey, Error, Expectations, Jwks, LogoutBinding,
     LogoutExpectations, LogoutMessage, LogoutRequestParams, LogoutResponseParams, LogoutStatus,
-    NameIdFormat, RedirectRequest, SigningKey, SpConfig, VerifiedAssertion,
+    NameIdFormat, RedirectRequest, SigningKey, SoapMessage, SpConfig, VerifiedAssertion,
 };
 
 use crate::error::BuildProblem;
@@ -243,6 +244,22 @@ impl AppSp {
             now: chrono::Utc::now(),
         };
         build_logout_response_redirect(&params, &self.key).map(Some)
+    }
+
+    /// A signed SOAP LogoutResponse (Success) to the IdP's back-channel
+    /// LogoutRequest `in_response_to`, for the connection it came on.
+    pub(crate) fn soap_logout_response(&self, in_response_to: &str) -> Result<SoapMessage, Error> {
+        build_logout_response_soap(
+            &LogoutResponseParams {
+                issuer: &self.config.entity_id,
+                destination: "",
+                in_response_to: Some(in_response_to),
+                status: LogoutStatus::Success,
+                relay_state: None,
+                now: chrono::Utc::now(),
+            },
+            &self.key,
+        )
     }
 
     /// The SP key as a JWKS (served at `/_portcullis/jwks`): it also signs

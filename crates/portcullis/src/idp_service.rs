@@ -150,6 +150,7 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
             require_signed_requests: sp.require_signed_requests,
             allow_sha1: sp.allow_sha1,
             slo_url: sp.slo_url.clone(),
+            soap_slo_url: sp.soap_slo_url.clone(),
             attributes: sp
                 .attributes
                 .iter()

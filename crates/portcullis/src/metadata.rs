@@ -24,6 +24,7 @@ impl MetadataReader for SamlMetadata {
             entity_id: parsed.entity_id,
             acs_url: parsed.acs_url,
             slo_url: parsed.slo_url,
+            soap_slo_url: parsed.soap_slo_url,
             signing_certs_der: parsed.signing_certs_der,
             authn_requests_signed: parsed.authn_requests_signed,
             encryption_certs_der: parsed.encryption_certs_der,

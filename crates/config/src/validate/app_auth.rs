@@ -449,6 +449,9 @@ impl Validator<'_, '_> {
                 .collect(),
             require_signed_requests: true,
             slo_url: Some(auth.slo_url.clone()),
+            // Gateway apps hear of sessions that end without the browser
+            // through Universal Logout already.
+            soap_slo_url: None,
             attributes: DEFAULT_SP_ATTRIBUTES
                 .iter()
                 .map(|source| SpAttribute::as_named(source))

@@ -82,6 +82,7 @@ impl MetadataReader for SamlReader {
             entity_id: m.entity_id,
             acs_url: m.acs_url,
             slo_url: m.slo_url,
+            soap_slo_url: m.soap_slo_url,
             signing_certs_der: m.signing_certs_der,
             authn_requests_signed: m.authn_requests_signed,
             encryption_certs_der: m.encryption_certs_der,

@@ -95,6 +95,7 @@ impl Validator<'_, '_> {
         let name_id_formats_allowed =
             self.name_id_formats_allowed(i, sp.name_id_formats_allowed.as_deref());
         let encryption = self.sp_encryption(i, &source, &sp);
+        let soap_slo_url = self.sp_soap_slo_url(i, &source, sp.soap_slo_url.as_deref());
         let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
         let attributes = self.sp_attributes(i, sp.attributes, sp.attribute_preset.as_deref());
         let allow_sha1 = sp.allow_sha1.unwrap_or(false);
@@ -110,8 +111,21 @@ impl Validator<'_, '_> {
         let (Some(name), Some(entity_id), Some(acs_url)) = (sp.name, entity_id, acs_url) else {
             return None;
         };
-        let (true, Some(name_id_format), Some(signing), Some(attributes), Some(encryption)) =
-            (ok, name_id_format, signing, attributes, encryption)
+        let (
+            true,
+            Some(name_id_format),
+            Some(signing),
+            Some(attributes),
+            Some(encryption),
+            Some(soap_slo_url),
+        ) = (
+            ok,
+            name_id_format,
+            signing,
+            attributes,
+            encryption,
+            soap_slo_url,
+        )
         else {
             return None;
         };
@@ -124,6 +138,7 @@ impl Validator<'_, '_> {
             signing_certs_der: signing.certs_der,
             require_signed_requests: signing.required,
             slo_url: signing.slo_url,
+            soap_slo_url,
             attributes,
             sign_response: sp.sign_response.unwrap_or(false),
             encryption_cert_der: encryption,
@@ -142,6 +157,7 @@ impl Validator<'_, '_> {
             ("acs_url", sp.acs_url.is_some()),
             ("signing_cert", sp.signing_cert.is_some()),
             ("encryption_cert", sp.encryption_cert.is_some()),
+            ("soap_slo_url", sp.soap_slo_url.is_some()),
         ] {
             if set {
                 self.problem(
@@ -274,6 +290,41 @@ impl Validator<'_, '_> {
                 None
             }
         }
+    }
+
+    /// The SOAP SingleLogoutService, from the metadata or `soap_slo_url`:
+    /// https, or http to a loopback address (a sidecar; nothing crosses a
+    /// network). `Some(None)` when there is none, `None` when refused.
+    fn sp_soap_slo_url(
+        &mut self,
+        i: usize,
+        source: &Source,
+        by_hand: Option<&str>,
+    ) -> Option<Option<String>> {
+        let (url, key) = match source {
+            Source::Metadata(meta) => (meta.soap_slo_url.clone(), "metadata_file"),
+            Source::ByHand => (by_hand.map(str::to_string), "soap_slo_url"),
+            Source::Refused => return Some(None),
+        };
+        let Some(url) = url else {
+            return Some(None);
+        };
+        if !self.http_url(&at(i, key), &url) {
+            return None;
+        }
+        let plain_remote = super::url::split_url(&url).is_ok_and(|(scheme, authority, _)| {
+            scheme == "http" && !super::url::is_loopback_authority(authority)
+        });
+        if plain_remote {
+            self.problem(
+                &at(i, key),
+                format!(
+                    "the SOAP SingleLogoutService `{url}` must be https (http only to a loopback                      address)"
+                ),
+            );
+            return None;
+        }
+        Some(Some(url))
     }
 
     /// From the metadata, or `signing_cert` (which makes signing required).
@@ -566,6 +617,11 @@ attribute_preset = \"oid\"\nattributes = [\"profile.department\", {{ name = \"ur
         assert_eq!(sp.entity_id, "https://wiki.test/saml/metadata");
         assert_eq!(sp.acs_url, "https://wiki.test/saml/acs");
         assert_eq!(sp.slo_url.as_deref(), Some("https://wiki.test/saml/slo"));
+        assert_eq!(
+            sp.soap_slo_url.as_deref(),
+            Some("https://wiki.test/saml/slo"),
+            "the metadata's SOAP SingleLogoutService"
+        );
         assert!(sp.require_signed_requests);
         assert_eq!(sp.signing_certs_der, vec![key.cert_der().expect("der")]);
 
@@ -579,6 +635,31 @@ attribute_preset = \"oid\"\nattributes = [\"profile.department\", {{ name = \"ur
             "{problems:?}"
         );
         let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn soap_slo_url_is_https_or_loopback_http() {
+        let sp_with = |url: &str| {
+            format!(
+                "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\nsoap_slo_url = \"{url}\"\n"
+            )
+        };
+        for ok in ["https://sp.test/slo/soap", "http://127.0.0.1:8080/soap", "http://[::1]/soap"] {
+            let config = parse(&sp_with(ok)).unwrap_or_else(|p| panic!("{ok}: {p:?}"));
+            let idp = config.idp.expect("idp");
+            assert_eq!(idp.service_providers[0].soap_slo_url.as_deref(), Some(ok));
+        }
+        for (bad, says) in [
+            ("http://sp.test/soap", "must be https"),
+            ("ftp://sp.test/soap", "http or https"),
+        ] {
+            let problems = parse(&sp_with(bad)).expect_err(bad).problems;
+            assert!(
+                problems.iter().any(|p| p.key == "idp.service_provider[0].soap_slo_url"
+                    && p.message.contains(says)),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 
     #[test]

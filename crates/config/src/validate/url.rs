@@ -24,6 +24,18 @@ impl Validator<'_, '_> {
     }
 }
 
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+pub(super) fn is_loopback_authority(authority: &str) -> bool {
+    let host = match split_host_port(authority, 80) {
+        Ok((host, _)) => host,
+        Err(_) => return false,
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Splits `scheme://authority/path` without pulling in a URL crate; the
 /// accepted shapes are narrow on purpose.
 pub(super) fn split_url(raw: &str) -> Result<(&str, &str, &str), String> {

@@ -643,7 +643,7 @@ fn status_of(attempt: &Attempt) -> Option<u16> {
 
 /// hyper's client error says only "client error (Connect)"; the cause is
 /// in its sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

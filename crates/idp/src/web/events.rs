@@ -214,6 +214,37 @@ pub fn session_end(user_id: &str, login: &str, session_id: &str, reason: &str) -
     .reason(reason)
 }
 
+/// `user.authentication.slo`: a service provider told over the back
+/// channel that an IdP session ended (SUCCESS), or not confirming it
+/// (FAILURE, with the reason).
+pub fn slo_back_channel(
+    sp_entity_id: &str,
+    sp_name: &str,
+    user_id: &str,
+    login: &str,
+    session_id: &str,
+    failure: Option<&str>,
+) -> Event {
+    let (severity, result) = match failure {
+        None => (Severity::Info, OutcomeResult::Success),
+        Some(_) => (Severity::Warn, OutcomeResult::Failure),
+    };
+    let event = Event::new(
+        "user.authentication.slo",
+        "User single logout from app",
+        severity,
+        result,
+    )
+    .actor(Entity::new(user_id, "User").alternate_id(login))
+    .target(Entity::new(sp_entity_id, "AppInstance").display_name(sp_name))
+    .session(session_id)
+    .debug("binding", "SOAP");
+    match failure {
+        Some(reason) => event.reason(reason),
+        None => event,
+    }
+}
+
 /// `user.authentication.sso`: an assertion issued to a SAML SP (SUCCESS),
 /// or refused (FAILURE, or DENY when the app policy denied the user).
 pub fn sso(

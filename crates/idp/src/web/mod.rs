@@ -11,6 +11,7 @@ pub(crate) mod events;
 pub(crate) mod login;
 pub(crate) mod respond;
 mod slo;
+mod slo_soap;
 mod sso;
 mod users_api;
 
@@ -336,8 +337,21 @@ impl Idp {
                     Ok(end) => {
                         let Some(idp) = idp.upgrade() else { return };
                         let session = &end.session;
-                        if let Some(saml) = &idp.saml {
-                            saml.forget_session(session.id.as_str());
+                        let participants = idp
+                            .saml
+                            .as_ref()
+                            .map(|saml| saml.forget_session(session.id.as_str()))
+                            .unwrap_or_default();
+                        // The SPs that can be told over the back channel
+                        // are, whichever way the browser-less end came.
+                        if slo_soap::ends_without_browser(end.reason) {
+                            idp.back_channel_logout(
+                                session.id.as_str(),
+                                &session.body.user_id,
+                                &session.body.login,
+                                end.reason,
+                                participants,
+                            );
                         }
                         // Sessions that end without the browser present
                         // (revocation, expiry, suspension) reach the apps

@@ -82,6 +82,9 @@ pub struct ServiceProvider {
     pub allow_sha1: bool,
     /// The SP's SingleLogoutService, when it has one.
     pub slo_url: Option<String>,
+    /// The SP's SOAP SingleLogoutService: sessions that end without the
+    /// browser are reported there (back-channel logout).
+    pub soap_slo_url: Option<String>,
     /// The AttributeStatement, in this order.
     pub attributes: Vec<AttributeRule>,
     pub sign_response: bool,
@@ -286,6 +289,8 @@ pub(crate) struct Saml {
     /// with the NameID it received (for Single Logout).
     pub(crate) participants: Mutex<HashMap<String, BTreeMap<String, IssuedNameId>>>,
     name_id_key: NameIdKey,
+    /// Back-channel (SOAP) logout deliveries.
+    pub(crate) back_channel: super::slo_soap::BackChannel,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -339,6 +344,7 @@ impl Saml {
             parked: Mutex::new(HashMap::new()),
             reauth: Mutex::new(HashMap::new()),
             participants: Mutex::new(HashMap::new()),
+            back_channel: super::slo_soap::BackChannel::default(),
         })
     }
 
@@ -370,8 +376,11 @@ impl Saml {
         lock(&self.reauth).retain(|_, at| now - *at < PENDING_TTL);
     }
 
-    pub(crate) fn forget_session(&self, session_id: &str) {
-        lock(&self.participants).remove(session_id);
+    /// Forgets an ended session; returns the SPs that took part in it.
+    pub(crate) fn forget_session(&self, session_id: &str) -> BTreeMap<String, IssuedNameId> {
+        lock(&self.participants)
+            .remove(session_id)
+            .unwrap_or_default()
     }
 }
 
