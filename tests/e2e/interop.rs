@@ -68,13 +68,13 @@ fn python() -> PathBuf {
 }
 
 /// One of the pysaml2 scripts in tests/interop.
-struct Script {
+pub(crate) struct Script {
     python: PathBuf,
     name: &'static str,
 }
 
 impl Script {
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let script = Path::new(ROOT).join("tests/interop").join(self.name);
         Command::new(&self.python)
             .arg(script)
@@ -94,7 +94,7 @@ impl Script {
         out.stdout
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         serde_json::from_slice(&self.stdout(args))
             .unwrap_or_else(|e| panic!("JSON from {}: {e}", self.name))
     }
@@ -114,10 +114,10 @@ fn pysaml2() -> PathBuf {
     python
 }
 
-struct Sp {
-    script: Script,
-    config: PathBuf,
-    dir: PathBuf,
+pub(crate) struct Sp {
+    pub(crate) script: Script,
+    pub(crate) config: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Holds `dir` (keys, configs, metadata) for the test's life.
     _files: tempfile::TempDir,
 }
@@ -126,6 +126,12 @@ struct Sp {
 /// `registration` is the rest of its `[[idp.service_provider]]` table.
 /// pysaml2 then reads the IdP's metadata from the running gateway.
 async fn pysaml2_sp_registered(registration: &str) -> (Gateway, Sp) {
+    pysaml2_sp_registered_with(registration, json!({})).await
+}
+
+/// [`pysaml2_sp_registered`] with `extra` merged into pysaml2's config
+/// (e.g. `soap_slo_url`).
+pub(crate) async fn pysaml2_sp_registered_with(registration: &str, extra: Value) -> (Gateway, Sp) {
     let python = pysaml2();
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
@@ -149,6 +155,9 @@ async fn pysaml2_sp_registered(registration: &str) -> (Gateway, Sp) {
         "enc_key_file": write("sp-enc-key.pem", sp_enc.private_key_pem()),
         "enc_cert_file": write("sp-enc.pem", &sp_enc.cert_pem().expect("pem")),
     });
+    if let (Some(config), Some(extra)) = (sp_config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
     let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
     let sp_metadata = script.stdout(&[
         "metadata",
@@ -194,7 +203,7 @@ impl Sp {
         self.script.json(args)
     }
 
-    fn authn_request(&self) -> (String, String) {
+    pub(crate) fn authn_request(&self) -> (String, String) {
         self.authn_request_for(None)
     }
 
@@ -224,7 +233,7 @@ impl Sp {
         )
     }
 
-    fn parse_response(&self, response_b64: &str, request_id: &str) -> Output {
+    pub(crate) fn parse_response(&self, response_b64: &str, request_id: &str) -> Output {
         let file = self.dir.join("response.b64");
         std::fs::write(&file, response_b64).expect("write response");
         let config = self.config.display().to_string();
@@ -422,12 +431,12 @@ const APP_D: &str = "https://d.test";
 
 /// The pysaml2 IdP: its config file and the script.
 pub(crate) struct PyIdp {
-    script: Script,
+    pub(crate) script: Script,
     config: PathBuf,
 }
 
 impl PyIdp {
-    fn config_arg(&self) -> String {
+    pub(crate) fn config_arg(&self) -> String {
         self.config.display().to_string()
     }
 
@@ -966,7 +975,7 @@ async fn a_gateway_app_asks_pysaml2_for_a_persistent_name_id_and_repeats_it_at_l
 /// Takes pysaml2's AuthnRequest `location` to the embedded IdP, signing
 /// bob in when the browser has no IdP session: the IdP's auto-submit page
 /// for the SP's ACS.
-async fn to_the_acs_form(b: &Browser, location: &str) -> test_support::Reply {
+pub(crate) async fn to_the_acs_form(b: &Browser, location: &str) -> test_support::Reply {
     let page = b.get(location).await;
     if page.status != StatusCode::SEE_OTHER {
         return page;

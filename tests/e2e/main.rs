@@ -20,6 +20,7 @@ mod process;
 mod rewrite;
 mod signals;
 mod slo;
+mod slo_soap;
 mod sso;
 mod sticky;
 mod streaming;

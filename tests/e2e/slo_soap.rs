@@ -1,0 +1,187 @@
+//! Back-channel Single Logout over SOAP against pysaml2, both ways:
+//! - the embedded IdP tells a pysaml2 SP, whose metadata advertises a SOAP
+//!   SingleLogoutService on a listener of the test's, when bob's session
+//!   is revoked through the API (no browser involved): pysaml2 verifies
+//!   the signed LogoutRequest, the NameID and SessionIndex are those it
+//!   was issued, and the IdP accepts pysaml2's signed SOAP answer;
+//! - a pysaml2 IdP posts a signed SOAP LogoutRequest to a gateway app's
+//!   `/_portcullis/saml/slo`: the app's browser session ends and pysaml2
+//!   verifies the gateway's signed SOAP LogoutResponse; a tampered or an
+//!   unsigned request is refused with a SOAP Fault and ends nothing.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{header, Method, Request, StatusCode};
+use serde_json::{json, Value};
+use test_support::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::gateway_sso::ADMIN_TOKEN;
+use crate::interop::{pysaml2_sp_registered_with, to_the_acs_form, PyIdpFixture, Sp};
+use crate::process::Gateway;
+
+const IDP: &str = "https://a.test";
+const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
+const SP_ENTITY: &str = "https://sp.interop.test/metadata";
+const APP_B: &str = "https://b.test";
+const PY_IDP_ENTITY: &str = "https://idp.pysaml2.test/metadata";
+const PY_IDP_SSO: &str = "https://idp.pysaml2.test/sso/redirect";
+const SOAP_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP";
+
+/// What the SOAP listener saw of one POST, and what pysaml2 made of it.
+#[derive(Debug, Clone)]
+struct Received {
+    head: String,
+    answer: Value,
+}
+
+/// Serves `listener` as plain HTTP/1.1: every POSTed body goes to pysaml2
+/// (`soap-logout-request`), which answers with its SOAP LogoutResponse;
+/// what arrived is kept in `seen`.
+fn serve_soap(listener: TcpListener, sp: Arc<Sp>, seen: Arc<Mutex<Vec<Received>>>) {
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (sp, seen) = (Arc::clone(&sp), Arc::clone(&seen));
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                let (head, body) = loop {
+                    let Ok(n) = stream.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&data[..end]).to_string();
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if data.len() >= end + 4 + length {
+                        break (head, data[end + 4..end + 4 + length].to_vec());
+                    }
+                };
+                let answer = tokio::task::spawn_blocking(move || {
+                    let file = sp.dir.join("soap-request.xml");
+                    std::fs::write(&file, &body).expect("write");
+                    let config = sp.config.display().to_string();
+                    let out = sp.script.run(&[
+                        "soap-logout-request",
+                        "--config",
+                        &config,
+                        "--envelope",
+                        &file.display().to_string(),
+                    ]);
+                    if out.status.success() {
+                        serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
+                    } else {
+                        json!({ "error": String::from_utf8_lossy(&out.stderr) })
+                    }
+                })
+                .await
+                .expect("pysaml2");
+                let (status, body) = match answer["envelope"].as_str() {
+                    Some(envelope) => ("200 OK", envelope.to_string()),
+                    None => ("400 Bad Request", String::new()),
+                };
+                seen.lock().expect("seen").push(Received { head, answer });
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    // The listener's URL goes into pysaml2's metadata, so it is bound
+    // first and served once pysaml2's config exists.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let soap_url = format!("http://{}/slo/soap", listener.local_addr().expect("addr"));
+    let (gw, sp) = pysaml2_sp_registered_with(
+        &format!(
+            "\n[[idp.api_token]]\nname = \"e2e-admin\"\nsha256 = \"{}\"\nscopes = [\"okta.sessions.manage\", \"okta.logs.read\", \"okta.users.manage\"]\n",
+            portcullis_idp::session::hash_token(ADMIN_TOKEN)
+        ),
+        json!({ "soap_slo_url": soap_url }),
+    )
+    .await;
+    let sp = Arc::new(sp);
+    serve_soap(listener, Arc::clone(&sp), Arc::clone(&seen));
+    let b = gw.browser();
+
+    // bob signs in to pysaml2 through the IdP.
+    let (request_id, location) = sp.authn_request();
+    let post = to_the_acs_form(&b, &location).await;
+    assert_eq!(post.status, StatusCode::OK, "{}", post.text());
+    let response = test_support::browser::input_value(&post.text(), "SAMLResponse").expect("SAMLResponse");
+    let out = sp.parse_response(&response, &request_id);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let signed_in: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let session_index = signed_in["session_index"].as_str().expect("session_index").to_string();
+
+    // An administrator ends bob's sessions; the API does not wait for SPs.
+    let revoke = Client::http1(&gw.pki, gw.https)
+        .send(
+            Request::builder()
+                .method(Method::DELETE)
+                .uri(format!("{IDP}/api/v1/users/00u2bob/sessions"))
+                .header(header::ACCEPT, "application/json")
+                .header(header::AUTHORIZATION, format!("SSWS {ADMIN_TOKEN}"))
+                .body(Client::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(revoke.status, StatusCode::NO_CONTENT, "{}", revoke.text());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let received = loop {
+        if let Some(r) = seen.lock().expect("seen").first().cloned() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no SOAP LogoutRequest reached pysaml2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let answer = &received.answer;
+    assert!(answer["error"].is_null(), "pysaml2 refused it: {answer}");
+    assert_eq!(answer["name_id"], "bob@example.com", "{answer}");
+    assert_eq!(answer["session_indexes"], json!([session_index]), "{answer}");
+    assert_eq!(answer["issuer"], IDP_ENTITY, "{answer}");
+    let head = received.head.to_ascii_lowercase();
+    assert!(head.starts_with("post /slo/soap http/1.1"), "{head}");
+    assert!(head.contains("content-type: text/xml"), "{head}");
+    assert!(head.contains("soapaction:"), "{head}");
+
+    // The IdP checked pysaml2's signed answer and says so.
+    let line = gw
+        .wait_for_log("back-channel logout delivered", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no delivery logged: {:?}", gw.logs()));
+    assert!(line.contains("\"outcome\":\"logged_out\""), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(gw.dir().join("system-log.jsonl")).unwrap_or_default();
+        let slo = log
+            .lines()
+            .filter(|l| l.contains("user.authentication.slo"))
+            .find(|l| l.contains(SP_ENTITY));
+        if let Some(event) = slo {
+            assert!(event.contains("SUCCESS"), "{event}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no user.authentication.slo event: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.lock().expect("seen").len(), 1, "told once");
+}
