@@ -530,7 +530,7 @@ impl PyIdpFixture {
         }
     }
 
-    fn write(&self, name: &str, data: &[u8]) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, data: &[u8]) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, data).expect("write");
         path

@@ -26,7 +26,6 @@ const IDP: &str = "https://a.test";
 const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
 const SP_ENTITY: &str = "https://sp.interop.test/metadata";
 const APP_B: &str = "https://b.test";
-const PY_IDP_ENTITY: &str = "https://idp.pysaml2.test/metadata";
 const PY_IDP_SSO: &str = "https://idp.pysaml2.test/sso/redirect";
 const SOAP_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP";
 
@@ -184,4 +183,140 @@ async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(seen.lock().expect("seen").len(), 1, "told once");
+}
+
+/// POSTs `envelope` to app b's SLO endpoint as an IdP's back channel does.
+async fn post_soap(gw: &Gateway, envelope: &str) -> test_support::Reply {
+    Client::http1(&gw.pki, gw.https)
+        .send(
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("{APP_B}/_portcullis/saml/slo"))
+                .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+                .header("SOAPAction", "http://www.oasis-open.org/committees/security")
+                .body(Client::body(envelope.to_string()))
+                .expect("request"),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_pysaml2_idp_ends_a_gateway_session_over_soap() {
+    let mut fixture = PyIdpFixture::new(json!({
+        "name_id": "dana@example.org",
+        "attributes": {"email": ["dana@example.org"]},
+    }));
+    let config = fixture.app("b", APP_B, "", "");
+    let gw = Gateway::start("", &config);
+    let b = gw.browser();
+    fixture
+        .learn_sps(&b, &[APP_B], |meta| {
+            assert!(
+                meta.contains(&format!(
+                    "Binding=\"{SOAP_BINDING}\" Location=\"{APP_B}/_portcullis/saml/slo\""
+                )),
+                "the app's metadata offers SOAP logout: {meta}"
+            );
+        })
+        .await;
+    let idp = &fixture.idp;
+
+    let start = b.get(&format!("{APP_B}/")).await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
+    let answer = idp.respond(&start.location()).expect("pysaml2 answered");
+    let acs = b
+        .post_form(
+            &format!("{APP_B}/_portcullis/saml/acs"),
+            &[
+                ("SAMLResponse", answer["saml_response"].as_str().expect("r")),
+                ("RelayState", answer["relay_state"].as_str().expect("rs")),
+            ],
+        )
+        .await;
+    assert_eq!(acs.status, StatusCode::SEE_OTHER, "{}", acs.text());
+    let signed_in = || async { b.get(&format!("{APP_B}/?format=json")).await };
+    assert_eq!(signed_in().await.status, StatusCode::OK);
+
+    let request = |unsigned: bool| {
+        let sp = format!("{APP_B}/_portcullis/saml/metadata");
+        let config = idp.config_arg();
+        let mut args = vec![
+            "soap-logout-request",
+            "--config",
+            &config,
+            "--sp",
+            &sp,
+            "--name-id",
+            "dana@example.org",
+        ];
+        if unsigned {
+            args.push("--unsigned");
+        }
+        idp.script.json(&args)
+    };
+
+    // Unsigned, or signed and then altered: a SOAP Fault, and nothing ends.
+    let unsigned = request(true);
+    let envelope = unsigned["envelope"].as_str().expect("envelope");
+    assert!(!envelope.contains("SignatureValue"), "{envelope}");
+    let refused = post_soap(&gw, envelope).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text());
+    assert!(refused.text().contains("Fault"), "{}", refused.text());
+    assert_eq!(
+        refused.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        Some("text/xml; charset=utf-8")
+    );
+    let signed = request(false);
+    let envelope = signed["envelope"].as_str().expect("envelope");
+    assert_eq!(signed["location"], format!("{APP_B}/_portcullis/saml/slo"));
+    let tampered = envelope.replacen("dana@example.org", "dana@example.org ", 1);
+    assert_ne!(tampered, envelope);
+    let refused = post_soap(&gw, &tampered).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text());
+    assert!(refused.text().contains("Fault"), "{}", refused.text());
+    assert_eq!(
+        signed_in().await.status,
+        StatusCode::OK,
+        "a refused request ended the session"
+    );
+    let reasons = gw.wait_for_logs("SOAP LogoutRequest refused", 2, Duration::from_secs(10));
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|l| l.contains("\"error.kind\":\"signature\"")),
+        "{reasons:?}"
+    );
+
+    // The signed request ends the session; pysaml2 verifies the answer.
+    let accepted = post_soap(&gw, envelope).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text());
+    let file = fixture_file(&fixture, "soap-response.xml", &accepted.text());
+    let config = idp.config_arg();
+    let parsed = idp.script.json(&[
+        "soap-logout-response",
+        "--config",
+        &config,
+        "--envelope",
+        &file,
+    ]);
+    assert_eq!(
+        parsed["status"], "urn:oasis:names:tc:SAML:2.0:status:Success",
+        "{parsed}"
+    );
+    assert_eq!(parsed["in_response_to"], signed["request_id"], "{parsed}");
+    assert_eq!(
+        parsed["issuer"],
+        format!("{APP_B}/_portcullis/saml/metadata"),
+        "{parsed}"
+    );
+    let after = b.get(&format!("{APP_B}/")).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.text());
+    assert!(
+        after.location().starts_with(PY_IDP_SSO),
+        "back to sign-in at pysaml2: {}",
+        after.location()
+    );
+}
+
+fn fixture_file(fixture: &PyIdpFixture, name: &str, text: &str) -> String {
+    fixture.write(name, text.as_bytes()).display().to_string()
 }
