@@ -47,7 +47,9 @@ fn serve_soap(listener: TcpListener, sp: Arc<Sp>, seen: Arc<Mutex<Vec<Received>>
                 let mut data = Vec::new();
                 let mut buf = [0u8; 8192];
                 let (head, body) = loop {
-                    let Ok(n) = stream.read(&mut buf).await else { return };
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -125,11 +127,19 @@ async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
     let (request_id, location) = sp.authn_request();
     let post = to_the_acs_form(&b, &location).await;
     assert_eq!(post.status, StatusCode::OK, "{}", post.text());
-    let response = test_support::browser::input_value(&post.text(), "SAMLResponse").expect("SAMLResponse");
+    let response =
+        test_support::browser::input_value(&post.text(), "SAMLResponse").expect("SAMLResponse");
     let out = sp.parse_response(&response, &request_id);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let signed_in: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let session_index = signed_in["session_index"].as_str().expect("session_index").to_string();
+    let session_index = signed_in["session_index"]
+        .as_str()
+        .expect("session_index")
+        .to_string();
 
     // An administrator ends bob's sessions; the API does not wait for SPs.
     let revoke = Client::http1(&gw.pki, gw.https)
@@ -150,13 +160,20 @@ async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
         if let Some(r) = seen.lock().expect("seen").first().cloned() {
             break r;
         }
-        assert!(Instant::now() < deadline, "no SOAP LogoutRequest reached pysaml2");
+        assert!(
+            Instant::now() < deadline,
+            "no SOAP LogoutRequest reached pysaml2"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let answer = &received.answer;
     assert!(answer["error"].is_null(), "pysaml2 refused it: {answer}");
     assert_eq!(answer["name_id"], "bob@example.com", "{answer}");
-    assert_eq!(answer["session_indexes"], json!([session_index]), "{answer}");
+    assert_eq!(
+        answer["session_indexes"],
+        json!([session_index]),
+        "{answer}"
+    );
     assert_eq!(answer["issuer"], IDP_ENTITY, "{answer}");
     let head = received.head.to_ascii_lowercase();
     assert!(head.starts_with("post /slo/soap http/1.1"), "{head}");
@@ -179,7 +196,10 @@ async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
             assert!(event.contains("SUCCESS"), "{event}");
             break;
         }
-        assert!(Instant::now() < deadline, "no user.authentication.slo event: {log}");
+        assert!(
+            Instant::now() < deadline,
+            "no user.authentication.slo event: {log}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(seen.lock().expect("seen").len(), 1, "told once");
@@ -193,7 +213,10 @@ async fn post_soap(gw: &Gateway, envelope: &str) -> test_support::Reply {
                 .method(Method::POST)
                 .uri(format!("{APP_B}/_portcullis/saml/slo"))
                 .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
-                .header("SOAPAction", "http://www.oasis-open.org/committees/security")
+                .header(
+                    "SOAPAction",
+                    "http://www.oasis-open.org/committees/security",
+                )
                 .body(Client::body(envelope.to_string()))
                 .expect("request"),
         )
@@ -260,10 +283,18 @@ async fn a_pysaml2_idp_ends_a_gateway_session_over_soap() {
     let envelope = unsigned["envelope"].as_str().expect("envelope");
     assert!(!envelope.contains("SignatureValue"), "{envelope}");
     let refused = post_soap(&gw, envelope).await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text());
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
     assert!(refused.text().contains("Fault"), "{}", refused.text());
     assert_eq!(
-        refused.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        refused
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         Some("text/xml; charset=utf-8")
     );
     let signed = request(false);
@@ -272,7 +303,12 @@ async fn a_pysaml2_idp_ends_a_gateway_session_over_soap() {
     let tampered = envelope.replacen("dana@example.org", "dana@example.org ", 1);
     assert_ne!(tampered, envelope);
     let refused = post_soap(&gw, &tampered).await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text());
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
     assert!(refused.text().contains("Fault"), "{}", refused.text());
     assert_eq!(
         signed_in().await.status,
@@ -282,7 +318,9 @@ async fn a_pysaml2_idp_ends_a_gateway_session_over_soap() {
     let reasons = gw.wait_for_logs("SOAP LogoutRequest refused", 2, Duration::from_secs(10));
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
-        reasons.iter().all(|l| l.contains("\"error.kind\":\"signature\"")),
+        reasons
+            .iter()
+            .all(|l| l.contains("\"error.kind\":\"signature\"")),
         "{reasons:?}"
     );
 

@@ -299,10 +299,7 @@ pub(crate) async fn read_body(
     request: Request<Incoming>,
     limit: usize,
 ) -> Result<Bytes, StatusCode> {
-    match Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-    {
+    match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
         Err(_) => Err(StatusCode::BAD_REQUEST),

@@ -45,22 +45,44 @@ pub(crate) async fn slo(
         Err(status) => return fault(plan, facts, status, "body", "unreadable SOAP body"),
     };
     let Ok(envelope) = String::from_utf8(body.to_vec()) else {
-        return fault(plan, facts, StatusCode::BAD_REQUEST, "binding", "SOAP body is not UTF-8");
+        return fault(
+            plan,
+            facts,
+            StatusCode::BAD_REQUEST,
+            "binding",
+            "SOAP body is not UTF-8",
+        );
     };
     let sp = plan.sp.clone();
     let verified = plan
         .shared
         .saml_work
-        .run(move || sp.logout_message(LogoutBinding::Soap { envelope: &envelope }))
+        .run(move || {
+            sp.logout_message(LogoutBinding::Soap {
+                envelope: &envelope,
+            })
+        })
         .await;
     let request = match verified {
         Ok(Ok(LogoutMessage::Request(request))) => request,
         // The SOAP binding carries only requests to us.
         Ok(Ok(LogoutMessage::Response(_))) => {
-            return fault(plan, facts, StatusCode::BAD_REQUEST, "binding", "not a LogoutRequest")
+            return fault(
+                plan,
+                facts,
+                StatusCode::BAD_REQUEST,
+                "binding",
+                "not a LogoutRequest",
+            )
         }
         Ok(Err(e)) => {
-            return fault(plan, facts, StatusCode::BAD_REQUEST, e.kind(), &e.to_string())
+            return fault(
+                plan,
+                facts,
+                StatusCode::BAD_REQUEST,
+                e.kind(),
+                &e.to_string(),
+            )
         }
         Err(e) => {
             tracing::warn!(
@@ -100,7 +122,10 @@ pub(crate) async fn slo(
             crate::reply::build_failed(facts, &plan.name, "SOAP LogoutResponse", &e);
             soap_reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                soap_fault(SoapFaultCode::Server, "sessions ended; no answer could be signed"),
+                soap_fault(
+                    SoapFaultCode::Server,
+                    "sessions ended; no answer could be signed",
+                ),
             )
         }
         Err(e) => {
@@ -137,7 +162,10 @@ fn fault(
     );
     soap_reply(
         status,
-        soap_fault(SoapFaultCode::Client, &format!("LogoutRequest refused ({kind})")),
+        soap_fault(
+            SoapFaultCode::Client,
+            &format!("LogoutRequest refused ({kind})"),
+        ),
     )
 }
 

@@ -12,11 +12,11 @@ use std::time::Duration;
 use portcullis_config::{AppAuth, AppIdp, Config, SpNameIdFormat};
 use portcullis_saml::{
     build_logout_request_redirect, build_logout_response_redirect, build_logout_response_soap,
-    build_redirect_authn_request,
-    cert_der_from_pem, sp_metadata_xml_with_encryption, verify_logout_message, verify_response,
-    AuthnRequestParams, EncryptionKey, Error, Expectations, Jwks, LogoutBinding,
-    LogoutExpectations, LogoutMessage, LogoutRequestParams, LogoutResponseParams, LogoutStatus,
-    NameIdFormat, RedirectRequest, SigningKey, SoapMessage, SpConfig, VerifiedAssertion,
+    build_redirect_authn_request, cert_der_from_pem, sp_metadata_xml_with_encryption,
+    verify_logout_message, verify_response, AuthnRequestParams, EncryptionKey, Error, Expectations,
+    Jwks, LogoutBinding, LogoutExpectations, LogoutMessage, LogoutRequestParams,
+    LogoutResponseParams, LogoutStatus, NameIdFormat, RedirectRequest, SigningKey, SoapMessage,
+    SpConfig, VerifiedAssertion,
 };
 
 use crate::error::BuildProblem;

@@ -38,8 +38,8 @@ pub use idp::{
 };
 pub use keys::{cert_der_from_pem, EncryptionKey, Jwks, SigningKey};
 pub use logout::{
-    build_logout_request_post, build_logout_request_redirect, build_logout_response_post,
-    build_logout_response_redirect, build_logout_request_soap, build_logout_response_soap,
+    build_logout_request_post, build_logout_request_redirect, build_logout_request_soap,
+    build_logout_response_post, build_logout_response_redirect, build_logout_response_soap,
     parse_logout_request_post, parse_logout_request_post_with, parse_logout_request_redirect,
     parse_logout_request_redirect_with, parse_logout_request_soap, parse_logout_response_post,
     parse_logout_response_post_with, parse_logout_response_redirect,
@@ -47,9 +47,9 @@ pub use logout::{
     LogoutResponseParams, LogoutStatus, ParsedLogoutRequest, ParsedLogoutResponse, PostMessage,
     SoapMessage,
 };
-pub use soap::{soap_envelope, soap_fault, SoapFaultCode, NS_SOAP_ENV, SOAP_ACTION, SOAP_BINDING};
 pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};
 pub use peer_logout::{verify_logout_message, LogoutBinding, LogoutExpectations, LogoutMessage};
+pub use soap::{soap_envelope, soap_fault, SoapFaultCode, NS_SOAP_ENV, SOAP_ACTION, SOAP_BINDING};
 pub use sp::{
     build_redirect_authn_request, sp_metadata_xml, sp_metadata_xml_with_encryption,
     sp_metadata_xml_with_formats, verify_response, AuthnRequestParams, Expectations,

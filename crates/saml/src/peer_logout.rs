@@ -10,9 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::binding::PeerSigners;
 use crate::error::{Error, Result};
 use crate::logout::{
-    parse_logout_request_post_with, parse_logout_request_redirect_with,
-    parse_logout_request_soap, parse_logout_response_post_with,
-    parse_logout_response_redirect_with, ParsedLogoutRequest,
+    parse_logout_request_post_with, parse_logout_request_redirect_with, parse_logout_request_soap,
+    parse_logout_response_post_with, parse_logout_response_redirect_with, ParsedLogoutRequest,
     ParsedLogoutResponse,
 };
 

@@ -164,7 +164,9 @@ pub(crate) fn body_message(envelope: &str, max_bytes: usize) -> Result<String> {
                 collect_declarations(&start, &mut inherited)?;
                 Place::Body
             }
-            Some(Place::Envelope) => return Err(Error::xml("unexpected element in the SOAP Envelope")),
+            Some(Place::Envelope) => {
+                return Err(Error::xml("unexpected element in the SOAP Envelope"))
+            }
             Some(Place::Header) => {
                 if must_understand(&start)? {
                     return Err(Error::Unsupported("a SOAP header marked mustUnderstand"));
@@ -266,7 +268,8 @@ fn with_declarations(message: &str, inherited: &BTreeMap<String, String>) -> Res
 mod tests {
     use super::*;
 
-    const MSG: &str = "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"_1\"/>";
+    const MSG: &str =
+        "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"_1\"/>";
 
     #[test]
     fn envelope_round_trips_its_message() {
@@ -302,7 +305,8 @@ mod tests {
 
     #[test]
     fn refuses_envelopes_that_are_not_one_message() {
-        let wrap = |body: &str| format!("<e:Envelope xmlns:e=\"{NS_SOAP_ENV}\">{body}</e:Envelope>");
+        let wrap =
+            |body: &str| format!("<e:Envelope xmlns:e=\"{NS_SOAP_ENV}\">{body}</e:Envelope>");
         let cases = [
             ("<nope/>".to_string(), "not a SOAP 1.1 Envelope"),
             (
@@ -342,9 +346,15 @@ mod tests {
     #[test]
     fn faults_are_soap_faults() {
         let fault = soap_fault(SoapFaultCode::Client, "bad <thing>");
-        assert!(fault.contains("<faultcode>soap-env:Client</faultcode>"), "{fault}");
+        assert!(
+            fault.contains("<faultcode>soap-env:Client</faultcode>"),
+            "{fault}"
+        );
         assert!(fault.contains("bad &lt;thing&gt;"), "{fault}");
         let body = body_message(&fault, 64 * 1024).expect("a fault is one Body element");
-        assert!(body.starts_with("<soap-env:Fault xmlns:soap-env="), "{body}");
+        assert!(
+            body.starts_with("<soap-env:Fault xmlns:soap-env="),
+            "{body}"
+        );
     }
 }

@@ -644,7 +644,11 @@ attribute_preset = \"oid\"\nattributes = [\"profile.department\", {{ name = \"ur
                 "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nentity_id = \"https://sp.test/md\"\nacs_url = \"https://sp.test/acs\"\nsoap_slo_url = \"{url}\"\n"
             )
         };
-        for ok in ["https://sp.test/slo/soap", "http://127.0.0.1:8080/soap", "http://[::1]/soap"] {
+        for ok in [
+            "https://sp.test/slo/soap",
+            "http://127.0.0.1:8080/soap",
+            "http://[::1]/soap",
+        ] {
             let config = parse(&sp_with(ok)).unwrap_or_else(|p| panic!("{ok}: {p:?}"));
             let idp = config.idp.expect("idp");
             assert_eq!(idp.service_providers[0].soap_slo_url.as_deref(), Some(ok));
@@ -655,8 +659,10 @@ attribute_preset = \"oid\"\nattributes = [\"profile.department\", {{ name = \"ur
         ] {
             let problems = parse(&sp_with(bad)).expect_err(bad).problems;
             assert!(
-                problems.iter().any(|p| p.key == "idp.service_provider[0].soap_slo_url"
-                    && p.message.contains(says)),
+                problems
+                    .iter()
+                    .any(|p| p.key == "idp.service_provider[0].soap_slo_url"
+                        && p.message.contains(says)),
                 "{bad}: {problems:?}"
             );
         }

@@ -32,9 +32,9 @@ use portcullis_session::EndReason;
 use tokio::sync::Semaphore;
 
 use super::events;
-use crate::post_auth::workflow::error_chain;
 use super::sso::{IssuedNameId, Saml, ServiceProvider};
 use super::Idp;
+use crate::post_auth::workflow::error_chain;
 
 /// Deliveries under way at once: a mass revocation must not open a
 /// connection per session at the same moment.
@@ -85,7 +85,10 @@ impl BackChannel {
     }
 
     fn slots(&self) -> Arc<Semaphore> {
-        Arc::clone(self.slots.get_or_init(|| Arc::new(Semaphore::new(IN_FLIGHT))))
+        Arc::clone(
+            self.slots
+                .get_or_init(|| Arc::new(Semaphore::new(IN_FLIGHT))),
+        )
     }
 }
 
@@ -250,7 +253,10 @@ impl Idp {
         body: Bytes,
     ) -> (Outcome, Option<String>) {
         let Ok(text) = String::from_utf8(body.to_vec()) else {
-            return (Outcome::Refused, Some(format!("answered {status}, not UTF-8")));
+            return (
+                Outcome::Refused,
+                Some(format!("answered {status}, not UTF-8")),
+            );
         };
         let certs = saml
             .sp_by_name(&d.sp)
@@ -269,10 +275,17 @@ impl Idp {
             Ok(Err(error)) => {
                 return (
                     Outcome::Refused,
-                    Some(format!("answered {status}, not an acceptable LogoutResponse: {error}")),
+                    Some(format!(
+                        "answered {status}, not an acceptable LogoutResponse: {error}"
+                    )),
                 )
             }
-            Err(error) => return (Outcome::GaveUp, Some(format!("checking the answer: {error}"))),
+            Err(error) => {
+                return (
+                    Outcome::GaveUp,
+                    Some(format!("checking the answer: {error}")),
+                )
+            }
         };
         if response.issuer.as_deref() != Some(d.entity_id.as_str()) {
             return (
@@ -388,10 +401,7 @@ async fn send(client: &SoapClient, url: &Uri, envelope: &str) -> Attempt {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/xml; charset=utf-8"),
     );
-    headers.insert(
-        "soapaction",
-        HeaderValue::from_static(saml::SOAP_ACTION),
-    );
+    headers.insert("soapaction", HeaderValue::from_static(saml::SOAP_ACTION));
     let exchange = async {
         let response = client.request(request).await.map_err(|e| error_chain(&e))?;
         let status = response.status();

@@ -85,7 +85,11 @@ fn a_signed_soap_logout_request_is_accepted_from_the_idp() {
 fn unsigned_tampered_and_foreign_soap_requests_are_refused() {
     let certs = certs();
     let check = |envelope: &str| {
-        verify_logout_message(LogoutBinding::Soap { envelope }, &expect(&certs), Utc::now())
+        verify_logout_message(
+            LogoutBinding::Soap { envelope },
+            &expect(&certs),
+            Utc::now(),
+        )
     };
     let soap = request_by(idp_key());
     // The same message without its signature: SOAP has no other.
@@ -96,7 +100,9 @@ fn unsigned_tampered_and_foreign_soap_requests_are_refused() {
         check(&unsigned),
         Err(Error::Signature(SignatureFailure::Missing))
     ));
-    let tampered = soap.envelope.replace("bob@example.test", "eve@example.test");
+    let tampered = soap
+        .envelope
+        .replace("bob@example.test", "eve@example.test");
     assert!(matches!(
         check(&tampered),
         Err(Error::Signature(SignatureFailure::Invalid))
@@ -110,12 +116,21 @@ fn unsigned_tampered_and_foreign_soap_requests_are_refused() {
     let body = soap.envelope.find("<soap-env:Body>").expect("body") + "<soap-env:Body>".len();
     let message_end = soap.envelope.find("</soap-env:Body>").expect("body end");
     let message = &soap.envelope[body..message_end];
-    let two = soap.envelope.replacen(message, &format!("{message}{message}"), 1);
-    assert!(matches!(check(&two), Err(Error::Xml(_))), "{:?}", check(&two));
+    let two = soap
+        .envelope
+        .replacen(message, &format!("{message}{message}"), 1);
+    assert!(
+        matches!(check(&two), Err(Error::Xml(_))),
+        "{:?}",
+        check(&two)
+    );
     let no_body = soap.envelope.replace("soap-env:Body", "soap-env:Header");
     assert!(matches!(check(&no_body), Err(Error::Xml(_))));
     assert!(matches!(check("<not-soap/>"), Err(Error::Xml(_))));
-    assert!(matches!(check("<unclosed"), Err(Error::Xml(_) | Error::Limit(_))));
+    assert!(matches!(
+        check("<unclosed"),
+        Err(Error::Xml(_) | Error::Limit(_))
+    ));
 }
 
 #[test]
@@ -132,7 +147,11 @@ fn soap_logout_responses_verify_when_signed() {
         idp_key(),
     )
     .expect("response");
-    assert!(!answer.envelope.contains("Destination="), "{}", answer.envelope);
+    assert!(
+        !answer.envelope.contains("Destination="),
+        "{}",
+        answer.envelope
+    );
     let certs = certs();
     let parsed =
         parse_logout_response_soap(&answer.envelope, Some(PeerSigners::modern(&certs)), LIMIT)
