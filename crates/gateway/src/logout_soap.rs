@@ -22,8 +22,10 @@ use crate::plan::AppPlan;
 /// again at its own limit.
 const SOAP_BODY_LIMIT: usize = 64 * 1024;
 
-/// A POST in the SOAP binding (SOAP 1.1 is `text/xml`), not the HTTP-POST
-/// binding's form.
+/// A POST in the SOAP binding, not the HTTP-POST binding's form. SOAP 1.1
+/// is `text/xml`; some senders (pysaml2 among them) label it with SOAP
+/// 1.2's `application/soap+xml`, and the envelope check that follows
+/// holds either to SOAP 1.1.
 pub(crate) fn is_soap(request: &Request<Incoming>) -> bool {
     request.method() == Method::POST
         && request
@@ -31,7 +33,11 @@ pub(crate) fn is_soap(request: &Request<Incoming>) -> bool {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/xml"))
+            .is_some_and(|media| {
+                let media = media.trim();
+                media.eq_ignore_ascii_case("text/xml")
+                    || media.eq_ignore_ascii_case("application/soap+xml")
+            })
 }
 
 /// `POST {prefix}/_portcullis/saml/slo` with a SOAP envelope.
