@@ -398,6 +398,22 @@ encrypt_assertions = true
     let idp_metadata_file = ssp.write("idp-metadata.xml", &idp_metadata.body);
     ssp.update(|t| t["sp"]["idp_metadata"] = json!([idp_metadata_file]));
 
+    // The IdP checks SimpleSAMLphp's signature: stripped, the request is
+    // refused.
+    let start = b.get(&ssp.url("portcullis-test/login.php")).await;
+    let unsigned = redirect_target(&start, &ssp.base)
+        .split('&')
+        .filter(|p| !p.starts_with("Signature=") && !p.starts_with("SigAlg="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let refused = b.get(&unsigned).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+
     // Asking for emailAddress: bob's attributes under the urn:oid names,
     // which SimpleSAMLphp's stock oid2name map turns into LDAP names.
     let (me, xml) = ssp_signs_in(&b, &ssp)
@@ -492,6 +508,33 @@ encrypt_assertions = true
         ssp.log()
     );
     ssp.write("idp-metadata.xml", &idp_metadata.body);
+
+    // IdP-initiated Single Logout: the IdP's signed LogoutRequest reaches
+    // SimpleSAMLphp, which ends its session and answers; the IdP reports
+    // a complete logout.
+    let (me, _) = ssp_signs_in(&b, &ssp).await.expect("signed in again");
+    assert_eq!(me["authenticated"], true);
+    let logout = b.get(&format!("{IDP}/logout")).await;
+    let to_sp = redirect_target(&logout, IDP);
+    assert!(
+        to_sp.starts_with(&ssp.url("module.php/saml/sp/saml2-logout.php/default-sp?SAMLRequest=")),
+        "{to_sp}"
+    );
+    let answered = b.get(&to_sp).await;
+    let back = redirect_target(&answered, &ssp.base);
+    assert!(
+        back.starts_with(&format!("{IDP}/sso/saml/logout?SAMLResponse=")),
+        "{back}; {}",
+        ssp.log()
+    );
+    let done = b.get(&back).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert!(
+        done.text().contains("every application you used"),
+        "{}",
+        done.text()
+    );
+    assert_eq!(whoami(&b, &ssp).await["authenticated"], false);
 
     // SP-initiated Single Logout from SimpleSAMLphp: its signed
     // LogoutRequest ends the IdP session, and the IdP's LogoutResponse
@@ -690,6 +733,12 @@ async fn a_gateway_app_signs_in_through_a_simplesamlphp_idp() {
         xml.contains("EncryptedAssertion") && !xml.contains("dana@example.org"),
         "{xml}"
     );
+    // SimpleSAMLphp's (its SAML2 library's) fixed choice: AES-128-CBC
+    // content, RSA-OAEP key transport.
+    assert!(
+        xml.contains("xmlenc#aes128-cbc") && xml.contains("xmlenc#rsa-oaep-mgf1p"),
+        "{xml}"
+    );
     let relay_state = relay_state.expect("RelayState");
     let signed_in = b
         .post_form(
@@ -757,6 +806,38 @@ async fn a_gateway_app_signs_in_through_a_simplesamlphp_idp() {
         accepted.text()
     );
     assert!(other.cookie("pc_c").is_some(), "a session at c");
+
+    // IdP-initiated Single Logout at SimpleSAMLphp: its signed
+    // LogoutRequest ends the session at c, the gateway's signed
+    // LogoutResponse satisfies it, and it returns to ReturnTo.
+    let return_to = ssp.url("module.php/core/frontpage_welcome.php");
+    let mut at = ssp.url(&format!(
+        "saml2/idp/SingleLogoutService.php?ReturnTo={}",
+        test_support::browser::url_encode(&return_to)
+    ));
+    let mut hops = Vec::new();
+    let mut reply = other.get(&at).await;
+    while reply.status.is_redirection() && hops.len() < 5 {
+        at = redirect_target(&reply, origin(&at));
+        hops.push(at.clone());
+        reply = other.get(&at).await;
+    }
+    assert!(
+        hops.len() == 4
+            && hops[0].starts_with(&ssp.url("module.php/core/idp/resumelogout.php?"))
+            && hops[1].starts_with(&format!("{APP_C}/_portcullis/saml/slo?SAMLRequest="))
+            && hops[2].starts_with(&ssp.url("saml2/idp/SingleLogoutService.php?SAMLResponse="))
+            && hops[3] == return_to,
+        "{hops:#?}; {}",
+        ssp.log()
+    );
+    assert!(other.cookie("pc_c").is_none(), "c's cookie cleared");
+    let signed_out = other.get(&format!("{APP_C}/?format=json")).await;
+    assert_eq!(
+        signed_out.status,
+        StatusCode::SEE_OTHER,
+        "c's session ended"
+    );
 
     // Logout at b: the gateway's signed LogoutRequest goes to
     // SimpleSAMLphp's SLO, which ends dana's session there and answers.
