@@ -20,8 +20,7 @@
 //! carries every message, and reaches SimpleSAMLphp's host name on its
 //! explicit port (the browser's resolver maps every name to 127.0.0.1).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ use test_support::browser::{input_value, Browser};
 use test_support::Reply;
 
 use crate::interop::{to_the_acs_form, IDP, IDP_ENTITY, POLICIES, USERS};
-use crate::process::Gateway;
+use crate::process::{admin_get, Gateway};
 
 const TEMPLATES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -62,7 +61,7 @@ impl SimpleSamlPhp {
     /// Starts SimpleSAMLphp as `host` with `test` (test.json without the
     /// base URL and salt) and `files` (path in the config dir, contents),
     /// once it serves `ready` (a path under the base URL).
-    fn start(host: &str, test: Value, files: &[(&str, &[u8])], ready: &str) -> SimpleSamlPhp {
+    async fn start(host: &str, test: Value, files: &[(&str, &[u8])], ready: &str) -> SimpleSamlPhp {
         assert!(
             Path::new(WWW).join("module.php").is_file()
                 && Command::new("php")
@@ -99,7 +98,7 @@ impl SimpleSamlPhp {
             std::fs::write(dir.path().join("test.json"), test.to_string()).expect("write");
             let access_log =
                 std::fs::File::create(dir.path().join("log/php-server.log")).expect("access log");
-            let child = Command::new("php")
+            let mut child = Command::new("php")
                 .args(["-S", &addr.to_string(), "-t", WWW])
                 .arg(Path::new(TEMPLATES).join("router.php"))
                 .env("SIMPLESAMLPHP_CONFIG_DIR", dir.path())
@@ -109,8 +108,14 @@ impl SimpleSamlPhp {
                 .stderr(access_log)
                 .spawn()
                 .expect("php runs");
-            let mut child = child;
-            if serves(&mut child, addr, &base, ready) {
+            if serves(
+                &mut child,
+                &dir.path().join("log/php-server.log"),
+                addr,
+                ready,
+            )
+            .await
+            {
                 return SimpleSamlPhp {
                     child,
                     addr,
@@ -126,15 +131,13 @@ impl SimpleSamlPhp {
         panic!("SimpleSAMLphp did not start");
     }
 
-    /// `GET {base}{path}`: status and body.
-    fn try_fetch(&self, path: &str) -> Result<(u16, String), String> {
-        get(self.addr, &self.base, path)
-    }
-
-    /// [`try_fetch`](Self::try_fetch) that must answer 200.
-    fn fetch(&self, path: &str) -> String {
-        match self.try_fetch(path) {
-            Ok((200, body)) => body,
+    /// `GET {base}{path}`, which must answer 200: the body.
+    async fn fetch(&self, path: &str) -> String {
+        match admin_get(self.addr, &format!("/{path}")).await {
+            Some((200, reply)) => reply
+                .split_once("\r\n\r\n")
+                .map(|(_, body)| body.to_string())
+                .unwrap_or_default(),
             other => panic!(
                 "GET {path}: {other:?}; php: {}; log: {}",
                 std::fs::read_to_string(self.dir.path().join("log/php-server.log"))
@@ -174,48 +177,23 @@ impl Drop for SimpleSamlPhp {
     }
 }
 
-/// Whether `path` answers 200 before the deadline (and before php exits).
-fn serves(child: &mut Child, addr: SocketAddr, base: &str, path: &str) -> bool {
+/// Whether `child` bound `addr` (its `access_log` says so: a server of
+/// another test may hold a port this one failed to take) and `path`
+/// answers 200, before the deadline and before php exits.
+async fn serves(child: &mut Child, access_log: &Path, addr: SocketAddr, path: &str) -> bool {
+    let started = format!("(http://{addr}) started");
     let deadline = Instant::now() + START_DEADLINE;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if get(addr, base, path).is_ok_and(|(status, _)| status == 200) {
+        let bound = std::fs::read_to_string(access_log).is_ok_and(|log| log.contains(&started));
+        if bound && matches!(admin_get(addr, &format!("/{path}")).await, Some((200, _))) {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
-}
-
-/// `GET {base}{path}` on a fresh connection to `addr`: status and body,
-/// or what went wrong.
-fn get(addr: SocketAddr, base: &str, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let host = base.trim_start_matches("http://").trim_end_matches('/');
-    // One write: PHP's built-in server takes a request line split
-    // across segments for a malformed request.
-    let request = format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut out = Vec::new();
-    stream
-        .read_to_end(&mut out)
-        .map_err(|e| format!("read: {e}"))?;
-    let out = String::from_utf8_lossy(&out);
-    let (head, body) = out
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no header end: {out}"))?;
-    let status = head
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status: {head}"))?;
-    Ok((status, body.to_string()))
 }
 
 /// The `action` of the first form in `html`, as the browser would post it.
@@ -350,10 +328,11 @@ async fn simplesamlphp_sp_signs_in_through_the_embedded_idp() {
             ("cert/sp.pem", &sp_key.cert_pem().expect("pem")),
         ],
         SP_METADATA,
-    );
+    )
+    .await;
     // The IdP registers SimpleSAMLphp from the metadata it serves: signed
     // requests, its ACS and SLO, its certificate for encryption too.
-    let sp_metadata = ssp.fetch(SP_METADATA);
+    let sp_metadata = ssp.fetch(SP_METADATA).await;
     assert!(
         sp_metadata.contains("AuthnRequestsSigned=\"true\"")
             && sp_metadata.contains("use=\"encryption\""),
@@ -663,8 +642,9 @@ async fn a_gateway_app_signs_in_through_a_simplesamlphp_idp() {
             ("cert/idp.pem", &idp_key.cert_pem().expect("pem")),
         ],
         IDP_METADATA,
-    );
-    let idp_metadata = ssp.fetch(IDP_METADATA);
+    )
+    .await;
+    let idp_metadata = ssp.fetch(IDP_METADATA).await;
     assert!(
         idp_metadata.contains(
             "SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\""
