@@ -673,7 +673,13 @@ async fn a_gateway_app_signs_in_through_a_simplesamlphp_idp() {
             "name_id_format = \"emailAddress\"\ninject_template = \"header-app\"\n\
 [[app.access]]\npath = \"/finance\"\npolicy = \"groups\"\ngroups = [\"finance\"]\n"
         ),
-        ssp_app("c", APP_C, &idp_metadata_file, keys.path(), ""),
+        ssp_app(
+            "c",
+            APP_C,
+            &idp_metadata_file,
+            keys.path(),
+            "name_id_format = \"persistent\"\n"
+        ),
     );
     let gw = Gateway::start("", &config);
     let b = gw.browser();
@@ -786,6 +792,21 @@ async fn a_gateway_app_signs_in_through_a_simplesamlphp_idp() {
         accepted.text()
     );
     assert!(other.cookie("pc_c").is_some(), "a session at c");
+    // c asks for persistent (its metadata's NameIDFormat): SimpleSAMLphp's
+    // saml:PersistentNameID, an opaque hash, not dana's email.
+    let at_c = other.get(&format!("{APP_C}/?format=json")).await;
+    assert_eq!(at_c.status, StatusCode::OK, "{}", at_c.text());
+    let persistent = at_c.echoed("x-portcullis-user");
+    assert!(
+        persistent.len() == 1
+            && persistent[0].len() == 40
+            && persistent[0].bytes().all(|c| c.is_ascii_hexdigit()),
+        "{persistent:?}"
+    );
+    assert!(
+        decoded(&for_c).contains("EncryptedAssertion"),
+        "encrypted for c too"
+    );
 
     // IdP-initiated Single Logout at SimpleSAMLphp: its signed
     // LogoutRequest ends the session at c, the gateway's signed

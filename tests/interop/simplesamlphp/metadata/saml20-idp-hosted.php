@@ -17,5 +17,10 @@ if (isset($test['idp'])) {
         'NameIDFormat' => 'urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress',
         'simplesaml.nameidattribute' => 'email',
         'attributes.NameFormat' => 'urn:oasis:names:tc:SAML:2.0:attrname-format:basic',
+        // A persistent NameID (a salted hash of uid, per SP) for the SPs
+        // that ask for one; the others get the email (NameIDFormat above).
+        'authproc' => [
+            10 => ['class' => 'saml:PersistentNameID', 'attribute' => 'uid'],
+        ],
     ];
 }
