@@ -25,12 +25,12 @@ use test_support::browser::{input_value, url_encode, Browser};
 
 use crate::process::Gateway;
 
-const USERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/users.toml");
-const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/policies.toml");
+pub(crate) const USERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/users.toml");
+pub(crate) const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/policies.toml");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-const IDP: &str = "https://a.test";
-const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
+pub(crate) const IDP: &str = "https://a.test";
+pub(crate) const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
 const SP_ENTITY: &str = "https://sp.interop.test/metadata";
 const SP_ACS: &str = "https://sp.interop.test/acs";
 const SP_SLO: &str = "https://sp.interop.test/slo";
@@ -966,7 +966,7 @@ async fn a_gateway_app_asks_pysaml2_for_a_persistent_name_id_and_repeats_it_at_l
 /// Takes pysaml2's AuthnRequest `location` to the embedded IdP, signing
 /// bob in when the browser has no IdP session: the IdP's auto-submit page
 /// for the SP's ACS.
-async fn to_the_acs_form(b: &Browser, location: &str) -> test_support::Reply {
+pub(crate) async fn to_the_acs_form(b: &Browser, location: &str) -> test_support::Reply {
     let page = b.get(location).await;
     if page.status != StatusCode::SEE_OTHER {
         return page;

@@ -19,6 +19,7 @@ mod post_auth;
 mod process;
 mod rewrite;
 mod signals;
+mod simplesamlphp;
 mod slo;
 mod sso;
 mod sticky;
