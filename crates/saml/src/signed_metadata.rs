@@ -34,6 +34,17 @@ pub struct MetadataTrust<'a> {
     pub now: DateTime<Utc>,
 }
 
+impl<'a> MetadataTrust<'a> {
+    /// Trust as of this moment.
+    pub fn now(entity_id: Option<&'a str>, signing_certs_der: &'a [Vec<u8>]) -> Self {
+        MetadataTrust {
+            entity_id,
+            signing_certs_der,
+            now: Utc::now(),
+        }
+    }
+}
+
 /// A verified peer document: the entity, and until when it may be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trusted<T> {
@@ -55,6 +66,11 @@ impl Freshness {
             (None, None) => max,
         };
         wanted.clamp(min, max.max(min))
+    }
+
+    /// [`refresh_after`](Self::refresh_after) from this moment.
+    pub fn next_refresh(&self, min: Duration, max: Duration) -> Duration {
+        self.refresh_after(Utc::now(), min, max)
     }
 }
 

@@ -17,7 +17,7 @@ use super::idp::has_signing_pair;
 use super::names::valid_name;
 use super::pem::certificate_der;
 use super::service_provider::DEFAULT_SP_ATTRIBUTES;
-use super::{PemKind, Validator};
+use super::{PeerMetadataKeys, PemKind, Validator};
 
 const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(8 * 3600);
@@ -211,19 +211,34 @@ impl Validator<'_, '_> {
                 None
             }
             Some(RawAppIdp::External(external)) => {
-                let Some(file) = external.metadata_file.as_deref() else {
-                    self.problem(&at(i, "idp"), "an external IdP needs metadata_file");
+                if external.metadata_file.is_none() && external.metadata_url.is_none() {
+                    self.problem(
+                        &at(i, "idp"),
+                        "an external IdP needs metadata_file or metadata_url",
+                    );
                     return None;
+                }
+                let keys = PeerMetadataKeys {
+                    file: external.metadata_file.as_deref(),
+                    url: external.metadata_url.as_deref(),
+                    signing_cert: external.metadata_signing_cert.as_deref(),
+                    cache_file: external.metadata_cache_file.as_deref(),
+                    entity_id: external.entity_id.as_deref(),
+                    min_refresh: external.metadata_min_refresh.as_deref(),
+                    max_refresh: external.metadata_max_refresh.as_deref(),
                 };
-                let path = [
-                    Step::Key("app"),
-                    Step::Index(i),
-                    Step::Key("idp"),
-                    Step::Key("metadata_file"),
-                ];
-                let metadata = self.peer_metadata(&path, file, |r, xml| r.idp(xml))?;
+                let at_key = |key: &'static str| {
+                    vec![
+                        Step::Key("app"),
+                        Step::Index(i),
+                        Step::Key("idp"),
+                        Step::Key(key),
+                    ]
+                };
+                let (metadata, source) =
+                    self.peer_metadata(&at_key, &keys, |r, xml, trust| r.idp(xml, trust))?;
                 Some(AppIdp::External(Box::new(ExternalIdp {
-                    metadata_file: self.base.join(file),
+                    source,
                     metadata,
                     want_assertions_signed: external.want_assertions_signed.unwrap_or(true),
                     allow_sha1: external.allow_sha1.unwrap_or(false),
