@@ -529,13 +529,41 @@ impl PyIdpFixture {
 
     /// An `[[app]]` trusting this IdP; `idp_extra` goes inside `idp = { … }`.
     pub(crate) fn app(&self, name: &str, url: &str, idp_extra: &str, extra: &str) -> String {
+        let idp = format!("{idp_extra}metadata_file = \"{}\"", self.metadata.display());
+        self.app_trusting(name, url, &idp, extra)
+    }
+
+    /// An `[[app]]` with `idp = { <idp> }`, signing with this fixture's SP key.
+    pub(crate) fn app_trusting(&self, name: &str, url: &str, idp: &str, extra: &str) -> String {
         format!(
             "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"builtin:echo\"\n\
-auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
-            self.metadata.display(),
+auth = \"saml\"\nidp = {{ {idp} }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
             self.sp_key.display(),
             self.sp_cert.display(),
         )
+    }
+
+    /// The IdP's metadata document, as pysaml2 writes it for its current key.
+    pub(crate) fn metadata_xml(&self) -> String {
+        String::from_utf8(
+            self.idp
+                .script
+                .stdout(&["metadata", "--config", &self.idp.config_arg()]),
+        )
+        .expect("UTF-8 metadata")
+    }
+
+    /// pysaml2 signs with `key` from now on (a key rollover).
+    pub(crate) fn roll_key(&mut self, key: &SigningKey) {
+        self.config["key_file"] =
+            json!(self.write("idp-key-next.pem", &key.key_pem().expect("pem")));
+        self.config["cert_file"] = json!(self.write("idp-next.pem", &key.cert_pem().expect("pem")));
+        self.write("idp.json", self.config.to_string().as_bytes());
+    }
+
+    /// A file in the fixture's directory.
+    pub(crate) fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        self.write(name, data)
     }
 
     /// pysaml2 learns the apps' SPs from the metadata the gateway serves;

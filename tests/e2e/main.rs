@@ -15,6 +15,7 @@ mod gateway_sso;
 mod identity;
 mod idp;
 mod interop;
+mod metadata_url;
 mod post_auth;
 mod process;
 mod rewrite;
