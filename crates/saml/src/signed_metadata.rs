@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use samael::crypto::{CertificateDer, Crypto, CryptoProvider, ReduceMode};
+use samael::crypto::{CertificateDer, ReduceMode};
 use samael::signature::Signature;
 use samael::traits::ToXml;
 
@@ -190,8 +190,7 @@ fn sign_root(xml: &str, key: &SigningKey, adjust: impl FnOnce(&mut Signature)) -
         .map_err(|e| Error::build(format!("signature template: {e:?}")))?;
     let (head, tail) = xml.split_at(insert_at);
     let unsigned = format!("{head}{template}{tail}");
-    Crypto::sign_xml(&unsigned, &key.rsa_key_der()?)
-        .map_err(|e| Error::build(format!("signing metadata: {e}")))
+    key.sign_xml(&unsigned, "metadata")
 }
 
 #[cfg(test)]
