@@ -14,8 +14,15 @@ CONFIG ?= gateway.toml.example
 # kits' checks (tests/e2e/deploy.rs) run haproxy -c, systemd-analyze verify,
 # PyYAML and kubernetes-validate (Kubernetes' JSON schemas, packaged) from
 # the same venv; the cluster tests start redis-server and haproxy.
+# SimpleSAMLphp 1.19 (Debian's package, both SAML roles of
+# tests/e2e/simplesamlphp.rs) runs under `php -S`: php-cli, php-xml for its
+# DOM. Its Depends `apache2 | httpd` and php's `libapache2-mod-php | …-fpm
+# | …-cgi` are met by nginx and php-cgi, requested in the same install so
+# that apt takes them for those alternatives and pulls no Apache (it
+# installs Recommends: php-cli, which is wanted anyway).
 BUILD_PACKAGES := build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev clang
-TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv openssl haproxy redis-server systemd
+TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv openssl haproxy redis-server systemd \
+  nginx php-cli php-cgi php-xml simplesamlphp
 PYSAML2_VERSION := 7.5.5
 PYYAML_VERSION := 6.0.3
 KUBERNETES_VALIDATE_VERSION := 1.37.0

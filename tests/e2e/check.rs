@@ -424,3 +424,25 @@ signing_cert = \"{repo}/certs-dev/sp-signing.pem\"\nallow_sha1 = true\n\n{}",
         "{stdout}"
     );
 }
+
+#[test]
+fn an_unreachable_metadata_url_without_a_cache_file_is_a_located_problem() {
+    let pki = Pki::new();
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let closed = test_support::backend::Backend::closed_addr();
+    let apps = format!(
+        "[[app]]\nname = \"fed\"\npublic_url = \"https://fed.test/\"\nupstream = \"builtin:echo\"\n\
+auth = \"saml\"\nidp = {{ metadata_url = \"http://{closed}/federation.xml\", metadata_signing_cert = \"{repo}/certs-dev/idp-signing.pem\" }}\n\
+sp_signing_key = \"{repo}/certs-dev/sp-signing-key.pem\"\nsp_signing_cert = \"{repo}/certs-dev/sp-signing.pem\"\n"
+    );
+    let (code, _, stderr) = check(&config_text(&pki, "", &apps));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(": app[0].idp.metadata_url: ")
+                && l.contains("cannot fetch metadata")
+                && l.contains("no metadata_cache_file")),
+        "{stderr}"
+    );
+}

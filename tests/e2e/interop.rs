@@ -25,12 +25,12 @@ use test_support::browser::{input_value, url_encode, Browser};
 
 use crate::process::Gateway;
 
-const USERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/users.toml");
-const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/policies.toml");
+pub(crate) const USERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/users.toml");
+pub(crate) const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/policies.toml");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-const IDP: &str = "https://a.test";
-const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
+pub(crate) const IDP: &str = "https://a.test";
+pub(crate) const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
 const SP_ENTITY: &str = "https://sp.interop.test/metadata";
 const SP_ACS: &str = "https://sp.interop.test/acs";
 const SP_SLO: &str = "https://sp.interop.test/slo";
@@ -538,13 +538,41 @@ impl PyIdpFixture {
 
     /// An `[[app]]` trusting this IdP; `idp_extra` goes inside `idp = { … }`.
     pub(crate) fn app(&self, name: &str, url: &str, idp_extra: &str, extra: &str) -> String {
+        let idp = format!("{idp_extra}metadata_file = \"{}\"", self.metadata.display());
+        self.app_trusting(name, url, &idp, extra)
+    }
+
+    /// An `[[app]]` with `idp = { <idp> }`, signing with this fixture's SP key.
+    pub(crate) fn app_trusting(&self, name: &str, url: &str, idp: &str, extra: &str) -> String {
         format!(
             "[[app]]\nname = \"{name}\"\npublic_url = \"{url}/\"\nupstream = \"builtin:echo\"\n\
-auth = \"saml\"\nidp = {{ {idp_extra}metadata_file = \"{}\" }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
-            self.metadata.display(),
+auth = \"saml\"\nidp = {{ {idp} }}\nsp_signing_key = \"{}\"\nsp_signing_cert = \"{}\"\n{extra}\n",
             self.sp_key.display(),
             self.sp_cert.display(),
         )
+    }
+
+    /// The IdP's metadata document, as pysaml2 writes it for its current key.
+    pub(crate) fn metadata_xml(&self) -> String {
+        String::from_utf8(
+            self.idp
+                .script
+                .stdout(&["metadata", "--config", &self.idp.config_arg()]),
+        )
+        .expect("UTF-8 metadata")
+    }
+
+    /// pysaml2 signs with `key` from now on (a key rollover).
+    pub(crate) fn roll_key(&mut self, key: &SigningKey) {
+        self.config["key_file"] =
+            json!(self.write("idp-key-next.pem", &key.key_pem().expect("pem")));
+        self.config["cert_file"] = json!(self.write("idp-next.pem", &key.cert_pem().expect("pem")));
+        self.write("idp.json", self.config.to_string().as_bytes());
+    }
+
+    /// A file in the fixture's directory.
+    pub(crate) fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        self.write(name, data)
     }
 
     /// pysaml2 learns the apps' SPs from the metadata the gateway serves;

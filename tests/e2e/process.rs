@@ -235,8 +235,9 @@ impl Gateway {
 /// `[server]` keys followed by a management listener on a free port.
 pub const WITH_ADMIN: &str = "shutdown_timeout = \"10s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"";
 
-/// `GET path` on the management listener: the status code, or `None` when
-/// nothing accepts the connection.
+/// `GET path` over plain HTTP on the management listener (or any plain
+/// listener, e.g. SimpleSAMLphp's): the status code and the whole reply,
+/// or `None` when nothing accepts the connection.
 pub async fn admin_get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;

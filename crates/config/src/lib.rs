@@ -20,17 +20,18 @@ mod validate;
 /// consumers compile against the same version.
 pub use ipnet::IpNet;
 pub use load::{load, parse};
-pub use metadata::{IdpMetadata, MetadataError, MetadataReader, NoMetadata, SpMetadata};
+pub use metadata::{IdpMetadata, MetadataError, MetadataReader, NoMetadata, PeerTrust, SpMetadata};
 pub use model::{
     read_store_keys, AccessPolicy, AccessRule, Admin, AdminBind, ApiTokenConfig, App, AppAuth,
     AppIdp, Builtin, Cluster, ClusterMode, Config, ErrorPage, ExternalIdp, Health, Idp, IdpAdmin,
-    IdpSaml, InjectRule, InjectSource, InjectTarget, LoadBalancing, LogFormat, Logging, MultiValue,
-    OnStoreError, PasswordError, PeerUrl, PublicUrl, RedisConfig, RedisEndpoints, RedisPassword,
-    Server, ServiceProviderConfig, SpAttribute, SpAttributeNameFormat, SpKeyPair, SpNameIdFormat,
-    StoreKeyError, Timeouts, TlsFiles, UniversalLogoutTrust, Upstream, UpstreamTarget,
-    ValueEncoding, DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES,
-    DEFAULT_REDIS_COMMAND_TIMEOUT, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX,
-    DEFAULT_REVOCATION_STALENESS, DEFAULT_ROUTE_COOKIE, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE,
-    OID_ATTRIBUTE_PRESET, SP_ATTRIBUTES,
+    IdpSaml, InjectRule, InjectSource, InjectTarget, LoadBalancing, LogFormat, Logging,
+    MetadataLocation, MultiValue, OnStoreError, PasswordError, PeerMetadataSource, PeerUrl,
+    PublicUrl, RedisConfig, RedisEndpoints, RedisPassword, Server, ServiceProviderConfig,
+    SpAttribute, SpAttributeNameFormat, SpKeyPair, SpNameIdFormat, StoreKeyError, Timeouts,
+    TlsFiles, UniversalLogoutTrust, Upstream, UpstreamTarget, ValueEncoding,
+    DEFAULT_ACS_PER_MINUTE, DEFAULT_MAX_IDENTITY_BYTES, DEFAULT_REDIS_COMMAND_TIMEOUT,
+    DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REVOCATION_STALENESS,
+    DEFAULT_ROUTE_COOKIE, IDP_COOKIE_PREFIX, IDP_SESSION_COOKIE, OID_ATTRIBUTE_PRESET,
+    SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};

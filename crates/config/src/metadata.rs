@@ -12,10 +12,23 @@ use std::error::Error as StdError;
 /// Parses the metadata documents an operator supplies for SAML peers.
 pub trait MetadataReader {
     /// An external IdP an app trusts (`[[app]] idp = { metadata_file = "…" }`).
-    fn idp(&self, xml: &str) -> Result<IdpMetadata, MetadataError>;
+    fn idp(&self, xml: &str, trust: &PeerTrust<'_>) -> Result<IdpMetadata, MetadataError>;
     /// An external SP registered with the embedded IdP
     /// (`[[idp.service_provider]] metadata_file`).
-    fn sp(&self, xml: &str) -> Result<SpMetadata, MetadataError>;
+    fn sp(&self, xml: &str, trust: &PeerTrust<'_>) -> Result<SpMetadata, MetadataError>;
+    /// Downloads a `metadata_url` once, bounded in size and time.
+    fn fetch(&self, _url: &str) -> Result<String, MetadataError> {
+        Err(MetadataError::Unsupported)
+    }
+}
+
+/// How a document must be trusted: which entity of an aggregate, and the
+/// certificates its signature must verify with (none: unsigned is fine,
+/// for an operator's own file).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerTrust<'a> {
+    pub entity_id: Option<&'a str>,
+    pub signing_certs_der: &'a [Vec<u8>],
 }
 
 /// An external IdP, as an app's SP needs it.
@@ -59,6 +72,10 @@ pub enum MetadataError {
     /// This caller reads no metadata files at all ([`NoMetadata`]).
     #[error("SAML metadata files are not supported here (this program was built without a metadata reader)")]
     Unsupported,
+    /// A `metadata_url` could not be downloaded (connection, status, size,
+    /// timeout); the reason is the reader's.
+    #[error("cannot fetch metadata: {0}")]
+    Fetch(Box<dyn StdError + Send + Sync + 'static>),
 }
 
 impl MetadataError {
@@ -74,11 +91,11 @@ impl MetadataError {
 pub struct NoMetadata;
 
 impl MetadataReader for NoMetadata {
-    fn idp(&self, _xml: &str) -> Result<IdpMetadata, MetadataError> {
+    fn idp(&self, _xml: &str, _trust: &PeerTrust<'_>) -> Result<IdpMetadata, MetadataError> {
         Err(MetadataError::Unsupported)
     }
 
-    fn sp(&self, _xml: &str) -> Result<SpMetadata, MetadataError> {
+    fn sp(&self, _xml: &str, _trust: &PeerTrust<'_>) -> Result<SpMetadata, MetadataError> {
         Err(MetadataError::Unsupported)
     }
 }

@@ -794,8 +794,9 @@ pub enum AppIdp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalIdp {
-    pub metadata_file: PathBuf,
-    /// What the caller's `MetadataReader` read from the file at load.
+    pub source: PeerMetadataSource,
+    /// What the caller's `MetadataReader` read at load (from the file, the
+    /// URL, or the URL's cache file).
     pub metadata: IdpMetadata,
     /// `false` (a legacy opt-in, noted by `check` and logged at start):
     /// an Assertion signed only through its signed Response is accepted.
@@ -825,6 +826,35 @@ impl ExternalIdp {
         }
         notes
     }
+}
+
+/// Where a peer's metadata comes from and how it is trusted
+/// (`metadata_file` or `metadata_url` and the keys beside them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerMetadataSource {
+    pub location: MetadataLocation,
+    /// `metadata_signing_cert` as DER: the only key the document's
+    /// signature may be made with. Required for a URL; for a file, the
+    /// signature is checked when it is set.
+    pub signing_certs_der: Vec<Vec<u8>>,
+    /// `entity_id`: the entity to take out of an aggregate.
+    pub entity_id: Option<String>,
+    /// `metadata_min_refresh` / `metadata_max_refresh`: the bounds the
+    /// next download of a URL is clamped to, whatever `cacheDuration` and
+    /// `validUntil` ask for.
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataLocation {
+    File(PathBuf),
+    Url {
+        url: String,
+        /// `metadata_cache_file`: the last verified copy, started from
+        /// when the URL cannot be reached.
+        cache_file: Option<PathBuf>,
+    },
 }
 
 /// One `[[app.access]]` rule. `path` is relative to the app's prefix and

@@ -135,6 +135,12 @@ pub enum RawAppIdp {
 #[serde(deny_unknown_fields)]
 pub struct RawExternalIdp {
     pub metadata_file: Option<String>,
+    pub metadata_url: Option<String>,
+    pub metadata_signing_cert: Option<String>,
+    pub metadata_cache_file: Option<String>,
+    pub metadata_min_refresh: Option<String>,
+    pub metadata_max_refresh: Option<String>,
+    pub entity_id: Option<String>,
     pub want_assertions_signed: Option<bool>,
     pub allow_sha1: Option<bool>,
 }
@@ -204,6 +210,11 @@ pub struct RawIdpAdmin {
 pub struct RawServiceProvider {
     pub name: Option<String>,
     pub metadata_file: Option<String>,
+    pub metadata_url: Option<String>,
+    pub metadata_signing_cert: Option<String>,
+    pub metadata_cache_file: Option<String>,
+    pub metadata_min_refresh: Option<String>,
+    pub metadata_max_refresh: Option<String>,
     pub entity_id: Option<String>,
     pub acs_url: Option<String>,
     pub name_id_format: Option<String>,

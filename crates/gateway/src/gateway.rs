@@ -16,6 +16,7 @@ use portcullis_proxy::{AuthPhase, AuthProvider, ClientLimit};
 use crate::backend_logout;
 use crate::error::{BuildError, BuildProblem};
 use crate::gate::AppGate;
+use crate::idp_trust::IdpTrust;
 use crate::plan::AppPlan;
 use crate::post_auth::ContextCheck;
 use crate::revocation::{RevocationTrust, Revocations};
@@ -65,6 +66,12 @@ impl GatewayStores {
 }
 
 impl Gateway {
+    /// What `app`'s SP trusts about its IdP, for a metadata refresh to
+    /// replace; `None` for an app without SAML.
+    pub fn idp_trust(&self, app: &str) -> Option<Arc<IdpTrust>> {
+        self.sps.get(app).map(|sp| sp.idp_trust().clone())
+    }
+
     /// Builds the SP of every `auth` app; every problem is reported, not
     /// just the first. `embedded` is the embedded IdP's signing JWKS, when
     /// there is one.

@@ -10,6 +10,8 @@
 //! instead of being forwarded. Injected cookies join the client's other
 //! cookies in one `Cookie` header, without duplicates.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::macros::format_description;
@@ -92,6 +94,9 @@ struct Rule {
 
 /// An app's compiled injection rules.
 pub struct IdentityPlan {
+    /// Tells this plan's [`IdentityMemo`] entries from those of the plan a
+    /// reload replaced.
+    id: u64,
     rules: Vec<Rule>,
     max_bytes: usize,
     /// The identity JWT's header, and what signs it.
@@ -148,7 +153,9 @@ impl IdentityPlan {
             )),
             None => None,
         };
+        static PLANS: AtomicU64 = AtomicU64::new(0);
         Ok(IdentityPlan {
+            id: PLANS.fetch_add(1, Ordering::Relaxed),
             rules,
             max_bytes: auth.max_identity_bytes,
             jwt,
@@ -200,11 +207,54 @@ impl IdentityPlan {
             cookie::set(headers, &cookies);
             return Ok(());
         };
-        let mut injected: Vec<(HeaderName, HeaderValue)> = Vec::new();
-        let mut bytes = 0usize;
+        let prepared = self.prepared(session);
+        let mut bytes = prepared.bytes;
+        let jwt = match &self.jwt {
+            Some((name, signer)) => {
+                let token = self.identity_jwt(session, signer)?;
+                bytes += name.as_str().len() + token.len();
+                let value = HeaderValue::from_str(&token)
+                    .map_err(|e| EnhanceError::Unavailable(e.to_string()))?;
+                Some((name.clone(), value))
+            }
+            None => None,
+        };
+        if bytes > self.max_bytes {
+            return Err(EnhanceError::TooLarge {
+                bytes,
+                limit: self.max_bytes,
+            });
+        }
+        for (name, value) in &prepared.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some((name, value)) = jwt {
+            headers.insert(name, value);
+        }
+        cookies.extend(prepared.cookies.iter().cloned());
+        cookie::set(headers, &cookies);
+        Ok(())
+    }
+
+    /// This session's identity under this plan, computed at its first
+    /// request and then shared by every copy of the session.
+    fn prepared(&self, session: &Session) -> Arc<PreparedIdentity> {
+        let memo = &session.body.identity;
+        if let Some((plan, prepared)) = &*memo.lock() {
+            if *plan == self.id {
+                return Arc::clone(prepared);
+            }
+        }
+        let prepared = Arc::new(self.prepare(session));
+        *memo.lock() = Some((self.id, Arc::clone(&prepared)));
+        prepared
+    }
+
+    fn prepare(&self, session: &Session) -> PreparedIdentity {
+        let mut prepared = PreparedIdentity::default();
         if let Ok(user) = HeaderValue::from_str(&session.body.user) {
-            bytes += X_PORTCULLIS_USER.as_str().len() + user.len();
-            injected.push((X_PORTCULLIS_USER.clone(), user));
+            prepared.bytes += X_PORTCULLIS_USER.as_str().len() + user.len();
+            prepared.headers.push((X_PORTCULLIS_USER.clone(), user));
         }
         for rule in self.rules.iter().filter(|r| r.send) {
             let Some(value) = resolve(rule, session) else {
@@ -213,33 +263,16 @@ impl IdentityPlan {
             let Some(value) = encode(rule, value, &session.body.app) else {
                 continue;
             };
-            bytes += rule.name.len() + value.len() + 4;
+            prepared.bytes += rule.name.len() + value.len() + 4;
             match (&rule.header, rule.target) {
                 (Some(name), InjectTarget::Header) => match HeaderValue::from_str(&value) {
-                    Ok(v) => injected.push((name.clone(), v)),
+                    Ok(v) => prepared.headers.push((name.clone(), v)),
                     Err(_) => dropped(rule, &session.body.app, "not a valid header value"),
                 },
-                _ => cookies.push(format!("{}={value}", rule.name)),
+                _ => prepared.cookies.push(format!("{}={value}", rule.name)),
             }
         }
-        if let Some((name, signer)) = &self.jwt {
-            let token = self.identity_jwt(session, signer)?;
-            bytes += name.as_str().len() + token.len();
-            let value = HeaderValue::from_str(&token)
-                .map_err(|e| EnhanceError::Unavailable(e.to_string()))?;
-            injected.push((name.clone(), value));
-        }
-        if bytes > self.max_bytes {
-            return Err(EnhanceError::TooLarge {
-                bytes,
-                limit: self.max_bytes,
-            });
-        }
-        for (name, value) in injected {
-            headers.insert(name, value);
-        }
-        cookie::set(headers, &cookies);
-        Ok(())
+        prepared
     }
 
     fn identity_jwt(
@@ -266,6 +299,47 @@ impl IdentityPlan {
         signer
             .sign(&claims)
             .map_err(|e| EnhanceError::Unavailable(format!("signing the identity token: {e}")))
+    }
+}
+
+/// The headers and cookies one session's identity comes to, and their
+/// size (the identity JWT aside: it is minted per request).
+#[derive(Default)]
+struct PreparedIdentity {
+    headers: Vec<(HeaderName, HeaderValue)>,
+    cookies: Vec<String>,
+    bytes: usize,
+}
+
+/// Where a session keeps what [`IdentityPlan`] computed for it. A cache,
+/// not data: it compares equal to any other, and a changed copy of the
+/// session (`Arc::make_mut`) starts without it.
+#[derive(Default)]
+pub(crate) struct IdentityMemo(Mutex<Option<(u64, Arc<PreparedIdentity>)>>);
+
+impl IdentityMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<PreparedIdentity>)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for IdentityMemo {
+    fn clone(&self) -> Self {
+        IdentityMemo::default()
+    }
+}
+
+impl PartialEq for IdentityMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for IdentityMemo {}
+
+impl std::fmt::Debug for IdentityMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityMemo")
     }
 }
 
@@ -379,4 +453,122 @@ fn client_cookies(headers: &HeaderMap, rules: &[Rule]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use portcullis_session::{Lifetime, SessionId};
+
+    use super::*;
+    use crate::session::{compact, GatewaySession};
+
+    /// One app's plan for `rules` (TOML `[[app.inject]]` tables).
+    fn plan(rules: &str) -> IdentityPlan {
+        let config = format!(
+            r#"
+[server]
+https = ["127.0.0.1:0"]
+tls_cert = "certs-dev/localhost.pem"
+tls_key = "certs-dev/localhost-key.pem"
+
+[idp]
+public_url = "https://idp.test/"
+users_file = "demo/users.toml"
+signing_key = "certs-dev/idp-signing-key.pem"
+signing_cert = "certs-dev/idp-signing.pem"
+
+[[app]]
+name = "wiki"
+public_url = "https://wiki.test/"
+upstream = "http://127.0.0.1:9"
+auth = "saml"
+idp = "embedded"
+sp_signing_key = "certs-dev/sp-signing-key.pem"
+sp_signing_cert = "certs-dev/sp-signing.pem"
+{rules}
+"#
+        );
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gateway.toml");
+        let config = portcullis_config::parse(&config, &base, &portcullis_config::NoMetadata)
+            .expect("config");
+        let auth = config.apps[0].auth.as_ref().expect("saml app");
+        IdentityPlan::new(auth, "https://wiki.test".into(), || {
+            unreachable!("no identity JWT configured")
+        })
+        .expect("plan")
+    }
+
+    const FIRST_NAME: &str = r#"
+[[app.inject]]
+source = "attribute:firstName"
+name = "X-First-Name"
+"#;
+
+    fn session(first_name: &str) -> Session {
+        Session::new(
+            SessionId::generate(),
+            GatewaySession::new(
+                "wiki",
+                "bob@example.com".into(),
+                vec![("firstName".into(), vec![first_name.into()])],
+                None,
+                None,
+                portcullis_context::ContextSource::default().capture([127, 0, 0, 1].into(), None),
+            ),
+            Lifetime::new(Duration::from_secs(60), None),
+            time::OffsetDateTime::now_utc(),
+        )
+    }
+
+    fn applied(plan: &IdentityPlan, session: &Session) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-first-name", HeaderValue::from_static("Mallory"));
+        headers.insert("x-portcullis-user", HeaderValue::from_static("mallory"));
+        plan.apply(Some(session), &mut headers).expect("apply");
+        headers
+    }
+
+    #[test]
+    fn a_kept_identity_still_replaces_what_the_client_sent_at_every_request() {
+        let plan = plan(FIRST_NAME);
+        let session = session("Bob");
+        for _ in 0..3 {
+            let headers = applied(&plan, &session.clone());
+            let first: Vec<_> = headers.get_all("x-first-name").iter().collect();
+            assert_eq!(first, ["Bob"]);
+            assert_eq!(headers["x-portcullis-user"], "bob@example.com");
+        }
+    }
+
+    #[test]
+    fn a_changed_session_and_a_reloaded_plan_compute_the_identity_again() {
+        let old_plan = plan(FIRST_NAME);
+        let mut session = session("Bob");
+        assert_eq!(applied(&old_plan, &session)["x-first-name"], "Bob");
+
+        // A copy a request still holds keeps what it had; the store's
+        // changed copy does not reuse it.
+        let held = session.clone();
+        session.body.attributes = compact(vec![("firstName".into(), vec!["Robert".into()])]);
+        assert_eq!(applied(&old_plan, &session)["x-first-name"], "Robert");
+        assert_eq!(applied(&old_plan, &held)["x-first-name"], "Bob");
+        drop(held);
+        // Changed in place (no other copy left): computed again all the same.
+        session.body.attributes = compact(vec![("firstName".into(), vec!["Rob".into()])]);
+        assert_eq!(applied(&old_plan, &session)["x-first-name"], "Rob");
+
+        let reloaded = plan(
+            r#"
+[[app.inject]]
+source = "attribute:firstName"
+name = "X-Given-Name"
+"#,
+        );
+        let headers = applied(&reloaded, &session);
+        assert_eq!(headers["x-given-name"], "Rob");
+        // No longer the gateway's header: what the client sent goes through.
+        assert_eq!(headers["x-first-name"], "Mallory");
+    }
 }

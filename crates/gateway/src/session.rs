@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::identity::IdentityMemo;
 use portcullis_context::SessionContext;
 use portcullis_session::{
     CookieCodec, EndReason, EndSignal, Lifetime, MemoryStore, Name, PlainCookies, SecretHash,
@@ -26,11 +27,52 @@ pub type Attributes = Box<[(Name, Box<[Box<str>]>)]>;
 
 /// What the gateway knows about a signed-in browser for one app.
 ///
+/// Shared, not copied: every request hands its session around, and a
+/// clone is a reference count. A change copies the data first if another
+/// request still holds it, and forgets the identity computed from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySession {
+    data: Arc<SessionData>,
+}
+
+/// Stored as its fields alone (the shared store holds no `Arc`).
+impl Serialize for GatewaySession {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.data.serialize(serializer)
+    }
+}
+
+impl std::ops::DerefMut for GatewaySession {
+    fn deref_mut(&mut self) -> &mut SessionData {
+        let data = Arc::make_mut(&mut self.data);
+        data.identity = IdentityMemo::default();
+        data
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewaySession {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        SessionData::deserialize(deserializer).map(|data| GatewaySession {
+            data: Arc::new(data),
+        })
+    }
+}
+
+impl std::ops::Deref for GatewaySession {
+    type Target = SessionData;
+
+    fn deref(&self) -> &SessionData {
+        &self.data
+    }
+}
+
+/// The fields of a [`GatewaySession`].
+///
 /// Tens of thousands of these live in one process, so the strings every
 /// session repeats are interned ([`Name`]) and the rest sit in exact-size
 /// boxes. Serialises exactly as the plain `String`/`Vec` form would.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GatewaySession {
+pub struct SessionData {
     pub app: Name,
     /// The assertion's NameID.
     pub user: Box<str>,
@@ -48,6 +90,10 @@ pub struct GatewaySession {
     /// Where and on what the browser signed in; after a change that
     /// post-auth evaluation let through, where it is now.
     pub context: SessionContext,
+    /// What the app's identity rules make of this session, kept from its
+    /// first request: nothing it depends on changes while the session lives.
+    #[serde(skip)]
+    pub(crate) identity: IdentityMemo,
 }
 
 /// What a NameID carries besides its value. Interned: every session of an
@@ -91,13 +137,16 @@ impl GatewaySession {
         context: SessionContext,
     ) -> Self {
         GatewaySession {
-            app: Name::new(app),
-            user: user.into_boxed_str(),
-            name_id: NameIdQualifiers::default(),
-            attributes: compact(attributes),
-            session_index: session_index.map(String::into_boxed_str),
-            authn_context: authn_context.as_deref().map(Name::new),
-            context,
+            data: Arc::new(SessionData {
+                app: Name::new(app),
+                user: user.into_boxed_str(),
+                name_id: NameIdQualifiers::default(),
+                attributes: compact(attributes),
+                session_index: session_index.map(String::into_boxed_str),
+                authn_context: authn_context.as_deref().map(Name::new),
+                context,
+                identity: IdentityMemo::default(),
+            }),
         }
     }
 

@@ -7,6 +7,7 @@
 //! holds what the app is configured to trust.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_config::{AppAuth, AppIdp, Config, SpNameIdFormat};
@@ -20,6 +21,7 @@ use portcullis_saml::{
 };
 
 use crate::error::BuildProblem;
+use crate::idp_trust::{IdpTrust, TrustedIdp};
 use crate::session::NameIdQualifiers;
 
 /// Single Logout messages are small; larger ones are refused undecoded.
@@ -37,12 +39,8 @@ pub(crate) struct AppSp {
     /// EncryptedAssertions are decrypted with.
     encryption: Option<EncryptionKey>,
     jwks: Jwks,
-    idp_sso_url: String,
-    /// The IdP's SingleLogoutService; `None` when it has none.
-    idp_slo_url: Option<String>,
-    idp_entity_id: String,
-    /// Every signing certificate the IdP publishes (key rollover).
-    idp_certs_der: Vec<Vec<u8>>,
+    /// Replaced by a metadata refresh; read once per message.
+    idp: Arc<IdpTrust>,
     /// The legacy opt-in `want_assertions_signed = false`.
     response_signature_suffices: bool,
     /// The legacy opt-in `allow_sha1`: the IdP's Responses and its Single
@@ -73,7 +71,7 @@ impl AppSp {
             AppIdp::Embedded => (false, false),
             AppIdp::External(external) => (!external.want_assertions_signed, external.allow_sha1),
         };
-        let (idp_sso_url, idp_slo_url, idp_entity_id, idp_certs_der) = match &auth.idp {
+        let idp = match &auth.idp {
             AppIdp::Embedded => {
                 let idp = config.idp.as_ref().ok_or(BuildProblem::NoEmbeddedIdp)?;
                 let saml = idp.saml.as_ref().ok_or(BuildProblem::NoEmbeddedIdp)?;
@@ -84,19 +82,19 @@ impl AppSp {
                     }
                 })?;
                 let base = idp.public.url();
-                (
-                    format!("{base}/sso/saml"),
-                    Some(format!("{base}/sso/saml/logout")),
-                    saml.entity_id.clone(),
-                    vec![der],
-                )
+                TrustedIdp {
+                    sso_url: format!("{base}/sso/saml"),
+                    slo_url: Some(format!("{base}/sso/saml/logout")),
+                    entity_id: saml.entity_id.clone(),
+                    certs_der: vec![der],
+                }
             }
-            AppIdp::External(external) => (
-                external.metadata.sso_redirect_url.clone(),
-                external.metadata.slo_url.clone(),
-                external.metadata.entity_id.clone(),
-                external.metadata.signing_certs_der.clone(),
-            ),
+            AppIdp::External(external) => TrustedIdp {
+                sso_url: external.metadata.sso_redirect_url.clone(),
+                slo_url: external.metadata.slo_url.clone(),
+                entity_id: external.metadata.entity_id.clone(),
+                certs_der: external.metadata.signing_certs_der.clone(),
+            },
         };
         let jwks = key.jwks().map_err(|source| BuildProblem::Key {
             what: "sp_signing_key (identity tokens)",
@@ -112,13 +110,15 @@ impl AppSp {
             key,
             encryption,
             jwks,
-            idp_sso_url,
-            idp_slo_url,
-            idp_entity_id,
-            idp_certs_der,
+            idp: Arc::new(IdpTrust::new(idp)),
             response_signature_suffices,
             sha1_accepted,
         })
+    }
+
+    /// What this SP trusts about its IdP, for a metadata refresh to replace.
+    pub(crate) fn idp_trust(&self) -> &Arc<IdpTrust> {
+        &self.idp
     }
 
     pub(crate) fn metadata(&self) -> Result<String, Error> {
@@ -134,11 +134,12 @@ impl AppSp {
         relay_state: &str,
         force_authn: bool,
     ) -> Result<RedirectRequest, Error> {
+        let idp = self.idp.load();
         build_redirect_authn_request(
             &self.config,
             &self.key,
             &AuthnRequestParams {
-                idp_sso_url: &self.idp_sso_url,
+                idp_sso_url: &idp.sso_url,
                 relay_state: Some(relay_state),
                 force_authn,
                 name_id_format: self.name_id_format,
@@ -155,11 +156,12 @@ impl AppSp {
         saml_response: &str,
         request_id: Option<&str>,
     ) -> Result<VerifiedAssertion, Error> {
+        let idp = self.idp.load();
         let mut expect = Expectations::new(
             self.config.entity_id.clone(),
             self.config.acs_url.clone(),
-            self.idp_entity_id.clone(),
-            self.idp_certs_der.clone(),
+            idp.entity_id.clone(),
+            idp.certs_der.clone(),
             request_id.map(str::to_string),
         );
         expect.allow_signed_response_instead_of_assertion = self.response_signature_suffices;
@@ -178,7 +180,8 @@ impl AppSp {
         session_index: Option<&str>,
         relay_state: &str,
     ) -> Result<Option<RedirectRequest>, Error> {
-        let Some(slo_url) = self.idp_slo_url.as_deref() else {
+        let idp = self.idp.load();
+        let Some(slo_url) = idp.slo_url.as_deref() else {
             return Ok(None);
         };
         let params = LogoutRequestParams {
@@ -206,11 +209,12 @@ impl AppSp {
         &self,
         binding: LogoutBinding<'_>,
     ) -> Result<LogoutMessage, Error> {
+        let idp = self.idp.load();
         verify_logout_message(
             binding,
             &LogoutExpectations {
-                peer_entity_id: &self.idp_entity_id,
-                peer_certs: &self.idp_certs_der,
+                peer_entity_id: &idp.entity_id,
+                peer_certs: &idp.certs_der,
                 allow_sha1: self.sha1_accepted,
                 our_slo_url: &self.config.slo_url,
                 max_bytes: SLO_MAX_BYTES,
@@ -228,7 +232,8 @@ impl AppSp {
         success: bool,
         relay_state: Option<&str>,
     ) -> Result<Option<String>, Error> {
-        let Some(slo_url) = self.idp_slo_url.as_deref() else {
+        let idp = self.idp.load();
+        let Some(slo_url) = idp.slo_url.as_deref() else {
             return Ok(None);
         };
         let params = LogoutResponseParams {

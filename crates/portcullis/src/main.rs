@@ -8,6 +8,7 @@ mod dev_certs;
 mod idp_service;
 mod logging;
 mod metadata;
+mod metadata_refresh;
 mod password;
 mod post_auth;
 mod serve;

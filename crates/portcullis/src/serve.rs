@@ -56,6 +56,7 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
         crate::idp_service::spawn_upkeep(idp);
     }
     parts.gateway.spawn_upkeep();
+    crate::metadata_refresh::spawn(&config, &parts.gateway);
     let services = Services {
         idp: parts
             .idp

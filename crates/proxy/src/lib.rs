@@ -53,8 +53,8 @@ pub use forward::X_PORTCULLIS_USER;
 pub use limit::{ClientLimit, WorkBounds, WorkError, WorkLimit};
 pub use local::{LocalApp, LocalFuture, LocalMeta, Services, LOCAL_BODY_LIMIT};
 pub use metrics::{
-    library_log_events, session_store, LogSourceLabels, Metrics, SessionStoreMetrics,
-    StoreTransitionLabels,
+    library_log_events, saml_metadata, session_store, LogSourceLabels, Metrics, PeerLabels,
+    SamlMetadataMetrics, SessionStoreMetrics, StoreTransitionLabels,
 };
 pub use route::under;
 pub use server::{Drained, ListenAddrs, Server};

@@ -119,6 +119,29 @@ pub fn session_store() -> &'static SessionStoreMetrics {
     })
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// `app/<name>` for an app's external IdP, `sp/<name>` for a
+    /// service provider of the embedded IdP.
+    pub peer: String,
+}
+
+/// Downloads of peer SAML metadata (`metadata_url`): failures (the last
+/// good copy stays in use) and when the last one succeeded. Process-wide:
+/// the binary's refresh tasks run outside any server.
+pub struct SamlMetadataMetrics {
+    pub refresh_failures: Family<PeerLabels, Counter>,
+    pub last_success: Family<PeerLabels, Gauge>,
+}
+
+pub fn saml_metadata() -> &'static SamlMetadataMetrics {
+    static METADATA: OnceLock<SamlMetadataMetrics> = OnceLock::new();
+    METADATA.get_or_init(|| SamlMetadataMetrics {
+        refresh_failures: Family::default(),
+        last_success: Family::default(),
+    })
+}
+
 /// Latency bucket count, not counting `+Inf`.
 const LATENCY_BUCKETS: usize = 15;
 
@@ -364,6 +387,16 @@ impl Metrics {
             "session_store_transitions",
             "Times the shared session store became reachable (to=up) or unreachable (to=down)",
             session_store().transitions.clone(),
+        );
+        registry.register(
+            "saml_metadata_refresh_failures",
+            "Downloads of a peer's SAML metadata (metadata_url) that failed or were refused (signature, validUntil, content); the last good copy stays in use",
+            saml_metadata().refresh_failures.clone(),
+        );
+        registry.register(
+            "saml_metadata_last_success_timestamp_seconds",
+            "When a peer's SAML metadata (metadata_url) was last downloaded and verified, in Unix seconds",
+            saml_metadata().last_success.clone(),
         );
         Arc::new(Metrics {
             registry,

@@ -252,7 +252,6 @@ pub fn build_response(
     p: &ResponseParams<'_>,
 ) -> Result<IssuedResponse> {
     let cert = CertificateDer::from(key.cert_der()?);
-    let key_der = key.rsa_key_der()?;
     let validity = chrono::Duration::from_std(p.validity).map_err(Error::build)?;
     let not_on_or_after = p.now + validity;
     let skew = chrono::Duration::from_std(p.clock_skew).map_err(Error::build)?;
@@ -337,8 +336,7 @@ pub fn build_response(
     };
     let assertion_xml = assertion.to_string().map_err(Error::build)?;
     let assertion_xml = if p.sign_assertion {
-        Crypto::sign_xml(&assertion_xml, &key_der)
-            .map_err(|e| Error::build(format!("signing assertion: {e}")))?
+        key.sign_xml(&assertion_xml, "assertion")?
     } else {
         assertion_xml
     };
@@ -391,8 +389,7 @@ pub fn build_response(
     let (head, tail) = shell.split_at(close);
     let xml = format!("{}{}{}", head, strip_decl(&assertion_xml), tail);
     let xml = if p.sign_response {
-        Crypto::sign_xml(&xml, &key_der)
-            .map_err(|e| Error::build(format!("signing response: {e}")))?
+        key.sign_xml(&xml, "response")?
     } else {
         xml
     };
@@ -492,8 +489,7 @@ pub fn build_status_response(
         }
         xml = xml.replacen(&flat, &nested, 1);
     }
-    let xml = Crypto::sign_xml(&xml, &key.rsa_key_der()?)
-        .map_err(|e| Error::build(format!("signing status response: {e}")))?;
+    let xml = key.sign_xml(&xml, "status response")?;
     Ok(StatusResponse { xml, response_id })
 }
 

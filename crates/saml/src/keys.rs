@@ -2,6 +2,8 @@
 //! loaded from PEM or generated self-signed for tests/dev. Owns the
 //! conversions samael and openssl need (DER key, DER cert).
 
+use std::sync::{Arc, OnceLock};
+
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
@@ -10,6 +12,8 @@ use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::{X509Name, X509};
 
+use samael::crypto::XmlSecLoadedKey;
+
 use crate::error::{Error, Result};
 
 /// An RSA signing key with the certificate that publishes its public half.
@@ -17,6 +21,9 @@ use crate::error::{Error, Result};
 pub struct SigningKey {
     key: PKey<Private>,
     cert: X509,
+    /// The key as xmlsec holds it, loaded at the first XML signature and
+    /// shared by every clone: loading costs a third of a signature.
+    xmlsec: Arc<OnceLock<XmlSecLoadedKey>>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -27,6 +34,31 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
+    fn new(key: PKey<Private>, cert: X509) -> Self {
+        Self {
+            key,
+            cert,
+            xmlsec: Arc::default(),
+        }
+    }
+
+    /// `xml` with its `<ds:Signature>` template filled in (enveloped,
+    /// RSA-SHA256); `what` names the message in the error.
+    pub(crate) fn sign_xml(&self, xml: &str, what: &str) -> Result<String> {
+        let failed = |e: &dyn std::fmt::Display| Error::build(format!("signing {what}: {e}"));
+        let loaded = match self.xmlsec.get() {
+            Some(loaded) => loaded,
+            None => {
+                let loaded =
+                    XmlSecLoadedKey::from_der(&self.rsa_key_der()?).map_err(|e| failed(&e))?;
+                // Another thread may have won the race: either copy will do.
+                let _ = self.xmlsec.set(loaded);
+                self.xmlsec.get().ok_or_else(|| failed(&"key not loaded"))?
+            }
+        };
+        loaded.sign_xml(xml).map_err(|e| failed(&e))
+    }
+
     /// Load a PEM private key (PKCS#1 or PKCS#8, RSA only) and PEM certificate,
     /// refusing a certificate whose public key does not match the private key.
     pub fn from_pem(key_pem: &[u8], cert_pem: &[u8]) -> Result<Self> {
@@ -42,7 +74,7 @@ impl SigningKey {
         if !key.public_eq(&cert_pub) {
             return Err(Error::key("certificate does not match private key"));
         }
-        Ok(Self { key, cert })
+        Ok(Self::new(key, cert))
     }
 
     /// Generate a fresh RSA-2048 key and a self-signed SHA-256 certificate
@@ -73,10 +105,7 @@ impl SigningKey {
         builder
             .sign(&key, MessageDigest::sha256())
             .map_err(Error::key)?;
-        Ok(Self {
-            key,
-            cert: builder.build(),
-        })
+        Ok(Self::new(key, builder.build()))
     }
 
     /// The private key (for callers that need to sign with openssl directly).

@@ -22,6 +22,7 @@ pub mod logout;
 mod metadata;
 pub mod peer;
 pub mod peer_logout;
+pub mod signed_metadata;
 mod soap;
 pub mod sp;
 mod xml_guard;
@@ -47,8 +48,11 @@ pub use logout::{
     LogoutResponseParams, LogoutStatus, ParsedLogoutRequest, ParsedLogoutResponse, PostMessage,
     SoapMessage,
 };
-pub use peer::{parse_idp_metadata, parse_sp_metadata, IdpMetadata, SpMetadata};
+pub use peer::{parse_idp_metadata, parse_sp_metadata, Freshness, IdpMetadata, SpMetadata};
 pub use peer_logout::{verify_logout_message, LogoutBinding, LogoutExpectations, LogoutMessage};
+pub use signed_metadata::{
+    read_idp_metadata, read_sp_metadata, sign_metadata, MetadataTrust, Trusted,
+};
 pub use soap::{soap_envelope, soap_fault, SoapFaultCode, NS_SOAP_ENV, SOAP_ACTION, SOAP_BINDING};
 pub use sp::{
     build_redirect_authn_request, sp_metadata_xml, sp_metadata_xml_with_encryption,

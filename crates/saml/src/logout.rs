@@ -17,7 +17,7 @@ use quick_xml::escape::escape;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
-use samael::crypto::{CertificateDer, Crypto, CryptoProvider};
+use samael::crypto::CertificateDer;
 use samael::traits::ToXml;
 
 use crate::binding::{self, PeerSigners, RawQuery};
@@ -277,8 +277,7 @@ fn signature_xml(id: &str, key: &SigningKey) -> Result<String> {
 }
 
 fn sign(xml: &str, id: String, key: &SigningKey) -> Result<PostMessage> {
-    let xml = Crypto::sign_xml(xml, &key.rsa_key_der()?)
-        .map_err(|e| Error::build(format!("signing logout message: {e}")))?;
+    let xml = key.sign_xml(xml, "logout message")?;
     Ok(PostMessage {
         form_value: binding::base64_encode(xml.as_bytes()),
         xml,

@@ -1,11 +1,12 @@
 //! Metadata of a SAML peer Portcullis did not write — an external IdP an
 //! app trusts, or an external SP registered with the embedded IdP — read
-//! from a file the operator supplies. The file is the trust anchor (the
-//! operator put it there), so an enveloped metadata signature is not
-//! required; what matters is that every value taken from it is checked
-//! here, once, at load time: one entity, the role we need, absolute
-//! https/http endpoints, parseable signing certificates.
+//! from a file the operator supplies or, signed, from a URL
+//! ([`crate::signed_metadata`] verifies the signature first). Every value
+//! taken from it is checked here: one entity (picked by `entityID` out of
+//! an aggregate), the role we need, absolute https/http endpoints,
+//! parseable signing certificates.
 
+use chrono::{DateTime, Utc};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
@@ -18,9 +19,10 @@ use crate::xml_guard;
 
 const NS_MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
 const NS_DS: &str = "http://www.w3.org/2000/09/xmldsig#";
-/// Metadata files are small; a multi-megabyte federation aggregate is not
-/// what `metadata_file` is for.
-const MAX_METADATA_BYTES: usize = 1024 * 1024;
+/// One entity's metadata is a few KiB; a federation aggregate of a few
+/// thousand entities fits in this (larger ones are not what a gateway
+/// that trusts a handful of peers should download).
+pub(crate) const MAX_METADATA_BYTES: usize = 10 * 1024 * 1024;
 
 /// An external IdP, as an app's SP needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +87,89 @@ impl Role {
 struct Parsed {
     entity_id: String,
     role: Role,
+    freshness: Freshness,
+}
+
+/// How long a metadata document may be used: `validUntil` and
+/// `cacheDuration` (metadata §2.2) of its root and of the chosen entity,
+/// the stricter of each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freshness {
+    pub valid_until: Option<DateTime<Utc>>,
+    pub cache_duration: Option<std::time::Duration>,
+}
+
+impl Freshness {
+    fn tighten(&mut self, start: &BytesStart<'_>) -> Result<()> {
+        if let Some(v) = attr(start, "validUntil")? {
+            let at = DateTime::parse_from_rfc3339(v.trim())
+                .map_err(|_| Error::Xml(format!("validUntil {v:?} is not an xs:dateTime")))?
+                .with_timezone(&Utc);
+            self.valid_until = Some(self.valid_until.map_or(at, |old| old.min(at)));
+        }
+        if let Some(v) = attr(start, "cacheDuration")? {
+            let d = xs_duration(v.trim())
+                .ok_or_else(|| Error::Xml(format!("cacheDuration {v:?} is not an xs:duration")))?;
+            self.cache_duration = Some(self.cache_duration.map_or(d, |old| old.min(d)));
+        }
+        Ok(())
+    }
+}
+
+/// An xs:duration (`PnYnMnDTnHnMnS`, no sign) as a std duration; years
+/// and months count as 365 and 30 days, which is all a refresh interval
+/// needs.
+fn xs_duration(v: &str) -> Option<std::time::Duration> {
+    let rest = v.strip_prefix('P')?;
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    let mut secs = 0f64;
+    let mut any = false;
+    let mut add = |part: &str, units: &[(char, f64)]| -> Option<()> {
+        let mut number = String::new();
+        let mut allowed = units.iter();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+                continue;
+            }
+            let (_, factor) = allowed.find(|(u, _)| *u == c)?;
+            let n: f64 = number.parse().ok()?;
+            secs += n * factor;
+            number.clear();
+            any = true;
+        }
+        number.is_empty().then_some(())
+    };
+    add(
+        date,
+        &[
+            ('Y', 365.0 * 86400.0),
+            ('M', 30.0 * 86400.0),
+            ('D', 86400.0),
+        ],
+    )?;
+    if let Some(time) = time {
+        add(time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
+    }
+    (any && secs.is_finite()).then(|| std::time::Duration::from_secs_f64(secs.min(1e12)))
 }
 
 pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata> {
-    let parsed = parse(xml, "IDPSSODescriptor")?;
+    select_idp_metadata(xml, None).map(|(meta, _)| meta)
+}
+
+/// [`parse_idp_metadata`] of the entity `entity_id` (required when the
+/// document holds more than one), with the document's [`Freshness`].
+pub(crate) fn select_idp_metadata(
+    xml: &str,
+    entity_id: Option<&str>,
+) -> Result<(IdpMetadata, Freshness)> {
+    let parsed = parse(xml, "IDPSSODescriptor", entity_id)?;
+    let freshness = parsed.freshness;
     let role = parsed.role;
     let sso_redirect_url = role
         .sso
@@ -102,18 +183,29 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata> {
     if role.certs.is_empty() {
         return Err(Error::xml("IDPSSODescriptor has no signing certificate"));
     }
-    Ok(IdpMetadata {
+    let meta = IdpMetadata {
         entity_id: parsed.entity_id,
         sso_redirect_url,
         slo_url,
         soap_slo_url: soap_slo(&role.slo),
         want_authn_requests_signed: role.flag("WantAuthnRequestsSigned"),
         signing_certs_der: role.certs,
-    })
+    };
+    Ok((meta, freshness))
 }
 
 pub fn parse_sp_metadata(xml: &str) -> Result<SpMetadata> {
-    let parsed = parse(xml, "SPSSODescriptor")?;
+    select_sp_metadata(xml, None).map(|(meta, _)| meta)
+}
+
+/// [`parse_sp_metadata`] of the entity `entity_id`, with the document's
+/// [`Freshness`].
+pub(crate) fn select_sp_metadata(
+    xml: &str,
+    entity_id: Option<&str>,
+) -> Result<(SpMetadata, Freshness)> {
+    let parsed = parse(xml, "SPSSODescriptor", entity_id)?;
+    let freshness = parsed.freshness;
     let role = parsed.role;
     let mut post: Vec<&Endpoint> = role.acs.iter().filter(|e| e.binding == HTTP_POST).collect();
     post.sort_by_key(|e| (!e.is_default, e.index.unwrap_or(u32::MAX)));
@@ -126,7 +218,7 @@ pub fn parse_sp_metadata(xml: &str) -> Result<SpMetadata> {
             "SPSSODescriptor says AuthnRequestsSigned but has no signing certificate",
         ));
     }
-    Ok(SpMetadata {
+    let meta = SpMetadata {
         entity_id: parsed.entity_id,
         acs_url,
         slo_url: preferred_slo(&role.slo),
@@ -135,7 +227,8 @@ pub fn parse_sp_metadata(xml: &str) -> Result<SpMetadata> {
         authn_requests_signed,
         name_id_formats: role.name_id_formats,
         encryption_certs_der: role.encryption_certs,
-    })
+    };
+    Ok((meta, freshness))
 }
 
 fn soap_slo(slo: &[Endpoint]) -> Option<String> {
@@ -202,6 +295,8 @@ enum Inside {
     Key(KeyUse),
     Certificate(KeyUse),
     NameIdFormat,
+    /// An EntityDescriptor of an aggregate other than the one wanted.
+    OtherEntity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,12 +305,14 @@ struct KeyUse {
     encryption: bool,
 }
 
-fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
+fn parse(xml: &str, role_element: &str, want: Option<&str>) -> Result<Parsed> {
     binding::check_size(xml.len(), MAX_METADATA_BYTES)?;
     xml_guard::refuse_doctype(xml)?;
     let mut reader = NsReader::from_str(xml);
     let mut entity_id: Option<String> = None;
     let mut entities = 0usize;
+    let mut freshness = Freshness::default();
+    let mut root_seen = false;
     let mut role = Role::default();
     let mut depth = 0usize;
     // (state, depth at which it was entered)
@@ -285,16 +382,31 @@ fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
         }
         let local = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
         let state = stack.last().map_or(Inside::Elsewhere, |s| s.0);
-        if ns_is(&ns, NS_MD) && local == "EntityDescriptor" {
-            entities += 1;
-            entity_id = attr(&start, "entityID")?;
-            continue;
-        }
         let enter = |stack: &mut Vec<(Inside, usize)>, inside: Inside| {
             if !empty {
                 stack.push((inside, depth));
             }
         };
+        let is_root = !std::mem::replace(&mut root_seen, true);
+        if is_root && ns_is(&ns, NS_MD) && local == "EntitiesDescriptor" {
+            freshness.tighten(&start)?;
+        }
+        if ns_is(&ns, NS_MD) && local == "EntityDescriptor" && state == Inside::Elsewhere {
+            let id = attr(&start, "entityID")?;
+            if want.is_some_and(|w| id.as_deref() != Some(w)) {
+                enter(&mut stack, Inside::OtherEntity);
+                continue;
+            }
+            entities += 1;
+            if want.is_none() && entities > 1 {
+                return Err(Error::xml(
+                    "more than one md:EntityDescriptor (set entity_id to pick one)",
+                ));
+            }
+            entity_id = id;
+            freshness.tighten(&start)?;
+            continue;
+        }
         match state {
             Inside::Elsewhere if ns_is(&ns, NS_MD) && local == role_element => {
                 if role.found {
@@ -346,10 +458,23 @@ fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
         }
     }
 
-    if entities != 1 {
-        return Err(Error::Xml(format!(
-            "expected exactly one md:EntityDescriptor, found {entities}"
-        )));
+    match (entities, want) {
+        (1, _) => {}
+        (0, Some(want)) => {
+            return Err(Error::Xml(format!(
+                "no md:EntityDescriptor with entityID {want:?}"
+            )))
+        }
+        (n, Some(want)) => {
+            return Err(Error::Xml(format!(
+                "{n} md:EntityDescriptor elements with entityID {want:?}"
+            )))
+        }
+        (n, None) => {
+            return Err(Error::Xml(format!(
+                "expected exactly one md:EntityDescriptor, found {n} (set entity_id to pick one)"
+            )))
+        }
     }
     let entity_id = entity_id
         .filter(|e| !e.trim().is_empty())
@@ -357,7 +482,11 @@ fn parse(xml: &str, role_element: &str) -> Result<Parsed> {
     if !role.found {
         return Err(Error::Xml(format!("no md:{role_element} in the metadata")));
     }
-    Ok(Parsed { entity_id, role })
+    Ok(Parsed {
+        entity_id,
+        role,
+        freshness,
+    })
 }
 
 #[cfg(test)]

@@ -415,31 +415,35 @@ fn verify_encrypted(
 /// The IdP certificates a signature must be made by; none pinned is a
 /// key error, never "accept anything".
 fn pinned_certs(expect: &Expectations) -> Result<Vec<CertificateDer>> {
-    if expect.idp_signing_certs.is_empty() {
-        return Err(Error::key("no pinned IdP signing certificate"));
+    pinned(
+        &expect.idp_signing_certs,
+        "no pinned IdP signing certificate",
+    )
+}
+
+/// `ders` for xmlsec; none is a key error (`missing`), never "accept
+/// anything".
+pub(crate) fn pinned(ders: &[Vec<u8>], missing: &'static str) -> Result<Vec<CertificateDer>> {
+    if ders.is_empty() {
+        return Err(Error::key(missing));
     }
-    Ok(expect
-        .idp_signing_certs
-        .iter()
-        .cloned()
-        .map(CertificateDer::from)
-        .collect())
+    Ok(ders.iter().cloned().map(CertificateDer::from).collect())
 }
 
 /// xmlsec's verification with the pinned certificates and the algorithms
 /// the peer may use: the signed subtree, or `Invalid` with xmlsec's reason
 /// in the debug log only, so no caller tells a sender why.
-fn signed_subtree(
+pub(crate) fn signed_subtree(
     xml: &str,
     certs: &[CertificateDer],
     mode: ReduceMode,
-    expect: &Expectations,
+    allow_sha1: bool,
 ) -> Result<String> {
     Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         xml,
         certs,
         mode,
-        Some(samael_allowed(expect.allow_sha1)),
+        Some(samael_allowed(allow_sha1)),
     )
     .map_err(|e| {
         tracing::debug!(reason = %e, "xmlsec verification failed");
@@ -451,7 +455,12 @@ fn signed_subtree(
 /// pinned certificates; returns the verified envelope.
 fn verify_encrypted_envelope(xml: &str, expect: &Expectations) -> Result<Response> {
     let certs = pinned_certs(expect)?;
-    let reduced = signed_subtree(xml, &certs, ReduceMode::ValidateAndMarkNoAncestors, expect)?;
+    let reduced = signed_subtree(
+        xml,
+        &certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        expect.allow_sha1,
+    )?;
     let reduced_scan = xml_guard::scan(&reduced, &expect.xml_limits)?;
     if reduced_scan.root_ns.as_deref() != Some(xml_guard::NS_PROTOCOL)
         || reduced_scan.root_name != "Response"
@@ -625,7 +634,7 @@ fn verify_plain(
         }
         return check_assertion(assertion, outer.as_ref(), true, scan, expect, now);
     }
-    let reduced = signed_subtree(xml, &certs, mode, expect)?;
+    let reduced = signed_subtree(xml, &certs, mode, expect.allow_sha1)?;
     let reduced_scan = xml_guard::scan(&reduced, &expect.xml_limits)?;
     let (assertion, verified_envelope): (Assertion, Option<Response>) = match (
         reduced_scan.root_ns.as_deref(),

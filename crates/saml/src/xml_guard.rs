@@ -144,6 +144,20 @@ impl XmlLimits {
         // 4× a certificate.
         max_text_bytes: 16 * 1024,
     };
+
+    /// A peer's metadata document: one entity (30–60 elements) or an
+    /// aggregate of many, up to the 10 MiB download cap. An entity costs
+    /// ~40 elements and ~100 attributes, so a capped aggregate of small
+    /// entities stays under these; the per-element bounds are as tight as
+    /// a Response's, which is what keeps libxml2 linear.
+    pub const METADATA: XmlLimits = XmlLimits {
+        max_bytes: crate::peer::MAX_METADATA_BYTES,
+        max_elements: 400_000,
+        max_attributes_per_element: 32,
+        max_attributes: 1_000_000,
+        max_depth: 32,
+        max_text_bytes: 64 * 1024,
+    };
 }
 
 /// Enforces `limits` in one linear pass with quick-xml's plain reader

@@ -17,7 +17,7 @@ use super::idp::has_signing_pair;
 use super::names::valid_name;
 use super::pem::certificate_der;
 use super::service_provider::DEFAULT_SP_ATTRIBUTES;
-use super::{PemKind, Validator};
+use super::{PeerMetadataKeys, PemKind, Validator};
 
 const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(8 * 3600);
@@ -211,19 +211,34 @@ impl Validator<'_, '_> {
                 None
             }
             Some(RawAppIdp::External(external)) => {
-                let Some(file) = external.metadata_file.as_deref() else {
-                    self.problem(&at(i, "idp"), "an external IdP needs metadata_file");
+                if external.metadata_file.is_none() && external.metadata_url.is_none() {
+                    self.problem(
+                        &at(i, "idp"),
+                        "an external IdP needs metadata_file or metadata_url",
+                    );
                     return None;
+                }
+                let keys = PeerMetadataKeys {
+                    file: external.metadata_file.as_deref(),
+                    url: external.metadata_url.as_deref(),
+                    signing_cert: external.metadata_signing_cert.as_deref(),
+                    cache_file: external.metadata_cache_file.as_deref(),
+                    entity_id: external.entity_id.as_deref(),
+                    min_refresh: external.metadata_min_refresh.as_deref(),
+                    max_refresh: external.metadata_max_refresh.as_deref(),
                 };
-                let path = [
-                    Step::Key("app"),
-                    Step::Index(i),
-                    Step::Key("idp"),
-                    Step::Key("metadata_file"),
-                ];
-                let metadata = self.peer_metadata(&path, file, |r, xml| r.idp(xml))?;
+                let at_key = |key: &'static str| {
+                    vec![
+                        Step::Key("app"),
+                        Step::Index(i),
+                        Step::Key("idp"),
+                        Step::Key(key),
+                    ]
+                };
+                let (metadata, source) =
+                    self.peer_metadata(&at_key, &keys, |r, xml, trust| r.idp(xml, trust))?;
                 Some(AppIdp::External(Box::new(ExternalIdp {
-                    metadata_file: self.base.join(file),
+                    source,
                     metadata,
                     want_assertions_signed: external.want_assertions_signed.unwrap_or(true),
                     allow_sha1: external.allow_sha1.unwrap_or(false),
@@ -473,10 +488,102 @@ impl Validator<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{AccessPolicy, AppIdp, SpNameIdFormat};
+    use crate::model::{AccessPolicy, AppIdp, MetadataLocation, SpNameIdFormat};
     use crate::validate::fixtures::{
         app, metadata_file, parse, parse_with_saml, peer_key, IDP, IDP_KEYS, SAML, SERVER,
     };
+
+    /// A signed aggregate holding the IdP `entity_id`, and the PEM file of
+    /// the federation certificate it is signed with.
+    fn signed_aggregate(entity_id: &str) -> (String, String) {
+        let federation = peer_key();
+        let entity = portcullis_saml::idp_metadata_xml(
+            &portcullis_saml::IdpConfig {
+                entity_id: entity_id.into(),
+                sso_redirect_url: "https://fed-idp.test/sso".into(),
+                sso_post_url: "https://fed-idp.test/sso".into(),
+                slo_url: "https://fed-idp.test/slo".into(),
+            },
+            &peer_key(),
+        )
+        .expect("metadata");
+        let entity = entity.split_once("?>").map_or(entity.as_str(), |(_, e)| e);
+        let other = entity.replace(entity_id, "https://other.test/idp");
+        let doc = format!("<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_fed\">{other}{entity}</md:EntitiesDescriptor>");
+        let signed = portcullis_saml::sign_metadata(&doc, &federation).expect("sign");
+        let cert = String::from_utf8(federation.cert_pem().expect("pem")).expect("pem");
+        (signed, cert)
+    }
+
+    #[test]
+    fn a_metadata_url_needs_its_signing_cert_and_starts_from_its_cache_file_offline() {
+        let (signed, cert) = signed_aggregate("https://fed-idp.test/saml");
+        let cert = metadata_file("fed-cert", &cert);
+        let cache = metadata_file("fed-cache", &signed);
+        let saml = |idp: &str| {
+            format!(
+                "auth = \"saml\"\nidp = {{ {idp} }}\nsp_signing_key = \"certs-dev/sp-signing-key.pem\"\nsp_signing_cert = \"certs-dev/sp-signing.pem\"\n"
+            )
+        };
+        let load = |idp: &str| {
+            parse_with_saml(&format!(
+                "{SERVER}{}",
+                app("ext", "https://a.test/", &saml(idp))
+            ))
+        };
+        let only = |idp: &str| {
+            let problems = load(idp).expect_err("invalid").problems;
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            problems.into_iter().next().expect("one problem")
+        };
+
+        let unsigned = only("metadata_url = \"https://fed.test/md.xml\"");
+        assert_eq!(unsigned.key, "app[0].idp.metadata_url");
+        assert!(
+            unsigned.message.contains("needs metadata_signing_cert"),
+            "{unsigned:?}"
+        );
+
+        // These tests' reader cannot download: the cache file stands in.
+        let url = format!(
+            "metadata_url = \"https://fed.test/md.xml\", metadata_signing_cert = \"{cert}\", entity_id = \"https://fed-idp.test/saml\""
+        );
+        let config = load(&format!(
+            "{url}, metadata_cache_file = \"{cache}\", metadata_min_refresh = \"1s\""
+        ))
+        .expect("started from the cache");
+        let auth = config.apps[0].auth.as_ref().expect("saml");
+        let AppIdp::External(external) = &auth.idp else {
+            panic!("expected an external IdP, got {:?}", auth.idp);
+        };
+        assert_eq!(external.metadata.entity_id, "https://fed-idp.test/saml");
+        assert_eq!(
+            external.source.min_refresh,
+            std::time::Duration::from_secs(1)
+        );
+        assert!(matches!(
+            &external.source.location,
+            MetadataLocation::Url { cache_file: Some(c), .. } if c.to_string_lossy() == cache
+        ));
+        let offline = only(&url);
+        assert_eq!(offline.key, "app[0].idp.metadata_url");
+        assert!(
+            offline.message.contains("no metadata_cache_file"),
+            "{offline:?}"
+        );
+
+        // A file may be an aggregate too, its signature checked when a
+        // certificate is given: another federation's is refused.
+        let (_, stranger) = signed_aggregate("https://fed-idp.test/saml");
+        let stranger = metadata_file("fed-stranger", &stranger);
+        let file = metadata_file("fed-file", &signed);
+        let picked =
+            format!("metadata_file = \"{file}\", entity_id = \"https://fed-idp.test/saml\"");
+        assert!(load(&picked).is_ok());
+        let refused = only(&format!("{picked}, metadata_signing_cert = \"{stranger}\""));
+        assert_eq!(refused.key, "app[0].idp.metadata_file");
+        assert!(refused.message.contains("signature"), "{refused:?}");
+    }
 
     #[test]
     fn an_app_trusts_an_external_idp_from_its_metadata_without_an_idp_section() {

@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use crate::metadata::{IdpMetadata, MetadataError, MetadataReader, NoMetadata, SpMetadata};
+use crate::metadata::{
+    IdpMetadata, MetadataError, MetadataReader, NoMetadata, PeerTrust, SpMetadata,
+};
 use crate::model::Config;
 use crate::problem::{Problem, Problems};
 
@@ -66,8 +68,10 @@ pub fn peer_key() -> portcullis_saml::SigningKey {
 pub struct SamlReader;
 
 impl MetadataReader for SamlReader {
-    fn idp(&self, xml: &str) -> Result<IdpMetadata, MetadataError> {
-        let m = portcullis_saml::parse_idp_metadata(xml).map_err(MetadataError::invalid)?;
+    fn idp(&self, xml: &str, trust: &PeerTrust<'_>) -> Result<IdpMetadata, MetadataError> {
+        let m = portcullis_saml::read_idp_metadata(xml, &saml_trust(trust))
+            .map_err(MetadataError::invalid)?
+            .metadata;
         Ok(IdpMetadata {
             entity_id: m.entity_id,
             sso_redirect_url: m.sso_redirect_url,
@@ -76,8 +80,10 @@ impl MetadataReader for SamlReader {
         })
     }
 
-    fn sp(&self, xml: &str) -> Result<SpMetadata, MetadataError> {
-        let m = portcullis_saml::parse_sp_metadata(xml).map_err(MetadataError::invalid)?;
+    fn sp(&self, xml: &str, trust: &PeerTrust<'_>) -> Result<SpMetadata, MetadataError> {
+        let m = portcullis_saml::read_sp_metadata(xml, &saml_trust(trust))
+            .map_err(MetadataError::invalid)?
+            .metadata;
         Ok(SpMetadata {
             entity_id: m.entity_id,
             acs_url: m.acs_url,
@@ -88,4 +94,8 @@ impl MetadataReader for SamlReader {
             encryption_certs_der: m.encryption_certs_der,
         })
     }
+}
+
+fn saml_trust<'a>(trust: &PeerTrust<'a>) -> portcullis_saml::MetadataTrust<'a> {
+    portcullis_saml::MetadataTrust::now(trust.entity_id, trust.signing_certs_der)
 }

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::locate::{Locator, Step};
-use crate::metadata::{MetadataError, MetadataReader};
-use crate::model::Config;
+use crate::metadata::{MetadataError, MetadataReader, PeerTrust};
+use crate::model::{Config, MetadataLocation, PeerMetadataSource};
 use crate::problem::Problem;
 use crate::raw::RawFile;
 
@@ -274,31 +274,155 @@ impl<'a, 'i> Validator<'a, 'i> {
         }
     }
 
-    /// A peer's SAML metadata file, read and checked now so that `check`
-    /// reports a bad file with its key instead of the first sign-in failing.
+    /// A peer's SAML metadata (`metadata_file` or `metadata_url` and the
+    /// keys beside them, at `at(key)`), read and checked now so that
+    /// `check` reports a bad document at its key instead of the first
+    /// sign-in failing. A URL is downloaded once; when that fails, its
+    /// `metadata_cache_file` (the last verified copy) stands in.
     fn peer_metadata<T>(
         &mut self,
-        path: &[Step<'_>],
-        raw: &str,
-        read: impl FnOnce(&dyn MetadataReader, &str) -> Result<T, MetadataError>,
-    ) -> Option<T> {
-        let resolved = self.base.join(raw);
-        let xml = match std::fs::read_to_string(&resolved) {
-            Ok(xml) => xml,
-            Err(e) => {
-                self.problem(path, format!("cannot read {}: {e}", resolved.display()));
+        at: &dyn Fn(&'static str) -> Vec<Step<'static>>,
+        keys: &PeerMetadataKeys<'_>,
+        read: impl Fn(&dyn MetadataReader, &str, &PeerTrust<'_>) -> Result<T, MetadataError>,
+    ) -> Option<(T, PeerMetadataSource)> {
+        let signing_certs_der: Vec<Vec<u8>> = match keys.signing_cert {
+            Some(file) => vec![self.cert_der(&at("metadata_signing_cert"), file)?],
+            None => Vec::new(),
+        };
+        let min_refresh = self.duration_within(
+            &at("metadata_min_refresh"),
+            keys.min_refresh,
+            MIN_REFRESH..=MAX_DURATION,
+            DEFAULT_MIN_REFRESH,
+        );
+        let max_refresh = self.duration_within(
+            &at("metadata_max_refresh"),
+            keys.max_refresh,
+            MIN_REFRESH..=MAX_DURATION,
+            DEFAULT_MAX_REFRESH,
+        );
+        if min_refresh > max_refresh {
+            self.problem(
+                &at("metadata_min_refresh"),
+                "must not be longer than metadata_max_refresh",
+            );
+            return None;
+        }
+        let trust = PeerTrust {
+            entity_id: keys.entity_id,
+            signing_certs_der: &signing_certs_der,
+        };
+        let (metadata, location) = match (keys.file, keys.url) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &at("metadata_url"),
+                    "set metadata_file or metadata_url, not both",
+                );
                 return None;
             }
-        };
-        match read(self.metadata, &xml) {
-            Ok(meta) => Some(meta),
-            Err(e) => {
-                self.problem(path, format!("{}: {e}", resolved.display()));
-                None
+            (None, None) => return None,
+            (Some(file), None) => {
+                if keys.cache_file.is_some() {
+                    self.problem(
+                        &at("metadata_cache_file"),
+                        "metadata_cache_file is for metadata_url",
+                    );
+                }
+                let resolved = self.base.join(file);
+                let xml = match std::fs::read_to_string(&resolved) {
+                    Ok(xml) => xml,
+                    Err(e) => {
+                        self.problem(
+                            &at("metadata_file"),
+                            format!("cannot read {}: {e}", resolved.display()),
+                        );
+                        return None;
+                    }
+                };
+                match read(self.metadata, &xml, &trust) {
+                    Ok(meta) => (meta, MetadataLocation::File(resolved)),
+                    Err(e) => {
+                        self.problem(&at("metadata_file"), format!("{}: {e}", resolved.display()));
+                        return None;
+                    }
+                }
             }
-        }
+            (None, Some(url)) => {
+                if !self.http_url(&at("metadata_url"), url) {
+                    return None;
+                }
+                if signing_certs_der.is_empty() {
+                    self.problem(
+                        &at("metadata_url"),
+                        "metadata_url needs metadata_signing_cert: a downloaded document is trusted only through its signature",
+                    );
+                    return None;
+                }
+                let cache_file = keys.cache_file.map(|f| self.base.join(f));
+                let fetched = self
+                    .metadata
+                    .fetch(url)
+                    .and_then(|xml| read(self.metadata, &xml, &trust));
+                let meta = match fetched {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        let cached = match &cache_file {
+                            None => Err("and no metadata_cache_file is set".to_string()),
+                            Some(path) => std::fs::read_to_string(path)
+                                .map_err(|c| format!("nor read {}: {c}", path.display()))
+                                .and_then(|xml| {
+                                    read(self.metadata, &xml, &trust).map_err(|c| {
+                                        format!("and its cache {} is refused: {c}", path.display())
+                                    })
+                                }),
+                        };
+                        match cached {
+                            Ok(meta) => meta,
+                            Err(cache) => {
+                                self.problem(&at("metadata_url"), format!("{url}: {e}, {cache}"));
+                                return None;
+                            }
+                        }
+                    }
+                };
+                (
+                    meta,
+                    MetadataLocation::Url {
+                        url: url.to_string(),
+                        cache_file,
+                    },
+                )
+            }
+        };
+        Some((
+            metadata,
+            PeerMetadataSource {
+                location,
+                signing_certs_der,
+                entity_id: keys.entity_id.map(str::to_string),
+                min_refresh,
+                max_refresh,
+            },
+        ))
     }
 }
+
+/// The metadata keys of `[[app]] idp = { … }` and `[[idp.service_provider]]`.
+pub(super) struct PeerMetadataKeys<'r> {
+    pub file: Option<&'r str>,
+    pub url: Option<&'r str>,
+    pub signing_cert: Option<&'r str>,
+    pub cache_file: Option<&'r str>,
+    pub entity_id: Option<&'r str>,
+    pub min_refresh: Option<&'r str>,
+    pub max_refresh: Option<&'r str>,
+}
+
+/// Low enough for a test to watch a rollover; an operator's choice below
+/// the default only costs the peer's bandwidth.
+const MIN_REFRESH: Duration = Duration::from_secs(1);
+const DEFAULT_MIN_REFRESH: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_MAX_REFRESH: Duration = Duration::from_secs(4 * 3600);
 
 #[cfg(test)]
 mod tests {

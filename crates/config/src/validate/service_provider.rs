@@ -10,7 +10,7 @@ use crate::model::{
 use crate::raw::{RawServiceProvider, RawSpAttribute, RawSpAttributeRule};
 
 use super::names::valid_name;
-use super::Validator;
+use super::{PeerMetadataKeys, Validator};
 
 /// What an SP receives when it lists no `attributes` (and what gateway apps
 /// on the embedded IdP receive).
@@ -95,7 +95,13 @@ impl Validator<'_, '_> {
         let name_id_formats_allowed =
             self.name_id_formats_allowed(i, sp.name_id_formats_allowed.as_deref());
         let encryption = self.sp_encryption(i, &source, &sp);
-        let soap_slo_url = self.sp_soap_slo_url(i, &source, sp.soap_slo_url.as_deref());
+        let metadata_key = if sp.metadata_url.is_some() {
+            "metadata_url"
+        } else {
+            "metadata_file"
+        };
+        let soap_slo_url =
+            self.sp_soap_slo_url(i, &source, metadata_key, sp.soap_slo_url.as_deref());
         let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
         let attributes = self.sp_attributes(i, sp.attributes, sp.attribute_preset.as_deref());
         let allow_sha1 = sp.allow_sha1.unwrap_or(false);
@@ -147,13 +153,13 @@ impl Validator<'_, '_> {
         })
     }
 
-    /// `metadata_file`, which replaces the hand-written fields.
+    /// `metadata_file` or `metadata_url`, which replace the hand-written
+    /// fields (`entity_id` then picks the entity out of an aggregate).
     fn sp_source(&mut self, i: usize, sp: &RawServiceProvider) -> Source {
-        let Some(file) = sp.metadata_file.as_deref() else {
+        if sp.metadata_file.is_none() && sp.metadata_url.is_none() {
             return Source::ByHand;
-        };
+        }
         for (key, set) in [
-            ("entity_id", sp.entity_id.is_some()),
             ("acs_url", sp.acs_url.is_some()),
             ("signing_cert", sp.signing_cert.is_some()),
             ("encryption_cert", sp.encryption_cert.is_some()),
@@ -162,12 +168,22 @@ impl Validator<'_, '_> {
             if set {
                 self.problem(
                     &at(i, key),
-                    format!("{key} comes from metadata_file; set one or the other"),
+                    format!("{key} comes from the metadata; set one or the other"),
                 );
             }
         }
-        match self.peer_metadata(&at(i, "metadata_file"), file, |r, xml| r.sp(xml)) {
-            Some(meta) => Source::Metadata(meta),
+        let keys = PeerMetadataKeys {
+            file: sp.metadata_file.as_deref(),
+            url: sp.metadata_url.as_deref(),
+            signing_cert: sp.metadata_signing_cert.as_deref(),
+            cache_file: sp.metadata_cache_file.as_deref(),
+            entity_id: sp.entity_id.as_deref(),
+            min_refresh: sp.metadata_min_refresh.as_deref(),
+            max_refresh: sp.metadata_max_refresh.as_deref(),
+        };
+        let at_key = |key: &'static str| at(i, key).to_vec();
+        match self.peer_metadata(&at_key, &keys, |r, xml, trust| r.sp(xml, trust)) {
+            Some((meta, _)) => Source::Metadata(meta),
             None => Source::Refused,
         }
     }
@@ -299,10 +315,11 @@ impl Validator<'_, '_> {
         &mut self,
         i: usize,
         source: &Source,
+        metadata_key: &'static str,
         by_hand: Option<&str>,
     ) -> Option<Option<String>> {
         let (url, key) = match source {
-            Source::Metadata(meta) => (meta.soap_slo_url.clone(), "metadata_file"),
+            Source::Metadata(meta) => (meta.soap_slo_url.clone(), metadata_key),
             Source::ByHand => (by_hand.map(str::to_string), "soap_slo_url"),
             Source::Refused => return Some(None),
         };

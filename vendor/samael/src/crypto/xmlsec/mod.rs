@@ -236,7 +236,7 @@ impl super::CryptoProvider for XmlSec {
     ) -> Result<(), CryptoError> {
         let document = parse_strict(xml)?;
 
-        let key = XmlSecKey::from_memory(x509_cert_der.der_data(), XmlSecKeyFormat::CertDer)?;
+        let key = pinned_key(x509_cert_der)?;
         let mut context = XmlSecSignatureContext::new()?;
         context.insert_key(key);
 
@@ -294,7 +294,7 @@ impl super::CryptoProvider for XmlSec {
                     wrapper::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES,
                 )?;
 
-                let key = XmlSecKey::from_memory(key_data.der_data(), XmlSecKeyFormat::CertDer)?;
+                let key = pinned_key(key_data)?;
                 sig_ctx.insert_key(key);
                 verified = sig_ctx.verify_node(sig_node)?;
                 if verified {
@@ -430,6 +430,85 @@ impl super::CryptoProvider for XmlSec {
 
         Ok(document.to_string())
     }
+}
+
+/// Portcullis patch: a key loaded into xmlsec once and then used for every
+/// signature made or checked with it. Loading (OpenSSL's decoders, then
+/// xmlsec's key data) costs about a third of an RSA-2048 signature, and a
+/// fresh key also loses OpenSSL's cached Montgomery contexts; a duplicate
+/// only takes another reference to the same OpenSSL key.
+pub struct XmlSecLoadedKey(XmlSecKey);
+
+// SAFETY: the loaded key is never changed after `from_der`. Each signature
+// signs with its own duplicate (`xmlSecKeyDuplicate`: a new xmlSecKey whose
+// key data takes a reference on the same EVP_PKEY with the atomic
+// EVP_PKEY_up_ref), and OpenSSL lets one EVP_PKEY sign from many threads
+// at once, each operation with its own context.
+unsafe impl Send for XmlSecLoadedKey {}
+unsafe impl Sync for XmlSecLoadedKey {}
+
+impl XmlSecLoadedKey {
+    /// Loads a private key (PKCS#1 or PKCS#8 DER).
+    pub fn from_der(private_key_der: &[u8]) -> Result<Self, CryptoError> {
+        Ok(Self(XmlSecKey::from_memory(
+            private_key_der,
+            XmlSecKeyFormat::Der,
+        )?))
+    }
+
+    /// What `CryptoProvider::sign_xml` does, with this key.
+    pub fn sign_xml<Bytes: AsRef<[u8]>>(&self, xml: Bytes) -> Result<String, CryptoError> {
+        let document = parse_strict(xml)?;
+        let key = self.duplicate()?;
+        let mut context = XmlSecSignatureContext::new()?;
+        context.insert_key(key);
+        context.sign_document(&document, Some("ID"))?;
+        Ok(document.to_string())
+    }
+
+    fn duplicate(&self) -> Result<XmlSecKey, CryptoError> {
+        self.0
+            .duplicate()
+            .ok_or(CryptoError::from(wrapper::XmlSecError::KeyLoadError))
+    }
+}
+
+/// Portcullis patch: the public key of a pinned certificate, as xmlsec
+/// checks signatures with it, loaded once per certificate. Only the key
+/// itself: the signature context is handed the key, so nothing of the
+/// certificate besides it takes part in a check. The certificates are the
+/// operator's (configuration and verified metadata), so the cache stays
+/// small; it is emptied should it ever pass `PINNED_KEYS_MAX`.
+fn pinned_key(cert: &CertificateDer) -> Result<XmlSecKey, CryptoError> {
+    use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+    const PINNED_KEYS_MAX: usize = 256;
+    static PINNED: OnceLock<Mutex<HashMap<Vec<u8>, Arc<XmlSecLoadedKey>>>> = OnceLock::new();
+    let pinned = PINNED.get_or_init(Mutex::default);
+    let cached = pinned
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(cert.der_data())
+        .cloned();
+    let loaded = match cached {
+        Some(loaded) => loaded,
+        None => {
+            let public_der = openssl::x509::X509::from_der(cert.der_data())
+                .and_then(|cert| cert.public_key())
+                .and_then(|key| key.public_key_to_der())
+                .map_err(|_| CryptoError::from(wrapper::XmlSecError::KeyLoadError))?;
+            let loaded = Arc::new(XmlSecLoadedKey(XmlSecKey::from_memory(
+                &public_der,
+                XmlSecKeyFormat::Der,
+            )?));
+            let mut pinned = pinned.lock().unwrap_or_else(PoisonError::into_inner);
+            if pinned.len() >= PINNED_KEYS_MAX {
+                pinned.clear();
+            }
+            pinned.insert(cert.der_data().to_vec(), Arc::clone(&loaded));
+            loaded
+        }
+    };
+    loaded.duplicate()
 }
 
 fn predigest_result(mut predigest_results: Vec<String>) -> Result<String, CryptoError> {

@@ -63,6 +63,13 @@ impl XmlSecKey {
         Self(ptr)
     }
 
+    /// A copy that shares the underlying crypto key (Portcullis patch);
+    /// `None` when xmlsec could not allocate it.
+    pub fn duplicate(&self) -> Option<Self> {
+        let new = unsafe { bindings::xmlSecKeyDuplicate(self.0) };
+        (!new.is_null()).then_some(Self(new))
+    }
+
     /// Leak the internal resource. This is needed by [`XmlSecSignatureContext`][sigctx], since wrapper takes over the
     /// lifetime management of the underlying resource when setting it as the active key for signature signing or
     /// verification.
