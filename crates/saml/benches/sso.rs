@@ -25,9 +25,10 @@ use base64::Engine as _;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis_saml::{
-    build_logout_request_post, build_response, parse_logout_request_post, verify_response,
-    AuthnContextClass, Error, Expectations, IdpConfig, LogoutRequestParams, NameIdFormat,
-    ReleasedAttribute, ResponseParams, SigningKey,
+    build_logout_request_post, build_redirect_authn_request, build_response,
+    parse_authn_request_redirect, parse_logout_request_post, verify_response, AuthnContextClass,
+    AuthnRequestParams, Error, Expectations, IdpConfig, LogoutRequestParams, NameIdFormat,
+    ReleasedAttribute, ResponseParams, SigningKey, SpConfig,
 };
 
 const IDP: &str = "https://idp.bench.test/sso/saml/metadata";
@@ -95,7 +96,33 @@ fn sso(c: &mut Criterion) {
         other => panic!("the worst document within the limits: {other:?}"),
     }
 
+    // The SP's signed Redirect AuthnRequest, as the IdP receives it.
+    let sp = SpConfig {
+        entity_id: SP.into(),
+        acs_url: ACS.into(),
+        slo_url: format!("{SP}/slo"),
+    };
+    let request = build_redirect_authn_request(
+        &sp,
+        &key,
+        &AuthnRequestParams {
+            idp_sso_url: "https://idp.bench.test/sso/saml",
+            relay_state: Some("/reports"),
+            force_authn: false,
+            name_id_format: None,
+            now: Utc::now(),
+        },
+    )
+    .expect("authn request");
+    let query = request.url.split_once('?').expect("query").1.to_string();
+    let sp_certs = vec![key.cert_der().expect("cert")];
+
     let mut group = c.benchmark_group("sso");
+    group.bench_function("idp_verify_authn_request", |b| {
+        b.iter(|| {
+            parse_authn_request_redirect(&query, Some(&sp_certs), 64 * 1024).expect("verified")
+        })
+    });
     group.bench_function("idp_sign_response", |b| b.iter(issue));
     group.bench_function("acs_verify_response", |b| {
         // Verification names the ids to consume; consuming them is the

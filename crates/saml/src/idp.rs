@@ -538,14 +538,37 @@ fn parse_authn_request_xml(xml: &str) -> Result<ParsedAuthnRequest> {
     })
 }
 
-/// Public keys of SP signing certificates (DER), for query-signature checks.
+/// Public keys of a peer's pinned signing certificates (DER), for
+/// query-signature checks. Each certificate is parsed once: parsing costs
+/// more than the RSA verification it serves. The certificates are the
+/// operator's (configuration and verified metadata), so the cache stays
+/// small; it is emptied should it ever pass `PINNED_KEYS_MAX`.
 pub(crate) fn public_keys(certs_der: &[Vec<u8>]) -> Result<Vec<PKey<Public>>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    const PINNED_KEYS_MAX: usize = 256;
+    static PINNED: OnceLock<Mutex<HashMap<Vec<u8>, PKey<Public>>>> = OnceLock::new();
+    let pinned = PINNED.get_or_init(Mutex::default);
     certs_der
         .iter()
         .map(|der| {
-            X509::from_der(der)
+            let cached = pinned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(der)
+                .cloned();
+            if let Some(key) = cached {
+                return Ok(key);
+            }
+            let key = X509::from_der(der)
                 .and_then(|c| c.public_key())
-                .map_err(Error::key)
+                .map_err(Error::key)?;
+            let mut pinned = pinned.lock().unwrap_or_else(PoisonError::into_inner);
+            if pinned.len() >= PINNED_KEYS_MAX {
+                pinned.clear();
+            }
+            pinned.insert(der.clone(), key.clone());
+            Ok(key)
         })
         .collect()
 }
