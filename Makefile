@@ -19,10 +19,13 @@ CONFIG ?= gateway.toml.example
 # DOM. Its Depends `apache2 | httpd` and php's `libapache2-mod-php | …-fpm
 # | …-cgi` are met by nginx and php-cgi, requested in the same install so
 # that apt takes them for those alternatives and pulls no Apache (it
-# installs Recommends: php-cli, which is wanted anyway).
+# installs Recommends: php-cli, which is wanted anyway). php-sqlite3 backs
+# its `store.type = 'sql'` (sqlite) in the SOAP logout test: only with an
+# SQL store does its SP offer SOAP Single Logout and find the session of a
+# LogoutRequest that comes without the browser.
 BUILD_PACKAGES := build-essential pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev clang
 TEST_PACKAGES := $(BUILD_PACKAGES) chromium chromium-driver xmlsec1 python3-venv openssl haproxy redis-server systemd \
-  nginx php-cli php-cgi php-xml simplesamlphp
+  nginx php-cli php-cgi php-xml php-sqlite3 simplesamlphp
 PYSAML2_VERSION := 7.5.5
 PYYAML_VERSION := 6.0.3
 KUBERNETES_VALIDATE_VERSION := 1.37.0

@@ -3,7 +3,8 @@ use std::process::Command;
 use crate::process::{app, config_text, BIN};
 use test_support::Pki;
 
-fn check(text: &str) -> (i32, String, String) {
+/// `portcullis check` on `text`: exit code, stdout, stderr.
+pub(crate) fn check(text: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, text).expect("write");

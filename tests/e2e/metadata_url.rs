@@ -145,9 +145,15 @@ async fn failures(gw: &Gateway) -> u64 {
         .map_or(0, |v| v.trim().parse().expect("counter"))
 }
 
-/// Waits until a refresh failure whose reason contains `reason` is
-/// logged after the first `seen` failures, and counted.
-async fn wait_for_failure(gw: &Gateway, seen: usize, reason: &str) -> usize {
+/// Waits until a refresh failure of app b's IdP `entity` whose reason
+/// contains `reason` is logged after the first `seen` failures, and
+/// counted: the number of failures logged by then.
+pub(crate) async fn wait_for_failure(
+    gw: &Gateway,
+    entity: &str,
+    seen: usize,
+    reason: &str,
+) -> usize {
     let lines = gw.wait_for_logs(
         "SAML metadata refresh failed",
         seen + 1,
@@ -165,7 +171,7 @@ async fn wait_for_failure(gw: &Gateway, seen: usize, reason: &str) -> usize {
             let event: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
             assert_eq!(event["level"], "WARN", "{line}");
             assert_eq!(event["peer"], "app/b", "{line}");
-            assert_eq!(event["entity"], PY_IDP_ENTITY, "{line}");
+            assert_eq!(event["entity"], entity, "{line}");
             break;
         }
         assert!(
@@ -222,7 +228,7 @@ metadata_cache_file = \"{}\", metadata_min_refresh = \"1s\", metadata_max_refres
     // is a WARN and a counted failure, and the last good copy stays.
     let tampered = good.replace("https://decoy.test/idp", "https://decoy.test/other");
     server.serve(tampered);
-    let seen = wait_for_failure(&gw, 0, "signature").await;
+    let seen = wait_for_failure(&gw, PY_IDP_ENTITY, 0, "signature").await;
     assert_eq!(sign_in(&gw, &fixture).await, StatusCode::SEE_OTHER);
 
     let expired = federation(
@@ -231,11 +237,11 @@ metadata_cache_file = \"{}\", metadata_min_refresh = \"1s\", metadata_max_refres
         &federation_key,
     );
     server.serve(expired);
-    let seen = wait_for_failure(&gw, seen, "expired").await;
+    let seen = wait_for_failure(&gw, PY_IDP_ENTITY, seen, "expired").await;
     assert_eq!(sign_in(&gw, &fixture).await, StatusCode::SEE_OTHER);
 
     server.stop();
-    wait_for_failure(&gw, seen, "Connect").await;
+    wait_for_failure(&gw, PY_IDP_ENTITY, seen, "Connect").await;
     assert_eq!(sign_in(&gw, &fixture).await, StatusCode::SEE_OTHER);
 
     // A restart with the URL unreachable starts from the cache file: the

@@ -9,16 +9,24 @@
 //!   an assertion it decrypted, and it ends with SP-initiated Single
 //!   Logout; it refuses assertions once its metadata pins another IdP
 //!   certificate;
-//! - as an IdP (exampleauth:UserPass) that a gateway app trusts through
-//!   `idp = { metadata_file = … }`: it encrypts the assertion for the
-//!   app, the backend gets the identity headers, a Response for another
-//!   app is refused, and logout from the app goes through SimpleSAMLphp's
-//!   Single Logout and back.
+//! - as an SP registered through `metadata_url` of its SP metadata page,
+//!   signed by SimpleSAMLphp (`metadata.sign.*`; refused when pinned to
+//!   another key or signed with RSA-SHA1), with an SQL store (sqlite): a
+//!   revoked IdP session reaches it as a SOAP LogoutRequest and ends its
+//!   session (SimpleSAMLphp 1.19 then fails to answer, see the test);
+//! - as an IdP (exampleauth:UserPass) that gateway apps trust through
+//!   `idp = { metadata_url = … }` of its signed metadata page (refused at
+//!   `check` when pinned to another key; a refresh signed by another key
+//!   is refused and the last good copy kept) and `{ metadata_file = … }`:
+//!   it encrypts the assertion for the app, the backend gets the identity
+//!   headers, a Response for another app is refused, and logout from the
+//!   app goes through SimpleSAMLphp's Single Logout and back.
 //!
 //! SimpleSAMLphp runs plain http on 127.0.0.1 (PHP's built-in server has no
 //! TLS); the gateway side is real TLS as everywhere. The test browser
 //! carries every message, and reaches SimpleSAMLphp's host name on its
-//! explicit port (the browser's resolver maps every name to 127.0.0.1).
+//! explicit port (the browser's resolver maps every name to 127.0.0.1);
+//! what the gateway itself fetches or posts to goes to 127.0.0.1.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -30,10 +38,13 @@ use http::StatusCode;
 use portcullis_saml::{cert_der_from_pem, EncryptionKey, SigningKey};
 use serde_json::{json, Value};
 use test_support::browser::{input_value, Browser};
-use test_support::Reply;
+use test_support::{Pki, Reply};
 
+use crate::check::check;
 use crate::interop::{to_the_acs_form, IDP, IDP_ENTITY, POLICIES, USERS};
-use crate::process::{admin_get, Gateway};
+use crate::metadata_url::wait_for_failure;
+use crate::process::{admin_get, config_text, Gateway, WITH_ADMIN};
+use crate::slo_soap::{admin_api_token, revoke_bobs_sessions, soap_logout_outcome};
 
 const TEMPLATES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -70,6 +81,13 @@ impl SimpleSamlPhp {
                     .is_ok_and(|o| o.status.success()),
             "SimpleSAMLphp or php is missing; run `make test-deps` (Debian: simplesamlphp php-cli php-xml)"
         );
+        if test.get("sql_store").is_some() {
+            let modules = Command::new("php").arg("-m").output().expect("php -m");
+            assert!(
+                String::from_utf8_lossy(&modules.stdout).contains("pdo_sqlite"),
+                "php has no pdo_sqlite for SimpleSAMLphp's SQL store; run `make test-deps` (Debian: php-sqlite3)"
+            );
+        }
         let dir = tempfile::tempdir().expect("dir");
         for sub in ["cert", "log", "data", "tmp", "metadata", "sessions"] {
             std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
@@ -162,6 +180,16 @@ impl SimpleSamlPhp {
     fn update(&mut self, change: impl FnOnce(&mut Value)) {
         change(&mut self.test);
         self.write("test.json", self.test.to_string().as_bytes());
+    }
+
+    /// From the next request on, SimpleSAMLphp signs the metadata its IdP
+    /// and SP pages serve with `key` (`metadata.sign.*`), its files in
+    /// cert/ as `{name}-key.pem` and `{name}.pem`.
+    fn sign_metadata_with(&mut self, name: &str, key: &SigningKey) {
+        let (private, cert) = (format!("{name}-key.pem"), format!("{name}.pem"));
+        self.write(&format!("cert/{private}"), &key.key_pem().expect("pem"));
+        self.write(&format!("cert/{cert}"), &key.cert_pem().expect("pem"));
+        self.update(|t| t["metadata_sign"] = json!({"privatekey": private, "certificate": cert}));
     }
 
     /// SimpleSAMLphp's own log, for failure messages.
@@ -316,6 +344,50 @@ fn with_certificate(xml: &str, der: &[u8]) -> String {
         .join("<")
 }
 
+/// The embedded IdP (signing with `idp_key`, written into `files`, with
+/// the Sessions API token and a System Log) and SimpleSAMLphp's SP as
+/// `[[idp.service_provider]] name = "simplesamlphp"` with `registration`
+/// (its metadata keys and options).
+fn embedded_idp(files: &Path, idp_key: &SigningKey, registration: &str) -> String {
+    let write = |name: &str, data: &[u8]| {
+        let path = files.join(name);
+        std::fs::write(&path, data).expect("write");
+        path
+    };
+    format!(
+        "[idp]
+public_url = \"{IDP}/\"
+users_file = \"{USERS}\"
+policy_file = \"{POLICIES}\"
+system_log_file = \"system-log.jsonl\"
+signing_key = \"{}\"
+signing_cert = \"{}\"
+{}
+[[idp.service_provider]]
+name = \"simplesamlphp\"
+{registration}
+",
+        write("idp-key.pem", &idp_key.key_pem().expect("pem")).display(),
+        write("idp.pem", &idp_key.cert_pem().expect("pem")).display(),
+        admin_api_token(),
+    )
+}
+
+/// SimpleSAMLphp's SP trusts the embedded IdP of `b`'s gateway from the
+/// metadata that IdP serves, which is returned.
+async fn ssp_trusts_the_idp(b: &Browser, ssp: &mut SimpleSamlPhp) -> Reply {
+    let idp_metadata = b.get(&format!("{IDP}/sso/saml/metadata")).await;
+    assert_eq!(
+        idp_metadata.status,
+        StatusCode::OK,
+        "{}",
+        idp_metadata.text()
+    );
+    let idp_metadata_file = ssp.write("idp-metadata.xml", &idp_metadata.body);
+    ssp.update(|t| t["sp"]["idp_metadata"] = json!([idp_metadata_file]));
+    idp_metadata
+}
+
 #[tokio::test]
 async fn simplesamlphp_sp_signs_in_through_the_embedded_idp() {
     let idp_key = SigningKey::generate_self_signed("portcullis idp", 2).expect("idp key");
@@ -340,42 +412,21 @@ async fn simplesamlphp_sp_signs_in_through_the_embedded_idp() {
     );
     let sp_metadata_file = ssp.write("sp-metadata.xml", sp_metadata.as_bytes());
     let keys = tempfile::tempdir().expect("dir");
-    let write = |name: &str, data: &[u8]| {
-        let path = keys.path().join(name);
-        std::fs::write(&path, data).expect("write");
-        path
-    };
-    let config = format!(
-        "[idp]
-public_url = \"{IDP}/\"
-users_file = \"{USERS}\"
-policy_file = \"{POLICIES}\"
-signing_key = \"{}\"
-signing_cert = \"{}\"
-
-[[idp.service_provider]]
-name = \"simplesamlphp\"
-metadata_file = \"{}\"
+    let config = embedded_idp(
+        keys.path(),
+        &idp_key,
+        &format!(
+            "metadata_file = \"{}\"
 name_id_format = \"emailAddress\"
 name_id_formats_allowed = [\"persistent\", \"transient\"]
 attribute_preset = \"oid\"
-encrypt_assertions = true
-",
-        write("idp-key.pem", &idp_key.key_pem().expect("pem")).display(),
-        write("idp.pem", &idp_key.cert_pem().expect("pem")).display(),
-        sp_metadata_file.display(),
+encrypt_assertions = true",
+            sp_metadata_file.display()
+        ),
     );
     let gw = Gateway::start("", &config);
     let b = gw.browser();
-    let idp_metadata = b.get(&format!("{IDP}/sso/saml/metadata")).await;
-    assert_eq!(
-        idp_metadata.status,
-        StatusCode::OK,
-        "{}",
-        idp_metadata.text()
-    );
-    let idp_metadata_file = ssp.write("idp-metadata.xml", &idp_metadata.body);
-    ssp.update(|t| t["sp"]["idp_metadata"] = json!([idp_metadata_file]));
+    let idp_metadata = ssp_trusts_the_idp(&b, &mut ssp).await;
 
     // The IdP checks SimpleSAMLphp's signature: stripped, the request is
     // refused.
@@ -551,6 +602,149 @@ encrypt_assertions = true
     );
 }
 
+const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+
+/// `portcullis check` of a gateway with `config` fails, a problem located
+/// at `key` naming `reason`.
+fn check_refuses(config: &str, key: &str, reason: &str) {
+    let (code, _, stderr) = check(&config_text(&Pki::new(), "", config));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(&format!(": {key}: ")) && l.contains(reason)),
+        "{stderr}"
+    );
+}
+
+/// SimpleSAMLphp's signed SP metadata (its `metadata.sign.*`) at a
+/// `metadata_url` with `pinned` as `metadata_signing_cert`, persistent
+/// NameIDs.
+fn ssp_sp_from_url(ssp: &SimpleSamlPhp, pinned: &Path) -> String {
+    format!(
+        "metadata_url = \"http://{}/{SP_METADATA}\"
+metadata_signing_cert = \"{}\"
+name_id_format = \"persistent\"",
+        ssp.addr,
+        pinned.display()
+    )
+}
+
+#[tokio::test]
+async fn simplesamlphp_sp_from_its_signed_metadata_url_is_told_over_soap_of_a_revoked_session() {
+    let idp_key = SigningKey::generate_self_signed("portcullis idp", 2).expect("idp key");
+    let sp_key = SigningKey::generate_self_signed("simplesamlphp sp", 2).expect("sp key");
+    let signer = SigningKey::generate_self_signed("simplesamlphp metadata", 2).expect("key");
+    // The IdP posts its SOAP LogoutRequest to the SP's own URL, so
+    // SimpleSAMLphp is named by its loopback address (the gateway resolves
+    // names for real). The sqlite store lets its LogoutStore find the
+    // session without the browser, and is what makes its metadata offer
+    // the SOAP SingleLogoutService.
+    let mut ssp = SimpleSamlPhp::start(
+        "127.0.0.1",
+        json!({"sp": {"idp": IDP_ENTITY, "name_id_format": PERSISTENT}, "sql_store": true}),
+        &[
+            ("cert/sp-key.pem", &sp_key.key_pem().expect("pem")),
+            ("cert/sp.pem", &sp_key.cert_pem().expect("pem")),
+        ],
+        SP_METADATA,
+    )
+    .await;
+    ssp.sign_metadata_with("signer", &signer);
+    let sp_metadata = ssp.fetch(SP_METADATA).await;
+    let slo = ssp.url("module.php/saml/sp/saml2-logout.php/default-sp");
+    assert!(
+        sp_metadata.contains("<ds:SignatureValue>")
+            && sp_metadata.contains(&format!(
+                "Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:SOAP\" Location=\"{slo}\""
+            )),
+        "{sp_metadata}"
+    );
+    let keys = tempfile::tempdir().expect("dir");
+    let write = |name: &str, data: &[u8]| {
+        let path = keys.path().join(name);
+        std::fs::write(&path, data).expect("write");
+        path
+    };
+
+    // Pinning a key other than SimpleSAMLphp's metadata signer: `check`
+    // names the registration's metadata_url, and the gateway does not start.
+    let stranger = SigningKey::generate_self_signed("not the signer", 2).expect("key");
+    let stranger_pem = write("stranger.pem", &stranger.cert_pem().expect("pem"));
+    check_refuses(
+        &embedded_idp(keys.path(), &idp_key, &ssp_sp_from_url(&ssp, &stranger_pem)),
+        "idp.service_provider[0].metadata_url",
+        "signature does not verify with a pinned certificate",
+    );
+    // The signer's key with RSA-SHA1 (`metadata.sign.algorithm`): refused
+    // too, SHA-256 or better only.
+    let signer_pem = write("signer.pem", &signer.cert_pem().expect("pem"));
+    let config = embedded_idp(keys.path(), &idp_key, &ssp_sp_from_url(&ssp, &signer_pem));
+    ssp.update(|t| t["metadata_sign"]["algorithm"] = json!(RSA_SHA1));
+    check_refuses(
+        &config,
+        "idp.service_provider[0].metadata_url",
+        &format!("algorithm not allowed: {RSA_SHA1}"),
+    );
+    ssp.update(|t| t["metadata_sign"]["algorithm"] = Value::Null);
+
+    // Pinning the signer, RSA-SHA256 (SimpleSAMLphp's default): registered
+    // from the document as SimpleSAMLphp signed it.
+    let gw = Gateway::start("", &config);
+    let b = gw.browser();
+    ssp_trusts_the_idp(&b, &mut ssp).await;
+    let (me, _) = ssp_signs_in(&b, &ssp)
+        .await
+        .unwrap_or_else(|r| panic!("SimpleSAMLphp refused: {}; {}", r.text(), ssp.log()));
+    assert_eq!(me["authenticated"], true, "{me}");
+    assert_eq!(me["name_id_format"], PERSISTENT, "{me}");
+
+    // An administrator revokes bob's IdP session: the IdP posts its
+    // signed SOAP LogoutRequest to SimpleSAMLphp's SOAP SingleLogoutService.
+    // SimpleSAMLphp verifies it and finds the session by the NameID (the
+    // persistent one with its qualifiers, exactly as issued: its
+    // LogoutStore keys sessions by a hash of all of it) and SessionIndex,
+    // and ends it.
+    revoke_bobs_sessions(&gw).await;
+    let (line, event) = soap_logout_outcome(&gw, &ssp.url(SP_METADATA)).await;
+    let log = ssp.log();
+    assert!(
+        log.contains("saml.LogoutStore: Logging out of session"),
+        "{log}"
+    );
+    // It cannot answer: SimpleSAMLphp 1.19's saml2-logout.php hands the
+    // whole SingleLogoutService endpoint (an array) to
+    // LogoutResponse::setDestination() on the SOAP binding, a TypeError,
+    // and sends its HTML error page with 200. The IdP does not take that
+    // for a confirmation, and says so in its log and the System Log.
+    assert!(
+        log.contains("TypeError: SAML2\\Message::setDestination()")
+            && log.contains("saml2-logout.php on line 147"),
+        "SimpleSAMLphp answered the SOAP LogoutRequest after all: assert \
+`back-channel logout delivered` here now; {line}; {log}"
+    );
+    assert!(
+        line.contains("back-channel logout not confirmed")
+            && line.contains("\"outcome\":\"refused\"")
+            && line.contains("not an acceptable LogoutResponse"),
+        "{line}"
+    );
+    assert!(
+        event.contains("FAILURE") && event.contains("not an acceptable LogoutResponse"),
+        "{event}"
+    );
+    // The user notices: SimpleSAMLphp's page no longer knows bob, and
+    // signing in again asks for the password at the IdP.
+    assert_eq!(whoami(&b, &ssp).await["authenticated"], false);
+    let start = b.get(&ssp.url("portcullis-test/login.php")).await;
+    let at_idp = b.get(&redirect_target(&start, &ssp.base)).await;
+    assert!(
+        redirect_target(&at_idp, IDP).starts_with(&format!("{IDP}/login?")),
+        "still signed in at the IdP: {}",
+        at_idp.text()
+    );
+}
+
 const APP_B: &str = "https://b.test";
 const APP_C: &str = "https://c.test";
 const IDP_METADATA: &str = "saml2/idp/metadata.php";
@@ -598,15 +792,16 @@ async fn through_ssp_idp(
     panic!("SimpleSAMLphp kept redirecting: {}", ssp.log());
 }
 
-/// An `[[app]]` on the SimpleSAMLphp IdP, published at `url`.
-fn ssp_app(name: &str, url: &str, idp_metadata: &Path, keys: &Path, extra: &str) -> String {
+/// An `[[app]]` on the SimpleSAMLphp IdP, published at `url`, trusting
+/// it through `idp` (the keys of its inline table).
+fn ssp_app(name: &str, url: &str, idp: &str, keys: &Path, extra: &str) -> String {
     format!(
         "[[app]]
 name = \"{name}\"
 public_url = \"{url}/\"
 upstream = \"builtin:echo\"
 auth = \"saml\"
-idp = {{ metadata_file = \"{}\" }}
+idp = {{ {idp} }}
 sp_signing_key = \"{}\"
 sp_signing_cert = \"{}\"
 sp_encryption_key = \"{}\"
@@ -614,7 +809,6 @@ sp_encryption_cert = \"{}\"
 allow_idp_initiated = true
 {extra}
 ",
-        idp_metadata.display(),
         keys.join("sp-key.pem").display(),
         keys.join("sp.pem").display(),
         keys.join("sp-enc-key.pem").display(),
@@ -644,11 +838,15 @@ async fn a_gateway_app_signs_in_through_a_simplesamlphp_idp() {
         IDP_METADATA,
     )
     .await;
+    // Its metadata page signed by SimpleSAMLphp (`metadata.sign.*`).
+    let signer = SigningKey::generate_self_signed("simplesamlphp metadata", 2).expect("key");
+    ssp.sign_metadata_with("signer", &signer);
     let idp_metadata = ssp.fetch(IDP_METADATA).await;
     assert!(
         idp_metadata.contains(
             "SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\""
-        ) && idp_metadata.contains("SingleLogoutService"),
+        ) && idp_metadata.contains("SingleLogoutService")
+            && idp_metadata.contains("<ds:SignatureValue>"),
         "{idp_metadata}"
     );
     let idp_metadata_file = ssp.write("idp-metadata.xml", idp_metadata.as_bytes());
@@ -663,25 +861,44 @@ async fn a_gateway_app_signs_in_through_a_simplesamlphp_idp() {
     ] {
         std::fs::write(keys.path().join(name), data).expect("write");
     }
-    let config = format!(
-        "{}{}",
-        ssp_app(
-            "b",
-            APP_B,
-            &idp_metadata_file,
-            keys.path(),
-            "name_id_format = \"emailAddress\"\ninject_template = \"header-app\"\n\
+    // b downloads the signed page, refreshed every second; c reads a copy
+    // from a file (unpinned: the signature in it is not looked at).
+    let b_trusts = |pinned: &SigningKey, name: &str| {
+        let pem = keys.path().join(name);
+        std::fs::write(&pem, pinned.cert_pem().expect("pem")).expect("write");
+        format!(
+            "{}{}",
+            ssp_app(
+                "b",
+                APP_B,
+                &format!(
+                    "metadata_url = \"http://{}/{IDP_METADATA}\", metadata_signing_cert = \"{}\", \
+metadata_min_refresh = \"1s\", metadata_max_refresh = \"1s\"",
+                    ssp.addr,
+                    pem.display()
+                ),
+                keys.path(),
+                "name_id_format = \"emailAddress\"\ninject_template = \"header-app\"\n\
 [[app.access]]\npath = \"/finance\"\npolicy = \"groups\"\ngroups = [\"finance\"]\n"
-        ),
-        ssp_app(
-            "c",
-            APP_C,
-            &idp_metadata_file,
-            keys.path(),
-            "name_id_format = \"persistent\"\n"
-        ),
+            ),
+            ssp_app(
+                "c",
+                APP_C,
+                &format!("metadata_file = \"{}\"", idp_metadata_file.display()),
+                keys.path(),
+                "name_id_format = \"persistent\"\n"
+            ),
+        )
+    };
+    // Pinning another key than SimpleSAMLphp's signer: `check` names b's
+    // metadata_url, and the gateway would not start.
+    let stranger = SigningKey::generate_self_signed("not the signer", 2).expect("key");
+    check_refuses(
+        &b_trusts(&stranger, "stranger.pem"),
+        "app[0].idp.metadata_url",
+        "signature does not verify with a pinned certificate",
     );
-    let gw = Gateway::start("", &config);
+    let gw = Gateway::start(WITH_ADMIN, &b_trusts(&signer, "signer.pem"));
     let b = gw.browser();
     // SimpleSAMLphp learns both apps from the metadata they serve, and
     // encrypts for each (`assertion.encryption` in its sp-remote entries).
@@ -870,14 +1087,38 @@ async fn a_gateway_app_signs_in_through_a_simplesamlphp_idp() {
         "{}",
         reply.text()
     );
+    // SimpleSAMLphp now signs its metadata with a key b does not pin: the
+    // refreshed copy is refused (a WARN, counted), and b keeps the last
+    // good one.
+    ssp.sign_metadata_with("stranger", &stranger);
+    wait_for_failure(&gw, &ssp.url(IDP_METADATA), 0, "signature does not verify").await;
     // Signed out of both: b sends the browser back to SimpleSAMLphp,
-    // which asks for the password again.
+    // which asks for the password again, and b still takes its Response.
     let start = b.get(&format!("{APP_B}/")).await;
     assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.text());
     let again = b.get(&start.location()).await;
+    let login = redirect_target(&again, &ssp.base);
     assert!(
-        redirect_target(&again, &ssp.base).contains("loginuserpass.php"),
+        login.contains("loginuserpass.php"),
         "still signed in at SimpleSAMLphp: {}",
         again.text()
     );
+    let (acs, response, relay_state) =
+        through_ssp_idp(&b, &ssp, &login, ("dana", "dana-pass")).await;
+    assert_eq!(acs, format!("{APP_B}/_portcullis/saml/acs"));
+    let relay_state = relay_state.expect("RelayState");
+    let signed_in = b
+        .post_form(
+            &acs,
+            &[("SAMLResponse", &response), ("RelayState", &relay_state)],
+        )
+        .await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}; {:?}",
+        signed_in.text(),
+        gw.logs()
+    );
+    assert!(b.cookie("pc_b").is_some(), "a session at b");
 }

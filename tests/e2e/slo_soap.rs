@@ -111,14 +111,8 @@ async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
     // first and served once pysaml2's config exists.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let soap_url = format!("http://{}/slo/soap", listener.local_addr().expect("addr"));
-    let (gw, sp) = pysaml2_sp_registered_with(
-        &format!(
-            "\n[[idp.api_token]]\nname = \"e2e-admin\"\nsha256 = \"{}\"\nscopes = [\"okta.sessions.manage\", \"okta.logs.read\", \"okta.users.manage\"]\n",
-            portcullis_idp::session::hash_token(ADMIN_TOKEN)
-        ),
-        json!({ "soap_slo_url": soap_url }),
-    )
-    .await;
+    let (gw, sp) =
+        pysaml2_sp_registered_with(&admin_api_token(), json!({ "soap_slo_url": soap_url })).await;
     let sp = Arc::new(sp);
     serve_soap(listener, Arc::clone(&sp), Arc::clone(&seen));
     let b = gw.browser();
@@ -142,18 +136,7 @@ async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
         .to_string();
 
     // An administrator ends bob's sessions; the API does not wait for SPs.
-    let revoke = Client::http1(&gw.pki, gw.https)
-        .send(
-            Request::builder()
-                .method(Method::DELETE)
-                .uri(format!("{IDP}/api/v1/users/00u2bob/sessions"))
-                .header(header::ACCEPT, "application/json")
-                .header(header::AUTHORIZATION, format!("SSWS {ADMIN_TOKEN}"))
-                .body(Client::empty())
-                .expect("request"),
-        )
-        .await;
-    assert_eq!(revoke.status, StatusCode::NO_CONTENT, "{}", revoke.text());
+    revoke_bobs_sessions(&gw).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let received = loop {
@@ -181,28 +164,66 @@ async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
     assert!(head.contains("soapaction:"), "{head}");
 
     // The IdP checked pysaml2's signed answer and says so.
+    let (line, event) = soap_logout_outcome(&gw, SP_ENTITY).await;
+    assert!(
+        line.contains("back-channel logout delivered")
+            && line.contains("\"outcome\":\"logged_out\""),
+        "{line}"
+    );
+    assert!(event.contains("SUCCESS"), "{event}");
+    assert_eq!(seen.lock().expect("seen").len(), 1, "told once");
+}
+
+/// An `[[idp.api_token]]` for [`ADMIN_TOKEN`] with the Sessions API's scope.
+pub(crate) fn admin_api_token() -> String {
+    format!(
+        "\n[[idp.api_token]]\nname = \"e2e-admin\"\nsha256 = \"{}\"\nscopes = [\"okta.sessions.manage\", \"okta.logs.read\", \"okta.users.manage\"]\n",
+        portcullis_idp::session::hash_token(ADMIN_TOKEN)
+    )
+}
+
+/// An administrator ends bob's IdP sessions through the Sessions API
+/// (`DELETE /api/v1/users/{id}/sessions`), which does not wait for SPs.
+pub(crate) async fn revoke_bobs_sessions(gw: &Gateway) {
+    let revoke = Client::http1(&gw.pki, gw.https)
+        .send(
+            Request::builder()
+                .method(Method::DELETE)
+                .uri(format!("{IDP}/api/v1/users/00u2bob/sessions"))
+                .header(header::ACCEPT, "application/json")
+                .header(header::AUTHORIZATION, format!("SSWS {ADMIN_TOKEN}"))
+                .body(Client::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(revoke.status, StatusCode::NO_CONTENT, "{}", revoke.text());
+}
+
+/// The IdP's record of its SOAP LogoutRequest to `sp_entity`, once the
+/// delivery is over: the gateway's `back-channel logout delivered` (or
+/// `… not confirmed`) line and the System Log's (`system-log.jsonl` in
+/// the gateway's directory) `user.authentication.slo` event for that SP.
+pub(crate) async fn soap_logout_outcome(gw: &Gateway, sp_entity: &str) -> (String, String) {
     let line = gw
-        .wait_for_log("back-channel logout delivered", Duration::from_secs(30))
+        .wait_for_log("back-channel logout ", Duration::from_secs(30))
         .unwrap_or_else(|| panic!("no delivery logged: {:?}", gw.logs()));
-    assert!(line.contains("\"outcome\":\"logged_out\""), "{line}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let log = std::fs::read_to_string(gw.dir().join("system-log.jsonl")).unwrap_or_default();
         let slo = log
             .lines()
             .filter(|l| l.contains("user.authentication.slo"))
-            .find(|l| l.contains(SP_ENTITY));
+            .find(|l| l.contains(sp_entity));
         if let Some(event) = slo {
-            assert!(event.contains("SUCCESS"), "{event}");
-            break;
+            return (line, event.to_string());
         }
         assert!(
             Instant::now() < deadline,
-            "no user.authentication.slo event: {log}"
+            "no user.authentication.slo event: {log}; gateway: {:?}",
+            gw.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(seen.lock().expect("seen").len(), 1, "told once");
 }
 
 /// POSTs `envelope` to app b's SLO endpoint as an IdP's back channel does.

@@ -42,7 +42,12 @@ $config = [
         'exampleauth' => isset($test['idp']),
     ],
 
-    'store.type' => 'phpsession',
+    // `sql` (sqlite) when the test has SimpleSAMLphp's SP take SOAP
+    // logout: its LogoutStore finds a session by NameID and SessionIndex
+    // there, with no browser, and only then does its SP metadata offer
+    // the SOAP SingleLogoutService. PHP's own session files otherwise.
+    'store.type' => isset($test['sql_store']) ? 'sql' : 'phpsession',
+    'store.sql.dsn' => 'sqlite:' . __DIR__ . '/data/store.sqlite',
     'session.phpsession.savepath' => __DIR__ . '/sessions/',
     // Plain http on loopback: SimpleSAMLphp refuses to set Secure
     // cookies without TLS, and SameSite=None needs Secure.
@@ -52,5 +57,15 @@ $config = [
     'language.cookie.samesite' => null,
 
     'metadata.sources' => [['type' => 'flatfile']],
-    'metadata.sign.enable' => false,
+    // With `metadata_sign` ({privatekey, certificate, algorithm?}, files
+    // in cert/), the hosted IdP's and the SP's metadata pages are signed
+    // (SimpleSAML\Metadata\Signer: RSA-SHA256 unless `algorithm` says).
+    'metadata.sign.enable' => isset($test['metadata_sign']),
 ];
+if (isset($test['metadata_sign'])) {
+    $config['metadata.sign.privatekey'] = $test['metadata_sign']['privatekey'];
+    $config['metadata.sign.certificate'] = $test['metadata_sign']['certificate'];
+    if (isset($test['metadata_sign']['algorithm'])) {
+        $config['metadata.sign.algorithm'] = $test['metadata_sign']['algorithm'];
+    }
+}
