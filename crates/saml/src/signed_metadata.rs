@@ -368,6 +368,54 @@ mod tests {
         assert_eq!(eager.refresh_after(now, min, max), min);
     }
 
+    /// What SimpleSAMLphp 1.19's `SimpleSAML\Metadata\Signer` serves on
+    /// its SP metadata page with `metadata.sign.enable` (the e2e test
+    /// fetches it live): formatted XML, an `ID` it adds (`_` and the SHA-256
+    /// of the unsigned document) referenced as `#ID`, the signature
+    /// inserted as the root's first child, exclusive c14n, RSA-SHA256, its
+    /// signer's certificate in KeyInfo. Signed with a 100-year certificate.
+    const SSP_SP_METADATA: &str = include_str!("../testdata/simplesamlphp-sp-metadata.xml");
+    const SSP_SIGNER: &[u8] = include_bytes!("../testdata/simplesamlphp-metadata-signer.pem");
+
+    #[test]
+    fn simplesamlphp_signed_metadata_verifies_as_served_and_not_once_altered() {
+        let pinned = vec![crate::keys::cert_der_from_pem(SSP_SIGNER).expect("der")];
+        let got = read_sp_metadata(SSP_SP_METADATA, &trust(None, &pinned)).expect("verified");
+        let base = "http://sp.ssp.test/module.php/saml/sp";
+        assert_eq!(
+            got.metadata.entity_id,
+            format!("{base}/metadata.php/default-sp")
+        );
+        assert_eq!(
+            got.metadata.acs_url,
+            format!("{base}/saml2-acs.php/default-sp")
+        );
+        assert_eq!(
+            got.metadata.soap_slo_url,
+            Some(format!("{base}/saml2-logout.php/default-sp"))
+        );
+        assert!(got.metadata.authn_requests_signed);
+
+        let moved = SSP_SP_METADATA.replace(
+            &format!("{base}/saml2-acs.php/default-sp\" index=\"0\""),
+            "https://evil.test/acs\" index=\"0\"",
+        );
+        assert_ne!(moved, SSP_SP_METADATA);
+        let err = read_sp_metadata(&moved, &trust(None, &pinned)).expect_err("altered");
+        assert!(
+            matches!(err, Error::Signature(SignatureFailure::Invalid)),
+            "{err}"
+        );
+        // The certificate in its KeyInfo is never what is trusted.
+        let stranger = vec![key("stranger").cert_der().expect("der")];
+        let err = read_sp_metadata(SSP_SP_METADATA, &trust(None, &stranger))
+            .expect_err("not the pinned key");
+        assert!(
+            matches!(err, Error::Signature(SignatureFailure::Invalid)),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_sha1_signature_is_refused() {
         let federation = key("federation");
