@@ -31,7 +31,7 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 pub(crate) const IDP: &str = "https://a.test";
 pub(crate) const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
-const SP_ENTITY: &str = "https://sp.interop.test/metadata";
+pub(crate) const SP_ENTITY: &str = "https://sp.interop.test/metadata";
 const SP_ACS: &str = "https://sp.interop.test/acs";
 const SP_SLO: &str = "https://sp.interop.test/slo";
 
@@ -132,6 +132,25 @@ async fn pysaml2_sp_registered(registration: &str) -> (Gateway, Sp) {
 /// [`pysaml2_sp_registered`] with `extra` merged into pysaml2's config
 /// (e.g. `soap_slo_url`).
 pub(crate) async fn pysaml2_sp_registered_with(registration: &str, extra: Value) -> (Gateway, Sp) {
+    let from_file = |sp: &Sp| {
+        let file = sp.dir.join("sp-metadata.xml");
+        std::fs::write(&file, sp.metadata()).expect("write metadata");
+        format!("metadata_file = \"{}\"", file.display())
+    };
+    pysaml2_sp_registered_through("", from_file, registration, extra).await
+}
+
+/// pysaml2 as an SP registered with the embedded IdP through the
+/// `[[idp.service_provider]]` keys `locate` returns (it gets pysaml2
+/// before the IdP exists: its metadata, its directory); `registration` is
+/// the rest of the table and `extra` is merged into pysaml2's config.
+/// `preamble` goes before `[idp]` (e.g. an admin listener).
+pub(crate) async fn pysaml2_sp_registered_through(
+    preamble: &str,
+    locate: impl FnOnce(&Sp) -> String,
+    registration: &str,
+    extra: Value,
+) -> (Gateway, Sp) {
     let python = pysaml2();
     let keys = tempfile::tempdir().expect("dir");
     let write = |name: &str, data: &[u8]| {
@@ -142,10 +161,6 @@ pub(crate) async fn pysaml2_sp_registered_with(registration: &str, extra: Value)
     let idp_key = SigningKey::generate_self_signed("interop idp", 2).expect("idp key");
     let sp_key = SigningKey::generate_self_signed("pysaml2 sp", 2).expect("sp key");
     let sp_enc = EncryptionKey::generate_self_signed("pysaml2 sp encryption", 2).expect("key");
-    let script = Script {
-        python,
-        name: "pysaml2_sp.py",
-    };
     let mut sp_config = json!({
         "entity_id": SP_ENTITY,
         "acs_url": SP_ACS,
@@ -158,12 +173,15 @@ pub(crate) async fn pysaml2_sp_registered_with(registration: &str, extra: Value)
     if let (Some(config), Some(extra)) = (sp_config.as_object_mut(), extra.as_object()) {
         config.extend(extra.clone());
     }
-    let sp_config_path = write("sp.json", sp_config.to_string().as_bytes());
-    let sp_metadata = script.stdout(&[
-        "metadata",
-        "--config",
-        &sp_config_path.display().to_string(),
-    ]);
+    let sp = Sp {
+        script: Script {
+            python,
+            name: "pysaml2_sp.py",
+        },
+        config: write("sp.json", sp_config.to_string().as_bytes()),
+        dir: keys.path().to_path_buf(),
+        _files: keys,
+    };
     let config = format!(
         "[idp]
 public_url = \"{IDP}/\"
@@ -175,28 +193,67 @@ signing_cert = \"{}\"
 
 [[idp.service_provider]]
 name = \"pysaml2\"
-metadata_file = \"{}\"
+{}
 {registration}",
-        write("idp-key.pem", &idp_key.key_pem().expect("pem")).display(),
-        write("idp.pem", &idp_key.cert_pem().expect("pem")).display(),
-        write("sp-metadata.xml", &sp_metadata).display(),
+        sp.file("idp-key.pem", &idp_key.key_pem().expect("pem"))
+            .display(),
+        sp.file("idp.pem", &idp_key.cert_pem().expect("pem"))
+            .display(),
+        locate(&sp),
     );
-    let gw = Gateway::start("", &config);
+    let gw = Gateway::start(preamble, &config);
     let metadata = gw.browser().get(&format!("{IDP}/sso/saml/metadata")).await;
     assert_eq!(metadata.status, StatusCode::OK, "{}", metadata.text());
-    sp_config["idp_metadata"] = json!(write("idp-metadata.xml", metadata.text().as_bytes()));
-    let sp = Sp {
-        script,
-        config: write("sp.json", sp_config.to_string().as_bytes()),
-        dir: keys.path().to_path_buf(),
-        _files: keys,
-    };
+    sp_config["idp_metadata"] = json!(sp.file("idp-metadata.xml", metadata.text().as_bytes()));
+    sp.file("sp.json", sp_config.to_string().as_bytes());
     (gw, sp)
 }
 
 impl Sp {
     fn run(&self, args: &[&str]) -> Output {
         self.script.run(args)
+    }
+
+    /// Writes `name` in pysaml2's directory.
+    pub(crate) fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, data).expect("write");
+        path
+    }
+
+    /// pysaml2's metadata, unsigned.
+    pub(crate) fn metadata(&self) -> Vec<u8> {
+        let config = self.config.display().to_string();
+        self.script.stdout(&["metadata", "--config", &config])
+    }
+
+    /// pysaml2's metadata signed by pysaml2 with `signer`.
+    pub(crate) fn signed_metadata(&self, signer: &SigningKey) -> String {
+        let config = self.config.display().to_string();
+        let key = self.file("metadata-signer-key.pem", &signer.key_pem().expect("pem"));
+        let cert = self.file("metadata-signer.pem", &signer.cert_pem().expect("pem"));
+        let xml = self.script.stdout(&[
+            "signed-metadata",
+            "--config",
+            &config,
+            "--key",
+            &key.display().to_string(),
+            "--cert",
+            &cert.display().to_string(),
+        ]);
+        String::from_utf8(xml).expect("UTF-8 metadata")
+    }
+
+    /// pysaml2 signs its AuthnRequests with `next` from now on (and its
+    /// metadata says so).
+    pub(crate) fn roll_key(&self, next: &SigningKey) {
+        let key = self.file("sp-next-key.pem", &next.key_pem().expect("pem"));
+        let cert = self.file("sp-next.pem", &next.cert_pem().expect("pem"));
+        let text = std::fs::read_to_string(&self.config).expect("sp.json");
+        let mut config: Value = serde_json::from_str(&text).expect("JSON");
+        config["key_file"] = json!(key);
+        config["cert_file"] = json!(cert);
+        self.file("sp.json", config.to_string().as_bytes());
     }
 
     fn run_ok(&self, args: &[&str]) -> Value {
@@ -214,7 +271,11 @@ impl Sp {
 
     /// [`authn_request_for`](Self::authn_request_for), its query signed
     /// with RSA-SHA1 when `sha1`.
-    fn authn_request_signed(&self, format: Option<&str>, sha1: bool) -> (String, String) {
+    pub(crate) fn authn_request_signed(
+        &self,
+        format: Option<&str>,
+        sha1: bool,
+    ) -> (String, String) {
         let config = self.config.display().to_string();
         let mut args = vec!["authn-request", "--config", &config];
         if sha1 {

@@ -1,8 +1,9 @@
-//! Peer metadata from a URL: a gateway app trusts a pysaml2 IdP through a
-//! signed aggregate served over HTTP, follows the IdP's key rollover
-//! without a restart, keeps the last good copy when the document turns
-//! bad (tampered, expired) or the server goes away, and restarts from its
-//! cache file while the URL is unreachable.
+//! Peer metadata from a URL, both roles. A gateway app trusts a pysaml2
+//! IdP through a signed aggregate served over HTTP, follows the IdP's key
+//! rollover without a restart, keeps the last good copy when the document
+//! turns bad (tampered, expired) or the server goes away, and restarts
+//! from its cache file while the URL is unreachable. The embedded IdP
+//! follows a pysaml2 SP's signed metadata through the SP's key rollover.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,8 +14,9 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use portcullis_saml::{sign_metadata, SigningKey};
 use serde_json::json;
+use test_support::browser::{input_value, Browser};
 
-use crate::interop::PyIdpFixture;
+use crate::interop::{pysaml2_sp_registered_through, to_the_acs_form, PyIdpFixture, Sp, SP_ENTITY};
 use crate::process::{admin_get, Gateway, WITH_ADMIN};
 
 const PY_IDP_ENTITY: &str = "https://idp.pysaml2.test/metadata";
@@ -132,25 +134,38 @@ async fn sign_in(gw: &Gateway, fixture: &PyIdpFixture) -> StatusCode {
     acs.status
 }
 
-/// `portcullis_saml_metadata_refresh_failures_total{peer="app/b"}`.
-async fn failures(gw: &Gateway) -> u64 {
+/// `portcullis_saml_metadata_refresh_failures_total{peer="<peer>"}`.
+async fn failures(gw: &Gateway, peer: &str) -> u64 {
     let (status, body) = admin_get(gw.admin_addr(), "/metrics")
         .await
         .expect("metrics");
     assert_eq!(status, 200);
     body.lines()
         .find_map(|l| {
-            l.strip_prefix("portcullis_saml_metadata_refresh_failures_total{peer=\"app/b\"} ")
+            l.strip_prefix(&format!(
+                "portcullis_saml_metadata_refresh_failures_total{{peer=\"{peer}\"}} "
+            ))
         })
         .map_or(0, |v| v.trim().parse().expect("counter"))
 }
 
-/// Waits until a refresh failure of app b's IdP `entity` whose reason
-/// contains `reason` is logged after the first `seen` failures, and
-/// counted: the number of failures logged by then.
+/// The peer whose refreshes a test watches: its metrics label and entity.
+pub(crate) struct Watched<'a> {
+    pub peer: &'a str,
+    pub entity: &'a str,
+}
+
+const APP_B: Watched<'static> = Watched {
+    peer: "app/b",
+    entity: PY_IDP_ENTITY,
+};
+
+/// Waits until a refresh failure of `watched` whose reason contains
+/// `reason` is logged after the first `seen` failures, and counted: the
+/// number of failures logged by then.
 pub(crate) async fn wait_for_failure(
     gw: &Gateway,
-    entity: &str,
+    watched: &Watched<'_>,
     seen: usize,
     reason: &str,
 ) -> usize {
@@ -170,8 +185,8 @@ pub(crate) async fn wait_for_failure(
         if let Some(line) = lines.iter().skip(seen).find(|l| l.contains(reason)) {
             let event: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
             assert_eq!(event["level"], "WARN", "{line}");
-            assert_eq!(event["peer"], "app/b", "{line}");
-            assert_eq!(event["entity"], entity, "{line}");
+            assert_eq!(event["peer"], watched.peer, "{line}");
+            assert_eq!(event["entity"], watched.entity, "{line}");
             break;
         }
         assert!(
@@ -180,7 +195,7 @@ pub(crate) async fn wait_for_failure(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(failures(gw).await as usize > seen);
+    assert!(failures(gw, watched.peer).await as usize > seen);
     gw.logs()
         .iter()
         .filter(|l| l.contains("SAML metadata refresh failed"))
@@ -228,7 +243,7 @@ metadata_cache_file = \"{}\", metadata_min_refresh = \"1s\", metadata_max_refres
     // is a WARN and a counted failure, and the last good copy stays.
     let tampered = good.replace("https://decoy.test/idp", "https://decoy.test/other");
     server.serve(tampered);
-    let seen = wait_for_failure(&gw, PY_IDP_ENTITY, 0, "signature").await;
+    let seen = wait_for_failure(&gw, &APP_B, 0, "signature").await;
     assert_eq!(sign_in(&gw, &fixture).await, StatusCode::SEE_OTHER);
 
     let expired = federation(
@@ -237,11 +252,11 @@ metadata_cache_file = \"{}\", metadata_min_refresh = \"1s\", metadata_max_refres
         &federation_key,
     );
     server.serve(expired);
-    let seen = wait_for_failure(&gw, PY_IDP_ENTITY, seen, "expired").await;
+    let seen = wait_for_failure(&gw, &APP_B, seen, "expired").await;
     assert_eq!(sign_in(&gw, &fixture).await, StatusCode::SEE_OTHER);
 
     server.stop();
-    wait_for_failure(&gw, PY_IDP_ENTITY, seen, "Connect").await;
+    wait_for_failure(&gw, &APP_B, seen, "Connect").await;
     assert_eq!(sign_in(&gw, &fixture).await, StatusCode::SEE_OTHER);
 
     // A restart with the URL unreachable starts from the cache file: the
@@ -250,4 +265,73 @@ metadata_cache_file = \"{}\", metadata_min_refresh = \"1s\", metadata_max_refres
     assert!(cached.contains("_federation"), "{cached}");
     gw.restart();
     assert_eq!(sign_in(&gw, &fixture).await, StatusCode::SEE_OTHER);
+}
+
+/// pysaml2 (as an SP) asks the embedded IdP to sign bob in: `Ok` when
+/// pysaml2 took the Response, else the status the IdP refused with.
+async fn sp_sign_in(b: &Browser, sp: &Sp) -> Result<(), StatusCode> {
+    let (request_id, location) = sp.authn_request();
+    let page = to_the_acs_form(b, &location).await;
+    if page.status != StatusCode::OK {
+        return Err(page.status);
+    }
+    let response = input_value(&page.text(), "SAMLResponse").expect("SAMLResponse");
+    let out = sp.parse_response(&response, &request_id);
+    assert!(
+        out.status.success(),
+        "pysaml2 refused the Response: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// The embedded IdP registers pysaml2 from its metadata, signed by pysaml2
+/// with a federation key and served over HTTP: when pysaml2 rolls its
+/// request-signing key over, the IdP refuses its requests until the new
+/// document is published, then takes them with no restart; a document
+/// signed with another key is refused and the last good one stays.
+#[tokio::test]
+async fn the_embedded_idp_follows_an_sp_metadata_url_through_a_key_rollover() {
+    let federation_key = SigningKey::generate_self_signed("federation", 2).expect("key");
+    let server = MetadataServer::start(String::new());
+    let locate = |sp: &Sp| {
+        server.serve(sp.signed_metadata(&federation_key));
+        let cert = sp.file("federation.pem", &federation_key.cert_pem().expect("pem"));
+        format!(
+            "metadata_url = \"{}\"\nmetadata_signing_cert = \"{}\"\nmetadata_min_refresh = \"1s\"\nmetadata_max_refresh = \"1s\"",
+            server.url(),
+            cert.display()
+        )
+    };
+    let (gw, sp) = pysaml2_sp_registered_through(WITH_ADMIN, locate, "", json!({})).await;
+    let b = gw.browser();
+    sp_sign_in(&b, &sp).await.expect("signed in");
+
+    let next = SigningKey::generate_self_signed("pysaml2 sp next", 2).expect("key");
+    sp.roll_key(&next);
+    let refused = sp_sign_in(&b, &sp)
+        .await
+        .expect_err("a request signed with an unpublished key");
+    assert_eq!(refused, StatusCode::BAD_REQUEST);
+    server.serve(sp.signed_metadata(&federation_key));
+    let changed = gw
+        .wait_for_log("SAML metadata changed", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no change logged: {:?}", gw.logs()));
+    assert!(changed.contains("sp/pysaml2"), "{changed}");
+    sp_sign_in(&b, &sp)
+        .await
+        .expect("the rolled-over key is trusted");
+
+    // Signed by someone other than the federation: refused, counted, and
+    // the registration in use stays.
+    let stranger = SigningKey::generate_self_signed("not the federation", 2).expect("key");
+    server.serve(sp.signed_metadata(&stranger));
+    let watched = Watched {
+        peer: "sp/pysaml2",
+        entity: SP_ENTITY,
+    };
+    wait_for_failure(&gw, &watched, 0, "signature").await;
+    sp_sign_in(&b, &sp)
+        .await
+        .expect("the last good document stays");
 }

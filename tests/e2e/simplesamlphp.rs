@@ -42,7 +42,7 @@ use test_support::{Pki, Reply};
 
 use crate::check::check;
 use crate::interop::{to_the_acs_form, IDP, IDP_ENTITY, POLICIES, USERS};
-use crate::metadata_url::wait_for_failure;
+use crate::metadata_url::{wait_for_failure, Watched};
 use crate::process::{admin_get, config_text, Gateway, WITH_ADMIN};
 use crate::slo_soap::{admin_api_token, revoke_bobs_sessions, soap_logout_outcome};
 
@@ -1091,7 +1091,11 @@ metadata_min_refresh = \"1s\", metadata_max_refresh = \"1s\"",
     // refreshed copy is refused (a WARN, counted), and b keeps the last
     // good one.
     ssp.sign_metadata_with("stranger", &stranger);
-    wait_for_failure(&gw, &ssp.url(IDP_METADATA), 0, "signature does not verify").await;
+    let watched = Watched {
+        peer: "app/b",
+        entity: &ssp.url(IDP_METADATA),
+    };
+    wait_for_failure(&gw, &watched, 0, "signature does not verify").await;
     // Signed out of both: b sends the browser back to SimpleSAMLphp,
     // which asks for the password again, and b still takes its Response.
     let start = b.get(&format!("{APP_B}/")).await;

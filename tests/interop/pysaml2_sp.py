@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """A pysaml2 service provider driven by tests/e2e/interop.rs.
 
-Four sub-commands, each a one-shot process (no server):
+Sub-commands, each a one-shot process (no server):
 
   metadata --config CONFIG
       Prints the SP's metadata XML (what the embedded IdP's
       `[[idp.service_provider]] metadata_file` reads); `idp_metadata` may be
       absent from CONFIG for this one.
+
+  signed-metadata --config CONFIG --key PEM --cert PEM
+      The same metadata signed by pysaml2 (enveloped, RSA-SHA256) with that
+      key: what `metadata_url` with `metadata_signing_cert` trusts.
 
   authn-request --config CONFIG [--name-id-format URI]
       Builds a signed Redirect-binding AuthnRequest for the IdP in the
@@ -103,6 +107,35 @@ def metadata(args):
     with open(args.config) as f:
         cfg = json.load(f)
     xml = create_metadata_string(None, config=client(cfg).config, valid=None)
+    sys.stdout.write(xml.decode() if isinstance(xml, bytes) else xml)
+
+
+def signed_metadata(args):
+    """The SP's metadata signed by pysaml2 with --key/--cert (a federation's
+    key, not the SP's own: the SP's key may roll over under it)."""
+    from saml2.config import Config
+    from saml2.metadata import entity_descriptor, metadata_tostring_fix, sign_entity_descriptor
+    from saml2.sigver import security_context
+    from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+    with open(args.config) as f:
+        cfg = json.load(f)
+    config = client(cfg).config
+    signer = Config()
+    signer.key_file = args.key
+    signer.cert_file = args.cert
+    signer.xmlsec_binary = config.xmlsec_binary
+    signer.crypto_backend = config.crypto_backend
+    descriptor, xmldoc = sign_entity_descriptor(
+        entity_descriptor(config),
+        None,
+        security_context(signer),
+        # pysaml2 signs metadata with RSA-SHA1 unless told otherwise, which
+        # Portcullis refuses.
+        SIG_RSA_SHA256,
+        DIGEST_SHA256,
+    )
+    xml = metadata_tostring_fix(descriptor, {"xs": "http://www.w3.org/2001/XMLSchema"}, xmldoc)
     sys.stdout.write(xml.decode() if isinstance(xml, bytes) else xml)
 
 
@@ -324,6 +357,11 @@ def main():
     meta = sub.add_parser("metadata")
     meta.add_argument("--config", required=True)
     meta.set_defaults(run=metadata)
+    signed = sub.add_parser("signed-metadata")
+    signed.add_argument("--config", required=True)
+    signed.add_argument("--key", required=True)
+    signed.add_argument("--cert", required=True)
+    signed.set_defaults(run=signed_metadata)
     req = sub.add_parser("authn-request")
     req.add_argument("--config", required=True)
     req.add_argument("--name-id-format")

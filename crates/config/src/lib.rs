@@ -35,3 +35,4 @@ pub use model::{
     SP_ATTRIBUTES,
 };
 pub use problem::{Problem, Problems};
+pub use validate::SpMetadataRefused;

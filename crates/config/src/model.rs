@@ -451,7 +451,7 @@ pub const SP_ATTRIBUTES: &[&str] = &[
 ];
 
 /// One `[[idp.service_provider]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceProviderConfig {
     /// Also the app-policy name (`[app_policy.<name>]`) and the launcher path.
     pub name: String,
@@ -491,6 +491,10 @@ pub struct ServiceProviderConfig {
     /// at start): the SP's AuthnRequests and Single Logout messages may be
     /// signed with RSA-SHA1 and SHA-1 digests. The IdP never signs so.
     pub allow_sha1: bool,
+    /// Where the metadata-derived fields above came from, when they did
+    /// (`metadata_file` / `metadata_url`); a URL is refreshed while the
+    /// IdP runs ([`ServiceProviderConfig::with_metadata`]).
+    pub metadata_source: Option<PeerMetadataSource>,
 }
 
 impl ServiceProviderConfig {

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use portcullis_config::{Config, SpAttributeNameFormat, SpNameIdFormat};
+use portcullis_config::{Config, ServiceProviderConfig, SpAttributeNameFormat, SpNameIdFormat};
 use portcullis_idp::api_token::{ApiToken, ApiTokens, Scope};
 use portcullis_idp::directory::{Directory, DirectoryError};
 use portcullis_idp::policy::PolicySet;
 use portcullis_idp::syslog::{SystemLog, SystemLogConfig};
 use portcullis_idp::user_admin::UserAdminError;
 use portcullis_idp::web::{
-    AttributeRule, Caller, Idp, IdpStores, NameIdSecret, SamlSettings, ServiceProvider, WebSettings,
+    AttributeRule, Caller, Idp, IdpStores, NameIdSecret, SamlSettings, ServiceProvider,
+    ServiceProviders, WebSettings,
 };
 use portcullis_proxy::{LocalApp, LocalFuture, LocalMeta};
 use portcullis_saml::{AttributeNameFormat, NameIdFormat, SigningKey};
@@ -133,43 +134,8 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
             .ok(),
         _ => None,
     };
-    let mut service_providers = Vec::new();
-    for sp in &idp.service_providers {
-        service_providers.push(ServiceProvider {
-            name: sp.name.clone(),
-            entity_id: sp.entity_id.clone(),
-            acs_url: sp.acs_url.clone(),
-            name_id_format: name_id_format(sp.name_id_format),
-            name_id_formats_allowed: sp
-                .name_id_formats_allowed
-                .iter()
-                .copied()
-                .map(name_id_format)
-                .collect(),
-            signing_certs_der: sp.signing_certs_der.clone(),
-            require_signed_requests: sp.require_signed_requests,
-            allow_sha1: sp.allow_sha1,
-            slo_url: sp.slo_url.clone(),
-            soap_slo_url: sp.soap_slo_url.clone(),
-            attributes: sp
-                .attributes
-                .iter()
-                .map(|a| AttributeRule {
-                    name: a.name.clone(),
-                    name_format: match a.name_format {
-                        SpAttributeNameFormat::Basic => AttributeNameFormat::Basic,
-                        SpAttributeNameFormat::Uri => AttributeNameFormat::Uri,
-                        SpAttributeNameFormat::Unspecified => AttributeNameFormat::Unspecified,
-                    },
-                    friendly_name: a.friendly_name.clone(),
-                    source: a.source.clone(),
-                })
-                .collect(),
-            sign_response: sp.sign_response,
-            encryption_cert_der: sp.encryption_cert_der.clone(),
-            sign_in_url: sp.sign_in_url.clone(),
-        });
-    }
+    let service_providers =
+        ServiceProviders::new(idp.service_providers.iter().map(service_provider).collect());
     let name_id_secret = match &config.name_id_secret_file {
         Some(path) => match portcullis_config::read_store_keys(path) {
             Ok(keys) => keys.into_iter().next().map(NameIdSecret::new),
@@ -187,6 +153,45 @@ fn load_saml(idp: &portcullis_config::Idp, problems: &mut Vec<String>) -> Option
         clock_skew: config.clock_skew,
         service_providers,
     })
+}
+
+/// An `[[idp.service_provider]]` (or gateway app) registration as the
+/// IdP serves it; also what a metadata refresh publishes.
+pub fn service_provider(sp: &ServiceProviderConfig) -> ServiceProvider {
+    ServiceProvider {
+        name: sp.name.clone(),
+        entity_id: sp.entity_id.clone(),
+        acs_url: sp.acs_url.clone(),
+        name_id_format: name_id_format(sp.name_id_format),
+        name_id_formats_allowed: sp
+            .name_id_formats_allowed
+            .iter()
+            .copied()
+            .map(name_id_format)
+            .collect(),
+        signing_certs_der: sp.signing_certs_der.clone(),
+        require_signed_requests: sp.require_signed_requests,
+        allow_sha1: sp.allow_sha1,
+        slo_url: sp.slo_url.clone(),
+        soap_slo_url: sp.soap_slo_url.clone(),
+        attributes: sp
+            .attributes
+            .iter()
+            .map(|a| AttributeRule {
+                name: a.name.clone(),
+                name_format: match a.name_format {
+                    SpAttributeNameFormat::Basic => AttributeNameFormat::Basic,
+                    SpAttributeNameFormat::Uri => AttributeNameFormat::Uri,
+                    SpAttributeNameFormat::Unspecified => AttributeNameFormat::Unspecified,
+                },
+                friendly_name: a.friendly_name.clone(),
+                source: a.source.clone(),
+            })
+            .collect(),
+        sign_response: sp.sign_response,
+        encryption_cert_der: sp.encryption_cert_der.clone(),
+        sign_in_url: sp.sign_in_url.clone(),
+    }
 }
 
 /// Loads and validates the files `[idp]` names; every problem as one line.

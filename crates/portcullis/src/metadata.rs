@@ -30,18 +30,9 @@ impl MetadataReader for SamlMetadata {
     }
 
     fn sp(&self, xml: &str, trust: &PeerTrust<'_>) -> Result<SpMetadata, MetadataError> {
-        let parsed = portcullis_saml::read_sp_metadata(xml, &saml_trust(trust))
-            .map_err(MetadataError::invalid)?
-            .metadata;
-        Ok(SpMetadata {
-            entity_id: parsed.entity_id,
-            acs_url: parsed.acs_url,
-            slo_url: parsed.slo_url,
-            soap_slo_url: parsed.soap_slo_url,
-            signing_certs_der: parsed.signing_certs_der,
-            authn_requests_signed: parsed.authn_requests_signed,
-            encryption_certs_der: parsed.encryption_certs_der,
-        })
+        read_sp(xml, trust)
+            .map(|(meta, _)| meta)
+            .map_err(MetadataError::invalid)
     }
 
     /// Config is loaded before (and, on SIGHUP, inside) the runtime, so
@@ -78,6 +69,28 @@ pub fn read_idp(
             sso_redirect_url: parsed.sso_redirect_url,
             slo_url: parsed.slo_url,
             signing_certs_der: parsed.signing_certs_der,
+        },
+        trusted.freshness,
+    ))
+}
+
+/// An external SP's document verified as `trust` says, with how long it
+/// may be used.
+pub fn read_sp(
+    xml: &str,
+    trust: &PeerTrust<'_>,
+) -> Result<(SpMetadata, portcullis_saml::Freshness), portcullis_saml::Error> {
+    let trusted = portcullis_saml::read_sp_metadata(xml, &saml_trust(trust))?;
+    let parsed = trusted.metadata;
+    Ok((
+        SpMetadata {
+            entity_id: parsed.entity_id,
+            acs_url: parsed.acs_url,
+            slo_url: parsed.slo_url,
+            soap_slo_url: parsed.soap_slo_url,
+            signing_certs_der: parsed.signing_certs_der,
+            authn_requests_signed: parsed.authn_requests_signed,
+            encryption_certs_der: parsed.encryption_certs_der,
         },
         trusted.freshness,
     ))

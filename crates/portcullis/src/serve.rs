@@ -56,7 +56,7 @@ async fn serve(path: &Path, config: portcullis_config::Config) -> anyhow::Result
         crate::idp_service::spawn_upkeep(idp);
     }
     parts.gateway.spawn_upkeep();
-    crate::metadata_refresh::spawn(&config, &parts.gateway);
+    crate::metadata_refresh::spawn(&config, &parts.gateway, parts.idp.as_deref());
     let services = Services {
         idp: parts
             .idp

@@ -18,7 +18,7 @@ pub use browser::Browser;
 pub use client::{Client, Reply};
 pub use pki::Pki;
 pub use redis::RedisServer;
-pub use redis_cluster::RedisClusterSet;
+pub use redis_cluster::{Migration, RedisClusterSet};
 pub use redis_sentinel::RedisSentinelSet;
 
 /// Polls `check` every 20 ms until it returns true or `within` passes.

@@ -166,6 +166,63 @@ impl RedisClusterSet {
         }
     }
 
+    /// Starts resharding `key`'s slot to master `to` as an operator (or
+    /// `redis-cli --cluster reshard`) does: the slot marked importing on
+    /// `to` and migrating on its owner, then every key in it moved with
+    /// MIGRATE. The owner still holds the slot: clients asking it for
+    /// those keys are sent on with ASK until [`finish`](Migration::finish).
+    pub fn start_migration(&self, key: &str, to: usize) -> Migration<'_> {
+        let slot = self.slot_of(key);
+        let from = self.master_of(key).expect("the slot is served");
+        assert_ne!(from, to, "the slot is on node {to} already");
+        let id = |i: usize| {
+            self.node(i)
+                .command("CLUSTER MYID")
+                .lines()
+                .nth(1)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let ok = |reply: String, what: &str| assert!(reply.starts_with("+OK"), "{what}: {reply}");
+        ok(
+            self.node(to)
+                .command(&format!("CLUSTER SETSLOT {slot} IMPORTING {from_id}")),
+            "IMPORTING",
+        );
+        ok(
+            self.node(from)
+                .command(&format!("CLUSTER SETSLOT {slot} MIGRATING {to_id}")),
+            "MIGRATING",
+        );
+        let target = self.node(to).addr();
+        loop {
+            let reply = self
+                .node(from)
+                .command(&format!("CLUSTER GETKEYSINSLOT {slot} 100"));
+            // `*n`, then `$len` and the key for each.
+            let keys: Vec<&str> = reply
+                .lines()
+                .filter(|l| !l.starts_with('*') && !l.starts_with('$') && !l.is_empty())
+                .collect();
+            if keys.is_empty() {
+                break;
+            }
+            let reply = self.node(from).command(&format!(
+                "MIGRATE {} {} \"\" 0 5000 KEYS {}",
+                target.ip(),
+                target.port(),
+                keys.join(" ")
+            ));
+            assert!(reply.starts_with("+OK"), "MIGRATE: {reply}");
+        }
+        Migration {
+            set: self,
+            slot,
+            to_id,
+        }
+    }
+
     fn wait_settled(&self, within: Duration) {
         let known = format!("cluster_known_nodes:{}", self.nodes.len());
         let deadline = Instant::now() + within;
@@ -219,6 +276,29 @@ impl RedisClusterSet {
                 .filter_map(NodeLine::parse)
                 .collect(),
         )
+    }
+}
+
+/// A slot on its way to another master ([`RedisClusterSet::start_migration`]).
+pub struct Migration<'a> {
+    set: &'a RedisClusterSet,
+    slot: u16,
+    to_id: String,
+}
+
+impl Migration<'_> {
+    /// Names the new owner to every master: clients asking the old one get
+    /// MOVED from now on.
+    pub fn finish(self) {
+        for (_, node) in self.set.alive() {
+            if node.command("ROLE").contains("master") {
+                let reply = node.command(&format!(
+                    "CLUSTER SETSLOT {} NODE {}",
+                    self.slot, self.to_id
+                ));
+                assert!(reply.starts_with("+OK"), "SETSLOT NODE: {reply}");
+            }
+        }
     }
 }
 

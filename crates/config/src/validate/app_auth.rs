@@ -482,6 +482,7 @@ impl Validator<'_, '_> {
                     .and_then(|pem| certificate_der(&pem).ok())
             }),
             sign_in_url: Some(app.public.url()),
+            metadata_source: None,
         })
     }
 }

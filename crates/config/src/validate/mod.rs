@@ -20,6 +20,8 @@ mod server;
 mod service_provider;
 mod url;
 
+pub use service_provider::SpMetadataRefused;
+
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};

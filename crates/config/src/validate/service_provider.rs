@@ -4,7 +4,7 @@
 use crate::locate::Step;
 use crate::metadata::SpMetadata;
 use crate::model::{
-    ServiceProviderConfig, SpAttribute, SpAttributeNameFormat, SpNameIdFormat,
+    PeerMetadataSource, ServiceProviderConfig, SpAttribute, SpAttributeNameFormat, SpNameIdFormat,
     OID_ATTRIBUTE_PRESET, SP_ATTRIBUTES,
 };
 use crate::raw::{RawServiceProvider, RawSpAttribute, RawSpAttributeRule};
@@ -31,10 +31,90 @@ fn at(i: usize, key: &'static str) -> [Step<'static>; 4] {
 
 /// Where an SP's entity id, ACS URL and signing certificates come from.
 enum Source {
-    Metadata(SpMetadata),
+    Metadata(SpMetadata, Box<PeerMetadataSource>),
     ByHand,
     /// `metadata_file` is set but was refused (and reported).
     Refused,
+}
+
+/// A plain-http SOAP endpoint is allowed to loopback only: the LogoutRequest
+/// names the user, and nothing but TLS protects it on a network.
+fn soap_slo_url_allowed(url: &str) -> Result<(), String> {
+    let plain_remote = super::url::split_url(url).is_ok_and(|(scheme, authority, _)| {
+        scheme == "http" && !super::url::is_loopback_authority(authority)
+    });
+    if plain_remote {
+        return Err(format!(
+            "the SOAP SingleLogoutService `{url}` must be https (http only to a loopback address)"
+        ));
+    }
+    Ok(())
+}
+
+fn http_url_allowed(url: &str) -> Result<(), String> {
+    match super::url::split_url(url)? {
+        (scheme, _, _) if scheme == "https" || scheme == "http" => Ok(()),
+        _ => Err(format!("`{url}` must be an http or https URL")),
+    }
+}
+
+/// Why a refreshed SP metadata document was not applied (the registration
+/// in use stays).
+#[derive(Debug, thiserror::Error)]
+pub enum SpMetadataRefused {
+    #[error("the document describes {found}, not the registered {registered}")]
+    OtherEntity { registered: String, found: String },
+    #[error("AssertionConsumerService: {0}")]
+    AcsUrl(String),
+    #[error("{0}")]
+    SoapSloUrl(String),
+    #[error("encrypt_assertions = true and the document has no encryption certificate")]
+    NoEncryptionCertificate,
+    #[error("allow_sha1 = true and the document has no signing certificate")]
+    NoSigningCertificate,
+}
+
+impl ServiceProviderConfig {
+    /// This registration with the fields its metadata gives replaced by a
+    /// newer document's, held to the rules `check` applied at start. The
+    /// entity is the registered one: a document naming another is refused
+    /// (the IdP finds SPs by entity id, and a refresh must not re-point a
+    /// registration at someone else).
+    pub fn with_metadata(&self, meta: SpMetadata) -> Result<Self, SpMetadataRefused> {
+        if meta.entity_id != self.entity_id {
+            return Err(SpMetadataRefused::OtherEntity {
+                registered: self.entity_id.clone(),
+                found: meta.entity_id,
+            });
+        }
+        http_url_allowed(&meta.acs_url).map_err(SpMetadataRefused::AcsUrl)?;
+        if let Some(soap) = &meta.soap_slo_url {
+            http_url_allowed(soap)
+                .and_then(|()| soap_slo_url_allowed(soap))
+                .map_err(SpMetadataRefused::SoapSloUrl)?;
+        }
+        let encryption_cert_der = match &self.encryption_cert_der {
+            None => None,
+            Some(_) => Some(
+                meta.encryption_certs_der
+                    .first()
+                    .cloned()
+                    .ok_or(SpMetadataRefused::NoEncryptionCertificate)?,
+            ),
+        };
+        if self.allow_sha1 && meta.signing_certs_der.is_empty() {
+            return Err(SpMetadataRefused::NoSigningCertificate);
+        }
+        Ok(ServiceProviderConfig {
+            acs_url: meta.acs_url,
+            signing_certs_der: meta.signing_certs_der,
+            require_signed_requests: meta.authn_requests_signed,
+            slo_url: meta.slo_url,
+            soap_slo_url: meta.soap_slo_url,
+            encryption_cert_der,
+            ..self.clone()
+        })
+    }
 }
 
 /// How an SP's AuthnRequests are checked, and where it takes logouts.
@@ -68,7 +148,7 @@ impl Validator<'_, '_> {
     ) -> Option<ServiceProviderConfig> {
         let source = self.sp_source(i, &sp);
         let (entity_id, acs_url) = match &source {
-            Source::Metadata(meta) => (Some(meta.entity_id.clone()), Some(meta.acs_url.clone())),
+            Source::Metadata(meta, _) => (Some(meta.entity_id.clone()), Some(meta.acs_url.clone())),
             Source::ByHand => (sp.entity_id.clone(), sp.acs_url.clone()),
             Source::Refused => (None, None),
         };
@@ -102,6 +182,10 @@ impl Validator<'_, '_> {
         };
         let soap_slo_url =
             self.sp_soap_slo_url(i, &source, metadata_key, sp.soap_slo_url.as_deref());
+        let metadata_source = match &source {
+            Source::Metadata(_, from) => Some((**from).clone()),
+            Source::ByHand | Source::Refused => None,
+        };
         let signing = self.sp_signing(i, source, sp.signing_cert.as_deref());
         let attributes = self.sp_attributes(i, sp.attributes, sp.attribute_preset.as_deref());
         let allow_sha1 = sp.allow_sha1.unwrap_or(false);
@@ -150,6 +234,7 @@ impl Validator<'_, '_> {
             encryption_cert_der: encryption,
             sign_in_url: None,
             allow_sha1,
+            metadata_source,
         })
     }
 
@@ -183,7 +268,7 @@ impl Validator<'_, '_> {
         };
         let at_key = |key: &'static str| at(i, key).to_vec();
         match self.peer_metadata(&at_key, &keys, |r, xml, trust| r.sp(xml, trust)) {
-            Some((meta, _)) => Source::Metadata(meta),
+            Some((meta, source)) => Source::Metadata(meta, Box::new(source)),
             None => Source::Refused,
         }
     }
@@ -282,8 +367,8 @@ impl Validator<'_, '_> {
             }
             _ if !wanted => Some(None),
             // With metadata_file, encryption_cert was refused as ambiguous.
-            (Source::Refused, _) | (Source::Metadata(_), Some(_)) => None,
-            (Source::Metadata(meta), None) => match meta.encryption_certs_der.first() {
+            (Source::Refused, _) | (Source::Metadata(..), Some(_)) => None,
+            (Source::Metadata(meta, _), None) => match meta.encryption_certs_der.first() {
                 Some(der) => Some(Some(der.clone())),
                 None => {
                     self.problem(
@@ -319,7 +404,7 @@ impl Validator<'_, '_> {
         by_hand: Option<&str>,
     ) -> Option<Option<String>> {
         let (url, key) = match source {
-            Source::Metadata(meta) => (meta.soap_slo_url.clone(), metadata_key),
+            Source::Metadata(meta, _) => (meta.soap_slo_url.clone(), metadata_key),
             Source::ByHand => (by_hand.map(str::to_string), "soap_slo_url"),
             Source::Refused => return Some(None),
         };
@@ -329,16 +414,8 @@ impl Validator<'_, '_> {
         if !self.http_url(&at(i, key), &url) {
             return None;
         }
-        let plain_remote = super::url::split_url(&url).is_ok_and(|(scheme, authority, _)| {
-            scheme == "http" && !super::url::is_loopback_authority(authority)
-        });
-        if plain_remote {
-            self.problem(
-                &at(i, key),
-                format!(
-                    "the SOAP SingleLogoutService `{url}` must be https (http only to a loopback                      address)"
-                ),
-            );
+        if let Err(refusal) = soap_slo_url_allowed(&url) {
+            self.problem(&at(i, key), refusal);
             return None;
         }
         Some(Some(url))
@@ -352,7 +429,7 @@ impl Validator<'_, '_> {
         signing_cert: Option<&str>,
     ) -> Option<Signing> {
         let certs_der = match (source, signing_cert) {
-            (Source::Metadata(meta), _) => {
+            (Source::Metadata(meta, _), _) => {
                 return Some(Signing {
                     certs_der: meta.signing_certs_der,
                     required: meta.authn_requests_signed,
@@ -652,6 +729,85 @@ attribute_preset = \"oid\"\nattributes = [\"profile.department\", {{ name = \"ur
             "{problems:?}"
         );
         let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn a_refreshed_document_replaces_only_what_metadata_gives_and_keeps_the_rules() {
+        use crate::{SpMetadata, SpMetadataRefused};
+        let key = peer_key();
+        let xml = portcullis_saml::sp_metadata_xml(
+            &portcullis_saml::SpConfig {
+                entity_id: "https://wiki.test/saml/metadata".into(),
+                acs_url: "https://wiki.test/saml/acs".into(),
+                slo_url: "https://wiki.test/saml/slo".into(),
+            },
+            &key,
+        )
+        .expect("metadata");
+        let file = metadata_file("sp-refresh", &xml);
+        let text = format!(
+            "{SERVER}{IDP}[[idp.service_provider]]\nname = \"wiki\"\nmetadata_file = \"{file}\"\nname_id_format = \"persistent\"\nattribute_preset = \"oid\"\n"
+        );
+        let config = parse_with_saml(&text).expect("valid");
+        let _ = std::fs::remove_file(file);
+        let sp = config.idp.expect("idp").service_providers.remove(0);
+        assert!(
+            sp.metadata_source.is_some(),
+            "the source is kept for refresh"
+        );
+        let rolled = SpMetadata {
+            entity_id: sp.entity_id.clone(),
+            acs_url: "https://wiki.test/saml/acs2".into(),
+            slo_url: None,
+            soap_slo_url: None,
+            signing_certs_der: vec![b"next".to_vec()],
+            authn_requests_signed: false,
+            encryption_certs_der: Vec::new(),
+        };
+
+        let next = sp.with_metadata(rolled.clone()).expect("applies");
+        assert_eq!(next.acs_url, "https://wiki.test/saml/acs2");
+        assert_eq!(next.signing_certs_der, vec![b"next".to_vec()]);
+        assert!(!next.require_signed_requests);
+        assert_eq!(
+            (next.slo_url.as_deref(), next.soap_slo_url.as_deref()),
+            (None, None)
+        );
+        // What the operator wrote stays.
+        assert_eq!(next.name, sp.name);
+        assert_eq!(next.name_id_format, sp.name_id_format);
+        assert_eq!(next.attributes, sp.attributes);
+
+        let other = SpMetadata {
+            entity_id: "https://evil.test/md".into(),
+            ..rolled.clone()
+        };
+        assert!(matches!(
+            sp.with_metadata(other),
+            Err(SpMetadataRefused::OtherEntity { .. })
+        ));
+        let plain_soap = SpMetadata {
+            soap_slo_url: Some("http://wiki.test/soap".into()),
+            ..rolled.clone()
+        };
+        let refused = sp.with_metadata(plain_soap).expect_err("plain http SOAP");
+        assert!(refused.to_string().contains("must be https"), "{refused}");
+        let bad_acs = SpMetadata {
+            acs_url: "javascript:alert(1)".into(),
+            ..rolled.clone()
+        };
+        assert!(matches!(
+            sp.with_metadata(bad_acs),
+            Err(SpMetadataRefused::AcsUrl(_))
+        ));
+        let encrypted = crate::ServiceProviderConfig {
+            encryption_cert_der: Some(b"old".to_vec()),
+            ..sp.clone()
+        };
+        assert!(matches!(
+            encrypted.with_metadata(rolled),
+            Err(SpMetadataRefused::NoEncryptionCertificate)
+        ));
     }
 
     #[test]

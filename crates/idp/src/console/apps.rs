@@ -157,11 +157,12 @@ impl Idp {
                 })
                 .collect()
         });
-        let service_providers = self
+        let registered = self
             .saml
             .as_ref()
-            .map(|s| s.settings.service_providers.as_slice())
-            .unwrap_or_default()
+            .map(|s| s.settings.service_providers.snapshot())
+            .unwrap_or_default();
+        let service_providers = registered
             .iter()
             .map(|sp| ServiceProviderRow {
                 name: sp.name.clone(),

@@ -315,6 +315,7 @@ impl Idp {
             .map(|s| {
                 s.settings
                     .service_providers
+                    .snapshot()
                     .iter()
                     .map(|sp| sp.name.clone())
                     .collect()

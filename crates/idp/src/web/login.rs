@@ -277,8 +277,7 @@ impl Idp {
             .as_ref()?
             .settings
             .service_providers
-            .iter()
-            .find(|sp| sp.name == app)
+            .by_name(app)
             .map(|sp| sp.name.clone())
     }
 

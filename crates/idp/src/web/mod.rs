@@ -10,6 +10,7 @@ pub(crate) mod csrf;
 pub(crate) mod events;
 pub(crate) mod login;
 pub(crate) mod respond;
+mod service_providers;
 mod slo;
 mod slo_soap;
 mod sso;
@@ -43,6 +44,7 @@ pub use respond::ApiError;
 
 #[cfg(test)]
 mod tests;
+pub use service_providers::ServiceProviders;
 pub use sso::{AttributeRule, NameIdSecret, SamlSettings, ServiceProvider};
 
 /// Name of the IdP session cookie; distinct from every app's cookie.

@@ -331,6 +331,7 @@ impl Idp {
             let Some(sp) = saml.sp_by_name(&name) else {
                 continue;
             };
+            let sp = &*sp;
             if sp.slo_url.is_none() {
                 unreachable = true;
                 continue;
@@ -369,17 +370,17 @@ impl Idp {
                 );
             }
         };
-        let Some(sp) = saml
-            .settings
-            .service_providers
-            .iter()
-            .find(|sp| Some(sp.entity_id.as_str()) == unverified.issuer.as_deref())
+        let Some(sp) = unverified
+            .issuer
+            .as_deref()
+            .and_then(|issuer| saml.settings.service_providers.by_entity_id(issuer))
         else {
             tracing::warn!(issuer = ?unverified.issuer, "LogoutRequest from an unknown service provider");
             return logout_error(
                 "The application that sent you here is not registered with this identity provider.",
             );
         };
+        let sp = &*sp;
         // A forged LogoutRequest would sign users out: only signed ones count.
         let verified = incoming
             .verify(
@@ -539,11 +540,10 @@ impl Idp {
             // Expired or unknown walk: the IdP session is gone already.
             return self.signed_out_page(true, None);
         };
-        let sender = saml
-            .settings
-            .service_providers
-            .iter()
-            .find(|sp| Some(sp.entity_id.as_str()) == unverified.issuer.as_deref());
+        let sender = unverified
+            .issuer
+            .as_deref()
+            .and_then(|issuer| saml.settings.service_providers.by_entity_id(issuer));
         // An answer that cannot be checked (not signed by the SP, or the
         // pool is full) counts as no answer: the walk goes on, partial.
         let verified = match sender {
@@ -592,6 +592,7 @@ impl Idp {
             let Some(sp) = saml.sp_by_name(&notice.sp) else {
                 continue;
             };
+            let sp = &*sp;
             let Some(slo_url) = &sp.slo_url else {
                 tx.partial = true;
                 continue;
@@ -636,6 +637,7 @@ impl Idp {
         let Some(sp) = saml.sp_by_name(&initiator.sp) else {
             return self.signed_out_page(tx.partial, None);
         };
+        let sp = &*sp;
         let Some(slo_url) = &sp.slo_url else {
             return self.signed_out_page(tx.partial, None);
         };

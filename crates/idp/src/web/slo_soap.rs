@@ -159,6 +159,7 @@ impl Idp {
             let Some(sp) = saml.sp_by_name(&name) else {
                 continue;
             };
+            let sp = &*sp;
             let Some(url) = soap_url(sp) else {
                 if sp.slo_url.is_some() {
                     // Only the browser could reach it, and it is not here.

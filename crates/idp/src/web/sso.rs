@@ -23,7 +23,7 @@
 //!   a 403 page.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -39,6 +39,7 @@ use time::OffsetDateTime;
 
 use super::events::{self, Origin};
 use super::respond;
+use super::service_providers::ServiceProviders;
 use super::{query_param, Caller, Idp};
 use crate::directory::{User, UserStatus};
 use crate::policy::{AppDecision, SessionFacts};
@@ -259,7 +260,7 @@ pub struct SamlSettings {
     pub name_id_secret: Option<NameIdSecret>,
     /// How far an assertion's NotBefore is set before its IssueInstant.
     pub clock_skew: Duration,
-    pub service_providers: Vec<ServiceProvider>,
+    pub service_providers: ServiceProviders,
 }
 
 /// What one SSO attempt asks for, however it arrived.
@@ -353,9 +354,9 @@ impl Saml {
     fn registered_sp(
         &self,
         issuer: Option<&str>,
-    ) -> Result<&ServiceProvider, Box<Response<Bytes>>> {
+    ) -> Result<Arc<ServiceProvider>, Box<Response<Bytes>>> {
         issuer
-            .and_then(|id| self.settings.service_providers.iter().find(|sp| sp.entity_id == id))
+            .and_then(|id| self.settings.service_providers.by_entity_id(id))
             .ok_or_else(|| {
                 tracing::warn!(issuer = ?issuer, "SAML AuthnRequest from an unknown service provider");
                 Box::new(bad_request(
@@ -364,11 +365,8 @@ impl Saml {
             })
     }
 
-    pub(crate) fn sp_by_name(&self, name: &str) -> Option<&ServiceProvider> {
-        self.settings
-            .service_providers
-            .iter()
-            .find(|sp| sp.name == name)
+    pub(crate) fn sp_by_name(&self, name: &str) -> Option<Arc<ServiceProvider>> {
+        self.settings.service_providers.by_name(name)
     }
 
     pub(crate) fn sweep(&self, now: OffsetDateTime) {
@@ -454,6 +452,14 @@ impl Idp {
         Ok(self)
     }
 
+    /// The running IdP's SPs, for the metadata refresh to publish to;
+    /// `None` without SAML.
+    pub fn service_providers(&self) -> Option<ServiceProviders> {
+        self.saml
+            .as_ref()
+            .map(|saml| saml.settings.service_providers.clone())
+    }
+
     /// Names of the SPs that received an assertion in this IdP session.
     pub fn sso_participants(&self, session_id: &str) -> Vec<String> {
         self.saml
@@ -488,6 +494,7 @@ impl Idp {
         };
         saml.settings
             .service_providers
+            .snapshot()
             .iter()
             .map(|sp| LauncherLink {
                 href: sp
@@ -592,6 +599,7 @@ impl Idp {
             Ok(sp) => sp,
             Err(page) => return *page,
         };
+        let sp = &*sp;
         let signed = form_urlencoded::parse(raw_query.as_bytes()).any(|(k, _)| k == "Signature");
         let parsed = if sp.must_verify(signed) {
             match saml::parse_authn_request_redirect_with(
@@ -662,6 +670,7 @@ impl Idp {
             Ok(sp) => sp,
             Err(page) => return *page,
         };
+        let sp = &*sp;
         let signed = saml::post_request_is_signed(encoded, MAX_REQUEST_BYTES).unwrap_or(false);
         let parsed = if sp.must_verify(signed) {
             // The enveloped signature goes through libxml2 and xmlsec: on
@@ -748,6 +757,7 @@ impl Idp {
         let Some(sp) = saml.sp_by_name(&ask.sp) else {
             return not_found();
         };
+        let sp = &*sp;
         self.sso_flow(request, caller, saml, sp, ask).await
     }
 
@@ -764,6 +774,7 @@ impl Idp {
         let Some(sp) = saml.sp_by_name(name) else {
             return not_found();
         };
+        let sp = &*sp;
         // A gateway app refuses an assertion it did not ask for: start its
         // own (SP-initiated) sign-in instead of sending one.
         if let Some(url) = &sp.sign_in_url {

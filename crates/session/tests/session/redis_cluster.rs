@@ -1,6 +1,6 @@
 //! On Redis Cluster: the stores on the cluster client, pub/sub delivered
-//! whichever node a message is published on, and a master failover
-//! followed without a restart.
+//! whichever node a message is published on, a master failover followed
+//! without a restart, and a resharded slot followed through ASK and MOVED.
 
 use std::time::{Duration, Instant};
 
@@ -167,4 +167,48 @@ async fn a_connection_opened_before_the_cluster_formed_becomes_ready() {
         .await
         .expect("created once formed");
     b.touch(&secret.hash(), T0).await.expect("b serves it");
+}
+
+/// An operator reshards the deployment's slot to another master while both
+/// nodes run: mid-migration (ASK redirects) and after it (MOVED) the
+/// sessions made before are served; after it new ones are made, and an
+/// end on b still reaches a.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharded_slot_is_followed_through_ask_and_moved() {
+    let set = RedisClusterSet::start(3, 0);
+    let [(a, connection_a), (b, connection_b)] = two_nodes(&set);
+    ready(&connection_a, true).await;
+    ready(&connection_b, true).await;
+    let key = format!("{}s:ended", connection_a.prefix());
+    let (before, session) = a
+        .create(TestBody::new("alice"), lifetime(), T0)
+        .await
+        .expect("created before the resharding");
+    let waiter = tokio::spawn(a.ended(&before.hash()));
+    both_subscribed(&connection_a, |c| subscribers_over(&set, &[0, 1, 2], c)).await;
+    let owner = set.master_of(&key).expect("the slot is served");
+    let to = (0..3).find(|&i| i != owner).expect("another master");
+
+    let migration = set.start_migration(&key, to);
+    let during = b
+        .touch(&before.hash(), T0)
+        .await
+        .expect("served mid-migration (ASK)");
+    assert_eq!(during.id, session.id);
+    // A script over several keys, some not there yet, is answered
+    // TRYAGAIN while the slot is half-way; the client's few retries ride
+    // out a resharding's usual milliseconds. One stuck half-way (as here)
+    // makes new sessions fail as "store unavailable" (a 503 page), never
+    // as something else.
+    let stuck = a.create(TestBody::new("carol"), lifetime(), T0).await;
+    assert!(
+        matches!(stuck, Err(portcullis_session::StoreError::Unavailable(_))),
+        "{stuck:?}"
+    );
+    migration.finish();
+    assert_eq!(set.master_of(&key), Some(to), "the slot moved");
+
+    both_serve_after_a_failover(&a, &b, &before.hash(), &session.id).await;
+    assert!(!waiter.is_finished(), "a resharding ends no session");
+    revoked_on_b_ends_on_a(&b, &session.id, waiter).await;
 }
