@@ -323,7 +323,13 @@ fn main() {
              exchanges, 2 RSA signatures made and 2 checked)",
             sso.rate() / baseline.rate()
         );
-        let met = |target: f64| if sso.rate() >= target { "met" } else { "NOT met" };
+        let met = |target: f64| {
+            if sso.rate() >= target {
+                "met"
+            } else {
+                "NOT met"
+            }
+        };
         println!(
             "targets on 2 cores: ≥ 500 round trips/s (issue 4) {}, ≥ 900/s (issue 16) {}",
             met(500.0),
