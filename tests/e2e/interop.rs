@@ -256,7 +256,7 @@ impl Sp {
         self.file("sp.json", config.to_string().as_bytes());
     }
 
-    fn run_ok(&self, args: &[&str]) -> Value {
+    pub(crate) fn run_ok(&self, args: &[&str]) -> Value {
         self.script.json(args)
     }
 

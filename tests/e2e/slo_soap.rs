@@ -27,6 +27,7 @@ const IDP_ENTITY: &str = "https://a.test/sso/saml/metadata";
 const SP_ENTITY: &str = "https://sp.interop.test/metadata";
 const APP_B: &str = "https://b.test";
 const PY_IDP_SSO: &str = "https://idp.pysaml2.test/sso/redirect";
+const SP_SLO: &str = "https://sp.interop.test/slo";
 const SOAP_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP";
 
 /// What the SOAP listener saw of one POST, and what pysaml2 made of it.
@@ -172,6 +173,83 @@ async fn a_revoked_idp_session_reaches_a_pysaml2_sp_over_soap() {
     );
     assert!(event.contains("SUCCESS"), "{event}");
     assert_eq!(seen.lock().expect("seen").len(), 1, "told once");
+}
+
+#[tokio::test]
+async fn a_revoked_session_s_front_channel_sp_is_told_when_its_browser_comes_back() {
+    // pysaml2 with only a Redirect SingleLogoutService: no way to reach it
+    // without the browser.
+    let (gw, sp) = pysaml2_sp_registered_with(&admin_api_token(), json!({})).await;
+    let b = gw.browser();
+    let (request_id, location) = sp.authn_request();
+    let post = to_the_acs_form(&b, &location).await;
+    assert_eq!(post.status, StatusCode::OK, "{}", post.text());
+    let response =
+        test_support::browser::input_value(&post.text(), "SAMLResponse").expect("SAMLResponse");
+    let out = sp.parse_response(&response, &request_id);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed_in: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let session_index = signed_in["session_index"].as_str().expect("session_index");
+
+    revoke_bobs_sessions(&gw).await;
+    let remembered = gw
+        .wait_for_log(
+            "told when the browser is next here",
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|| panic!("pysaml2 not kept for the next visit: {:?}", gw.logs()));
+    assert!(remembered.contains("pending_front_channel"), "{remembered}");
+
+    // bob's browser opens the IdP again: before the page it asked for, it
+    // carries a signed LogoutRequest to pysaml2, and its dead IdP cookie
+    // is cleared.
+    let back_again = b.get(&format!("{IDP}/login")).await;
+    assert_eq!(
+        back_again.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        back_again.text()
+    );
+    let to_sp = back_again.location();
+    let query = to_sp
+        .strip_prefix(&format!("{SP_SLO}?"))
+        .unwrap_or_else(|| panic!("not a LogoutRequest to pysaml2: {to_sp}"));
+    assert!(
+        test_support::browser::set_cookie(&back_again, "pc_idp_sid").is_some_and(|c| c.deletes()),
+        "{:?}",
+        back_again.headers
+    );
+    let config = sp.config.display().to_string();
+    let answer = sp.run_ok(&["logout-request", "--config", &config, "--query", query]);
+    assert_eq!(answer["name_id"], "bob@example.com", "{answer}");
+    assert_eq!(
+        answer["session_indexes"],
+        json!([session_index]),
+        "{answer}"
+    );
+
+    // pysaml2's signed answer takes the browser on to the sign-in page it
+    // was opening, which is now just that.
+    let back = answer["location"].as_str().expect("location");
+    assert!(
+        back.starts_with(&format!("{IDP}/sso/saml/logout?SAMLResponse=")),
+        "{back}"
+    );
+    let resumed = b.get(back).await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER, "{}", resumed.text());
+    assert_eq!(resumed.location(), "/login");
+    let page = b.get(&format!("{IDP}/login")).await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "told once: {}",
+        page.location()
+    );
+    assert!(page.text().contains("username"), "{}", page.text());
 }
 
 /// An `[[idp.api_token]]` for [`ADMIN_TOKEN`] with the Sessions API's scope.

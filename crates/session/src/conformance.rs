@@ -185,8 +185,13 @@ pub mod sessions {
             .expect("end succeeds");
         let ended = drain(&mut rx);
         assert_eq!(ended.len(), 1);
-        let shown = serde_json::to_string(&ended[0]).expect("serialises");
+        let shown = format!("{:?}", ended[0]);
         assert!(!shown.contains(secret.expose()), "{shown}");
+        assert_eq!(
+            ended[0].hash,
+            secret.hash(),
+            "the end names the cookie digest it was known by"
+        );
     }
 
     pub async fn touch_slides_the_idle_window<S: SessionStore<TestBody>>(make: impl Fn() -> S) {

@@ -372,6 +372,7 @@ impl<B: SessionBody> MemoryStore<B> {
         let _ = self.ended.send(SessionEnded {
             session: record.session.clone(),
             reason,
+            hash: record.hash,
         });
         let Record { session, alive, .. } = record;
         if alive.into_inner().is_some() {

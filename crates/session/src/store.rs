@@ -14,7 +14,7 @@ use std::sync::Weak;
 use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 
@@ -161,15 +161,15 @@ pub trait SessionStore<B: SessionBody>: Send + Sync {
 
 /// Published exactly once for every session removed from a store, whatever
 /// removed it; see [`SessionStore::subscribe`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "B: Serialize",
-    deserialize = "B: serde::de::DeserializeOwned"
-))]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionEnded<B> {
     /// The session as it was when removed.
     pub session: Session<B>,
     pub reason: EndReason,
+    /// The digest of the cookie it was known by: lets a subscriber
+    /// recognise the browser that still holds that cookie (a session
+    /// ended without it has SPs left to tell at its next visit).
+    pub hash: SecretHash,
 }
 
 /// Resolves when a session ends; owned, `'static` and `Send`, so it can be

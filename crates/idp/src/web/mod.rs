@@ -12,6 +12,7 @@ pub(crate) mod login;
 pub(crate) mod respond;
 mod service_providers;
 mod slo;
+mod slo_pending;
 mod slo_soap;
 mod sso;
 mod users_api;
@@ -132,6 +133,7 @@ pub struct Idp {
     pub(crate) saml: Option<sso::Saml>,
     /// Single Logout walks in progress.
     pub(crate) logouts: slo::Logouts,
+    pub(crate) pending_logouts: slo_pending::PendingLogouts,
     /// Set once at start-up, after the gateway it dispatches to exists.
     pub(crate) universal_logout: std::sync::OnceLock<Arc<UniversalLogout>>,
     /// Post-auth session evaluation: the policy, how contexts are told, the
@@ -233,6 +235,7 @@ impl Idp {
                 .map_or_else(csrf::Csrf::new, csrf::Csrf::with_key),
             saml: None,
             logouts: slo::Logouts::default(),
+            pending_logouts: slo_pending::PendingLogouts::default(),
             universal_logout: std::sync::OnceLock::new(),
             post_auth: crate::post_auth::PostAuth::default(),
             admin_sessions: stores.admin_sessions,
@@ -325,6 +328,7 @@ impl Idp {
         if let Some(saml) = &self.saml {
             saml.sweep(now);
             self.logouts.sweep(now);
+            self.pending_logouts.sweep(now);
         }
     }
 
@@ -347,13 +351,27 @@ impl Idp {
                         // The SPs that can be told over the back channel
                         // are, whichever way the browser-less end came.
                         if slo_soap::ends_without_browser(end.reason) {
-                            idp.back_channel_logout(
+                            let front_channel = idp.back_channel_logout(
                                 session.id.as_str(),
                                 &session.body.user_id,
                                 &session.body.login,
                                 end.reason,
                                 participants,
                             );
+                            if !front_channel.is_empty()
+                                && !idp.pending_logouts.remember(
+                                    end.hash,
+                                    session.id.as_str(),
+                                    front_channel,
+                                    OffsetDateTime::now_utc(),
+                                )
+                            {
+                                tracing::warn!(
+                                    session.id = session.id.as_str(),
+                                    outcome = "not_told",
+                                    "too many ended sessions wait for their browsers; service providers not told"
+                                );
+                            }
                         }
                         // Sessions that end without the browser present
                         // (revocation, expiry, suspension) reach the apps
@@ -394,6 +412,11 @@ impl Idp {
         let relative = if relative.is_empty() { "/" } else { relative }.to_string();
         let segments: Vec<&str> = relative.trim_start_matches('/').split('/').collect();
         let method = request.method().clone();
+        if method == Method::GET && opens_a_browser_page(&segments) {
+            if let Some(walk) = self.front_channel_logout_owed(&request) {
+                return walk;
+            }
+        }
         match (method, segments.as_slice()) {
             (Method::GET, ["login"]) => self.login_form(&request, None, StatusCode::OK),
             (Method::POST, ["login"]) => self.login_submit(&request, &caller).await,
@@ -496,6 +519,22 @@ fn prefix_is_boundary(prefix: &str, target: &str) -> bool {
 
 /// Value of cookie `name` in the request, if present exactly once (the
 /// proxy's one rule: a planted duplicate counts as no cookie).
+/// The pages a browser opens by itself (not SAML answers, APIs or the
+/// console): where a logout walk it is owed can start.
+fn opens_a_browser_page(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["login"]
+            | ["login", "mfa"]
+            | ["login", "sessionCookieRedirect"]
+            | [""]
+            | ["sso", "saml"]
+            | ["sso", "saml", "continue"]
+            | ["logout"]
+            | ["app", _, "sso", "saml"]
+    )
+}
+
 pub(crate) fn cookie<'a>(request: &'a Request<Bytes>, name: &str) -> Option<&'a str> {
     portcullis_proxy::cookie::get(request.headers(), name)
 }

@@ -37,9 +37,9 @@ const CLOCK_SKEW: Duration = Duration::from_secs(180);
 /// Who to tell, and what they knew the user as: the NameID exactly as it
 /// was issued to them (core §3.7.1).
 #[derive(Debug, Clone)]
-struct Notice {
-    sp: String,
-    name_id: IssuedNameId,
+pub(super) struct Notice {
+    pub(super) sp: String,
+    pub(super) name_id: IssuedNameId,
 }
 
 /// The SP that asked for the logout, to be answered at the end.
@@ -62,6 +62,31 @@ pub(crate) struct LogoutTx {
     /// Where the signed-out page's "Sign in" link goes back to (the
     /// `fromURI` of `/logout`, when allowed).
     sign_in_again: Option<String>,
+    /// Where a walk the browser did not ask for ends instead of the
+    /// signed-out page: the IdP page it was opening.
+    resume: Option<String>,
+}
+
+impl LogoutTx {
+    /// The walk owed to a browser whose session ended without it, ending
+    /// at `resume` (an address on this host).
+    pub(super) fn resuming(
+        session_index: String,
+        pending: VecDeque<Notice>,
+        resume: Option<String>,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            initiator: None,
+            session_index,
+            pending,
+            waiting: None,
+            partial: false,
+            started: now,
+            sign_in_again: None,
+            resume,
+        }
+    }
 }
 
 /// Logout transactions by id.
@@ -291,6 +316,7 @@ impl Idp {
             partial: notices.1,
             started: now,
             sign_in_again: self.logout_from(request),
+            resume: None,
         };
         self.with_cleared_session(self.advance(tx, now))
     }
@@ -452,6 +478,7 @@ impl Idp {
             partial: unreachable,
             started: now,
             sign_in_again: None,
+            resume: None,
         };
         self.with_cleared_session(self.advance(tx, now))
     }
@@ -584,7 +611,7 @@ impl Idp {
     }
 
     /// Sends the browser to the next SP, or finishes the walk.
-    fn advance(&self, mut tx: LogoutTx, now: OffsetDateTime) -> Response<Bytes> {
+    pub(super) fn advance(&self, mut tx: LogoutTx, now: OffsetDateTime) -> Response<Bytes> {
         let Some(saml) = &self.saml else {
             return self.signed_out_page(tx.partial, tx.sign_in_again.as_deref());
         };
@@ -632,6 +659,9 @@ impl Idp {
             }
         }
         let Some(initiator) = tx.initiator else {
+            if let Some(resume) = &tx.resume {
+                return respond::redirect(resume);
+            }
             return self.signed_out_page(tx.partial, tx.sign_in_again.as_deref());
         };
         let Some(sp) = saml.sp_by_name(&initiator.sp) else {

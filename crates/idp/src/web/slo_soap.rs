@@ -13,10 +13,11 @@
 //! event and a tracing event.
 //!
 //! SPs with only a front-channel SingleLogoutService cannot be told
-//! without a browser; each is logged as not told (there is no later
-//! browser visit to tell it at: the session is gone).
+//! without a browser; they are handed back to be told when the browser
+//! next comes to the IdP (`slo_pending`). Gateway apps are not among them:
+//! Universal Logout reaches those.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,6 +33,7 @@ use portcullis_session::EndReason;
 use tokio::sync::Semaphore;
 
 use super::events;
+use super::slo::Notice;
 use super::sso::{IssuedNameId, Saml, ServiceProvider};
 use super::Idp;
 use crate::post_auth::workflow::error_chain;
@@ -145,31 +147,38 @@ enum Attempt {
 impl Idp {
     /// Tells every SP of the ended session that can be told without the
     /// browser; `participants` are the SPs that received an assertion in
-    /// it, with their NameIDs. Returns at once.
-    pub(crate) fn back_channel_logout(
+    /// it, with their NameIDs. Returns at once, with the SPs only the
+    /// browser can reach.
+    pub(super) fn back_channel_logout(
         self: &Arc<Self>,
         session_id: &str,
         user_id: &str,
         login: &str,
         reason: EndReason,
         participants: BTreeMap<String, IssuedNameId>,
-    ) {
-        let Some(saml) = &self.saml else { return };
+    ) -> VecDeque<Notice> {
+        let mut front_channel = VecDeque::new();
+        let Some(saml) = &self.saml else {
+            return front_channel;
+        };
         for (name, name_id) in participants {
             let Some(sp) = saml.sp_by_name(&name) else {
                 continue;
             };
             let sp = &*sp;
             let Some(url) = soap_url(sp) else {
-                if sp.slo_url.is_some() {
-                    // Only the browser could reach it, and it is not here.
+                if sp.slo_url.is_some() && !self.reached_by_universal_logout(&sp.name) {
                     tracing::info!(
                         sp = %sp.name,
                         session.id = session_id,
                         reason = %reason,
-                        outcome = "not_told",
-                        "service provider has no SOAP SingleLogoutService; not told of the ended session"
+                        outcome = "pending_front_channel",
+                        "service provider has no SOAP SingleLogoutService; told when the browser is next here"
                     );
+                    front_channel.push_back(Notice {
+                        sp: sp.name.clone(),
+                        name_id,
+                    });
                 }
                 continue;
             };
@@ -184,6 +193,14 @@ impl Idp {
             };
             self.queue_delivery(delivery);
         }
+        front_channel
+    }
+
+    /// Gateway apps hear of every ended session through Universal Logout.
+    fn reached_by_universal_logout(&self, sp: &str) -> bool {
+        self.universal_logout
+            .get()
+            .is_some_and(|ul| ul.targets().iter().any(|target| target.app == sp))
     }
 
     fn queue_delivery(self: &Arc<Self>, delivery: Delivery) {

@@ -327,6 +327,8 @@ impl<B: SessionBody> RedisStore<B> {
         reason: EndReason,
         only_expired_at: Option<OffsetDateTime>,
     ) -> Result<Option<(Session<B>, EndReason)>, StoreError> {
+        let hash = parse_hex(hex)
+            .ok_or_else(|| StoreError::Corrupt(format!("session key {hex:?} is not a digest")))?;
         match self.take(hex, only_expired_at).await? {
             Found::Record {
                 sealed,
@@ -344,6 +346,7 @@ impl<B: SessionBody> RedisStore<B> {
                 let _ = self.ended.send(SessionEnded {
                     session: session.clone(),
                     reason,
+                    hash,
                 });
                 Ok(Some((session, reason)))
             }
